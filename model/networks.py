@@ -202,6 +202,7 @@ class InstaBnn(nn.Module):
         super().__init__()
         in_ch, size, classes = DATASET_SHAPES[cfg.arch]
         in_ch = cfg.in_channels or in_ch
+        size = cfg.image_size or size
         classes = cfg.num_classes or classes
         self.cfg = cfg
         self.input_quant = QuantIdentity(act_quant=Int8ActInputPow2, return_quant_tensor=False)
@@ -211,7 +212,7 @@ class InstaBnn(nn.Module):
 
         if cfg.arch in ("digits", "resnet20", "reactnet18"):
             if cfg.arch == "digits":
-                widths, per_stage, stem = (16, 32), 1, [int8_conv(in_ch, 16, 3, 1, 1), nn.BatchNorm2d(16)]
+                widths, per_stage, stem = (32, 64), 1, [int8_conv(in_ch, 32, 3, 1, 1), nn.BatchNorm2d(32)]
             elif cfg.arch == "resnet20":
                 widths, per_stage, stem = (16, 32, 64), 3, [int8_conv(in_ch, 16, 3, 1, 1), nn.BatchNorm2d(16)]
             else:

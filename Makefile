@@ -1,0 +1,62 @@
+# INSTA-BNN toolkit: model -> QONNX -> (lowered integer graph -> RTL -> cocotb -> bitstream: later stages).
+# Every target that needs the environment depends on `setup`, which builds .venv from env/requirements.lock.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.setup-done
+
+RUN       ?= runs/demo
+CKPT      ?= $(RUN)/model.pt
+MODEL     ?= $(RUN)/model.onnx
+TRAIN_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: help setup demo train export test test-slow bench lock clean
+
+help:
+	@echo "make setup      create .venv with the pinned environment (env/requirements.lock)"
+	@echo "make demo       train the digits INSTA-BNN and export it to QONNX ($(RUN)/)"
+	@echo "make train      train; TRAIN_ARGS='--data cifar10 --data-dir ... --preset cifar' etc. (--help lists all)"
+	@echo "make export     export CKPT=$(CKPT) to MODEL=$(MODEL)"
+	@echo "make test       the default test run (fast tiers)"
+	@echo "make test-slow  the slow tiers (marked 'slow')"
+	@echo "make bench      digits INSTA-BNN vs baseline, same budget and seed -> reports/bench.json"
+	@echo "make lock       re-resolve env/requirements.in into env/requirements.lock"
+
+$(STAMP): env/requirements.lock env/setup.sh pyproject.toml
+	PYTHON=$(PYTHON) bash env/setup.sh
+	@touch $@
+
+setup: $(STAMP)
+
+demo: setup
+	$(PY) -m instabnn.model.train --data digits --variant insta --out $(RUN) --resume $(TRAIN_ARGS)
+	$(PY) -m instabnn.model.export --checkpoint $(RUN)/model.pt --out $(RUN)/model.onnx
+
+train: setup
+	$(PY) -m instabnn.model.train --out $(RUN) $(TRAIN_ARGS)
+
+export: setup
+	$(PY) -m instabnn.model.export --checkpoint $(CKPT) --out $(MODEL)
+
+test: setup
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+test-slow: setup
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m instabnn.model.bench --out reports/bench.json
+
+lock:
+	rm -rf build/lock-venv && $(PYTHON) -m venv build/lock-venv
+	build/lock-venv/bin/pip install -q torch==2.13.0 "setuptools>=77.0.3,<81" wheel
+	build/lock-venv/bin/pip install -q --no-deps finn-plus==1.6.1 brevitas==0.13.4
+	build/lock-venv/bin/pip install -q -r env/requirements.in
+	{ sed -n 1,2p env/requirements.lock; build/lock-venv/bin/pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; \
+	  build/lock-venv/bin/pip freeze --all | grep -E '^(setuptools|wheel)=='; } > env/requirements.lock.new
+	mv env/requirements.lock.new env/requirements.lock
+
+clean:
+	rm -rf runs reports build .pytest_cache

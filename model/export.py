@@ -1,0 +1,164 @@
+"""QONNX export: ``python -m instabnn.model.export --checkpoint runs/x/model.pt --out model.onnx`` (``make export``).
+
+The network is exported with Brevitas' QONNX manager (TorchScript path, batch size 1, as FINN expects) and cleaned
+with qonnx. Quantizers become ``Quant`` / ``BipolarQuant`` nodes; the INSTA operators become ``InstaStatistic`` and
+``InstaShift`` nodes of the project's domain (``instabnn.model.onnx_ops``), which qonnx executes. The file's
+metadata carries what rebuilds the model: ``instabnn.config`` (the NetConfig as JSON), ``instabnn.network``,
+``instabnn.commit``, ``instabnn.checkpoint_sha256`` and ``instabnn.input_shape``.
+
+Before the file is written, qonnx execution is compared with the PyTorch model in eval mode on ``--check N``
+test images (digits) or generated inputs; a maximum absolute difference above ``--tolerance`` (1e-5) is an error and
+leaves any earlier file at ``--out`` untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from instabnn.model.checkpoint import (CheckpointError, atomic_write_text, checkpoint_config, file_sha256,
+                                       git_commit, load_checkpoint, load_weights)
+from instabnn.model.config import ConfigError, NetConfig
+from instabnn.model.networks import build_network
+
+META_PREFIX = "instabnn."
+
+
+class ExportError(RuntimeError):
+    """An export that failed or does not match the PyTorch model; the message names the file."""
+
+
+def qonnx_execute(model_wrapper, x: np.ndarray) -> np.ndarray:
+    """Run (N, C, H, W) inputs one at a time through a batch-1 QONNX model; returns (N, classes)."""
+    from qonnx.core.onnx_exec import execute_onnx
+
+    iname, oname = model_wrapper.graph.input[0].name, model_wrapper.graph.output[0].name
+    outs = [execute_onnx(model_wrapper, {iname: x[i:i + 1].astype(np.float32)})[oname] for i in range(len(x))]
+    return np.concatenate(outs, axis=0)
+
+
+def torch_execute(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    model.eval()
+    with torch.no_grad():
+        return model(torch.from_numpy(x.astype(np.float32))).numpy()
+
+
+def check_inputs(cfg: NetConfig, n: int, seed: int = 0) -> tuple[np.ndarray, str]:
+    """Test inputs for the equivalence check: digits test images where the network takes digits, else generated."""
+    if cfg.arch == "digits" and (cfg.in_channels in (None, 1)):
+        from instabnn.model.data import digits_arrays
+
+        return digits_arrays()[2][:n], "digits test split"
+    rng = np.random.default_rng(seed)
+    c, size = cfg.in_channels or 3, cfg.image_size or 32
+    return rng.standard_normal((n, c, size, size)).astype(np.float32), "generated N(0,1) inputs"
+
+
+def export_model(model: torch.nn.Module, out: str | Path, metadata: dict[str, str], n_check: int = 16,
+                 tolerance: float = 1e-5) -> dict:
+    """Export ``model`` (an :class:`InstaBnn`) to QONNX at ``out``; returns the equivalence report."""
+    from brevitas.export import export_qonnx
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.cleanup import cleanup_model
+
+    out = Path(out)
+    cfg: NetConfig = model.cfg
+    model = model.cpu().eval()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        dummy = torch.zeros(1, *model.input_shape)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            export_qonnx(model, dummy, tmp, dynamo=False)
+            wrapper = cleanup_model(ModelWrapper(tmp))
+        meta = {"config": cfg.to_json(), "network": cfg.arch, "variant": cfg.variant,
+                "input_shape": json.dumps([1, *model.input_shape]), **metadata}
+        for key, value in meta.items():  # model-level metadata_props, the standard place (Netron shows it)
+            entry = wrapper.model.metadata_props.add()
+            entry.key, entry.value = META_PREFIX + key, str(value)
+        report = {"file": str(out), "nodes": len(wrapper.graph.node),
+                  "op_types": sorted({n.op_type for n in wrapper.graph.node})}
+        if n_check > 0:
+            x, source = check_inputs(cfg, n_check)
+            ref, got = torch_execute(model, x), qonnx_execute(wrapper, x)
+            diff = float(np.abs(ref - got).max())
+            report.update(check_inputs=source, check_n=len(x), max_abs_diff=diff,
+                          top1_agreement=float((ref.argmax(1) == got.argmax(1)).mean()), tolerance=tolerance)
+            if not diff <= tolerance:
+                raise ExportError(f"export {out}: qonnx execution differs from PyTorch by {diff:.3g} "
+                                  f"(> {tolerance:g}) on {source}; nothing written")
+        wrapper.save(tmp)
+        os.replace(tmp, out)
+        return report
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path, n_check: int = 16, tolerance: float = 1e-5) -> dict:
+    ckpt = load_checkpoint(checkpoint)
+    cfg = checkpoint_config(ckpt, checkpoint)
+    model = build_network(cfg)
+    load_weights(model, ckpt["model"], checkpoint)
+    meta = {"commit": ckpt.get("commit", git_commit()), "checkpoint_sha256": file_sha256(checkpoint),
+            "checkpoint": str(checkpoint)}
+    report = export_model(model, out, meta, n_check=n_check, tolerance=tolerance)
+    report["checkpoint"] = str(checkpoint)
+    return report
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"model {path}: no such file")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as e:
+        raise ExportError(f"model {path}: not a readable ONNX file ({e})") from e
+    return {p.key[len(META_PREFIX):]: p.value for p in proto.metadata_props if p.key.startswith(META_PREFIX)}
+
+
+def config_from_onnx(path: str | Path) -> NetConfig:
+    """The NetConfig an exported file was built from (its ``instabnn.config`` metadata)."""
+    meta = read_metadata(path)
+    if "config" not in meta:
+        raise ExportError(f"model {path}: no instabnn.config metadata (not exported by instabnn)")
+    return NetConfig.from_dict(json.loads(meta["config"]))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="instabnn-export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by instabnn-train (model.pt)")
+    p.add_argument("--out", required=True, help="the .onnx file to write")
+    p.add_argument("--check", type=int, default=16, help="inputs compared between qonnx and PyTorch (0: none)")
+    p.add_argument("--tolerance", type=float, default=1e-5)
+    args = p.parse_args(argv)
+    try:
+        report = export_checkpoint(args.checkpoint, args.out, n_check=args.check, tolerance=args.tolerance)
+    except (ExportError, CheckpointError, ConfigError) as e:
+        print(f"instabnn-export: error: {e}", file=sys.stderr)
+        return 2
+    report_path = Path(args.out).with_suffix(".export.json")
+    atomic_write_text(report_path, json.dumps(report, indent=1))
+    check = (f"qonnx vs PyTorch on {report['check_n']} {report['check_inputs']}: max |diff| "
+             f"{report['max_abs_diff']:.2e}, top-1 agreement {100 * report['top1_agreement']:.1f}%"
+             if "max_abs_diff" in report else "no equivalence check")
+    print(f"exported {args.out} ({report['nodes']} nodes); {check}; report {report_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

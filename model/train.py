@@ -1,0 +1,469 @@
+"""Train an INSTA-BNN: ``python -m instabnn.model.train --help`` (also ``instabnn-train``, ``make train``).
+
+Recipes are named presets (supplementary Sec. A, B); every knob of a preset can be overridden on the command line.
+
+    digits       the embedded default: Adam lr 5e-3, cosine, 60 epochs, batch 64, no weight decay
+    cifar        Sec. A.1: AdamW lr 3e-3, weight decay 1e-4, cosine, 400 epochs, batch 256
+    ablation     Sec. A.2: Adam lr 1e-3 x0.1 at epochs 40/60/80, 5 warm-up epochs, 90 epochs, no weight decay
+    se_finetune  Sec. B: 10 epochs, lr 1e-4 with linear decay, no weight decay, 8-bit LSQ SE weights
+                 (start from a trained checkpoint with --init)
+
+Two-stage training (ReActNet; the paper's ImageNet recipe): ``--two-stage`` trains stage 1 (binary activations,
+real weights) into ``<out>/stage1`` and then stage 2 (both binary, initialised from stage 1) into ``<out>/stage2``;
+``--stage 1`` / ``--stage 2 --init ...`` run one stage. ``--teacher CKPT`` adds ReActNet's distribution loss
+(KL to the teacher's softmax) with weight ``--distill-weight``.
+
+Every epoch writes ``last.pt`` (atomically), ``metrics.csv``, ``metrics.json`` and ``curve.png``; ``--resume``
+continues from ``last.pt`` and ends with the same weights as an uninterrupted run: all randomness of epoch e is drawn
+from generators seeded by (seed, e). The run ends with ``model.pt`` (weights and config) and ``result.json``.
+Data-parallel training: ``torchrun --nproc_per_node=K -m instabnn.model.train ...`` (gloo on CPU, NCCL on GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from instabnn.model.checkpoint import (CheckpointError, atomic_write_bytes, atomic_write_text, checkpoint_config,
+                                       git_commit, load_checkpoint, load_weights, save_checkpoint)
+from instabnn.model.config import ARCHS, BLOCK_ORDERS, G_NAMES, STATS_REUSE, VARIANTS, ConfigError, NetConfig
+from instabnn.model.data import DATASET_ARCH, DATASETS, DataError, load_splits
+from instabnn.model.networks import build_network
+
+
+@dataclass
+class Recipe:
+    optimizer: str = "adam"
+    lr: float = 5e-3
+    weight_decay: float = 0.0
+    schedule: str = "cosine"  # cosine | step | linear | constant
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    warmup_epochs: int = 0
+    epochs: int = 60
+    batch_size: int = 64
+
+
+PRESETS = {
+    "digits": Recipe(),
+    "cifar": Recipe(optimizer="adamw", lr=3e-3, weight_decay=1e-4, schedule="cosine", epochs=400, batch_size=256),
+    "ablation": Recipe(optimizer="adam", lr=1e-3, weight_decay=0.0, schedule="step", milestones=(40, 60, 80),
+                       gamma=0.1, warmup_epochs=5, epochs=90, batch_size=256),
+    "se_finetune": Recipe(optimizer="adam", lr=1e-4, weight_decay=0.0, schedule="linear", epochs=10, batch_size=256),
+}
+DEFAULT_PRESET = {"digits": "digits", "cifar10": "cifar", "imagenet": "ablation"}
+
+
+class TrainError(RuntimeError):
+    """A training request that cannot run; the message names the option or file at fault."""
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise TrainError(f"--device {name!r}: {e}") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainError(f"--device {name!r}: no CUDA device here")
+    return device
+
+
+class Distributed:
+    """torch.distributed set-up from torchrun's environment; a no-op for a single process."""
+
+    def __init__(self, device: torch.device):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device = device
+        if self.world > 1:
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            if device.type == "cuda":
+                self.device = torch.device("cuda", self.local_rank)
+                torch.cuda.set_device(self.device)
+            torch.distributed.init_process_group(backend=backend)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self):
+        if self.world > 1:
+            torch.distributed.barrier()
+
+    def all_sum(self, values: list[float]) -> list[float]:
+        if self.world == 1:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(t)
+        return t.tolist()
+
+    def close(self):
+        if self.world > 1:
+            torch.distributed.destroy_process_group()
+
+
+def lr_factor(recipe: Recipe, epoch: int) -> float:
+    """Learning-rate multiplier of ``epoch`` (0-based): linear warm-up, then the schedule."""
+    if epoch < recipe.warmup_epochs:
+        return (epoch + 1) / recipe.warmup_epochs
+    if recipe.schedule == "cosine":
+        span = max(1, recipe.epochs - recipe.warmup_epochs)
+        return 0.5 * (1.0 + math.cos(math.pi * (epoch - recipe.warmup_epochs) / span))
+    if recipe.schedule == "linear":
+        span = max(1, recipe.epochs - recipe.warmup_epochs)
+        return 1.0 - (epoch - recipe.warmup_epochs) / span
+    if recipe.schedule == "step":
+        return recipe.gamma ** sum(epoch >= m for m in recipe.milestones)
+    if recipe.schedule == "constant":
+        return 1.0
+    raise TrainError(f"unknown --schedule {recipe.schedule!r}; choose cosine, step, linear or constant")
+
+
+def make_optimizer(recipe: Recipe, params) -> torch.optim.Optimizer:
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay)
+    raise TrainError(f"unknown --optimizer {recipe.optimizer!r}; choose adam, adamw or sgd")
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 1_000_003 + epoch
+
+
+def evaluate(model, loader, device) -> tuple[float, float, int]:
+    """(summed loss, number correct, number of images) over a loader, in eval mode."""
+    model.eval()
+    loss, correct, n = 0.0, 0, 0
+    with torch.no_grad():
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            logits = model(x)
+            loss += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+            n += len(y)
+    return loss, correct, n
+
+
+def plot_curves(history: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax1.plot(epochs, [h["train_loss"] for h in history], label="train")
+    ax1.plot(epochs, [h["test_loss"] for h in history], label="test")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("cross-entropy")
+    ax1.legend()
+    ax2.plot(epochs, [100 * h["train_acc"] for h in history], label="train")
+    ax2.plot(epochs, [100 * h["test_acc"] for h in history], label="test")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("top-1 accuracy (%)")
+    ax2.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_metrics(out: Path, history: list[dict]) -> None:
+    atomic_write_text(out / "metrics.json", json.dumps(history, indent=1))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(history[0]))
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(out / "metrics.csv", buf.getvalue())
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+@dataclass
+class RunSpec:
+    """Everything a training run depends on (stored in its checkpoints, compared on --resume)."""
+
+    data: str
+    net: dict
+    recipe: dict
+    seed: int
+    teacher: str | None = None
+    distill_weight: float = 1.0
+    init: str | None = None
+    label: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def train_run(spec: RunSpec, out: Path, data_dir=None, device_name="auto", workers=0, resume=False,
+              stop_after_epoch: int | None = None, progress: bool = True) -> dict:
+    """Train one network as described by ``spec`` into ``out``; returns the result dict (also ``result.json``)."""
+    recipe = Recipe(**spec.recipe)
+    cfg = NetConfig.from_dict(spec.net)
+    dist = Distributed(pick_device(device_name))
+    device = dist.device
+    try:
+        splits = load_splits(spec.data, data_dir)
+        cfg = cfg.replace(num_classes=splits.num_classes, in_channels=splits.in_channels,
+                          image_size=splits.image_size)
+        spec.net = cfg.to_dict()
+        torch.manual_seed(spec.seed)
+        model = build_network(cfg).to(device)
+
+        start_epoch, history = 0, []
+        last = out / "last.pt"
+        if resume and last.exists():
+            ckpt = load_checkpoint(last)
+            saved = ckpt.get("run", {})
+            for key in ("data", "net", "recipe", "seed", "teacher", "distill_weight", "init"):
+                if saved.get(key) != getattr(spec, key):
+                    raise CheckpointError(f"checkpoint {last}: --resume with a different {key} "
+                                          f"(checkpoint: {saved.get(key)!r}, now: {getattr(spec, key)!r})")
+            load_weights(model, ckpt["model"], last)
+            start_epoch, history = ckpt["epoch"] + 1, list(ckpt["history"])
+        elif spec.init:
+            init = load_checkpoint(spec.init)
+            load_weights(model, init["model"], spec.init, allow_self_init=True)
+
+        teacher = None
+        if spec.teacher:
+            tckpt = load_checkpoint(spec.teacher)
+            teacher = build_network(checkpoint_config(tckpt, spec.teacher)).to(device)
+            load_weights(teacher, tckpt["model"], spec.teacher)
+            teacher.eval()
+            for p in teacher.parameters():
+                p.requires_grad_(False)
+
+        trainable = model
+        if dist.world > 1:
+            trainable = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+        optimizer = make_optimizer(recipe, [p for p in model.parameters() if p.requires_grad])
+        for group in optimizer.param_groups:
+            group["initial_lr"] = recipe.lr
+        if resume and last.exists():
+            optimizer.load_state_dict(ckpt["optimizer"])
+
+        per_process_batch = max(1, recipe.batch_size // dist.world)
+        test_loader = DataLoader(splits.test, batch_size=256, shuffle=False, num_workers=workers)
+        if dist.main:
+            out.mkdir(parents=True, exist_ok=True)
+        title = spec.label or f"{cfg.arch} {cfg.variant} on {spec.data}"
+        t_start = time.time()
+        if start_epoch >= recipe.epochs and dist.main:
+            print(f"[{title}] already trained ({start_epoch} epochs); nothing to do")
+
+        for epoch in range(start_epoch, recipe.epochs):
+            if stop_after_epoch is not None and epoch > stop_after_epoch:
+                break
+            t0 = time.time()
+            torch.manual_seed(epoch_seed(spec.seed, epoch) + dist.rank)
+            if dist.world > 1:
+                sampler = torch.utils.data.DistributedSampler(splits.train, num_replicas=dist.world,
+                                                              rank=dist.rank, shuffle=True, seed=spec.seed)
+                sampler.set_epoch(epoch)
+                loader = DataLoader(splits.train, batch_size=per_process_batch, sampler=sampler,
+                                    num_workers=workers, drop_last=True)
+            else:
+                gen = torch.Generator().manual_seed(epoch_seed(spec.seed, epoch))
+                loader = DataLoader(splits.train, batch_size=per_process_batch, shuffle=True, generator=gen,
+                                    num_workers=workers, drop_last=True)
+            lr = recipe.lr * lr_factor(recipe, epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            trainable.train()
+            sums = [0.0, 0.0, 0.0]  # loss * n, correct, n
+            bar = loader
+            if progress and dist.main:
+                from tqdm import tqdm
+
+                bar = tqdm(loader, desc=f"epoch {epoch + 1}/{recipe.epochs}", leave=False, unit="batch",
+                           dynamic_ncols=True, disable=None)
+            for x, y in bar:
+                x, y = x.to(device), y.to(device)
+                logits = trainable(x)
+                loss = F.cross_entropy(logits, y)
+                if teacher is not None:
+                    with torch.no_grad():
+                        target = F.softmax(teacher(x), dim=1)
+                    kd = -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
+                    loss = spec.distill_weight * kd + (1.0 - spec.distill_weight) * loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                sums[0] += loss.item() * len(y)
+                sums[1] += (logits.argmax(1) == y).sum().item()
+                sums[2] += len(y)
+            sums = dist.all_sum(sums)
+            test_loss, correct, n_test = evaluate(model, test_loader, device)
+            row = {"epoch": epoch + 1, "lr": lr, "train_loss": sums[0] / sums[2], "train_acc": sums[1] / sums[2],
+                   "test_loss": test_loss / n_test, "test_acc": correct / n_test, "seconds": time.time() - t0}
+            history.append(row)
+            if dist.main:
+                save_checkpoint(last, {"config": cfg.to_dict(), "model": model.state_dict(), "epoch": epoch,
+                                       "optimizer": optimizer.state_dict(), "history": history,
+                                       "run": asdict(spec), "commit": git_commit()})
+                write_metrics(out, history)
+                plot_curves(history, out / "curve.png", title)
+                print(f"[{title}] epoch {epoch + 1}/{recipe.epochs}  lr {lr:.2e}  loss {row['train_loss']:.4f}  "
+                      f"train {100 * row['train_acc']:.2f}%  test {100 * row['test_acc']:.2f}%  "
+                      f"({row['seconds']:.1f}s)", flush=True)
+            dist.barrier()
+
+        finished = bool(history) and history[-1]["epoch"] >= recipe.epochs
+        result = {"label": title, "data": spec.data, "config": cfg.to_dict(), "recipe": asdict(recipe),
+                  "seed": spec.seed, "epochs_done": len(history), "finished": finished,
+                  "test_acc": history[-1]["test_acc"] if history else None,
+                  "train_seconds_this_run": time.time() - t_start, "world_size": dist.world,
+                  "device": str(device), "commit": git_commit(), "out": str(out)}
+        if dist.main and finished:
+            save_checkpoint(out / "model.pt", {"config": cfg.to_dict(), "model": model.state_dict(),
+                                               "history": history, "run": asdict(spec), "commit": git_commit()})
+            atomic_write_text(out / "result.json", json.dumps(result, indent=1))
+        dist.barrier()
+        return result
+    finally:
+        dist.close()
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="instabnn-train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = p.add_argument_group("data")
+    d.add_argument("--data", default="digits", choices=DATASETS, help="data set (default: digits, embedded)")
+    d.add_argument("--data-dir", help="directory of cifar10 (cifar-10-batches-py) or imagenet (train/, val/)")
+    d.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
+    n = p.add_argument_group("network (see NetConfig)")
+    n.add_argument("--arch", help=f"one of {', '.join(ARCHS)} (default: the data set's)")
+    n.add_argument("--variant", default="insta", help=f"one of {', '.join(VARIANTS)}")
+    n.add_argument("--first-insta-stage", type=int)
+    n.add_argument("--stats-reuse", default="none", help=f"one of {', '.join(STATS_REUSE)}")
+    n.add_argument("--g", default="tanh3", help=f"INSTA-PReLU / SE nonlinearity: {', '.join(G_NAMES)}")
+    n.add_argument("--se-reduction", type=int, default=4)
+    n.add_argument("--se-weight-bits", type=int, choices=[8], help="8: LSQ SE weights (default: real)")
+    n.add_argument("--residual-bits", type=int, default=8, help="residual-stream bits (0: real-valued)")
+    n.add_argument("--act-gradient", default="ste", help="ste | approxsign")
+    n.add_argument("--shortcut", default="B", help="B | A (resnet20 only)")
+    n.add_argument("--block-order", default="bireal", help=f"one of {', '.join(BLOCK_ORDERS)}")
+    n.add_argument("--no-bn-affine", action="store_true", help="bn_sign_conv baseline: BN without gamma, beta")
+    n.add_argument("--real-valued", action="store_true", help="real weights and activations (e.g. a teacher)")
+    r = p.add_argument_group("recipe (a preset, each knob overridable)")
+    r.add_argument("--preset", choices=sorted(PRESETS), help="default: digits / cifar / ablation by data set")
+    for f in fields(Recipe):
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "milestones":
+            r.add_argument(flag, type=lambda s: tuple(int(v) for v in s.split(",") if v), help="e.g. 40,60,80")
+        else:
+            r.add_argument(flag, type=type(f.default))
+    t = p.add_argument_group("stages, initialisation, distillation")
+    t.add_argument("--stage", choices=["1", "2", "full"], default="full",
+                   help="1: binary activations, real weights; 2 / full: both binary")
+    t.add_argument("--two-stage", action="store_true", help="stage 1 then stage 2 into <out>/stage1, <out>/stage2")
+    t.add_argument("--init", help="initialise weights from this checkpoint (stage 2, SE fine-tuning)")
+    t.add_argument("--teacher", help="distil from this checkpoint's network (ReActNet distribution loss)")
+    t.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation loss (0..1)")
+    o = p.add_argument_group("run")
+    o.add_argument("--out", default="runs/digits-insta", help="output directory")
+    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--device", default="auto", help="auto (GPU where present) | cpu | cuda[:k]")
+    o.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    o.add_argument("--stop-after-epoch", type=int, help=argparse.SUPPRESS)  # simulates an interruption (tests)
+    o.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def spec_from_args(args) -> RunSpec:
+    arch = args.arch or DATASET_ARCH[args.data]
+    preset = args.preset or DEFAULT_PRESET[args.data]
+    recipe = Recipe(**asdict(PRESETS[preset]))
+    for f in fields(Recipe):
+        value = getattr(args, f.name)
+        if value is not None:
+            setattr(recipe, f.name, value)
+    if recipe.epochs < 1 or recipe.batch_size < 1 or recipe.lr <= 0:
+        raise TrainError(f"recipe: epochs ({recipe.epochs}), batch size ({recipe.batch_size}) and lr ({recipe.lr}) "
+                         f"must be positive")
+    lr_factor(recipe, 0)  # validates the schedule name
+    make_optimizer(recipe, [torch.nn.Parameter(torch.zeros(1))])  # validates the optimizer name
+    se_bits = args.se_weight_bits if args.se_weight_bits is not None else (8 if preset == "se_finetune" else None)
+    if preset == "se_finetune" and not args.init and not args.resume:
+        raise TrainError("preset se_finetune fine-tunes a trained network: give its checkpoint with --init")
+    net = dict(arch=arch, variant=args.variant, first_insta_stage=args.first_insta_stage,
+               stats_reuse=args.stats_reuse, g=args.g, se_reduction=args.se_reduction, se_weight_bits=se_bits,
+               residual_bits=args.residual_bits or None, act_gradient=args.act_gradient, shortcut=args.shortcut,
+               block_order=args.block_order, bn_affine=not args.no_bn_affine,
+               binary_weights=not args.real_valued and args.stage != "1", binary_acts=not args.real_valued)
+    if args.init and not args.resume:
+        # fine-tuning / stage 2 continues the checkpoint's network; only the stage and the SE precision change
+        init_cfg = checkpoint_config(load_checkpoint(args.init), args.init).to_dict()
+        if args.arch and args.arch != init_cfg["arch"]:
+            raise TrainError(f"--init {args.init}: its network is {init_cfg['arch']!r}, not --arch {args.arch!r}")
+        net = {**init_cfg, "binary_weights": net["binary_weights"],
+               "se_weight_bits": se_bits if se_bits is not None else init_cfg["se_weight_bits"]}
+    NetConfig.from_dict(net)  # validates
+    if not 0.0 <= args.distill_weight <= 1.0:
+        raise TrainError(f"--distill-weight {args.distill_weight} must lie in [0, 1]")
+    return RunSpec(data=args.data, net=net, recipe=asdict(recipe), seed=args.seed, teacher=args.teacher,
+                   distill_weight=args.distill_weight, init=args.init)
+
+
+def run_from_args(args) -> dict:
+    out = Path(args.out)
+    common = dict(data_dir=args.data_dir, device_name=args.device, workers=args.workers, resume=args.resume,
+                  stop_after_epoch=args.stop_after_epoch, progress=not args.no_progress)
+    if not args.two_stage:
+        return train_run(spec_from_args(args), out, **common)
+    if args.stage != "full" or args.init:
+        raise TrainError("--two-stage runs both stages itself: drop --stage / --init")
+    args.stage = "1"
+    stage1 = spec_from_args(args)
+    stage1.label = "stage 1 (binary activations, real weights)"
+    res1 = train_run(stage1, out / "stage1", **common)
+    if not res1["finished"]:
+        return res1
+    args.stage, args.init = "2", str(out / "stage1" / "model.pt")
+    stage2 = spec_from_args(args)
+    stage2.label = "stage 2 (binary weights and activations)"
+    return train_run(stage2, out / "stage2", **common)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = run_from_args(args)
+    except (TrainError, ConfigError, CheckpointError, DataError) as e:
+        print(f"instabnn-train: error: {e}", file=sys.stderr)
+        return 2
+    if result.get("finished") and int(os.environ.get("RANK", "0")) == 0:
+        print(f"done: test accuracy {100 * result['test_acc']:.2f}% -> {result['out']}/model.pt")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
