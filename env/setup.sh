@@ -18,7 +18,7 @@ fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 
 echo "setup: torch (CPU build) and build tools"
-# torch first and alone: any other spelling pulls a CUDA build of several GB (see docs/toolchain.md).
+# torch first and alone: any other spelling of it pulls a CUDA build of several GB.
 "${PIP[@]}" install "$(grep -E '^torch==' "$LOCK")" "$(grep -E '^setuptools==' "$LOCK")" "$(grep -E '^wheel==' "$LOCK")"
 echo "setup: the pinned environment ($LOCK, no dependency resolution)"
 grep -vE '^(#|torch==|$)' "$LOCK" > "$VENV/.lock-without-torch.txt"
