@@ -419,7 +419,7 @@ def spec_from_args(args) -> RunSpec:
                residual_bits=args.residual_bits or None, act_gradient=args.act_gradient, shortcut=args.shortcut,
                block_order=args.block_order, bn_affine=not args.no_bn_affine,
                binary_weights=not args.real_valued and args.stage != "1", binary_acts=not args.real_valued)
-    if args.init and not args.resume:
+    if args.init:
         # fine-tuning / stage 2 continues the checkpoint's network; only the stage and the SE precision change
         init_cfg = checkpoint_config(load_checkpoint(args.init), args.init).to_dict()
         if args.arch and args.arch != init_cfg["arch"]:

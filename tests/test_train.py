@@ -59,6 +59,11 @@ def test_two_stage_distillation_and_se_finetune(tmp_path):
     s1, s2 = load_checkpoint(two / "stage1" / "model.pt"), load_checkpoint(two / "stage2" / "model.pt")
     assert s1["config"]["binary_weights"] is False and s2["config"]["binary_weights"] is True
     assert s2["run"]["init"].endswith("stage1/model.pt") and s2["run"]["teacher"] == str(teacher)
+    # resuming a finished two-stage run is a no-op that keeps the weights
+    train_digits(two, "--two-stage", "--variant", "insta_plus", "--epochs", "1", "--teacher", str(teacher),
+                 "--distill-weight", "0.5", "--resume")
+    again = load_checkpoint(two / "stage2" / "model.pt")["model"]
+    assert all(torch.equal(again[k], s2["model"][k]) for k in again)
     ft = train_digits(tmp_path / "ft", "--preset", "se_finetune", "--init", str(two / "stage2" / "model.pt"),
                       "--epochs", "1")
     ck = load_checkpoint(ft)
