@@ -12,7 +12,7 @@ MODEL     ?= $(RUN)/model.onnx
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo train export test test-slow bench lock clean
+.PHONY: help setup demo train export test test-slow bench cost lock clean
 
 help:
 	@echo "make setup      create .venv with the pinned environment (env/requirements.lock)"
@@ -22,6 +22,7 @@ help:
 	@echo "make test       the default test run (fast tiers)"
 	@echo "make test-slow  the slow tiers (marked 'slow')"
 	@echo "make bench      digits INSTA-BNN vs baseline, same budget and seed -> reports/bench.json"
+	@echo "make cost       BOPs / FLOPs / OPs / parameter bits of the comparison models -> reports/cost.{json,md}"
 	@echo "make lock       re-resolve env/requirements.in into env/requirements.lock"
 
 $(STAMP): env/requirements.lock env/setup.sh pyproject.toml
@@ -48,6 +49,9 @@ test-slow: setup
 
 bench: setup
 	$(PY) -m instabnn.model.bench --out reports/bench.json
+
+cost: setup
+	$(PY) -m instabnn.model.cost --out reports/cost.json
 
 lock:
 	rm -rf build/lock-venv && $(PYTHON) -m venv build/lock-venv
