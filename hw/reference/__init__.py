@@ -1,0 +1,1 @@
+"""Integer golden functions: the single definition of what the hardware computes."""
