@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make setup      create .venv with the pinned environment (env/requirements.lock)"
-	@echo "make demo       train the digits INSTA-BNN and export it to QONNX ($(RUN)/)"
+	@echo "make demo       train the digits INSTA-BNN, export it to QONNX, check its integer threshold units ($(RUN)/)"
 	@echo "make train      train; TRAIN_ARGS='--data cifar10 --data-dir ... --preset cifar' etc. (--help lists all)"
 	@echo "make export     export CKPT=$(CKPT) to MODEL=$(MODEL)"
 	@echo "make test       the default test run (fast tiers)"
@@ -34,6 +34,7 @@ setup: $(STAMP)
 demo: setup
 	$(PY) -m instabnn.model.train --data digits --variant insta --out $(RUN) --resume $(TRAIN_ARGS)
 	$(PY) -m instabnn.model.export --checkpoint $(RUN)/model.pt --out $(RUN)/model.onnx
+	$(PY) -m instabnn.hw.threshold_layers $(RUN)/model.onnx -n 64 --json $(RUN)/thresholds.json
 
 train: setup
 	$(PY) -m instabnn.model.train --out $(RUN) $(TRAIN_ARGS)

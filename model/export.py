@@ -7,8 +7,11 @@ metadata carries what rebuilds the model: ``instabnn.config`` (the NetConfig as 
 ``instabnn.commit``, ``instabnn.checkpoint_sha256`` and ``instabnn.input_shape``.
 
 Before the file is written, qonnx execution is compared with the PyTorch model in eval mode on ``--check N``
-test images (digits) or generated inputs; a maximum absolute difference above ``--tolerance`` (1e-5) is an error and
-leaves any earlier file at ``--out`` untouched.
+test images (digits) or generated inputs: the maximum absolute difference must be <= ``--tolerance`` (1e-5). The
+one accepted exception is an input where a quantizer's input lies at a rounding tie to float precision (PyTorch and
+onnxruntime sum in different orders, so one runtime may round up and the other down); such inputs are detected by
+comparing every activation quantizer's output, listed in the report, and excluded from ``max_abs_diff``. Any other
+difference is an error and leaves an earlier file at ``--out`` untouched.
 """
 
 from __future__ import annotations
@@ -51,6 +54,64 @@ def torch_execute(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
         return model(torch.from_numpy(x.astype(np.float32))).numpy()
 
 
+TIE_EPS = 1e-4  # in quantizer steps (Quant) or absolute (BipolarQuant input): "at a rounding tie"
+
+
+def _activation_quant_nodes(wrapper) -> list:
+    return [n for n in wrapper.graph.node if n.op_type in ("Quant", "BipolarQuant")
+            and wrapper.get_initializer(n.input[0]) is None]
+
+
+def _torch_quant_outputs(model: torch.nn.Module, x: np.ndarray) -> list[np.ndarray]:
+    """Outputs of the activation quantizers (Brevitas QuantIdentity) in call order, for one input."""
+    from brevitas.nn import QuantIdentity
+
+    outs, hooks = [], []
+    for module in model.modules():
+        if isinstance(module, QuantIdentity):
+            hooks.append(module.register_forward_hook(lambda m, i, o: outs.append(o.detach().numpy().copy())))
+    try:
+        torch_execute(model, x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return outs
+
+
+def explain_mismatch(model: torch.nn.Module, wrapper, x: np.ndarray) -> str | None:
+    """Why PyTorch and qonnx disagree on the single input ``x``, if it is a rounding tie, else None.
+
+    PyTorch and onnxruntime sum convolutions in different orders, so their float results differ in the last bits.
+    Where a quantizer's input lies at a rounding tie (half a step, or zero before a sign), that can flip one
+    quantized value and everything after it. Accepted only if the *first* activation quantizer whose outputs differ
+    differs exactly at elements that are at a tie.
+    """
+    from qonnx.core.onnx_exec import execute_onnx
+
+    nodes = _activation_quant_nodes(wrapper)
+    ours = _torch_quant_outputs(model, x)
+    if len(nodes) != len(ours):
+        return None
+    ctx = execute_onnx(wrapper, {wrapper.graph.input[0].name: x.astype(np.float32)}, return_full_exec_context=True)
+    for node, t_out in zip(nodes, ours):
+        o_out = ctx[node.output[0]]
+        if t_out.shape != o_out.shape:
+            return None
+        differ = t_out != o_out
+        if not differ.any():
+            continue
+        v = ctx[node.input[0]].astype(np.float64)
+        if node.op_type == "Quant":
+            steps = v / float(np.asarray(wrapper.get_initializer(node.input[1])).reshape(-1)[0])
+            at_tie = np.abs(np.abs(steps - np.floor(steps)) - 0.5) < TIE_EPS
+        else:
+            at_tie = np.abs(v) < TIE_EPS
+        if np.all(at_tie[differ]):
+            return f"rounding tie at {node.name} ({int(differ.sum())} value(s) within {TIE_EPS:g} of a tie)"
+        return None
+    return None
+
+
 def check_inputs(cfg: NetConfig, n: int, seed: int = 0) -> tuple[np.ndarray, str]:
     """Test inputs for the equivalence check: digits test images where the network takes digits, else generated."""
     if cfg.arch == "digits" and (cfg.in_channels in (None, 1)):
@@ -91,12 +152,20 @@ def export_model(model: torch.nn.Module, out: str | Path, metadata: dict[str, st
         if n_check > 0:
             x, source = check_inputs(cfg, n_check)
             ref, got = torch_execute(model, x), qonnx_execute(wrapper, x)
-            diff = float(np.abs(ref - got).max())
-            report.update(check_inputs=source, check_n=len(x), max_abs_diff=diff,
-                          top1_agreement=float((ref.argmax(1) == got.argmax(1)).mean()), tolerance=tolerance)
-            if not diff <= tolerance:
-                raise ExportError(f"export {out}: qonnx execution differs from PyTorch by {diff:.3g} "
-                                  f"(> {tolerance:g}) on {source}; nothing written")
+            per_image = np.abs(ref - got).max(axis=1)
+            ties = {}
+            for i in np.flatnonzero(~(per_image <= tolerance)):
+                reason = explain_mismatch(model, wrapper, x[i:i + 1])
+                if reason is None:
+                    raise ExportError(f"export {out}: qonnx execution differs from PyTorch by {per_image[i]:.3g} "
+                                      f"(> {tolerance:g}) on input {i} of the {source}, not explained by a "
+                                      f"rounding tie; nothing written")
+                ties[int(i)] = reason
+            clean = np.array([i not in ties for i in range(len(x))])
+            report.update(check_inputs=source, check_n=len(x), tolerance=tolerance,
+                          max_abs_diff=float(per_image[clean].max()) if clean.any() else None,
+                          max_abs_diff_all=float(per_image.max()), images_at_rounding_ties=ties,
+                          top1_agreement=float((ref.argmax(1) == got.argmax(1)).mean()))
         wrapper.save(tmp)
         os.replace(tmp, out)
         return report
@@ -153,9 +222,12 @@ def main(argv=None) -> int:
         return 2
     report_path = Path(args.out).with_suffix(".export.json")
     atomic_write_text(report_path, json.dumps(report, indent=1))
-    check = (f"qonnx vs PyTorch on {report['check_n']} {report['check_inputs']}: max |diff| "
-             f"{report['max_abs_diff']:.2e}, top-1 agreement {100 * report['top1_agreement']:.1f}%"
-             if "max_abs_diff" in report else "no equivalence check")
+    check = "no equivalence check"
+    if "check_n" in report:
+        ties = report["images_at_rounding_ties"]
+        check = (f"qonnx vs PyTorch on {report['check_n']} {report['check_inputs']}: max |diff| "
+                 f"{report['max_abs_diff']:.2e}" + (f" ({len(ties)} input(s) at a rounding tie: {ties})" if ties else "")
+                 + f", top-1 agreement {100 * report['top1_agreement']:.1f}%")
     print(f"exported {args.out} ({report['nodes']} nodes); {check}; report {report_path}")
     return 0
 

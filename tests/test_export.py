@@ -112,6 +112,32 @@ def test_failed_export_leaves_earlier_file_intact(tmp_path, digits_insta_ckpt):
     assert [p.name for p in tmp_path.iterdir()] == ["digits.onnx"]  # no temporary left behind
 
 
+def test_unexplained_difference_is_an_error(tmp_path, digits_insta_ckpt, monkeypatch):
+    """A real difference (here: the classifier bias changed in the graph) is not a rounding tie."""
+    from qonnx.util import cleanup
+
+    real_cleanup = cleanup.cleanup_model
+
+    def corrupting_cleanup(wrapper, *a, **k):  # export imports cleanup_model at call time, so this takes effect
+        wrapper = real_cleanup(wrapper, *a, **k)
+        gemm = wrapper.get_nodes_by_op_type("Gemm")[0]
+        bias = wrapper.get_initializer(gemm.input[2])
+        wrapper.set_initializer(gemm.input[2], bias + 0.01)
+        return wrapper
+
+    monkeypatch.setattr(cleanup, "cleanup_model", corrupting_cleanup)
+    with pytest.raises(ExportError, match="not explained by a rounding tie"):
+        export_checkpoint(digits_insta_ckpt, tmp_path / "bad.onnx", n_check=2)
+    assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_trained_checkpoint_on_many_test_images(tmp_path, digits_insta_ckpt):
+    report = export_checkpoint(digits_insta_ckpt, tmp_path / "d.onnx", n_check=100)
+    assert report["check_n"] == 100 and report["max_abs_diff"] <= 1e-5
+    assert len(report["images_at_rounding_ties"]) <= 5  # rare: a value within 1e-4 steps of a tie
+    assert all("rounding tie at" in why for why in report["images_at_rounding_ties"].values())
+
+
 def test_export_cli_errors(tmp_path, capsys):
     assert main(["--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "x.onnx")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
