@@ -392,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--out", default="runs/digits-insta", help="output directory")
     o.add_argument("--seed", type=int, default=0)
     o.add_argument("--device", default="auto", help="auto (GPU where present) | cpu | cuda[:k]")
+    o.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     o.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     o.add_argument("--stop-after-epoch", type=int, help=argparse.SUPPRESS)  # simulates an interruption (tests)
     o.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -455,6 +456,8 @@ def run_from_args(args) -> dict:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     try:
         result = run_from_args(args)
     except (TrainError, ConfigError, CheckpointError, DataError) as e:
