@@ -43,7 +43,6 @@ class NetConfig:
     shortcut         B (AvgPool + real 1x1 conv + BN) | A (subsample + zero channels; ResNet-20 only)
     block_order      bireal (sign-conv-BN-add-act) | bn_sign_conv (supplementary Sec. G)
     bn_affine        bn_sign_conv baseline only: False is Table 2's "BN (w/o gamma, beta)"
-    width            channel multiplier of the first stage (digits: 16, resnet20: 16, others fixed)
     """
 
     arch: str = "digits"
