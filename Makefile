@@ -12,7 +12,7 @@ MODEL     ?= $(RUN)/model.onnx
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo train export test test-slow bench cost lock clean
+.PHONY: help setup demo train export test test-slow bench cost synth-blocks lock clean
 
 help:
 	@echo "make setup      create .venv with the pinned environment (env/requirements.lock)"
@@ -23,6 +23,7 @@ help:
 	@echo "make test-slow  the slow tiers (marked 'slow')"
 	@echo "make bench      digits INSTA-BNN vs baseline, same budget and seed -> reports/bench.json"
 	@echo "make cost       BOPs / FLOPs / OPs / parameter bits of the comparison models -> reports/cost.{json,md}"
+	@echo "make synth-blocks  Yosys synth_xilinx of the RTL blocks at a few foldings -> reports/synth_blocks.{json,md}"
 	@echo "make lock       re-resolve env/requirements.in into env/requirements.lock"
 
 $(STAMP): env/requirements.lock env/setup.sh pyproject.toml
@@ -53,6 +54,9 @@ bench: setup
 
 cost: setup
 	$(PY) -m instabnn.model.cost --out reports/cost.json
+
+synth-blocks: setup
+	$(PY) -m instabnn.hw.synth --out reports/synth_blocks.json
 
 lock:
 	rm -rf build/lock-venv && $(PYTHON) -m venv build/lock-venv
