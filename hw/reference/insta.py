@@ -31,13 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-def signed_bits(lo: int, hi: int) -> int:
-    """The smallest two's-complement width holding every integer in [lo, hi]."""
-    bits = 1
-    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
-        bits += 1
-    return bits
+from instabnn.hw.reference.fixed_point import round_half_away, signed_bits
 
 
 def power_sum_ranges(input_bits: int, pixels: int) -> list[tuple[int, int]]:
@@ -48,10 +42,6 @@ def power_sum_ranges(input_bits: int, pixels: int) -> list[tuple[int, int]]:
         values = [qmin ** j, qmax ** j] + ([0] if j % 2 == 0 else [])
         ranges.append((pixels * min(values), pixels * max(values)))
     return ranges
-
-
-def round_half_away(x: float) -> int:
-    return int(math.floor(abs(x) + 0.5)) * (1 if x >= 0 else -1)
 
 
 @dataclass(frozen=True)

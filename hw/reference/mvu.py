@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from instabnn.hw.reference.fixed_point import signed_bits
+
 __all__ = ["binary_matvec", "threshold_compare", "accumulator_bits"]
 
 
@@ -92,7 +94,4 @@ def accumulator_bits(mw: int) -> int:
     mw = int(mw)
     if mw < 1:
         raise ValueError(f"MW must be >= 1, got {mw}")
-    bits = 1
-    while not (-(1 << (bits - 1)) <= -mw and mw <= (1 << (bits - 1)) - 1):
-        bits += 1
-    return bits
+    return signed_bits(-mw, mw)
