@@ -29,7 +29,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -215,7 +215,6 @@ class RunSpec:
     distill_weight: float = 1.0
     init: str | None = None
     label: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def train_run(spec: RunSpec, out: Path, data_dir=None, device_name="auto", workers=0, resume=False,
