@@ -1,0 +1,363 @@
+"""Lower an exported QONNX graph to the integer network of the arithmetic contract, and report on it.
+
+``python -m instabnn.hw.lower model.onnx`` (``make lower``) reads the graph the exporter writes
+(:mod:`instabnn.model.export`), recognises each hardware layer by its node pattern, fixes its constants with the
+functions of :mod:`instabnn.hw.reference.layers` (the same ones the hardware-exact PyTorch mode uses), and writes
+``lowered.json`` / ``lowered.md``: per layer the formats, accumulator widths, parameter memory in bits, and the
+agreement of the integer network with the float graph (sign agreement per binarizer, top-1 agreement).
+
+Patterns (x: a residual-stream tensor, the output of a signed power-of-two ``Quant``)::
+
+    stem       Quant(image) -> Conv(Quant w) -> BatchNormalization -> Quant
+    threshold  Sub(x, tau)                                                     RSign
+               InstaShift(x, Mul(InstaStatistic(x), alpha); g=none)            INSTA-Th
+               InstaShift(x, g(SE(InstaStatistic(x))); g=none)                 INSTA-Th+
+    block      BipolarQuant(threshold) -> Pad(-1) -> Conv(BipolarQuant w) -> BatchNormalization -> Add(., shortcut)
+    shortcut   x | AveragePool(x) | BatchNormalization(Conv(Quant w, AveragePool(x) | x))
+    activation Sub(gamma) -> PRelu -> Add(zeta)                                RPReLU
+               InstaShift(y, Mul(s, alpha) | SE(s); g) -> PRelu                INSTA-PReLU(+),
+               s = InstaStatistic(y) | Add(Mul(s_th, u), v)  (statistics reuse)
+               -> Quant
+    head       GlobalAveragePool -> Flatten -> Gemm(Quant w, bias)
+
+Anything else is refused with a :class:`LoweringError` naming the node and the reason; nothing is written then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from instabnn.hw.reference import layers as L
+from instabnn.hw.reference.insta import InstaThConstants, insta_th_constants, static_threshold_constants
+from instabnn.hw.reference.network import Block, IntegerNetwork, Shortcut
+
+
+class LoweringError(ValueError):
+    """A graph the flow cannot lower; the message names the node and the reason."""
+
+
+class GraphReader:
+    """Navigation helpers over a qonnx ModelWrapper with shapes inferred."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def producer(self, tensor: str, op_types=None, user=None):
+        node = self.model.find_producer(tensor)
+        if op_types is not None and (node is None or node.op_type not in op_types):
+            where = f"node {user.name} ({user.op_type})" if user is not None else f"tensor {tensor}"
+            got = "a graph input or constant" if node is None else f"{node.name} ({node.op_type})"
+            raise LoweringError(f"{where}: input {tensor} must come from {'/'.join(op_types)}, not {got}")
+        return node
+
+    def consumers(self, tensor: str) -> list:
+        return list(self.model.find_consumers(tensor) or [])
+
+    def consumer(self, tensor: str, op_type: str, user=None):
+        found = [n for n in self.consumers(tensor) if n.op_type == op_type]
+        if len(found) != 1:
+            where = f"after node {user.name} ({user.op_type})" if user is not None else f"tensor {tensor}"
+            raise LoweringError(f"{where}: expected one {op_type} reading {tensor}, found "
+                                f"{[n.op_type for n in self.consumers(tensor)]}")
+        return found[0]
+
+    def init(self, tensor: str, node) -> np.ndarray:
+        value = self.model.get_initializer(tensor)
+        if value is None:
+            raise LoweringError(f"node {node.name} ({node.op_type}): input {tensor} is not a constant")
+        return np.asarray(value)
+
+    def attr(self, node, name: str, default=None):
+        for a in node.attribute:
+            if a.name == name:
+                return a.s.decode() if a.type == a.STRING else (list(a.ints) if a.ints else a.i)
+        return default
+
+    def shape(self, tensor: str) -> tuple[int, ...]:
+        return tuple(self.model.get_tensor_shape(tensor))
+
+    # -------------------------------------------------------------------- quantizers
+
+    def act_format(self, tensor: str, user=None) -> tuple[int, int]:
+        """(exponent, bits) of the residual-stream Quant producing ``tensor``."""
+        q = self.producer(tensor, ("Quant",), user)
+        scale, zp, bits = (self.init(t, q) for t in q.input[1:4])
+        if scale.size != 1 or np.any(zp != 0) or self.attr(q, "signed", 1) != 1:
+            raise LoweringError(f"node {q.name} (Quant): the residual stream needs a per-tensor scale, zero "
+                                f"point 0 and signed integers")
+        try:
+            return int(L.pow2_exponent(scale, f"node {q.name} (Quant)")[0]), int(bits.reshape(-1)[0])
+        except L.ContractError as e:
+            raise LoweringError(str(e)) from None
+
+    def int_weight(self, tensor: str, user) -> tuple[np.ndarray, np.ndarray]:
+        """(integers, per-output-channel exponents) of an 8-bit power-of-two weight Quant."""
+        q = self.producer(tensor, ("Quant",), user)
+        w, scale, zp, bits = (self.init(t, q) for t in q.input[:4])
+        if np.any(zp != 0):
+            raise LoweringError(f"node {q.name} (Quant): weights need zero point 0")
+        try:
+            exp = L.pow2_exponent(scale, f"node {q.name} (Quant)")
+        except L.ContractError as e:
+            raise LoweringError(str(e)) from None
+        return L.quantize_int(w, scale, int(bits.reshape(-1)[0]), bool(self.attr(q, "narrow", 0))), exp
+
+    def real_weight(self, tensor: str, user) -> tuple[np.ndarray, np.ndarray]:
+        """(integers, real steps) of an SE layer's (in x out) MatMul weight: its Quant, or 8-bit max-abs."""
+        node = self.model.find_producer(tensor)
+        if node is not None and node.op_type == "Quant":
+            w, scale, zp, bits = (self.init(t, node) for t in node.input[:4])
+            if int(bits.reshape(-1)[0]) != 8 or np.any(zp != 0):
+                raise LoweringError(f"node {node.name} (Quant): SE weights must be 8-bit, zero point 0")
+            w_t, s_t = w.T, np.asarray(scale).reshape(-1)
+            return L.quantize_int(w_t, s_t[:, None], 8, bool(self.attr(node, "narrow", 0))), s_t
+        return L.ptq_int8(self.init(tensor, user).T)
+
+    def binary_weight(self, tensor: str, user) -> tuple[np.ndarray, np.ndarray]:
+        bq = self.producer(tensor, ("BipolarQuant",), user)
+        w, scale = self.init(bq.input[0], bq), self.init(bq.input[1], bq)
+        return (w >= 0).astype(np.uint8), np.asarray(scale, np.float64).reshape(-1)
+
+    def batchnorm(self, node) -> tuple[np.ndarray, np.ndarray]:
+        scale, bias, mean, var = (self.init(t, node) for t in node.input[1:5])
+        return L.fold_batchnorm(scale, bias, mean, var, float(self.attr_f(node, "epsilon", 1e-5)))
+
+    def attr_f(self, node, name, default):
+        for a in node.attribute:
+            if a.name == name:
+                return a.f
+        return default
+
+
+G_OF_CHAIN = {("Div", "Tanh", "Mul"): "tanh3", ("Tanh",): "tanh", ("Sigmoid",): "sigmoid"}
+
+
+def _se(r: GraphReader, z: str, user):
+    """Parse g?(SE(s)) ending in tensor ``z``: returns (statistic tensor, g or None, int weights & steps)."""
+    node = r.producer(z, None)
+    chain = []
+    while node is not None and node.op_type in ("Div", "Tanh", "Mul", "Sigmoid"):
+        chain.insert(0, node.op_type)
+        node = r.producer(node.input[0], None)
+    g = None
+    if chain:
+        if tuple(chain) not in G_OF_CHAIN:
+            raise LoweringError(f"node {user.name}: the SE output passes through {chain}, not a known g")
+        g = G_OF_CHAIN[tuple(chain)]
+    while node is not None and node.op_type == "Unsqueeze":
+        node = r.producer(node.input[0], None)
+    if node is None or node.op_type != "MatMul":
+        raise LoweringError(f"node {user.name} ({user.op_type}): its modulation is neither Mul(s, alpha) nor an "
+                            f"SE-like MLP (MatMul -> Relu -> MatMul)")
+    w2, s2 = r.real_weight(node.input[1], node)
+    relu = r.producer(node.input[0], ("Relu",), node)
+    mm1 = r.producer(relu.input[0], ("MatMul",), relu)
+    w1, s1 = r.real_weight(mm1.input[1], mm1)
+    flat = r.producer(mm1.input[0], ("Flatten",), mm1)
+    return flat.input[0], g, (w1, s1, w2, s2)
+
+
+def _statistic(r: GraphReader, s: str, own_input: str, user) -> tuple[str, dict | None]:
+    """Where the statistic s comes from: ('own', None) for InstaStatistic(own_input), or ('reuse', u/v and the
+    INSTA-Th's statistic node) for Add(Mul(s_th, u), v)."""
+    node = r.producer(s, ("InstaStatistic", "Add"), user)
+    if node.op_type == "InstaStatistic":
+        if node.input[0] != own_input:
+            raise LoweringError(f"node {node.name} (InstaStatistic): reads {node.input[0]}, expected {own_input}")
+        return "own", {"stat": node}
+    mul = r.producer(node.input[0], ("Mul",), node)
+    stat = r.producer(mul.input[0], ("InstaStatistic",), mul)
+    return "reuse", {"stat": stat, "u": r.init(mul.input[1], mul).reshape(-1), "v": r.init(node.input[1], node).reshape(-1)}
+
+
+def _modulation(r: GraphReader, shift, own_input: str) -> dict:
+    """alpha / SE and the statistic source of an InstaShift node."""
+    z = shift.input[1]
+    node = r.producer(z, None)
+    if node is not None and node.op_type == "Mul" and r.model.get_initializer(node.input[1]) is not None \
+            and r.producer(node.input[0], None).op_type in ("InstaStatistic", "Add"):
+        source, info = _statistic(r, node.input[0], own_input, node)
+        return {"alpha": r.init(node.input[1], node).reshape(-1), "source": source, **info}
+    s, g, weights = _se(r, z, shift)
+    source, info = _statistic(r, s, own_input, shift)
+    return {"se": weights, "se_g": g, "source": source, **info}
+
+
+def _mu_sigma(r: GraphReader, node):
+    return r.init(node.input[1], node).reshape(-1), r.init(node.input[2], node).reshape(-1)
+
+
+def lower_threshold(r: GraphReader, x: str, e: int, bits: int, pixels: int):
+    """The binarizer reading residual tensor x: (threshold unit, BipolarQuant node)."""
+    for node in r.consumers(x):
+        if node.op_type == "Sub" and r.model.get_initializer(node.input[1]) is not None:
+            bq = r.consumer(node.output[0], "BipolarQuant", node)
+            tau = r.init(node.input[1], node).reshape(-1)
+            return static_threshold_constants(tau, 2.0 ** e, pixels, bits), bq
+        if node.op_type == "InstaShift" and node.input[0] == x:
+            consumers = r.consumers(node.output[0])
+            if [c.op_type for c in consumers] != ["BipolarQuant"]:
+                continue  # an INSTA-PReLU reading x (not a binarizer)
+            if r.attr(node, "g", "none") != "none":
+                raise LoweringError(f"node {node.name} (InstaShift): a binarizer's shift must have g=none")
+            mod = _modulation(r, node, x)
+            mu, sigma, beta = (r.init(t, node).reshape(-1) for t in node.input[2:5])
+            if "alpha" in mod:
+                if mod["source"] != "own":
+                    raise LoweringError(f"node {node.name}: an INSTA-Th must compute its own statistic")
+                return insta_th_constants(mu, sigma, mod["alpha"], beta, 2.0 ** e, pixels, bits), consumers[0]
+            w1, s1, w2, s2 = mod["se"]
+            if mod["se_g"] is None:
+                raise LoweringError(f"node {node.name}: INSTA-Th+ needs g after its SE-like MLP")
+            se = L.se_mlp_fixed(w1, s1, w2, s2, np.zeros_like(beta))
+            return L.threshold_plus(mu, sigma, beta, e, pixels, bits, se, mod["se_g"]), consumers[0]
+    raise LoweringError(f"tensor {x}: no binarizer (Sub -> BipolarQuant or InstaShift -> BipolarQuant) reads it; "
+                        f"consumers {[n.op_type + ' ' + n.name for n in r.consumers(x)]}")
+
+
+def lower_block(r: GraphReader, x: str, e_in: int, bits_in: int, index: int):
+    c, h, w = r.shape(x)[1:]
+    threshold, bq = lower_threshold(r, x, e_in, bits_in, h * w)
+    name = f"block{index}"
+    node = r.consumer(bq.output[0], "Pad", bq)
+    pads = r.init(node.input[1], node).reshape(-1)
+    fill = r.init(node.input[2], node).reshape(-1) if len(node.input) > 2 and node.input[2] else np.zeros(1)
+    if fill[0] != -1.0 or len(set(pads[[2, 3, 6, 7]].tolist())) != 1 or np.any(pads[[0, 1, 4, 5]] != 0):
+        raise LoweringError(f"node {node.name} (Pad): binary activations must be padded spatially with -1")
+    pad = int(pads[2])
+    conv = r.consumer(node.output[0], "Conv", node)
+    weight_bits, xnor = r.binary_weight(conv.input[1], conv)
+    stride = r.attr(conv, "strides", [1, 1])[0]
+    if any(r.attr(conv, "pads", [0] * 4)) or r.attr(conv, "group", 1) != 1:
+        raise LoweringError(f"node {conv.name} (Conv): binary convolutions need pads 0 (the Pad node pads) and "
+                            f"group 1")
+    bn = r.consumer(conv.output[0], "BatchNormalization", conv)
+    bn_a, bn_b = r.batchnorm(bn)
+    add = r.consumer(bn.output[0], "Add", bn)
+    sc_tensor = add.input[1] if add.input[0] == bn.output[0] else add.input[0]
+    out_c, out_h, out_w = r.shape(add.output[0])[1:]
+
+    proj = None
+    sc_node = r.producer(sc_tensor, None)
+    pool, sc_exp = 1, e_in
+    if sc_tensor == x:
+        shortcut = Shortcut("identity")
+    elif sc_node is not None and sc_node.op_type in ("AveragePool", "BatchNormalization"):
+        src = sc_node
+        if sc_node.op_type == "BatchNormalization":
+            pconv = r.producer(sc_node.input[0], ("Conv",), sc_node)
+            src = r.producer(pconv.input[0], ("AveragePool",), pconv) if pconv.input[0] != x else None
+        if src is not None:
+            k = r.attr(src, "kernel_shape")[0]
+            if src.input[0] != x or r.attr(src, "strides")[0] != k or k & (k - 1):
+                raise LoweringError(f"node {src.name} (AveragePool): the shortcut pools x with a power-of-two "
+                                    f"window at stride = window")
+            pool, sc_exp = k, e_in - 2 * (k.bit_length() - 1)
+        if sc_node.op_type == "AveragePool":
+            shortcut = Shortcut("pool", pool=pool)
+        else:
+            w_int, w_exp = r.int_weight(pconv.input[1], pconv)
+            shortcut = Shortcut("proj", pool=pool, weight=w_int)
+            pa, pb = r.batchnorm(sc_node)
+            bound = int(np.abs(w_int).sum(axis=(1, 2, 3)).max()) * (1 << (bits_in - 1)) * pool * pool
+            proj = (pa * 2.0 ** (sc_exp + w_exp.astype(np.float64)), pb, bound)
+    else:
+        raise LoweringError(f"node {add.name} (Add): shortcut {sc_tensor} is not x, AveragePool(x) or a 1x1 "
+                            f"projection (option A shortcuts are not lowered from QONNX yet)")
+
+    y = add.output[0]
+    first = r.consumers(y)
+    ops = sorted(n.op_type for n in first)
+    if ops == ["Sub"]:
+        sub = first[0]
+        prelu = r.consumer(sub.output[0], "PRelu", sub)
+        add2 = r.consumer(prelu.output[0], "Add", prelu)
+        act = {"kind": "rprelu", "gamma": r.init(sub.input[1], sub).reshape(-1),
+               "slope": r.init(prelu.input[1], prelu).reshape(-1), "zeta": r.init(add2.input[1], add2).reshape(-1)}
+        last = add2
+    else:
+        shift = next((n for n in first if n.op_type == "InstaShift"), None)
+        if shift is None:
+            shift = next((n for n in r.model.graph.node if n.op_type == "InstaShift" and n.input[0] == y), None)
+        if shift is None:
+            raise LoweringError(f"node {add.name} (Add): its sum feeds {ops}, neither RPReLU (Sub -> PRelu -> "
+                                f"Add) nor INSTA-PReLU (InstaShift -> PRelu)")
+        prelu = r.consumer(shift.output[0], "PRelu", shift)
+        mod = _modulation(r, shift, y)
+        mu, sigma, beta = (r.init(t, shift).reshape(-1) for t in shift.input[2:5])
+        act = {"kind": "insta", "mu": mu, "sigma": sigma, "beta": beta, "g": r.attr(shift, "g", "none"),
+               "slope": r.init(prelu.input[1], prelu).reshape(-1), "alpha": mod.get("alpha"), "se": None}
+        if act["g"] == "none":
+            raise LoweringError(f"node {shift.name} (InstaShift): INSTA-PReLU needs a nonlinearity g")
+        if "se" in mod:
+            w1, s1, w2, s2 = mod["se"]
+            act["se"] = lambda bias: L.se_mlp_fixed(w1, s1, w2, s2, bias)
+        if mod["source"] == "reuse":
+            th_mu, th_sigma = _mu_sigma(r, mod["stat"])
+            if mod["stat"].input[0] != x:
+                raise LoweringError(f"node {shift.name}: reuses a statistic of {mod['stat'].input[0]}, not of the "
+                                    f"block input {x}")
+            act["reuse"] = {"mu": th_mu, "sigma": th_sigma, "u": mod["u"], "v": mod["v"], "exp": e_in,
+                            "bits": bits_in, "pixels": h * w}
+        last = prelu
+    quant = r.consumer(last.output[0], "Quant", last)
+    e_out, bits_out = r.act_format(quant.output[0], quant)
+    try:
+        tail = L.residual_activation(bn_a * xnor, bn_b, int(weight_bits[0].size), shortcut.kind, sc_exp, proj, act,
+                                     e_out, bits_out, out_h * out_w, name)
+    except L.ContractError as err:
+        raise LoweringError(f"node {add.name}: {err}") from None
+    block = Block(name, threshold, weight_bits, stride, pad, shortcut, tail)
+    return block, quant.output[0], e_out, bits_out
+
+
+def lower_model(model) -> IntegerNetwork:
+    """The integer network of a qonnx ModelWrapper holding an exported INSTA-BNN graph."""
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    model = model.transform(InferShapes())
+    r = GraphReader(model)
+    inp = model.graph.input[0].name
+    q0 = r.consumer(inp, "Quant")
+    e0, b0 = r.act_format(q0.output[0])
+    stem = r.consumer(q0.output[0], "Conv", q0)
+    w_int, w_exp = r.int_weight(stem.input[1], stem)
+    bn = r.consumer(stem.output[0], "BatchNormalization", stem)
+    quant = r.consumer(bn.output[0], "Quant", bn)
+    e, bits = r.act_format(quant.output[0], quant)
+    a, b = r.batchnorm(bn)
+    bound = int(np.abs(w_int).sum(axis=(1, 2, 3)).max()) * (1 << (b0 - 1))
+    requant = L.affine_requant(a, b, e0 + w_exp, bound, e, bits)
+    pads = r.attr(stem, "pads", [0] * 4)
+    x, blocks = quant.output[0], []
+    while not any(n.op_type == "GlobalAveragePool" for n in r.consumers(x)):
+        block, x, e, bits = lower_block(r, x, e, bits, len(blocks))
+        blocks.append(block)
+    gap = r.consumer(x, "GlobalAveragePool")
+    h, w = r.shape(x)[2:]
+    flat = r.consumer(gap.output[0], "Flatten", gap)
+    gemm = r.consumer(flat.output[0], "Gemm", flat)
+    if r.attr(gemm, "transB", 0) != 1:
+        raise LoweringError(f"node {gemm.name} (Gemm): expected transB=1 (weights out x in)")
+    cw, cw_exp = r.int_weight(gemm.input[1], gemm)
+    bias = r.init(gemm.input[2], gemm).reshape(-1) if len(gemm.input) > 2 else np.zeros(cw.shape[0])
+    head = L.classifier(cw, cw_exp, bias, e, h * w)
+    return IntegerNetwork(e0, b0, w_int, r.attr(stem, "strides", [1, 1])[0], pads[0], requant, blocks, head)
+
+
+def lower_file(path: str | Path) -> IntegerNetwork:
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    path = Path(path)
+    if not path.is_file():
+        raise LoweringError(f"{path}: no such file")
+    try:
+        return lower_model(ModelWrapper(str(path)))
+    except LoweringError as e:
+        raise LoweringError(f"{path}: {e}") from None

@@ -1,0 +1,89 @@
+"""The integer network: the layers of :mod:`instabnn.hw.reference.layers` in dataflow order.
+
+    image q0 (input_bits, 2^input_exp) -> stem: int conv -> AffineRequant -> q
+    block: q -> threshold unit -> bits -> binary conv (pad -1) -> acc
+             q -> shortcut (identity | pool sum | pool sum -> int 1x1 conv | option A) -> sc
+             ResidualActivation(acc, sc, stat input) -> q'
+    head:  q -> Classifier (global sum, 8-bit weights) -> integer logits
+
+Both routes to these constants build this object: the lowering of an exported QONNX graph
+(:mod:`instabnn.hw.lower`) and the hardware-exact PyTorch mode (:mod:`instabnn.model.hardware_exact`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from instabnn.hw.reference import layers as L
+from instabnn.hw.reference.insta import InstaThConstants
+
+
+@dataclass
+class Shortcut:
+    kind: str  # "identity" | "pool" | "proj" | "option_a"
+    pool: int = 1
+    weight: np.ndarray | None = field(default=None, repr=False)  # proj: (Cout, Cin, 1, 1) int
+    channel_pad: tuple[int, int] = (0, 0)  # option A: zero channels before / after
+
+    def __call__(self, q: np.ndarray) -> np.ndarray:
+        if self.kind == "option_a":
+            v = q[:, :, ::self.pool, ::self.pool]
+            return np.pad(v, ((0, 0), self.channel_pad, (0, 0), (0, 0)))
+        v = L.pool_sum(q, self.pool) if self.pool > 1 else np.asarray(q, np.int64)
+        if self.kind == "proj":
+            return L.int_conv(v, self.weight, 1, 1, 0)
+        return v
+
+
+@dataclass
+class Block:
+    name: str
+    threshold: InstaThConstants | L.ThresholdPlus
+    weight_bits: np.ndarray = field(repr=False)  # (Cout, Cin, K, K) in {0, 1}
+    stride: int
+    pad: int
+    shortcut: Shortcut
+    tail: L.ResidualActivation
+
+    @property
+    def kernel(self) -> int:
+        return self.weight_bits.shape[-1]
+
+    def __call__(self, q: np.ndarray, trace: dict | None = None) -> np.ndarray:
+        bits = L.binarize(q, self.threshold)
+        acc = L.binary_conv(bits, self.weight_bits, self.kernel, self.stride, self.pad)
+        out = self.tail(acc, self.shortcut(q), q if self.tail.stat_source == "reuse" else None)
+        if trace is not None:
+            trace[f"{self.name}.bits"], trace[f"{self.name}.acc"], trace[f"{self.name}.out"] = bits, acc, out
+        return out
+
+
+@dataclass
+class IntegerNetwork:
+    input_exp: int
+    input_bits: int
+    stem_weight: np.ndarray = field(repr=False)  # (C, Cin, K, K) int
+    stem_stride: int
+    stem_pad: int
+    stem_requant: L.AffineRequant
+    blocks: list[Block]
+    classifier: L.Classifier
+
+    def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        """The image quantizer (host side): clamp(round_half_even(x / 2^e))."""
+        return L.quantize_int(x, np.float32(2.0 ** self.input_exp), self.input_bits, narrow=False)
+
+    def stem(self, q0: np.ndarray) -> np.ndarray:
+        acc = L.int_conv(q0, self.stem_weight, self.stem_weight.shape[-1], self.stem_stride, self.stem_pad)
+        return self.stem_requant(acc)
+
+    def run(self, q0: np.ndarray, trace: dict | None = None) -> np.ndarray:
+        """Integer logits (frames x classes) of integer images q0."""
+        q = self.stem(np.asarray(q0, np.int64))
+        if trace is not None:
+            trace["stem.out"] = q
+        for block in self.blocks:
+            q = block(q, trace)
+        return self.classifier(q)
