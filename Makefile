@@ -12,13 +12,14 @@ MODEL     ?= $(RUN)/model.onnx
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo train export test test-slow bench cost synth-blocks lock clean
+.PHONY: help setup demo train export lower test test-slow bench cost synth-blocks lock clean
 
 help:
 	@echo "make setup      create .venv with the pinned environment (env/requirements.lock)"
-	@echo "make demo       train the digits INSTA-BNN, export it to QONNX, check its integer threshold units ($(RUN)/)"
+	@echo "make demo       train the digits INSTA-BNN, export it to QONNX, lower it to the integer reference ($(RUN)/)"
 	@echo "make train      train; TRAIN_ARGS='--data cifar10 --data-dir ... --preset cifar' etc. (--help lists all)"
 	@echo "make export     export CKPT=$(CKPT) to MODEL=$(MODEL)"
+	@echo "make lower      lower MODEL=$(MODEL) to the integer network; report $(dir $(MODEL))lowered.{json,md}"
 	@echo "make test       the default test run (fast tiers)"
 	@echo "make test-slow  the slow tiers (marked 'slow')"
 	@echo "make bench      digits INSTA-BNN vs baseline, same budget and seed -> reports/bench.json"
@@ -35,13 +36,16 @@ setup: $(STAMP)
 demo: setup
 	$(PY) -m instabnn.model.train --data digits --variant insta --out $(RUN) --resume $(TRAIN_ARGS)
 	$(PY) -m instabnn.model.export --checkpoint $(RUN)/model.pt --out $(RUN)/model.onnx
-	$(PY) -m instabnn.hw.threshold_layers $(RUN)/model.onnx -n 64 --json $(RUN)/thresholds.json
+	$(PY) -m instabnn.hw.lower $(RUN)/model.onnx --out $(RUN)
 
 train: setup
 	$(PY) -m instabnn.model.train --out $(RUN) $(TRAIN_ARGS)
 
 export: setup
 	$(PY) -m instabnn.model.export --checkpoint $(CKPT) --out $(MODEL)
+
+lower: setup
+	$(PY) -m instabnn.hw.lower $(MODEL)
 
 test: setup
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)

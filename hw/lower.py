@@ -314,7 +314,14 @@ def lower_block(r: GraphReader, x: str, e_in: int, bits_in: int, index: int):
     except L.ContractError as err:
         raise LoweringError(f"node {add.name}: {err}") from None
     block = Block(name, threshold, weight_bits, stride, pad, shortcut, tail)
-    return block, quant.output[0], e_out, bits_out
+    origin = {"binarizer": bq.output[0], "output": quant.output[0], "input_format": [e_in, bits_in],
+              "output_format": [e_out, bits_out], "shortcut_bound": _shortcut_bound(shortcut, bits_in)}
+    return block, origin, quant.output[0], e_out, bits_out
+
+
+def _shortcut_bound(shortcut: Shortcut, bits_in: int) -> int:
+    v = (1 << (bits_in - 1)) * shortcut.pool * shortcut.pool
+    return v * int(np.abs(shortcut.weight).sum(axis=(1, 2, 3)).max()) if shortcut.kind == "proj" else v
 
 
 def lower_model(model) -> IntegerNetwork:
@@ -335,9 +342,9 @@ def lower_model(model) -> IntegerNetwork:
     bound = int(np.abs(w_int).sum(axis=(1, 2, 3)).max()) * (1 << (b0 - 1))
     requant = L.affine_requant(a, b, e0 + w_exp, bound, e, bits)
     pads = r.attr(stem, "pads", [0] * 4)
-    x, blocks = quant.output[0], []
+    x, blocks, origin = quant.output[0], [], {"stem": {"output": quant.output[0], "output_format": [e, bits]}}
     while not any(n.op_type == "GlobalAveragePool" for n in r.consumers(x)):
-        block, x, e, bits = lower_block(r, x, e, bits, len(blocks))
+        block, origin[f"block{len(blocks)}"], x, e, bits = lower_block(r, x, e, bits, len(blocks))
         blocks.append(block)
     gap = r.consumer(x, "GlobalAveragePool")
     h, w = r.shape(x)[2:]
@@ -348,7 +355,9 @@ def lower_model(model) -> IntegerNetwork:
     cw, cw_exp = r.int_weight(gemm.input[1], gemm)
     bias = r.init(gemm.input[2], gemm).reshape(-1) if len(gemm.input) > 2 else np.zeros(cw.shape[0])
     head = L.classifier(cw, cw_exp, bias, e, h * w)
-    return IntegerNetwork(e0, b0, w_int, r.attr(stem, "strides", [1, 1])[0], pads[0], requant, blocks, head)
+    origin["stem"]["input_format"], origin["logits"] = [e0, b0], model.graph.output[0].name
+    return IntegerNetwork(e0, b0, w_int, r.attr(stem, "strides", [1, 1])[0], pads[0], requant, blocks, head,
+                          origin)
 
 
 def lower_file(path: str | Path) -> IntegerNetwork:
@@ -361,3 +370,164 @@ def lower_file(path: str | Path) -> IntegerNetwork:
         return lower_model(ModelWrapper(str(path)))
     except LoweringError as e:
         raise LoweringError(f"{path}: {e}") from None
+
+
+# ------------------------------------------------------------------------------------------ report
+
+
+def _threshold_widths(unit) -> dict:
+    if isinstance(unit, InstaThConstants):
+        kind = "static" if all(c == 0 for cs in unit.coeffs[1:] for c in cs) else "insta_th"
+        return {"kind": kind, "power_sum_bits": list(unit.power_sum_bits) if kind != "static" else [],
+                "threshold_accumulator_bits": unit.threshold_accumulator_bits if kind != "static" else 0,
+                "constant_bits": sum(unit.coeff_bits) * unit.channels if kind != "static"
+                else unit.coeff_bits[0] * unit.channels}
+    se = unit.se
+    se_bits = 8 * (se.w1.size + se.w2.size) + L.MULT_BITS * (se.m1.size + se.m2.size)
+    return {"kind": "insta_th_plus", "power_sum_bits": list(unit.poly.to_dict()["accumulator_bits"] and
+                                                            _power_bits(unit.poly)),
+            "threshold_accumulator_bits": unit.poly.accumulator_bits(),
+            "constant_bits": se_bits + 4 * 64 * unit.poly.channels}
+
+
+def _power_bits(poly: L.MomentPolynomial) -> list[int]:
+    from instabnn.hw.reference.fixed_point import signed_bits
+    from instabnn.hw.reference.insta import power_sum_ranges
+
+    return [signed_bits(*r) for r in power_sum_ranges(poly.input_bits, poly.pixels)[1:]]
+
+
+def layer_table(net: IntegerNetwork) -> list[dict]:
+    """Per hardware layer: formats, accumulator widths and parameter memory in bits."""
+    from instabnn.hw.reference.fixed_point import signed_bits
+
+    rows = []
+    stem_bound = int(np.abs(net.stem_weight).sum(axis=(1, 2, 3)).max()) * (1 << (net.input_bits - 1))
+    rows.append({"layer": "stem", "kind": "int8 conv + BN requant", "shape": list(net.stem_weight.shape),
+                 "input": f"int{net.input_bits} x 2^{net.input_exp}",
+                 "output": f"int{net.stem_requant.out_bits} x 2^{net.stem_requant.out_exp}",
+                 "accumulator_bits": signed_bits(-stem_bound, stem_bound),
+                 "parameter_bits": 8 * net.stem_weight.size + 2 * 32 * net.stem_weight.shape[0]})
+    for block in net.blocks:
+        origin = net.origin.get(block.name, {})
+        e_in, b_in = origin.get("input_format", ["?", "?"])
+        tw = _threshold_widths(block.threshold)
+        k = int(block.weight_bits[0].size)
+        tail = block.tail
+        sc_bound = origin.get("shortcut_bound", 0)
+        row = {"layer": block.name, "kind": f"{tw['kind']} -> binary {block.kernel}x{block.kernel}/{block.stride} "
+                                            f"-> {tail.act}{'+' if tail.se is not None else ''}"
+                                            f"{' (reuse)' if tail.stat_source == 'reuse' else ''}",
+               "shape": list(block.weight_bits.shape), "input": f"int{b_in} x 2^{e_in}",
+               "output": f"int{tail.out_bits} x 2^{tail.out_exp}",
+               "power_sum_bits": tw["power_sum_bits"], "threshold_accumulator_bits": tw["threshold_accumulator_bits"],
+               "accumulator_bits": signed_bits(-k, k), "tail_frac": tail.frac,
+               "tail_bits": tail.pre_activation_bits(k, sc_bound) if sc_bound else None,
+               "shortcut": block.shortcut.kind,
+               "statistic_accumulator_bits": tail.poly.accumulator_bits() if tail.poly is not None else None,
+               "parameter_bits": block.weight_bits.size + tw["constant_bits"]
+               + (8 * block.shortcut.weight.size if block.shortcut.weight is not None else 0)
+               + 64 * 5 * block.weight_bits.shape[0]}
+        rows.append(row)
+    c = net.classifier
+    rows.append({"layer": "classifier", "kind": "global sum + int8 linear", "shape": list(c.weight.shape),
+                 "output": f"int logits x {c.lsb:.3g}", "parameter_bits": 8 * c.weight.size + 32 * c.bias.size})
+    return rows
+
+
+def agreement(model_path: str | Path, net: IntegerNetwork, images: np.ndarray, labels=None, progress=True) -> dict:
+    """The integer network against the float QONNX graph: sign agreement per binarizer, top-1 agreement."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from tqdm import tqdm
+
+    model = ModelWrapper(str(model_path))
+    iname = model.graph.input[0].name
+    trace: dict = {}
+    logits_int = net.run(net.quantize_input(images), trace)
+    same = {b.name: 0 for b in net.blocks}
+    float_logits = []
+    for i in tqdm(range(len(images)), desc="float graph", disable=not progress, leave=False):
+        ctx = execute_onnx(model, {iname: images[i:i + 1].astype(np.float32)}, return_full_exec_context=True)
+        float_logits.append(ctx[net.origin["logits"]])
+        for b in net.blocks:
+            same[b.name] += int(((ctx[net.origin[b.name]["binarizer"]] > 0) == (trace[f"{b.name}.bits"][i] == 1)).sum())
+    float_logits = np.concatenate(float_logits)
+    out = {"n": len(images),
+           "top1_agreement": float((float_logits.argmax(1) == logits_int.argmax(1)).mean()),
+           "sign_agreement": {b.name: same[b.name] / trace[f"{b.name}.bits"].size for b in net.blocks}}
+    if labels is not None:
+        out["accuracy_float"] = float((float_logits.argmax(1) == labels).mean())
+        out["accuracy_reference"] = float((logits_int.argmax(1) == labels).mean())
+        out["accuracy_gap"] = out["accuracy_float"] - out["accuracy_reference"]
+    return out
+
+
+def evaluation_inputs(model_path, n: int | None):
+    """Digits test split (with labels) for a digits network, else generated inputs (no labels)."""
+    from instabnn.model.export import config_from_onnx
+
+    cfg = config_from_onnx(model_path)
+    if cfg.arch == "digits" and cfg.in_channels in (None, 1):
+        from instabnn.model.data import digits_arrays
+
+        _, _, x, y = digits_arrays()
+        return x[:n], y[:n], "digits test split"
+    rng = np.random.default_rng(0)
+    c, size = cfg.in_channels or 3, cfg.image_size or 32
+    return rng.standard_normal((n or 16, c, size, size)).astype(np.float32), None, "generated N(0,1) inputs"
+
+
+def markdown(report: dict) -> str:
+    a = report["agreement"]
+    lines = [f"# Lowering report: `{report['model']}`", "",
+             f"Integer network vs the float QONNX graph on {a['n']} {report['inputs']}: top-1 agreement "
+             f"{100 * a['top1_agreement']:.2f}%"]
+    if "accuracy_float" in a:
+        lines[-1] += (f"; accuracy float {100 * a['accuracy_float']:.2f}%, reference "
+                      f"{100 * a['accuracy_reference']:.2f}% (gap {100 * a['accuracy_gap']:+.2f} points)")
+    lines += ["", "| layer | kind | in | out | acc bits | P1/P2/P3 bits | threshold acc bits | tail bits (F) | "
+              "param bits | sign agreement |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in report["layers"]:
+        agree = a["sign_agreement"].get(r["layer"])
+        lines.append(f"| {r['layer']} | {r['kind']} | {r.get('input', '')} | {r['output']} | "
+                     f"{r.get('accumulator_bits', '')} | {'/'.join(map(str, r.get('power_sum_bits') or [])) or '-'} | "
+                     f"{r.get('threshold_accumulator_bits') or '-'} | "
+                     f"{str(r['tail_bits']) + ' (' + str(r['tail_frac']) + ')' if r.get('tail_bits') else '-'} | "
+                     f"{r['parameter_bits']} | {'' if agree is None else f'{100 * agree:.3f}%'} |")
+    lines += ["", f"Total parameter memory: {sum(r['parameter_bits'] for r in report['layers'])} bits.", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    from instabnn.model.checkpoint import atomic_write_text
+
+    p = argparse.ArgumentParser(prog="instabnn-lower", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="an .onnx file exported by instabnn-export")
+    p.add_argument("-n", type=int, default=None, help="images compared (default: the whole digits test split, "
+                                                      "or 16 generated inputs)")
+    p.add_argument("--out", default=None, help="report directory (default: next to the model)")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    start = time.time()
+    try:
+        net = lower_file(args.model)
+        images, labels, source = evaluation_inputs(args.model, args.n)
+        report = {"model": str(args.model), "inputs": source, "layers": layer_table(net),
+                  "agreement": agreement(args.model, net, images, labels, not args.no_progress)}
+    except (LoweringError, L.ContractError) as e:
+        print(f"instabnn-lower: error: {e}", file=sys.stderr)
+        return 2
+    report["seconds"] = round(time.time() - start, 2)
+    out = Path(args.out) if args.out else Path(args.model).parent
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "lowered.json", json.dumps(report, indent=1, default=str))
+    atomic_write_text(out / "lowered.md", markdown(report))
+    print(markdown(report))
+    print(f"wrote {out / 'lowered.json'} and {out / 'lowered.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -33,8 +33,10 @@ GUARD_BITS = 8
 """Fraction bits beyond the output's last bit in every fixed affine map: rounding error <= 2^-(GUARD_BITS+1) LSB."""
 SLOPE_FRAC = 16
 """Fraction bits of PReLU slopes."""
-G_IN_FRAC, G_IN_BITS = 5, 10
-"""The g table's index: z rounded to a 1/32 grid and clamped to [-16, 16)."""
+G_IN_FRAC = 12
+"""Fraction bits of z where it enters g (the SE output, the INSTA-PReLU polynomial's output)."""
+G_GRID_FRAC, G_RANGE = 3, 16
+"""The g table: entries on a 1/8 grid over [-16, 16], linearly interpolated; z is clamped to that range."""
 G_OUT_FRAC = 14
 """Fraction bits of the g table's entries (|g| <= 3: 17-bit signed entries)."""
 SE_S_FRAC, SE_S_BITS = 8, 16
@@ -185,21 +187,25 @@ G_FUNCTIONS = {
 
 @lru_cache(maxsize=None)
 def g_table(name: str) -> tuple[int, ...]:
-    """Entries G[i] = fix(g(z_i), G_OUT_FRAC) at z_i = (i - 2^(G_IN_BITS-1)) / 2^G_IN_FRAC."""
+    """Entries G[i] = fix(g(z_i), G_OUT_FRAC) at z_i = -G_RANGE + i / 2^G_GRID_FRAC, i = 0 .. 2 G_RANGE 2^G_GRID_FRAC."""
     if name not in G_FUNCTIONS:
         raise ContractError(f"unknown nonlinearity g={name!r}")
-    half = 1 << (G_IN_BITS - 1)
-    z = (np.arange(2 * half) - half) / 2.0 ** G_IN_FRAC
+    z = np.arange(2 * G_RANGE * (1 << G_GRID_FRAC) + 1) / 2.0 ** G_GRID_FRAC - G_RANGE
     return tuple(int(x) for x in fix(G_FUNCTIONS[name](z), G_OUT_FRAC))
 
 
 def g_lookup(name: str, z_fx, frac: int) -> np.ndarray:
-    """g(z) as G_OUT_FRAC fixed point for Z with ``frac`` fraction bits: the index is round(z * 2^G_IN_FRAC),
-    clamped to the table."""
-    half = 1 << (G_IN_BITS - 1)
-    idx = np.clip(np.asarray(shift_round(np.asarray(z_fx, dtype=object), frac - G_IN_FRAC), dtype=np.int64),
-                  -half, half - 1)
-    return np.asarray(g_table(name), dtype=np.int64)[idx + half]
+    """g(z) with G_OUT_FRAC fraction bits for Z with ``frac`` fraction bits: Z is rounded to G_IN_FRAC bits and
+    clamped to [-G_RANGE, G_RANGE]; with i = floor(z 2^G_GRID_FRAC) and r the remaining
+    G_IN_FRAC - G_GRID_FRAC bits, G = T[i] + round((T[i+1] - T[i]) r / 2^(G_IN_FRAC - G_GRID_FRAC))."""
+    table = np.asarray(g_table(name), dtype=np.int64)
+    z = np.asarray(shift_round(np.asarray(z_fx, dtype=object), frac - G_IN_FRAC), dtype=object)
+    top = G_RANGE << G_IN_FRAC
+    z = np.asarray(np.clip(z, -top, top).astype(np.int64)) + top  # >= 0
+    low_bits = G_IN_FRAC - G_GRID_FRAC
+    i, r = z >> low_bits, z & ((1 << low_bits) - 1)
+    upper = np.minimum(i + 1, len(table) - 1)
+    return table[i] + shift_round((table[upper] - table[i]) * r, low_bits)
 
 
 # ------------------------------------------------------------------------------------------ SE-like MLP
@@ -403,6 +409,15 @@ class ResidualActivation:
     @property
     def stat_bits(self) -> int:
         return self.out_bits + STAT_EXTRA_BITS
+
+    def pre_activation_bits(self, acc_bound: int, sc_bound: int) -> int:
+        """Signed width of Y (and of D, the shifted value) for |acc| <= acc_bound, |shortcut| <= sc_bound."""
+        y = int(np.abs(self.mult).max()) * acc_bound + int(np.abs(self.bias).max())
+        y += (int(np.abs(self.shortcut_mult).max()) * sc_bound if self.shortcut == "proj"
+              else sc_bound << self.shortcut_shift)
+        shift = (int(np.abs(self.gamma).max()) if self.act == "rprelu"
+                 else int(np.abs(self.shift_mean).max()) + (int(np.abs(self.shift_gain).max()) * 3 + 1))
+        return signed_bits(-(y + shift), y + shift)
 
     def pre_activation(self, acc, sc):
         c = (None, slice(None), None, None)

@@ -70,6 +70,7 @@ class IntegerNetwork:
     stem_requant: L.AffineRequant
     blocks: list[Block]
     classifier: L.Classifier
+    origin: dict = field(default_factory=dict, repr=False)  # block name -> source tensors (set by the lowering)
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
         """The image quantizer (host side): clamp(round_half_even(x / 2^e))."""

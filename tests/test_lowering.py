@@ -1,0 +1,249 @@
+"""The integer reference: QONNX lowering (hw/lower.py), the hardware-exact PyTorch mode (model/hardware_exact.py),
+and the arithmetic contract's widths (hw/reference/layers.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from instabnn.hw import lower
+from instabnn.hw.reference import layers as L
+from instabnn.hw.reference.insta import insta_th_constants
+from instabnn.model.checkpoint import checkpoint_config, load_checkpoint, load_weights
+from instabnn.model.config import NetConfig
+from instabnn.model.data import digits_arrays
+from instabnn.model.export import export_checkpoint, export_model
+from instabnn.model.hardware_exact import HardwareExact, integer_network
+from instabnn.model.networks import build_network
+
+from conftest import train_digits
+
+VARIANTS = {
+    "baseline": ["--variant", "baseline"],
+    "insta": ["--variant", "insta"],
+    "insta_plus": ["--variant", "insta_plus"],
+    "stats_reuse": ["--variant", "insta", "--stats-reuse", "auto"],
+}
+
+
+_TRAINED: dict = {}
+
+
+def _variant(name: str, tmp_path_factory):
+    """(model, onnx path) of a digits network trained for one epoch (made once per module and variant)."""
+    if name not in _TRAINED:
+        out = tmp_path_factory.mktemp(f"lower-{name}")
+        ckpt = train_digits(out, *VARIANTS[name], "--epochs", "1")
+        export_checkpoint(ckpt, out / "model.onnx", n_check=4)
+        payload = load_checkpoint(ckpt)
+        model = build_network(checkpoint_config(payload))
+        load_weights(model, payload["model"])
+        _TRAINED[name] = (model.eval(), out / "model.onnx")
+    return _TRAINED[name]
+
+
+@pytest.fixture(params=sorted(VARIANTS))
+def digits_variant(request, tmp_path_factory):
+    return _variant(request.param, tmp_path_factory)
+
+
+@pytest.fixture
+def baseline_variant(tmp_path_factory):
+    return _variant("baseline", tmp_path_factory)
+
+
+def test_reference_graph_equals_hardware_exact_mode(digits_variant):
+    """The lowered QONNX graph and the PyTorch model's hardware-exact mode give identical integer logits on the
+    whole digits test split, and agree with the float model on top-1 for nearly every image."""
+    model, path = digits_variant
+    _, _, x, _ = digits_arrays()
+    net = lower.lower_file(path)
+    logits = net.run(net.quantize_input(x))
+    assert np.array_equal(logits, HardwareExact(model).integer_logits(x))
+    with torch.no_grad():
+        float_top1 = model(torch.from_numpy(x)).argmax(1).numpy()
+    assert (float_top1 == logits.argmax(1)).mean() >= 0.85  # one epoch: many near-ties; trained: see make lower
+
+
+def test_lowered_structure(digits_variant):
+    model, path = digits_variant
+    net = lower.lower_file(path)
+    cfg = model.cfg
+    assert len(net.blocks) == 4
+    tails = {b.tail.act for b in net.blocks}
+    assert tails == ({"rprelu"} if cfg.variant == "baseline" else {"insta"})
+    if cfg.effective_stats_reuse == "auto":
+        assert [b.tail.stat_source for b in net.blocks] == ["reuse", "reuse", "own", "reuse"]
+    if cfg.variant == "insta_plus":
+        assert all(isinstance(b.threshold, L.ThresholdPlus) and b.tail.se is not None for b in net.blocks)
+    assert [b.shortcut.kind for b in net.blocks] == ["identity", "identity", "proj", "identity"]
+
+
+def test_make_lower_report(digits_insta_ckpt, tmp_path):
+    onnx_path = tmp_path / "model.onnx"
+    export_checkpoint(digits_insta_ckpt, onnx_path, n_check=2)
+    assert lower.main([str(onnx_path), "-n", "8", "--out", str(tmp_path / "rep"), "--no-progress"]) == 0
+    report = json.loads((tmp_path / "rep" / "lowered.json").read_text())
+    a = report["agreement"]
+    assert a["n"] == 8 and 0.0 <= a["top1_agreement"] <= 1.0 and len(a["sign_agreement"]) == 4
+    assert all(v > 0.8 for v in a["sign_agreement"].values())
+    rows = {r["layer"]: r for r in report["layers"]}
+    assert rows["block0"]["accumulator_bits"] == L.signed_bits(-288, 288)  # 3x3x32 binary MACs
+    assert rows["block0"]["power_sum_bits"] == [14, 22, 28]  # 8-bit q over 8x8 pixels
+    assert "sign agreement" in (tmp_path / "rep" / "lowered.md").read_text()
+
+
+@pytest.mark.slow
+def test_resnet20_random_and_trained_weights(tmp_path):
+    _resnet20_case(tmp_path)
+
+
+def _resnet20_case(tmp_path, n_inputs: int = 3):
+    """ResNet-20 (CIFAR-10 shape, INSTA), random weights with non-trivial statistics: graph == hardware-exact."""
+    torch.manual_seed(0)
+    cfg = NetConfig(arch="resnet20", variant="insta")
+    model = build_network(cfg).eval()
+    with torch.no_grad():
+        for name, buf in model.named_buffers():
+            if name.endswith("running_mean"):
+                buf.uniform_(-0.5, 0.5)
+            elif name.endswith("running_var"):
+                buf.uniform_(0.5, 2.0)
+        for name, p in model.named_parameters():
+            if name.endswith(("alpha", "beta", "gamma", "zeta", "threshold")):
+                p.uniform_(-0.3, 0.3)
+    path = tmp_path / "resnet20.onnx"
+    export_model(model, path, {"instabnn.config": json.dumps(cfg.to_dict())}, n_check=1)
+    x = np.random.default_rng(1).standard_normal((n_inputs, 3, 32, 32)).astype(np.float32)
+    net = lower.lower_file(path)
+    assert np.array_equal(net.run(net.quantize_input(x)), HardwareExact(model).integer_logits(x))
+
+
+# ------------------------------------------------------------------------------------------ refusals
+
+
+def _edit(path, out, fn):
+    m = onnx.load(str(path))
+    fn(m.graph)
+    onnx.save(m, str(out))
+    return out
+
+
+def test_refuses_unknown_activation(baseline_variant, tmp_path):
+    model, path = baseline_variant
+
+    def swap(graph):
+        prelu = next(n for n in graph.node if n.op_type == "PRelu")
+        prelu.op_type = "LeakyRelu"
+        del prelu.input[1:]
+
+    bad = _edit(path, tmp_path / "bad.onnx", swap)
+    with pytest.raises(lower.LoweringError, match="node Sub_1 .*expected one PRelu.*LeakyRelu"):
+        lower.lower_file(bad)
+    assert lower.main([str(bad), "--out", str(tmp_path / "rep")]) == 2
+    assert not (tmp_path / "rep").exists()
+
+
+def test_refuses_non_binary_activation(baseline_variant, tmp_path):
+    model, path = baseline_variant
+
+    def unbinarize(graph):  # the first RSign's binarizer becomes an identity: a real-valued conv input
+        sub = next(n for n in graph.node if n.op_type == "Sub")
+        bq = next(n for n in graph.node if n.op_type == "BipolarQuant" and n.input[0] == sub.output[0])
+        bq.op_type, bq.domain = "Identity", ""
+        del bq.input[1:]
+
+    with pytest.raises(lower.LoweringError, match="node Sub_0 .*expected one BipolarQuant.*Identity"):
+        lower.lower_file(_edit(path, tmp_path / "bad.onnx", unbinarize))
+
+
+def test_refuses_odd_pool_window(baseline_variant, tmp_path):
+    model, path = baseline_variant
+
+    def pool3(graph):
+        pool = next(n for n in graph.node if n.op_type == "AveragePool")
+        for a in pool.attribute:
+            if a.name == "strides":
+                a.ints[:] = [1, 1]
+
+    with pytest.raises(lower.LoweringError, match="AveragePool.*power-of-two window"):
+        lower.lower_file(_edit(path, tmp_path / "bad.onnx", pool3))
+
+
+def test_refuses_missing_file(tmp_path):
+    with pytest.raises(lower.LoweringError, match="no such file"):
+        lower.lower_file(tmp_path / "none.onnx")
+
+
+# ------------------------------------------------------------------------------------------ widths
+
+
+def test_block_tail_fits_its_width_on_worst_case_inputs():
+    rng = np.random.default_rng(0)
+    c, k, e_out = 16, 288, -5
+    act = {"kind": "insta", "mu": rng.normal(size=c), "sigma": rng.uniform(0.5, 2, c), "beta": rng.normal(size=c),
+           "g": "tanh3", "slope": rng.uniform(0, 1, c), "alpha": rng.normal(size=c), "se": None}
+    tail = L.residual_activation(rng.uniform(-0.05, 0.05, c), rng.normal(size=c), k, "shift", e_out, None, act,
+                                 e_out, 8, 16, "test")
+    sc_bound = 128
+    bits = tail.pre_activation_bits(k, sc_bound)
+    for acc_v, sc_v in [(k, 127), (-k, -128), (k, -128), (-k, 127)]:
+        acc = np.full((1, c, 4, 4), acc_v)
+        sc = np.full((1, c, 4, 4), sc_v)
+        y = tail.pre_activation(acc, sc)
+        d = y - tail.shift(y, None)[:, :, None, None]
+        assert np.abs(y).max() < 2 ** (bits - 1) and np.abs(d).max() < 2 ** (bits - 1)
+        out = tail(acc, sc)
+        assert out.min() >= -128 and out.max() <= 127
+
+
+def test_statistic_polynomial_fits_its_width_on_worst_case_inputs():
+    rng = np.random.default_rng(1)
+    c, bits, pixels = 8, 8, 64
+    poly = L.moment_polynomial(rng.normal(size=c) * 20, rng.uniform(5, 40, c), rng.normal(size=c),
+                               rng.normal(size=c), pixels, bits, L.G_IN_FRAC)
+    width = poly.accumulator_bits()
+    for v in (-128, 127, 0):
+        z = poly.evaluate(np.full((1, c, 8, 8), v))
+        assert max(abs(int(t)) for t in z.reshape(-1)) < 2 ** (width - 1)
+    consts = insta_th_constants(rng.normal(size=c), rng.uniform(0.2, 1, c), rng.normal(size=c), rng.normal(size=c),
+                                2.0 ** -5, pixels, bits)
+    # the same polynomial in INSTA-Th form gives the same thresholds as the unit's golden function
+    assert consts.threshold_accumulator_bits >= max(consts.power_sum_bits)
+
+
+def test_g_table_and_moment_polynomial_match_the_float_math():
+    rng = np.random.default_rng(2)
+    c, pixels = 4, 16
+    m, k, a, b = rng.normal(size=c) * 10, rng.uniform(5, 20, c), rng.normal(size=c), rng.normal(size=c)
+    poly = L.moment_polynomial(m, k, a, b, pixels, 8, L.G_IN_FRAC)
+    v = rng.integers(-128, 128, size=(3, c, 4, 4))
+    z_float = a[None] * (((v - m[None, :, None, None]) / k[None, :, None, None]) ** 3).mean(axis=(2, 3)) + b[None]
+    z_fx = np.asarray(poly.evaluate(v), dtype=np.float64) * 2.0 ** -poly.frac
+    assert np.abs(z_fx - z_float).max() <= 2.0 ** -(L.G_IN_FRAC + L.GUARD_BITS)
+    zs = np.linspace(-20, 20, 4001)
+    for name, fn in L.G_FUNCTIONS.items():
+        g = L.g_lookup(name, L.fix(zs, 20).astype(object), 20) * 2.0 ** -L.G_OUT_FRAC
+        assert np.abs(g - fn(np.clip(zs, -L.G_RANGE, L.G_RANGE))).max() < 2e-3, name
+
+
+def test_hardware_exact_mode_trains(digits_insta_ckpt):
+    payload = load_checkpoint(digits_insta_ckpt)
+    model = build_network(checkpoint_config(payload))
+    load_weights(model, payload["model"])
+    model.eval()
+    _, _, x, y = digits_arrays()
+    xb, yb = torch.from_numpy(x[:32]), torch.from_numpy(y[:32])
+    exact = HardwareExact(model)
+    out = exact(xb)
+    net = integer_network(model)
+    ints = net.run(net.quantize_input(x[:32]))
+    assert torch.allclose(out.double(), torch.from_numpy(ints * net.classifier.lsb), rtol=1e-6, atol=0)
+    loss = torch.nn.functional.cross_entropy(out / (out.abs().max() + 1e-9), yb)
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
