@@ -12,7 +12,7 @@ MODEL     ?= $(RUN)/model.onnx
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo train export lower test test-slow bench cost synth-blocks lock clean
+.PHONY: help setup demo train export lower analyses test test-slow bench cost synth-blocks lock clean
 
 help:
 	@echo "make setup      create .venv with the pinned environment (env/requirements.lock)"
@@ -20,6 +20,7 @@ help:
 	@echo "make train      train; TRAIN_ARGS='--data cifar10 --data-dir ... --preset cifar' etc. (--help lists all)"
 	@echo "make export     export CKPT=$(CKPT) to MODEL=$(MODEL)"
 	@echo "make lower      lower MODEL=$(MODEL) to the integer network; report $(dir $(MODEL))lowered.{json,md}"
+	@echo "make analyses   supplementary Sec. E-I analyses on digits -> reports/analyses/ (docs/analyses.md)"
 	@echo "make test       the default test run (fast tiers)"
 	@echo "make test-slow  the slow tiers (marked 'slow')"
 	@echo "make bench      digits INSTA-BNN vs baseline, same budget and seed -> reports/bench.json"
@@ -46,6 +47,15 @@ export: setup
 
 lower: setup
 	$(PY) -m instabnn.hw.lower $(MODEL)
+
+analyses: setup
+	$(PY) -m instabnn.model.train --data digits --variant insta --out runs/digits-insta --resume --no-progress
+	$(PY) -m instabnn.model.train --data digits --variant baseline --out runs/digits-baseline --resume --no-progress
+	$(PY) -m instabnn.model.analyses correlation --checkpoint runs/digits-insta/model.pt
+	$(PY) -m instabnn.model.analyses inconsistent-sign --checkpoint baseline=runs/digits-baseline/model.pt --checkpoint insta=runs/digits-insta/model.pt
+	$(PY) -m instabnn.model.analyses tsne --checkpoint baseline=runs/digits-baseline/model.pt --checkpoint insta=runs/digits-insta/model.pt
+	$(PY) -m instabnn.model.analyses nonlinearity --epochs 10
+	$(PY) -m instabnn.model.analyses ordering --epochs 10
 
 test: setup
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
