@@ -62,7 +62,9 @@ def test_reference_graph_equals_hardware_exact_mode(digits_variant):
     model, path = digits_variant
     _, _, x, _ = digits_arrays()
     net = lower.lower_file(path)
-    logits = net.run(net.quantize_input(x))
+    q0 = net.quantize_input(x)
+    logits = lower.execute_lowered(lower.to_onnx(net, x.shape[1:]), q0)  # the graph of hardware ops, by qonnx
+    assert np.array_equal(logits, net.run(q0))
     assert np.array_equal(logits, HardwareExact(model).integer_logits(x))
     with torch.no_grad():
         float_top1 = model(torch.from_numpy(x)).argmax(1).numpy()
@@ -95,6 +97,16 @@ def test_make_lower_report(digits_insta_ckpt, tmp_path):
     assert rows["block0"]["accumulator_bits"] == L.signed_bits(-288, 288)  # 3x3x32 binary MACs
     assert rows["block0"]["power_sum_bits"] == [14, 22, 28]  # 8-bit q over 8x8 pixels
     assert "sign agreement" in (tmp_path / "rep" / "lowered.md").read_text()
+    assert a["lowered_graph_identical"] is True
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+
+    graph = ModelWrapper(str(tmp_path / "rep" / "lowered.onnx"))
+    ops = [n.op_type for n in graph.graph.node]
+    assert ops[0] == "StemConv" and ops[-1] == "Classifier" and ops.count("BinaryConv") == 4
+    conv = getCustomOp(graph.get_nodes_by_op_type("BinaryConv")[0])
+    assert conv.get_exp_cycles() == 8 * 8 * 288 * 32  # PE = SIMD = 1
+    assert conv.get_output_datatype().bitwidth() == L.signed_bits(-288, 288)
 
 
 @pytest.mark.slow

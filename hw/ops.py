@@ -1,0 +1,244 @@
+"""FINN hardware custom ops of the lowered graph, in the project's ONNX domain ``instabnn.hw.ops``.
+
+Each node is one hardware layer of the arithmetic contract (:mod:`instabnn.hw.reference.layers`); its
+``execute_node`` rebuilds the layer's fixed constants from the node and calls the contract's function, so executing
+the lowered graph with qonnx (``execute_onnx``) *is* the golden reference. The classes subclass FINN's
+``HWCustomOp`` (shapes, stream widths, expected cycles at the folding in the node's ``PE`` / ``SIMD``).
+
+    StemConv            q0 -> q            8-bit conv + BN requant (AffineRequant)
+    ThresholdUnit       q -> bits          RSign / INSTA-Th (InstaThConstants) or INSTA-Th+ (ThresholdPlus)
+    BinaryConv          bits -> acc        XNOR-popcount convolution, padding with -1
+    ShortcutPath        q -> sc            average-pool sum, 1x1 int8 projection, or option A
+    ResidualActivation  acc, sc[, q] -> q' BN + shortcut add + RPReLU / INSTA-PReLU(+) + requant
+    Classifier          q -> logits        global sum + int8 linear, integer logits
+
+Tensors are NCHW integers (int64 in execution); bits are 0/1 with 1 <-> +1. A layer's constants are stored as
+int64 initializers (one per array field, named ``<node>.<field>``) and its scalar formats as the JSON attribute
+``scalars``; :func:`pack` and :func:`unpack` are the one serialization of every contract dataclass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+from finn.custom_op.fpgadataflow.hwcustomop import HWCustomOp
+from qonnx.core.datatype import DataType
+
+from instabnn.hw.reference import layers as L
+from instabnn.hw.reference import network as N
+from instabnn.hw.reference.insta import InstaThConstants
+
+DOMAIN = "instabnn.hw.ops"
+
+__all__ = ["StemConv", "ThresholdUnit", "BinaryConv", "ShortcutPath", "ResidualActivation", "Classifier"]
+
+CLASSES = {c.__name__: c for c in (L.AffineRequant, InstaThConstants, L.ThresholdPlus, L.MomentPolynomial,
+                                   L.SeMlpFixed, L.ResidualActivation, L.Classifier, N.Shortcut)}
+
+
+# ------------------------------------------------------------------------------------------ serialization
+
+
+def pack(obj, prefix: str = "") -> tuple[dict, dict[str, np.ndarray]]:
+    """(scalars, arrays) of a contract dataclass, nested ones flattened as ``field.subfield``."""
+    scalars = {f"{prefix}__class__": type(obj).__name__}
+    arrays = {}
+    for f in dataclasses.fields(obj):
+        v, key = getattr(obj, f.name), prefix + f.name
+        if v is None:
+            continue
+        if dataclasses.is_dataclass(v):
+            s, a = pack(v, key + ".")
+            scalars.update(s)
+            arrays.update(a)
+        elif isinstance(v, np.ndarray):
+            arrays[key] = np.asarray(v, np.int64)
+        elif isinstance(v, tuple) and v and isinstance(v[0], tuple):
+            arrays[key] = np.asarray(v, np.int64)
+            scalars[key + ".__tuple__"] = 2
+        elif isinstance(v, tuple):
+            scalars[key] = [int(x) for x in v]
+            scalars[key + ".__tuple__"] = 1
+        elif isinstance(v, (bool, int, np.integer)):
+            scalars[key] = int(v)
+        elif isinstance(v, (float, str)):
+            scalars[key] = v
+        else:
+            raise TypeError(f"cannot serialize field {key} of type {type(v).__name__}")
+    return scalars, arrays
+
+
+def unpack(scalars: dict, arrays: dict[str, np.ndarray], prefix: str = ""):
+    cls = CLASSES[scalars[f"{prefix}__class__"]]
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        key = prefix + f.name
+        if f"{key}.__class__" in scalars:
+            kwargs[f.name] = unpack(scalars, arrays, key + ".")
+        elif key in arrays:
+            v = np.asarray(arrays[key], np.int64)
+            kwargs[f.name] = tuple(tuple(int(x) for x in row) for row in v) if scalars.get(key + ".__tuple__") == 2 \
+                else v
+        elif key in scalars:
+            v = scalars[key]
+            kwargs[f.name] = tuple(v) if scalars.get(key + ".__tuple__") == 1 else v
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            kwargs[f.name] = None
+    return cls(**kwargs)
+
+
+# ------------------------------------------------------------------------------------------ op base
+
+
+class InstaHwOp(HWCustomOp):
+    """Common body: attributes, shapes and widths from the node; constants from its initializer inputs."""
+
+    data_inputs = 1
+
+    def get_nodeattr_types(self):
+        attrs = super().get_nodeattr_types()
+        attrs.update({
+            "scalars": ("s", True, "{}"),  # the layer's formats (JSON), see pack()
+            "const_names": ("strings", False, []),  # field of each constant input, in order
+            "in_shapes": ("ints", True, []),  # concatenated NCHW shapes of the data inputs (4 ints each)
+            "out_shape": ("ints", True, []),
+            "in_bits": ("ints", True, []),
+            "out_bits": ("i", True, 1),
+            "PE": ("i", False, 1),
+            "SIMD": ("i", False, 1),
+        })
+        return attrs
+
+    # -- layer constants
+    def layer(self, context):
+        node = self.onnx_node
+        names = self.get_nodeattr("const_names")
+        arrays = {f: context[t] for f, t in zip(names, node.input[self.data_inputs:])}
+        return unpack(json.loads(self.get_nodeattr("scalars")), arrays)
+
+    def inputs(self, context) -> list[np.ndarray]:
+        return [np.rint(np.asarray(context[t], np.float64)).astype(np.int64) if context[t].dtype.kind == "f"
+                else np.asarray(context[t], np.int64) for t in self.onnx_node.input[:self.data_inputs] if t]
+
+    def execute_node(self, context, graph):
+        context[self.onnx_node.output[0]] = np.asarray(self.compute(self.layer(context), *self.inputs(context)),
+                                                       np.int64)
+
+    def compute(self, layer, *inputs):
+        raise NotImplementedError
+
+    # -- FINN interface
+    def get_normal_input_shape(self, ind=0):
+        s = self.get_nodeattr("in_shapes")
+        return tuple(s[4 * ind:4 * ind + 4])
+
+    def get_normal_output_shape(self, ind=0):
+        return tuple(self.get_nodeattr("out_shape"))
+
+    def get_folded_input_shape(self, ind=0):
+        n, c, h, w = self.get_normal_input_shape(ind)
+        fold = self.get_nodeattr("SIMD")
+        return (n, h, w, c // fold, fold)
+
+    def get_folded_output_shape(self, ind=0):
+        n, c, h, w = self.get_normal_output_shape()
+        fold = self.get_nodeattr("PE")
+        return (n, h, w, c // fold, fold)
+
+    def get_input_datatype(self, ind=0):
+        bits = self.get_nodeattr("in_bits")[ind]
+        return DataType["BINARY"] if bits == 1 else DataType[f"INT{bits}"]
+
+    def get_output_datatype(self, ind=0):
+        bits = self.get_nodeattr("out_bits")
+        return DataType["BINARY"] if bits == 1 else DataType[f"INT{bits}"]
+
+    def get_instream_width(self, ind=0):
+        return self.get_nodeattr("in_bits")[ind] * self.get_nodeattr("SIMD")
+
+    def get_outstream_width(self, ind=0):
+        return self.get_nodeattr("out_bits") * self.get_nodeattr("PE")
+
+    def get_exp_cycles(self):
+        n, c, h, w = self.get_normal_input_shape()
+        return h * w * (c // self.get_nodeattr("SIMD"))
+
+    def infer_node_datatype(self, model):
+        model.set_tensor_datatype(self.onnx_node.output[0], self.get_output_datatype())
+
+    def make_shape_compatible_op(self, model):
+        return self.make_const_shape_op(self.get_normal_output_shape())
+
+    def verify_node(self):
+        if len(self.onnx_node.input) != self.data_inputs + len(self.get_nodeattr("const_names")):
+            raise ValueError(f"{self.onnx_node.name}: inputs do not match const_names")
+
+
+class StemConv(InstaHwOp):
+    """8-bit convolution (zero padding) then AffineRequant; attributes kernel/stride/pad in ``scalars``."""
+
+    def layer(self, context):
+        s = json.loads(self.get_nodeattr("scalars"))
+        names = self.get_nodeattr("const_names")
+        arrays = {f: context[t] for f, t in zip(names, self.onnx_node.input[1:])}
+        return s["conv"], arrays["weight"], unpack(s, arrays)
+
+    def compute(self, layer, q0):
+        conv, weight, requant = layer
+        return requant(L.int_conv(q0, weight, weight.shape[-1], conv["stride"], conv["pad"]))
+
+    def get_exp_cycles(self):
+        n, c, h, w = self.get_normal_output_shape()
+        cin = self.get_normal_input_shape()[1]
+        k = json.loads(self.get_nodeattr("scalars"))["conv"]["kernel"]
+        return h * w * (k * k * cin // self.get_nodeattr("SIMD")) * (c // self.get_nodeattr("PE"))
+
+
+class ThresholdUnit(InstaHwOp):
+    def compute(self, unit, q):
+        return L.binarize(q, unit)
+
+
+class BinaryConv(InstaHwOp):
+    def layer(self, context):
+        s = json.loads(self.get_nodeattr("scalars"))
+        return s, np.asarray(context[self.onnx_node.input[1]], np.int64)
+
+    def compute(self, layer, bits):
+        s, weight = layer
+        return L.binary_conv(bits, weight, weight.shape[-1], s["stride"], s["pad"])
+
+    def get_exp_cycles(self):
+        n, c, h, w = self.get_normal_output_shape()
+        cin = self.get_normal_input_shape()[1]
+        k = json.loads(self.get_nodeattr("scalars"))["kernel"]
+        return h * w * (k * k * cin // self.get_nodeattr("SIMD")) * (c // self.get_nodeattr("PE"))
+
+
+class ShortcutPath(InstaHwOp):
+    def compute(self, shortcut, q):
+        return shortcut(q)
+
+
+class ResidualActivation(InstaHwOp):
+    """Inputs acc, sc and (statistics reuse) the block input q."""
+
+    data_inputs = 3
+
+    def compute(self, tail, acc, sc, q=None):
+        return tail(acc, sc, q)
+
+    def get_exp_cycles(self):
+        n, c, h, w = self.get_normal_output_shape()
+        return h * w * (c // self.get_nodeattr("PE"))
+
+
+class Classifier(InstaHwOp):
+    def compute(self, head, q):
+        return head(q)
+
+    def get_folded_output_shape(self, ind=0):
+        n, k = self.get_normal_output_shape()
+        return (n, k // self.get_nodeattr("PE"), self.get_nodeattr("PE"))
