@@ -361,6 +361,129 @@ def lower_model(model) -> IntegerNetwork:
                           origin)
 
 
+ELEMENTWISE = {"Mul": "mul", "Add": "add", "Sub": "sub", "Div": "div"}
+
+
+def _affine_chain(r: GraphReader, x: str, channels: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """Compose the per-channel affine map y = a x + b of a chain of constant Sub/Div/Mul/Add/BatchNormalization
+    nodes starting at x; returns (a, b, last tensor)."""
+    a, b = np.ones(channels), np.zeros(channels)
+    while True:
+        users = r.consumers(x)
+        if len(users) != 1 or users[0].op_type not in (*ELEMENTWISE, "BatchNormalization"):
+            return a, b, x
+        node = users[0]
+        if node.op_type == "BatchNormalization":
+            na, nb = r.batchnorm(node)
+            a, b = a * na, b * na + nb
+        else:
+            c = np.broadcast_to(r.init(node.input[1], node).astype(np.float64).reshape(-1), (channels,)) \
+                if node.input[0] == x else None
+            if c is None:
+                raise LoweringError(f"node {node.name} ({node.op_type}): the constant must be the second input")
+            if node.op_type == "Mul":
+                a, b = a * c, b * c
+            elif node.op_type == "Div":
+                a, b = a / c, b / c
+            elif node.op_type == "Add":
+                b = b + c
+            else:
+                b = b - c
+        x = node.output[0]
+
+
+def lower_chain(model):
+    """A plain W1A1 network (no residual stream): preprocessing, input quantizer, binary-weight Conv/MatMul
+    layers each followed by BatchNormalization -> BipolarQuant [-> MaxPool], the last by an affine map."""
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    from instabnn.hw.reference.network import BinaryChainNetwork, ChainStage
+
+    model = model.transform(InferShapes())
+    r = GraphReader(model)
+    x = model.graph.input[0].name
+    input_shape = tuple(r.shape(x)[1:])
+    preprocess = []
+    node = r.consumers(x)[0] if len(r.consumers(x)) == 1 else None
+    while node is not None and node.op_type in ("Reshape", *ELEMENTWISE):
+        if node.op_type == "Reshape":
+            preprocess.append(("reshape", 0.0))
+        else:
+            c = r.init(node.input[1], node).reshape(-1)
+            if c.size != 1:
+                raise LoweringError(f"node {node.name} ({node.op_type}): host preprocessing takes scalar constants")
+            preprocess.append((ELEMENTWISE[node.op_type], float(c[0])))
+        x = node.output[0]
+        node = r.consumers(x)[0] if len(r.consumers(x)) == 1 else None
+    if node is None or node.op_type not in ("BipolarQuant", "Quant"):
+        raise LoweringError(f"tensor {x}: the input must reach a BipolarQuant or Quant after scalar preprocessing")
+    e_in, bits_in = (0, 1) if node.op_type == "BipolarQuant" else r.act_format(node.output[0], node)
+    x, stages, origin = node.output[0], [], {}
+    integer_input = bits_in > 1
+    while True:
+        users = [n for n in r.consumers(x) if n.op_type != "Reshape"] or \
+            [n for u in r.consumers(x) if u.op_type == "Reshape" for n in r.consumers(u.output[0])]
+        if len(users) != 1 or users[0].op_type not in ("Conv", "MatMul"):
+            raise LoweringError(f"tensor {x}: expected one binary Conv or MatMul next, found "
+                                f"{[n.op_type + ' ' + n.name for n in users]}")
+        layer = users[0]
+        bits, wscale = r.binary_weight(layer.input[1], layer)
+        if layer.op_type == "MatMul":
+            bits, stride = bits.T[:, :, None, None], 1
+        else:
+            stride = r.attr(layer, "strides", [1, 1])[0]
+            if any(r.attr(layer, "pads", [0] * 4)) or r.attr(layer, "group", 1) != 1:
+                raise LoweringError(f"node {layer.name} (Conv): plain W1A1 convolutions need pads 0 and group 1")
+        cout = bits.shape[0]
+        scale = np.broadcast_to(wscale, (cout,)) * (2.0 ** e_in if integer_input and not stages else 1.0)
+        bound = bits[0].size * ((1 << (bits_in - 1)) if integer_input and not stages else 1)
+        name = f"layer{len(stages)}"
+        a, b, y = _affine_chain(r, layer.output[0], cout)
+        nxt = r.consumers(y)
+        if not nxt:  # graph output: the logits
+            stages.append(ChainStage(name, bits.astype(np.uint8), stride, None))
+            logits = L.affine_logits(a * scale, b, cout)
+            origin["logits"] = y
+            break
+        bq = nxt[0]
+        if bq.op_type != "BipolarQuant" or len(nxt) != 1:
+            raise LoweringError(f"node {layer.name} ({layer.op_type}): its output must pass BatchNormalization -> "
+                                f"BipolarQuant (a non-binary activation is not a W1A1 layer), found {bq.op_type}")
+        t, flip = L.sign_thresholds(a * scale, b, bound)
+        bits = bits.copy()
+        bits[flip] = 1 - bits[flip]
+        x, pool = bq.output[0], 1
+        after = r.consumers(x)
+        if len(after) == 1 and after[0].op_type == "MaxPool":
+            k = r.attr(after[0], "kernel_shape")[0]
+            if r.attr(after[0], "strides")[0] != k or any(r.attr(after[0], "pads", [0] * 4)):
+                raise LoweringError(f"node {after[0].name} (MaxPool): only window = stride, no padding")
+            x, pool = after[0].output[0], k
+        stages.append(ChainStage(name, bits.astype(np.uint8), stride, t, pool))
+        origin[name] = {"binarizer": x, "trace": f"{name}.out"}
+    return BinaryChainNetwork(preprocess, e_in, bits_in, stages, logits, input_shape, origin)
+
+
+def is_residual(model) -> bool:
+    return any(n.op_type in ("PRelu", "InstaShift") for n in model.graph.node)
+
+
+def prepared(model):
+    """The graph as the lowering reads it (tensor names in the report refer to this graph): the project's exports
+    as they are, plain Brevitas exports through qonnx's cleanup (folds weight Transposes, infers shapes)."""
+    if is_residual(model):
+        return model
+    from qonnx.util.cleanup import cleanup_model
+
+    return cleanup_model(model)
+
+
+def lower_model_any(model):
+    """The integer network of any supported graph: INSTA-BNN / ReActNet-style residual networks, or plain W1A1."""
+    model = prepared(model)
+    return lower_model(model) if is_residual(model) else lower_chain(model)
+
+
 def lower_file(path: str | Path) -> IntegerNetwork:
     from qonnx.core.modelwrapper import ModelWrapper
 
@@ -368,7 +491,7 @@ def lower_file(path: str | Path) -> IntegerNetwork:
     if not path.is_file():
         raise LoweringError(f"{path}: no such file")
     try:
-        return lower_model(ModelWrapper(str(path)))
+        return lower_model_any(ModelWrapper(str(path)))
     except LoweringError as e:
         raise LoweringError(f"{path}: {e}") from None
 
@@ -383,18 +506,13 @@ def to_onnx(net: IntegerNetwork, input_shape: tuple[int, int, int]):
     import json as _json
 
     from onnx import TensorProto, helper, numpy_helper
-    from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.util.basic import qonnx_make_model
 
     from instabnn.hw import ops
+    from instabnn.hw.reference.network import BinaryChainNetwork
 
     nodes, inits, infos = [], [], []
     shapes: dict[str, tuple] = {}
     trace: dict = {}
-    zero = np.zeros((1, *input_shape), np.int64)
-    q = net.stem(zero)
-    net.run(zero, trace)
-
     def add(op, name, data_inputs, output, out_shape, out_bits, scalars, arrays):
         const_names = sorted(arrays)
         for f in const_names:
@@ -408,6 +526,25 @@ def to_onnx(net: IntegerNetwork, input_shape: tuple[int, int, int]):
         shapes[output] = (tuple(out_shape), out_bits)
         infos.append(helper.make_tensor_value_info(output, TensorProto.INT64, list(out_shape)))
 
+    if isinstance(net, BinaryChainNetwork):
+        q0 = net.quantize_input(np.zeros((1, *input_shape), np.float32))
+        shapes["image"] = (q0.shape, net.input_bits)
+        net.run(q0, trace)
+        x = "image"
+        for i, stage in enumerate(net.stages):
+            scalars, arrays = ops.pack(stage)
+            scalars["integer_input"] = int(i == 0 and net.input_bits > 1)
+            out = trace[f"{stage.name}.out"]
+            k = stage.weight_bits[0].size * ((1 << (net.input_bits - 1)) if scalars["integer_input"] else 1)
+            add("ChainLayer", stage.name, [x], f"{stage.name}.out", out.shape,
+                1 if stage.thresholds is not None else signed_bits(-k, k), scalars, arrays)
+            x = f"{stage.name}.out"
+        scalars, arrays = ops.pack(net.logits)
+        add("AffineLogits", "logits_affine", [x], "logits", (1, len(net.logits.mult)), 64, scalars, arrays)
+        return _graph(nodes, inits, infos, q0.shape[1:], net)
+    zero = np.zeros((1, *input_shape), np.int64)
+    q = net.stem(zero)
+    net.run(zero, trace)
     shapes["image"] = ((1, *input_shape), net.input_bits)
     scalars, arrays = ops.pack(net.stem_requant)
     k = net.stem_weight.shape[-1]
@@ -435,6 +572,14 @@ def to_onnx(net: IntegerNetwork, input_shape: tuple[int, int, int]):
         x = f"{b.name}.out"
     scalars, arrays = ops.pack(net.classifier)
     add("Classifier", "classifier", [x], "logits", (1, net.classifier.weight.shape[0]), 64, scalars, arrays)
+    return _graph(nodes, inits, infos, input_shape, net)
+
+
+def _graph(nodes, inits, infos, input_shape, net):
+    from onnx import TensorProto, helper
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.basic import qonnx_make_model
+
     graph = helper.make_graph(nodes, "instabnn_lowered",
                               [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, *input_shape])],
                               [infos.pop()], initializer=inits, value_info=infos)
@@ -479,11 +624,24 @@ def _power_bits(poly: L.MomentPolynomial) -> list[int]:
     return [signed_bits(*r) for r in power_sum_ranges(poly.input_bits, poly.pixels)[1:]]
 
 
-def layer_table(net: IntegerNetwork) -> list[dict]:
+def layer_table(net) -> list[dict]:
     """Per hardware layer: formats, accumulator widths and parameter memory in bits."""
-    from instabnn.hw.reference.fixed_point import signed_bits
+    from instabnn.hw.reference.network import BinaryChainNetwork
 
     rows = []
+    if isinstance(net, BinaryChainNetwork):
+        for i, st in enumerate(net.stages):
+            first_int = i == 0 and net.input_bits > 1
+            k = st.weight_bits[0].size * ((1 << (net.input_bits - 1)) if first_int else 1)
+            last = st.thresholds is None
+            rows.append({"layer": st.name, "kind": f"binary-weight {st.weight_bits.shape[-1]}x{st.weight_bits.shape[-1]}"
+                         f"{' (int input)' if first_int else ''}{' -> logits' if last else ' -> BN-sign thresholds'}"
+                         f"{f' -> maxpool {st.pool}' if st.pool > 1 else ''}", "shape": list(st.weight_bits.shape),
+                         "input": f"int{net.input_bits} x 2^{net.input_exp}" if first_int else "bipolar",
+                         "output": "int logits" if last else "bipolar", "accumulator_bits": signed_bits(-k, k),
+                         "parameter_bits": st.weight_bits.size + (0 if last else len(st.thresholds)
+                                                                   * signed_bits(-k, k + 1))})
+        return rows
     stem_bound = int(np.abs(net.stem_weight).sum(axis=(1, 2, 3)).max()) * (1 << (net.input_bits - 1))
     rows.append({"layer": "stem", "kind": "int8 conv + BN requant", "shape": list(net.stem_weight.shape),
                  "input": f"int{net.input_bits} x 2^{net.input_exp}",
@@ -523,21 +681,23 @@ def agreement(model_path: str | Path, net: IntegerNetwork, images: np.ndarray, l
     from qonnx.core.onnx_exec import execute_onnx
     from tqdm import tqdm
 
-    model = ModelWrapper(str(model_path))
+    model = prepared(ModelWrapper(str(model_path)))
     iname = model.graph.input[0].name
     trace: dict = {}
     logits_int = net.run(net.quantize_input(images), trace)
-    same = {b.name: 0 for b in net.blocks}
+    binarizers = {k: v for k, v in net.origin.items() if isinstance(v, dict) and "binarizer" in v}
+    key = {k: v.get("trace", f"{k}.bits") for k, v in binarizers.items()}
+    same = dict.fromkeys(binarizers, 0)
     float_logits = []
     for i in tqdm(range(len(images)), desc="float graph", disable=not progress, leave=False):
         ctx = execute_onnx(model, {iname: images[i:i + 1].astype(np.float32)}, return_full_exec_context=True)
         float_logits.append(ctx[net.origin["logits"]])
-        for b in net.blocks:
-            same[b.name] += int(((ctx[net.origin[b.name]["binarizer"]] > 0) == (trace[f"{b.name}.bits"][i] == 1)).sum())
+        for k, v in binarizers.items():
+            same[k] += int(((ctx[v["binarizer"]].reshape(-1) > 0) == (trace[key[k]][i].reshape(-1) == 1)).sum())
     float_logits = np.concatenate(float_logits)
     out = {"n": len(images),
            "top1_agreement": float((float_logits.argmax(1) == logits_int.argmax(1)).mean()),
-           "sign_agreement": {b.name: same[b.name] / trace[f"{b.name}.bits"].size for b in net.blocks}}
+           "sign_agreement": {k: same[k] / trace[key[k]].size for k in binarizers}}
     if labels is not None:
         out["accuracy_float"] = float((float_logits.argmax(1) == labels).mean())
         out["accuracy_reference"] = float((logits_int.argmax(1) == labels).mean())
@@ -547,9 +707,17 @@ def agreement(model_path: str | Path, net: IntegerNetwork, images: np.ndarray, l
 
 def evaluation_inputs(model_path, n: int | None):
     """Digits test split (with labels) for a digits network, else generated inputs (no labels)."""
-    from instabnn.model.export import config_from_onnx
+    from instabnn.model.export import ExportError, config_from_onnx
 
-    cfg = config_from_onnx(model_path)
+    try:
+        cfg = config_from_onnx(model_path)
+    except ExportError:  # not exported by this project: generated inputs in [0, 1] of the graph's input shape
+        from qonnx.core.modelwrapper import ModelWrapper
+
+        m = ModelWrapper(str(model_path))
+        shape = m.get_tensor_shape(m.graph.input[0].name)[1:]
+        return np.random.default_rng(0).uniform(0, 1, (n or 16, *shape)).astype(np.float32), None, \
+            "generated U(0,1) inputs"
     if cfg.arch == "digits" and cfg.in_channels in (None, 1):
         from instabnn.model.data import digits_arrays
 
@@ -602,7 +770,7 @@ def main(argv=None) -> int:
         print(f"instabnn-lower: error: {e}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else Path(args.model).parent
-    lowered = to_onnx(net, images.shape[1:])
+    lowered = to_onnx(net, images.shape[1:])  # (a plain W1A1 network: its graph starts after preprocessing)
     q0 = net.quantize_input(images)
     graph_logits = execute_lowered(lowered, q0, not args.no_progress)
     report["agreement"]["lowered_graph_identical"] = bool(np.array_equal(graph_logits, net.run(q0)))

@@ -5,6 +5,8 @@ Each node is one hardware layer of the arithmetic contract (:mod:`instabnn.hw.re
 the lowered graph with qonnx (``execute_onnx``) *is* the golden reference. The classes subclass FINN's
 ``HWCustomOp`` (shapes, stream widths, expected cycles at the folding in the node's ``PE`` / ``SIMD``).
 
+    ChainLayer          bits|q -> bits|acc plain W1A1 layer: binary-weight conv/dense, BN-sign thresholds, max-pool
+    AffineLogits        acc -> logits      the last W1A1 layer's affine map, integer logits
     StemConv            q0 -> q            8-bit conv + BN requant (AffineRequant)
     ThresholdUnit       q -> bits          RSign / INSTA-Th (InstaThConstants) or INSTA-Th+ (ThresholdPlus)
     BinaryConv          bits -> acc        XNOR-popcount convolution, padding with -1
@@ -32,10 +34,12 @@ from instabnn.hw.reference.insta import InstaThConstants
 
 DOMAIN = "instabnn.hw.ops"
 
-__all__ = ["StemConv", "ThresholdUnit", "BinaryConv", "ShortcutPath", "ResidualActivation", "Classifier"]
+__all__ = ["StemConv", "ThresholdUnit", "BinaryConv", "ShortcutPath", "ResidualActivation", "Classifier",
+           "ChainLayer", "AffineLogits"]
 
 CLASSES = {c.__name__: c for c in (L.AffineRequant, InstaThConstants, L.ThresholdPlus, L.MomentPolynomial,
-                                   L.SeMlpFixed, L.ResidualActivation, L.Classifier, N.Shortcut)}
+                                   L.SeMlpFixed, L.ResidualActivation, L.Classifier, N.Shortcut, N.ChainStage,
+                                   L.AffineLogits)}
 
 
 # ------------------------------------------------------------------------------------------ serialization
@@ -238,6 +242,26 @@ class ResidualActivation(InstaHwOp):
 class Classifier(InstaHwOp):
     def compute(self, head, q):
         return head(q)
+
+    def get_folded_output_shape(self, ind=0):
+        n, k = self.get_normal_output_shape()
+        return (n, k // self.get_nodeattr("PE"), self.get_nodeattr("PE"))
+
+
+class ChainLayer(InstaHwOp):
+    """A plain W1A1 layer (:class:`~instabnn.hw.reference.network.ChainStage`); scalar ``integer_input`` marks the
+    first layer of an integer-input network."""
+
+    def compute(self, stage, x):
+        integer_input = bool(json.loads(self.get_nodeattr("scalars")).get("integer_input", 0))
+        if x.shape[2:] != (1, 1) and stage.weight_bits.shape[-1] == 1 and stage.weight_bits.shape[1] != x.shape[1]:
+            x = x.reshape(len(x), -1, 1, 1)
+        return stage(x, integer_input)
+
+
+class AffineLogits(InstaHwOp):
+    def compute(self, logits, acc):
+        return logits(acc)
 
     def get_folded_output_shape(self, ind=0):
         n, k = self.get_normal_output_shape()

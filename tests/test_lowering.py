@@ -259,3 +259,46 @@ def test_hardware_exact_mode_trains(digits_insta_ckpt):
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
+
+
+# ------------------------------------------------------------------------------------------ plain W1A1 networks
+
+
+def _bnn_pynq(name: str, tmp_path):
+    """A Brevitas bnn_pynq example network (random weights, non-trivial BatchNorm incl. negative gains), exported."""
+    from brevitas.export import export_qonnx
+    from brevitas_examples.bnn_pynq.models import model_with_cfg
+
+    torch.manual_seed(0)
+    model, _ = model_with_cfg(name, pretrained=False)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                m.running_mean.uniform_(-3, 3)
+                m.running_var.uniform_(0.5, 4)
+                m.weight.uniform_(-1, 1)
+                m.bias.uniform_(-0.5, 0.5)
+    model.eval()
+    shape = (1, 1, 28, 28) if "fc" in name else (1, 3, 32, 32)
+    path = tmp_path / f"{name}.onnx"
+    export_qonnx(model, torch.rand(shape), str(path), dynamo=False)
+    return path, shape[1:]
+
+
+@pytest.mark.parametrize("name", ["tfc_1w1a", "cnv_1w1a"])
+def test_brevitas_w1a1_networks_lower(name, tmp_path):
+    path, shape = _bnn_pynq(name, tmp_path)
+    net = lower.lower_file(path)
+    x = np.random.default_rng(0).uniform(0, 1, (6, *shape)).astype(np.float32)
+    report = lower.agreement(path, net, x, progress=False)
+    assert report["top1_agreement"] == 1.0
+    assert all(v >= 0.999 for v in report["sign_agreement"].values()), report["sign_agreement"]
+    q0 = net.quantize_input(x)
+    assert np.array_equal(lower.execute_lowered(lower.to_onnx(net, x.shape[1:]), q0), net.run(q0))
+    assert any(np.any(s.thresholds != s.thresholds[0]) for s in net.stages if s.thresholds is not None)
+
+
+def test_refuses_non_binary_w2a2(tmp_path):
+    path, _ = _bnn_pynq("cnv_2w2a", tmp_path)
+    with pytest.raises(lower.LoweringError, match="BipolarQuant"):
+        lower.lower_file(path)

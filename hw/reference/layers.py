@@ -541,3 +541,40 @@ def residual_activation(a, b, acc_bound: int, shortcut_kind: str, shortcut_exp: 
     return ResidualActivation(act="insta", shift_mean=fix(act["mu"], frac), shift_gain=fix(act["sigma"], frac),
                               g=act["g"], stat_source="reuse" if reuse is not None else "own", poly=poly, se=se,
                               **common)
+
+
+# ------------------------------------------------------------------------------------------ plain W1A1 chains
+
+
+def sign_thresholds(a, b, acc_bound: int) -> tuple[np.ndarray, np.ndarray]:
+    """BatchNorm + sign on an integer accumulator, bit = (a acc + b >= 0), as integer thresholds.
+
+    Returns (t, flip): bit = (s acc >= t) with s = -1 where ``flip`` (a < 0; the lowering negates those weight
+    rows so the hardware only compares acc >= t), t = ceil(-b / |a|) clamped to [-acc_bound, acc_bound + 1];
+    a = 0 gives a constant bit (t at either end). FINN's BatchNorm-to-thresholds, for one threshold."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.ceil(-b / np.abs(a))
+    t = np.where(a == 0, np.where(b >= 0, -acc_bound, acc_bound + 1), t)
+    return np.clip(t, -acc_bound, acc_bound + 1).astype(np.int64), a < 0
+
+
+@dataclass(frozen=True)
+class AffineLogits:
+    """Integer logits L = A acc + B of the last layer's accumulator (A = fix(a, F), B = fix(b, F)); the real
+    logit is L 2^-F."""
+
+    mult: np.ndarray = field(compare=False)
+    bias: np.ndarray = field(compare=False)
+    frac: int
+
+    def __call__(self, acc):
+        acc = np.asarray(acc, np.int64).reshape(len(acc), -1)
+        return self.mult[None, :] * acc + self.bias[None, :]
+
+
+def affine_logits(a, b, channels: int) -> AffineLogits:
+    a = np.broadcast_to(np.asarray(a, np.float64), (channels,))
+    b = np.broadcast_to(np.asarray(b, np.float64), (channels,))
+    frac = mult_frac_for(a) + 8
+    return AffineLogits(fix(a, frac), fix(b, frac), frac)
