@@ -110,12 +110,14 @@ def test_make_lower_report(digits_insta_ckpt, tmp_path):
 
 
 @pytest.mark.slow
-def test_resnet20_random_and_trained_weights(tmp_path):
-    _resnet20_case(tmp_path)
+@pytest.mark.parametrize("steps", [0, 5], ids=["random", "trained"])
+def test_resnet20_random_and_trained_weights(tmp_path, steps):
+    _resnet20_case(tmp_path, steps)
 
 
-def _resnet20_case(tmp_path, n_inputs: int = 3):
-    """ResNet-20 (CIFAR-10 shape, INSTA), random weights with non-trivial statistics: graph == hardware-exact."""
+def _resnet20_case(tmp_path, steps: int, n_inputs: int = 3):
+    """ResNet-20 (CIFAR-10 shape, INSTA), random weights with non-trivial statistics, optionally trained for a few
+    Adam steps on generated images: the lowered graph equals the hardware-exact mode."""
     torch.manual_seed(0)
     cfg = NetConfig(arch="resnet20", variant="insta")
     model = build_network(cfg).eval()
@@ -128,11 +130,26 @@ def _resnet20_case(tmp_path, n_inputs: int = 3):
         for name, p in model.named_parameters():
             if name.endswith(("alpha", "beta", "gamma", "zeta", "threshold")):
                 p.uniform_(-0.3, 0.3)
+    if steps:
+        model.train()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        gen = torch.Generator().manual_seed(3)
+        for _ in range(steps):
+            xb, yb = torch.randn(16, 3, 32, 32, generator=gen), torch.randint(0, 10, (16,), generator=gen)
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(xb), yb).backward()
+            opt.step()
+        model.eval()
     path = tmp_path / "resnet20.onnx"
     export_model(model, path, {"instabnn.config": json.dumps(cfg.to_dict())}, n_check=1)
     x = np.random.default_rng(1).standard_normal((n_inputs, 3, 32, 32)).astype(np.float32)
     net = lower.lower_file(path)
-    assert np.array_equal(net.run(net.quantize_input(x)), HardwareExact(model).integer_logits(x))
+    q0 = net.quantize_input(x)
+    logits = lower.execute_lowered(lower.to_onnx(net, x.shape[1:]), q0)
+    assert np.array_equal(logits, net.run(q0))
+    assert np.array_equal(logits, HardwareExact(model).integer_logits(x))
+    report = lower.agreement(path, net, x, progress=False)
+    print("ResNet-20", "trained" if steps else "random", report)
 
 
 # ------------------------------------------------------------------------------------------ refusals
