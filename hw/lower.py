@@ -464,6 +464,53 @@ def lower_chain(model):
     return BinaryChainNetwork(preprocess, e_in, bits_in, stages, logits, input_shape, origin)
 
 
+def finn_streamline(model):
+    """FINN's own W1A1 lowering of a plain Brevitas graph, as its dataflow builder's streamline step does it:
+    ConvertQONNXtoFINN, Streamline (BatchNorm + sign -> MultiThreshold), convolutions to Im2Col + MatMul (NHWC),
+    bipolar MatMul -> XnorPopcountMatMul, rounded thresholds."""
+    from finn.transformation.qonnx.convert_qonnx_to_finn import ConvertQONNXtoFINN
+    from finn.transformation.streamline import Streamline
+    from finn.transformation.streamline.absorb import (AbsorbConsecutiveTransposes,
+                                                       AbsorbScalarBiasIntoMultiThreshold,
+                                                       AbsorbTransposeIntoMultiThreshold)
+    from finn.transformation.streamline.reorder import MakeMaxPoolNHWC, MoveScalarLinearPastInvariants
+    from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
+    from qonnx.transformation.bipolar_to_xnor import ConvertBipolarMatMulToXnorPopcount
+    from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
+
+    for t in (ConvertQONNXtoFINN(), MoveScalarLinearPastInvariants(), AbsorbScalarBiasIntoMultiThreshold(),
+              Streamline(), LowerConvsToMatMul(), MakeMaxPoolNHWC(), AbsorbTransposeIntoMultiThreshold(),
+              MakeMaxPoolNHWC(), AbsorbConsecutiveTransposes(), ConvertBipolarMatMulToXnorPopcount(), Streamline(),
+              RoundAndClipThresholds()):
+        model = model.transform(t)
+    return model
+
+
+def finn_crosscheck(model, net) -> list[dict]:
+    """Compare the plain W1A1 lowering with FINN's: per binary-input layer, FINN's XnorPopcountMatMul weights
+    (in x out, im2col order) against ours (rows negated where the BN gain is negative), and its popcount-domain
+    MultiThreshold against ours, pop >= ceil((t + MW) / 2). (The integer-input first layer is not compared: FINN
+    keeps it a float MatMul with scaled thresholds.)"""
+    finn = finn_streamline(prepared(model))
+    xnor = finn.get_nodes_by_op_type("XnorPopcountMatMul")
+    binary_stages = [st for i, st in enumerate(net.stages) if not (i == 0 and net.input_bits > 1)]
+    if len(xnor) != len(binary_stages):
+        raise LoweringError(f"FINN produced {len(xnor)} XnorPopcountMatMul nodes for {len(binary_stages)} binary layers")
+    rows = []
+    for st, node in zip(binary_stages, xnor):
+        w = finn.get_initializer(node.input[1])
+        ours = st.weight_bits.transpose(0, 2, 3, 1).reshape(st.weight_bits.shape[0], -1)
+        row = {"layer": st.name, "finn_node": node.name, "weights_equal": bool(np.array_equal((w.T > 0), ours == 1))}
+        nxt = finn.find_consumer(node.output[0])
+        if st.thresholds is not None:
+            t_finn = finn.get_initializer(nxt.input[1]).reshape(-1) if nxt is not None and \
+                nxt.op_type == "MultiThreshold" else None
+            row["thresholds_equal"] = t_finn is not None and bool(
+                np.array_equal(np.ceil((st.thresholds + ours.shape[1]) / 2), np.broadcast_to(t_finn, st.thresholds.shape)))
+        rows.append(row)
+    return rows
+
+
 def is_residual(model) -> bool:
     return any(n.op_type in ("PRelu", "InstaShift") for n in model.graph.node)
 
@@ -771,6 +818,12 @@ def main(argv=None) -> int:
         return 2
     out = Path(args.out) if args.out else Path(args.model).parent
     lowered = to_onnx(net, images.shape[1:])  # (a plain W1A1 network: its graph starts after preprocessing)
+    from instabnn.hw.reference.network import BinaryChainNetwork
+
+    if isinstance(net, BinaryChainNetwork):
+        from qonnx.core.modelwrapper import ModelWrapper
+
+        report["finn_crosscheck"] = finn_crosscheck(ModelWrapper(str(args.model)), net)
     q0 = net.quantize_input(images)
     graph_logits = execute_lowered(lowered, q0, not args.no_progress)
     report["agreement"]["lowered_graph_identical"] = bool(np.array_equal(graph_logits, net.run(q0)))

@@ -313,6 +313,12 @@ def test_brevitas_w1a1_networks_lower(name, tmp_path):
     q0 = net.quantize_input(x)
     assert np.array_equal(lower.execute_lowered(lower.to_onnx(net, x.shape[1:]), q0), net.run(q0))
     assert any(np.any(s.thresholds != s.thresholds[0]) for s in net.stages if s.thresholds is not None)
+    # FINN's own streamlining (BatchNorm + sign -> MultiThreshold, XNOR-popcount) gives the same weights and
+    # thresholds for every binary-input layer
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    rows = lower.finn_crosscheck(ModelWrapper(str(path)), net)
+    assert rows and all(r["weights_equal"] and r.get("thresholds_equal", True) for r in rows), rows
 
 
 def test_refuses_non_binary_w2a2(tmp_path):
