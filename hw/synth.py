@@ -5,6 +5,11 @@ random weights (seeded; the weights are ROM contents, so they shape the logic) a
 Markdown table (``.md`` beside it) of LUT, FF, CARRY4, LUTRAM, BRAM36 (RAMB18 counted as 0.5) and DSP48E1, with each
 figure also as a percentage of the PYNQ-Z2's xc7z020 (53,200 LUT, 106,400 FF, 140 BRAM36, 220 DSP48E1).
 Yosys' xc7 mapping is not Vivado's: these are open-tool figures for the same RTL, to compare foldings and blocks.
+
+Blocks: the binary matrix-vector unit (``binary_mvu``) and the threshold unit (``insta_threshold``), the latter as
+INSTA-Th (per-frame thresholds from the frame's power sums: accumulators, threshold computation, frame buffer)
+beside the static-threshold unit (RSign) of the same folding, so that the table shows what instance-aware
+thresholds cost. The threshold units get seeded, trained-like constants (mu, sigma, alpha, beta per channel).
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from instabnn.hw.insta_files import InstaThresholdSpec, write_coeff_file
 from instabnn.hw.mvu_files import BinaryMvuShape, write_threshold_file, write_weight_file
+from instabnn.hw.reference.insta import InstaThConstants, insta_th_constants, static_threshold_constants
 
 RTL_DIR = Path(__file__).resolve().parent / "rtl"
 XC7Z020 = {"lut": 53_200, "ff": 106_400, "bram36": 140, "dsp": 220}
@@ -30,6 +37,14 @@ XC7Z020 = {"lut": 53_200, "ff": 106_400, "bram36": 140, "dsp": 220}
 DEFAULT_SHAPES = [
     BinaryMvuShape(144, 16, 16, 4, 0), BinaryMvuShape(144, 16, 16, 4, 1), BinaryMvuShape(144, 16, 48, 8, 1),
     BinaryMvuShape(144, 16, 144, 16, 1), BinaryMvuShape(576, 64, 64, 16, 1),
+]
+
+# The threshold unit of a ResNet-20 stage-3 block input (64 channels, 8 x 8 pixels) and of a 16 x 16 map with 64
+# channels, 8-bit residual stream, 16 channels per beat: INSTA-Th beside static (RSign), and INSTA-Th with the
+# shortcut output. (channels, pe, pixels, input_bits, static, shortcut)
+DEFAULT_THRESHOLD_UNITS = [
+    (64, 16, 64, 8, 1, 0), (64, 16, 64, 8, 0, 0), (64, 16, 64, 8, 0, 1),
+    (64, 16, 256, 8, 1, 0), (64, 16, 256, 8, 0, 0),
 ]
 
 
@@ -51,6 +66,26 @@ def parse_stat(log: str) -> dict:
             "dsp": cells.get("DSP48E1", 0), "cells": cells}
 
 
+def _synth_xilinx(top: str, params: dict, workdir: Path, label: str) -> dict:
+    """``synth_xilinx -family xc7`` of ``top`` with ``params`` (all RTL sources read); returns the resource dict."""
+    if shutil.which("yosys") is None:
+        raise SynthError("yosys not found (make setup installs it from apt as root; or apt-get install yosys)")
+    chparam = " ".join(f"-set {k} {v}" for k, v in params.items())
+    sources = " ".join(str(p) for p in sorted(RTL_DIR.glob("*.sv")))
+    script = workdir / "synth.ys"
+    script.write_text(f"read_verilog -defer -sv {sources}\nchparam {chparam} {top}\n"
+                      f"synth_xilinx -family xc7 -top {top} -flatten\nstat\n")
+    proc = subprocess.run(["yosys", "-q", "-l", "synth.log", str(script)], cwd=workdir, capture_output=True,
+                          text=True, timeout=1800)
+    log_path = workdir / "synth.log"
+    log = log_path.read_text() if log_path.exists() else ""
+    if proc.returncode != 0:
+        raise SynthError(f"yosys failed on {top} {label} (log {log_path}): {(proc.stderr or log)[-500:].strip()}")
+    res = parse_stat(log)
+    res["utilisation_xc7z020_pct"] = {k: round(100.0 * res[k] / cap, 2) for k, cap in XC7Z020.items()}
+    return res
+
+
 def synth_binary_mvu(shape: BinaryMvuShape, workdir: Path, seed: int = 0) -> dict:
     """Synthesise ``binary_mvu`` with ``shape`` and random weights/thresholds; returns the resource dict."""
     if shutil.which("yosys") is None:
@@ -63,25 +98,59 @@ def synth_binary_mvu(shape: BinaryMvuShape, workdir: Path, seed: int = 0) -> dic
     if shape.thresholds:
         tfile = write_threshold_file(workdir / "thresholds.memh", rng.integers(-shape.mw, shape.mw + 1, shape.mh),
                                      shape)
-    params = shape.rtl_parameters(wfile, tfile)
-    chparam = " ".join(f"-set {k} {v}" for k, v in params.items())
-    sources = " ".join(str(p) for p in sorted(RTL_DIR.glob("*.sv")))
-    script = workdir / "synth.ys"
-    script.write_text(f"read_verilog -defer -sv {sources}\nchparam {chparam} binary_mvu\n"
-                      f"synth_xilinx -family xc7 -top binary_mvu -flatten\nstat\n")
-    proc = subprocess.run(["yosys", "-q", "-l", "synth.log", str(script)], cwd=workdir, capture_output=True,
-                          text=True, timeout=1800)
-    log_path = workdir / "synth.log"
-    log = log_path.read_text() if log_path.exists() else ""
-    if proc.returncode != 0:
-        raise SynthError(f"yosys failed on binary_mvu {shape.name} (log {log_path}): "
-                         f"{(proc.stderr or log)[-500:].strip()}")
-    res = parse_stat(log)
-    res["utilisation_xc7z020_pct"] = {k: round(100.0 * res[k] / cap, 2) for k, cap in XC7Z020.items()}
-    return res
+    return _synth_xilinx("binary_mvu", shape.rtl_parameters(wfile, tfile), workdir, shape.name)
 
 
-def run(shapes, out: Path) -> dict:
+def threshold_unit_constants(channels: int, pixels: int, input_bits: int, static: int,
+                             seed: int = 0) -> InstaThConstants:
+    """Seeded, trained-like constants of a threshold unit (residual stream scale 2^-4): mu ~ N(0, 0.5),
+    sigma ~ U(0.5, 1.5), alpha ~ N(0, 1), beta ~ N(0, 0.5) per channel; static: tau ~ N(0, 0.5)."""
+    rng = np.random.default_rng(seed)
+    scale = 2.0 ** -4
+    if static:
+        return static_threshold_constants(rng.normal(0, 0.5, channels), scale, pixels, input_bits)
+    return insta_th_constants(rng.normal(0, 0.5, channels), rng.uniform(0.5, 1.5, channels),
+                              rng.normal(0, 1, channels), rng.normal(0, 0.5, channels), scale, pixels, input_bits)
+
+
+def synth_insta_threshold(channels: int, pe: int, pixels: int, input_bits: int, static: int, workdir: Path,
+                          shortcut: int = 0, seed: int = 0) -> tuple[InstaThresholdSpec, dict]:
+    """Synthesise ``insta_threshold`` for the folding with :func:`threshold_unit_constants`; returns
+    ``(spec, resource dict)``."""
+    if shutil.which("yosys") is None:
+        raise SynthError("yosys not found (make setup installs it from apt as root; or apt-get install yosys)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    consts = threshold_unit_constants(channels, pixels, input_bits, static, seed)
+    spec = InstaThresholdSpec.from_constants(consts, pe, static=static, shortcut=shortcut)
+    cfile = write_coeff_file(workdir / "coeffs.memh", consts, spec)
+    return spec, _synth_xilinx("insta_threshold", spec.rtl_parameters(cfile), workdir, spec.name)
+
+
+def _threshold_unit_row(spec: InstaThresholdSpec, res: dict) -> dict:
+    return {"block": "insta_threshold", "shape": spec.name, "kind": "static" if spec.static else "insta",
+            "channels": spec.channels, "pe": spec.pe, "pixels": spec.pixels, "input_bits": spec.input_bits,
+            "shortcut": spec.shortcut, "cycles_per_frame": spec.cycles_per_frame, "latency": spec.latency,
+            "beat_latency": spec.beat_latency, "buffer_bits": spec.buffer_bits,
+            "coeff_bits": list(spec.coeff_bits), "tacc_bits": spec.tacc_bits,
+            "power_sum_bits": list(spec.power_sum_bits),
+            **{k: v for k, v in res.items() if k != "cells"}, "cells": res["cells"]}
+
+
+def threshold_units_markdown(rows: list[dict]) -> list[str]:
+    """The Markdown table of the threshold-unit rows (static beside INSTA-Th of the same folding)."""
+    lines = ["| unit | C x H*W | PE | q bits | cycles/frame | latency | frame buffer kbit | LUT | FF | CARRY4 | "
+             "LUTRAM | BRAM36 | DSP | LUT % xc7z020 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        unit = ("static (RSign)" if r["kind"] == "static" else "INSTA-Th") + (" + shortcut" if r["shortcut"] else "")
+        lines.append(f"| {unit} | {r['channels']} x {r['pixels']} | {r['pe']} | {r['input_bits']} | "
+                     f"{r['cycles_per_frame']:g} | {r['latency']} | {r['buffer_bits'] / 1000:.1f} | {r['lut']} | "
+                     f"{r['ff']} | {r['carry4']} | {r['lutram']} | {r['bram36']:g} | {r['dsp']} | "
+                     f"{r['utilisation_xc7z020_pct']['lut']:.2f} |")
+    return lines
+
+
+def run(shapes, out: Path, threshold_units=DEFAULT_THRESHOLD_UNITS) -> dict:
     from instabnn.model.checkpoint import atomic_write_text
 
     version = subprocess.run(["yosys", "-V"], capture_output=True, text=True).stdout.strip() if shutil.which(
@@ -95,16 +164,30 @@ def run(shapes, out: Path) -> dict:
                          "simd": shape.simd, "pe": shape.pe, "thresholds": shape.thresholds,
                          "cycles_per_vector": shape.cycles_per_vector,
                          **{k: v for k, v in res.items() if k != "cells"}, "cells": res["cells"]})
+        for channels, pe, pixels, input_bits, static, shortcut in threshold_units:
+            name = f"c{channels}_pe{pe}_n{pixels}_b{input_bits}_s{static}_sc{shortcut}"
+            print(f"synth_xilinx insta_threshold {name} ...", flush=True)
+            spec, res = synth_insta_threshold(channels, pe, pixels, input_bits, static, Path(tmp) / name,
+                                              shortcut=shortcut)
+            rows.append(_threshold_unit_row(spec, res))
     report = {"tool": version, "flow": "synth_xilinx -family xc7 -flatten", "part_capacity": XC7Z020, "rows": rows}
     atomic_write_text(out, json.dumps(report, indent=1))
     lines = [f"# Block resources ({version}, synth_xilinx -family xc7)", "",
              "| block | MW x MH | SIMD x PE | out | cycles/vector | LUT | FF | CARRY4 | LUTRAM | BRAM36 | DSP | LUT % xc7z020 |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        if r["block"] != "binary_mvu":
+            continue
         lines.append(f"| {r['block']} | {r['mw']} x {r['mh']} | {r['simd']} x {r['pe']} | "
                      f"{'threshold' if r['thresholds'] else 'acc'} | {r['cycles_per_vector']} | {r['lut']} | "
                      f"{r['ff']} | {r['carry4']} | {r['lutram']} | {r['bram36']:g} | {r['dsp']} | "
                      f"{r['utilisation_xc7z020_pct']['lut']:.2f} |")
+    unit_rows = [r for r in rows if r["block"] == "insta_threshold"]
+    if unit_rows:
+        lines += ["", "## Threshold units (insta_threshold): INSTA-Th beside static thresholds", "",
+                  "Latency: edges from a frame's last input beat to its first output beat (static: beat to beat); "
+                  "INSTA-Th adds one frame on top (every beat waits for its frame's threshold).", ""]
+        lines += threshold_units_markdown(unit_rows)
     md = "\n".join(lines) + "\n"
     atomic_write_text(out.with_suffix(".md"), md)
     print(md)

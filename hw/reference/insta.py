@@ -44,6 +44,12 @@ def power_sum_ranges(input_bits: int, pixels: int) -> list[tuple[int, int]]:
     return ranges
 
 
+def power_sum_bits(input_bits: int, pixels: int) -> tuple[int, int, int]:
+    """Signed widths of the exact P1, P2, P3 over ``pixels`` values of ``input_bits``-bit signed integers."""
+    r = power_sum_ranges(input_bits, pixels)
+    return tuple(signed_bits(*r[j]) for j in (1, 2, 3))
+
+
 @dataclass(frozen=True)
 class InstaThConstants:
     """The frozen integer constants of one INSTA-Th layer (or a static threshold layer)."""
@@ -64,8 +70,7 @@ class InstaThConstants:
 
     @property
     def power_sum_bits(self) -> tuple[int, int, int]:
-        r = power_sum_ranges(self.input_bits, self.pixels)
-        return tuple(signed_bits(*r[j]) for j in (1, 2, 3))
+        return power_sum_bits(self.input_bits, self.pixels)
 
     @property
     def coeff_bits(self) -> tuple[int, ...]:
@@ -85,6 +90,12 @@ class InstaThConstants:
     @property
     def threshold_bits(self) -> int:
         return self.input_bits + 1
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "InstaThConstants":
+        """Inverse of :meth:`to_dict` (the derived widths there are ignored; they follow from the rest)."""
+        return cls(int(d["input_bits"]), int(d["pixels"]), tuple(tuple(int(v) for v in c) for c in d["coeffs"]),
+                   tuple(int(f) for f in d["fracs"]), int(d["guard_bits"]))
 
     def to_dict(self) -> dict:
         return {"input_bits": self.input_bits, "pixels": self.pixels, "fracs": list(self.fracs),

@@ -1,0 +1,353 @@
+"""Spec, RTL parameters, stream packing and coefficient file of the INSTA-Th unit (``hw/rtl/insta_threshold.sv``).
+
+:class:`InstaThresholdSpec` is the one source of truth for the unit: its folding (channels, PE, pixels, input
+bits, static or instance-aware, shortcut output) and the fixed-point format of its constants (coefficient widths,
+fraction bits, threshold accumulator width, all from :class:`~instabnn.hw.reference.insta.InstaThConstants`). The
+RTL parameters, stream widths, power-sum widths, buffer depth, cycle count and latency are derived from it; the RTL
+derives the same numbers from the same parameters and the testbench checks that they agree.
+
+Streams (FINN order: pixel-major, channel-minor)
+------------------------------------------------
+Beat ``i = pixel*CF + f`` of a frame (``CF = C/PE``) carries channels ``f*PE .. f*PE + PE - 1`` of one pixel, lane
+``pe`` = channel ``f*PE + pe``. ``s_axis`` and ``m_axis_q``: lane ``pe`` at bits ``[pe*INPUT_BITS, (pe+1)*INPUT_BITS)``,
+two's complement. ``m_axis``: lane ``pe`` at bit ``pe``, 1 <-> +1 (``q >= t``). Pixel ``p`` of an ``H x W`` frame is
+``p = h*W + w``. :func:`frame_words` / :func:`frames_from_words` / :func:`bits_from_words` implement this with
+:mod:`instabnn.hw.packing`.
+
+Coefficient file ``COEFF_FILE`` (``$readmemh``, generated; the first line is a ``//`` comment saying so)
+-----------------------------------------------------------------------------------------------------
+``C`` lines, line ``c`` = channel ``c``'s coefficients ``C0 | C1 | C2 | C3`` from the least significant bit, field
+``j`` the two's-complement integer ``coeffs[j][c]`` in ``COEFF_BITS_j = coeff_bits[j]`` bits. A static unit reads
+``C0`` only (and its constants have ``C1 = C2 = C3 = 0``).
+
+Timing (s_axis always valid, outputs always ready)
+--------------------------------------------------
+INSTA-Th (``static = 0``): the sums of a frame are complete :data:`STATS_LATENCY` edges after its last beat is
+accepted; two edges later the threshold computation starts (``3*C`` steps, one multiplier), its last threshold word
+is written :data:`COMPUTE_PIPELINE` edges after the last step, and two edges later the readout of the frame issues
+its first beat; the compare reaches ``m_axis`` two edges after that. Hence :attr:`InstaThresholdSpec.latency`
+``= 3*C + 12`` edges from the last input handshake of a frame to its first output handshake, and at full rate each
+beat leaves ``FRAME_BEATS - 1 + latency`` edges after it entered (one frame plus ``3*C + 11``). The frame buffer
+holds ``FRAME_BEATS + 3*C + 10`` beats, the occupancy at full rate. Full rate (``FRAME_BEATS`` clocks per frame)
+needs ``FRAME_BEATS >= 3*C + 6``; below that the threshold computation sets the pace
+(:attr:`InstaThresholdSpec.cycles_per_frame`). Static (``static = 1``): 2 edges, no buffer, ``FRAME_BEATS`` clocks
+per frame.
+
+Example::
+
+    consts = insta_th_constants(mu, sigma, alpha, beta, 2.0 ** -4, pixels=64, input_bits=8)
+    spec = InstaThresholdSpec.from_constants(consts, pe=16)
+    coeff_file = write_coeff_file(build / "coeffs.mem", consts, spec)
+    params = spec.rtl_parameters(coeff_file)      # -> Verilator -G / runner parameters
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+
+from instabnn.hw.packing import hex_digits, pack_fields, to_hex, unpack_fields
+from instabnn.hw.reference.insta import InstaThConstants, power_sum_bits
+
+__all__ = [
+    "STATS_LATENCY",
+    "COMPUTE_PIPELINE",
+    "STATIC_LATENCY",
+    "InstaThresholdSpec",
+    "frame_words",
+    "frames_from_words",
+    "bits_from_words",
+    "coeff_words",
+    "write_coeff_file",
+    "read_coeff_file",
+]
+
+STATS_LATENCY = 3
+"""Edges from the handshake of a frame's last ``s_axis`` beat to the pulse saying its power sums are complete
+(``stats_accumulate``: sample, square, cube, add)."""
+
+COMPUTE_PIPELINE = 3
+"""Edges from the issue of the threshold computation's last step to the write of its last threshold word
+(``insta_threshold_compute``: multiply, accumulate, ceil/clamp and write)."""
+
+STATIC_LATENCY = 2
+"""Static unit: edges from an ``s_axis`` handshake to the earliest ``m_axis`` handshake of the same beat (register
+``q`` and ``t``, compare into the output FIFO, handshake)."""
+
+_TOKEN_EDGES = 2
+"""Each hand-over between the units goes through a registered frame counter and a registered start: 2 edges."""
+
+_OUTPUT_EDGES = 2
+"""Readout issue (block RAM read) -> output FIFO -> handshake."""
+
+_BANK_MARGIN = 6
+"""Full rate needs ``FRAME_BEATS >= 3*C + _BANK_MARGIN``. With frame ``n``'s last beat accepted at edge ``e``, its
+computation issues its last step at ``e + 5 + 3C`` and frees the stats bank at ``e + 6 + 3C``; frame ``n+2``'s first
+beat wants edge ``e + FRAME_BEATS + 1`` and needs the freed bank one edge earlier. (The threshold bank of frame
+``n-1``, freed at ``e + 3C + 10``, is needed by frame ``n+1``'s computation at ``e + FRAME_BEATS + 4``: the same
+condition.)"""
+
+
+@dataclass(frozen=True)
+class InstaThresholdSpec:
+    """One INSTA-Th (or static threshold) unit: folding and constant format; see the module docstring."""
+
+    channels: int  # C
+    pe: int  # channels per beat, divides C
+    pixels: int  # N = H*W
+    input_bits: int  # signed width of q, 2 .. 16
+    coeff_bits: tuple[int, int, int, int]  # signed widths of C0 .. C3
+    fracs: tuple[int, int, int, int]  # fraction bits F0 .. F3
+    tacc_bits: int  # signed width of T_fx
+    static: int = 0  # 1: static thresholds (RSign), C1..C3 unused
+    shortcut: int = 0  # 1: m_axis_q carries the buffered q for the residual shortcut
+
+    def __post_init__(self):
+        for name in ("channels", "pe", "pixels"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.channels % self.pe:
+            raise ValueError(f"PE ({self.pe}) must divide the channels ({self.channels})")
+        if not 2 <= self.input_bits <= 16:
+            raise ValueError(f"input_bits must be in 2 .. 16, got {self.input_bits}")
+        if len(self.coeff_bits) != 4 or len(self.fracs) != 4 or min(self.coeff_bits) < 1 or min(self.fracs) < 0:
+            raise ValueError(f"four coefficient widths >= 1 and fractions >= 0 expected, got {self.coeff_bits}, "
+                             f"{self.fracs}")
+        if self.static not in (0, 1) or self.shortcut not in (0, 1):
+            raise ValueError(f"static and shortcut must be 0 or 1, got {self.static}, {self.shortcut}")
+        if not self.static and self.tacc_bits < self.power_sum_bits[2]:
+            raise ValueError(f"tacc_bits ({self.tacc_bits}) narrower than P3 ({self.power_sum_bits[2]} bits)")
+
+    @classmethod
+    def from_constants(cls, consts: InstaThConstants, pe: int, static: int | None = None,
+                       shortcut: int = 0) -> InstaThresholdSpec:
+        """The spec of a unit for ``consts`` folded by ``pe``. ``static=None``: static iff ``C1 = C2 = C3 = 0``."""
+        if static is None:
+            static = int(not any(any(c) for c in consts.coeffs[1:]))
+        return cls(consts.channels, pe, consts.pixels, consts.input_bits, tuple(consts.coeff_bits),
+                   tuple(consts.fracs), consts.threshold_accumulator_bits, static, shortcut)
+
+    def check_constants(self, consts: InstaThConstants) -> None:
+        """Refuse constants this unit cannot hold exactly (wrong shape, wider coefficients or accumulator)."""
+        got = (consts.channels, consts.pixels, consts.input_bits, tuple(consts.fracs))
+        want = (self.channels, self.pixels, self.input_bits, tuple(self.fracs))
+        if got != want:
+            raise ValueError(f"constants (C, N, input bits, fracs) = {got}, unit has {want}")
+        for j, (have, need) in enumerate(zip(self.coeff_bits, consts.coeff_bits)):
+            if need > have:
+                raise ValueError(f"coefficient C{j} needs {need} bits, the unit has {have}")
+        if self.static:
+            if any(any(c) for c in consts.coeffs[1:]):
+                raise ValueError("a static unit takes constants with C1 = C2 = C3 = 0 "
+                                 "(static_threshold_constants)")
+        elif consts.threshold_accumulator_bits > self.tacc_bits:
+            raise ValueError(f"T_fx needs {consts.threshold_accumulator_bits} bits, the unit has {self.tacc_bits}")
+
+    # ---- folding and widths ----------------------------------------------------------------------------------
+
+    @property
+    def cf(self) -> int:
+        """Channel folds: beats per pixel, ``C / PE``."""
+        return self.channels // self.pe
+
+    @property
+    def frame_beats(self) -> int:
+        """Beats per frame on every stream: ``N * C / PE``."""
+        return self.pixels * self.cf
+
+    @property
+    def in_width(self) -> int:
+        """``s_axis_tdata`` (and ``m_axis_q_tdata``) width: ``PE * INPUT_BITS``."""
+        return self.pe * self.input_bits
+
+    @property
+    def out_width(self) -> int:
+        """``m_axis_tdata`` width: ``PE`` bits."""
+        return self.pe
+
+    @property
+    def power_sum_bits(self) -> tuple[int, int, int]:
+        """Exact widths of P1, P2, P3 (the golden function's, :func:`power_sum_bits`)."""
+        return power_sum_bits(self.input_bits, self.pixels)
+
+    @property
+    def threshold_bits(self) -> int:
+        """Signed width of ``t`` (and of each comparator): ``INPUT_BITS + 1``."""
+        return self.input_bits + 1
+
+    @property
+    def coeff_word_bits(self) -> int:
+        """Width of one coefficient file line: ``sum(coeff_bits)``."""
+        return sum(self.coeff_bits)
+
+    # ---- timing ---------------------------------------------------------------------------------------------
+
+    @property
+    def compute_steps(self) -> int:
+        """Threshold computation: steps (one multiply each) per frame, ``3 * C``."""
+        return 3 * self.channels
+
+    @property
+    def issue_latency(self) -> int:
+        """INSTA-Th: edges from the handshake of a frame's last beat to the issue of its first readout."""
+        return STATS_LATENCY + _TOKEN_EDGES + self.compute_steps + COMPUTE_PIPELINE + _TOKEN_EDGES
+
+    @property
+    def latency(self) -> int:
+        """Edges from the handshake of a frame's last ``s_axis`` beat (static: of any beat) to the earliest
+        ``m_axis`` handshake of the frame's first beat (static: of the same beat)."""
+        return STATIC_LATENCY if self.static else self.issue_latency + _OUTPUT_EDGES
+
+    @property
+    def beat_latency(self) -> int:
+        """At full rate: edges from a beat's ``s_axis`` handshake to its ``m_axis`` handshake (one frame + ...)."""
+        return STATIC_LATENCY if self.static else self.frame_beats - 1 + self.latency
+
+    @property
+    def buffer_depth(self) -> int:
+        """Frame buffer depth in beats (0 for a static unit): the occupancy at full rate."""
+        return 0 if self.static else self.frame_beats + self.issue_latency
+
+    @property
+    def buffer_bits(self) -> int:
+        return self.buffer_depth * self.in_width
+
+    @property
+    def full_rate(self) -> bool:
+        """True where the unit takes one beat per clock indefinitely (the threshold computation keeps up)."""
+        return bool(self.static) or self.frame_beats >= self.compute_steps + _BANK_MARGIN
+
+    @property
+    def cycles_per_frame(self) -> float:
+        """Clocks per frame in steady state with ``s_axis`` always valid and the outputs always ready.
+
+        Full rate: ``FRAME_BEATS``. Otherwise the stats bank of frame ``n`` is released ``3*C + 1`` edges after
+        the computation of frame ``n`` starts, and frame ``n+2`` may start at the input one edge later; the
+        computation of frame ``n+1`` starts when frame ``n+1`` has been received (or when frame ``n``'s ends).
+        In steady state that gives period ``P`` with ``2P = 3C + max(FRAME_BEATS + 6, P + 1)``.
+        """
+        if self.full_rate:
+            return float(self.frame_beats)
+        p = self.compute_steps + 1
+        if p + 1 >= self.frame_beats + _BANK_MARGIN:
+            return float(p)
+        return (self.compute_steps + self.frame_beats + _BANK_MARGIN) / 2.0
+
+    @property
+    def name(self) -> str:
+        kind = "static" if self.static else "insta"
+        return (f"{kind}_c{self.channels}_pe{self.pe}_n{self.pixels}_b{self.input_bits}"
+                + ("_sc" if self.shortcut else ""))
+
+    def rtl_parameters(self, coeff_file: str | PathLike) -> dict:
+        """Parameters of ``insta_threshold`` (the string parameter quoted for Verilator's ``-G``)."""
+        params = {"CHANNELS": self.channels, "PE": self.pe, "PIXELS": self.pixels, "INPUT_BITS": self.input_bits,
+                  "STATIC": self.static, "SHORTCUT": self.shortcut}
+        for j in range(4):
+            params[f"COEFF_BITS_{j}"] = self.coeff_bits[j]
+        for j in range(4):
+            params[f"FRAC_{j}"] = self.fracs[j]
+        params["TACC_BITS"] = self.tacc_bits
+        params["COEFF_FILE"] = f'"{Path(coeff_file)}"'
+        return params
+
+
+# ---- streams ----------------------------------------------------------------------------------------------------
+
+
+def _frames(q, spec: InstaThresholdSpec) -> np.ndarray:
+    a = np.asarray(q)
+    if a.ndim == 4:
+        a = a.reshape(a.shape[0], a.shape[1], -1)
+    if a.ndim != 3 or a.shape[1:] != (spec.channels, spec.pixels):
+        raise ValueError(f"frames of shape (F, {spec.channels}, {spec.pixels}) or (F, C, H, W) expected, "
+                         f"got {np.shape(q)}")
+    return a
+
+
+def frame_words(q, spec: InstaThresholdSpec) -> list[list[int]]:
+    """The ``s_axis`` words of frames ``q`` (shape ``(F, C, N)`` or ``(F, C, H, W)``): one list per frame."""
+    a = _frames(q, spec)
+    out = []
+    for frame in a:
+        words = []
+        for p in range(spec.pixels):
+            for f in range(spec.cf):
+                words.append(pack_fields(frame[f * spec.pe : (f + 1) * spec.pe, p], spec.input_bits, signed=True))
+        out.append(words)
+    return out
+
+
+def _unfold(words, spec: InstaThresholdSpec, width: int, signed: bool, dtype) -> np.ndarray:
+    words = list(words)
+    if len(words) % spec.frame_beats:
+        raise ValueError(f"{len(words)} words are not whole frames of {spec.frame_beats} beats")
+    n = len(words) // spec.frame_beats
+    out = np.empty((n, spec.channels, spec.pixels), dtype=dtype)
+    for i, w in enumerate(words):
+        frame, beat = divmod(i, spec.frame_beats)
+        p, f = divmod(beat, spec.cf)
+        out[frame, f * spec.pe : (f + 1) * spec.pe, p] = unpack_fields(w, width, spec.pe, signed=signed)
+    return out
+
+
+def frames_from_words(words, spec: InstaThresholdSpec) -> np.ndarray:
+    """Inverse of :func:`frame_words` on a flat word list: frames ``(F, C, N)`` of int64."""
+    return _unfold(words, spec, spec.input_bits, True, np.int64)
+
+
+def bits_from_words(words, spec: InstaThresholdSpec) -> np.ndarray:
+    """``m_axis`` words (flat list, whole frames) as bits ``(F, C, N)`` (uint8, 1 <-> +1)."""
+    return _unfold(words, spec, 1, False, np.uint8)
+
+
+# ---- coefficient file -------------------------------------------------------------------------------------------
+
+
+def coeff_words(consts: InstaThConstants, spec: InstaThresholdSpec) -> list[int]:
+    """The ``C`` coefficient words (``C0 | C1 | C2 | C3`` from the LSB) in file order."""
+    spec.check_constants(consts)
+    words = []
+    for c in range(spec.channels):
+        word, offset = 0, 0
+        for j, bits in enumerate(spec.coeff_bits):
+            word |= pack_fields([consts.coeffs[j][c]], bits, signed=True) << offset
+            offset += bits
+        words.append(word)
+    return words
+
+
+def write_coeff_file(path: str | PathLike, consts: InstaThConstants, spec: InstaThresholdSpec) -> Path:
+    """Write ``COEFF_FILE`` of ``spec`` for ``consts`` (checked against the spec)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bits = spec.coeff_word_bits
+    lines = [f"// generated by instabnn.hw.insta_files; do not edit. insta_threshold COEFF_FILE {spec.name}: "
+             f"line c = C0|C1|C2|C3 from the LSB, signed {'/'.join(map(str, spec.coeff_bits))} bits"]
+    lines += [to_hex(w, bits) for w in coeff_words(consts, spec)]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_coeff_file(path: str | PathLike, spec: InstaThresholdSpec) -> list[tuple[int, int, int, int]]:
+    """The ``(C0, C1, C2, C3)`` of every channel from a file written by :func:`write_coeff_file`."""
+    bits = spec.coeff_word_bits
+    out = []
+    for line in Path(path).read_text().splitlines():
+        line = line.split("//", 1)[0].strip()
+        if not line:
+            continue
+        if len(line) != hex_digits(bits):
+            raise ValueError(f"{path}: line {line!r} is not {hex_digits(bits)} hex digits")
+        word, fields = int(line, 16), []
+        for width in spec.coeff_bits:
+            fields.append(int(unpack_fields(word & ((1 << width) - 1), width, 1, signed=True)[0]))
+            word >>= width
+        out.append(tuple(fields))
+    return out
+

@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: BSD-3-Clause
+/*
+ * Exact per-channel power sums of a frame: P1 = sum q, P2 = sum q^2, P3 = sum q^3 over the pixels, PE lanes per clock.
+ *
+ * Golden function: instabnn.hw.reference.insta.power_sums. The input arrives in FINN order (pixel-major,
+ * channel-minor): a beat carries the PE channels f*PE .. f*PE+PE-1 of one pixel (channel fold f, CF = C/PE folds).
+ * The sums are exact: P1_BITS, P2_BITS and P3_BITS hold the worst case over every frame of N pixels of signed
+ * INPUT_BITS-bit values (instabnn.hw.reference.insta.power_sum_bits; the parent derives them).
+ *
+ * Storage: one memory word per (bank, fold) holds the PE lanes' {P3, P2, P1} (lane pe at bits
+ * [pe*SUM_W +: SUM_W], P1 in the low bits). It has one synchronous write port and two asynchronous read ports (the
+ * read-modify-write of the accumulation, and rd_*), so it maps to distributed RAM. Two banks: frame n accumulates
+ * in bank n mod 2 while the threshold computation reads frame n-1's sums from the other bank through rd_*. The
+ * parent must not start a frame in a bank whose sums are still being read.
+ *
+ * Pipeline (no stall: every accepted beat enters it): edge t samples the beat, t+1 squares, t+2 cubes,
+ * t+3 adds into the memory word (the first pixel of a frame starts from 0 instead of the stored sum). done is high
+ * for one cycle after the edge that writes a frame's last beat (in_last): from then on that bank holds the frame's
+ * final sums. Latency from the beat of in_last to done: 3 edges (STATS_LATENCY in instabnn.hw.insta_files).
+ *
+ * Reset: rst (synchronous, active high) empties the pipeline; the memory keeps stale contents, which are never read
+ * because every frame starts its words from 0.
+ */
+
+`resetall
+`timescale 1ns / 1ps
+`default_nettype none
+
+module stats_accumulate #(
+    // channels per beat (parallel lanes)
+    parameter int PE = 4,
+    // channel folds: beats per pixel (C / PE)
+    parameter int CF = 2,
+    // signed width of the input values q
+    parameter int INPUT_BITS = 8,
+    // signed widths of the power sums P1, P2, P3 (worst case over a frame)
+    parameter int P1_BITS = 14,
+    parameter int P2_BITS = 22,
+    parameter int P3_BITS = 28,
+    // fold index width
+    localparam int CF_W = CF > 1 ? $clog2(CF) : 1,
+    // one lane's memory field {P3, P2, P1}
+    localparam int SUM_W = P1_BITS + P2_BITS + P3_BITS
+) (
+    input  wire logic                     clk,
+    input  wire logic                     rst,
+
+    /*
+     * Accepted input beats
+     */
+    input  wire logic                     in_valid,
+    input  wire logic [PE*INPUT_BITS-1:0] in_data,
+    input  wire logic [CF_W-1:0]          in_fold,    // channel fold f of the beat
+    input  wire logic                     in_first,   // the beat belongs to the frame's first pixel
+    input  wire logic                     in_last,    // the frame's last beat
+    input  wire logic                     in_bank,    // bank of the beat's frame
+
+    /*
+     * A frame's sums are complete (one-cycle pulse)
+     */
+    output wire logic                     done,
+
+    /*
+     * Read port (asynchronous): the PE lanes' {P3, P2, P1} of fold rd_fold in bank rd_bank
+     */
+    input  wire logic                     rd_bank,
+    input  wire logic [CF_W-1:0]          rd_fold,
+    output wire logic [PE*SUM_W-1:0]      rd_sums
+);
+
+localparam int IB = INPUT_BITS;
+localparam int SQ_W = 2 * IB;        // q^2 in [0, 2^(2*IB-2)]
+localparam int CUBE_W = 3 * IB - 2;  // q^3 in [-2^(3*IB-3), 2^(3*IB-3))
+
+// check configuration
+if (PE < 1 || CF < 1) begin : g_check_sizes
+    $fatal(0, "Error: PE (%0d) and CF (%0d) must be >= 1 (instance %m)", PE, CF);
+end
+if (INPUT_BITS < 2) begin : g_check_input_bits
+    $fatal(0, "Error: INPUT_BITS (%0d) must be >= 2 (instance %m)", INPUT_BITS);
+end
+if (P1_BITS < IB || P2_BITS < SQ_W || P3_BITS < CUBE_W) begin : g_check_sum_bits
+    $fatal(0, "Error: P1_BITS, P2_BITS, P3_BITS (%0d, %0d, %0d) too narrow for INPUT_BITS %0d (instance %m)",
+           P1_BITS, P2_BITS, P3_BITS, INPUT_BITS);
+end
+
+/*
+ * Control along the pipeline
+ */
+logic a_valid_reg, b_valid_reg, c_valid_reg;
+logic a_first_reg, b_first_reg, c_first_reg;
+logic a_last_reg, b_last_reg, c_last_reg;
+logic a_bank_reg, b_bank_reg, c_bank_reg;
+logic [CF_W-1:0] a_fold_reg, b_fold_reg, c_fold_reg;
+logic [PE*IB-1:0] a_data_reg;
+logic done_reg;
+
+always_ff @(posedge clk) begin
+    a_valid_reg <= in_valid;
+    b_valid_reg <= a_valid_reg;
+    c_valid_reg <= b_valid_reg;
+    done_reg <= c_valid_reg && c_last_reg;
+
+    a_data_reg <= in_data;
+    a_first_reg <= in_first;
+    a_last_reg <= in_last;
+    a_bank_reg <= in_bank;
+    a_fold_reg <= in_fold;
+    b_first_reg <= a_first_reg;
+    b_last_reg <= a_last_reg;
+    b_bank_reg <= a_bank_reg;
+    b_fold_reg <= a_fold_reg;
+    c_first_reg <= b_first_reg;
+    c_last_reg <= b_last_reg;
+    c_bank_reg <= b_bank_reg;
+    c_fold_reg <= b_fold_reg;
+
+    if (rst) begin
+        a_valid_reg <= 1'b0;
+        b_valid_reg <= 1'b0;
+        c_valid_reg <= 1'b0;
+        done_reg <= 1'b0;
+    end
+end
+
+assign done = done_reg;
+
+/*
+ * Accumulator memory: word {bank, fold}, read-modify-write in stage c
+ */
+logic [PE*SUM_W-1:0] sum_mem[2**(CF_W+1)];
+
+wire logic [CF_W:0] acc_addr = {c_bank_reg, c_fold_reg};
+wire logic [PE*SUM_W-1:0] acc_old = sum_mem[acc_addr];
+wire logic [PE*SUM_W-1:0] acc_new;
+
+always_ff @(posedge clk) begin
+    if (c_valid_reg) begin
+        sum_mem[acc_addr] <= acc_new;
+    end
+end
+
+assign rd_sums = sum_mem[{rd_bank, rd_fold}];
+
+/*
+ * Per lane: square, cube, add
+ */
+for (genvar pe = 0; pe < PE; pe = pe + 1) begin : g_lane
+
+    wire logic signed [IB-1:0] q = $signed(a_data_reg[pe*IB +: IB]);
+    logic signed [IB-1:0] b_q_reg, c_q_reg;
+    logic signed [SQ_W-1:0] b_sq_reg, c_sq_reg;
+    logic signed [CUBE_W-1:0] c_cube_reg;
+
+    always_ff @(posedge clk) begin
+        b_q_reg <= q;
+        b_sq_reg <= SQ_W'(q) * SQ_W'(q);
+        c_q_reg <= b_q_reg;
+        c_sq_reg <= b_sq_reg;
+        c_cube_reg <= CUBE_W'(b_sq_reg) * CUBE_W'(b_q_reg);
+    end
+
+    wire logic [SUM_W-1:0] old = acc_old[pe*SUM_W +: SUM_W];
+    wire logic signed [P1_BITS-1:0] p1_old = c_first_reg ? '0 : $signed(old[0 +: P1_BITS]);
+    wire logic signed [P2_BITS-1:0] p2_old = c_first_reg ? '0 : $signed(old[P1_BITS +: P2_BITS]);
+    wire logic signed [P3_BITS-1:0] p3_old = c_first_reg ? '0 : $signed(old[P1_BITS+P2_BITS +: P3_BITS]);
+
+    wire logic signed [P1_BITS-1:0] p1_new = p1_old + P1_BITS'(c_q_reg);
+    wire logic signed [P2_BITS-1:0] p2_new = p2_old + P2_BITS'(c_sq_reg);
+    wire logic signed [P3_BITS-1:0] p3_new = p3_old + P3_BITS'(c_cube_reg);
+
+    assign acc_new[pe*SUM_W +: SUM_W] = {p3_new, p2_new, p1_new};
+
+end
+
+endmodule
+
+`resetall
