@@ -35,7 +35,8 @@ import numpy as np
 
 from instabnn.hw.reference import layers as L
 from instabnn.hw.reference.fixed_point import signed_bits
-from instabnn.hw.reference.insta import InstaThConstants, insta_th_constants, static_threshold_constants
+from instabnn.hw.reference.insta import (InstaThConstants, insta_th_constants, power_sum_bits,
+                                         static_threshold_constants)
 from instabnn.hw.reference.network import Block, IntegerNetwork, Shortcut
 
 
@@ -658,17 +659,9 @@ def _threshold_widths(unit) -> dict:
                 else unit.coeff_bits[0] * unit.channels}
     se = unit.se
     se_bits = 8 * (se.w1.size + se.w2.size) + L.MULT_BITS * (se.m1.size + se.m2.size)
-    return {"kind": "insta_th_plus", "power_sum_bits": list(unit.poly.to_dict()["accumulator_bits"] and
-                                                            _power_bits(unit.poly)),
+    return {"kind": "insta_th_plus", "power_sum_bits": list(power_sum_bits(unit.poly.input_bits, unit.poly.pixels)),
             "threshold_accumulator_bits": unit.poly.accumulator_bits(),
             "constant_bits": se_bits + 4 * 64 * unit.poly.channels}
-
-
-def _power_bits(poly: L.MomentPolynomial) -> list[int]:
-    from instabnn.hw.reference.fixed_point import signed_bits
-    from instabnn.hw.reference.insta import power_sum_ranges
-
-    return [signed_bits(*r) for r in power_sum_ranges(poly.input_bits, poly.pixels)[1:]]
 
 
 def layer_table(net) -> list[dict]:

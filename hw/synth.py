@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from instabnn.hw.insta_files import InstaThresholdSpec, write_coeff_file
-from instabnn.hw.mvu_files import BinaryMvuShape, write_threshold_file, write_weight_file
+from instabnn.hw.mvu_files import (BinaryMvuShape, IntMvuShape, write_bias_file, write_int_weight_file,
+                                   write_threshold_file, write_weight_file)
+from instabnn.hw.stream_shapes import SlidingWindowShape, StreamDuplicateShape, StreamFifoShape, WidthConverterShape
 from instabnn.hw.reference.insta import InstaThConstants, insta_th_constants, static_threshold_constants
 
 RTL_DIR = Path(__file__).resolve().parent / "rtl"
@@ -45,6 +47,26 @@ DEFAULT_SHAPES = [
 DEFAULT_THRESHOLD_UNITS = [
     (64, 16, 64, 8, 1, 0), (64, 16, 64, 8, 0, 0), (64, 16, 64, 8, 0, 1),
     (64, 16, 256, 8, 1, 0), (64, 16, 256, 8, 0, 0),
+]
+
+
+# The integer MVU: the first convolution (3x3x3 -> 16 on uint8 pixels) at two foldings, a 1x1 downsampling
+# shortcut (16 -> 32) and the classifier (64 -> 10, 16-bit bias); all 8-bit weights.
+DEFAULT_INT_MVU_SHAPES = [
+    IntMvuShape(27, 16, 9, 4, 8, 8, 0), IntMvuShape(27, 16, 27, 4, 8, 8, 0),
+    IntMvuShape(16, 32, 16, 4, 8, 8, 1), IntMvuShape(64, 10, 16, 2, 8, 8, 1, 16),
+]
+
+# Sliding windows of ResNet-20 at CIFAR-10 shape (binary stage-1 3x3 at stride 1 and 2, the 8-bit first
+# convolution, the 8-bit 1x1 stride-2 shortcut) and the stream utilities: (top, shape).
+DEFAULT_STREAM_BLOCKS = [
+    ("sliding_window", SlidingWindowShape(16, 32, 32, 3, 1, 1, 16, 1)),
+    ("sliding_window", SlidingWindowShape(16, 32, 32, 3, 2, 1, 16, 1)),
+    ("sliding_window", SlidingWindowShape(3, 32, 32, 3, 1, 1, 3, 8)),
+    ("sliding_window", SlidingWindowShape(16, 32, 32, 1, 2, 0, 16, 8)),
+    ("stream_fifo", StreamFifoShape(8, 32)), ("stream_fifo", StreamFifoShape(128, 1024)),
+    ("stream_duplicate", StreamDuplicateShape(128)),
+    ("width_converter", WidthConverterShape(16, 64)), ("width_converter", WidthConverterShape(128, 16)),
 ]
 
 
@@ -99,6 +121,28 @@ def synth_binary_mvu(shape: BinaryMvuShape, workdir: Path, seed: int = 0) -> dic
         tfile = write_threshold_file(workdir / "thresholds.memh", rng.integers(-shape.mw, shape.mw + 1, shape.mh),
                                      shape)
     return _synth_xilinx("binary_mvu", shape.rtl_parameters(wfile, tfile), workdir, shape.name)
+
+
+def synth_int_mvu(shape: IntMvuShape, workdir: Path, seed: int = 0) -> dict:
+    """Synthesise ``int_mvu`` with ``shape`` and random full-range weights (and biases)."""
+    if shutil.which("yosys") is None:
+        raise SynthError("yosys not found (make setup installs it from apt as root; or apt-get install yosys)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    lo, hi = shape.weight_range
+    wfile = write_int_weight_file(workdir / "weights.memh", rng.integers(lo, hi + 1, (shape.mh, shape.mw)), shape)
+    bfile = None
+    if shape.bias_bits:
+        blo, bhi = shape.bias_range
+        bfile = write_bias_file(workdir / "bias.memh", rng.integers(blo, bhi + 1, shape.mh), shape)
+    return _synth_xilinx("int_mvu", shape.rtl_parameters(wfile, bfile), workdir, shape.name)
+
+
+def synth_stream_block(top: str, shape, workdir: Path) -> dict:
+    """Synthesise a memory-less streaming block (``sliding_window``, ``stream_fifo``, ``stream_duplicate``,
+    ``width_converter``) with ``shape.rtl_parameters()``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    return _synth_xilinx(top, shape.rtl_parameters(), workdir, shape.name)
 
 
 def threshold_unit_constants(channels: int, pixels: int, input_bits: int, static: int,
@@ -164,6 +208,17 @@ def run(shapes, out: Path, threshold_units=DEFAULT_THRESHOLD_UNITS) -> dict:
                          "simd": shape.simd, "pe": shape.pe, "thresholds": shape.thresholds,
                          "cycles_per_vector": shape.cycles_per_vector,
                          **{k: v for k, v in res.items() if k != "cells"}, "cells": res["cells"]})
+        for shape in DEFAULT_INT_MVU_SHAPES:
+            print(f"synth_xilinx int_mvu {shape.name} ...", flush=True)
+            res = synth_int_mvu(shape, Path(tmp) / shape.name)
+            rows.append({"block": "int_mvu", "shape": shape.name, "mw": shape.mw, "mh": shape.mh, "simd": shape.simd,
+                         "pe": shape.pe, "acc_bits": shape.acc_bits, "cycles_per_vector": shape.cycles_per_vector,
+                         **{k: v for k, v in res.items() if k != "cells"}, "cells": res["cells"]})
+        for top, shape in DEFAULT_STREAM_BLOCKS:
+            print(f"synth_xilinx {top} {shape.name} ...", flush=True)
+            res = synth_stream_block(top, shape, Path(tmp) / shape.name)
+            rows.append({"block": top, "shape": shape.name, **{k: v for k, v in res.items() if k != "cells"},
+                         "cells": res["cells"]})
         for channels, pe, pixels, input_bits, static, shortcut in threshold_units:
             name = f"c{channels}_pe{pe}_n{pixels}_b{input_bits}_s{static}_sc{shortcut}"
             print(f"synth_xilinx insta_threshold {name} ...", flush=True)
@@ -182,6 +237,14 @@ def run(shapes, out: Path, threshold_units=DEFAULT_THRESHOLD_UNITS) -> dict:
                      f"{'threshold' if r['thresholds'] else 'acc'} | {r['cycles_per_vector']} | {r['lut']} | "
                      f"{r['ff']} | {r['carry4']} | {r['lutram']} | {r['bram36']:g} | {r['dsp']} | "
                      f"{r['utilisation_xc7z020_pct']['lut']:.2f} |")
+    other = [r for r in rows if r["block"] not in ("binary_mvu", "insta_threshold")]
+    if other:
+        lines += ["", "## Integer MVU, sliding windows, stream utilities", "",
+                  "| block | shape | LUT | FF | CARRY4 | LUTRAM | BRAM36 | DSP | LUT % xc7z020 |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in other:
+            lines.append(f"| {r['block']} | {r['shape']} | {r['lut']} | {r['ff']} | {r['carry4']} | {r['lutram']} | "
+                         f"{r['bram36']:g} | {r['dsp']} | {r['utilisation_xc7z020_pct']['lut']:.2f} |")
     unit_rows = [r for r in rows if r["block"] == "insta_threshold"]
     if unit_rows:
         lines += ["", "## Threshold units (insta_threshold): INSTA-Th beside static thresholds", "",

@@ -50,6 +50,18 @@ def power_sum_bits(input_bits: int, pixels: int) -> tuple[int, int, int]:
     return tuple(signed_bits(*r[j]) for j in (1, 2, 3))
 
 
+def polynomial_bits(coeffs, fracs, input_bits: int, pixels: int) -> int:
+    """Width of T_fx = sum_j C_j P_j 2^(F - F_j), F = max F_j, over the worst case of every P_j and C_j."""
+    ranges = power_sum_ranges(input_bits, pixels)
+    frac = max(fracs)
+    lo = hi = 0
+    for j, cs in enumerate(coeffs):
+        shift = 1 << (frac - fracs[j])
+        products = [c * p * shift for c in (min(cs), max(cs)) for p in ranges[j]]
+        lo, hi = lo + min(products + [0]), hi + max(products + [0])
+    return signed_bits(lo, hi)
+
+
 @dataclass(frozen=True)
 class InstaThConstants:
     """The frozen integer constants of one INSTA-Th layer (or a static threshold layer)."""
@@ -78,14 +90,7 @@ class InstaThConstants:
 
     @property
     def threshold_accumulator_bits(self) -> int:
-        """Width of T_fx = sum_j C_j P_j 2^(F - F_j) over the worst case of every P_j and C_j."""
-        ranges = power_sum_ranges(self.input_bits, self.pixels)
-        lo = hi = 0
-        for j, cs in enumerate(self.coeffs):
-            shift = 1 << (self.frac - self.fracs[j])
-            products = [c * p * shift for c in (min(cs), max(cs)) for p in ranges[j]]
-            lo, hi = lo + min(products + [0]), hi + max(products + [0])
-        return signed_bits(lo, hi)
+        return polynomial_bits(self.coeffs, self.fracs, self.input_bits, self.pixels)
 
     @property
     def threshold_bits(self) -> int:

@@ -26,7 +26,7 @@ from functools import lru_cache
 import numpy as np
 
 from instabnn.hw.reference.fixed_point import signed_bits
-from instabnn.hw.reference.insta import (InstaThConstants, frame_thresholds, power_sum_ranges,
+from instabnn.hw.reference.insta import (InstaThConstants, frame_thresholds, polynomial_bits, power_sum_ranges,
                                          power_sums)
 
 GUARD_BITS = 8
@@ -134,13 +134,7 @@ class MomentPolynomial:
         return len(self.coeffs[0])
 
     def accumulator_bits(self) -> int:
-        ranges = power_sum_ranges(self.input_bits, self.pixels)
-        lo = hi = 0
-        for j, cs in enumerate(self.coeffs):
-            shift = 1 << (self.frac - self.fracs[j])
-            products = [c * p * shift for c in (min(cs), max(cs)) for p in ranges[j]]
-            lo, hi = lo + min(products + [0]), hi + max(products + [0])
-        return signed_bits(lo, hi)
+        return polynomial_bits(self.coeffs, self.fracs, self.input_bits, self.pixels)
 
     def evaluate(self, v: np.ndarray) -> np.ndarray:
         v = np.asarray(v, dtype=np.int64)

@@ -1,0 +1,143 @@
+"""Pieces shared by the AXI-Stream cocotb testbenches (int_mvu, sliding_window, stream utilities).
+
+* :func:`random_pause`: a seeded pause generator for cocotbext-axi sources (idle) and sinks (backpressure).
+* :class:`HandshakeMonitor`: records every handshake ``(cycle, tdata)`` of named streams, cycle by cycle, outside
+  reset; the scoreboards compare these records (what the DUT actually sampled and sent) with the golden functions.
+* :class:`AxisHarness`: the clock, one or more cocotbext-axi sources and sinks with ``byte_lanes=1`` (one beat =
+  one integer), a monitor on all of them, reset and idle/backpressure switching.
+* :func:`dut_int`, :func:`case_from_env`, :func:`write_result`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import RisingEdge
+from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
+
+CLOCK_PERIOD_NS = 10
+CYCLE_TOLERANCE = 0.02
+
+
+def random_pause(seed: int, probability: float):
+    """Seeded pause generator: True (pause) with the given probability each cycle, in random-length runs."""
+    rnd = random.Random(seed)
+    while True:
+        run = rnd.randint(1, 4)
+        pause = rnd.random() < probability
+        for _ in range(run):
+            yield pause
+
+
+def dut_int(dut, name: str) -> int | None:
+    """A parameter read back from the DUT, or None where the simulator does not expose it."""
+    try:
+        return int(getattr(dut, name).value)
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def case_from_env(env_name: str, runner_hint: str) -> tuple[dict, Path]:
+    """The case file (JSON) named by the environment variable ``env_name`` and its folder."""
+    case_path = os.environ.get(env_name)
+    if not case_path:
+        raise RuntimeError(f"{env_name} is not set: run this testbench through {runner_hint}")
+    return json.loads(Path(case_path).read_text()), Path(case_path).parent
+
+
+def write_result(directory: Path, name: str, result: dict):
+    (directory / f"result_{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+class HandshakeMonitor:
+    """Per clock edge, records ``(cycle, tdata)`` of every stream whose ``tvalid`` and ``tready`` are both high (the
+    handshake happens at that edge). Edges with ``rst`` high are counted but not recorded."""
+
+    def __init__(self, dut, prefixes: list[str]):
+        self.dut = dut
+        self.cycle = 0
+        self.signals = {p: (getattr(dut, f"{p}_tvalid"), getattr(dut, f"{p}_tready"), getattr(dut, f"{p}_tdata"))
+                        for p in prefixes}
+        self.beats: dict[str, list[tuple[int, int]]] = {p: [] for p in prefixes}
+        cocotb.start_soon(self._run())
+
+    async def _run(self):
+        clk, rst = self.dut.clk, self.dut.rst
+        while True:
+            await RisingEdge(clk)
+            self.cycle += 1
+            if rst.value:
+                continue
+            for p, (valid, ready, data) in self.signals.items():
+                if valid.value and ready.value:
+                    self.beats[p].append((self.cycle, int(data.value)))
+
+    def clear(self):
+        for beats in self.beats.values():
+            beats.clear()
+
+
+class AxisHarness:
+    """Clock, sources, sinks and a handshake monitor around a DUT with ``clk``, ``rst`` (synchronous, active high)
+    and AXI-Stream ports ``<prefix>_tdata/_tvalid/_tready``."""
+
+    def __init__(self, dut, sources: list[str], sinks: list[str], drivers_follow_reset: bool = True):
+        self.dut = dut
+        reset = dut.rst if drivers_follow_reset else None
+        self.sources = {p: AxiStreamSource(AxiStreamBus.from_prefix(dut, p), dut.clk, reset, byte_lanes=1)
+                        for p in sources}
+        self.sinks = {p: AxiStreamSink(AxiStreamBus.from_prefix(dut, p), dut.clk, reset, byte_lanes=1)
+                      for p in sinks}
+        for driver in (*self.sources.values(), *self.sinks.values()):
+            driver.log.setLevel("WARNING")
+        self.monitor = HandshakeMonitor(dut, sources + sinks)
+        Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns").start()
+
+    @property
+    def cycle(self) -> int:
+        return self.monitor.cycle
+
+    def beats(self, prefix: str) -> list[tuple[int, int]]:
+        return self.monitor.beats[prefix]
+
+    def set_idle_backpressure(self, seed: int | None, idle: float = 0.3, backpressure: float = 0.5):
+        """Seeded random idle on every source and backpressure on every sink; ``None``: full rate."""
+        for i, driver in enumerate((*self.sources.values(), *self.sinks.values())):
+            driver.clear_pause_generator()
+            driver.pause = False
+            if seed is not None:
+                probability = idle if i < len(self.sources) else backpressure
+                driver.set_pause_generator(random_pause(seed + i, probability))
+
+    async def reset(self, cycles: int = 3):
+        """Hold rst high for ``cycles`` clock edges. Returns right after the last reset edge, with the records and
+        the sinks cleared: the next edge is the first one at which the DUT (and the monitor) may see a handshake."""
+        self.dut.rst.value = 1
+        for _ in range(cycles):
+            await RisingEdge(self.dut.clk)
+        self.dut.rst.value = 0
+        for sink in self.sinks.values():
+            sink.clear()
+        self.monitor.clear()
+
+    async def send(self, prefix: str, words: list[int]):
+        """Queue ``words`` on a source (one beat each); returns at once (the source drives them in order)."""
+        if len(words):
+            await self.sources[prefix].send(AxiStreamFrame([int(w) for w in words]))
+
+    async def wait_beats(self, prefix: str, n: int, timeout_cycles: int, what: str = ""):
+        start = self.cycle
+        while len(self.beats(prefix)) < n:
+            assert self.cycle - start < timeout_cycles, (
+                f"{what}timeout: {len(self.beats(prefix))} of {n} {prefix} beats after {timeout_cycles} cycles"
+            )
+            await RisingEdge(self.dut.clk)
+
+    async def idle_cycles(self, n: int):
+        for _ in range(n):
+            await RisingEdge(self.dut.clk)
