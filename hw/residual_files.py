@@ -1,0 +1,298 @@
+"""Folding, RTL parameters, stream packing and the constant file of the residual block tail with RPReLU
+(``hw/rtl/residual_tail.sv``).
+
+The unit computes :class:`~instabnn.hw.reference.layers.ResidualActivation` for ``act == "rprelu"`` and
+``shortcut == "shift"`` (identity or average-pool shortcut), per channel c::
+
+    Y = MULT[c] acc + BIAS[c] + (sc << SHORTCUT_SHIFT),  D = Y - GAMMA[c]
+    P = D (D >= 0) or floor(SLOPE[c] D / 2^16),           O = P + ZETA[c]
+    q = clamp(round_half_up(O / 2^OUT_SHIFT), OUT_BITS), OUT_SHIFT = F + e_out
+
+:class:`ResidualTailSpec` is the one source of truth: built from a ``ResidualActivation`` (the contract's
+constants), an accumulator bound and the shortcut's width, it gives every RTL parameter (constant widths from the
+constants' ranges, ``D_BITS`` from :meth:`ResidualActivation.pre_activation_bits`), the derived internal widths,
+the stream widths, cycles and latency.
+
+Timing: one beat per clock, ``FRAME_BEATS = H*W*C/PE`` clocks per frame; a beat leaves :data:`LATENCY` = 6 edges
+after its input handshake (constant read, multiply, add, slope multiply, select + offset + round, shift + clamp
+into the output FIFO, handshake).
+
+``CONST_FILE``: ``C/PE`` lines; line f, lane pe at bits ``[pe*CONST_W +: CONST_W]`` = channel ``f*PE + pe``'s
+``MULT | BIAS | GAMMA | ZETA | SLOPE`` (from the LSB, signed ``MULT_BITS .. SLOPE_BITS``).
+
+Example::
+
+    act = residual_activation(a, b, 576, "shift", -6, None, {"kind": "rprelu", ...}, -6, 8, 64, "b0")
+    spec = ResidualTailSpec.from_activation(act, acc_bound=576, sc_bits=8, pe=16, pixels=64)
+    const_file = write_const_file(build / "consts.mem", act, spec)
+    params = spec.rtl_parameters(const_file)      # -> Verilator -G / runner parameters
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+
+from instabnn.hw.packing import hex_digits, pack_fields, to_hex, unpack_fields
+from instabnn.hw.reference.fixed_point import signed_bits
+from instabnn.hw.reference.layers import SLOPE_FRAC, ResidualActivation
+
+__all__ = [
+    "LATENCY",
+    "CONST_FIELDS",
+    "ResidualTailSpec",
+    "frame_words",
+    "frames_from_words",
+    "const_words",
+    "write_const_file",
+    "read_const_file",
+]
+
+LATENCY = 6
+"""Edges from a beat's input handshake to its earliest ``m_axis`` handshake (see the RTL header)."""
+
+CONST_FIELDS = ("mult", "bias", "gamma", "zeta", "slope")
+"""The per-channel constants in the order of a constant lane, from the least significant bit."""
+
+
+def _array_bits(values) -> int:
+    v = np.asarray(values, dtype=np.int64)
+    return signed_bits(int(v.min()), int(v.max()))
+
+
+@dataclass(frozen=True)
+class ResidualTailSpec:
+    """One residual tail unit: folding, lane widths, constant widths, shifts; see the module docstring."""
+
+    channels: int  # C
+    pe: int  # channels per beat, divides C
+    pixels: int  # H*W (sets only the frame length)
+    acc_bits: int  # signed width of acc
+    sc_bits: int  # signed width of the shortcut integer
+    out_bits: int  # signed width of q
+    mult_bits: int
+    bias_bits: int
+    gamma_bits: int
+    zeta_bits: int
+    slope_bits: int
+    shortcut_shift: int  # F + e_shortcut >= 0
+    out_shift: int  # F + e_out >= 1
+    d_bits: int  # signed width of Y and D
+
+    def __post_init__(self):
+        for name in ("channels", "pe", "pixels"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.channels % self.pe:
+            raise ValueError(f"PE ({self.pe}) must divide the channels ({self.channels})")
+        for name in ("acc_bits", "sc_bits", "out_bits"):
+            if not 2 <= getattr(self, name) <= 32:
+                raise ValueError(f"{name} must be in 2 .. 32, got {getattr(self, name)}")
+        for name in CONST_FIELDS:
+            if not 1 <= getattr(self, f"{name}_bits") <= 48:
+                raise ValueError(f"{name}_bits must be in 1 .. 48, got {getattr(self, f'{name}_bits')}")
+        if self.shortcut_shift < 0:
+            raise ValueError(f"shortcut_shift must be >= 0, got {self.shortcut_shift}")
+        if self.out_shift < 1:
+            raise ValueError(f"out_shift must be >= 1, got {self.out_shift}")
+        if not self.sc_bits + self.shortcut_shift <= self.d_bits <= 64:
+            raise ValueError(f"d_bits ({self.d_bits}) must be in sc_bits + shortcut_shift .. 64")
+
+    @classmethod
+    def from_activation(cls, act: ResidualActivation, acc_bound: int, sc_bits: int, pe: int,
+                        pixels: int) -> ResidualTailSpec:
+        """The unit for ``act`` (RPReLU, shift shortcut) with |acc| <= ``acc_bound`` and a ``sc_bits``-bit
+        shortcut, folded by ``pe``."""
+        if act.act != "rprelu" or act.shortcut != "shift":
+            raise ValueError(f"residual_tail computes act='rprelu', shortcut='shift'; got {act.act!r}, "
+                             f"{act.shortcut!r}")
+        return cls(
+            channels=len(act.mult), pe=pe, pixels=pixels, acc_bits=signed_bits(-acc_bound, acc_bound),
+            sc_bits=sc_bits, out_bits=act.out_bits,
+            **{f"{name}_bits": _array_bits(getattr(act, name)) for name in CONST_FIELDS},
+            shortcut_shift=act.shortcut_shift, out_shift=act.frac + act.out_exp,
+            d_bits=act.pre_activation_bits(acc_bound, 1 << (sc_bits - 1)),
+        )
+
+    def check_activation(self, act: ResidualActivation) -> None:
+        """Refuse constants this unit cannot hold exactly (shape, shifts, wider constants)."""
+        got = (len(act.mult), act.out_bits, act.shortcut_shift, act.frac + act.out_exp, act.act, act.shortcut)
+        want = (self.channels, self.out_bits, self.shortcut_shift, self.out_shift, "rprelu", "shift")
+        if got != want:
+            raise ValueError(f"(C, out_bits, shortcut_shift, out_shift, act, shortcut) = {got}, unit has {want}")
+        for name in CONST_FIELDS:
+            need, have = _array_bits(getattr(act, name)), getattr(self, f"{name}_bits")
+            if need > have:
+                raise ValueError(f"{name} needs {need} bits, the unit has {have}")
+
+    # ---- folding and widths ----------------------------------------------------------------------------------
+
+    @property
+    def cf(self) -> int:
+        """Channel folds: beats per pixel, ``C / PE``."""
+        return self.channels // self.pe
+
+    @property
+    def frame_beats(self) -> int:
+        """Beats per frame on every stream: ``H*W * C / PE``."""
+        return self.pixels * self.cf
+
+    @property
+    def acc_width(self) -> int:
+        return self.pe * self.acc_bits
+
+    @property
+    def sc_width(self) -> int:
+        return self.pe * self.sc_bits
+
+    @property
+    def out_width(self) -> int:
+        return self.pe * self.out_bits
+
+    @property
+    def const_lane_bits(self) -> int:
+        """``CONST_W``: one lane of a constant line."""
+        return sum(getattr(self, f"{name}_bits") for name in CONST_FIELDS)
+
+    @property
+    def const_word_bits(self) -> int:
+        return self.pe * self.const_lane_bits
+
+    @property
+    def p_bits(self) -> int:
+        """Signed width of P: D, or the slope product shifted by SLOPE_FRAC."""
+        return max(self.d_bits, self.slope_bits + self.d_bits - SLOPE_FRAC)
+
+    @property
+    def o_bits(self) -> int:
+        """Signed width of O + 2^(OUT_SHIFT-1)."""
+        return max(self.p_bits, self.zeta_bits, self.out_shift) + 2
+
+    # ---- timing ---------------------------------------------------------------------------------------------
+
+    @property
+    def latency(self) -> int:
+        return LATENCY
+
+    @property
+    def cycles_per_frame(self) -> float:
+        """Clocks per frame with both inputs always valid and the output always ready: ``FRAME_BEATS``."""
+        return float(self.frame_beats)
+
+    @property
+    def name(self) -> str:
+        return (f"rtail_c{self.channels}_pe{self.pe}_n{self.pixels}_a{self.acc_bits}_s{self.sc_bits}"
+                f"_o{self.out_bits}_d{self.d_bits}")
+
+    def rtl_parameters(self, const_file: str | PathLike) -> dict:
+        """Parameters of ``residual_tail`` (the string parameter quoted for Verilator's ``-G``)."""
+        params = {"CHANNELS": self.channels, "PE": self.pe, "ACC_BITS": self.acc_bits, "SC_BITS": self.sc_bits,
+                  "OUT_BITS": self.out_bits}
+        for name in CONST_FIELDS:
+            params[f"{name.upper()}_BITS"] = getattr(self, f"{name}_bits")
+        params.update({"SHORTCUT_SHIFT": self.shortcut_shift, "OUT_SHIFT": self.out_shift, "D_BITS": self.d_bits,
+                       "CONST_FILE": f'"{Path(const_file)}"'})
+        return params
+
+
+# ---- streams ----------------------------------------------------------------------------------------------------
+
+
+def _frames(x, spec: ResidualTailSpec) -> np.ndarray:
+    a = np.asarray(x)
+    if a.ndim == 4:
+        a = a.reshape(a.shape[0], a.shape[1], -1)
+    if a.ndim != 3 or a.shape[1:] != (spec.channels, spec.pixels):
+        raise ValueError(f"frames of shape (F, {spec.channels}, {spec.pixels}) or (F, C, H, W) expected, "
+                         f"got {np.shape(x)}")
+    return a
+
+
+def frame_words(x, spec: ResidualTailSpec, bits: int) -> list[list[int]]:
+    """The stream words of frames ``x`` (``(F, C, N)`` or ``(F, C, H, W)``) with ``bits``-bit signed lanes, one
+    list per frame (``bits`` = ``spec.acc_bits``, ``spec.sc_bits`` or ``spec.out_bits``)."""
+    a = _frames(x, spec)
+    out = []
+    for frame in a:
+        words = []
+        for p in range(spec.pixels):
+            for f in range(spec.cf):
+                words.append(pack_fields(frame[f * spec.pe : (f + 1) * spec.pe, p], bits, signed=True))
+        out.append(words)
+    return out
+
+
+def frames_from_words(words, spec: ResidualTailSpec, bits: int) -> np.ndarray:
+    """Inverse of :func:`frame_words` on a flat word list (whole frames): ``(F, C, N)`` int64."""
+    words = list(words)
+    if len(words) % spec.frame_beats:
+        raise ValueError(f"{len(words)} words are not whole frames of {spec.frame_beats} beats")
+    out = np.empty((len(words) // spec.frame_beats, spec.channels, spec.pixels), dtype=np.int64)
+    for i, w in enumerate(words):
+        frame, beat = divmod(i, spec.frame_beats)
+        p, f = divmod(beat, spec.cf)
+        out[frame, f * spec.pe : (f + 1) * spec.pe, p] = unpack_fields(w, bits, spec.pe, signed=True)
+    return out
+
+
+# ---- constant file ----------------------------------------------------------------------------------------------
+
+
+def const_words(act: ResidualActivation, spec: ResidualTailSpec) -> list[int]:
+    """The ``C/PE`` constant words in file order (checked against the spec)."""
+    spec.check_activation(act)
+    lane_bits = spec.const_lane_bits
+    words = []
+    for f in range(spec.cf):
+        word = 0
+        for pe in range(spec.pe):
+            c, lane, offset = f * spec.pe + pe, 0, 0
+            for name in CONST_FIELDS:
+                bits = getattr(spec, f"{name}_bits")
+                lane |= pack_fields([int(getattr(act, name)[c])], bits, signed=True) << offset
+                offset += bits
+            word |= lane << (pe * lane_bits)
+        words.append(word)
+    return words
+
+
+def write_const_file(path: str | PathLike, act: ResidualActivation, spec: ResidualTailSpec) -> Path:
+    """Write ``CONST_FILE`` of ``spec`` for ``act``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    widths = "/".join(str(getattr(spec, f"{n}_bits")) for n in CONST_FIELDS)
+    lines = [f"// generated by instabnn.hw.residual_files; do not edit. residual_tail CONST_FILE {spec.name}: "
+             f"line f, lane pe at bits [pe*{spec.const_lane_bits} +: {spec.const_lane_bits}] = channel f*PE+pe's "
+             f"MULT|BIAS|GAMMA|ZETA|SLOPE from the LSB, signed {widths} bits"]
+    lines += [to_hex(w, spec.const_word_bits) for w in const_words(act, spec)]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_const_file(path: str | PathLike, spec: ResidualTailSpec) -> dict[str, np.ndarray]:
+    """The per-channel constants ``{mult, bias, gamma, zeta, slope}`` from a file written by
+    :func:`write_const_file`."""
+    out = {name: np.zeros(spec.channels, dtype=np.int64) for name in CONST_FIELDS}
+    f = 0
+    for line in Path(path).read_text().splitlines():
+        line = line.split("//", 1)[0].strip()
+        if not line:
+            continue
+        if len(line) != hex_digits(spec.const_word_bits):
+            raise ValueError(f"{path}: line {line!r} is not {hex_digits(spec.const_word_bits)} hex digits")
+        word = int(line, 16)
+        for pe in range(spec.pe):
+            lane = (word >> (pe * spec.const_lane_bits)) & ((1 << spec.const_lane_bits) - 1)
+            for name in CONST_FIELDS:
+                bits = getattr(spec, f"{name}_bits")
+                out[name][f * spec.pe + pe] = unpack_fields(lane & ((1 << bits) - 1), bits, 1, signed=True)[0]
+                lane >>= bits
+        f += 1
+    if f != spec.cf:
+        raise ValueError(f"{path}: {f} lines, expected {spec.cf}")
+    return out
