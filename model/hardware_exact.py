@@ -175,7 +175,7 @@ class HardwareExact(nn.Module):
 
     @staticmethod
     def _exact(float_out: torch.Tensor, q: np.ndarray, exp: int) -> torch.Tensor:
-        exact = torch.from_numpy(np.asarray(q, np.float64) * 2.0 ** exp).to(float_out.dtype)
+        exact = torch.from_numpy(np.asarray(q, np.float64) * 2.0 ** exp).to(float_out.device, float_out.dtype)
         return float_out + (exact - float_out).detach()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -190,7 +190,7 @@ class HardwareExact(nn.Module):
             h = self._exact(module(h), q, block.tail.out_exp)
         logits = m.classifier(torch.flatten(m.pool(h), 1))
         ints = net.classifier(q)
-        exact = torch.from_numpy(ints.astype(np.float64) * net.classifier.lsb).to(logits.dtype)
+        exact = torch.from_numpy(ints.astype(np.float64) * net.classifier.lsb).to(logits.device, logits.dtype)
         return logits + (exact - logits).detach()
 
     @torch.no_grad()

@@ -214,6 +214,7 @@ class RunSpec:
     teacher: str | None = None
     distill_weight: float = 1.0
     init: str | None = None
+    hardware_exact: bool = False
     label: str = ""
 
 
@@ -237,8 +238,8 @@ def train_run(spec: RunSpec, out: Path, data_dir=None, device_name="auto", worke
         if resume and last.exists():
             ckpt = load_checkpoint(last)
             saved = ckpt.get("run", {})
-            for key in ("data", "net", "recipe", "seed", "teacher", "distill_weight", "init"):
-                if saved.get(key) != getattr(spec, key):
+            for key in ("data", "net", "recipe", "seed", "teacher", "distill_weight", "init", "hardware_exact"):
+                if saved.get(key, False if key == "hardware_exact" else None) != getattr(spec, key):
                     raise CheckpointError(f"checkpoint {last}: --resume with a different {key} "
                                           f"(checkpoint: {saved.get(key)!r}, now: {getattr(spec, key)!r})")
             load_weights(model, ckpt["model"], last)
@@ -257,6 +258,12 @@ def train_run(spec: RunSpec, out: Path, data_dir=None, device_name="auto", worke
                 p.requires_grad_(False)
 
         trainable = model
+        if spec.hardware_exact:
+            if dist.world > 1:
+                raise TrainError("--hardware-exact runs in one process (no data-parallel training)")
+            from instabnn.model.hardware_exact import HardwareExact
+
+            trainable = HardwareExact(model)
         if dist.world > 1:
             trainable = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -294,6 +301,8 @@ def train_run(spec: RunSpec, out: Path, data_dir=None, device_name="auto", worke
             for group in optimizer.param_groups:
                 group["lr"] = lr
             trainable.train()
+            if spec.hardware_exact:
+                model.eval()  # statistics frozen at the values the hardware's constants are fixed from
             sums = [0.0, 0.0, 0.0]  # loss * n, correct, n
             bar = loader
             if progress and dist.main:
@@ -317,7 +326,7 @@ def train_run(spec: RunSpec, out: Path, data_dir=None, device_name="auto", worke
                 sums[1] += (logits.argmax(1) == y).sum().item()
                 sums[2] += len(y)
             sums = dist.all_sum(sums)
-            test_loss, correct, n_test = evaluate(model, test_loader, device)
+            test_loss, correct, n_test = evaluate(trainable if spec.hardware_exact else model, test_loader, device)
             row = {"epoch": epoch + 1, "lr": lr, "train_loss": sums[0] / sums[2], "train_acc": sums[1] / sums[2],
                    "test_loss": test_loss / n_test, "test_acc": correct / n_test, "seconds": time.time() - t0}
             history.append(row)
@@ -387,6 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init", help="initialise weights from this checkpoint (stage 2, SE fine-tuning)")
     t.add_argument("--teacher", help="distil from this checkpoint's network (ReActNet distribution loss)")
     t.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation loss (0..1)")
+    t.add_argument("--hardware-exact", action="store_true",
+                   help="fine-tune in hardware-exact mode: forward values are the accelerator's integers "
+                        "(docs/arithmetic.md), gradients straight through, BN / INSTA statistics frozen; test "
+                        "accuracy is the hardware's (start from a trained checkpoint with --init)")
     o = p.add_argument_group("run")
     o.add_argument("--out", default="runs/digits-insta", help="output directory")
     o.add_argument("--seed", type=int, default=0)
@@ -430,7 +443,7 @@ def spec_from_args(args) -> RunSpec:
     if not 0.0 <= args.distill_weight <= 1.0:
         raise TrainError(f"--distill-weight {args.distill_weight} must lie in [0, 1]")
     return RunSpec(data=args.data, net=net, recipe=asdict(recipe), seed=args.seed, teacher=args.teacher,
-                   distill_weight=args.distill_weight, init=args.init)
+                   distill_weight=args.distill_weight, init=args.init, hardware_exact=args.hardware_exact)
 
 
 def run_from_args(args) -> dict:

@@ -325,3 +325,18 @@ def test_refuses_non_binary_w2a2(tmp_path):
     path, _ = _bnn_pynq("cnv_2w2a", tmp_path)
     with pytest.raises(lower.LoweringError, match="BipolarQuant"):
         lower.lower_file(path)
+
+
+def test_hardware_exact_fine_tuning_cli(digits_insta_ckpt, tmp_path):
+    """``--hardware-exact --init``: one epoch of fine-tuning; the recorded test accuracy is the accuracy of the
+    resulting model's integer network (what the accelerator computes)."""
+    ckpt = train_digits(tmp_path, "--variant", "insta", "--init", str(digits_insta_ckpt), "--hardware-exact",
+                        "--epochs", "1", "--lr", "1e-4")
+    payload = load_checkpoint(ckpt)
+    assert payload["run"]["hardware_exact"] is True
+    model = build_network(checkpoint_config(payload))
+    load_weights(model, payload["model"])
+    _, _, x, y = digits_arrays()
+    net = integer_network(model.eval())
+    acc = float((net.run(net.quantize_input(x)).argmax(1) == y).mean())
+    assert payload["history"][-1]["test_acc"] == pytest.approx(acc, abs=1e-9)
