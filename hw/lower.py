@@ -198,6 +198,8 @@ def _mu_sigma(r: GraphReader, node):
 def lower_threshold(r: GraphReader, x: str, e: int, bits: int, pixels: int):
     """The binarizer reading residual tensor x: (threshold unit, BipolarQuant node)."""
     for node in r.consumers(x):
+        if node.op_type == "BipolarQuant":  # a plain sign
+            return static_threshold_constants(np.zeros(r.shape(x)[1]), 2.0 ** e, pixels, bits), node
         if node.op_type == "Sub" and r.model.get_initializer(node.input[1]) is not None:
             bq = r.consumer(node.output[0], "BipolarQuant", node)
             tau = r.init(node.input[1], node).reshape(-1)

@@ -686,7 +686,8 @@ def _parse_list(value: str, allowed, option: str) -> list[str]:
 
 
 def run_nonlinearity(out: Path, gs=G_NAMES, columns=tuple(NONLINEARITY_COLUMNS), **kw) -> dict:
-    ablations = [Ablation(f"{col}-{g}", {"variant": NONLINEARITY_COLUMNS[col][0], "g": g},
+    ablations = [Ablation(f"{col}-{g}", {"variant": NONLINEARITY_COLUMNS[col][0],
+                                         ("g" if col == "insta" else "g_se"): g},
                           f"{NONLINEARITY_COLUMNS[col][1]}, g={G_LABELS[g][0]}") for g in gs for col in columns]
     report = run_ablation("nonlinearity", ablations, out, **kw)
     acc = {r["key"]: r["test_acc"] for r in report["runs"]}
@@ -713,8 +714,8 @@ def run_nonlinearity(out: Path, gs=G_NAMES, columns=tuple(NONLINEARITY_COLUMNS),
           "| g | Range | INSTA-PReLU | SE (INSTA-Th+) |", "|---|---|---|---|"]
     md += [f"| {r['g']} | {r['range']} | {cell(r, 'insta')} | {cell(r, 'insta_plus')} |" for r in table]
     md += ["", "Top-1 test accuracy (%). " + _recipe_line(report),
-           "INSTA-PReLU column: variant `insta` (g enters INSTA-PReLU only). SE (INSTA-Th+) column: variant "
-           "`insta_plus`, whose single `g` field sets the SE's g of INSTA-Th+ and the g of INSTA-PReLU+ alike.",
+           "INSTA-PReLU column: variant `insta` with `g` (g enters INSTA-PReLU only). SE (INSTA-Th+) column: "
+           "variant `insta_plus` with `g_se` (the SE's g of INSTA-Th+; INSTA-PReLU+ keeps the default g).",
            "", "Runs:", ""] + [f"- `{r['key']}`: `{r['command']}`" + (" (reused)" if r["skipped"] else "")
                                 for r in report["runs"]]
     atomic_write_text(out / "nonlinearity.md", "\n".join(md) + "\n")

@@ -34,6 +34,8 @@ class NetConfig:
     first_insta_stage  stages before it keep RSign / RPReLU (None: 0, or the Sec. D default for latency_optimized)
     stats_reuse      none | auto (where the INSTA-Th and INSTA-PReLU channel counts match) | all (error otherwise)
     g                the bounded nonlinearity of INSTA-PReLU and of the SE (sigmoid | tanh | tanh3)
+    g_se             the SE's nonlinearity in INSTA-Th+ where it should differ from g (None: g; Sec. F, Table 1)
+    baseline_threshold  the binarizer of non-INSTA stages: rsign (learned per-channel tau, ReActNet) | sign (tau = 0)
     se_reduction     r of the SE-like MLP (C -> C/r -> C)
     se_weight_bits   None (real SE weights) or 8 (LSQ, the fine-tuning stage and the final model)
     residual_bits    bit-width of the residual stream (power-of-two scale); None keeps it real-valued
@@ -50,6 +52,8 @@ class NetConfig:
     first_insta_stage: int | None = None
     stats_reuse: str = "none"
     g: str = "tanh3"
+    g_se: str | None = None
+    baseline_threshold: str = "rsign"
     se_reduction: int = 4
     se_weight_bits: int | None = None
     residual_bits: int | None = 8
@@ -72,6 +76,8 @@ class NetConfig:
         need("variant", self.variant, VARIANTS)
         need("stats_reuse", self.stats_reuse, STATS_REUSE)
         need("g", self.g, G_NAMES)
+        need("g_se", self.g_se, (None, *G_NAMES))
+        need("baseline_threshold", self.baseline_threshold, ("rsign", "sign"))
         need("block_order", self.block_order, BLOCK_ORDERS)
         need("act_gradient", self.act_gradient, ("ste", "approxsign"))
         need("shortcut", self.shortcut, ("A", "B"))

@@ -248,6 +248,7 @@ _UNIT_KINDS = (
     (M.InstaPReLUPlus, "insta_prelu_plus"),
     (M.InstaPReLU, "insta_prelu"),
     (M.RSign, "rsign"),
+    (M.Sign, "plain_sign"),
     (M.RPReLU, "rprelu"),
     (nn.PReLU, "prelu"),
     (nn.modules.batchnorm._BatchNorm, "batchnorm"),
@@ -464,6 +465,8 @@ def _unit_costs(u: _Unit, p: Profile, seen: dict) -> list[LayerCost]:
         return [LayerCost(u.name, "sign")] if binary else []
     if kind == "pool":
         return [LayerCost(u.name, "pool")]
+    if kind == "plain_sign":
+        return []  # the binarizing quantizer that follows counts as the sign
     if kind == "rsign":
         return [LayerCost(u.name, "rsign", params=m.threshold.numel() if p.threshold_params else 0,
                           note="" if p.threshold_params else "plain sign (profile)")]

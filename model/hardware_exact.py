@@ -75,9 +75,11 @@ def _mean_sigma(stats: M.InstanceStatistic):
     return _np(mean), _np(sigma)
 
 
-def threshold_unit(module: nn.Module, e_in: int, bits: int, pixels: int, name: str):
+def threshold_unit(module: nn.Module, channels: int, e_in: int, bits: int, pixels: int, name: str):
     if isinstance(module, M.RSign):
         return static_threshold_constants(_np(module.threshold), 2.0 ** e_in, pixels, bits)
+    if isinstance(module, M.Sign):
+        return static_threshold_constants(np.zeros(channels), 2.0 ** e_in, pixels, bits)
     if isinstance(module, M.InstaTh):
         mu, sigma = _mean_sigma(module.stats)
         return insta_th_constants(mu, sigma, _np(module.alpha), _np(module.beta), 2.0 ** e_in, pixels, bits)
@@ -95,7 +97,7 @@ def block_of(block: nn.Module, e_in: int, bits_in: int, size: int) -> tuple[Bloc
                               f"lowered ({type(block).__name__}, order {getattr(block, 'order', '?')})")
     name = block.name
     e_out, bits_out = act_format(block.out_quant, f"block {name} output quantizer")
-    threshold = threshold_unit(block.threshold, e_in, bits_in, size * size, name)
+    threshold = threshold_unit(block.threshold, block.conv.in_channels, e_in, bits_in, size * size, name)
     qw = block.conv.quant_weight()
     weight_bits = (_np(block.conv.weight) >= 0).astype(np.uint8)
     kernel, stride = block.conv.kernel_size[0], block.conv.stride[0]

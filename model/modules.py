@@ -3,6 +3,7 @@
 Threshold modules map a block input x (N, C, H, W) to the centred input ``x - T`` that a binarizer turns into
 sign(x - T), and return the instance statistic s (N, C, 1, 1) they computed (``None`` when they compute none):
 
+    Sign         T_c = 0                                                           (no parameter)
     RSign        T_c = tau_c                                                       (ReActNet; 1 parameter / C)
     InstaTh      T_c = mu_c + sigma_c * (alpha_c * s_c + beta_c)                   (4 parameters / C)
     InstaThPlus  T_c = mu_c + sigma_c * (g(FC2(ReLU(FC1(s))))_c + beta_c)          (3 / C + 2 C^2 / r 8-bit)
@@ -103,6 +104,13 @@ class SeMlp(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------- thresholds
+
+
+class Sign(nn.Module):
+    """The plain sign binarizer (threshold 0, no parameter): the "Sign" model of supplementary Sec. I."""
+
+    def forward(self, x):
+        return x, None
 
 
 class RSign(nn.Module):

@@ -63,9 +63,9 @@ def threshold_module(cfg: NetConfig, channels: int, insta: bool) -> nn.Module:
     if cfg.block_order == "bn_sign_conv":
         return M.InstaTh(channels) if insta else M.BatchNormSign(channels, affine=cfg.bn_affine)
     if not insta:
-        return M.RSign(channels)
+        return M.Sign() if cfg.baseline_threshold == "sign" else M.RSign(channels)
     if cfg.insta_threshold == "insta_plus":
-        return M.InstaThPlus(channels, cfg.se_reduction, cfg.g, cfg.se_weight_bits)
+        return M.InstaThPlus(channels, cfg.se_reduction, cfg.g_se or cfg.g, cfg.se_weight_bits)
     return M.InstaTh(channels)
 
 

@@ -373,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--first-insta-stage", type=int)
     n.add_argument("--stats-reuse", default="none", help=f"one of {', '.join(STATS_REUSE)}")
     n.add_argument("--g", default="tanh3", help=f"INSTA-PReLU / SE nonlinearity: {', '.join(G_NAMES)}")
+    n.add_argument("--g-se", help="the SE's nonlinearity in INSTA-Th+ where it differs from --g")
+    n.add_argument("--baseline-threshold", default="rsign", help="binarizer of non-INSTA stages: rsign | sign")
     n.add_argument("--se-reduction", type=int, default=4)
     n.add_argument("--se-weight-bits", type=int, choices=[8], help="8: LSQ SE weights (default: real)")
     n.add_argument("--residual-bits", type=int, default=8, help="residual-stream bits (0: real-valued)")
@@ -428,7 +430,8 @@ def spec_from_args(args) -> RunSpec:
     if preset == "se_finetune" and not args.init and not args.resume:
         raise TrainError("preset se_finetune fine-tunes a trained network: give its checkpoint with --init")
     net = dict(arch=arch, variant=args.variant, first_insta_stage=args.first_insta_stage,
-               stats_reuse=args.stats_reuse, g=args.g, se_reduction=args.se_reduction, se_weight_bits=se_bits,
+               stats_reuse=args.stats_reuse, g=args.g, g_se=args.g_se, baseline_threshold=args.baseline_threshold,
+               se_reduction=args.se_reduction, se_weight_bits=se_bits,
                residual_bits=args.residual_bits or None, act_gradient=args.act_gradient, shortcut=args.shortcut,
                block_order=args.block_order, bn_affine=not args.no_bn_affine,
                binary_weights=not args.real_valued and args.stage != "1", binary_acts=not args.real_valued)

@@ -236,9 +236,9 @@ def test_nonlinearity_table_records_recipe_and_skips_finished_runs(tmp_path, cap
                              "data", "arch"]
     assert len(rows) == 1 and rows[0]["g"] == "tanh(x)" and rows[0]["range"] == "-1 ~ 1"
     assert (rows[0]["preset"], rows[0]["epochs"], rows[0]["seed"], rows[0]["data"]) == ("digits", "1", "3", "digits")
-    for col, variant in (("insta", "insta"), ("insta_plus", "insta_plus")):
+    for col, variant, field in (("insta", "insta", "g"), ("insta_plus", "insta_plus", "g_se")):
         result = json.loads((out / "nonlinearity-runs" / f"{col}-tanh" / "result.json").read_text())
-        assert (result["config"]["variant"], result["config"]["g"], result["seed"]) == (variant, "tanh", 3)
+        assert (result["config"]["variant"], result["config"][field], result["seed"]) == (variant, "tanh", 3)
         assert result["recipe"]["epochs"] == 1 and result["epochs_done"] == 1
         assert rows[0][f"{col}_acc"] == f"{100 * result['test_acc']:.2f}"
     md = (out / "nonlinearity.md").read_text()

@@ -340,3 +340,18 @@ def test_hardware_exact_fine_tuning_cli(digits_insta_ckpt, tmp_path):
     net = integer_network(model.eval())
     acc = float((net.run(net.quantize_input(x)).argmax(1) == y).mean())
     assert payload["history"][-1]["test_acc"] == pytest.approx(acc, abs=1e-9)
+
+
+def test_plain_sign_baseline_lowers(tmp_path):
+    """--baseline-threshold sign (supplementary Sec. I's "Sign" model): a BipolarQuant straight on x lowers as a
+    static threshold at 0, and the lowered network equals the hardware-exact mode."""
+    ckpt = train_digits(tmp_path, "--variant", "baseline", "--baseline-threshold", "sign", "--epochs", "1")
+    export_checkpoint(ckpt, tmp_path / "model.onnx", n_check=2)
+    payload = load_checkpoint(ckpt)
+    model = build_network(checkpoint_config(payload))
+    load_weights(model, payload["model"])
+    assert not any(n.endswith("threshold.threshold") for n in payload["model"])  # no learned tau
+    _, _, x, _ = digits_arrays()
+    net = lower.lower_file(tmp_path / "model.onnx")
+    assert all(set(b.threshold.coeffs[0]) == {0} for b in net.blocks)
+    assert np.array_equal(net.run(net.quantize_input(x[:64])), HardwareExact(model.eval()).integer_logits(x[:64]))
