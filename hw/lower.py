@@ -652,18 +652,31 @@ def execute_lowered(model, q0: np.ndarray, progress: bool = False) -> np.ndarray
 # ------------------------------------------------------------------------------------------ report
 
 
+def memory_bits(*objects) -> int:
+    """Parameter memory of contract objects / arrays: every constant array at the width its values need (unsigned
+    where none is negative: weight bits take 1 bit each)."""
+    from instabnn.hw import ops
+
+    total = 0
+    for obj in objects:
+        arrays = {"a": obj} if isinstance(obj, np.ndarray) else ops.pack(obj)[1]
+        for a in arrays.values():
+            a = np.asarray(a, np.int64)
+            if a.size:
+                lo, hi = int(a.min()), int(a.max())
+                total += a.size * (max(1, hi.bit_length()) if lo >= 0 else signed_bits(lo, hi))
+    return total
+
+
 def _threshold_widths(unit) -> dict:
     if isinstance(unit, InstaThConstants):
         kind = "static" if all(c == 0 for cs in unit.coeffs[1:] for c in cs) else "insta_th"
+        constants = memory_bits(np.asarray(unit.coeffs if kind != "static" else unit.coeffs[:1]))
         return {"kind": kind, "power_sum_bits": list(unit.power_sum_bits) if kind != "static" else [],
                 "threshold_accumulator_bits": unit.threshold_accumulator_bits if kind != "static" else 0,
-                "constant_bits": sum(unit.coeff_bits) * unit.channels if kind != "static"
-                else unit.coeff_bits[0] * unit.channels}
-    se = unit.se
-    se_bits = 8 * (se.w1.size + se.w2.size) + L.MULT_BITS * (se.m1.size + se.m2.size)
+                "constant_bits": constants}
     return {"kind": "insta_th_plus", "power_sum_bits": list(power_sum_bits(unit.poly.input_bits, unit.poly.pixels)),
-            "threshold_accumulator_bits": unit.poly.accumulator_bits(),
-            "constant_bits": se_bits + 4 * 64 * unit.poly.channels}
+            "threshold_accumulator_bits": unit.poly.accumulator_bits(), "constant_bits": memory_bits(unit)}
 
 
 def layer_table(net) -> list[dict]:
@@ -681,15 +694,14 @@ def layer_table(net) -> list[dict]:
                          f"{f' -> maxpool {st.pool}' if st.pool > 1 else ''}", "shape": list(st.weight_bits.shape),
                          "input": f"int{net.input_bits} x 2^{net.input_exp}" if first_int else "bipolar",
                          "output": "int logits" if last else "bipolar", "accumulator_bits": signed_bits(-k, k),
-                         "parameter_bits": st.weight_bits.size + (0 if last else len(st.thresholds)
-                                                                   * signed_bits(-k, k + 1))})
+                         "parameter_bits": memory_bits(st)})
         return rows
     stem_bound = int(np.abs(net.stem_weight).sum(axis=(1, 2, 3)).max()) * (1 << (net.input_bits - 1))
     rows.append({"layer": "stem", "kind": "int8 conv + BN requant", "shape": list(net.stem_weight.shape),
                  "input": f"int{net.input_bits} x 2^{net.input_exp}",
                  "output": f"int{net.stem_requant.out_bits} x 2^{net.stem_requant.out_exp}",
                  "accumulator_bits": signed_bits(-stem_bound, stem_bound),
-                 "parameter_bits": 8 * net.stem_weight.size + 2 * 32 * net.stem_weight.shape[0]})
+                 "parameter_bits": memory_bits(net.stem_weight, net.stem_requant)})
     for block in net.blocks:
         origin = net.origin.get(block.name, {})
         e_in, b_in = origin.get("input_format", ["?", "?"])
@@ -707,13 +719,11 @@ def layer_table(net) -> list[dict]:
                "tail_bits": tail.pre_activation_bits(k, sc_bound) if sc_bound else None,
                "shortcut": block.shortcut.kind,
                "statistic_accumulator_bits": tail.poly.accumulator_bits() if tail.poly is not None else None,
-               "parameter_bits": block.weight_bits.size + tw["constant_bits"]
-               + (8 * block.shortcut.weight.size if block.shortcut.weight is not None else 0)
-               + 64 * 5 * block.weight_bits.shape[0]}
+               "parameter_bits": memory_bits(block.weight_bits, block.shortcut, block.tail) + tw["constant_bits"]}
         rows.append(row)
     c = net.classifier
     rows.append({"layer": "classifier", "kind": "global sum + int8 linear", "shape": list(c.weight.shape),
-                 "output": f"int logits x {c.lsb:.3g}", "parameter_bits": 8 * c.weight.size + 32 * c.bias.size})
+                 "output": f"int logits x {c.lsb:.3g}", "parameter_bits": memory_bits(c)})
     return rows
 
 
