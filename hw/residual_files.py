@@ -2,9 +2,11 @@
 (``hw/rtl/residual_tail.sv``).
 
 The unit computes :class:`~instabnn.hw.reference.layers.ResidualActivation` for ``act == "rprelu"`` and
-``shortcut == "shift"`` (identity or average-pool shortcut), per channel c::
+``shortcut == "shift"`` (identity or average-pool shortcut) or ``shortcut == "proj"`` (1x1 projection shortcut,
+RTL ``SHORTCUT_PROJ = 1``), per channel c::
 
-    Y = MULT[c] acc + BIAS[c] + (sc << SHORTCUT_SHIFT),  D = Y - GAMMA[c]
+    Y = MULT[c] acc + BIAS[c] + SC,                       D = Y - GAMMA[c]
+    SC = sc << SHORTCUT_SHIFT (shift) or SHORTCUT_MULT[c] sc (proj: sc = acc_p, its BN shift in BIAS)
     P = D (D >= 0) or floor(SLOPE[c] D / 2^16),           O = P + ZETA[c]
     q = clamp(round_half_up(O / 2^OUT_SHIFT), OUT_BITS), OUT_SHIFT = F + e_out
 
@@ -18,7 +20,9 @@ after its input handshake (constant read, multiply, add, slope multiply, select 
 into the output FIFO, handshake).
 
 ``CONST_FILE``: ``C/PE`` lines; line f, lane pe at bits ``[pe*CONST_W +: CONST_W]`` = channel ``f*PE + pe``'s
-``MULT | BIAS | GAMMA | ZETA | SLOPE`` (from the LSB, signed ``MULT_BITS .. SLOPE_BITS``).
+``MULT | BIAS | GAMMA | ZETA | SLOPE`` (from the LSB, signed ``MULT_BITS .. SLOPE_BITS``), in proj mode followed by
+``SHORTCUT_MULT`` (``SHORTCUT_MULT_BITS``) above SLOPE. The proj unit's shortcut width is the projection
+accumulator's, ``signed_bits(-proj_bound, proj_bound)``; ``SHORTCUT_SHIFT`` is 0 (unused) there.
 
 Example::
 
@@ -26,6 +30,12 @@ Example::
     spec = ResidualTailSpec.from_activation(act, acc_bound=576, sc_bits=8, pe=16, pixels=64)
     const_file = write_const_file(build / "consts.mem", act, spec)
     params = spec.rtl_parameters(const_file)      # -> Verilator -G / runner parameters
+
+    # 1x1 projection shortcut (Cin = 32 input channels, |acc_p| <= 127 * 32 * 128 * 4)
+    kp = 127 * 32 * 128 * 4
+    act = residual_activation(a, b, 576, "proj", -6, (a_p, bn_shift_p, kp), {"kind": "rprelu", ...}, -6, 8, 64, "b1")
+    spec = ResidualTailSpec.from_activation(act, acc_bound=576, sc_bits=signed_bits(-kp, kp), pe=16, pixels=64)
+    # spec.shortcut_proj is True: rtl_parameters adds SHORTCUT_PROJ = 1 and SHORTCUT_MULT_BITS
 """
 
 from __future__ import annotations
@@ -43,6 +53,7 @@ from instabnn.hw.reference.layers import SLOPE_FRAC, ResidualActivation
 __all__ = [
     "LATENCY",
     "CONST_FIELDS",
+    "PROJ_CONST_FIELDS",
     "ResidualTailSpec",
     "frame_words",
     "frames_from_words",
@@ -55,7 +66,10 @@ LATENCY = 6
 """Edges from a beat's input handshake to its earliest ``m_axis`` handshake (see the RTL header)."""
 
 CONST_FIELDS = ("mult", "bias", "gamma", "zeta", "slope")
-"""The per-channel constants in the order of a constant lane, from the least significant bit."""
+"""The per-channel constants in the order of a constant lane, from the least significant bit (shift mode)."""
+
+PROJ_CONST_FIELDS = CONST_FIELDS + ("shortcut_mult",)
+"""The same in proj mode: ``SHORTCUT_MULT`` above ``SLOPE``."""
 
 
 def _array_bits(values) -> int:
@@ -81,6 +95,8 @@ class ResidualTailSpec:
     shortcut_shift: int  # F + e_shortcut >= 0
     out_shift: int  # F + e_out >= 1
     d_bits: int  # signed width of Y and D
+    shortcut_proj: bool = False  # shortcut == "proj": SC = SHORTCUT_MULT[c] * sc
+    shortcut_mult_bits: int = 0  # signed width of SHORTCUT_MULT (proj only)
 
     def __post_init__(self):
         for name in ("channels", "pe", "pixels"):
@@ -91,44 +107,56 @@ class ResidualTailSpec:
         for name in ("acc_bits", "sc_bits", "out_bits"):
             if not 2 <= getattr(self, name) <= 32:
                 raise ValueError(f"{name} must be in 2 .. 32, got {getattr(self, name)}")
-        for name in CONST_FIELDS:
+        for name in self.const_fields:
             if not 1 <= getattr(self, f"{name}_bits") <= 48:
                 raise ValueError(f"{name}_bits must be in 1 .. 48, got {getattr(self, f'{name}_bits')}")
         if self.shortcut_shift < 0:
             raise ValueError(f"shortcut_shift must be >= 0, got {self.shortcut_shift}")
         if self.out_shift < 1:
             raise ValueError(f"out_shift must be >= 1, got {self.out_shift}")
-        if not self.sc_bits + self.shortcut_shift <= self.d_bits <= 64:
+        if self.shortcut_proj:
+            if not 2 <= self.d_bits <= 64:
+                raise ValueError(f"d_bits ({self.d_bits}) must be in 2 .. 64")
+        elif not self.sc_bits + self.shortcut_shift <= self.d_bits <= 64:
             raise ValueError(f"d_bits ({self.d_bits}) must be in sc_bits + shortcut_shift .. 64")
 
     @classmethod
     def from_activation(cls, act: ResidualActivation, acc_bound: int, sc_bits: int, pe: int,
                         pixels: int) -> ResidualTailSpec:
-        """The unit for ``act`` (RPReLU, shift shortcut) with |acc| <= ``acc_bound`` and a ``sc_bits``-bit
-        shortcut, folded by ``pe``."""
-        if act.act != "rprelu" or act.shortcut != "shift":
-            raise ValueError(f"residual_tail computes act='rprelu', shortcut='shift'; got {act.act!r}, "
+        """The unit for ``act`` (RPReLU, shift or proj shortcut) with |acc| <= ``acc_bound`` and a ``sc_bits``-bit
+        shortcut (proj: the projection accumulator's width), folded by ``pe``."""
+        if act.act != "rprelu" or act.shortcut not in ("shift", "proj"):
+            raise ValueError(f"residual_tail computes act='rprelu', shortcut='shift' or 'proj'; got {act.act!r}, "
                              f"{act.shortcut!r}")
+        proj = act.shortcut == "proj"
+        extra = {"shortcut_proj": True, "shortcut_mult_bits": _array_bits(act.shortcut_mult)} if proj else {}
         return cls(
             channels=len(act.mult), pe=pe, pixels=pixels, acc_bits=signed_bits(-acc_bound, acc_bound),
             sc_bits=sc_bits, out_bits=act.out_bits,
             **{f"{name}_bits": _array_bits(getattr(act, name)) for name in CONST_FIELDS},
-            shortcut_shift=act.shortcut_shift, out_shift=act.frac + act.out_exp,
-            d_bits=act.pre_activation_bits(acc_bound, 1 << (sc_bits - 1)),
+            shortcut_shift=0 if proj else act.shortcut_shift, out_shift=act.frac + act.out_exp,
+            d_bits=act.pre_activation_bits(acc_bound, 1 << (sc_bits - 1)), **extra,
         )
 
     def check_activation(self, act: ResidualActivation) -> None:
         """Refuse constants this unit cannot hold exactly (shape, shifts, wider constants)."""
-        got = (len(act.mult), act.out_bits, act.shortcut_shift, act.frac + act.out_exp, act.act, act.shortcut)
-        want = (self.channels, self.out_bits, self.shortcut_shift, self.out_shift, "rprelu", "shift")
+        shortcut_shift = 0 if act.shortcut == "proj" else act.shortcut_shift
+        got = (len(act.mult), act.out_bits, shortcut_shift, act.frac + act.out_exp, act.act, act.shortcut)
+        want = (self.channels, self.out_bits, self.shortcut_shift, self.out_shift, "rprelu",
+                "proj" if self.shortcut_proj else "shift")
         if got != want:
             raise ValueError(f"(C, out_bits, shortcut_shift, out_shift, act, shortcut) = {got}, unit has {want}")
-        for name in CONST_FIELDS:
+        for name in self.const_fields:
             need, have = _array_bits(getattr(act, name)), getattr(self, f"{name}_bits")
             if need > have:
                 raise ValueError(f"{name} needs {need} bits, the unit has {have}")
 
     # ---- folding and widths ----------------------------------------------------------------------------------
+
+    @property
+    def const_fields(self) -> tuple[str, ...]:
+        """The fields of a constant lane from the LSB: :data:`CONST_FIELDS`, or :data:`PROJ_CONST_FIELDS`."""
+        return PROJ_CONST_FIELDS if self.shortcut_proj else CONST_FIELDS
 
     @property
     def cf(self) -> int:
@@ -155,7 +183,7 @@ class ResidualTailSpec:
     @property
     def const_lane_bits(self) -> int:
         """``CONST_W``: one lane of a constant line."""
-        return sum(getattr(self, f"{name}_bits") for name in CONST_FIELDS)
+        return sum(getattr(self, f"{name}_bits") for name in self.const_fields)
 
     @property
     def const_word_bits(self) -> int:
@@ -185,7 +213,7 @@ class ResidualTailSpec:
     @property
     def name(self) -> str:
         return (f"rtail_c{self.channels}_pe{self.pe}_n{self.pixels}_a{self.acc_bits}_s{self.sc_bits}"
-                f"_o{self.out_bits}_d{self.d_bits}")
+                f"_o{self.out_bits}_d{self.d_bits}{'_proj' if self.shortcut_proj else ''}")
 
     def rtl_parameters(self, const_file: str | PathLike) -> dict:
         """Parameters of ``residual_tail`` (the string parameter quoted for Verilator's ``-G``)."""
@@ -195,6 +223,8 @@ class ResidualTailSpec:
             params[f"{name.upper()}_BITS"] = getattr(self, f"{name}_bits")
         params.update({"SHORTCUT_SHIFT": self.shortcut_shift, "OUT_SHIFT": self.out_shift, "D_BITS": self.d_bits,
                        "CONST_FILE": f'"{Path(const_file)}"'})
+        if self.shortcut_proj:  # shift mode keeps the RTL defaults (SHORTCUT_PROJ = 0)
+            params.update({"SHORTCUT_PROJ": 1, "SHORTCUT_MULT_BITS": self.shortcut_mult_bits})
         return params
 
 
@@ -250,7 +280,7 @@ def const_words(act: ResidualActivation, spec: ResidualTailSpec) -> list[int]:
         word = 0
         for pe in range(spec.pe):
             c, lane, offset = f * spec.pe + pe, 0, 0
-            for name in CONST_FIELDS:
+            for name in spec.const_fields:
                 bits = getattr(spec, f"{name}_bits")
                 lane |= pack_fields([int(getattr(act, name)[c])], bits, signed=True) << offset
                 offset += bits
@@ -263,10 +293,11 @@ def write_const_file(path: str | PathLike, act: ResidualActivation, spec: Residu
     """Write ``CONST_FILE`` of ``spec`` for ``act``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    widths = "/".join(str(getattr(spec, f"{n}_bits")) for n in CONST_FIELDS)
+    widths = "/".join(str(getattr(spec, f"{n}_bits")) for n in spec.const_fields)
+    fields = "|".join(n.upper() for n in spec.const_fields)
     lines = [f"// generated by instabnn.hw.residual_files; do not edit. residual_tail CONST_FILE {spec.name}: "
              f"line f, lane pe at bits [pe*{spec.const_lane_bits} +: {spec.const_lane_bits}] = channel f*PE+pe's "
-             f"MULT|BIAS|GAMMA|ZETA|SLOPE from the LSB, signed {widths} bits"]
+             f"{fields} from the LSB, signed {widths} bits"]
     lines += [to_hex(w, spec.const_word_bits) for w in const_words(act, spec)]
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("\n".join(lines) + "\n")
@@ -275,9 +306,9 @@ def write_const_file(path: str | PathLike, act: ResidualActivation, spec: Residu
 
 
 def read_const_file(path: str | PathLike, spec: ResidualTailSpec) -> dict[str, np.ndarray]:
-    """The per-channel constants ``{mult, bias, gamma, zeta, slope}`` from a file written by
-    :func:`write_const_file`."""
-    out = {name: np.zeros(spec.channels, dtype=np.int64) for name in CONST_FIELDS}
+    """The per-channel constants ``{mult, bias, gamma, zeta, slope}`` (proj: and ``shortcut_mult``) from a file
+    written by :func:`write_const_file`."""
+    out = {name: np.zeros(spec.channels, dtype=np.int64) for name in spec.const_fields}
     f = 0
     for line in Path(path).read_text().splitlines():
         line = line.split("//", 1)[0].strip()
@@ -288,7 +319,7 @@ def read_const_file(path: str | PathLike, spec: ResidualTailSpec) -> dict[str, n
         word = int(line, 16)
         for pe in range(spec.pe):
             lane = (word >> (pe * spec.const_lane_bits)) & ((1 << spec.const_lane_bits) - 1)
-            for name in CONST_FIELDS:
+            for name in spec.const_fields:
                 bits = getattr(spec, f"{name}_bits")
                 out[name][f * spec.pe + pe] = unpack_fields(lane & ((1 << bits) - 1), bits, 1, signed=True)[0]
                 lane >>= bits

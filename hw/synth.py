@@ -10,6 +10,9 @@ Blocks: the binary matrix-vector unit (``binary_mvu``) and the threshold unit (`
 INSTA-Th (per-frame thresholds from the frame's power sums: accumulators, threshold computation, frame buffer)
 beside the static-threshold unit (RSign) of the same folding, so that the table shows what instance-aware
 thresholds cost. The threshold units get seeded, trained-like constants (mu, sigma, alpha, beta per channel).
+The residual block tail with RPReLU (``residual_tail``) is synthesised with the shift shortcut (identity) beside
+the 1x1-projection shortcut (``SHORTCUT_PROJ = 1``) of the same folding, with seeded, trained-like constants fixed
+by the contract's constructor.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ from instabnn.hw.mvu_files import (BinaryMvuShape, IntMvuShape, write_bias_file,
                                    write_threshold_file, write_weight_file)
 from instabnn.hw.stream_shapes import SlidingWindowShape, StreamDuplicateShape, StreamFifoShape, WidthConverterShape
 from instabnn.hw.reference.insta import InstaThConstants, insta_th_constants, static_threshold_constants
+from instabnn.hw.reference.fixed_point import signed_bits
+from instabnn.hw.reference.layers import ResidualActivation, residual_activation
+from instabnn.hw.residual_files import ResidualTailSpec
+from instabnn.hw.residual_files import write_const_file as write_residual_const_file
 
 RTL_DIR = Path(__file__).resolve().parent / "rtl"
 XC7Z020 = {"lut": 53_200, "ff": 106_400, "bram36": 140, "dsp": 220}
@@ -48,6 +55,11 @@ DEFAULT_THRESHOLD_UNITS = [
     (64, 16, 64, 8, 1, 0), (64, 16, 64, 8, 0, 0), (64, 16, 64, 8, 0, 1),
     (64, 16, 256, 8, 1, 0), (64, 16, 256, 8, 0, 0),
 ]
+
+# The residual block tail with RPReLU of a ResNet-20 stage-3 block (64 channels, 8 x 8 pixels, 8-bit residual
+# stream, 16 channels per beat): identity (shift) shortcut beside the 1x1 projection shortcut (the downsampling
+# block, Cin = 32). (channels, pe, pixels, out_bits, shortcut)
+DEFAULT_RESIDUAL_TAILS = [(64, 16, 64, 8, "shift"), (64, 16, 64, 8, "proj")]
 
 
 # The integer MVU: the first convolution (3x3x3 -> 16 on uint8 pixels) at two foldings, a 1x1 downsampling
@@ -170,6 +182,65 @@ def synth_insta_threshold(channels: int, pe: int, pixels: int, input_bits: int, 
     return spec, _synth_xilinx("insta_threshold", spec.rtl_parameters(cfile), workdir, spec.name)
 
 
+def residual_tail_activation(channels: int, pixels: int, out_bits: int, shortcut: str,
+                             seed: int = 0) -> tuple[ResidualActivation, int, int]:
+    """Seeded, trained-like block tail (residual stream scale 2^-4): y = a acc + b with a ~ U(-0.05, 0.05),
+    b, gamma, zeta ~ N(0, 0.3), slopes ~ U(-0.5, 1); acc of a 3x3 binary convolution (|acc| <= 9 C). ``shortcut``
+    "shift": the identity (out_bits, scale 2^-4); "proj": a 1x1 int8 projection over 2x2 average-pool sums of
+    Cin = C/2 channels (|acc_p| <= 127 Cin 128 4) with a real multiplier ~ U(-1, 1) 2^-12 / Cin and BN shift
+    ~ N(0, 0.3). Returns ``(activation, acc_bound, sc_bits)``."""
+    rng = np.random.default_rng(seed)
+    out_exp, acc_bound = -4, 9 * channels
+    a, b = rng.uniform(-0.05, 0.05, channels), rng.normal(0, 0.3, channels)
+    act = {"kind": "rprelu", "gamma": rng.normal(0, 0.3, channels), "zeta": rng.normal(0, 0.3, channels),
+           "slope": rng.uniform(-0.5, 1.0, channels)}
+    proj, sc_bits = None, out_bits
+    if shortcut == "proj":
+        in_channels = max(1, channels // 2)
+        bound = 127 * in_channels * 128 * 4
+        proj = (rng.uniform(-1, 1, channels) * 2.0 ** -12 / in_channels, rng.normal(0, 0.3, channels), bound)
+        sc_bits = signed_bits(-bound, bound)
+    elif shortcut != "shift":
+        raise ValueError(f"shortcut must be 'shift' or 'proj', got {shortcut!r}")
+    tail = residual_activation(a, b, acc_bound, shortcut, out_exp, proj, act, out_exp, out_bits, pixels, "synth")
+    return tail, acc_bound, sc_bits
+
+
+def synth_residual_tail(channels: int, pe: int, pixels: int, out_bits: int, shortcut: str, workdir: Path,
+                        seed: int = 0) -> tuple[ResidualTailSpec, dict]:
+    """Synthesise ``residual_tail`` for the folding with :func:`residual_tail_activation`; returns
+    ``(spec, resource dict)``."""
+    if shutil.which("yosys") is None:
+        raise SynthError("yosys not found (make setup installs it from apt as root; or apt-get install yosys)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    tail, acc_bound, sc_bits = residual_tail_activation(channels, pixels, out_bits, shortcut, seed)
+    spec = ResidualTailSpec.from_activation(tail, acc_bound, sc_bits, pe, pixels)
+    cfile = write_residual_const_file(workdir / "consts.mem", tail, spec)
+    return spec, _synth_xilinx("residual_tail", spec.rtl_parameters(cfile), workdir, spec.name)
+
+
+def _residual_tail_row(spec: ResidualTailSpec, res: dict) -> dict:
+    return {"block": "residual_tail", "shape": spec.name, "shortcut": "proj" if spec.shortcut_proj else "shift",
+            "channels": spec.channels, "pe": spec.pe, "pixels": spec.pixels, "acc_bits": spec.acc_bits,
+            "sc_bits": spec.sc_bits, "out_bits": spec.out_bits, "d_bits": spec.d_bits,
+            "const_lane_bits": spec.const_lane_bits, "cycles_per_frame": spec.cycles_per_frame,
+            "latency": spec.latency, **{k: v for k, v in res.items() if k != "cells"}, "cells": res["cells"]}
+
+
+def residual_tails_markdown(rows: list[dict]) -> list[str]:
+    """The Markdown table of the residual-tail rows (shift shortcut beside 1x1 projection)."""
+    lines = ["| shortcut | C x H*W | PE | acc / sc / D bits | const bits/lane | cycles/frame | latency | LUT | FF | "
+             "CARRY4 | LUTRAM | BRAM36 | DSP | LUT % xc7z020 | DSP % xc7z020 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        kind = "1x1 projection" if r["shortcut"] == "proj" else "shift (identity / pool)"
+        lines.append(f"| {kind} | {r['channels']} x {r['pixels']} | {r['pe']} | {r['acc_bits']} / {r['sc_bits']} / "
+                     f"{r['d_bits']} | {r['const_lane_bits']} | {r['cycles_per_frame']:g} | {r['latency']} | "
+                     f"{r['lut']} | {r['ff']} | {r['carry4']} | {r['lutram']} | {r['bram36']:g} | {r['dsp']} | "
+                     f"{r['utilisation_xc7z020_pct']['lut']:.2f} | {r['utilisation_xc7z020_pct']['dsp']:.2f} |")
+    return lines
+
+
 def _threshold_unit_row(spec: InstaThresholdSpec, res: dict) -> dict:
     return {"block": "insta_threshold", "shape": spec.name, "kind": "static" if spec.static else "insta",
             "channels": spec.channels, "pe": spec.pe, "pixels": spec.pixels, "input_bits": spec.input_bits,
@@ -194,7 +265,7 @@ def threshold_units_markdown(rows: list[dict]) -> list[str]:
     return lines
 
 
-def run(shapes, out: Path, threshold_units=DEFAULT_THRESHOLD_UNITS) -> dict:
+def run(shapes, out: Path, threshold_units=DEFAULT_THRESHOLD_UNITS, residual_tails=DEFAULT_RESIDUAL_TAILS) -> dict:
     from instabnn.model.checkpoint import atomic_write_text
 
     version = subprocess.run(["yosys", "-V"], capture_output=True, text=True).stdout.strip() if shutil.which(
@@ -225,6 +296,11 @@ def run(shapes, out: Path, threshold_units=DEFAULT_THRESHOLD_UNITS) -> dict:
             spec, res = synth_insta_threshold(channels, pe, pixels, input_bits, static, Path(tmp) / name,
                                               shortcut=shortcut)
             rows.append(_threshold_unit_row(spec, res))
+        for channels, pe, pixels, out_bits, shortcut in residual_tails:
+            name = f"rtail_c{channels}_pe{pe}_n{pixels}_b{out_bits}_{shortcut}"
+            print(f"synth_xilinx residual_tail {name} ...", flush=True)
+            spec, res = synth_residual_tail(channels, pe, pixels, out_bits, shortcut, Path(tmp) / name)
+            rows.append(_residual_tail_row(spec, res))
     report = {"tool": version, "flow": "synth_xilinx -family xc7 -flatten", "part_capacity": XC7Z020, "rows": rows}
     atomic_write_text(out, json.dumps(report, indent=1))
     lines = [f"# Block resources ({version}, synth_xilinx -family xc7)", "",
@@ -237,7 +313,7 @@ def run(shapes, out: Path, threshold_units=DEFAULT_THRESHOLD_UNITS) -> dict:
                      f"{'threshold' if r['thresholds'] else 'acc'} | {r['cycles_per_vector']} | {r['lut']} | "
                      f"{r['ff']} | {r['carry4']} | {r['lutram']} | {r['bram36']:g} | {r['dsp']} | "
                      f"{r['utilisation_xc7z020_pct']['lut']:.2f} |")
-    other = [r for r in rows if r["block"] not in ("binary_mvu", "insta_threshold")]
+    other = [r for r in rows if r["block"] not in ("binary_mvu", "insta_threshold", "residual_tail")]
     if other:
         lines += ["", "## Integer MVU, sliding windows, stream utilities", "",
                   "| block | shape | LUT | FF | CARRY4 | LUTRAM | BRAM36 | DSP | LUT % xc7z020 |",
@@ -251,6 +327,12 @@ def run(shapes, out: Path, threshold_units=DEFAULT_THRESHOLD_UNITS) -> dict:
                   "Latency: edges from a frame's last input beat to its first output beat (static: beat to beat); "
                   "INSTA-Th adds one frame on top (every beat waits for its frame's threshold).", ""]
         lines += threshold_units_markdown(unit_rows)
+    tail_rows = [r for r in rows if r["block"] == "residual_tail"]
+    if tail_rows:
+        lines += ["", "## Residual block tail with RPReLU (residual_tail): shift shortcut beside 1x1 projection", "",
+                  "Latency: edges from a beat's input handshake to its output handshake; the projection adds one "
+                  "multiplier per lane (SHORTCUT_MULT * acc_p) and the SHORTCUT_MULT field to the constant word.", ""]
+        lines += residual_tails_markdown(tail_rows)
     md = "\n".join(lines) + "\n"
     atomic_write_text(out.with_suffix(".md"), md)
     print(md)

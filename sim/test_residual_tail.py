@@ -1,5 +1,5 @@
 """cocotb testbench of ``hw/rtl/residual_tail.sv`` against the golden function
-``instabnn.hw.reference.layers.ResidualActivation`` (RPReLU, shift shortcut).
+``instabnn.hw.reference.layers.ResidualActivation`` (RPReLU, shift or 1x1-projection shortcut).
 
 The pytest entry ``tests/test_rtl_residual_tail.py`` builds the unit with Verilator for one
 :class:`~instabnn.hw.residual_files.ResidualTailSpec`, draws random float parameters, fixes them with the contract's
@@ -39,9 +39,10 @@ from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
+from instabnn.hw.reference.fixed_point import signed_bits
 from instabnn.hw.reference.layers import ResidualActivation, residual_activation
-from instabnn.hw.residual_files import (CONST_FIELDS, ResidualTailSpec, frame_words, frames_from_words,
-                                        read_const_file, write_const_file)
+from instabnn.hw.residual_files import (ResidualTailSpec, frame_words, frames_from_words, read_const_file,
+                                        write_const_file)
 
 CASE_ENV = "INSTABNN_RTAIL_CASE"
 CLOCK_PERIOD_NS = 10
@@ -53,13 +54,25 @@ CYCLE_TOLERANCE = 0.02
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def random_parameters(rng: np.random.Generator, channels: int, pixels: int, out_bits: int, pooled: bool) -> dict:
+def proj_bound(in_channels: int) -> int:
+    """|acc_p| bound of the 1x1 int8 projection over 2x2 average-pool sums of an 8-bit stream:
+    127 * Cin * 128 * 4."""
+    return 127 * in_channels * 128 * 4
+
+
+def random_parameters(rng: np.random.Generator, channels: int, pixels: int, out_bits: int, pooled: bool,
+                      proj: bool = False) -> dict:
     """Float parameters of a block tail as a trained network has them: y = a acc + b with a ~ U(-0.05, 0.05),
     b, gamma, zeta ~ N(0, 0.3), slopes ~ U(-0.5, 1), output scale 2^e with e in -6 .. -3; the shortcut is the
     block input (identity: out_bits, scale 2^e) or its 2x2 average-pool sum (out_bits + 2 bits, scale 2^(e-2)).
-    The accumulator is a 3x3 binary convolution over ``channels`` inputs: |acc| <= 9 C."""
+    The accumulator is a 3x3 binary convolution over ``channels`` inputs: |acc| <= 9 C.
+
+    ``proj``: the shortcut is a 1x1 int8 projection of the pooled block input (Cin = max(1, C/2) channels, the
+    ResNet downsampling block): SC = a_p acc_p with the real multiplier a_p ~ U(-1, 1) 2^-12 / Cin per channel,
+    its BN shift ~ N(0, 0.3) (folded into the bias by the constructor), |acc_p| <= :func:`proj_bound` (Cin); the
+    shortcut lanes are that bound's signed width (``pooled`` is ignored)."""
     out_exp = int(rng.integers(-6, -2))
-    return {
+    p = {
         "a": rng.uniform(-0.05, 0.05, channels).tolist(),
         "b": rng.normal(0, 0.3, channels).tolist(),
         "gamma": rng.normal(0, 0.3, channels).tolist(),
@@ -72,30 +85,56 @@ def random_parameters(rng: np.random.Generator, channels: int, pixels: int, out_
         "out_bits": out_bits,
         "pixels": pixels,
     }
+    if proj:
+        in_channels = max(1, channels // 2)
+        bound = proj_bound(in_channels)
+        p["proj"] = {"mult": (rng.uniform(-1, 1, channels) * 2.0 ** -12 / in_channels).tolist(),
+                     "shift": rng.normal(0, 0.3, channels).tolist(), "bound": bound}
+        p["sc_bits"] = signed_bits(-bound, bound)
+    return p
 
 
 def activation_from_parameters(p: dict) -> ResidualActivation:
     """The contract's constructor on the stored float parameters."""
     act = {"kind": "rprelu", "gamma": np.asarray(p["gamma"]), "zeta": np.asarray(p["zeta"]),
            "slope": np.asarray(p["slope"])}
-    return residual_activation(np.asarray(p["a"]), np.asarray(p["b"]), p["acc_bound"], "shift", p["shortcut_exp"],
-                               None, act, p["out_exp"], p["out_bits"], p["pixels"], "test")
+    proj = p.get("proj")
+    kind, proj_args = "shift", None
+    if proj is not None:
+        kind, proj_args = "proj", (np.asarray(proj["mult"]), np.asarray(proj["shift"]), int(proj["bound"]))
+    return residual_activation(np.asarray(p["a"]), np.asarray(p["b"]), p["acc_bound"], kind, p["shortcut_exp"],
+                               proj_args, act, p["out_exp"], p["out_bits"], p["pixels"], "test")
 
 
-def random_inputs(rng: np.random.Generator, spec: ResidualTailSpec, acc_bound: int,
-                  n: int) -> tuple[np.ndarray, np.ndarray]:
+def random_inputs(rng: np.random.Generator, spec: ResidualTailSpec, acc_bound: int, n: int,
+                  sc_bound: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``n`` frames of (acc, sc), each (n, C, N). Mostly acc ~ N(0, 3 sqrt(K)) (popcount sums of a trained layer
     concentrate well inside [-K, K]) and sc uniform over its range; some frames uniform over [-K, K]; frames 1 and 2
-    at the corners (acc = +-K with sc at its extremes: the widest Y and D)."""
+    at the corners (acc = +-K with sc at its extremes: the widest Y and D).
+
+    Proj mode (``spec.shortcut_proj``; ``sc_bound`` = the projection bound Kp): sc = acc_p mostly ~ N(0, Kp / 32),
+    in the frames with uniform acc uniform over [-Kp, Kp]; the corner frames take the extremes of the full
+    ``sc_bits`` range."""
     c, pixels = spec.channels, spec.pixels
     lo, hi = -(1 << (spec.sc_bits - 1)), (1 << (spec.sc_bits - 1)) - 1
     acc = np.empty((n, c, pixels), dtype=np.int64)
-    sc = rng.integers(lo, hi + 1, size=(n, c, pixels))
-    for f in range(n):
-        if rng.random() < 0.2:
-            acc[f] = rng.integers(-acc_bound, acc_bound + 1, size=(c, pixels))
-        else:
-            acc[f] = np.round(rng.normal(0, 3 * np.sqrt(acc_bound), size=(c, pixels)))
+    if spec.shortcut_proj:
+        kp = hi if sc_bound is None else int(sc_bound)
+        sc = np.empty((n, c, pixels), dtype=np.int64)
+        for f in range(n):
+            if rng.random() < 0.2:
+                acc[f] = rng.integers(-acc_bound, acc_bound + 1, size=(c, pixels))
+                sc[f] = rng.integers(-kp, kp + 1, size=(c, pixels))
+            else:
+                acc[f] = np.round(rng.normal(0, 3 * np.sqrt(acc_bound), size=(c, pixels)))
+                sc[f] = np.clip(np.round(rng.normal(0, kp / 32, size=(c, pixels))), -kp, kp)
+    else:
+        sc = rng.integers(lo, hi + 1, size=(n, c, pixels))
+        for f in range(n):
+            if rng.random() < 0.2:
+                acc[f] = rng.integers(-acc_bound, acc_bound + 1, size=(c, pixels))
+            else:
+                acc[f] = np.round(rng.normal(0, 3 * np.sqrt(acc_bound), size=(c, pixels)))
     for f, sign in ((1, 1), (2, -1)):
         if f < n:
             acc[f] = sign * acc_bound * rng.choice([-1, 1], size=(c, pixels))
@@ -104,13 +143,13 @@ def random_inputs(rng: np.random.Generator, spec: ResidualTailSpec, acc_bound: i
 
 
 def prepare_case(channels: int, pe: int, pixels: int, out_bits: int, pooled: bool, seed: int, n_frames: int,
-                 directory: Path) -> tuple[ResidualTailSpec, dict, dict]:
+                 directory: Path, proj: bool = False) -> tuple[ResidualTailSpec, dict, dict]:
     """Random parameters for the folding; writes the constant file and ``case.json`` into ``directory``.
     Returns ``(spec, rtl_parameters, extra_env)`` for the runner."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    params = random_parameters(rng, channels, pixels, out_bits, pooled)
+    params = random_parameters(rng, channels, pixels, out_bits, pooled, proj)
     act = activation_from_parameters(params)
     spec = ResidualTailSpec.from_activation(act, params["acc_bound"], params["sc_bits"], pe, pixels)
     const_file = write_const_file(directory / "consts.mem", act, spec)
@@ -186,7 +225,7 @@ class TB:
         self.spec.check_activation(self.act)
         self.case_dir = Path(case_path).parent
         consts = read_const_file(self.case_dir / "consts.mem", self.spec)
-        for name in CONST_FIELDS:
+        for name in self.spec.const_fields:
             assert np.array_equal(consts[name], getattr(self.act, name)), f"constant file: {name} differs"
         self.n_frames = int(case["n_frames"])
         self.rng = np.random.default_rng([int(case["seed"]), test_seed])
@@ -215,7 +254,8 @@ class TB:
             "OUT_BITS": s.out_bits, "D_BITS": s.d_bits, "SHORTCUT_SHIFT": s.shortcut_shift,
             "OUT_SHIFT": s.out_shift, "CF": s.cf, "P_BITS": s.p_bits, "O_BITS": s.o_bits,
             "CONST_W": s.const_lane_bits, "LATENCY": s.latency,
-            **{f"{n.upper()}_BITS": getattr(s, f"{n}_bits") for n in CONST_FIELDS},
+            **{f"{n.upper()}_BITS": getattr(s, f"{n}_bits") for n in s.const_fields},
+            "SHORTCUT_PROJ": int(s.shortcut_proj),
         }
         read = {name: _dut_int(dut, name) for name in expected}
         self.log.info("DUT parameters %s (None: not exposed by the simulator)", read)
@@ -267,7 +307,9 @@ class TB:
         self.clear_records()
 
     def random_inputs(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        return random_inputs(self.rng, self.spec, self.params["acc_bound"], n)
+        proj = self.params.get("proj")
+        return random_inputs(self.rng, self.spec, self.params["acc_bound"], n,
+                             None if proj is None else int(proj["bound"]))
 
     async def send(self, acc: np.ndarray, sc: np.ndarray):
         s = self.spec

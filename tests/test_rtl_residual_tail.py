@@ -5,9 +5,10 @@ Each simulation case draws random float parameters for a block tail, fixes them 
 (:func:`instabnn.hw.reference.layers.residual_activation`), builds the unit with Verilator (cocotb's Python runner)
 and runs the cocotb tests of ``instabnn.sim.test_residual_tail`` (full rate with the cycle and latency checks,
 random idle on both inputs and backpressure, resets inside frames), comparing every output with the
-``ResidualActivation`` object exactly. All output goes to pytest's tmp directories. The default tier runs two
-foldings with tens of frames; ``-m slow`` sweeps six more (random C, PE, N, output bits, identity or pooled
-shortcut) with over 1000 frames in all.
+``ResidualActivation`` object exactly. All output goes to pytest's tmp directories. The default tier runs three
+foldings with tens of frames (two shift-mode shortcuts and one 1x1 projection, ``SHORTCUT_PROJ = 1``); ``-m slow``
+sweeps more (random C, PE, N, output bits, identity or pooled shortcut, plus projection foldings) with over 1000
+frames in all.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from instabnn.hw.residual_files import (CONST_FIELDS, ResidualTailSpec, const_words, frame_words, frames_from_words,
-                                        read_const_file, write_const_file)
+from instabnn.hw.residual_files import (CONST_FIELDS, PROJ_CONST_FIELDS, ResidualTailSpec, const_words, frame_words,
+                                        frames_from_words, read_const_file, write_const_file)
 from instabnn.sim.rtl_runner import run_cocotb, verilator_lint, yosys_synth
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,15 +43,18 @@ class Folding:
     pixels: int
     out_bits: int = 8
     pooled: bool = False  # shortcut = 2x2 average-pool sum (out_bits + 2 bits) instead of identity
+    proj: bool = False  # shortcut = 1x1 int8 projection (SHORTCUT_PROJ = 1); pooled is ignored
 
     @property
     def name(self) -> str:
-        return f"c{self.channels}_pe{self.pe}_n{self.pixels}_b{self.out_bits}{'_pool' if self.pooled else ''}"
+        return (f"c{self.channels}_pe{self.pe}_n{self.pixels}_b{self.out_bits}{'_pool' if self.pooled else ''}"
+                f"{'_proj' if self.proj else ''}")
 
 
 FAST_FOLDINGS = [
     Folding(16, 4, 9, 8, pooled=False),
     Folding(6, 3, 10, 6, pooled=True),
+    Folding(8, 4, 6, 8, proj=True),
 ]
 FAST_FRAMES = 16
 
@@ -67,10 +71,13 @@ def _sweep_foldings(n: int = 6, seed: int = 7) -> list[Folding]:
     return out
 
 
-SLOW_FOLDINGS = _sweep_foldings() + [Folding(64, 16, 16, 8, pooled=False)]
+PROJ_SLOW_FOLDINGS = [Folding(32, 8, 7, 6, proj=True), Folding(12, 2, 5, 8, proj=True),
+                      Folding(64, 16, 12, 8, proj=True)]
+SLOW_FOLDINGS = _sweep_foldings() + [Folding(64, 16, 16, 8, pooled=False)] + PROJ_SLOW_FOLDINGS
 SLOW_FRAMES = 100
 
-LINT_FOLDINGS = FAST_FOLDINGS + [Folding(1, 1, 1, 2), Folding(64, 16, 4, 8, pooled=True)]
+LINT_FOLDINGS = FAST_FOLDINGS + [Folding(1, 1, 1, 2), Folding(64, 16, 4, 8, pooled=True),
+                                 Folding(1, 1, 1, 2, proj=True), Folding(64, 16, 4, 8, proj=True)]
 
 def _seed(folding: Folding) -> int:
     return zlib.crc32(folding.name.encode())
@@ -80,7 +87,7 @@ def _prepare(folding: Folding, seed: int, n_frames: int, directory: Path):
     from instabnn.sim.test_residual_tail import prepare_case
 
     return prepare_case(folding.channels, folding.pe, folding.pixels, folding.out_bits, folding.pooled, seed,
-                        n_frames, directory)
+                        n_frames, directory, proj=folding.proj)
 
 
 def run_residual_tail(folding: Folding, n_frames: int, directory: Path, seed: int | None = None) -> dict:
@@ -124,9 +131,11 @@ def test_residual_tail_sim_sweep(folding, verilator_path, tmp_path):
 
 
 def test_sweep_is_wide_enough():
-    """The slow sweep covers >= 5 distinct foldings, both shortcut kinds, >= 1000 frames."""
+    """The slow sweep covers >= 5 distinct foldings, all shortcut kinds (>= 2 projection foldings), >= 1000
+    frames."""
     assert len(SLOW_FOLDINGS) >= 5 and len(SLOW_FOLDINGS) * 2 * SLOW_FRAMES >= 1000
-    assert {f.pooled for f in SLOW_FOLDINGS} == {False, True}
+    assert {f.pooled for f in SLOW_FOLDINGS if not f.proj} == {False, True}
+    assert sum(f.proj for f in SLOW_FOLDINGS) >= 2 and any(f.proj for f in FAST_FOLDINGS)
     assert len({(f.channels, f.pe, f.pixels) for f in SLOW_FOLDINGS}) == len(SLOW_FOLDINGS)
 
 
@@ -157,6 +166,9 @@ def test_residual_tail_lint_clean(folding, verilator_path):
         ({"D_BITS": 65}, "D_BITS (65) must be in"),
         ({"D_BITS": 4}, "D_BITS (4) must be in"),
         ({"CONST_FILE": '""'}, "CONST_FILE must name"),
+        ({"SHORTCUT_PROJ": 2}, "SHORTCUT_PROJ (2) must be 0 or 1"),
+        ({"SHORTCUT_PROJ": 1, "SHORTCUT_MULT_BITS": 49}, "SHORTCUT_MULT_BITS (49) must be in 1 .. 48"),
+        ({"SHORTCUT_PROJ": 1, "D_BITS": 65}, "D_BITS (65) must be in 2 .. 64"),
     ],
 )
 def test_residual_tail_rejects_illegal_parameters(overrides, message, verilator_path):
@@ -174,18 +186,29 @@ def test_spec_matches_the_reference_and_the_files(tmp_path):
 
     rng = np.random.default_rng(11)
     for folding in FAST_FOLDINGS + SLOW_FOLDINGS:
-        p = random_parameters(rng, folding.channels, folding.pixels, folding.out_bits, folding.pooled)
+        p = random_parameters(rng, folding.channels, folding.pixels, folding.out_bits, folding.pooled, folding.proj)
         act = activation_from_parameters(p)
         spec = ResidualTailSpec.from_activation(act, p["acc_bound"], p["sc_bits"], folding.pe, folding.pixels)
         assert spec.d_bits == act.pre_activation_bits(p["acc_bound"], 1 << (p["sc_bits"] - 1))
-        assert spec.out_shift == act.frac + act.out_exp >= 1 and spec.shortcut_shift == act.shortcut_shift
-        for name in CONST_FIELDS:
+        assert spec.out_shift == act.frac + act.out_exp >= 1
+        if folding.proj:
+            assert act.shortcut == "proj" and spec.shortcut_proj and spec.shortcut_shift == 0
+            assert spec.const_fields == PROJ_CONST_FIELDS
+            assert spec.sc_bits == signed_bits(-p["proj"]["bound"], p["proj"]["bound"])
+            assert spec.const_lane_bits == sum(spec.__dict__[f"{n}_bits"] for n in PROJ_CONST_FIELDS)
+            params = spec.rtl_parameters("x.mem")
+            assert params["SHORTCUT_PROJ"] == 1 and params["SHORTCUT_MULT_BITS"] == spec.shortcut_mult_bits
+        else:
+            assert act.shortcut == "shift" and spec.shortcut_shift == act.shortcut_shift
+            assert spec.const_fields == CONST_FIELDS and "SHORTCUT_PROJ" not in spec.rtl_parameters("x.mem")
+        for name in spec.const_fields:
             v = getattr(act, name)
             assert spec.__dict__[f"{name}_bits"] == signed_bits(int(v.min()), int(v.max()))
         path = write_const_file(tmp_path / f"{spec.name}.mem", act, spec)
         consts = read_const_file(path, spec)
-        assert all(np.array_equal(consts[n], getattr(act, n)) for n in CONST_FIELDS)
-        acc, sc = random_inputs(rng, spec, p["acc_bound"], 3)
+        assert set(consts) == set(spec.const_fields)
+        assert all(np.array_equal(consts[n], getattr(act, n)) for n in spec.const_fields)
+        acc, sc = random_inputs(rng, spec, p["acc_bound"], 3, p["proj"]["bound"] if folding.proj else None)
         for x, bits in ((acc, spec.acc_bits), (sc, spec.sc_bits)):
             words = frame_words(x, spec, bits)
             assert len(words) == 3 and all(len(w) == spec.frame_beats for w in words)
@@ -216,6 +239,18 @@ def test_spec_refuses_mismatched_constants():
         const_words(act, replace(spec, mult_bits=2))
     with pytest.raises(ValueError, match="out_shift"):
         const_words(act, replace(spec, out_shift=spec.out_shift + 1))
+    # a proj activation needs a proj unit and the other way round; SHORTCUT_MULT must fit its field
+    pp = random_parameters(rng, 8, 4, 8, False, proj=True)
+    pact = activation_from_parameters(pp)
+    pspec = ResidualTailSpec.from_activation(pact, pp["acc_bound"], pp["sc_bits"], 4, 4)
+    with pytest.raises(ValueError, match="shortcut"):
+        const_words(pact, replace(pspec, shortcut_proj=False, shortcut_mult_bits=0, shortcut_shift=0))
+    with pytest.raises(ValueError, match="shortcut"):
+        const_words(act, replace(spec, shortcut_proj=True, shortcut_mult_bits=16))
+    with pytest.raises(ValueError, match="shortcut_mult needs"):
+        const_words(pact, replace(pspec, shortcut_mult_bits=2))
+    with pytest.raises(ValueError, match="shortcut_mult_bits must be in 1 .. 48"):
+        replace(pspec, shortcut_mult_bits=0)
 
 
 needs_yosys = pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys not installed (make setup installs it)")
@@ -225,6 +260,15 @@ needs_yosys = pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys no
 def test_residual_tail_yosys_synth(tmp_path):
     """Yosys reads and synthesises the RTL (generic synth, small folding; the ROM from the generated file)."""
     _, parameters, _ = _prepare(Folding(4, 2, 4, 6, pooled=True), 0, 1, tmp_path)
+    log = yosys_synth(SOURCES, TOPLEVEL, parameters, tmp_path / "synth")
+    assert "Number of cells" in log
+
+
+@needs_yosys
+def test_residual_tail_yosys_synth_proj(tmp_path):
+    """The same in proj mode (SHORTCUT_PROJ = 1: the projection multiplier and the sixth constant field)."""
+    _, parameters, _ = _prepare(Folding(4, 2, 4, 6, proj=True), 0, 1, tmp_path)
+    assert parameters["SHORTCUT_PROJ"] == 1
     log = yosys_synth(SOURCES, TOPLEVEL, parameters, tmp_path / "synth")
     assert "Number of cells" in log
 
