@@ -329,6 +329,12 @@ def int_conv(q: np.ndarray, w_int: np.ndarray, kernel: int, stride: int, pad: in
     return (x @ weight_matrix(np.asarray(w_int, np.int64)).T).transpose(0, 3, 1, 2)
 
 
+def global_sum(q: np.ndarray) -> np.ndarray:
+    """Per-channel sums over the frame (F, C): the global average pool without the division (the classifier's
+    common scale takes 1/N)."""
+    return np.asarray(q, np.int64).sum(axis=(2, 3))
+
+
 def pool_sum(q: np.ndarray, k: int) -> np.ndarray:
     """Sums of k x k windows at stride k (average pooling without the division: the scale takes 1/k^2)."""
     f, c, h, w = q.shape
@@ -465,8 +471,7 @@ class Classifier:
     lsb: float
 
     def __call__(self, q):
-        sums = np.asarray(q, np.int64).sum(axis=(2, 3))
-        acc = sums @ self.weight.T
+        acc = global_sum(q) @ self.weight.T
         return (acc << self.shift[None, :]) + self.bias[None, :]
 
 
