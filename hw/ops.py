@@ -127,8 +127,13 @@ class InstaHwOp(HWCustomOp):
                 else np.asarray(context[t], np.int64) for t in self.onnx_node.input[:self.data_inputs] if t]
 
     def execute_node(self, context, graph):
-        context[self.onnx_node.output[0]] = np.asarray(self.compute(self.layer(context), *self.inputs(context)),
-                                                       np.int64)
+        out = np.asarray(self.compute(self.layer(context), *self.inputs(context)), np.int64)
+        bits = self.get_nodeattr("out_bits")
+        lo, hi = (0, 1) if bits == 1 else (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+        if out.size and (out.min() < lo or out.max() > hi):
+            raise L.ContractError(f"node {self.onnx_node.name} ({self.onnx_node.op_type}): output values "
+                                  f"[{out.min()}, {out.max()}] exceed its declared {bits}-bit width")
+        context[self.onnx_node.output[0]] = out
 
     def compute(self, layer, *inputs):
         raise NotImplementedError

@@ -71,6 +71,25 @@ def test_reference_graph_equals_hardware_exact_mode(digits_variant):
     assert (float_top1 == logits.argmax(1)).mean() >= 0.85  # one epoch: many near-ties; trained: see make lower
 
 
+def test_lowered_graph_outputs_fit_their_widths_on_extreme_inputs(digits_variant):
+    """Every node of the lowered graph checks that its output fits its declared width; drive saturated, constant
+    and random extreme images (all at the input quantizer's limits) through it."""
+    _, path = digits_variant
+    net = lower.lower_file(path)
+    rng = np.random.default_rng(0)
+    lo, hi = -(1 << (net.input_bits - 1)), (1 << (net.input_bits - 1)) - 1
+    shape = (1, *net.stem_weight.shape[1:2], 8, 8)
+    q0 = np.concatenate([np.full(shape, hi), np.full(shape, lo), np.zeros(shape, np.int64),
+                         rng.choice([lo, hi], size=(5, *shape[1:])), rng.integers(lo, hi + 1, size=(5, *shape[1:]))])
+    graph = lower.to_onnx(net, q0.shape[1:])
+    assert np.array_equal(lower.execute_lowered(graph, q0), net.run(q0))
+    from qonnx.custom_op.registry import getCustomOp
+
+    getCustomOp(graph.get_nodes_by_op_type("BinaryConv")[0]).set_nodeattr("out_bits", 4)  # a too-narrow width
+    with pytest.raises(L.ContractError, match="block0.conv .*exceed its declared 4-bit width"):
+        lower.execute_lowered(graph, q0[:1])
+
+
 def test_lowered_structure(digits_variant):
     model, path = digits_variant
     net = lower.lower_file(path)
