@@ -12,7 +12,7 @@ MODEL     ?= $(RUN)/model.onnx
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo train export lower analyses test test-slow bench cost synth-blocks lock clean
+.PHONY: help setup demo train export lower fold analyses test test-slow bench cost synth-blocks lock clean
 
 help:
 	@echo "make setup      create .venv with the pinned environment (env/requirements.lock)"
@@ -20,6 +20,7 @@ help:
 	@echo "make train      train; TRAIN_ARGS='--data cifar10 --data-dir ... --preset cifar' etc. (--help lists all)"
 	@echo "make export     export CKPT=$(CKPT) to MODEL=$(MODEL)"
 	@echo "make lower      lower MODEL=$(MODEL) to the integer network; report $(dir $(MODEL))lowered.{json,md}"
+	@echo "make fold       PE/SIMD per layer of $(dir $(MODEL))lowered.onnx for FPS=5000 at 100 MHz -> folding.json"
 	@echo "make analyses   supplementary Sec. E-I analyses on digits -> reports/analyses/ (docs/analyses.md)"
 	@echo "make test       the default test run (fast tiers)"
 	@echo "make test-slow  the slow tiers (marked 'slow')"
@@ -47,6 +48,11 @@ export: setup
 
 lower: setup
 	$(PY) -m instabnn.hw.lower $(MODEL)
+
+FPS ?= 5000
+
+fold: setup
+	$(PY) -m instabnn.hw.folding $(dir $(MODEL))lowered.onnx --target-fps $(FPS)
 
 analyses: setup
 	$(PY) -m instabnn.model.train --data digits --variant insta --out runs/digits-insta --resume --no-progress

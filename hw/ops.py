@@ -146,9 +146,11 @@ class InstaHwOp(HWCustomOp):
     def get_normal_output_shape(self, ind=0):
         return tuple(self.get_nodeattr("out_shape"))
 
+    in_fold = "PE"  # the attribute folding the input channels: PE for element-wise units, SIMD for matrix units
+
     def get_folded_input_shape(self, ind=0):
         n, c, h, w = self.get_normal_input_shape(ind)
-        fold = self.get_nodeattr("SIMD")
+        fold = self.get_nodeattr(self.in_fold)
         return (n, h, w, c // fold, fold)
 
     def get_folded_output_shape(self, ind=0):
@@ -165,14 +167,18 @@ class InstaHwOp(HWCustomOp):
         return DataType["BINARY"] if bits == 1 else DataType[f"INT{bits}"]
 
     def get_instream_width(self, ind=0):
-        return self.get_nodeattr("in_bits")[ind] * self.get_nodeattr("SIMD")
+        return self.get_nodeattr("in_bits")[ind] * self.get_nodeattr(self.in_fold)
 
     def get_outstream_width(self, ind=0):
         return self.get_nodeattr("out_bits") * self.get_nodeattr("PE")
 
     def get_exp_cycles(self):
         n, c, h, w = self.get_normal_input_shape()
-        return h * w * (c // self.get_nodeattr("SIMD"))
+        return h * w * (c // self.get_nodeattr(self.in_fold))
+
+    def fold_options(self) -> dict[str, int]:
+        """The dimension each folding attribute must divide."""
+        return {"PE": self.get_normal_input_shape()[1]}
 
     def infer_node_datatype(self, model):
         model.set_tensor_datatype(self.onnx_node.output[0], self.get_output_datatype())
@@ -187,6 +193,11 @@ class InstaHwOp(HWCustomOp):
 
 class StemConv(InstaHwOp):
     """8-bit convolution (zero padding) then AffineRequant; attributes kernel/stride/pad in ``scalars``."""
+
+    in_fold = "SIMD"
+
+    def fold_options(self):
+        return {"SIMD": self.get_normal_input_shape()[1], "PE": self.get_normal_output_shape()[1]}
 
     def layer(self, context):
         s = json.loads(self.get_nodeattr("scalars"))
@@ -211,6 +222,11 @@ class ThresholdUnit(InstaHwOp):
 
 
 class BinaryConv(InstaHwOp):
+    in_fold = "SIMD"
+
+    def fold_options(self):
+        return {"SIMD": self.get_normal_input_shape()[1], "PE": self.get_normal_output_shape()[1]}
+
     def layer(self, context):
         s = json.loads(self.get_nodeattr("scalars"))
         return s, np.asarray(context[self.onnx_node.input[1]], np.int64)
@@ -227,8 +243,30 @@ class BinaryConv(InstaHwOp):
 
 
 class ShortcutPath(InstaHwOp):
+    """Pool sums (element-wise rate, PE channels per beat) or a 1x1 projection (SIMD x PE MVU) of the input."""
+
     def compute(self, shortcut, q):
         return shortcut(q)
+
+    def _proj(self) -> bool:
+        return json.loads(self.get_nodeattr("scalars")).get("kind") == "proj"
+
+    @property
+    def in_fold(self) -> str:
+        return "SIMD" if self._proj() else "PE"
+
+    def fold_options(self):
+        if self._proj():
+            return {"SIMD": self.get_normal_input_shape()[1], "PE": self.get_normal_output_shape()[1]}
+        return super().fold_options()
+
+    def get_exp_cycles(self):
+        if not self._proj():
+            return super().get_exp_cycles()
+        _, cin, hin, win = self.get_normal_input_shape()
+        _, c, h, w = self.get_normal_output_shape()
+        simd, pe = self.get_nodeattr("SIMD"), self.get_nodeattr("PE")
+        return max(hin * win * (cin // simd), h * w * (cin // simd) * (c // pe))  # pool sums, then the MVU
 
 
 class ResidualActivation(InstaHwOp):
@@ -245,8 +283,21 @@ class ResidualActivation(InstaHwOp):
 
 
 class Classifier(InstaHwOp):
+    """Global sum (SIMD channels per beat) then the int8 MVU (SIMD x PE): the slower of the two sets the rate."""
+
+    in_fold = "SIMD"
+
     def compute(self, head, q):
         return head(q)
+
+    def fold_options(self):
+        return {"SIMD": self.get_normal_input_shape()[1], "PE": self.get_normal_output_shape()[1]}
+
+    def get_exp_cycles(self):
+        n, c, h, w = self.get_normal_input_shape()
+        classes = self.get_normal_output_shape()[1]
+        simd, pe = self.get_nodeattr("SIMD"), self.get_nodeattr("PE")
+        return max(h * w * (c // simd), (c // simd) * (classes // pe))
 
     def get_folded_output_shape(self, ind=0):
         n, k = self.get_normal_output_shape()
