@@ -238,6 +238,8 @@ def train_run(spec: RunSpec, out: Path, data_dir=None, device_name="auto", worke
         if resume and last.exists():
             ckpt = load_checkpoint(last)
             saved = ckpt.get("run", {})
+            if "net" in saved:  # fields added since the checkpoint was written take their defaults
+                saved = {**saved, "net": NetConfig.from_dict(saved["net"]).to_dict()}
             for key in ("data", "net", "recipe", "seed", "teacher", "distill_weight", "init", "hardware_exact"):
                 if saved.get(key, False if key == "hardware_exact" else None) != getattr(spec, key):
                     raise CheckpointError(f"checkpoint {last}: --resume with a different {key} "

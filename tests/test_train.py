@@ -138,3 +138,20 @@ def test_ddp_two_cpu_processes(tmp_path):
     result = json.loads((out / "result.json").read_text())
     assert result["world_size"] == 2 and result["finished"]
     assert load_checkpoint(out / "model.pt")["history"][-1]["epoch"] == 2
+
+
+def test_resume_accepts_checkpoints_from_before_new_config_fields(tmp_path):
+    """A checkpoint whose stored config lacks fields added later (they take their defaults) still resumes."""
+    from instabnn.model.checkpoint import load_checkpoint, save_checkpoint
+    from instabnn.model.train import main
+
+    out = tmp_path / "run"
+    assert main(["--data", "digits", "--epochs", "2", "--out", str(out), "--no-progress",
+                 "--stop-after-epoch", "0"]) == 0
+    ckpt = load_checkpoint(out / "last.pt")
+    for field in ("g_se", "baseline_threshold"):
+        ckpt["run"]["net"].pop(field)
+    ckpt["run"].pop("hardware_exact")
+    save_checkpoint(out / "last.pt", ckpt)
+    assert main(["--data", "digits", "--epochs", "2", "--out", str(out), "--no-progress", "--resume"]) == 0
+    assert len(load_checkpoint(out / "model.pt")["history"]) == 2
