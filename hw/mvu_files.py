@@ -80,16 +80,16 @@ header; measured by the testbench."""
 
 
 @dataclass(frozen=True)
-class BinaryMvuShape:
-    """Folding of a ``MH x MW`` binary matrix-vector unit: ``SIMD`` inputs x ``PE`` outputs per clock."""
+class MvuFolding:
+    """The FINN MVAU folding both matrix-vector units share: ``MH x MW``, ``SIMD`` inputs x ``PE`` outputs per clock,
+    ``SF = MW / SIMD`` input beats and ``NF = MH / PE`` output beats per vector, one step per clock."""
 
     mw: int  # input vector length (K*K*Cin)
     mh: int  # output channels
     simd: int  # input elements per beat, divides mw
     pe: int  # output channels per beat, divides mh
-    thresholds: int = 0  # 0: output accumulators; 1: output acc >= T[o] bits
 
-    def __post_init__(self):
+    def check_folding(self):
         for name in ("mw", "mh", "simd", "pe"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name.upper()} must be >= 1, got {getattr(self, name)}")
@@ -97,8 +97,6 @@ class BinaryMvuShape:
             raise ValueError(f"SIMD ({self.simd}) must divide MW ({self.mw})")
         if self.mh % self.pe:
             raise ValueError(f"PE ({self.pe}) must divide MH ({self.mh})")
-        if self.thresholds not in (0, 1):
-            raise ValueError(f"THRESHOLDS must be 0 or 1, got {self.thresholds}")
 
     @property
     def sf(self) -> int:
@@ -109,6 +107,23 @@ class BinaryMvuShape:
     def nf(self) -> int:
         """Neuron folds: output beats per vector, ``MH / PE``."""
         return self.mh // self.pe
+
+    @property
+    def cycles_per_vector(self) -> int:
+        """Clock cycles per input vector in steady state without stalls: ``SF * NF``."""
+        return self.sf * self.nf
+
+
+@dataclass(frozen=True)
+class BinaryMvuShape(MvuFolding):
+    """Folding of a ``MH x MW`` binary matrix-vector unit: ``SIMD`` inputs x ``PE`` outputs per clock."""
+
+    thresholds: int = 0  # 0: output accumulators; 1: output acc >= T[o] bits
+
+    def __post_init__(self):
+        self.check_folding()
+        if self.thresholds not in (0, 1):
+            raise ValueError(f"THRESHOLDS must be 0 or 1, got {self.thresholds}")
 
     @property
     def acc_bits(self) -> int:
@@ -134,11 +149,6 @@ class BinaryMvuShape:
     def out_width(self) -> int:
         """``m_axis_tdata`` width."""
         return self.pe * self.out_lane_bits
-
-    @property
-    def cycles_per_vector(self) -> int:
-        """Clock cycles per input vector in steady state without stalls: ``SF * NF``."""
-        return self.sf * self.nf
 
     @property
     def latency(self) -> int:
@@ -282,28 +292,18 @@ by the testbench."""
 
 
 @dataclass(frozen=True)
-class IntMvuShape:
+class IntMvuShape(MvuFolding):
     """Folding and number formats of a ``MH x MW`` integer matrix-vector unit: ``SIMD`` inputs x ``PE`` outputs per
     clock, signed ``weight_bits``-bit weights, ``input_bits``-bit inputs (signed if ``input_signed``), optional
     signed ``bias_bits``-bit biases (0: none). The RTL checks the same constraints with ``$fatal``."""
 
-    mw: int  # input vector length (K*K*Cin)
-    mh: int  # output channels
-    simd: int  # input elements per beat, divides mw
-    pe: int  # output channels per beat, divides mh
     weight_bits: int = 8
     input_bits: int = 8
     input_signed: int = 1  # 1: two's-complement inputs; 0: unsigned
     bias_bits: int = 0  # 0: no bias
 
     def __post_init__(self):
-        for name in ("mw", "mh", "simd", "pe"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name.upper()} must be >= 1, got {getattr(self, name)}")
-        if self.mw % self.simd:
-            raise ValueError(f"SIMD ({self.simd}) must divide MW ({self.mw})")
-        if self.mh % self.pe:
-            raise ValueError(f"PE ({self.pe}) must divide MH ({self.mh})")
+        self.check_folding()
         if self.input_signed not in (0, 1):
             raise ValueError(f"INPUT_SIGNED must be 0 or 1, got {self.input_signed}")
         if not 2 <= self.weight_bits <= 24:
@@ -314,16 +314,6 @@ class IntMvuShape:
             raise ValueError(f"BIAS_BITS ({self.bias_bits}) must be in [0, 48]")
         if self.weight_bits + self.input_bits + (self.mw).bit_length() > 56:
             raise ValueError("WEIGHT_BITS + INPUT_BITS + clog2(MW+1) must be <= 56")
-
-    @property
-    def sf(self) -> int:
-        """Synapse folds: input beats per vector, ``MW / SIMD``."""
-        return self.mw // self.simd
-
-    @property
-    def nf(self) -> int:
-        """Neuron folds: output beats per vector, ``MH / PE``."""
-        return self.mh // self.pe
 
     @property
     def acc_bits(self) -> int:
@@ -352,11 +342,6 @@ class IntMvuShape:
     def out_width(self) -> int:
         """``m_axis_tdata`` width: ``PE * ACC_BITS``."""
         return self.pe * self.acc_bits
-
-    @property
-    def cycles_per_vector(self) -> int:
-        """Clock cycles per input vector in steady state without stalls: ``SF * NF``."""
-        return self.sf * self.nf
 
     @property
     def latency(self) -> int:
