@@ -146,7 +146,11 @@ class InstaHwOp(HWCustomOp):
     def get_normal_output_shape(self, ind=0):
         return tuple(self.get_nodeattr("out_shape"))
 
-    in_fold = "PE"  # the attribute folding the input channels: PE for element-wise units, SIMD for matrix units
+    matrix = False  # a matrix unit folds input channels by SIMD and output channels by PE; element-wise units by PE
+
+    @property
+    def in_fold(self) -> str:
+        return "SIMD" if self.matrix else "PE"
 
     def get_folded_input_shape(self, ind=0):
         n, c, h, w = self.get_normal_input_shape(ind)
@@ -178,6 +182,8 @@ class InstaHwOp(HWCustomOp):
 
     def fold_options(self) -> dict[str, int]:
         """The dimension each folding attribute must divide."""
+        if self.matrix:
+            return {"SIMD": self.get_normal_input_shape()[1], "PE": self.get_normal_output_shape()[1]}
         return {"PE": self.get_normal_input_shape()[1]}
 
     def infer_node_datatype(self, model):
@@ -191,13 +197,24 @@ class InstaHwOp(HWCustomOp):
             raise ValueError(f"{self.onnx_node.name}: inputs do not match const_names")
 
 
-class StemConv(InstaHwOp):
-    """8-bit convolution (zero padding) then AffineRequant; attributes kernel/stride/pad in ``scalars``."""
+class ConvolutionOp(InstaHwOp):
+    """A sliding window feeding an MVU: K*K*Cin/SIMD x Cout/PE cycles per output pixel."""
 
-    in_fold = "SIMD"
+    matrix = True
 
-    def fold_options(self):
-        return {"SIMD": self.get_normal_input_shape()[1], "PE": self.get_normal_output_shape()[1]}
+    def conv_params(self) -> dict:
+        s = json.loads(self.get_nodeattr("scalars"))
+        return s.get("conv", s)
+
+    def get_exp_cycles(self):
+        n, c, h, w = self.get_normal_output_shape()
+        cin = self.get_normal_input_shape()[1]
+        k = self.conv_params()["kernel"]
+        return h * w * (k * k * cin // self.get_nodeattr("SIMD")) * (c // self.get_nodeattr("PE"))
+
+
+class StemConv(ConvolutionOp):
+    """8-bit convolution (zero padding) then AffineRequant; attributes kernel/stride/pad in ``scalars["conv"]``."""
 
     def layer(self, context):
         s = json.loads(self.get_nodeattr("scalars"))
@@ -209,23 +226,14 @@ class StemConv(InstaHwOp):
         conv, weight, requant = layer
         return requant(L.int_conv(q0, weight, weight.shape[-1], conv["stride"], conv["pad"]))
 
-    def get_exp_cycles(self):
-        n, c, h, w = self.get_normal_output_shape()
-        cin = self.get_normal_input_shape()[1]
-        k = json.loads(self.get_nodeattr("scalars"))["conv"]["kernel"]
-        return h * w * (k * k * cin // self.get_nodeattr("SIMD")) * (c // self.get_nodeattr("PE"))
-
 
 class ThresholdUnit(InstaHwOp):
     def compute(self, unit, q):
         return L.binarize(q, unit)
 
 
-class BinaryConv(InstaHwOp):
-    in_fold = "SIMD"
-
-    def fold_options(self):
-        return {"SIMD": self.get_normal_input_shape()[1], "PE": self.get_normal_output_shape()[1]}
+class BinaryConv(ConvolutionOp):
+    """XNOR-popcount convolution of bits, padding with -1; kernel/stride/pad in ``scalars``."""
 
     def layer(self, context):
         s = json.loads(self.get_nodeattr("scalars"))
@@ -235,12 +243,6 @@ class BinaryConv(InstaHwOp):
         s, weight = layer
         return L.binary_conv(bits, weight, weight.shape[-1], s["stride"], s["pad"])
 
-    def get_exp_cycles(self):
-        n, c, h, w = self.get_normal_output_shape()
-        cin = self.get_normal_input_shape()[1]
-        k = json.loads(self.get_nodeattr("scalars"))["kernel"]
-        return h * w * (k * k * cin // self.get_nodeattr("SIMD")) * (c // self.get_nodeattr("PE"))
-
 
 class ShortcutPath(InstaHwOp):
     """Pool sums (element-wise rate, PE channels per beat) or a 1x1 projection (SIMD x PE MVU) of the input."""
@@ -248,20 +250,12 @@ class ShortcutPath(InstaHwOp):
     def compute(self, shortcut, q):
         return shortcut(q)
 
-    def _proj(self) -> bool:
+    @property
+    def matrix(self) -> bool:
         return json.loads(self.get_nodeattr("scalars")).get("kind") == "proj"
 
-    @property
-    def in_fold(self) -> str:
-        return "SIMD" if self._proj() else "PE"
-
-    def fold_options(self):
-        if self._proj():
-            return {"SIMD": self.get_normal_input_shape()[1], "PE": self.get_normal_output_shape()[1]}
-        return super().fold_options()
-
     def get_exp_cycles(self):
-        if not self._proj():
+        if not self.matrix:
             return super().get_exp_cycles()
         _, cin, hin, win = self.get_normal_input_shape()
         _, c, h, w = self.get_normal_output_shape()
@@ -285,13 +279,10 @@ class ResidualActivation(InstaHwOp):
 class Classifier(InstaHwOp):
     """Global sum (SIMD channels per beat) then the int8 MVU (SIMD x PE): the slower of the two sets the rate."""
 
-    in_fold = "SIMD"
+    matrix = True
 
     def compute(self, head, q):
         return head(q)
-
-    def fold_options(self):
-        return {"SIMD": self.get_normal_input_shape()[1], "PE": self.get_normal_output_shape()[1]}
 
     def get_exp_cycles(self):
         n, c, h, w = self.get_normal_input_shape()
