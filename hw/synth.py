@@ -31,6 +31,7 @@ import numpy as np
 from instabnn.hw.insta_files import InstaThresholdSpec, write_coeff_file
 from instabnn.hw.mvu_files import (BinaryMvuShape, IntMvuShape, write_bias_file, write_int_weight_file,
                                    write_threshold_file, write_weight_file)
+from instabnn.hw.pool_files import GlobalSumSpec, PoolSumSpec
 from instabnn.hw.stream_shapes import SlidingWindowShape, StreamDuplicateShape, StreamFifoShape, WidthConverterShape
 from instabnn.hw.reference.insta import InstaThConstants, insta_th_constants, static_threshold_constants
 from instabnn.hw.reference.fixed_point import signed_bits
@@ -79,6 +80,7 @@ DEFAULT_STREAM_BLOCKS = [
     ("stream_fifo", StreamFifoShape(8, 32)), ("stream_fifo", StreamFifoShape(128, 1024)),
     ("stream_duplicate", StreamDuplicateShape(128)),
     ("width_converter", WidthConverterShape(16, 64)), ("width_converter", WidthConverterShape(128, 16)),
+    ("pool_sum", PoolSumSpec(64, 16, 32, 32, 8, 2)), ("global_sum", GlobalSumSpec(64, 16, 8, 8, 8)),
 ]
 
 
@@ -151,8 +153,8 @@ def synth_int_mvu(shape: IntMvuShape, workdir: Path, seed: int = 0) -> dict:
 
 
 def synth_stream_block(top: str, shape, workdir: Path) -> dict:
-    """Synthesise a memory-less streaming block (``sliding_window``, ``stream_fifo``, ``stream_duplicate``,
-    ``width_converter``) with ``shape.rtl_parameters()``."""
+    """Synthesise a streaming block without memory-init files (``sliding_window``, ``stream_fifo``,
+    ``stream_duplicate``, ``width_converter``, ``pool_sum``, ``global_sum``) with ``shape.rtl_parameters()``."""
     workdir.mkdir(parents=True, exist_ok=True)
     return _synth_xilinx(top, shape.rtl_parameters(), workdir, shape.name)
 
