@@ -645,7 +645,7 @@ def execute_lowered(model, q0: np.ndarray, progress: bool = False) -> np.ndarray
     from tqdm import tqdm
 
     out = [execute_onnx(model, {"image": q0[i:i + 1].astype(np.float32)})["logits"]
-           for i in tqdm(range(len(q0)), desc="lowered graph", disable=not progress, leave=False)]
+           for i in tqdm(range(len(q0)), desc="lowered graph", disable=None if progress else True, leave=False)]
     return np.concatenate(out).astype(np.int64)
 
 
@@ -741,7 +741,7 @@ def agreement(model_path: str | Path, net: IntegerNetwork, images: np.ndarray, l
     key = {k: v.get("trace", f"{k}.bits") for k, v in binarizers.items()}
     same = dict.fromkeys(binarizers, 0)
     float_logits = []
-    for i in tqdm(range(len(images)), desc="float graph", disable=not progress, leave=False):
+    for i in tqdm(range(len(images)), desc="float graph", disable=None if progress else True, leave=False):
         ctx = execute_onnx(model, {iname: images[i:i + 1].astype(np.float32)}, return_full_exec_context=True)
         float_logits.append(ctx[net.origin["logits"]])
         for k, v in binarizers.items():
