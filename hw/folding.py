@@ -65,6 +65,18 @@ def apply_folding(model, config: dict | str | Path):
     return model.transform(ApplyConfig(config))
 
 
+def check_folding(model) -> None:
+    """Every PE / SIMD divides the dimension it folds (FoldingError naming the node otherwise)."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    for node in model.graph.node:
+        op = getCustomOp(node)
+        for attr, dim in op.fold_options().items():
+            v = op.get_nodeattr(attr)
+            if v < 1 or dim % v:
+                raise FoldingError(f"node {node.name} ({node.op_type}): {attr}={v} does not divide {dim}")
+
+
 def folding_report(model) -> dict:
     from qonnx.custom_op.registry import getCustomOp
 
@@ -101,6 +113,7 @@ def main(argv=None) -> int:
         if args.config:
             config = json.loads(Path(args.config).read_text())
             model = apply_folding(model, config)
+            check_folding(model)
         else:
             config = choose_folding(model, target)
         report = folding_report(model)

@@ -1,0 +1,674 @@
+"""Network compiler: a lowered graph (``lowered.onnx``) and its folding -> one RTL directory.
+
+``python -m instabnn.hw.compile runs/demo/lowered.onnx --folding folding.json --out runs/demo/rtl`` (``make hw``)
+turns every hardware layer of the lowered graph (:mod:`instabnn.hw.ops`) into instances of the RTL library
+(``hw/rtl``), in dataflow order, and writes:
+
+* ``<top>.sv``: the generated top level, AXI-Stream image in (one pixel per beat, ``C`` lanes of the input width,
+  ``tdata`` padded to bytes) and logits out (one class per beat, sign-extended to bytes, ``tlast`` on the last
+  class of an image);
+* the library sources it uses (copied, so the directory is self-contained) and one ``$readmemh`` file per
+  constant memory (referenced by bare file name: tools run in this directory);
+* ``accelerator.json``: the manifest (sources in compile order, memory files, stream widths, input shape, the
+  folding, the model hash, per-layer cycles) and ``compile.md``, a readable report.
+
+Layer -> RTL (every block's parameters come from its spec class, the one source of each width):
+
+    StemConv            sliding_window -> int_mvu -> channel_affine (AffineRequant)
+    ThresholdUnit       insta_threshold (static or INSTA-Th); its buffered q output feeds the shortcut
+    BinaryConv          sliding_window (pad code 0 = -1) -> binary_mvu (accumulators)
+    ShortcutPath        pool_sum and / or int_mvu (1x1 projection)
+    ResidualActivation  stream_fifo on the shortcut -> residual_tail (RPReLU)
+    Classifier          global_sum -> int_mvu -> channel_affine (logit shift and bias)
+
+Between blocks the compiler inserts width converters where one layer's lanes differ from the next one's folding,
+stream duplicates where a tensor has several readers, and a FIFO on every residual shortcut, deep enough for the
+rows the block's convolution buffers before it emits (so the graph cannot deadlock). A layer the RTL library does
+not have yet (INSTA-Th+, INSTA-PReLU, statistics reuse, option-A shortcuts, plain W1A1 chains) stops the compiler
+with an error naming the node, before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from instabnn.hw.affine_files import ChannelAffineSpec
+from instabnn.hw.affine_files import write_const_file as write_affine_file
+from instabnn.hw.insta_files import InstaThresholdSpec, write_coeff_file
+from instabnn.hw.mvu_files import BinaryMvuShape, IntMvuShape, write_int_weight_file, write_weight_file
+from instabnn.hw.pool_files import GlobalSumSpec, PoolSumSpec
+from instabnn.hw.reference.fixed_point import signed_bits
+from instabnn.hw.reference.insta import InstaThConstants
+from instabnn.hw.reference.window import conv_weight_matrix
+from instabnn.hw.residual_files import ResidualTailSpec
+from instabnn.hw.residual_files import write_const_file as write_tail_file
+from instabnn.hw.stream_shapes import SlidingWindowShape
+
+RTL_DIR = Path(__file__).resolve().parent / "rtl"
+MANIFEST = "accelerator.json"
+DEFAULT_CLOCK_MHZ = 100.0
+
+
+class CompileError(ValueError):
+    """A graph, node or folding the compiler cannot build; the message names the node."""
+
+
+@dataclass(frozen=True)
+class Stream:
+    """An AXI-Stream in the generated top: signals ``<name>_tdata/_tvalid/_tready``, ``lanes`` lanes of ``bits``
+    bits (two's complement, 1-bit lanes are bits), FINN order, ``beats`` beats per frame."""
+
+    name: str
+    lanes: int
+    bits: int
+    beats: int
+
+    @property
+    def width(self) -> int:
+        return self.lanes * self.bits
+
+    @property
+    def elements(self) -> int:
+        return self.lanes * self.beats
+
+
+@dataclass
+class Layer:
+    """What the report says of one lowered node: its RTL blocks and analytic cycles per frame."""
+
+    node: str
+    op: str
+    blocks: list[str] = field(default_factory=list)
+    cycles: int = 0
+    memory_bits: int = 0
+
+
+class Netlist:
+    """The top level under construction: declarations, instances, memory files, and the modules used."""
+
+    def __init__(self, mem_dir: Path):
+        self.mem_dir = mem_dir
+        self.lines: list[str] = []
+        self.modules: set[str] = set()
+        self.mem_files: list[str] = []
+        self._names: dict[str, int] = {}
+        self.layer: Layer | None = None
+
+    def unique(self, hint: str) -> str:
+        base = re.sub(r"\W", "_", hint)
+        n = self._names.get(base, 0)
+        self._names[base] = n + 1
+        return base if n == 0 else f"{base}_{n}"
+
+    def stream(self, hint: str, lanes: int, bits: int, beats: int) -> Stream:
+        s = Stream(self.unique(hint), lanes, bits, beats)
+        self.lines.append(f"logic [{s.width - 1}:0] {s.name}_tdata;\nlogic {s.name}_tvalid, {s.name}_tready;")
+        return s
+
+    def mem_file(self, name: str) -> Path:
+        name = self.unique(name) + ".mem"
+        self.mem_files.append(name)
+        return self.mem_dir / name
+
+    def instance(self, module: str, hint: str, params: dict, ports: dict[str, str]) -> str:
+        inst = self.unique(hint)
+        self.modules.add(module)
+        if self.layer is not None:
+            self.layer.blocks.append(module)
+        p = ",\n".join(f"    .{k}({v})" for k, v in params.items())
+        c = ",\n".join(f"    .{k}({v})" for k, v in [("clk", "clk"), ("rst", "rst"), *ports.items()])
+        self.lines.append(f"{module} #(\n{p}\n) {inst} (\n{c}\n);")
+        return inst
+
+    @staticmethod
+    def ports(prefix: str, s: Stream, out: bool = False) -> dict[str, str]:
+        return {f"{prefix}_tdata": f"{s.name}_tdata", f"{prefix}_tvalid": f"{s.name}_tvalid",
+                f"{prefix}_tready": f"{s.name}_tready"}
+
+    def block(self, module: str, hint: str, params: dict, inputs: dict[str, Stream], out: Stream | None,
+              extra: dict[str, str] | None = None) -> None:
+        ports = {}
+        for prefix, s in inputs.items():
+            ports.update(self.ports(prefix, s))
+        if out is not None:
+            ports.update(self.ports("m_axis", out))
+        ports.update(extra or {})
+        self.instance(module, hint, params, ports)
+
+    # ---- stream plumbing --------------------------------------------------------------------------------------
+
+    def lanes_to(self, s: Stream, lanes: int) -> Stream:
+        """The same elements with ``lanes`` lanes per beat (width converters; via the gcd where neither lane
+        count divides the other)."""
+        if s.lanes == lanes:
+            return s
+        if lanes % s.lanes and s.lanes % lanes:
+            return self.lanes_to(self.lanes_to(s, math.gcd(s.lanes, lanes)), lanes)
+        if s.elements % lanes:
+            raise CompileError(f"cannot regroup {s.elements} elements of {s.name} into beats of {lanes}")
+        out = self.stream(f"{s.name}_x{lanes}", lanes, s.bits, s.elements // lanes)
+        self.block("width_converter", f"wc_{s.name}", {"IN_W": s.width, "OUT_W": out.width}, {"s_axis": s}, out)
+        return out
+
+    def bits_to(self, s: Stream, bits: int) -> Stream:
+        """The same values in ``bits``-bit lanes: sign extension (or dropping bits the values never use)."""
+        if s.bits == bits:
+            return s
+        out = self.stream(f"{s.name}_b{bits}", s.lanes, bits, s.beats)
+        lanes = ", ".join(f"{bits}'($signed({s.name}_tdata[{i * s.bits + s.bits - 1}:{i * s.bits}]))"
+                          for i in reversed(range(s.lanes)))
+        self.lines.append(f"assign {out.name}_tdata = {{{lanes}}};\nassign {out.name}_tvalid = {s.name}_tvalid;\n"
+                          f"assign {s.name}_tready = {out.name}_tready;")
+        return out
+
+    def fifo(self, s: Stream, depth: int) -> Stream:
+        out = self.stream(f"{s.name}_q", s.lanes, s.bits, s.beats)
+        if self.layer is not None:
+            self.layer.memory_bits += s.width * max(2, depth)
+        self.block("stream_fifo", f"fifo_{s.name}", {"WIDTH": s.width, "DEPTH": max(2, depth)}, {"s_axis": s}, out)
+        return out
+
+    def split(self, s: Stream, n: int) -> list[Stream]:
+        """``n`` copies of ``s`` (a chain of stream duplicates)."""
+        outs = []
+        while n > 1:
+            a = self.stream(f"{s.name}_d", s.lanes, s.bits, s.beats)
+            b = self.stream(f"{s.name}_d", s.lanes, s.bits, s.beats)
+            self.instance("stream_duplicate", f"dup_{s.name}", {"WIDTH": s.width},
+                          {**self.ports("s_axis", s), **self.ports("m0_axis", a), **self.ports("m1_axis", b)})
+            outs.append(a)
+            s, n = b, n - 1
+        return outs + [s]
+
+
+# ------------------------------------------------------------------------------------------ layers
+
+
+def _attrs(op) -> tuple[dict, list[int], list[int], int, int]:
+    scalars = json.loads(op.get_nodeattr("scalars"))
+    return scalars, list(op.get_nodeattr("in_shapes")), list(op.get_nodeattr("out_shape")), \
+        op.get_nodeattr("SIMD"), op.get_nodeattr("PE")
+
+
+def _weight_bits(w: np.ndarray) -> int:
+    return max(2, signed_bits(int(w.min()), int(w.max())))
+
+
+class Compiler:
+    """Walks the lowered graph in order and emits each node's blocks into a :class:`Netlist`."""
+
+    def __init__(self, model, mem_dir: Path):
+        from qonnx.custom_op.registry import getCustomOp
+
+        self.model = model
+        self.getCustomOp = getCustomOp
+        self.net = Netlist(mem_dir)
+        self.layers: list[Layer] = []
+        self.consumers: dict[str, list] = {}
+        for node in model.graph.node:
+            for t in node.input:
+                if t:
+                    self.consumers.setdefault(t, []).append(node)
+        self.ready: dict[tuple[str, str], Stream] = {}  # (tensor, consumer node) -> its stream
+        self.windows: dict[str, SlidingWindowShape] = {}  # BinaryConv output tensor -> its sliding window
+        self.input_stream: Stream | None = None
+        self.output_stream: Stream | None = None
+        self.classes = 0
+
+    def conv_window(self, q_tensor: str) -> SlidingWindowShape | None:
+        """The sliding window of the binary convolution of the block whose input is ``q_tensor``."""
+        for thr in self.consumers.get(q_tensor, []):
+            if thr.op_type != "ThresholdUnit":
+                continue
+            for conv in self.consumers.get(thr.output[0], []):
+                if conv.op_type == "BinaryConv":
+                    scalars, in_shapes, _, _, _ = _attrs(self.getCustomOp(conv))
+                    _, cin, h, w = in_shapes[:4]
+                    k = self.const(conv, "weight").shape[-1]
+                    return SlidingWindowShape(cin, h, w, k, scalars["stride"], scalars["pad"], 1, 1, 0)
+        return None
+
+    def shortcut_fifo(self, s: Stream, q_tensor: str) -> Stream:
+        """A FIFO at the start of a residual shortcut: it holds the block input while the convolution, which
+        lags by the rows its sliding window buffers, catches up, so that neither branch stalls the other."""
+        swg = self.conv_window(q_tensor)
+        rows = 1.0 if swg is None else min(1.0, (swg.buffer_rows + 2) / swg.height)
+        return self.net.fifo(s, math.ceil(rows * s.beats) + 8)
+
+    def const(self, node, field: str) -> np.ndarray:
+        op = self.getCustomOp(node)
+        names = list(op.get_nodeattr("const_names"))
+        if field not in names:
+            raise CompileError(f"node {node.name}: no constant {field!r}")
+        return np.asarray(self.model.get_initializer(node.input[op.data_inputs + names.index(field)]), np.int64)
+
+    def layer_object(self, node):
+        from instabnn.hw.ops import unpack
+
+        op = self.getCustomOp(node)
+        names = list(op.get_nodeattr("const_names"))
+        arrays = {f: self.model.get_initializer(t) for f, t in zip(names, node.input[op.data_inputs:])}
+        return unpack(json.loads(op.get_nodeattr("scalars")), arrays)
+
+    # ---- tensors ----------------------------------------------------------------------------------------------
+
+    def publish(self, tensor: str, s: Stream, skip: str | None = None) -> None:
+        """Give every reader of ``tensor`` (but ``skip``) its own copy of ``s``."""
+        readers = [n for n in self.consumers.get(tensor, []) if n.name != skip]
+        thresholds = [n for n in readers if n.op_type == "ThresholdUnit"]
+        if skip is None and thresholds and len(readers) > 1:
+            readers = thresholds[:1]  # its buffered q output serves the other readers (emit_ThresholdUnit)
+        if not readers:
+            if tensor in [o.name for o in self.model.graph.output]:
+                self.output_stream = s
+                return
+            raise CompileError(f"tensor {tensor} has no reader")
+        for reader, copy in zip(readers, self.net.split(s, len(readers))):
+            self.ready[(tensor, reader.name)] = copy
+
+    def take(self, tensor: str, node) -> Stream:
+        try:
+            return self.ready.pop((tensor, node.name))
+        except KeyError:
+            raise CompileError(f"node {node.name}: input {tensor} has no stream (graph not in dataflow order?)")
+
+    def run(self) -> None:
+        graph = self.model.graph
+        if len(graph.input) != 1 or len(graph.output) != 1:
+            raise CompileError("the lowered graph must have one input (the image) and one output (the logits)")
+        first = graph.node[0]
+        if first.op_type != "StemConv":
+            raise CompileError(f"node {first.name} ({first.op_type}): the compiler takes residual networks that start "
+                               f"with a StemConv (plain W1A1 chains are not supported by the RTL generator yet)")
+        _, in_shapes, _, _, _ = _attrs(self.getCustomOp(first))
+        _, cin, h, w = in_shapes[:4]
+        in_bits = self.getCustomOp(first).get_nodeattr("in_bits")[0]
+        self.input_stream = self.net.stream("image", cin, in_bits, h * w)
+        self.publish(graph.input[0].name, self.input_stream)
+        for node in graph.node:
+            handler = getattr(self, f"emit_{node.op_type}", None)
+            if handler is None:
+                raise CompileError(f"node {node.name}: op {node.op_type} has no RTL block in the library")
+            self.net.layer = Layer(node.name, node.op_type)
+            try:
+                handler(node, self.getCustomOp(node))
+            except CompileError:
+                raise
+            except ValueError as e:  # a spec class refusing the folding or the constants
+                raise CompileError(f"node {node.name} ({node.op_type}): {e}") from None
+            self.layers.append(self.net.layer)
+            self.net.layer = None
+        if self.output_stream is None:
+            raise CompileError("the graph output has no stream")
+
+    # ---- node handlers ----------------------------------------------------------------------------------------
+
+    def emit_StemConv(self, node, op):
+        scalars, in_shapes, out_shape, simd, pe = _attrs(op)
+        conv = scalars["conv"]
+        _, cin, h, w = in_shapes[:4]
+        cout = out_shape[1]
+        x = self.take(node.input[0], node)
+        x = self.net.lanes_to(x, simd)
+        weight = self.const(node, "weight")
+        k = weight.shape[-1]
+        swg = SlidingWindowShape(cin, h, w, k, conv["stride"], conv["pad"], simd, x.bits, 0)
+        win = self.net.stream(f"{node.name}_win", simd, x.bits, swg.out_beats)
+        self.net.block("sliding_window", f"{node.name}_swg", swg.rtl_parameters(), {"s_axis": x}, win)
+        mvu = IntMvuShape(k * k * cin, cout, simd, pe, _weight_bits(weight), x.bits, 1, 0)
+        wfile = self.net.mem_file(f"{node.name}_weight")
+        write_int_weight_file(wfile, conv_weight_matrix(weight), mvu)
+        pixels = swg.out_height * swg.out_width
+        acc = self.net.stream(f"{node.name}_acc", pe, mvu.acc_bits, pixels * mvu.nf)
+        self.net.block("int_mvu", f"{node.name}_mvu", mvu.rtl_parameters(wfile.name), {"s_axis": win}, acc)
+        requant = self.layer_object(node)
+        affine = ChannelAffineSpec.from_requant(requant, mvu.acc_bits, pe)
+        out = self.affine(node, affine, acc, pixels)
+        self.net.layer.cycles = max(swg.cycles_per_frame, pixels * mvu.cycles_per_vector)
+        self.net.layer.memory_bits = mvu.mw * mvu.mh * mvu.weight_bits + swg.buffer_bits
+        self.publish(node.output[0], out)
+
+    def affine(self, node, spec: ChannelAffineSpec, x: Stream, pixels: int) -> Stream:
+        cfile = self.net.mem_file(f"{node.name}_affine")
+        write_affine_file(cfile, spec)
+        out = self.net.stream(f"{node.name}_out", spec.pe, spec.out_bits, pixels * spec.cf)
+        self.net.block("channel_affine", f"{node.name}_affine", spec.rtl_parameters(cfile.name),
+                       {"s_axis": self.net.bits_to(self.net.lanes_to(x, spec.pe), spec.in_bits)}, out)
+        return out
+
+    def emit_ThresholdUnit(self, node, op):
+        _, in_shapes, _, _, pe = _attrs(op)
+        _, c, h, w = in_shapes[:4]
+        consts = self.layer_object(node)
+        if not isinstance(consts, InstaThConstants):
+            raise CompileError(f"node {node.name}: INSTA-Th+ (the SE-like threshold) has no RTL unit yet; "
+                               f"compile the baseline or INSTA-Th variants")
+        others = [n for n in self.consumers[node.input[0]] if n.name != node.name]
+        spec = InstaThresholdSpec.from_constants(consts, pe, shortcut=int(bool(others)))
+        q = self.net.bits_to(self.net.lanes_to(self.take(node.input[0], node), pe), spec.input_bits)
+        cfile = self.net.mem_file(f"{node.name}_coeffs")
+        write_coeff_file(cfile, consts, spec)
+        bits = self.net.stream(f"{node.name}_bits", pe, 1, spec.frame_beats)
+        extra = {}
+        if others:
+            qs = self.net.stream(f"{node.name}_q", pe, spec.input_bits, spec.frame_beats)
+            extra = self.net.ports("m_axis_q", qs)
+        else:
+            extra = {"m_axis_q_tdata": "", "m_axis_q_tvalid": "", "m_axis_q_tready": "1'b1"}
+        self.net.block("insta_threshold", node.name, spec.rtl_parameters(cfile.name), {"s_axis": q}, bits, extra)
+        self.net.layer.cycles = math.ceil(spec.cycles_per_frame)
+        self.net.layer.memory_bits = spec.buffer_bits + c * spec.coeff_word_bits
+        self.publish(node.output[0], bits)
+        if others:
+            self.publish(node.input[0], qs, skip=node.name)
+
+    def emit_BinaryConv(self, node, op):
+        scalars, in_shapes, out_shape, simd, pe = _attrs(op)
+        _, cin, h, w = in_shapes[:4]
+        cout = out_shape[1]
+        weight = self.const(node, "weight")
+        k = weight.shape[-1]
+        bits = self.net.lanes_to(self.take(node.input[0], node), simd)
+        swg = SlidingWindowShape(cin, h, w, k, scalars["stride"], scalars["pad"], simd, 1, 0)
+        win = self.net.stream(f"{node.name}_win", simd, 1, swg.out_beats)
+        self.net.block("sliding_window", f"{node.name}_swg", swg.rtl_parameters(), {"s_axis": bits}, win)
+        mvu = BinaryMvuShape(k * k * cin, cout, simd, pe, 0)
+        wfile = self.net.mem_file(f"{node.name}_weight")
+        write_weight_file(wfile, 2 * conv_weight_matrix(weight) - 1, mvu)
+        pixels = swg.out_height * swg.out_width
+        acc = self.net.stream(f"{node.name}_acc", pe, mvu.acc_bits, pixels * mvu.nf)
+        self.net.block("binary_mvu", f"{node.name}_mvu", mvu.rtl_parameters(wfile.name), {"s_axis": win}, acc)
+        self.windows[node.output[0]] = swg
+        self.net.layer.cycles = max(swg.cycles_per_frame, pixels * mvu.cycles_per_vector)
+        self.net.layer.memory_bits = mvu.mw * mvu.mh + swg.buffer_bits
+        self.publish(node.output[0], acc)
+
+    def emit_ShortcutPath(self, node, op):
+        _, in_shapes, out_shape, simd, pe = _attrs(op)
+        _, cin, h, w = in_shapes[:4]
+        shortcut = self.layer_object(node)
+        x = self.take(node.input[0], node)
+        if shortcut.kind not in ("pool", "proj"):
+            raise CompileError(f"node {node.name}: shortcut kind {shortcut.kind!r} has no RTL block yet "
+                               f"(pool and 1x1 projection do)")
+        lanes = simd if shortcut.kind == "proj" else pe
+        x = self.shortcut_fifo(self.net.lanes_to(x, lanes), node.input[0])
+        cycles = 0
+        if shortcut.pool > 1:
+            pool = PoolSumSpec(cin, lanes, h, w, x.bits, shortcut.pool)
+            pooled = self.net.stream(f"{node.name}_pool", lanes, pool.out_bits, pool.out_frame_beats)
+            self.net.block("pool_sum", f"{node.name}_pool", pool.rtl_parameters(), {"s_axis": x}, pooled)
+            x, cycles = pooled, pool.frame_beats
+        if shortcut.kind == "proj":
+            weight = self.const(node, "weight")
+            mvu = IntMvuShape(cin, out_shape[1], simd, pe, _weight_bits(weight), x.bits, 1, 0)
+            wfile = self.net.mem_file(f"{node.name}_weight")
+            write_int_weight_file(wfile, conv_weight_matrix(weight), mvu)
+            pixels = out_shape[2] * out_shape[3]
+            acc = self.net.stream(f"{node.name}_acc", pe, mvu.acc_bits, pixels * mvu.nf)
+            self.net.block("int_mvu", f"{node.name}_mvu", mvu.rtl_parameters(wfile.name), {"s_axis": x}, acc)
+            x, cycles = acc, max(cycles, pixels * mvu.cycles_per_vector)
+            self.net.layer.memory_bits += mvu.mw * mvu.mh * mvu.weight_bits
+        self.net.layer.cycles = cycles
+        self.publish(node.output[0], x)
+
+    def emit_ResidualActivation(self, node, op):
+        _, in_shapes, out_shape, _, pe = _attrs(op)
+        _, c, h, w = out_shape
+        act = self.layer_object(node)
+        if act.act != "rprelu" or act.stat_source != "own" or (len(node.input) > 2 and node.input[2]):
+            raise CompileError(f"node {node.name}: the block tail with INSTA-PReLU / statistics reuse has no RTL "
+                               f"unit yet (residual_tail computes RPReLU)")
+        swg = self.windows.get(node.input[0])
+        if swg is None:
+            raise CompileError(f"node {node.name}: its accumulator input {node.input[0]} is not a BinaryConv output")
+        acc = self.net.lanes_to(self.take(node.input[0], node), pe)
+        sc = self.net.lanes_to(self.take(node.input[1], node), pe)
+        producer = next((n for n in self.model.graph.node if node.input[1] in n.output), None)
+        if producer is not None and producer.op_type == "ShortcutPath":
+            sc = self.net.fifo(sc, 2 * sc.beats // h + 8)  # two output rows (the path starts with its own FIFO)
+        else:
+            sc = self.shortcut_fifo(sc, node.input[1])
+        spec = ResidualTailSpec.from_activation(act, swg.mw, sc.bits, pe, h * w)
+        acc = self.net.bits_to(acc, spec.acc_bits)
+        cfile = self.net.mem_file(f"{node.name}_consts")
+        write_tail_file(cfile, act, spec)
+        out = self.net.stream(f"{node.name}_out", pe, spec.out_bits, spec.frame_beats)
+        self.net.block("residual_tail", node.name, spec.rtl_parameters(cfile.name),
+                       {"s_axis_acc": acc, "s_axis_sc": sc}, out)
+        self.net.layer.cycles = int(spec.cycles_per_frame)
+        self.net.layer.memory_bits += c * spec.const_lane_bits
+        self.publish(node.output[0], out)
+
+    def emit_Classifier(self, node, op):
+        _, in_shapes, out_shape, simd, pe = _attrs(op)
+        _, c, h, w = in_shapes[:4]
+        head = self.layer_object(node)
+        x = self.net.lanes_to(self.take(node.input[0], node), simd)
+        gs = GlobalSumSpec(c, simd, h, w, x.bits)
+        sums = self.net.stream(f"{node.name}_sum", simd, gs.out_bits, gs.out_frame_beats)
+        self.net.block("global_sum", f"{node.name}_gsum", gs.rtl_parameters(), {"s_axis": x}, sums)
+        weight = np.asarray(head.weight, np.int64)
+        self.classes = weight.shape[0]
+        mvu = IntMvuShape(c, self.classes, simd, pe, _weight_bits(weight), gs.out_bits, 1, 0)
+        wfile = self.net.mem_file(f"{node.name}_weight")
+        write_int_weight_file(wfile, weight, mvu)
+        acc = self.net.stream(f"{node.name}_acc", pe, mvu.acc_bits, mvu.nf)
+        self.net.block("int_mvu", f"{node.name}_mvu", mvu.rtl_parameters(wfile.name), {"s_axis": sums}, acc)
+        logits = self.affine(node, ChannelAffineSpec.from_classifier(head, mvu.acc_bits, pe), acc, 1)
+        self.net.layer.cycles = max(gs.frame_beats, mvu.cycles_per_vector)
+        self.net.layer.memory_bits = mvu.mw * mvu.mh * mvu.weight_bits
+        self.publish(node.output[0], logits)
+
+
+# ------------------------------------------------------------------------------------------ top level
+
+
+def _bytes(bits: int) -> int:
+    return 8 * math.ceil(bits / 8)
+
+
+def top_level(name: str, comp: Compiler) -> tuple[str, dict]:
+    """The top module's text and its interface (the manifest's stream fields)."""
+    net = comp.net
+    image, logits = comp.input_stream, net.lanes_to(comp.output_stream, 1)
+    in_w, out_w = _bytes(image.width), _bytes(logits.bits)
+    classes = comp.classes
+    cls_w = max(1, (classes - 1).bit_length())
+    header = f"""// SPDX-License-Identifier: BSD-3-Clause
+// Generated by instabnn.hw.compile; do not edit. The network's dataflow top level (see accelerator.json).
+//
+// s_axis: one image pixel per beat, {image.lanes} channel(s) x {image.bits}-bit two's complement, channel c at
+//         bits [c*{image.bits} +: {image.bits}] (tdata is {in_w} bits; bits above {image.width} are ignored).
+// m_axis: one integer logit per beat (class 0 first), {logits.bits}-bit two's complement sign-extended to {out_w}
+//         bits; tlast on the last of the {classes} classes of each image.
+`resetall
+`timescale 1ns / 1ps
+`default_nettype none
+
+module {name} (
+    input  wire logic                clk,
+    input  wire logic                rst,
+    input  wire logic [{in_w - 1}:0]  s_axis_tdata,
+    input  wire logic                s_axis_tvalid,
+    output wire logic                s_axis_tready,
+    output wire logic [{out_w - 1}:0] m_axis_tdata,
+    output wire logic                m_axis_tvalid,
+    input  wire logic                m_axis_tready,
+    output wire logic                m_axis_tlast
+);
+"""
+    glue = f"""
+assign {image.name}_tdata = s_axis_tdata[{image.width - 1}:0];
+assign {image.name}_tvalid = s_axis_tvalid;
+assign s_axis_tready = {image.name}_tready;
+
+// the class counter: tlast on the last class of an image
+logic [{cls_w - 1}:0] class_reg;
+always_ff @(posedge clk) begin
+    if (m_axis_tvalid && m_axis_tready) begin
+        class_reg <= class_reg == {cls_w}'({classes - 1}) ? '0 : class_reg + 1'b1;
+    end
+    if (rst) begin
+        class_reg <= '0;
+    end
+end
+assign m_axis_tdata = {out_w}'($signed({logits.name}_tdata));
+assign m_axis_tvalid = {logits.name}_tvalid;
+assign {logits.name}_tready = m_axis_tready;
+assign m_axis_tlast = class_reg == {cls_w}'({classes - 1});
+"""
+    body = "\n\n".join(net.lines)
+    text = header + "\n" + body + "\n" + glue + "\nendmodule\n\n`resetall\n"
+    return text, {"in_width": in_w, "out_width": out_w, "input_lanes": image.lanes, "input_bits": image.bits,
+                  "logit_bits": logits.bits, "classes": classes}
+
+
+def rtl_sources(modules: set[str]) -> list[str]:
+    """Library files of ``modules`` and the modules they instantiate, submodules first."""
+    known = {p.stem for p in RTL_DIR.glob("*.sv")}
+    order: list[str] = []
+
+    def visit(m: str):
+        if m in order:
+            return
+        text = (RTL_DIR / f"{m}.sv").read_text()
+        for sub in sorted(known - {m}):
+            if re.search(rf"^\s*{sub}\s*(#|\w+\s*\()", text, re.M):
+                visit(sub)
+        order.append(m)
+
+    for m in sorted(modules):
+        visit(m)
+    return [f"{m}.sv" for m in order]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=RTL_DIR, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def compile_model(lowered: str | Path, out: str | Path, folding: str | Path | dict | None = None,
+                  top: str = "instabnn_top", clock_mhz: float = DEFAULT_CLOCK_MHZ) -> dict:
+    """Generate the RTL directory ``out`` for a lowered graph; returns the manifest. ``out`` is replaced only when
+    the whole generation succeeded (built in a temporary directory beside it, then moved into place)."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from instabnn.hw import ops  # noqa: F401  (registers the op domain)
+    from instabnn.hw.folding import FoldingError, apply_folding, check_folding
+
+    lowered, out = Path(lowered), Path(out)
+    if not lowered.is_file():
+        raise CompileError(f"{lowered}: no such lowered graph (run `make lower` first)")
+    if not re.fullmatch(r"[A-Za-z_]\w*", top):
+        raise CompileError(f"top module name {top!r} is not a Verilog identifier")
+    model = ModelWrapper(str(lowered))
+    if folding is not None:
+        if isinstance(folding, (str, Path)) and not Path(folding).is_file():
+            raise CompileError(f"{folding}: no such folding config")
+        try:
+            model = apply_folding(model, folding)
+            check_folding(model)
+        except FoldingError as e:
+            raise CompileError(str(e)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        comp = Compiler(model, tmp)
+        comp.run()
+        text, iface = top_level(top, comp)
+        (tmp / f"{top}.sv").write_text(text)
+        sources = rtl_sources(comp.net.modules)
+        for s in sources:
+            shutil.copy2(RTL_DIR / s, tmp / s)
+        cycles = max(layer.cycles for layer in comp.layers)
+        manifest = {
+            "top": top,
+            "sources": sources + [f"{top}.sv"],
+            "mem_files": comp.net.mem_files,
+            **iface,
+            "input_shape": list(model.get_tensor_shape(model.graph.input[0].name))[1:],
+            "lowered": str(lowered),
+            "model_sha256": _sha256(lowered),
+            "folding": {n.name: {"PE": comp.getCustomOp(n).get_nodeattr("PE"),
+                                 "SIMD": comp.getCustomOp(n).get_nodeattr("SIMD")} for n in model.graph.node},
+            "clock_mhz": clock_mhz,
+            "commit": _commit(),
+            "layers": [vars(layer) for layer in comp.layers],
+            "cycles_per_frame_estimate": cycles,
+            "fps_estimate": clock_mhz * 1e6 / cycles,
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        (tmp / "compile.md").write_text(markdown(manifest))
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def markdown(m: dict) -> str:
+    lines = [f"# Accelerator `{m['top']}`", "",
+             f"From `{m['lowered']}` (sha256 {m['model_sha256'][:12]}), commit {m['commit'][:12]}.", "",
+             f"Image in: {m['input_shape']} as {m['input_lanes']} x {m['input_bits']}-bit lanes per beat "
+             f"(tdata {m['in_width']} bits); logits out: {m['classes']} classes x {m['logit_bits']} bits "
+             f"(tdata {m['out_width']} bits, tlast per image).", "",
+             "| layer | op | PE | SIMD | RTL blocks | cycles / frame | memory bits |", "|---|---|---|---|---|---|---|"]
+    for layer in m["layers"]:
+        f = m["folding"][layer["node"]]
+        blocks = ", ".join(dict.fromkeys(layer["blocks"]))
+        lines.append(f"| {layer['node']} | {layer['op']} | {f['PE']} | {f['SIMD']} | {blocks} | {layer['cycles']} | "
+                     f"{layer['memory_bits']} |")
+    lines += ["", f"Bottleneck: {m['cycles_per_frame_estimate']} cycles per frame, "
+              f"{m['fps_estimate']:.0f} frames/s at {m['clock_mhz']:g} MHz (analytic).", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="instabnn-compile", description=__doc__.split("\n\n")[0])
+    p.add_argument("lowered", help="lowered.onnx written by `make lower`")
+    p.add_argument("--folding", help="folding config JSON (`make fold`); default: the PE/SIMD in the graph")
+    p.add_argument("--out", help="RTL directory (default: rtl/ beside the lowered graph)")
+    p.add_argument("--top", default="instabnn_top", help="top module name")
+    p.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ)
+    a = p.parse_args(argv)
+    out = Path(a.out) if a.out else Path(a.lowered).parent / "rtl"
+    try:
+        m = compile_model(a.lowered, out, a.folding, a.top, a.clock_mhz)
+    except CompileError as e:
+        print(f"compile: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}/ ({len(m['sources'])} sources, {len(m['mem_files'])} memory files); "
+          f"{m['cycles_per_frame_estimate']} cycles/frame, {m['fps_estimate']:.0f} frames/s at "
+          f"{m['clock_mhz']:g} MHz (analytic); report {out}/compile.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
