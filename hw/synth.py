@@ -12,7 +12,8 @@ beside the static-threshold unit (RSign) of the same folding, so that the table 
 thresholds cost. The threshold units get seeded, trained-like constants (mu, sigma, alpha, beta per channel).
 The residual block tail with RPReLU (``residual_tail``) is synthesised with the shift shortcut (identity) beside
 the 1x1-projection shortcut (``SHORTCUT_PROJ = 1``) of the same folding, with seeded, trained-like constants fixed
-by the contract's constructor.
+by the contract's constructor. The block tail with INSTA-PReLU (``insta_tail``) is synthesised for the same block
+with its own statistic (frame buffer of Y) beside statistics reused from the block input (``STAT_REUSE = 1``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from instabnn.hw.reference.fixed_point import signed_bits
 from instabnn.hw.reference.layers import ResidualActivation, residual_activation
 from instabnn.hw.residual_files import ResidualTailSpec
 from instabnn.hw.residual_files import write_const_file as write_residual_const_file
+from instabnn.hw.insta_tail_files import InstaTailSpec
+from instabnn.hw.insta_tail_files import write_memory_files as write_insta_tail_files
 
 RTL_DIR = Path(__file__).resolve().parent / "rtl"
 XC7Z020 = {"lut": 53_200, "ff": 106_400, "bram36": 140, "dsp": 220}
@@ -61,6 +64,11 @@ DEFAULT_THRESHOLD_UNITS = [
 # stream, 16 channels per beat): identity (shift) shortcut beside the 1x1 projection shortcut (the downsampling
 # block, Cin = 32). (channels, pe, pixels, out_bits, shortcut)
 DEFAULT_RESIDUAL_TAILS = [(64, 16, 64, 8, "shift"), (64, 16, 64, 8, "proj")]
+
+# The residual block tail with INSTA-PReLU of the same block (64 channels, 8 x 8 pixels, 8-bit residual stream,
+# 16 channels per beat, identity shortcut): own statistic (frame buffer of Y) beside statistics reused from the
+# block input (a third stream, no frame buffer). (channels, pe, pixels, out_bits, shortcut, stat_source)
+DEFAULT_INSTA_TAILS = [(64, 16, 64, 8, "shift", "own"), (64, 16, 64, 8, "shift", "reuse")]
 
 
 # The integer MVU: the first convolution (3x3x3 -> 16 on uint8 pixels) at two foldings, a 1x1 downsampling
@@ -243,6 +251,75 @@ def residual_tails_markdown(rows: list[dict]) -> list[str]:
     return lines
 
 
+def insta_tail_activation(channels: int, pixels: int, out_bits: int, shortcut: str, stat_source: str,
+                          seed: int = 0) -> tuple[ResidualActivation, int, int]:
+    """Seeded, trained-like INSTA-PReLU block tail (residual stream scale 2^-4): y = a acc + b as in
+    :func:`residual_tail_activation`, T = mu + sigma g(alpha s + beta) with mu ~ N(0, 0.3), sigma ~ U(0.2, 1.5),
+    alpha ~ U(-1.5, 1.5), beta ~ N(0, 0.5), g = tanh3; ``stat_source`` "reuse": s from the block input's INSTA-Th
+    statistics (mu_th ~ N(0, 0.5), sigma_th ~ U(0.5, 1.5), u ~ N(1, 0.2), v ~ N(0, 0.2); the input has the output's
+    channels, bits and pixels: stride 1). Returns ``(activation, acc_bound, sc_bits)``."""
+    rng = np.random.default_rng(seed)
+    out_exp, acc_bound = -4, 9 * channels
+    a, b = rng.uniform(-0.05, 0.05, channels), rng.normal(0, 0.3, channels)
+    act = {"kind": "insta", "mu": rng.normal(0, 0.3, channels), "sigma": rng.uniform(0.2, 1.5, channels),
+           "beta": rng.normal(0, 0.5, channels), "alpha": rng.uniform(-1.5, 1.5, channels), "g": "tanh3",
+           "slope": rng.uniform(-0.5, 1.0, channels), "se": None}
+    if stat_source == "reuse":
+        act["reuse"] = {"mu": rng.normal(0, 0.5, channels), "sigma": rng.uniform(0.5, 1.5, channels),
+                        "u": rng.normal(1, 0.2, channels), "v": rng.normal(0, 0.2, channels), "exp": out_exp,
+                        "bits": out_bits, "pixels": pixels}
+    elif stat_source != "own":
+        raise ValueError(f"stat_source must be 'own' or 'reuse', got {stat_source!r}")
+    proj, sc_bits = None, out_bits
+    if shortcut == "proj":
+        in_channels = channels if stat_source == "reuse" else max(1, channels // 2)
+        bound = 127 * in_channels * 128 * 4
+        proj = (rng.uniform(-1, 1, channels) * 2.0 ** -12 / in_channels, rng.normal(0, 0.3, channels), bound)
+        sc_bits = signed_bits(-bound, bound)
+    elif shortcut != "shift":
+        raise ValueError(f"shortcut must be 'shift' or 'proj', got {shortcut!r}")
+    tail = residual_activation(a, b, acc_bound, shortcut, out_exp, proj, act, out_exp, out_bits, pixels, "synth")
+    return tail, acc_bound, sc_bits
+
+
+def synth_insta_tail(channels: int, pe: int, pixels: int, out_bits: int, shortcut: str, stat_source: str,
+                     workdir: Path, seed: int = 0) -> tuple[InstaTailSpec, dict]:
+    """Synthesise ``insta_tail`` for the folding with :func:`insta_tail_activation`; returns
+    ``(spec, resource dict)``."""
+    if shutil.which("yosys") is None:
+        raise SynthError("yosys not found (make setup installs it from apt as root; or apt-get install yosys)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    tail, acc_bound, sc_bits = insta_tail_activation(channels, pixels, out_bits, shortcut, stat_source, seed)
+    spec = InstaTailSpec.from_activation(tail, acc_bound, sc_bits, pe, pixels)
+    files = write_insta_tail_files(workdir, tail, spec)
+    return spec, _synth_xilinx("insta_tail", spec.rtl_parameters(**files), workdir, spec.name)
+
+
+def _insta_tail_row(spec: InstaTailSpec, res: dict) -> dict:
+    return {"block": "insta_tail", "shape": spec.name, "shortcut": "proj" if spec.shortcut_proj else "shift",
+            "stat_source": "reuse" if spec.stat_reuse else "own", "channels": spec.channels, "pe": spec.pe,
+            "pixels": spec.pixels, "acc_bits": spec.acc_bits, "sc_bits": spec.sc_bits, "out_bits": spec.out_bits,
+            "d_bits": spec.d_bits, "y_bits": spec.y_bits, "zacc_bits": spec.zacc_bits,
+            "buffer_bits": spec.buffer_bits, "cycles_per_frame": spec.cycles_per_frame, "latency": spec.latency,
+            "beat_latency": spec.beat_latency, **{k: v for k, v in res.items() if k != "cells"},
+            "cells": res["cells"]}
+
+
+def insta_tails_markdown(rows: list[dict]) -> list[str]:
+    """The Markdown table of the INSTA-PReLU tail rows (own statistic beside reused statistics)."""
+    lines = ["| statistic | shortcut | C x H*W | PE | acc / sc / D bits | Z bits | frame buffer kbit | cycles/frame | "
+             "latency | beat latency | LUT | FF | CARRY4 | LUTRAM | BRAM36 | DSP | LUT % xc7z020 | DSP % xc7z020 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['stat_source']} | {r['shortcut']} | {r['channels']} x {r['pixels']} | {r['pe']} | "
+                     f"{r['acc_bits']} / {r['sc_bits']} / {r['d_bits']} | {r['zacc_bits']} | "
+                     f"{r['buffer_bits'] / 1000:.1f} | {r['cycles_per_frame']:g} | {r['latency']} | "
+                     f"{r['beat_latency']} | {r['lut']} | {r['ff']} | {r['carry4']} | {r['lutram']} | "
+                     f"{r['bram36']:g} | {r['dsp']} | {r['utilisation_xc7z020_pct']['lut']:.2f} | "
+                     f"{r['utilisation_xc7z020_pct']['dsp']:.2f} |")
+    return lines
+
+
 def _threshold_unit_row(spec: InstaThresholdSpec, res: dict) -> dict:
     return {"block": "insta_threshold", "shape": spec.name, "kind": "static" if spec.static else "insta",
             "channels": spec.channels, "pe": spec.pe, "pixels": spec.pixels, "input_bits": spec.input_bits,
@@ -267,7 +344,8 @@ def threshold_units_markdown(rows: list[dict]) -> list[str]:
     return lines
 
 
-def run(shapes, out: Path, threshold_units=DEFAULT_THRESHOLD_UNITS, residual_tails=DEFAULT_RESIDUAL_TAILS) -> dict:
+def run(shapes, out: Path, threshold_units=DEFAULT_THRESHOLD_UNITS, residual_tails=DEFAULT_RESIDUAL_TAILS,
+        insta_tails=DEFAULT_INSTA_TAILS) -> dict:
     from instabnn.model.checkpoint import atomic_write_text
 
     version = subprocess.run(["yosys", "-V"], capture_output=True, text=True).stdout.strip() if shutil.which(
@@ -303,6 +381,11 @@ def run(shapes, out: Path, threshold_units=DEFAULT_THRESHOLD_UNITS, residual_tai
             print(f"synth_xilinx residual_tail {name} ...", flush=True)
             spec, res = synth_residual_tail(channels, pe, pixels, out_bits, shortcut, Path(tmp) / name)
             rows.append(_residual_tail_row(spec, res))
+        for channels, pe, pixels, out_bits, shortcut, stat_source in insta_tails:
+            name = f"itail_c{channels}_pe{pe}_n{pixels}_b{out_bits}_{shortcut}_{stat_source}"
+            print(f"synth_xilinx insta_tail {name} ...", flush=True)
+            spec, res = synth_insta_tail(channels, pe, pixels, out_bits, shortcut, stat_source, Path(tmp) / name)
+            rows.append(_insta_tail_row(spec, res))
     report = {"tool": version, "flow": "synth_xilinx -family xc7 -flatten", "part_capacity": XC7Z020, "rows": rows}
     atomic_write_text(out, json.dumps(report, indent=1))
     lines = [f"# Block resources ({version}, synth_xilinx -family xc7)", "",
@@ -315,7 +398,7 @@ def run(shapes, out: Path, threshold_units=DEFAULT_THRESHOLD_UNITS, residual_tai
                      f"{'threshold' if r['thresholds'] else 'acc'} | {r['cycles_per_vector']} | {r['lut']} | "
                      f"{r['ff']} | {r['carry4']} | {r['lutram']} | {r['bram36']:g} | {r['dsp']} | "
                      f"{r['utilisation_xc7z020_pct']['lut']:.2f} |")
-    other = [r for r in rows if r["block"] not in ("binary_mvu", "insta_threshold", "residual_tail")]
+    other = [r for r in rows if r["block"] not in ("binary_mvu", "insta_threshold", "residual_tail", "insta_tail")]
     if other:
         lines += ["", "## Integer MVU, sliding windows, stream utilities", "",
                   "| block | shape | LUT | FF | CARRY4 | LUTRAM | BRAM36 | DSP | LUT % xc7z020 |",
@@ -335,6 +418,13 @@ def run(shapes, out: Path, threshold_units=DEFAULT_THRESHOLD_UNITS, residual_tai
                   "Latency: edges from a beat's input handshake to its output handshake; the projection adds one "
                   "multiplier per lane (SHORTCUT_MULT * acc_p) and the SHORTCUT_MULT field to the constant word.", ""]
         lines += residual_tails_markdown(tail_rows)
+    itail_rows = [r for r in rows if r["block"] == "insta_tail"]
+    if itail_rows:
+        lines += ["", "## Residual block tail with INSTA-PReLU (insta_tail): own statistic beside reused statistics",
+                  "", "Latency: own, edges from a frame's last input beat to its first output beat (beat latency: "
+                  "per beat at full rate, one frame more); reuse, per beat (the frame's shifts come from the "
+                  "statistic stream first).", ""]
+        lines += insta_tails_markdown(itail_rows)
     md = "\n".join(lines) + "\n"
     atomic_write_text(out.with_suffix(".md"), md)
     print(md)

