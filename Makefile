@@ -12,7 +12,7 @@ MODEL     ?= $(RUN)/model.onnx
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo train export lower fold analyses test test-slow bench cost synth-blocks lock clean
+.PHONY: help setup demo train export lower fold analyses test test-slow bench cost synth-blocks bitstream lock clean
 
 help:
 	@echo "make setup      create .venv with the pinned environment (env/requirements.lock)"
@@ -27,6 +27,7 @@ help:
 	@echo "make bench      digits INSTA-BNN vs baseline, same budget and seed -> reports/bench.json"
 	@echo "make cost       BOPs / FLOPs / OPs / parameter bits of the comparison models -> reports/cost.{json,md}"
 	@echo "make synth-blocks  Yosys synth_xilinx of the RTL blocks at a few foldings -> reports/synth_blocks.{json,md}"
+	@echo "make bitstream  BOARD=pynq-z2|ulx3s-85f bitstream of RTL=$(RTL) -> bitstreams/<board>-$(notdir $(RUN))/ (pynq-z2 without Vivado: script + Yosys estimate, exit 3)"
 	@echo "make lock       re-resolve env/requirements.in into env/requirements.lock"
 
 $(STAMP): env/requirements.lock env/setup.sh pyproject.toml
@@ -77,6 +78,12 @@ cost: setup
 
 synth-blocks: setup
 	$(PY) -m instabnn.hw.synth --out reports/synth_blocks.json
+
+BOARD ?= pynq-z2
+RTL   ?= $(RUN)/rtl
+
+bitstream: setup
+	$(PY) -m instabnn.hw.bitstream $(RTL) --board $(BOARD) --out bitstreams/$(BOARD)-$(notdir $(RUN))
 
 lock:
 	rm -rf build/lock-venv && $(PYTHON) -m venv build/lock-venv

