@@ -12,7 +12,7 @@ MODEL     ?= $(RUN)/model.onnx
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo train export lower fold analyses test test-slow bench cost synth-blocks bitstream lock clean
+.PHONY: help setup demo train export lower fold hw cosim analyses test test-slow bench cost synth-blocks bitstream lock clean
 
 help:
 	@echo "make setup      create .venv with the pinned environment (env/requirements.lock)"
@@ -21,6 +21,8 @@ help:
 	@echo "make export     export CKPT=$(CKPT) to MODEL=$(MODEL)"
 	@echo "make lower      lower MODEL=$(MODEL) to the integer network; report $(dir $(MODEL))lowered.{json,md}"
 	@echo "make fold       PE/SIMD per layer of $(dir $(MODEL))lowered.onnx for FPS=5000 at 100 MHz -> folding.json"
+	@echo "make hw         MODEL=<exported .onnx>: lower, fold for FPS=$(FPS) (or FOLDING=<json>), generate the RTL -> $(dir $(MODEL))rtl/"
+	@echo "make cosim      MODEL=... DATA=digits|cifar10|random N=<images>: co-simulate the RTL vs the reference -> reports/cosim.json"
 	@echo "make analyses   supplementary Sec. E-I analyses on digits -> reports/analyses/ (docs/analyses.md)"
 	@echo "make test       the default test run (fast tiers)"
 	@echo "make test-slow  the slow tiers (marked 'slow')"
@@ -54,6 +56,23 @@ FPS ?= 5000
 
 fold: setup
 	$(PY) -m instabnn.hw.folding $(dir $(MODEL))lowered.onnx --target-fps $(FPS)
+
+LOWERED := $(dir $(MODEL))lowered.onnx
+FOLDING ?=
+DATA ?= digits
+N ?=
+DATA_DIR ?=
+SHARD ?=
+HARNESS ?= cocotb
+
+hw: setup
+	$(PY) -m instabnn.hw.lower $(MODEL) --no-progress
+	$(if $(FOLDING),,$(PY) -m instabnn.hw.folding $(LOWERED) --target-fps $(FPS))
+	$(PY) -m instabnn.hw.compile $(LOWERED) --folding $(if $(FOLDING),$(FOLDING),$(dir $(MODEL))folding.json) --out $(dir $(MODEL))rtl
+
+cosim: hw
+	$(PY) -m instabnn.sim.cosim $(dir $(MODEL))rtl --data $(DATA) --harness $(HARNESS) --out reports/cosim$(if $(SHARD),-$(subst /,of,$(SHARD)),).json \
+		$(if $(N),-n $(N)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(SHARD),--shard $(SHARD))
 
 analyses: setup
 	$(PY) -m instabnn.model.train --data digits --variant insta --out runs/digits-insta --resume --no-progress

@@ -1,0 +1,125 @@
+"""The network compiler (hw/compile.py) and the whole-network co-simulation (sim/cosim.py): a trained digits
+network goes QONNX -> lowered graph -> folding -> RTL directory -> Verilator, and every logit of the RTL equals the
+lowered graph's (the golden reference) exactly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from instabnn.hw import compile as C
+from instabnn.hw import folding, lower
+from instabnn.model.export import export_checkpoint
+from instabnn.sim import cosim
+
+from conftest import train_digits
+
+_BUILT: dict = {}
+
+
+def _lowered(variant: str, tmp_path_factory):
+    """lowered.onnx and folding.json of a digits network trained for one epoch (made once per variant)."""
+    if variant not in _BUILT:
+        out = tmp_path_factory.mktemp(f"compile-{variant}")
+        ckpt = train_digits(out, "--variant", variant, "--epochs", "1")
+        export_checkpoint(ckpt, out / "model.onnx", n_check=2)
+        assert lower.main([str(out / "model.onnx"), "--out", str(out), "-n", "8", "--no-progress"]) == 0
+        assert folding.main([str(out / "lowered.onnx"), "--target-fps", "20000"]) == 0
+        _BUILT[variant] = out
+    return _BUILT[variant]
+
+
+@pytest.fixture
+def baseline(tmp_path_factory):
+    return _lowered("baseline", tmp_path_factory)
+
+
+def test_compile_writes_a_self_contained_rtl_directory(baseline, tmp_path, verilator_path):
+    m = C.compile_model(baseline / "lowered.onnx", tmp_path / "rtl", baseline / "folding.json")
+    rtl = tmp_path / "rtl"
+    for f in m["sources"] + m["mem_files"] + ["accelerator.json", "compile.md"]:
+        assert (rtl / f).is_file(), f
+    assert m["sources"][-1] == f"{m['top']}.sv"
+    assert m["folding"] == json.loads((baseline / "folding.json").read_text())
+    assert m["classes"] == 10 and m["input_shape"] == [1, 8, 8] and m["in_width"] % 8 == 0
+    from instabnn.sim.rtl_runner import lint_output_clean, verilator_lint
+
+    ok, log = lint_output_clean(verilator_lint([rtl / s for s in m["sources"]], m["top"], {}, verilator_path))
+    assert ok, log[-3000:]
+
+
+def test_cosim_bit_exact_under_stalls_and_at_the_analytic_rate(baseline, tmp_path, verilator_path):
+    """Digits images through the stitched RTL: identical logits to the reference, with random source idle cycles
+    and sink backpressure (cocotb harness) and without (plain Verilator harness, where the measured cycles per
+    frame must meet the folding's analytic bound within 5%)."""
+    C.compile_model(baseline / "lowered.onnx", tmp_path / "rtl", baseline / "folding.json")
+    stalled = cosim.cosim(tmp_path / "rtl", "digits", 6, harness="cocotb", work=tmp_path / "w1", in_stall=90,
+                          out_stall=120, seed=7)
+    assert stalled["mismatches"] == 0 and stalled["tlast_errors"] == 0, stalled.get("cocotb")
+    assert stalled["accuracy_rtl"] == stalled["accuracy_reference"]
+    full = cosim.cosim(tmp_path / "rtl", "digits", 8, harness="verilator", work=tmp_path / "w2")
+    assert full["mismatches"] == 0 and full["tlast_errors"] == 0
+    assert full["cycles_per_frame"] <= 1.05 * full["cycles_per_frame_analytic"], full
+    assert full["latency_cycles"] > full["cycles_per_frame_analytic"]
+
+
+def test_cosim_detects_a_wrong_constant(baseline, tmp_path, verilator_path):
+    """A corrupted weight memory must show up as mismatches (the comparison can fail)."""
+    C.compile_model(baseline / "lowered.onnx", tmp_path / "rtl", baseline / "folding.json")
+    mem = tmp_path / "rtl" / "classifier_weight.mem"
+    lines = mem.read_text().splitlines()
+    i = next(k for k, line in enumerate(lines) if not line.startswith("//"))
+    lines[i] = "".join("7" if ch != "7" else "1" for ch in lines[i])
+    mem.write_text("\n".join(lines) + "\n")
+    r = cosim.cosim(tmp_path / "rtl", "random", 3, harness="verilator", work=tmp_path / "w")
+    assert r["mismatches"] == 3
+    assert r["verilator"]["mismatched_images"][0]["reference"] != r["verilator"]["mismatched_images"][0]["rtl"]
+
+
+def test_bad_folding_unknown_op_and_missing_files_stop_before_writing(baseline, tmp_path):
+    out = tmp_path / "rtl"
+    out.mkdir()
+    (out / "keep.txt").write_text("earlier build")
+    config = json.loads((baseline / "folding.json").read_text())
+    config["block0.conv"]["PE"] = 5  # does not divide 32 output channels
+    (tmp_path / "bad.json").write_text(json.dumps(config))
+    with pytest.raises(C.CompileError, match="block0.conv"):
+        C.compile_model(baseline / "lowered.onnx", out, tmp_path / "bad.json")
+    assert (out / "keep.txt").read_text() == "earlier build"
+
+    model = onnx.load(baseline / "lowered.onnx")
+    node = next(n for n in model.graph.node if n.name == "block1.tail")
+    scalars = json.loads(next(a for a in node.attribute if a.name == "scalars").s)
+    scalars["act"] = "insta"  # a block tail the RTL library has no unit for (here: claimed INSTA-PReLU)
+    next(a for a in node.attribute if a.name == "scalars").s = json.dumps(scalars).encode()
+    onnx.save(model, tmp_path / "unsupported.onnx")
+    with pytest.raises(C.CompileError, match="block1.tail"):
+        C.compile_model(tmp_path / "unsupported.onnx", out, baseline / "folding.json")
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".rtl.")]  # no temporary directory left
+
+    with pytest.raises(C.CompileError, match="no such lowered graph"):
+        C.compile_model(tmp_path / "missing.onnx", out)
+    with pytest.raises(C.CompileError, match="no such folding"):
+        C.compile_model(baseline / "lowered.onnx", out, tmp_path / "missing.json")
+    assert C.main([str(tmp_path / "missing.onnx")]) == 2
+    with pytest.raises(cosim.CosimError, match="accelerator.json"):
+        cosim.cosim(tmp_path / "nowhere")
+
+
+def test_merge_of_shard_reports():
+    base = {"rtl": "r", "top": "t", "model_sha256": "h", "data": "d", "cycles_per_frame_analytic": 100,
+            "clock_mhz": 100.0, "tlast_errors": 0, "latency_cycles": 250}
+    a = dict(base, first_image=0, n=2, mismatches=0, sim_images_per_s=10.0, cycles_per_frame=100.0,
+             predictions_rtl=[1, 2], predictions_reference=[1, 2], labels=[1, 3])
+    b = dict(base, first_image=2, n=2, mismatches=1, sim_images_per_s=20.0, cycles_per_frame=102.0,
+             predictions_rtl=[4, 4], predictions_reference=[4, 5], labels=[4, 5])
+    m = cosim.merge([b, a])
+    assert m["n"] == 4 and m["mismatches"] == 1 and m["predictions_rtl"] == [1, 2, 4, 4]
+    assert m["accuracy_reference"] == 0.75 and m["accuracy_rtl"] == 0.5
+    assert np.isclose(m["sim_images_per_s"], 4 / (2 / 10 + 2 / 20))
+    with pytest.raises(cosim.CosimError):
+        cosim.merge([a, dict(b, model_sha256="other")])
