@@ -12,7 +12,7 @@ MODEL     ?= $(RUN)/model.onnx
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo train export lower fold hw cosim analyses test test-slow bench cost synth-blocks bitstream lock clean
+.PHONY: help setup demo train export lower fold hw cosim hls4ml-check analyses test test-slow bench cost synth-blocks bitstream lock clean
 
 help:
 	@echo "make setup      create .venv with the pinned environment (env/requirements.lock)"
@@ -23,6 +23,7 @@ help:
 	@echo "make fold       PE/SIMD per layer of $(dir $(MODEL))lowered.onnx for FPS=5000 at 100 MHz -> folding.json"
 	@echo "make hw         MODEL=<exported .onnx>: lower, fold for FPS=$(FPS) (or FOLDING=<json>), generate the RTL -> $(dir $(MODEL))rtl/"
 	@echo "make cosim      MODEL=... DATA=digits|cifar10|random N=<images>: co-simulate the RTL vs the reference -> reports/cosim.json"
+	@echo "make hls4ml-check  MODEL=<exported .onnx>: hls4ml's QONNX front end + C simulation vs the reference -> reports/hls4ml/"
 	@echo "make analyses   supplementary Sec. E-I analyses on digits -> reports/analyses/ (docs/analyses.md)"
 	@echo "make test       the default test run (fast tiers)"
 	@echo "make test-slow  the slow tiers (marked 'slow')"
@@ -73,6 +74,9 @@ hw: setup
 cosim: hw
 	$(PY) -m instabnn.sim.cosim $(dir $(MODEL))rtl --data $(DATA) --harness $(HARNESS) --out reports/cosim$(if $(SHARD),-$(subst /,of,$(SHARD)),).json \
 		$(if $(N),-n $(N)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(SHARD),--shard $(SHARD))
+
+hls4ml-check: setup
+	$(PY) -m instabnn.hw.hls4ml_check $(MODEL) --out reports/hls4ml
 
 analyses: setup
 	$(PY) -m instabnn.model.train --data digits --variant insta --out runs/digits-insta --resume --no-progress

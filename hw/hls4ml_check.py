@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import io
 import json
 import shutil
@@ -300,7 +301,7 @@ def check_network(model_path: Path, x: np.ndarray, labels, work: Path, precision
     report["parser_survey"] = parser_survey(prepared)
 
     variants = [("as exported", prepared)]
-    folded_model, folded = fold_binary_weights(prepare(ModelWrapper(str(model_path))))
+    folded_model, folded = fold_binary_weights(ModelWrapper(copy.deepcopy(prepared.model)))
     if folded:
         variants.append(("binary weights folded to +-scale constants", folded_model))
     for vi, (variant, model) in enumerate(variants):
