@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from instabnn.hw import estimate
 from instabnn.hw.affine_files import ChannelAffineSpec
 from instabnn.hw.affine_files import write_const_file as write_affine_file
 from instabnn.hw.insta_files import InstaThresholdSpec, write_coeff_file
@@ -59,6 +60,7 @@ from instabnn.hw.stream_shapes import SlidingWindowShape
 RTL_DIR = Path(__file__).resolve().parent / "rtl"
 MANIFEST = "accelerator.json"
 DEFAULT_CLOCK_MHZ = 100.0
+XC7Z020 = {"lut": 53_200, "ff": 106_400, "bram36": 140, "dsp": 220}
 
 
 class CompileError(ValueError):
@@ -93,6 +95,9 @@ class Layer:
     blocks: list[str] = field(default_factory=list)
     cycles: int = 0
     memory_bits: int = 0
+    lut: int = 0
+    bram36: float = 0.0
+    dsp: int = 0
 
 
 class Netlist:
@@ -122,11 +127,16 @@ class Netlist:
         self.mem_files.append(name)
         return self.mem_dir / name
 
-    def instance(self, module: str, hint: str, params: dict, ports: dict[str, str]) -> str:
+    def instance(self, module: str, hint: str, params: dict, ports: dict[str, str], facts: dict | None = None) -> str:
+        """One block instance; ``facts`` (memory depths, accumulator widths) feed its resource estimate."""
         inst = self.unique(hint)
         self.modules.add(module)
         if self.layer is not None:
             self.layer.blocks.append(module)
+            est = estimate.block(module, {**params, **(facts or {})})
+            self.layer.lut += est["lut"]
+            self.layer.bram36 += est["bram36"]
+            self.layer.dsp += est["dsp"]
         p = ",\n".join(f"    .{k}({v})" for k, v in params.items())
         c = ",\n".join(f"    .{k}({v})" for k, v in [("clk", "clk"), ("rst", "rst"), *ports.items()])
         self.lines.append(f"{module} #(\n{p}\n) {inst} (\n{c}\n);")
@@ -138,14 +148,14 @@ class Netlist:
                 f"{prefix}_tready": f"{s.name}_tready"}
 
     def block(self, module: str, hint: str, params: dict, inputs: dict[str, Stream], out: Stream | None,
-              extra: dict[str, str] | None = None) -> None:
+              extra: dict[str, str] | None = None, facts: dict | None = None) -> None:
         ports = {}
         for prefix, s in inputs.items():
             ports.update(self.ports(prefix, s))
         if out is not None:
             ports.update(self.ports("m_axis", out))
         ports.update(extra or {})
-        self.instance(module, hint, params, ports)
+        self.instance(module, hint, params, ports, facts)
 
     # ---- stream plumbing --------------------------------------------------------------------------------------
 
@@ -326,13 +336,15 @@ class Compiler:
         k = weight.shape[-1]
         swg = SlidingWindowShape(cin, h, w, k, conv["stride"], conv["pad"], simd, x.bits, 0)
         win = self.net.stream(f"{node.name}_win", simd, x.bits, swg.out_beats)
-        self.net.block("sliding_window", f"{node.name}_swg", swg.rtl_parameters(), {"s_axis": x}, win)
+        self.net.block("sliding_window", f"{node.name}_swg", swg.rtl_parameters(), {"s_axis": x}, win,
+                       facts={"_buffer_words": swg.buffer_rows * w * swg.cf})
         mvu = IntMvuShape(k * k * cin, cout, simd, pe, _weight_bits(weight), x.bits, 1, 0)
         wfile = self.net.mem_file(f"{node.name}_weight")
         write_int_weight_file(wfile, conv_weight_matrix(weight), mvu)
         pixels = swg.out_height * swg.out_width
         acc = self.net.stream(f"{node.name}_acc", pe, mvu.acc_bits, pixels * mvu.nf)
-        self.net.block("int_mvu", f"{node.name}_mvu", mvu.rtl_parameters(wfile.name), {"s_axis": win}, acc)
+        self.net.block("int_mvu", f"{node.name}_mvu", mvu.rtl_parameters(wfile.name), {"s_axis": win}, acc,
+                       facts={"_acc_bits": mvu.acc_bits})
         requant = self.layer_object(node)
         affine = ChannelAffineSpec.from_requant(requant, mvu.acc_bits, pe)
         out = self.affine(node, affine, acc, pixels)
@@ -367,7 +379,8 @@ class Compiler:
             extra = self.net.ports("m_axis_q", qs)
         else:
             extra = {"m_axis_q_tdata": "", "m_axis_q_tvalid": "", "m_axis_q_tready": "1'b1"}
-        self.net.block("insta_threshold", node.name, spec.rtl_parameters(cfile.name), {"s_axis": q}, bits, extra)
+        self.net.block("insta_threshold", node.name, spec.rtl_parameters(cfile.name), {"s_axis": q}, bits, extra,
+                       facts={"_buffer_depth": spec.buffer_depth})
         self.net.layer.cycles = math.ceil(spec.cycles_per_frame)
         self.net.layer.memory_bits = spec.buffer_bits + c * spec.coeff_word_bits
         self.publish(node.output[0], bits)
@@ -383,13 +396,15 @@ class Compiler:
         bits = self.net.lanes_to(self.take(node.input[0], node), simd)
         swg = SlidingWindowShape(cin, h, w, k, scalars["stride"], scalars["pad"], simd, 1, 0)
         win = self.net.stream(f"{node.name}_win", simd, 1, swg.out_beats)
-        self.net.block("sliding_window", f"{node.name}_swg", swg.rtl_parameters(), {"s_axis": bits}, win)
+        self.net.block("sliding_window", f"{node.name}_swg", swg.rtl_parameters(), {"s_axis": bits}, win,
+                       facts={"_buffer_words": swg.buffer_rows * w * swg.cf})
         mvu = BinaryMvuShape(k * k * cin, cout, simd, pe, 0)
         wfile = self.net.mem_file(f"{node.name}_weight")
         write_weight_file(wfile, 2 * conv_weight_matrix(weight) - 1, mvu)
         pixels = swg.out_height * swg.out_width
         acc = self.net.stream(f"{node.name}_acc", pe, mvu.acc_bits, pixels * mvu.nf)
-        self.net.block("binary_mvu", f"{node.name}_mvu", mvu.rtl_parameters(wfile.name), {"s_axis": win}, acc)
+        self.net.block("binary_mvu", f"{node.name}_mvu", mvu.rtl_parameters(wfile.name), {"s_axis": win}, acc,
+                       facts={"_acc_bits": mvu.acc_bits})
         self.windows[node.output[0]] = swg
         self.net.layer.cycles = max(swg.cycles_per_frame, pixels * mvu.cycles_per_vector)
         self.net.layer.memory_bits = mvu.mw * mvu.mh + swg.buffer_bits
@@ -418,7 +433,8 @@ class Compiler:
             write_int_weight_file(wfile, conv_weight_matrix(weight), mvu)
             pixels = out_shape[2] * out_shape[3]
             acc = self.net.stream(f"{node.name}_acc", pe, mvu.acc_bits, pixels * mvu.nf)
-            self.net.block("int_mvu", f"{node.name}_mvu", mvu.rtl_parameters(wfile.name), {"s_axis": x}, acc)
+            self.net.block("int_mvu", f"{node.name}_mvu", mvu.rtl_parameters(wfile.name), {"s_axis": x}, acc,
+                           facts={"_acc_bits": mvu.acc_bits})
             x, cycles = acc, max(cycles, pixels * mvu.cycles_per_vector)
             self.net.layer.memory_bits += mvu.mw * mvu.mh * mvu.weight_bits
         self.net.layer.cycles = cycles
@@ -466,7 +482,8 @@ class Compiler:
         wfile = self.net.mem_file(f"{node.name}_weight")
         write_int_weight_file(wfile, weight, mvu)
         acc = self.net.stream(f"{node.name}_acc", pe, mvu.acc_bits, mvu.nf)
-        self.net.block("int_mvu", f"{node.name}_mvu", mvu.rtl_parameters(wfile.name), {"s_axis": sums}, acc)
+        self.net.block("int_mvu", f"{node.name}_mvu", mvu.rtl_parameters(wfile.name), {"s_axis": sums}, acc,
+                       facts={"_acc_bits": mvu.acc_bits})
         logits = self.affine(node, ChannelAffineSpec.from_classifier(head, mvu.acc_bits, pe), acc, 1)
         self.net.layer.cycles = max(gs.frame_beats, mvu.cycles_per_vector)
         self.net.layer.memory_bits = mvu.mw * mvu.mh * mvu.weight_bits
@@ -567,10 +584,23 @@ def _commit() -> str:
         return "unknown"
 
 
+def check_budget(resources: dict, layers: list[Layer], max_utilisation: float) -> None:
+    """CompileError when the estimate exceeds ``max_utilisation`` of the xc7z020 in any resource."""
+    for key in ("lut", "bram36", "dsp"):
+        if resources[key] > max_utilisation * XC7Z020[key]:
+            top3 = sorted(layers, key=lambda layer: getattr(layer, key), reverse=True)[:3]
+            raise CompileError(
+                f"the folding is over budget: estimated {resources[key]:g} {key.upper()} > {100 * max_utilisation:g}% "
+                f"of the xc7z020's {XC7Z020[key]} (largest: "
+                + ", ".join(f"{layer.node} {getattr(layer, key):g}" for layer in top3) + "); fold more (lower FPS)")
+
+
 def compile_model(lowered: str | Path, out: str | Path, folding: str | Path | dict | None = None,
-                  top: str = "instabnn_top", clock_mhz: float = DEFAULT_CLOCK_MHZ) -> dict:
+                  top: str = "instabnn_top", clock_mhz: float = DEFAULT_CLOCK_MHZ,
+                  max_utilisation: float | None = None) -> dict:
     """Generate the RTL directory ``out`` for a lowered graph; returns the manifest. ``out`` is replaced only when
-    the whole generation succeeded (built in a temporary directory beside it, then moved into place)."""
+    the whole generation succeeded (built in a temporary directory beside it, then moved into place).
+    ``max_utilisation``: refuse a folding whose resource estimate exceeds this fraction of the xc7z020."""
     from qonnx.core.modelwrapper import ModelWrapper
 
     from instabnn.hw import ops  # noqa: F401  (registers the op domain)
@@ -601,6 +631,9 @@ def compile_model(lowered: str | Path, out: str | Path, folding: str | Path | di
         for s in sources:
             shutil.copy2(RTL_DIR / s, tmp / s)
         cycles = max(layer.cycles for layer in comp.layers)
+        resources = estimate.total(vars(layer) for layer in comp.layers)
+        if max_utilisation is not None:
+            check_budget(resources, comp.layers, max_utilisation)
         manifest = {
             "top": top,
             "sources": sources + [f"{top}.sv"],
@@ -615,6 +648,7 @@ def compile_model(lowered: str | Path, out: str | Path, folding: str | Path | di
             "commit": _commit(),
             "layers": [vars(layer) for layer in comp.layers],
             "cycles_per_frame_estimate": cycles,
+            "resources_estimate": resources,
             "fps_estimate": clock_mhz * 1e6 / cycles,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -639,14 +673,21 @@ def markdown(m: dict) -> str:
              f"Image in: {m['input_shape']} as {m['input_lanes']} x {m['input_bits']}-bit lanes per beat "
              f"(tdata {m['in_width']} bits); logits out: {m['classes']} classes x {m['logit_bits']} bits "
              f"(tdata {m['out_width']} bits, tlast per image).", "",
-             "| layer | op | PE | SIMD | RTL blocks | cycles / frame | memory bits |", "|---|---|---|---|---|---|---|"]
+             "| layer | op | PE | SIMD | RTL blocks | cycles / frame | memory bits | LUT | BRAM36 | DSP |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for layer in m["layers"]:
         f = m["folding"][layer["node"]]
         blocks = ", ".join(dict.fromkeys(layer["blocks"]))
         lines.append(f"| {layer['node']} | {layer['op']} | {f['PE']} | {f['SIMD']} | {blocks} | {layer['cycles']} | "
-                     f"{layer['memory_bits']} |")
+                     f"{layer['memory_bits']} | {layer['lut']} | {layer['bram36']:g} | {layer['dsp']} |")
+    r = m["resources_estimate"]
+    lines.append(f"| **total** | | | | | {m['cycles_per_frame_estimate']} (bottleneck) | | **{r['lut']}** | "
+                 f"**{r['bram36']:g}** | **{r['dsp']}** |")
     lines += ["", f"Bottleneck: {m['cycles_per_frame_estimate']} cycles per frame, "
-              f"{m['fps_estimate']:.0f} frames/s at {m['clock_mhz']:g} MHz (analytic).", ""]
+              f"{m['fps_estimate']:.0f} frames/s at {m['clock_mhz']:g} MHz (analytic).",
+              "", f"Resources: analytic estimate (instabnn.hw.estimate) {r['lut']} LUT ({100 * r['lut'] / XC7Z020['lut']:.1f}% "
+              f"of the xc7z020), {r['bram36']:g} BRAM36 ({100 * r['bram36'] / XC7Z020['bram36']:.1f}%), {r['dsp']} DSP48E1 "
+              f"({100 * r['dsp'] / XC7Z020['dsp']:.1f}%); `make bitstream` synthesises the design for measured figures.", ""]
     return "\n".join(lines)
 
 
@@ -657,16 +698,20 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="RTL directory (default: rtl/ beside the lowered graph)")
     p.add_argument("--top", default="instabnn_top", help="top module name")
     p.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ)
+    p.add_argument("--max-utilisation", type=float, default=None,
+                   help="refuse a folding whose estimate exceeds this fraction of the xc7z020 (e.g. 0.75)")
     a = p.parse_args(argv)
     out = Path(a.out) if a.out else Path(a.lowered).parent / "rtl"
     try:
-        m = compile_model(a.lowered, out, a.folding, a.top, a.clock_mhz)
+        m = compile_model(a.lowered, out, a.folding, a.top, a.clock_mhz, a.max_utilisation)
     except CompileError as e:
         print(f"compile: error: {e}", file=sys.stderr)
         return 2
+    r = m["resources_estimate"]
     print(f"wrote {out}/ ({len(m['sources'])} sources, {len(m['mem_files'])} memory files); "
           f"{m['cycles_per_frame_estimate']} cycles/frame, {m['fps_estimate']:.0f} frames/s at "
-          f"{m['clock_mhz']:g} MHz (analytic); report {out}/compile.md")
+          f"{m['clock_mhz']:g} MHz (analytic); estimate {r['lut']} LUT, {r['bram36']:g} BRAM36, {r['dsp']} DSP; "
+          f"report {out}/compile.md")
     return 0
 
 

@@ -45,6 +45,12 @@ def test_compile_writes_a_self_contained_rtl_directory(baseline, tmp_path, veril
     assert m["sources"][-1] == f"{m['top']}.sv"
     assert m["folding"] == json.loads((baseline / "folding.json").read_text())
     assert m["classes"] == 10 and m["input_shape"] == [1, 8, 8] and m["in_width"] % 8 == 0
+    r = m["resources_estimate"]
+    assert r["lut"] == sum(layer["lut"] for layer in m["layers"]) > 0 and r["dsp"] > 0
+    with pytest.raises(C.CompileError, match="over budget"):
+        C.compile_model(baseline / "lowered.onnx", tmp_path / "rtl2", baseline / "folding.json",
+                        max_utilisation=r["lut"] / 2 / C.XC7Z020["lut"])
+    assert not (tmp_path / "rtl2").exists()
     from instabnn.sim.rtl_runner import lint_output_clean, verilator_lint
 
     ok, log = lint_output_clean(verilator_lint([rtl / s for s in m["sources"]], m["top"], {}, verilator_path))
