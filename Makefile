@@ -12,11 +12,12 @@ MODEL     ?= $(RUN)/model.onnx
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo train export lower fold hw cosim hls4ml-check analyses test test-slow bench cost synth-blocks bitstream lock clean
+.PHONY: help setup demo train export lower fold hw cosim hls4ml-check analyses test test-slow bench cost synth-blocks bitstream deploy lock clean
 
 help:
 	@echo "make setup      create .venv with the pinned environment (env/requirements.lock)"
-	@echo "make demo       train the digits INSTA-BNN, export it to QONNX, lower it to the integer reference ($(RUN)/)"
+	@echo "make demo       the whole flow on digits: train (VARIANT=$(VARIANT)), export, lower, fold, compile to RTL, co-simulate the"
+	@echo "                test split -> $(RUN)/, summary in reports/demo.json"
 	@echo "make train      train; TRAIN_ARGS='--data cifar10 --data-dir ... --preset cifar' etc. (--help lists all)"
 	@echo "make export     export CKPT=$(CKPT) to MODEL=$(MODEL)"
 	@echo "make lower      lower MODEL=$(MODEL) to the integer network; report $(dir $(MODEL))lowered.{json,md}"
@@ -31,6 +32,7 @@ help:
 	@echo "make cost       BOPs / FLOPs / OPs / parameter bits of the comparison models -> reports/cost.{json,md}"
 	@echo "make synth-blocks  Yosys synth_xilinx of the RTL blocks at a few foldings -> reports/synth_blocks.{json,md}"
 	@echo "make bitstream  BOARD=pynq-z2|ulx3s-85f bitstream of RTL=$(RTL) -> bitstreams/<board>-$(notdir $(RUN))/ (pynq-z2 without Vivado: script + Yosys estimate, exit 3)"
+	@echo "make deploy     folder for the PYNQ board (bitstream, hwh, driver, example, test images) -> build/deploy/"
 	@echo "make lock       re-resolve env/requirements.in into env/requirements.lock"
 
 $(STAMP): env/requirements.lock env/setup.sh pyproject.toml
@@ -39,10 +41,16 @@ $(STAMP): env/requirements.lock env/setup.sh pyproject.toml
 
 setup: $(STAMP)
 
+VARIANT ?= insta
+
 demo: setup
-	$(PY) -m instabnn.model.train --data digits --variant insta --out $(RUN) --resume $(TRAIN_ARGS)
+	$(PY) -m instabnn.model.train --data digits --variant $(VARIANT) --out $(RUN) --resume $(TRAIN_ARGS)
 	$(PY) -m instabnn.model.export --checkpoint $(RUN)/model.pt --out $(RUN)/model.onnx
 	$(PY) -m instabnn.hw.lower $(RUN)/model.onnx --out $(RUN)
+	$(PY) -m instabnn.hw.folding $(RUN)/lowered.onnx --target-fps $(FPS)
+	$(PY) -m instabnn.hw.compile $(RUN)/lowered.onnx --folding $(RUN)/folding.json --out $(RUN)/rtl
+	$(PY) -m instabnn.sim.cosim $(RUN)/rtl --data digits --out $(RUN)/cosim.json
+	$(PY) -m instabnn.sim.demo $(RUN) --out reports/demo.json
 
 train: setup
 	$(PY) -m instabnn.model.train --out $(RUN) $(TRAIN_ARGS)
@@ -107,6 +115,11 @@ RTL   ?= $(RUN)/rtl
 
 bitstream: setup
 	$(PY) -m instabnn.hw.bitstream $(RTL) --board $(BOARD) --out bitstreams/$(BOARD)-$(notdir $(RUN))
+
+DEPLOY_OUT ?= build/deploy/$(BOARD)-$(notdir $(RUN))
+
+deploy: setup
+	$(PY) -m instabnn.deploy assemble $(RTL) --bitstream bitstreams/$(BOARD)-$(notdir $(RUN)) --out $(DEPLOY_OUT)
 
 lock:
 	rm -rf build/lock-venv && $(PYTHON) -m venv build/lock-venv

@@ -47,6 +47,7 @@ import numpy as np
 from instabnn.hw import estimate
 from instabnn.hw.affine_files import ChannelAffineSpec
 from instabnn.hw.affine_files import write_const_file as write_affine_file
+from instabnn.hw import insta_tail_files
 from instabnn.hw.insta_files import InstaThresholdSpec, write_coeff_file
 from instabnn.hw.mvu_files import BinaryMvuShape, IntMvuShape, write_int_weight_file, write_weight_file
 from instabnn.hw.pool_files import GlobalSumSpec, PoolSumSpec
@@ -226,12 +227,12 @@ class Compiler:
         self.getCustomOp = getCustomOp
         self.net = Netlist(mem_dir)
         self.layers: list[Layer] = []
-        self.consumers: dict[str, list] = {}
+        self.consumers: dict[str, list] = {}  # tensor -> its readers (node, input index)
         for node in model.graph.node:
-            for t in node.input:
+            for i, t in enumerate(node.input):
                 if t:
-                    self.consumers.setdefault(t, []).append(node)
-        self.ready: dict[tuple[str, str], Stream] = {}  # (tensor, consumer node) -> its stream
+                    self.consumers.setdefault(t, []).append((node, i))
+        self.ready: dict[tuple[str, int], Stream] = {}  # (reader node, input index) -> its stream
         self.windows: dict[str, SlidingWindowShape] = {}  # BinaryConv output tensor -> its sliding window
         self.input_stream: Stream | None = None
         self.output_stream: Stream | None = None
@@ -239,10 +240,10 @@ class Compiler:
 
     def conv_window(self, q_tensor: str) -> SlidingWindowShape | None:
         """The sliding window of the binary convolution of the block whose input is ``q_tensor``."""
-        for thr in self.consumers.get(q_tensor, []):
+        for thr, _ in self.consumers.get(q_tensor, []):
             if thr.op_type != "ThresholdUnit":
                 continue
-            for conv in self.consumers.get(thr.output[0], []):
+            for conv, _ in self.consumers.get(thr.output[0], []):
                 if conv.op_type == "BinaryConv":
                     scalars, in_shapes, _, _, _ = _attrs(self.getCustomOp(conv))
                     _, cin, h, w = in_shapes[:4]
@@ -274,25 +275,38 @@ class Compiler:
 
     # ---- tensors ----------------------------------------------------------------------------------------------
 
+    @staticmethod
+    def reads_statistics(reader) -> bool:
+        """A block tail's third input: the block input whose statistics it reuses."""
+        node, index = reader
+        return node.op_type == "ResidualActivation" and index == 2
+
     def publish(self, tensor: str, s: Stream, skip: str | None = None) -> None:
-        """Give every reader of ``tensor`` (but ``skip``) its own copy of ``s``."""
-        readers = [n for n in self.consumers.get(tensor, []) if n.name != skip]
-        thresholds = [n for n in readers if n.op_type == "ThresholdUnit"]
+        """Give every reader of ``tensor`` (but ``skip`` and, after a threshold unit, the statistics readers)
+        its own copy of ``s``."""
+        readers = [r for r in self.consumers.get(tensor, []) if r[0].name != skip]
+        thresholds = [r for r in readers if r[0].op_type == "ThresholdUnit"]
         if skip is None and thresholds and len(readers) > 1:
-            readers = thresholds[:1]  # its buffered q output serves the other readers (emit_ThresholdUnit)
+            # the threshold unit's buffered q output serves the other readers (emit_ThresholdUnit), except a tail
+            # reusing the statistics: it sums the block input as it arrives, a frame before the INSTA-Th unit's
+            # bits leave it, so it gets the undelayed stream
+            readers = thresholds[:1] + [r for r in readers if self.reads_statistics(r)]
+        elif skip is not None:
+            readers = [r for r in readers if not self.reads_statistics(r)]
         if not readers:
             if tensor in [o.name for o in self.model.graph.output]:
                 self.output_stream = s
                 return
             raise CompileError(f"tensor {tensor} has no reader")
-        for reader, copy in zip(readers, self.net.split(s, len(readers))):
-            self.ready[(tensor, reader.name)] = copy
+        for (reader, index), copy in zip(readers, self.net.split(s, len(readers))):
+            self.ready[(reader.name, index)] = copy
 
-    def take(self, tensor: str, node) -> Stream:
+    def take(self, node, index: int = 0) -> Stream:
         try:
-            return self.ready.pop((tensor, node.name))
+            return self.ready.pop((node.name, index))
         except KeyError:
-            raise CompileError(f"node {node.name}: input {tensor} has no stream (graph not in dataflow order?)")
+            raise CompileError(f"node {node.name}: input {node.input[index]} has no stream (graph not in dataflow "
+                               f"order?)") from None
 
     def run(self) -> None:
         graph = self.model.graph
@@ -330,7 +344,7 @@ class Compiler:
         conv = scalars["conv"]
         _, cin, h, w = in_shapes[:4]
         cout = out_shape[1]
-        x = self.take(node.input[0], node)
+        x = self.take(node)
         x = self.net.lanes_to(x, simd)
         weight = self.const(node, "weight")
         k = weight.shape[-1]
@@ -367,9 +381,9 @@ class Compiler:
         if not isinstance(consts, InstaThConstants):
             raise CompileError(f"node {node.name}: INSTA-Th+ (the SE-like threshold) has no RTL unit yet; "
                                f"compile the baseline or INSTA-Th variants")
-        others = [n for n in self.consumers[node.input[0]] if n.name != node.name]
+        others = [r for r in self.consumers[node.input[0]] if r[0].name != node.name and not self.reads_statistics(r)]
         spec = InstaThresholdSpec.from_constants(consts, pe, shortcut=int(bool(others)))
-        q = self.net.bits_to(self.net.lanes_to(self.take(node.input[0], node), pe), spec.input_bits)
+        q = self.net.bits_to(self.net.lanes_to(self.take(node), pe), spec.input_bits)
         cfile = self.net.mem_file(f"{node.name}_coeffs")
         write_coeff_file(cfile, consts, spec)
         bits = self.net.stream(f"{node.name}_bits", pe, 1, spec.frame_beats)
@@ -393,7 +407,7 @@ class Compiler:
         cout = out_shape[1]
         weight = self.const(node, "weight")
         k = weight.shape[-1]
-        bits = self.net.lanes_to(self.take(node.input[0], node), simd)
+        bits = self.net.lanes_to(self.take(node), simd)
         swg = SlidingWindowShape(cin, h, w, k, scalars["stride"], scalars["pad"], simd, 1, 0)
         win = self.net.stream(f"{node.name}_win", simd, 1, swg.out_beats)
         self.net.block("sliding_window", f"{node.name}_swg", swg.rtl_parameters(), {"s_axis": bits}, win,
@@ -414,7 +428,7 @@ class Compiler:
         _, in_shapes, out_shape, simd, pe = _attrs(op)
         _, cin, h, w = in_shapes[:4]
         shortcut = self.layer_object(node)
-        x = self.take(node.input[0], node)
+        x = self.take(node)
         if shortcut.kind not in ("pool", "proj"):
             raise CompileError(f"node {node.name}: shortcut kind {shortcut.kind!r} has no RTL block yet "
                                f"(pool and 1x1 projection do)")
@@ -444,35 +458,58 @@ class Compiler:
         _, in_shapes, out_shape, _, pe = _attrs(op)
         _, c, h, w = out_shape
         act = self.layer_object(node)
-        if act.act != "rprelu" or act.stat_source != "own" or (len(node.input) > 2 and node.input[2]):
-            raise CompileError(f"node {node.name}: the block tail with INSTA-PReLU / statistics reuse has no RTL "
-                               f"unit yet (residual_tail computes RPReLU)")
         swg = self.windows.get(node.input[0])
         if swg is None:
             raise CompileError(f"node {node.name}: its accumulator input {node.input[0]} is not a BinaryConv output")
-        acc = self.net.lanes_to(self.take(node.input[0], node), pe)
-        sc = self.net.lanes_to(self.take(node.input[1], node), pe)
+        acc = self.net.lanes_to(self.take(node), pe)
+        sc = self.net.lanes_to(self.take(node, 1), pe)
         producer = next((n for n in self.model.graph.node if node.input[1] in n.output), None)
         if producer is not None and producer.op_type == "ShortcutPath":
             sc = self.net.fifo(sc, 2 * sc.beats // h + 8)  # two output rows (the path starts with its own FIFO)
         else:
             sc = self.shortcut_fifo(sc, node.input[1])
-        spec = ResidualTailSpec.from_activation(act, swg.mw, sc.bits, pe, h * w)
-        acc = self.net.bits_to(acc, spec.acc_bits)
-        cfile = self.net.mem_file(f"{node.name}_consts")
-        write_tail_file(cfile, act, spec)
-        out = self.net.stream(f"{node.name}_out", pe, spec.out_bits, spec.frame_beats)
-        self.net.block("residual_tail", node.name, spec.rtl_parameters(cfile.name),
-                       {"s_axis_acc": acc, "s_axis_sc": sc}, out)
-        self.net.layer.cycles = int(spec.cycles_per_frame)
-        self.net.layer.memory_bits += c * spec.const_lane_bits
+        if act.act == "rprelu":
+            spec = ResidualTailSpec.from_activation(act, swg.mw, sc.bits, pe, h * w)
+            acc = self.net.bits_to(acc, spec.acc_bits)
+            cfile = self.net.mem_file(f"{node.name}_consts")
+            write_tail_file(cfile, act, spec)
+            out = self.net.stream(f"{node.name}_out", pe, spec.out_bits, spec.frame_beats)
+            self.net.block("residual_tail", node.name, spec.rtl_parameters(cfile.name),
+                           {"s_axis_acc": acc, "s_axis_sc": sc}, out)
+            self.net.layer.memory_bits += c * spec.const_lane_bits
+        else:
+            reuse = act.stat_source == "reuse"
+            stat_c = in_shapes[8 + 1] if reuse else None
+            spec = insta_tail_files.InstaTailSpec.from_activation(act, swg.mw, sc.bits, pe, h * w, stat_c)
+            acc = self.net.bits_to(acc, spec.acc_bits)
+            files = {}
+            for key, writer in (("const_file", insta_tail_files.write_const_file),
+                                ("coeff_file", insta_tail_files.write_coeff_file)):
+                files[key] = self.net.mem_file(f"{node.name}_{key[:-5]}s")
+                writer(files[key], act, spec)
+            files["g_file"] = self.net.mem_file(f"{node.name}_g_{spec.g}")
+            insta_tail_files.write_g_file(files["g_file"], spec)
+            out = self.net.stream(f"{node.name}_out", pe, spec.out_bits, spec.frame_beats)
+            if reuse:
+                stat = self.net.bits_to(self.net.lanes_to(self.take(node, 2), pe), spec.stat_bits)
+                stat = self.shortcut_fifo(stat, node.input[2])
+                extra = self.net.ports("s_axis_stat", stat)
+            else:
+                extra = {"s_axis_stat_tdata": f"{spec.stat_bits * pe}'(0)", "s_axis_stat_tvalid": "1'b0",
+                         "s_axis_stat_tready": ""}
+            self.net.block("insta_tail", node.name,
+                           spec.rtl_parameters(**{k: v.name for k, v in files.items()}),
+                           {"s_axis_acc": acc, "s_axis_sc": sc}, out, extra,
+                           facts={"_buffer_depth": spec.buffer_depth, "_buffer_width": spec.y_bits})
+            self.net.layer.memory_bits += spec.buffer_depth * pe * spec.y_bits
+        self.net.layer.cycles = math.ceil(spec.cycles_per_frame)
         self.publish(node.output[0], out)
 
     def emit_Classifier(self, node, op):
         _, in_shapes, out_shape, simd, pe = _attrs(op)
         _, c, h, w = in_shapes[:4]
         head = self.layer_object(node)
-        x = self.net.lanes_to(self.take(node.input[0], node), simd)
+        x = self.net.lanes_to(self.take(node), simd)
         gs = GlobalSumSpec(c, simd, h, w, x.bits)
         sums = self.net.stream(f"{node.name}_sum", simd, gs.out_bits, gs.out_frame_beats)
         self.net.block("global_sum", f"{node.name}_gsum", gs.rtl_parameters(), {"s_axis": x}, sums)

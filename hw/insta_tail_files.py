@@ -591,7 +591,8 @@ def write_g_file(path, spec: InstaTailSpec) -> Path:
 
 
 def write_memory_files(directory, act: ResidualActivation, spec: InstaTailSpec) -> dict[str, Path]:
-    """Write the three files into ``directory``; returns the keyword arguments of :meth:`InstaTailSpec.rtl_parameters`."""
+    """Write the three files into ``directory``; returns the keyword arguments of
+    :meth:`InstaTailSpec.rtl_parameters`."""
     directory = Path(directory)
     return {"const_file": write_const_file(directory / "consts.mem", act, spec),
             "coeff_file": write_coeff_file(directory / "coeffs.mem", act, spec),

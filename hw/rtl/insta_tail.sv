@@ -256,7 +256,8 @@ if (OUT_SHIFT < 1) begin : g_check_out_shift
 end
 if (D_BITS > 64 || Y_BITS > D_BITS || (SHORTCUT_PROJ == 0 && Y_BITS < SC_BITS + SHORTCUT_SHIFT) || Y_BITS < 2)
 begin : g_check_d_bits
-    $fatal(0, "Error: need SC_BITS + SHORTCUT_SHIFT (shift mode) or 2 <= Y_BITS (%0d) <= D_BITS (%0d) <= 64 (instance %m)",
+    $fatal(0,
+           "Error: need 2 (shift mode: SC_BITS + SHORTCUT_SHIFT) <= Y_BITS (%0d) <= D_BITS (%0d) <= 64 (instance %m)",
            Y_BITS, D_BITS);
 end
 if (STAT_REUSE != 0 && STAT_REUSE != 1) begin : g_check_stat_reuse
@@ -266,7 +267,8 @@ if (STAT_BITS < 2 || STAT_BITS > 16) begin : g_check_stat_bits
     $fatal(0, "Error: STAT_BITS (%0d) must be in 2 .. 16 (instance %m)", STAT_BITS);
 end
 if (STAT_REUSE == 0 && (STAT_PIXELS != PIXELS || STAT_BITS != OUT_BITS + 2)) begin : g_check_own_stat
-    $fatal(0, "Error: own statistics need STAT_PIXELS (%0d) = PIXELS (%0d), STAT_BITS (%0d) = OUT_BITS + 2 (instance %m)",
+    $fatal(0,
+           "Error: own statistics need STAT_PIXELS (%0d) = PIXELS (%0d), STAT_BITS (%0d) = OUT_BITS + 2 (instance %m)",
            STAT_PIXELS, PIXELS, STAT_BITS);
 end
 if (ZACC_BITS < P3_BITS || ZACC_BITS > 128) begin : g_check_zacc

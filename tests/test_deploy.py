@@ -1,0 +1,437 @@
+"""The runtime driver (deploy/driver.py) on its simulation backend and on a stub of the board's pynq package, its
+DMA buffer packing, and the deployment folder (deploy/assemble.py, ``make deploy``).
+
+The simulation backend runs the accelerator RTL behind the board's DMA adapter (``instabnn_dma_wrapper``) in
+Verilator, fed the exact bytes that the DMA would read and decoding the exact bytes it would write; its logits must
+equal the lowered graph's (the golden reference) for the whole digits test split."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import train_digits
+
+ROOT = Path(__file__).resolve().parents[1]
+
+from instabnn.deploy import assemble as A
+from instabnn.deploy import driver as D
+
+
+def _cfg(c, bits, logit_bits, classes, hw=(4, 5), exp=-4):
+    in_width = -(-c * bits // 8) * 8
+    out_width = -(-logit_bits // 8) * 8
+    return D.check_config({"format": D.CONFIG_FORMAT, "top": "t", "input_shape": [c, *hw], "classes": classes,
+                           "input_lanes": c, "input_bits": bits, "input_exp": exp, "logit_bits": logit_bits,
+                           "in_width": in_width, "out_width": out_width,
+                           "dma_in_width": D.dma_stream_width(in_width),
+                           "dma_out_width": D.dma_stream_width(out_width), "clock_mhz": 100.0})
+
+
+CONFIGS = [_cfg(1, 8, 35, 10, (8, 8)), _cfg(3, 5, 19, 7), _cfg(5, 7, 40, 3, (2, 3)), _cfg(2, 4, 9, 4, (3, 3))]
+
+
+# ------------------------------------------------------------------------------------------ independent codecs
+
+
+def _decode_pixels(buf: bytes, cfg: dict, n: int) -> np.ndarray:
+    """The accelerator's view of the MM2S bytes: per DMA word (little endian), the low in_width bits, C fields."""
+    c, h, w = cfg["input_shape"]
+    bits, word = cfg["input_bits"], cfg["dma_in_width"] // 8
+    out = np.zeros((n, h, w, c), np.int64)
+    flat = out.reshape(-1, c)
+    assert len(buf) == n * h * w * word
+    for i in range(n * h * w):
+        v = int.from_bytes(buf[i * word:(i + 1) * word], "little") & ((1 << cfg["in_width"]) - 1)
+        for k in range(c):
+            f = (v >> (k * bits)) & ((1 << bits) - 1)
+            flat[i, k] = f - (1 << bits) if f >> (bits - 1) else f
+    return out.transpose(0, 3, 1, 2)
+
+
+def _encode_logits(logits: np.ndarray, cfg: dict) -> bytes:
+    """S2MM bytes of logits: each sign-extended to the DMA word, little endian."""
+    word = cfg["dma_out_width"] // 8
+    return b"".join(int(v).to_bytes(word, "little", signed=True) for v in np.asarray(logits).reshape(-1))
+
+
+def _random_q0(cfg, n, rng):
+    bits = cfg["input_bits"]
+    q = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), size=(n, *cfg["input_shape"]))
+    q[0].flat[0], q[0].flat[-1] = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return q
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"C{c['input_shape'][0]}x{c['input_bits']}b-L{c['logit_bits']}")
+def test_pack_unpack_round_trip(cfg):
+    rng = np.random.default_rng(cfg["logit_bits"])
+    q0 = _random_q0(cfg, 5, rng)
+    buf = D.pack(q0, cfg)
+    c, h, w = cfg["input_shape"]
+    assert buf.dtype == np.uint8 and buf.size == 5 * h * w * cfg["dma_in_width"] // 8
+    assert np.array_equal(_decode_pixels(buf.tobytes(), cfg, 5), q0)
+    # bits above the C fields are zero (the adapter ignores them, the harness writes them as zero)
+    used = c * cfg["input_bits"]
+    words = [int.from_bytes(bytes(r), "little") for r in buf.reshape(-1, cfg["dma_in_width"] // 8)]
+    assert all(v >> used == 0 for v in words)
+
+    lb = cfg["logit_bits"]
+    logits = rng.integers(-(1 << (lb - 1)), 1 << (lb - 1), size=(6, cfg["classes"]), dtype=np.int64)
+    logits[0, 0], logits[0, -1], logits[1, 0] = -(1 << (lb - 1)), (1 << (lb - 1)) - 1, -1
+    raw = np.frombuffer(_encode_logits(logits, cfg), np.uint8)
+    got = D.unpack(raw, 6, cfg)
+    assert got.dtype == np.int64 and np.array_equal(got, logits)
+    assert np.any(got < 0)
+
+
+def test_pack_and_unpack_reject_bad_input():
+    cfg = CONFIGS[1]
+    with pytest.raises(D.DriverError, match="outside the 5-bit input range"):
+        D.pack(np.full((1, *cfg["input_shape"]), 16), cfg)
+    with pytest.raises(D.DriverError, match="integer images"):
+        D.pack(np.zeros((1, *cfg["input_shape"]), np.float32), cfg)
+    with pytest.raises(D.DriverError, match="shape"):
+        D.pack(np.zeros((1, 1, 4, 5), np.int64), cfg)
+    raw = bytearray(_encode_logits(np.array([[5, -3, 0, 1, 2, 3, 4]]), cfg))
+    raw[2] ^= 0x80  # bit 23: above logit_bits 19, no longer a sign extension
+    with pytest.raises(D.DriverError, match="image 0, class 0"):
+        D.unpack(np.frombuffer(bytes(raw), np.uint8), 1, cfg)
+    with pytest.raises(D.DriverError, match="expected"):
+        D.unpack(np.zeros(10, np.uint8), 1, cfg)
+
+
+def test_quantize_rounds_half_even_and_clamps():
+    cfg = CONFIGS[3]  # 4 bits, exponent -4: step 1/16, range -8 .. 7
+    x = np.zeros((1, *cfg["input_shape"]), np.float32)
+    x.flat[:6] = [0.5 / 16, 1.5 / 16, -2.5 / 16, 100.0, -100.0, 3 / 16]
+    assert D.quantize(x, cfg).flat[:6].tolist() == [0, 2, -2, 7, -8, 3]
+
+
+# ------------------------------------------------------------------------------------------ a stub pynq
+
+
+class _Buffer(np.ndarray):
+    def flush(self):
+        self.flushed = True
+
+    def invalidate(self):
+        pass
+
+    def freebuffer(self):
+        pass
+
+
+def fake_pynq(model, cfg: dict, log: list) -> types.ModuleType:
+    """A stand-in for the pynq package: ``Overlay(bit).dma`` with simple-mode channels. MM2S bytes go through
+    ``model(q0) -> logits`` (decoded and encoded independently of the driver); the S2MM channel delivers one image
+    per transfer (the accelerator's tlast ends it) and must have room for it."""
+    pending: list[bytes] = []
+
+    class Recv:
+        armed = None
+
+        def transfer(self, buf, start=0, nbytes=0):
+            assert self.armed is None, "S2MM transfer started while one is running"
+            self.armed = (buf, start, nbytes or buf.nbytes - start)
+            log.append(("recv", start, self.armed[2]))
+            self._deliver()
+
+        def _deliver(self):
+            if self.armed is not None and pending:
+                buf, start, nbytes = self.armed
+                chunk = pending.pop(0)
+                assert len(chunk) <= nbytes, "S2MM buffer shorter than an image's logits"
+                buf.view(np.uint8).reshape(-1)[start:start + len(chunk)] = np.frombuffer(chunk, np.uint8)
+                self.armed = None
+
+        def wait(self):
+            if self.armed is not None:
+                raise RuntimeError("DMA wait timed out (no tlast)")
+
+    class Send:
+        def __init__(self, recv):
+            self.recv = recv
+
+        def transfer(self, buf, start=0, nbytes=0):
+            data = buf.tobytes()[start:start + nbytes] if nbytes else buf.tobytes()[start:]
+            log.append(("send", len(data)))
+            assert getattr(buf, "flushed", False), "MM2S buffer not flushed"
+            c, h, w = cfg["input_shape"]
+            n = len(data) // (h * w * cfg["dma_in_width"] // 8)
+            logits = model(_decode_pixels(data, cfg, n))
+            pending.extend(_encode_logits(row, cfg) for row in logits)
+            self.recv._deliver()
+
+        def wait(self):
+            pass
+
+    class Dma:
+        def __init__(self):
+            self.recvchannel = Recv()
+            self.sendchannel = Send(self.recvchannel)
+
+    class Overlay:
+        def __init__(self, bitfile, download=True):
+            assert Path(bitfile).with_suffix(".hwh").is_file()
+            self.ip_dict = {"dma": {}, "ps7": {}}
+            self.dma = Dma()
+            log.append(("overlay", Path(bitfile).name))
+
+    def allocate(shape, dtype):
+        return np.zeros(shape, dtype).view(_Buffer)
+
+    mod = types.ModuleType("pynq")
+    mod.Overlay, mod.allocate = Overlay, allocate
+    return mod
+
+
+STUB_PYNQ = """
+import json
+import numpy as np
+
+_z = np.load({npz!r})
+_cfg = json.load(open({cfg!r}))
+_pending = []
+
+
+class _Buf(np.ndarray):
+    def flush(self): pass
+    def invalidate(self): pass
+    def freebuffer(self): pass
+
+
+def allocate(shape, dtype):
+    return np.zeros(shape, dtype).view(_Buf)
+
+
+class _Recv:
+    armed = None
+    def transfer(self, buf, start=0, nbytes=0):
+        self.armed = (buf, start, nbytes or buf.nbytes)
+        self.deliver()
+    def deliver(self):
+        if self.armed is not None and _pending:
+            buf, start, nbytes = self.armed
+            chunk = _pending.pop(0)
+            assert len(chunk) <= nbytes
+            buf[start:start + len(chunk)] = np.frombuffer(chunk, np.uint8)
+            self.armed = None
+    def wait(self):
+        assert self.armed is None, "DMA wait timed out"
+
+
+class _Send:
+    def __init__(self, recv): self.recv = recv
+    def transfer(self, buf, start=0, nbytes=0):
+        per = int(np.prod(_cfg["input_shape"][1:])) * _cfg["dma_in_width"] // 8
+        q = _z["q0"].astype(np.int64)
+        word = _cfg["dma_out_width"] // 8
+        for i in range(len(buf) // per):
+            img = bytes(buf[i * per:(i + 1) * per])
+            pix = np.frombuffer(img, np.uint8).astype(np.int8).astype(np.int64)  # 8-bit single-channel pixels
+            k = int(np.nonzero((q.reshape(len(q), -1) == pix).all(1))[0][0])
+            _pending.append(b"".join(int(v).to_bytes(word, "little", signed=True)
+                                     for v in _z["reference_logits"][k]))
+        self.recv.deliver()
+    def wait(self): pass
+
+
+class _Dma:
+    def __init__(self):
+        self.recvchannel = _Recv()
+        self.sendchannel = _Send(self.recvchannel)
+
+
+class Overlay:
+    def __init__(self, bitfile, download=True):
+        self.ip_dict = {{"dma": {{}}}}
+        self.dma = _Dma()
+"""
+
+
+def _bit_folder(path: Path, cfg: dict) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "design.bit").write_bytes(b"not a real bitstream")
+    (path / "design.hwh").write_text("<hwh/>")
+    (path / D.RUNTIME_CONFIG).write_text(json.dumps(cfg))
+    return path / "design.bit"
+
+
+def test_pynq_backend_through_a_stub_overlay(tmp_path, monkeypatch):
+    cfg = CONFIGS[1]
+    rng = np.random.default_rng(3)
+    weights = rng.integers(-50, 51, size=(int(np.prod(cfg["input_shape"])), cfg["classes"]))
+    model = lambda q: q.reshape(len(q), -1) @ weights  # noqa: E731
+    log: list = []
+    monkeypatch.setitem(sys.modules, "pynq", fake_pynq(model, cfg, log))
+    acc = D.Accelerator.open(_bit_folder(tmp_path, cfg))
+    assert isinstance(acc.backend, D.PynqBackend)
+    q0 = _random_q0(cfg, 21, rng)
+    logits = acc.run(q0, batch=8)
+    assert np.array_equal(logits, model(q0)) and np.any(logits < 0)
+    per_image = cfg["classes"] * cfg["dma_out_width"] // 8
+    assert [e for e in log if e[0] == "send"] == [("send", n * 20 * 2) for n in (8, 8, 5)]
+    assert all(e[2] == per_image for e in log if e[0] == "recv") and sum(e[0] == "recv" for e in log) == 21
+    t = acc.timing()
+    assert t["backend"] == "pynq" and t["images"] == 21 and t["batches"] == 3 and t["fps"] > 0
+    assert np.array_equal(acc.classify(q0[:3] * np.float32(2.0 ** cfg["input_exp"])), model(q0[:3]).argmax(1))
+
+
+def test_open_names_the_missing_file(tmp_path):
+    with pytest.raises(D.DriverError, match="no such bitstream"):
+        D.Accelerator.open(tmp_path / "x.bit")
+    (tmp_path / "x.bit").write_bytes(b"")
+    with pytest.raises(D.DriverError, match=r"x\.hwh"):
+        D.Accelerator.open(tmp_path / "x.bit")
+    (tmp_path / "x.hwh").write_text("")
+    with pytest.raises(D.DriverError, match=D.RUNTIME_CONFIG):
+        D.Accelerator.open(tmp_path / "x.bit")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(D.DriverError, match="neither an RTL directory"):
+        D.Accelerator.open(tmp_path / "empty")
+
+
+def test_driver_imports_on_a_plain_pynq_image(tmp_path):
+    """driver.py alone (as copied to the board) imports with torch, qonnx, finn, cocotb, onnx and instabnn
+    unavailable."""
+    code = ("import sys\n"
+            "for m in ('torch', 'qonnx', 'finn', 'cocotb', 'onnx', 'instabnn', 'brevitas'):\n"
+            "    sys.modules[m] = None\n"
+            f"sys.path.insert(0, {str(ROOT / 'deploy')!r})\n"
+            "import driver\n"
+            "assert driver.Accelerator and driver.pack\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+
+
+# ------------------------------------------------------------------------------------------ a real accelerator
+
+
+_BUILT: dict = {}
+
+
+@pytest.fixture
+def rtl(tmp_path_factory):
+    """The RTL directory of a digits baseline network trained for one epoch (made once per session)."""
+    if "rtl" not in _BUILT:
+        from instabnn.hw import compile as C
+        from instabnn.hw import folding, lower
+        from instabnn.model.export import export_checkpoint
+
+        out = tmp_path_factory.mktemp("deploy-baseline")
+        ckpt = train_digits(out, "--variant", "baseline", "--epochs", "1")
+        export_checkpoint(ckpt, out / "model.onnx", n_check=2)
+        assert lower.main([str(out / "model.onnx"), "--out", str(out), "-n", "8", "--no-progress"]) == 0
+        assert folding.main([str(out / "lowered.onnx"), "--target-fps", "20000"]) == 0
+        C.compile_model(out / "lowered.onnx", out / "rtl", out / "folding.json")
+        _BUILT["rtl"] = out / "rtl"
+    return _BUILT["rtl"]
+
+
+def test_sim_backend_classifies_the_digits_test_split_like_the_reference(rtl, tmp_path, verilator_path):
+    """The whole digits test split (360 images) through pack -> DMA adapter + RTL (Verilator) -> unpack, in
+    batches of 64: logits identical to the lowered graph's, and the simulated timing is the accelerator's."""
+    from instabnn.model.data import digits_arrays
+    from instabnn.sim import cosim
+
+    m = cosim.load_manifest(rtl)
+    model = cosim.lowered_model(m, rtl)
+    q_ref, labels, _ = cosim.images_for("digits", None, model, m["input_shape"], None)
+    images = digits_arrays()[2]
+    acc = D.Accelerator.open(rtl, work=tmp_path / "sim")
+    assert isinstance(acc.backend, D.SimBackend)
+    q0 = acc.quantize(images)
+    assert np.array_equal(q0, q_ref) and len(q0) == 360
+    logits = acc.run(q0, batch=64)
+    ref = cosim.reference_logits(model, q0, False)
+    assert logits.shape == (360, 10) and logits.dtype == np.int64
+    assert np.array_equal(logits, ref)
+    assert np.mean(logits.argmax(1) == labels) == np.mean(ref.argmax(1) == labels)
+    t = acc.timing()
+    assert t["images"] == 360 and t["batches"] == 6
+    cpf = m["cycles_per_frame_estimate"]
+    assert t["cycles_per_frame_streaming"] <= 1.05 * cpf
+    assert 0.5 * t["fps_streaming"] < t["fps"] <= t["fps_streaming"] * 1.01
+    assert t["batch_latency_cycles_median"] >= 63 * cpf
+    assert t["simulator_images_per_s"] > 0
+
+
+def test_assemble_writes_the_board_folder_and_the_driver_runs_it(rtl, tmp_path, monkeypatch, capsys):
+    from instabnn.sim import cosim
+
+    bits = tmp_path / "bitstreams" / "pynq-z2-demo"
+    cfg = D.runtime_config(rtl)
+    _bit_folder(bits, cfg)
+    (bits / "manifest.json").write_text(json.dumps({"model_sha256": cfg["model_sha256"]}))
+    out = tmp_path / "deploy-demo"
+    r = A.assemble(rtl, bits, out, n_images=40)
+    assert r["bitstream"] and r["images"] == 40
+    for f in A.FILES + ("design.bit", "design.hwh"):
+        assert (out / f).is_file(), f
+    assert (out / "driver.py").read_text() == (ROOT / "deploy" / "driver.py").read_text()
+    assert D.load_config(out / D.RUNTIME_CONFIG) == cfg
+    with np.load(out / "test_images.npz") as z:
+        q0, labels, ref = z["q0"], z["labels"], z["reference_logits"]
+    assert q0.shape == (40, 1, 8, 8) and labels.shape == (40,) and ref.shape == (40, 10)
+    text = (out / "README.md").read_text()
+    assert "design.bit" in text and "has been run on a PYNQ-Z2 board" in text
+
+    # the board path end to end: the driver's CLI on the folder, a stub pynq looping through the lowered graph
+    model = cosim.lowered_model(cosim.load_manifest(rtl), rtl)
+    monkeypatch.setitem(sys.modules, "pynq", fake_pynq(lambda q: cosim.reference_logits(model, q, False), cfg, []))
+    assert D.main(["classify", "--accelerator", str(out), "--images", str(out / "test_images.npz"), "--batch", "16",
+                   "--json", str(tmp_path / "r.json")]) == 0
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert res["logits_mismatching_reference"] == 0 and res["images"] == 40 and res["backend"] == "pynq"
+    assert res["accuracy"] == float(np.mean(ref.argmax(1) == labels))
+    assert "identical to the reference for 40 / 40" in capsys.readouterr().out
+
+    # the example script as the board runs it (a separate Python process), with a pynq stub that answers each
+    # image with its reference logits, looked up from the MM2S bytes
+    stub = tmp_path / "stub"
+    stub.mkdir()
+    (stub / "pynq.py").write_text(STUB_PYNQ.format(npz=str(out / "test_images.npz"), cfg=str(out / D.RUNTIME_CONFIG)))
+    p = subprocess.run([sys.executable, str(out / "classify_digits.py"), "--batch", "7"], capture_output=True,
+                       text=True, cwd=tmp_path, env={"PYTHONPATH": str(stub), "PATH": "/usr/bin:/bin"})
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "identical to the reference for 40 / 40" in p.stdout and "single-image latency" in p.stdout
+
+    # without a bitstream: the folder still assembles, and its README says how to build one
+    r = A.assemble(rtl, tmp_path / "none", tmp_path / "nobit", n_images=10)
+    assert r["bitstream"] is None and not list((tmp_path / "nobit").glob("*.bit"))
+    assert "The bitstream is missing" in (tmp_path / "nobit" / "README.md").read_text()
+
+    # a bitstream of another model is refused
+    (bits / "manifest.json").write_text(json.dumps({"model_sha256": "0" * 64}))
+    with pytest.raises(A.DeployError, match="manifest.json"):
+        A.assemble(rtl, bits, tmp_path / "other", n_images=10)
+
+
+def test_assemble_names_a_missing_rtl_directory(tmp_path):
+    with pytest.raises(A.DeployError, match=str(tmp_path / "nope")):
+        A.assemble(tmp_path / "nope", None, tmp_path / "out")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(A.DeployError, match="accelerator.json"):
+        A.assemble(tmp_path / "empty", None, tmp_path / "out")
+    assert A.main([str(tmp_path / "nope"), "--out", str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_cli_bench_and_classify_on_the_simulation(rtl, tmp_path, verilator_path):
+    out = tmp_path / "deploy"
+    A.assemble(rtl, None, out, n_images=360)
+    assert D.main(["classify", "--accelerator", str(rtl), "--work", str(tmp_path / "w1"), "--images",
+                   str(out / "test_images.npz"), "--batch", "32", "--json", str(tmp_path / "c.json")]) == 0
+    res = json.loads((tmp_path / "c.json").read_text())
+    assert res["images"] == 360 and res["logits_mismatching_reference"] == 0 and res["backend"] == "sim"
+    assert D.main(["bench", "--accelerator", str(rtl), "--work", str(tmp_path / "w2"), "-n", "64", "--batch", "1",
+                   "64", "--json", str(tmp_path / "b.json")]) == 0
+    b = json.loads((tmp_path / "b.json").read_text())["by_batch"]
+    assert b["1"]["batch_latency_s_median"] < b["64"]["batch_latency_s_median"]
