@@ -622,14 +622,15 @@ def _commit() -> str:
 
 
 def check_budget(resources: dict, layers: list[Layer], max_utilisation: float) -> None:
-    """CompileError when the estimate exceeds ``max_utilisation`` of the xc7z020 in any resource."""
-    for key in ("lut", "bram36", "dsp"):
-        if resources[key] > max_utilisation * XC7Z020[key]:
+    """CompileError when the LUT estimate exceeds ``max_utilisation`` of the xc7z020's LUTs, or the BRAM or DSP
+    estimate exceeds the part."""
+    for key, limit in (("lut", max_utilisation), ("bram36", 1.0), ("dsp", 1.0)):
+        if resources[key] > limit * XC7Z020[key]:
             top3 = sorted(layers, key=lambda layer: getattr(layer, key), reverse=True)[:3]
             raise CompileError(
-                f"the folding is over budget: estimated {resources[key]:g} {key.upper()} > {100 * max_utilisation:g}% "
+                f"the folding is over budget: estimated {resources[key]:g} {key.upper()} > {100 * limit:g}% "
                 f"of the xc7z020's {XC7Z020[key]} (largest: "
-                + ", ".join(f"{layer.node} {getattr(layer, key):g}" for layer in top3) + "); fold more (lower FPS)")
+                + ", ".join(f"{layer.node} {getattr(layer, key):g}" for layer in top3) + ")")
 
 
 def compile_model(lowered: str | Path, out: str | Path, folding: str | Path | dict | None = None,
@@ -637,7 +638,8 @@ def compile_model(lowered: str | Path, out: str | Path, folding: str | Path | di
                   max_utilisation: float | None = None) -> dict:
     """Generate the RTL directory ``out`` for a lowered graph; returns the manifest. ``out`` is replaced only when
     the whole generation succeeded (built in a temporary directory beside it, then moved into place).
-    ``max_utilisation``: refuse a folding whose resource estimate exceeds this fraction of the xc7z020."""
+    ``max_utilisation``: refuse a folding whose LUT estimate exceeds this fraction of the xc7z020's LUTs (or whose
+    BRAM or DSP estimate exceeds the part)."""
     from qonnx.core.modelwrapper import ModelWrapper
 
     from instabnn.hw import ops  # noqa: F401  (registers the op domain)
@@ -736,7 +738,8 @@ def main(argv=None) -> int:
     p.add_argument("--top", default="instabnn_top", help="top module name")
     p.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ)
     p.add_argument("--max-utilisation", type=float, default=None,
-                   help="refuse a folding whose estimate exceeds this fraction of the xc7z020 (e.g. 0.75)")
+                   help="refuse a folding whose LUT estimate exceeds this fraction of the xc7z020's LUTs (e.g. 0.75) "
+                        "or whose BRAM / DSP estimate exceeds the part")
     a = p.parse_args(argv)
     out = Path(a.out) if a.out else Path(a.lowered).parent / "rtl"
     try:

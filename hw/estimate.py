@@ -61,7 +61,7 @@ def block(module: str, params: dict) -> dict:
         if p["STATIC"]:
             add(lut=20 + 14 * pe, mem=(p["CHANNELS"] // pe, pe * (p["INPUT_BITS"] + 1)))
         else:
-            add(lut=700 + 75 * pe, dsp=2 * pe + 4, mem=(p["_buffer_depth"], pe * p["INPUT_BITS"]))
+            add(lut=495 + 89 * pe, dsp=2 * pe + 4, mem=(p["_buffer_depth"], pe * p["INPUT_BITS"]))
     elif module == "residual_tail":
         pe = p["PE"]
         proj = p.get("SHORTCUT_PROJ", 0)
@@ -80,7 +80,10 @@ def block(module: str, params: dict) -> dict:
         add(lut=10 + max(p["IN_W"], p["OUT_W"]) / 2)
     elif module == "insta_tail":
         pe = p["PE"]
-        add(lut=900 + 175 * pe, dsp=5 * pe + 8, mem=(p["_buffer_depth"], pe * p["_buffer_width"]))
+        if p["STAT_REUSE"]:
+            add(lut=900 + 150 * pe, dsp=5 * pe + 6)
+        else:
+            add(lut=1065 + 165 * pe, dsp=5 * pe + 6, mem=(p["_buffer_depth"], pe * p["_buffer_width"]))
     else:
         raise ValueError(f"no resource model for block {module!r}")
     est["lut"] = int(round(est["lut"]))
