@@ -234,6 +234,7 @@ class Compiler:
                     self.consumers.setdefault(t, []).append((node, i))
         self.ready: dict[tuple[str, int], Stream] = {}  # (reader node, input index) -> its stream
         self.windows: dict[str, SlidingWindowShape] = {}  # BinaryConv output tensor -> its sliding window
+        self.tensor_streams: dict[str, Stream] = {}  # tensor -> the stream that carries it (for probing)
         self.input_stream: Stream | None = None
         self.output_stream: Stream | None = None
         self.classes = 0
@@ -284,6 +285,7 @@ class Compiler:
     def publish(self, tensor: str, s: Stream, skip: str | None = None) -> None:
         """Give every reader of ``tensor`` (but ``skip`` and, after a threshold unit, the statistics readers)
         its own copy of ``s``."""
+        self.tensor_streams.setdefault(tensor, s)
         readers = [r for r in self.consumers.get(tensor, []) if r[0].name != skip]
         thresholds = [r for r in readers if r[0].op_type == "ThresholdUnit"]
         if skip is None and thresholds and len(readers) > 1:
@@ -686,6 +688,8 @@ def compile_model(lowered: str | Path, out: str | Path, folding: str | Path | di
             "clock_mhz": clock_mhz,
             "commit": _commit(),
             "layers": [vars(layer) for layer in comp.layers],
+            "streams": {t: {"signal": st.name, "lanes": st.lanes, "bits": st.bits}
+                        for t, st in comp.tensor_streams.items()},
             "cycles_per_frame_estimate": cycles,
             "resources_estimate": resources,
             "fps_estimate": clock_mhz * 1e6 / cycles,

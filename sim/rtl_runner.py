@@ -114,6 +114,7 @@ def run_cocotb(
     seed: int,
     build_args: list[str] | None = None,
     public_flat_rw: bool = True,
+    test_args: list[str] | None = None,
 ):
     """Build ``toplevel`` from ``sources`` with ``parameters`` in ``directory/build`` and run the cocotb tests of
     ``test_module`` with the working directory ``test_dir`` (where the testbench writes its results)."""
@@ -154,6 +155,7 @@ def run_cocotb(
         test_dir=test_dir,
         extra_env=extra_env,
         plusargs=["+verilator+rand+reset+2", f"+verilator+seed+{seed % 1000 + 1}"],
+        test_args=test_args or [],
         seed=seed,
     )
     tests, fails = get_results(results)
