@@ -112,9 +112,11 @@ synth-blocks: setup
 
 BOARD ?= pynq-z2
 RTL   ?= $(RUN)/rtl
+# the ECP5 open flow closes timing near 50 MHz (the digits accelerator: 53 MHz routed); PYNQ-Z2: 100 MHz
+CLOCK_MHZ ?= $(if $(filter ulx3s-85f,$(BOARD)),50,100)
 
 bitstream: setup
-	$(PY) -m instabnn.hw.bitstream $(RTL) --board $(BOARD) --out bitstreams/$(BOARD)-$(notdir $(RUN))
+	$(PY) -m instabnn.hw.bitstream $(RTL) --board $(BOARD) --clock-mhz $(CLOCK_MHZ) --out bitstreams/$(BOARD)-$(notdir $(RUN))
 
 DEPLOY_OUT ?= build/deploy/$(BOARD)-$(notdir $(RUN))
 
