@@ -28,7 +28,8 @@ help:
 	@echo "make analyses   supplementary Sec. E-I analyses on digits -> reports/analyses/ (docs/analyses.md)"
 	@echo "make test       the default test run (fast tiers)"
 	@echo "make test-slow  the slow tiers (marked 'slow')"
-	@echo "make bench      digits INSTA-BNN vs baseline, same budget and seed -> reports/bench.json"
+	@echo "make bench      digits INSTA-BNN vs baseline, same budget and seed -> reports/bench.json; then compile time,"
+	@echo "                co-simulation speed (cocotb vs Verilator), measured vs analytic cycles -> reports/bench_hw.json"
 	@echo "make cost       BOPs / FLOPs / OPs / parameter bits of the comparison models -> reports/cost.{json,md}"
 	@echo "make synth-blocks  Yosys synth_xilinx of the RTL blocks at a few foldings -> reports/synth_blocks.{json,md}"
 	@echo "make bitstream  BOARD=pynq-z2|ulx3s-85f bitstream of RTL=$(RTL) -> bitstreams/<board>-$(notdir $(RUN))/ (pynq-z2 without Vivado: script + Yosys estimate, exit 3)"
@@ -103,6 +104,7 @@ test-slow: setup
 
 bench: setup
 	$(PY) -m instabnn.model.bench --out reports/bench.json
+	$(PY) -m instabnn.sim.bench --runs reports/bench-runs --out reports/bench_hw.json
 
 cost: setup
 	$(PY) -m instabnn.model.cost --out reports/cost.json

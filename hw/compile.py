@@ -144,7 +144,7 @@ class Netlist:
         return inst
 
     @staticmethod
-    def ports(prefix: str, s: Stream, out: bool = False) -> dict[str, str]:
+    def ports(prefix: str, s: Stream) -> dict[str, str]:
         return {f"{prefix}_tdata": f"{s.name}_tdata", f"{prefix}_tvalid": f"{s.name}_tvalid",
                 f"{prefix}_tready": f"{s.name}_tready"}
 
