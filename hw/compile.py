@@ -20,11 +20,14 @@ Layer -> RTL (every block's parameters come from its spec class, the one source 
     ShortcutPath        pool_sum and / or int_mvu (1x1 projection)
     ResidualActivation  stream_fifo on the shortcut -> residual_tail (RPReLU)
     Classifier          global_sum -> int_mvu -> channel_affine (logit shift and bias)
+    ChainLayer          (plain W1A1) sliding_window -> binary_mvu with thresholds -> maxpool_bits; an 8-bit first
+                        layer: int_mvu -> channel_affine (threshold as a sign); the last layer: accumulators
+    AffineLogits        channel_affine (per-class scale and bias of the last accumulators)
 
 Between blocks the compiler inserts width converters where one layer's lanes differ from the next one's folding,
 stream duplicates where a tensor has several readers, and a FIFO on every residual shortcut, deep enough for the
 rows the block's convolution buffers before it emits (so the graph cannot deadlock). A layer the RTL library does
-not have yet (INSTA-Th+, INSTA-PReLU, statistics reuse, option-A shortcuts, plain W1A1 chains) stops the compiler
+not have yet (INSTA-Th+ / INSTA-PReLU+, option-A shortcuts) stops the compiler
 with an error naming the node, before anything is written.
 """
 
@@ -47,6 +50,7 @@ import numpy as np
 from instabnn.hw import estimate
 from instabnn.hw.affine_files import ChannelAffineSpec
 from instabnn.hw.affine_files import write_const_file as write_affine_file
+from instabnn.hw.compile_chain import ChainEmitters
 from instabnn.hw import insta_tail_files
 from instabnn.hw.insta_files import InstaThresholdSpec, write_coeff_file
 from instabnn.hw.mvu_files import BinaryMvuShape, IntMvuShape, write_int_weight_file, write_weight_file
@@ -217,8 +221,9 @@ def _weight_bits(w: np.ndarray) -> int:
     return max(2, signed_bits(int(w.min()), int(w.max())))
 
 
-class Compiler:
-    """Walks the lowered graph in order and emits each node's blocks into a :class:`Netlist`."""
+class Compiler(ChainEmitters):
+    """Walks the lowered graph in order and emits each node's blocks into a :class:`Netlist` (the plain W1A1 chain
+    layers' handlers come from :class:`~instabnn.hw.compile_chain.ChainEmitters`)."""
 
     def __init__(self, model, mem_dir: Path):
         from qonnx.custom_op.registry import getCustomOp
@@ -315,13 +320,16 @@ class Compiler:
         if len(graph.input) != 1 or len(graph.output) != 1:
             raise CompileError("the lowered graph must have one input (the image) and one output (the logits)")
         first = graph.node[0]
-        if first.op_type != "StemConv":
+        if self.start_chain():
+            pass  # a plain W1A1 chain: start_chain made the image stream
+        elif first.op_type != "StemConv":
             raise CompileError(f"node {first.name} ({first.op_type}): the compiler takes residual networks that start "
-                               f"with a StemConv (plain W1A1 chains are not supported by the RTL generator yet)")
-        _, in_shapes, _, _, _ = _attrs(self.getCustomOp(first))
-        _, cin, h, w = in_shapes[:4]
-        in_bits = self.getCustomOp(first).get_nodeattr("in_bits")[0]
-        self.input_stream = self.net.stream("image", cin, in_bits, h * w)
+                               f"with a StemConv or plain W1A1 chains that start with a ChainLayer")
+        else:
+            _, in_shapes, _, _, _ = _attrs(self.getCustomOp(first))
+            _, cin, h, w = in_shapes[:4]
+            in_bits = self.getCustomOp(first).get_nodeattr("in_bits")[0]
+            self.input_stream = self.net.stream("image", cin, in_bits, h * w)
         self.publish(graph.input[0].name, self.input_stream)
         for node in graph.node:
             handler = getattr(self, f"emit_{node.op_type}", None)

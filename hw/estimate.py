@@ -72,6 +72,9 @@ def block(module: str, params: dict) -> dict:
         add(lut=20 + 2 * pe * p["OUT_BITS"], dsp=(2 if wide else 1) * pe)
     elif module in ("pool_sum", "global_sum"):
         add(lut=20 + 12 * p["PE"] * p["IN_BITS"] / 8)
+    elif module == "maxpool_bits":
+        pe = p["PE"]
+        add(lut=40 + 3 * pe, mem=((p["WIDTH"] // p["K"]) * (p["CHANNELS"] // pe), pe))
     elif module == "stream_fifo":
         add(lut=30, mem=(p["DEPTH"], p["WIDTH"]))
     elif module == "stream_duplicate":

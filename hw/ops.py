@@ -297,7 +297,10 @@ class Classifier(InstaHwOp):
 
 class ChainLayer(InstaHwOp):
     """A plain W1A1 layer (:class:`~instabnn.hw.reference.network.ChainStage`); scalar ``integer_input`` marks the
-    first layer of an integer-input network."""
+    first layer of an integer-input network. A matrix unit: SIMD input elements (dividing the input channels) x PE
+    output channels per beat."""
+
+    matrix = True
 
     def compute(self, stage, x):
         integer_input = bool(json.loads(self.get_nodeattr("scalars")).get("integer_input", 0))

@@ -257,7 +257,8 @@ def images_for(data: str, n: int | None, model, shape, data_dir: str | None, see
     exp, bits = int(props["instabnn.input_exp"]), int(props["instabnn.input_bits"])
     if data == "random":
         rng = np.random.default_rng(seed)
-        q = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), size=(n or 16, *shape))
+        lo, hi = (0, 2) if bits == 1 else (-(1 << (bits - 1)), 1 << (bits - 1))  # 1 bit: binarized input, 0/1
+        q = rng.integers(lo, hi, size=(n or 16, *shape))
         return q.astype(np.int64), None, f"{n or 16} random {bits}-bit images (seed {seed})"
     if data == "digits":
         from instabnn.model.data import digits_arrays
@@ -282,10 +283,11 @@ def images_for(data: str, n: int | None, model, shape, data_dir: str | None, see
 
 
 def image_words(q0: np.ndarray, m: dict) -> list[int]:
-    """One word per pixel (FINN order: row by row), channel c at bits [c*bits +: bits]."""
+    """One word per pixel (FINN order: row by row), channel c at bits [c*bits +: bits] (two's complement; 1-bit
+    inputs are bits)."""
     bits = m["input_bits"]
     pixels = np.asarray(q0, np.int64).transpose(0, 2, 3, 1).reshape(-1, q0.shape[1])
-    return [pack_fields(p, bits, signed=True) for p in pixels]
+    return [pack_fields(p, bits, signed=bits > 1) for p in pixels]
 
 
 def write_memh(path: Path, words, bits: int) -> None:

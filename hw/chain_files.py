@@ -1,0 +1,169 @@
+"""Specs of the plain W1A1 chain blocks: the bit max-pool (``hw/rtl/maxpool_bits.sv``), and the helpers the chain
+compiler (:mod:`instabnn.hw.compile_chain`) shares with the tests (the flatten permutation of a dense layer's
+weights into FINN stream order).
+
+* :class:`MaxPoolBitsSpec`: OR of K x K windows at stride K of a bit frame (golden: the pool of
+  :class:`instabnn.hw.reference.network.ChainStage`; rows and columns past ``(H // K) * K`` are cropped)::
+
+      b[f, c, oy, ox] = max_{ky, kx < K} a[f, c, K oy + ky, K ox + kx]
+
+  RTL parameters, beats per frame on each side, cycles per frame (one input beat per clock: ``H*W*C/PE``) and
+  :data:`LATENCY` (2 edges from the input beat completing a window to its output handshake).
+
+Streams are in FINN order (pixel-major, channel-minor, ``C/PE`` beats per pixel, lane pe = channel f*PE + pe at
+bit pe): :func:`bit_frame_words` and :func:`bit_frames_from_words`.
+
+Example::
+
+    spec = MaxPoolBitsSpec(channels=64, pe=16, height=28, width=28, k=2)
+    params = spec.rtl_parameters()
+    words = bit_frame_words(a, 64, 16)        # a: (F, 64, 28, 28) in {0, 1}
+    expected = spec.reference(a)              # (F, 64, 14, 14)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["LATENCY", "MaxPoolBitsSpec", "maxpool_bits", "bit_frame_words", "bit_frames_from_words",
+           "stream_order_columns"]
+
+LATENCY = 2
+"""Edges from the input beat that completes a window to its earliest ``m_axis`` handshake (see the RTL header)."""
+
+
+def maxpool_bits(bits: np.ndarray, k: int) -> np.ndarray:
+    """The golden function, exactly as ``ChainStage`` pools: crop to multiples of k, then the max (OR) of each
+    k x k window. ``bits`` (F, C, H, W) in {0, 1}."""
+    bits = np.asarray(bits, np.int64)
+    f, c, h, w = bits.shape
+    return bits[:, :, :h // k * k, :w // k * k].reshape(f, c, h // k, k, w // k, k).max(axis=(3, 5))
+
+
+@dataclass(frozen=True)
+class MaxPoolBitsSpec:
+    """One ``maxpool_bits`` unit; see the module docstring."""
+
+    channels: int  # C
+    pe: int  # channels per beat, divides C
+    height: int  # H >= K
+    width: int  # W >= K
+    k: int = 2  # window and stride, 2 .. 8
+
+    def __post_init__(self):
+        for name in ("channels", "pe", "height", "width"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.channels % self.pe:
+            raise ValueError(f"PE ({self.pe}) must divide the channels ({self.channels})")
+        if not 2 <= self.k <= 8:
+            raise ValueError(f"k must be in 2 .. 8, got {self.k}")
+        if self.height < self.k or self.width < self.k:
+            raise ValueError(f"H ({self.height}) and W ({self.width}) must be >= k ({self.k})")
+
+    @property
+    def cf(self) -> int:
+        return self.channels // self.pe
+
+    @property
+    def out_height(self) -> int:
+        return self.height // self.k
+
+    @property
+    def out_width_px(self) -> int:
+        return self.width // self.k
+
+    @property
+    def pixels(self) -> int:
+        return self.height * self.width
+
+    @property
+    def out_pixels(self) -> int:
+        return self.out_height * self.out_width_px
+
+    @property
+    def frame_beats(self) -> int:
+        return self.pixels * self.cf
+
+    @property
+    def out_frame_beats(self) -> int:
+        return self.out_pixels * self.cf
+
+    @property
+    def in_width(self) -> int:
+        return self.pe
+
+    @property
+    def out_width(self) -> int:
+        return self.pe
+
+    @property
+    def latency(self) -> int:
+        return LATENCY
+
+    @property
+    def cycles_per_frame(self) -> float:
+        return float(self.frame_beats)
+
+    @property
+    def row_buffer_bits(self) -> int:
+        return self.out_width_px * self.channels
+
+    @property
+    def out_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.out_height, self.out_width_px)
+
+    def completing_beats(self) -> np.ndarray:
+        """For each output beat of a frame (stream order), the index of the input beat that completes it."""
+        oy, ox = np.meshgrid(np.arange(self.out_height), np.arange(self.out_width_px), indexing="ij")
+        pix = ((oy * self.k + self.k - 1) * self.width + ox * self.k + self.k - 1).reshape(-1)
+        return (pix[:, None] * self.cf + np.arange(self.cf)[None, :]).reshape(-1)
+
+    def reference(self, bits) -> np.ndarray:
+        return maxpool_bits(bits, self.k)
+
+    @property
+    def name(self) -> str:
+        return f"maxpool_c{self.channels}_pe{self.pe}_{self.height}x{self.width}_k{self.k}"
+
+    def rtl_parameters(self) -> dict:
+        return {"CHANNELS": self.channels, "PE": self.pe, "HEIGHT": self.height, "WIDTH": self.width, "K": self.k}
+
+
+def bit_frame_words(bits, channels: int, pe: int) -> list[list[int]]:
+    """Stream words of bit frames (F, C, H, W), one list per frame; lane pe at bit pe."""
+    a = np.asarray(bits, np.int64)
+    if a.ndim != 4 or a.shape[1] != channels:
+        raise ValueError(f"frames of shape (F, {channels}, H, W) expected, got {a.shape}")
+    if a.size and (a.min() < 0 or a.max() > 1):
+        raise ValueError("bit frames take values 0 and 1 only")
+    a = a.reshape(a.shape[0], channels, -1)
+    weights = [1 << p for p in range(pe)]
+    return [[int(sum(int(v) * wt for v, wt in zip(frame[f * pe:(f + 1) * pe, p], weights)))
+             for p in range(a.shape[2]) for f in range(channels // pe)] for frame in a]
+
+
+def bit_frames_from_words(words, shape: tuple[int, int, int], pe: int) -> np.ndarray:
+    """Inverse of :func:`bit_frame_words` on a flat list of whole frames: (F, C, H, W) int64."""
+    words = list(words)
+    channels, h, w = shape
+    cf = channels // pe
+    beats = h * w * cf
+    if len(words) % beats:
+        raise ValueError(f"{len(words)} words are not whole frames of {beats} beats")
+    out = np.empty((len(words) // beats, channels, h * w), dtype=np.int64)
+    for i, word in enumerate(words):
+        frame, beat = divmod(i, beats)
+        p, f = divmod(beat, cf)
+        out[frame, f * pe:(f + 1) * pe, p] = [(int(word) >> j) & 1 for j in range(pe)]
+    return out.reshape(-1, channels, h, w)
+
+
+def stream_order_columns(channels: int, height: int, width: int) -> np.ndarray:
+    """Column permutation of a dense layer that follows a C x H x W frame: the reference flattens NCHW (input
+    element c*H*W + p), the stream delivers pixel-major, channel-minor (element p*C + c). ``perm[j]`` is the NCHW
+    index of stream element j, so ``weight[:, perm]`` is the weight matrix in stream order."""
+    c, p = np.meshgrid(np.arange(channels), np.arange(height * width), indexing="xy")
+    return (c * height * width + p).reshape(-1)

@@ -1,0 +1,192 @@
+"""Compiler support for plain W1A1 chains (Brevitas bnn_pynq TFC / SFC / LFC / CNV style): the ``emit_*`` handlers
+of the lowered ops ``ChainLayer`` and ``AffineLogits`` (:mod:`instabnn.hw.ops`) as a mixin of
+:class:`instabnn.hw.compile.Compiler`, and :meth:`ChainEmitters.start_chain`, the image stream of a chain graph.
+
+Layer -> RTL (FINN stream order throughout: pixel-major, channel-minor):
+
+    ChainLayer, binary input      [sliding_window (pad 0)] -> binary_mvu (THRESHOLDS = 1: bit = acc >= T)
+                                  [-> maxpool_bits (pool > 1)]
+    ChainLayer, integer input     [sliding_window (pad 0)] -> int_mvu (the +-1 weights as 2-bit integers)
+      (the first layer of an      -> channel_affine (MULT 1, BIAS -T, SHIFT 0, OUT_BITS 2: acc - T clamped) and
+       8-bit image, CNV)             the inverted sign bit of each lane (bit = acc - T >= 0) [-> maxpool_bits]
+    ChainLayer, last              the same without thresholds: binary_mvu (THRESHOLDS = 0) accumulators
+    AffineLogits                  channel_affine (MULT = mult, BIAS = bias, SHIFT = 0, OUT_BITS from the worst case)
+
+The window is skipped where a layer is a dense layer (a 1x1 kernel at stride 1: one vector per pixel, or one vector
+for the whole frame when the layer flattens its input). The reference flattens NCHW (``ChainStage`` /
+``BinaryChainNetwork.run`` reshape), the stream delivers the frame pixel-major, so the weight columns of a dense
+layer after a C x H x W frame with H*W > 1 are permuted into stream order
+(:func:`instabnn.hw.chain_files.stream_order_columns`). The image input is what the lowered graph's ``image`` is:
+TFC's input is binarized on the host (``BinaryChainNetwork.quantize_input``; ``input_bits`` 1), so its top level
+takes one 1-bit lane per pixel of the flattened image (784 lanes, one beat); CNV's takes 3 lanes of 8 bits.
+
+Folding (PE / SIMD in the node, as for the other ops): SIMD input elements per beat (divides the input channels of
+a convolution, or the vector length of a dense layer), PE output channels per beat (divides the output channels);
+the maximum pool and the threshold path run at the MVU's PE. ``AffineLogits``: PE logits per beat.
+:class:`~instabnn.hw.compile.Compiler` inherits these handlers; its ``run`` calls :meth:`ChainEmitters.start_chain`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from instabnn.hw.affine_files import ChannelAffineSpec
+from instabnn.hw.affine_files import write_const_file as write_affine_file
+from instabnn.hw.chain_files import MaxPoolBitsSpec, stream_order_columns
+from instabnn.hw.mvu_files import (BinaryMvuShape, IntMvuShape, write_int_weight_file, write_threshold_file,
+                                   write_weight_file)
+from instabnn.hw.reference.fixed_point import signed_bits
+from instabnn.hw.reference.window import conv_weight_matrix
+from instabnn.hw.stream_shapes import SlidingWindowShape
+
+__all__ = ["ChainEmitters"]
+
+
+class ChainEmitters:
+    """The chain handlers; mixed into the compiler (uses its ``net``, ``take``, ``publish``, ``layer_object``)."""
+
+    def start_chain(self) -> bool:
+        """For a chain graph (first node a ``ChainLayer``): make the image stream, one beat per pixel of the
+        ``image`` input with its channels as lanes of its width (``in_bits`` of the first node), and return True.
+        Any other graph: False, nothing made."""
+        from instabnn.hw.compile import CompileError, _attrs
+
+        first = self.model.graph.node[0]
+        if first.op_type != "ChainLayer":
+            if any(n.op_type in ("ChainLayer", "AffineLogits") for n in self.model.graph.node):
+                raise CompileError(f"node {first.name} ({first.op_type}): a chain graph must start with a ChainLayer")
+            return False
+        op = self.getCustomOp(first)
+        _, in_shapes, _, _, _ = _attrs(op)
+        _, cin, h, w = in_shapes[:4]
+        self.input_stream = self.net.stream("image", cin, op.get_nodeattr("in_bits")[0], h * w)
+        self.chain_bounds = {}  # accumulator tensor -> its largest magnitude
+        return True
+
+    # ---- helpers -----------------------------------------------------------------------------------------------
+
+    def _sign_bits(self, node, y, pe: int):
+        """Bits (y >= 0) of a stream of PE 2-bit two's-complement lanes: each lane's inverted sign bit."""
+        bits = self.net.stream(f"{node.name}_bits", pe, 1, y.beats)
+        lanes = ", ".join(f"~{y.name}_tdata[{i * y.bits + y.bits - 1}]" for i in reversed(range(pe)))
+        self.net.lines.append(f"assign {bits.name}_tdata = {{{lanes}}};\nassign {bits.name}_tvalid = {y.name}_tvalid;\n"
+                              f"assign {y.name}_tready = {bits.name}_tready;")
+        return bits
+
+    # ---- handlers ----------------------------------------------------------------------------------------------
+
+    def emit_ChainLayer(self, node, op):
+        from instabnn.hw.compile import CompileError, _attrs
+
+        scalars, in_shapes, out_shape, simd, pe = _attrs(op)
+        _, cin, h, w = in_shapes[:4]
+        stage = self.layer_object(node)
+        integer = bool(scalars.get("integer_input", 0))
+        weight = np.asarray(stage.weight_bits, np.int64)
+        cout, wcin, k = weight.shape[0], weight.shape[1], weight.shape[-1]
+        x = self.take(node)
+        if not integer and x.bits != 1:
+            raise CompileError(f"node {node.name}: a binary-input layer takes a bit stream, got {x.bits}-bit lanes")
+        swg = None
+        memory = 0
+        if k == 1 and wcin != cin:  # dense layer after a frame: the reference flattens NCHW, the stream is NHWC
+            if wcin != cin * h * w:
+                raise CompileError(f"node {node.name}: dense weights of {wcin} inputs after a {cin}x{h}x{w} frame")
+            matrix, vectors = weight[:, :, 0, 0][:, stream_order_columns(cin, h, w)], 1
+            x = self.net.lanes_to(x, simd)
+        elif k == 1 and stage.stride == 1:  # pointwise: one vector per pixel (a dense layer on a 1x1 frame)
+            matrix, vectors = weight[:, :, 0, 0], h * w
+            x = self.net.lanes_to(x, simd)
+        else:
+            x = self.net.lanes_to(x, simd)
+            swg = SlidingWindowShape(cin, h, w, k, stage.stride, 0, simd, x.bits, 0)
+            win = self.net.stream(f"{node.name}_win", simd, x.bits, swg.out_beats)
+            self.net.block("sliding_window", f"{node.name}_swg", swg.rtl_parameters(), {"s_axis": x}, win,
+                           facts={"_buffer_words": swg.buffer_rows * w * swg.cf})
+            matrix, vectors, x = conv_weight_matrix(weight), swg.out_height * swg.out_width, win
+            memory += swg.buffer_bits
+        mw = matrix.shape[1]
+        thresholds = stage.thresholds is not None
+        wfile = self.net.mem_file(f"{node.name}_weight")
+        if integer:
+            mvu = IntMvuShape(mw, cout, simd, pe, 2, x.bits, 1, 0)
+            write_int_weight_file(wfile, 2 * matrix - 1, mvu)
+            acc = self.net.stream(f"{node.name}_acc", pe, mvu.acc_bits, vectors * mvu.nf)
+            self.net.block("int_mvu", f"{node.name}_mvu", mvu.rtl_parameters(wfile.name), {"s_axis": x}, acc,
+                           facts={"_acc_bits": mvu.acc_bits})
+            memory += mw * cout * 2
+            bound = mw * (1 << (x.bits - 1))
+            out = acc
+            if thresholds:
+                t = np.asarray(stage.thresholds, np.int64)
+                spec = ChannelAffineSpec(cout, pe, mvu.acc_bits, 2, 0, (1,) * cout, tuple(-int(v) for v in t))
+                cfile = self.net.mem_file(f"{node.name}_threshold")
+                write_affine_file(cfile, spec)
+                y = self.net.stream(f"{node.name}_cmp", pe, 2, acc.beats)
+                self.net.block("channel_affine", f"{node.name}_threshold", spec.rtl_parameters(cfile.name),
+                               {"s_axis": acc}, y)
+                out = self._sign_bits(node, y, pe)
+                memory += cout * (spec.mult_bits + spec.bias_bits)
+        else:
+            mvu = BinaryMvuShape(mw, cout, simd, pe, int(thresholds))
+            write_weight_file(wfile, 2 * matrix - 1, mvu)
+            tfile = None
+            if thresholds:
+                tfile = self.net.mem_file(f"{node.name}_threshold")
+                write_threshold_file(tfile, np.asarray(stage.thresholds, np.int64), mvu)
+                memory += cout * mvu.thresh_bits
+            out = self.net.stream(f"{node.name}_{'bits' if thresholds else 'acc'}", pe, mvu.out_lane_bits,
+                                  vectors * mvu.nf)
+            self.net.block("binary_mvu", f"{node.name}_mvu",
+                           mvu.rtl_parameters(wfile.name, tfile.name if tfile else None), {"s_axis": x}, out,
+                           facts={"_acc_bits": mvu.acc_bits})
+            memory += mw * cout
+            bound = mw
+        cycles = [vectors * mvu.cycles_per_vector]
+        if swg is not None:
+            cycles.append(swg.cycles_per_frame)
+        oh, ow = (swg.out_height, swg.out_width) if swg is not None else ((1, 1) if vectors == 1 else (h, w))
+        if (oh, ow) != tuple(out_shape[2:4]) and stage.pool == 1:
+            raise CompileError(f"node {node.name}: {oh}x{ow} output pixels, the graph says {out_shape}")
+        if stage.pool > 1:
+            if not thresholds:
+                raise CompileError(f"node {node.name}: a max-pool needs the thresholded bits")
+            pool = MaxPoolBitsSpec(cout, pe, oh, ow, stage.pool)
+            pooled = self.net.stream(f"{node.name}_pool", pe, 1, pool.out_frame_beats)
+            self.net.block("maxpool_bits", f"{node.name}_pool", pool.rtl_parameters(), {"s_axis": out}, pooled)
+            out = pooled
+            cycles.append(pool.frame_beats)
+            memory += pool.row_buffer_bits
+        if not thresholds:
+            self.chain_bounds[node.output[0]] = bound
+        self.net.layer.cycles = int(max(cycles))
+        self.net.layer.memory_bits = memory
+        self.publish(node.output[0], out)
+
+    def emit_AffineLogits(self, node, op):
+        _, in_shapes, out_shape, _, pe = _attrs_of(op)
+        logits = self.layer_object(node)
+        acc = self.take(node)
+        mult = np.asarray(logits.mult, np.int64)
+        bias = np.asarray(logits.bias, np.int64)
+        classes = len(mult)
+        bound = self.chain_bounds.get(node.input[0], 1 << (acc.bits - 1))
+        ends = np.stack([mult * bound + bias, -mult * bound + bias])
+        out_bits = max(2, signed_bits(int(ends.min()), int(ends.max())))
+        spec = ChannelAffineSpec(classes, pe, max(2, acc.bits), out_bits, 0, tuple(int(v) for v in mult),
+                                 tuple(int(v) for v in bias))
+        cfile = self.net.mem_file(f"{node.name}_affine")
+        write_affine_file(cfile, spec)
+        out = self.net.stream(f"{node.name}_out", pe, spec.out_bits, spec.cf)
+        self.net.block("channel_affine", f"{node.name}_affine", spec.rtl_parameters(cfile.name),
+                       {"s_axis": self.net.bits_to(self.net.lanes_to(acc, pe), spec.in_bits)}, out)
+        self.classes = classes
+        self.net.layer.cycles = spec.cycles_per_frame(1)
+        self.net.layer.memory_bits = classes * (spec.mult_bits + spec.bias_bits)
+        self.publish(node.output[0], out)
+
+
+def _attrs_of(op):
+    from instabnn.hw.compile import _attrs
+
+    return _attrs(op)

@@ -1,0 +1,221 @@
+"""The network compiler on plain W1A1 chains (Brevitas bnn_pynq style, :mod:`instabnn.hw.compile_chain`): a network
+with random weights and non-trivial BatchNorm is exported (QONNX), lowered (``lower.main`` -> lowered.onnx), folded
+by hand (``hw/folding.py`` leaves chain ops alone), compiled, and co-simulated (``sim/cosim.py``) against the lowered
+graph executed by qonnx: every logit must be equal.
+
+* ``tfc_1w1a`` (the real bnn_pynq TFC: 784 -> 64 -> 64 -> 64 -> 10; binarized 1-bit input, 784 lanes x 1 bit in one
+  beat at the top level);
+* a small CNV (the bnn_pynq ``CNV`` class with fewer channels, on a 15 x 15 image: an 8-bit integer-input first
+  conv + threshold + max-pool of an odd 13 x 13 map (cropped), two binary convs, a dense layer after a 32 x 2 x 2
+  frame (flatten: weight columns permuted to stream order), the last layer and the logits);
+* ``-m slow``: the full ``cnv_1w1a`` (32 x 32 x 3) and TFC under stalls on the cocotb harness.
+
+Random images (``cosim`` ``data="random"``; random bits for the 1-bit TFC input).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+
+from instabnn.hw import compile as C
+from instabnn.hw import lower
+from instabnn.hw.chain_files import stream_order_columns
+from instabnn.sim import cosim
+
+TFC_FOLDING = {"Defaults": {}, "layer0": {"SIMD": 16, "PE": 16}, "layer1": {"SIMD": 16, "PE": 16},
+               "layer2": {"SIMD": 16, "PE": 16}, "layer3": {"SIMD": 16, "PE": 5}, "logits_affine": {"PE": 10}}
+MINI_CNV_FOLDING = {"Defaults": {}, "layer0": {"SIMD": 3, "PE": 8}, "layer1": {"SIMD": 16, "PE": 8},
+                    "layer2": {"SIMD": 16, "PE": 8}, "layer3": {"SIMD": 16, "PE": 8}, "layer4": {"SIMD": 16, "PE": 5},
+                    "logits_affine": {"PE": 10}}
+CNV_FOLDING = {"Defaults": {}, "layer0": {"SIMD": 3, "PE": 16}, "layer1": {"SIMD": 64, "PE": 16},
+               "layer2": {"SIMD": 64, "PE": 16}, "layer3": {"SIMD": 64, "PE": 32}, "layer4": {"SIMD": 64, "PE": 32},
+               "layer5": {"SIMD": 32, "PE": 32}, "layer6": {"SIMD": 64, "PE": 16}, "layer7": {"SIMD": 64, "PE": 16},
+               "layer8": {"SIMD": 32, "PE": 5}, "logits_affine": {"PE": 10}}
+
+
+def _randomise_batchnorm(model):
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                m.running_mean.uniform_(-3, 3)
+                m.running_var.uniform_(0.5, 4)
+                m.weight.uniform_(-1, 1)  # negative gains too: weight rows negated by the lowering
+                m.bias.uniform_(-0.5, 0.5)
+    return model.eval()
+
+
+def export_bnn_pynq(name: str, path: Path, shape: tuple[int, ...], **cnv_layout) -> Path:
+    """A bnn_pynq network with random weights and non-trivial BatchNorm, exported to QONNX. ``cnv_layout``
+    (``CNV_OUT_CH_POOL``, ``INTERMEDIATE_FC_FEATURES``, ``LAST_FC_IN_FEATURES``) overrides the CNV class's layout
+    for a smaller network with the same layer types."""
+    from brevitas.export import export_qonnx
+    from brevitas_examples.bnn_pynq.models import CNV as cnv_module
+    from brevitas_examples.bnn_pynq.models import model_with_cfg
+
+    torch.manual_seed(0)
+    with mock.patch.multiple(cnv_module, **cnv_layout) if cnv_layout else contextlib.nullcontext():
+        model, _ = model_with_cfg(name, pretrained=False)
+    _randomise_batchnorm(model)
+    export_qonnx(model, torch.rand(1, *shape), str(path), dynamo=False)
+    return path
+
+
+def build(tmp: Path, onnx_path: Path, folding: dict) -> tuple[Path, dict, float]:
+    """lower.main -> folding -> compile; returns the RTL directory, the manifest and the seconds taken."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from instabnn.hw.folding import apply_folding
+
+    start = time.time()
+    assert lower.main([str(onnx_path), "-n", "4", "--out", str(tmp), "--no-progress"]) == 0
+    model = apply_folding(ModelWrapper(str(tmp / "lowered.onnx")), folding)
+    model.save(str(tmp / "folded.onnx"))  # the chain ops' PE / SIMD set by hand (check_folding reads them as
+    # element-wise ops, see the report); compile_model then takes the folding in the graph
+    manifest = C.compile_model(tmp / "folded.onnx", tmp / "rtl")
+    return tmp / "rtl", manifest, time.time() - start
+
+
+@pytest.fixture(scope="module")
+def tfc(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tfc")
+    return build(tmp, export_bnn_pynq("tfc_1w1a", tmp / "tfc.onnx", (1, 28, 28)), TFC_FOLDING)
+
+
+MINI_CNV = {"CNV_OUT_CH_POOL": [(16, True), (32, False), (32, False)], "INTERMEDIATE_FC_FEATURES": [(128, 64)],
+            "LAST_FC_IN_FEATURES": 64}
+
+
+@pytest.fixture(scope="module")
+def mini_cnv(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("mini_cnv")
+    return build(tmp, export_bnn_pynq("cnv_1w1a", tmp / "cnv.onnx", (3, 15, 15), **MINI_CNV), MINI_CNV_FOLDING)
+
+
+def _check(report: dict, manifest: dict):
+    assert report["mismatches"] == 0, report.get("verilator", report.get("cocotb"))["mismatched_images"]
+    assert report["tlast_errors"] == 0
+    assert abs(report["cycles_per_frame"] - manifest["cycles_per_frame_estimate"]) \
+        <= 0.02 * manifest["cycles_per_frame_estimate"], (report["cycles_per_frame"],
+                                                          manifest["cycles_per_frame_estimate"])
+    # the logits are not degenerate: the images get different predictions or at least different logits
+    assert len(set(report["predictions_reference"])) > 1 or report["n"] == 1
+
+
+def test_stream_order_columns_is_the_nchw_flatten():
+    """A dense layer after a C x H x W frame: the stream (pixel-major) times the permuted weights equals the NCHW
+    flatten times the weights."""
+    rng = np.random.default_rng(0)
+    for c, h, w in [(3, 2, 2), (32, 2, 2), (5, 3, 1), (4, 1, 1)]:
+        x = rng.integers(-3, 4, size=(2, c, h, w))
+        weight = rng.integers(-1, 2, size=(7, c * h * w))
+        nchw = x.reshape(2, -1) @ weight.T
+        stream = x.transpose(0, 2, 3, 1).reshape(2, -1) @ weight[:, stream_order_columns(c, h, w)].T
+        assert np.array_equal(nchw, stream)
+    assert np.array_equal(stream_order_columns(4, 1, 1), np.arange(4))
+
+
+def test_tfc_bit_exact(tfc, tmp_path, verilator_path):
+    rtl, manifest, seconds = tfc
+    assert (manifest["input_lanes"], manifest["input_bits"], manifest["input_shape"]) == (784, 1, [784, 1, 1])
+    assert manifest["cycles_per_frame_estimate"] == 784 // 16 * 64 // 16  # layer0: SF * NF
+    blocks = {b for layer in manifest["layers"] for b in layer["blocks"]}
+    assert {"binary_mvu", "channel_affine"} <= blocks and "int_mvu" not in blocks
+    report = cosim.cosim(rtl, "random", 6, harness="verilator", work=tmp_path / "w")
+    _check(report, manifest)
+    (tmp_path / "report.json").write_text(json.dumps({**report, "build_seconds": seconds}, indent=1, default=str))
+
+
+def test_mini_cnv_bit_exact(mini_cnv, tmp_path, verilator_path):
+    rtl, manifest, _ = mini_cnv
+    assert (manifest["input_lanes"], manifest["input_bits"], manifest["input_shape"]) == (3, 8, [3, 15, 15])
+    layers = {layer["node"]: layer for layer in manifest["layers"]}
+    assert {"int_mvu", "channel_affine", "maxpool_bits", "sliding_window"} <= set(layers["layer0"]["blocks"])
+    assert "sliding_window" not in layers["layer3"]["blocks"]  # the dense layer after the 32 x 2 x 2 frame
+    assert manifest["cycles_per_frame_estimate"] == 13 * 13 * 9 * 2  # layer0: pixels * SF * NF
+    report = cosim.cosim(rtl, "random", 6, harness="verilator", work=tmp_path / "w")
+    _check(report, manifest)
+
+
+def test_mini_cnv_bit_exact_under_stalls(mini_cnv, tmp_path, verilator_path):
+    """Random source idle and sink backpressure on the cocotb harness: still exact, tlast right."""
+    rtl, manifest, _ = mini_cnv
+    report = cosim.cosim(rtl, "random", 4, harness="cocotb", work=tmp_path / "w", in_stall=90, out_stall=120,
+                         seed=3)
+    assert report["mismatches"] == 0 and report["tlast_errors"] == 0, report["cocotb"]["mismatched_images"]
+
+
+def test_flatten_permutation_matters(mini_cnv):
+    """The layer after the 32 x 2 x 2 frame: its stored weight rows are the NCHW ones permuted, and differ from
+    them (so the exact co-simulation above checks the permutation)."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from instabnn.hw import ops  # noqa: F401
+
+    rtl, manifest, _ = mini_cnv
+    model = ModelWrapper(str(Path(manifest["lowered"])))
+    node = next(n for n in model.graph.node if n.name == "layer3")
+    in_shape = list(ops.ChainLayer(node).get_nodeattr("in_shapes"))
+    weight = model.get_initializer("layer3.weight_bits")[:, :, 0, 0]
+    assert in_shape[1:] == [32, 2, 2] and weight.shape[1] == 128
+    perm = stream_order_columns(32, 2, 2)
+    assert not np.array_equal(weight[:, perm], weight)
+
+
+def test_start_chain_leaves_other_graphs_alone(mini_cnv):
+    """start_chain is False (and makes nothing) for a graph that does not start with a ChainLayer, True with the
+    image stream for a chain."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from instabnn.hw import ops  # noqa: F401
+
+    rtl, manifest, _ = mini_cnv
+    model = ModelWrapper(str(Path(manifest["lowered"])))
+    comp = C.Compiler(model, rtl.parent / "unused")
+    assert comp.start_chain() and (comp.input_stream.lanes, comp.input_stream.bits, comp.input_stream.beats) == \
+        (3, 8, 225)
+    other = ModelWrapper(str(Path(manifest["lowered"])))
+    other.graph.node[0].op_type = "StemConv"
+    del other.graph.node[1:]
+    comp = C.Compiler(other, rtl.parent / "unused")
+    assert comp.start_chain() is False and comp.input_stream is None and not comp.net.lines
+
+
+# ------------------------------------------------------------------------------------------ slow
+
+
+@pytest.mark.slow
+def test_full_cnv_1w1a_bit_exact(tmp_path, verilator_path):
+    """The full bnn_pynq CNV (32 x 32 x 3, 64-64-128-128-256-256 convs, 512-512 dense, 10 classes)."""
+    rtl, manifest, _ = build(tmp_path, export_bnn_pynq("cnv_1w1a", tmp_path / "cnv.onnx", (3, 32, 32)), CNV_FOLDING)
+    report = cosim.cosim(rtl, "random", 4, harness="verilator", work=tmp_path / "w")
+    _check(report, manifest)
+    (tmp_path / "report.json").write_text(json.dumps(report, indent=1, default=str))
+
+
+@pytest.mark.slow
+def test_tfc_bit_exact_under_stalls(tfc, tmp_path, verilator_path):
+    rtl, manifest, _ = tfc
+    report = cosim.cosim(rtl, "random", 8, harness="cocotb", work=tmp_path / "w", in_stall=100, out_stall=100,
+                         seed=5)
+    assert report["mismatches"] == 0 and report["tlast_errors"] == 0, report["cocotb"]["mismatched_images"]
+
+
+@pytest.mark.slow
+def test_cosim_detects_a_missing_flatten_permutation(mini_cnv, tmp_path, verilator_path):
+    """Compiled without the NCHW -> stream-order permutation of the dense layer after the 32 x 2 x 2 frame, the
+    accelerator disagrees with the reference (so the exact runs above do check the flatten order)."""
+    from instabnn.hw import compile_chain
+
+    rtl, manifest, _ = mini_cnv
+    with mock.patch.object(compile_chain, "stream_order_columns", lambda c, h, w: np.arange(c * h * w)):
+        C.compile_model(Path(manifest["lowered"]), tmp_path / "rtl")
+    report = cosim.cosim(tmp_path / "rtl", "random", 4, harness="verilator", work=tmp_path / "w")
+    assert report["mismatches"] > 0
