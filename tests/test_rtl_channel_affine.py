@@ -74,3 +74,21 @@ def test_illegal_parameters_are_fatal(override, message, tmp_path, verilator_pat
     params = {**spec.rtl_parameters(write_const_file(tmp_path / "c.mem", spec)), **override}
     proc = verilator_lint(SOURCES, "channel_affine", params, verilator_path)
     assert proc.returncode != 0 and message in proc.stdout + proc.stderr
+
+
+SWEEP = [("requant", 32, 8, 20, 16), ("requant", 12, 4, 14, 9), ("requant", 7, 7, 10, 4), ("logits", 10, 2, 26, 1),
+         ("logits", 100, 20, 24, 1), ("requant", 64, 16, 18, 3)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind,channels,pe,in_bits,pixels", SWEEP, ids=[f"{c[0]}_c{c[1]}_pe{c[2]}" for c in SWEEP])
+def test_channel_affine_sweep(kind, channels, pe, in_bits, pixels, tmp_path, verilator_path):
+    """>= 1000 frames over six parameter sets (200 frames per test, three tests each)."""
+    make = _requant_spec if kind == "requant" else _classifier_spec
+    spec = make(channels * pe, channels, pe, in_bits)
+    params = spec.rtl_parameters(write_const_file(tmp_path / "consts.mem", spec))
+    case = {"spec": asdict(spec), "pixels": pixels, "n_frames": 200, "seed": channels + pe}
+    (tmp_path / "case.json").write_text(json.dumps(case))
+    run_cocotb(sources=SOURCES, toplevel="channel_affine", test_module="instabnn.sim.test_channel_affine",
+               parameters=params, directory=tmp_path, test_dir=tmp_path,
+               extra_env={"INSTABNN_AFFINE_CASE": str(tmp_path / "case.json")}, seed=pe)
