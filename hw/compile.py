@@ -15,7 +15,8 @@ turns every hardware layer of the lowered graph (:mod:`instabnn.hw.ops`) into in
 Layer -> RTL (every block's parameters come from its spec class, the one source of each width):
 
     StemConv            sliding_window -> int_mvu -> channel_affine (AffineRequant)
-    ThresholdUnit       insta_threshold (static or INSTA-Th); its buffered q output feeds the shortcut
+    ThresholdUnit       insta_threshold (static or INSTA-Th) or insta_threshold_plus (INSTA-Th+, the SE-like MLP);
+                        the unit's frame-buffered q output feeds the shortcut
     BinaryConv          sliding_window (pad code 0 = -1) -> binary_mvu (accumulators)
     ShortcutPath        pool_sum and / or int_mvu (1x1 projection)
     ResidualActivation  stream_fifo on the shortcut -> residual_tail (RPReLU)
@@ -27,7 +28,7 @@ Layer -> RTL (every block's parameters come from its spec class, the one source 
 Between blocks the compiler inserts width converters where one layer's lanes differ from the next one's folding,
 stream duplicates where a tensor has several readers, and a FIFO on every residual shortcut, deep enough for the
 rows the block's convolution buffers before it emits (so the graph cannot deadlock). A layer the RTL library does
-not have yet (INSTA-Th+ / INSTA-PReLU+, option-A shortcuts) stops the compiler
+not have yet (INSTA-PReLU+, option-A shortcuts) stops the compiler
 with an error naming the node, before anything is written.
 """
 
@@ -51,7 +52,7 @@ from instabnn.hw import estimate
 from instabnn.hw.affine_files import ChannelAffineSpec
 from instabnn.hw.affine_files import write_const_file as write_affine_file
 from instabnn.hw.compile_chain import ChainEmitters
-from instabnn.hw import insta_tail_files
+from instabnn.hw import insta_plus_files, insta_tail_files
 from instabnn.hw.insta_files import InstaThresholdSpec, write_coeff_file
 from instabnn.hw.mvu_files import BinaryMvuShape, IntMvuShape, write_int_weight_file, write_weight_file
 from instabnn.hw.pool_files import GlobalSumSpec, PoolSumSpec
@@ -388,25 +389,35 @@ class Compiler(ChainEmitters):
         _, in_shapes, _, _, pe = _attrs(op)
         _, c, h, w = in_shapes[:4]
         consts = self.layer_object(node)
-        if not isinstance(consts, InstaThConstants):
-            raise CompileError(f"node {node.name}: INSTA-Th+ (the SE-like threshold) has no RTL unit yet; "
-                               f"compile the baseline or INSTA-Th variants")
         others = [r for r in self.consumers[node.input[0]] if r[0].name != node.name and not self.reads_statistics(r)]
-        spec = InstaThresholdSpec.from_constants(consts, pe, shortcut=int(bool(others)))
+        if isinstance(consts, InstaThConstants):
+            spec = InstaThresholdSpec.from_constants(consts, pe, shortcut=int(bool(others)))
+            files = [self.net.mem_file(f"{node.name}_coeffs")]
+            write_coeff_file(files[0], consts, spec)
+            module = "insta_threshold"
+        else:  # INSTA-Th+: the SE-like MLP; SE_SIMD: the fewest multipliers that keep full rate
+            spec = insta_plus_files.InstaThresholdPlusSpec.from_constants(consts, pe, shortcut=int(bool(others)),
+                                                                          se_simd=None)
+            files = []
+            for kind in ("coeff", "const", "m1", "w1", "w2"):
+                files.append(self.net.mem_file(f"{node.name}_{kind}"))
+                getattr(insta_plus_files, f"write_{kind}_file")(files[-1], consts, spec)
+            files.append(self.net.mem_file(f"{node.name}_g_{consts.g}"))
+            insta_plus_files.write_g_file(files[-1], spec)
+            module = "insta_threshold_plus"
         q = self.net.bits_to(self.net.lanes_to(self.take(node), pe), spec.input_bits)
-        cfile = self.net.mem_file(f"{node.name}_coeffs")
-        write_coeff_file(cfile, consts, spec)
         bits = self.net.stream(f"{node.name}_bits", pe, 1, spec.frame_beats)
-        extra = {}
         if others:
             qs = self.net.stream(f"{node.name}_q", pe, spec.input_bits, spec.frame_beats)
             extra = self.net.ports("m_axis_q", qs)
         else:
             extra = {"m_axis_q_tdata": "", "m_axis_q_tvalid": "", "m_axis_q_tready": "1'b1"}
-        self.net.block("insta_threshold", node.name, spec.rtl_parameters(cfile.name), {"s_axis": q}, bits, extra,
+        self.net.block(module, node.name, spec.rtl_parameters(*(f.name for f in files)), {"s_axis": q}, bits, extra,
                        facts={"_buffer_depth": spec.buffer_depth})
         self.net.layer.cycles = math.ceil(spec.cycles_per_frame)
         self.net.layer.memory_bits = spec.buffer_bits + c * spec.coeff_word_bits
+        if module == "insta_threshold_plus":
+            self.net.layer.memory_bits = spec.memory_bits
         self.publish(node.output[0], bits)
         if others:
             self.publish(node.input[0], qs, skip=node.name)

@@ -62,6 +62,9 @@ def block(module: str, params: dict) -> dict:
             add(lut=20 + 14 * pe, mem=(p["CHANNELS"] // pe, pe * (p["INPUT_BITS"] + 1)))
         else:
             add(lut=495 + 89 * pe, dsp=2 * pe + 4, mem=(p["_buffer_depth"], pe * p["INPUT_BITS"]))
+    elif module == "insta_threshold_plus":  # Yosys at C=64, PE=16: 3,389 LUT / 45 DSP (SE_SIMD 1), 3,475 / 60 (16)
+        pe, simd = p["PE"], p["SE_SIMD"]
+        add(lut=1300 + 125 * pe + 6 * simd, dsp=2 * pe + 12 + simd, mem=(p["_buffer_depth"], pe * p["INPUT_BITS"]))
     elif module == "residual_tail":
         pe = p["PE"]
         proj = p.get("SHORTCUT_PROJ", 0)

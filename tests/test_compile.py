@@ -134,3 +134,26 @@ def test_merge_of_shard_reports():
     assert np.isclose(m["sim_images_per_s"], 4 / (2 / 10 + 2 / 20))
     with pytest.raises(cosim.CosimError):
         cosim.merge([a, dict(b, model_sha256="other")])
+
+
+@pytest.mark.slow
+def test_insta_th_plus_units_in_a_network(tmp_path_factory, tmp_path, verilator_path):
+    """INSTA-Th+ (insta_threshold_plus) in a whole network: the threshold units of a digits insta_plus network with
+    the INSTA-PReLU tails of an insta network (the RTL has no INSTA-PReLU+ yet), spliced into one lowered graph. The
+    graph is its own golden reference, so the RTL must equal it exactly (its accuracy means nothing)."""
+    plus, insta = _lowered("insta_plus", tmp_path_factory), _lowered("insta", tmp_path_factory)
+    model, donor = onnx.load(plus / "lowered.onnx"), onnx.load(insta / "lowered.onnx")
+    tails = {n.name: n for n in donor.graph.node if n.op_type == "ResidualActivation"}
+    donor_inits = {i.name: i for i in donor.graph.initializer}
+    nodes = [tails.get(n.name, n) for n in model.graph.node]
+    inits = [i for i in model.graph.initializer if not any(i.name.startswith(t + ".") for t in tails)]
+    inits += [donor_inits[t] for n in tails.values() for t in n.input if t in donor_inits]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(inits)
+    onnx.save(model, tmp_path / "hybrid.onnx")
+    m = C.compile_model(tmp_path / "hybrid.onnx", tmp_path / "rtl")
+    assert "insta_threshold_plus.sv" in m["sources"] and "insta_tail.sv" in m["sources"]
+    r = cosim.cosim(tmp_path / "rtl", "digits", 6, harness="verilator", work=tmp_path / "w")
+    assert r["mismatches"] == 0 and r["tlast_errors"] == 0
