@@ -18,18 +18,20 @@ Layer -> RTL (every block's parameters come from its spec class, the one source 
     ThresholdUnit       insta_threshold (static or INSTA-Th) or insta_threshold_plus (INSTA-Th+, the SE-like MLP);
                         the unit's frame-buffered q output feeds the shortcut
     BinaryConv          sliding_window (pad code 0 = -1) -> binary_mvu (accumulators)
-    ShortcutPath        pool_sum and / or int_mvu (1x1 projection)
-    ResidualActivation  stream_fifo on the shortcut -> residual_tail (RPReLU)
+    ShortcutPath        stream_fifo -> pool_sum and / or int_mvu (1x1 projection)
+    ResidualActivation  stream_fifo on the shortcut -> residual_tail (RPReLU) or insta_tail (INSTA-PReLU, own
+                        statistics or reused from the block input, which it gets before the INSTA-Th frame buffer)
     Classifier          global_sum -> int_mvu -> channel_affine (logit shift and bias)
     ChainLayer          (plain W1A1) sliding_window -> binary_mvu with thresholds -> maxpool_bits; an 8-bit first
                         layer: int_mvu -> channel_affine (threshold as a sign); the last layer: accumulators
     AffineLogits        channel_affine (per-class scale and bias of the last accumulators)
 
 Between blocks the compiler inserts width converters where one layer's lanes differ from the next one's folding,
-stream duplicates where a tensor has several readers, and a FIFO on every residual shortcut, deep enough for the
-rows the block's convolution buffers before it emits (so the graph cannot deadlock). A layer the RTL library does
-not have yet (INSTA-PReLU+, option-A shortcuts) stops the compiler
-with an error naming the node, before anything is written.
+stream duplicates where a tensor has several readers, and a FIFO at the start of every residual shortcut, deep
+enough for the rows the block's convolution buffers before it emits (so neither branch stalls the other; see
+docs/hardware.md). A layer the RTL library does not have yet (INSTA-PReLU+, option-A shortcuts) stops the compiler
+with an error naming the node, before anything is written. ``compile.md`` and the manifest carry per-layer cycles
+and resource estimates (:mod:`instabnn.hw.estimate`).
 """
 
 from __future__ import annotations
