@@ -19,7 +19,7 @@ Layer -> RTL (every block's parameters come from its spec class, the one source 
                         the unit's frame-buffered q output feeds the shortcut
     BinaryConv          sliding_window (pad code 0 = -1) -> binary_mvu (accumulators)
     ShortcutPath        stream_fifo -> pool_sum and / or int_mvu (1x1 projection)
-    ResidualActivation  stream_fifo on the shortcut -> residual_tail (RPReLU) or insta_tail (INSTA-PReLU, own
+    ResidualActivation  stream_fifo on the shortcut -> residual_tail (RPReLU) or insta_tail (INSTA-PReLU(+), own
                         statistics or reused from the block input, which it gets before the INSTA-Th frame buffer)
     Classifier          global_sum -> int_mvu -> channel_affine (logit shift and bias)
     ChainLayer          (plain W1A1) sliding_window -> binary_mvu with thresholds -> maxpool_bits; an 8-bit first
@@ -29,7 +29,7 @@ Layer -> RTL (every block's parameters come from its spec class, the one source 
 Between blocks the compiler inserts width converters where one layer's lanes differ from the next one's folding,
 stream duplicates where a tensor has several readers, and a FIFO at the start of every residual shortcut, deep
 enough for the rows the block's convolution buffers before it emits (so neither branch stalls the other; see
-docs/hardware.md). A layer the RTL library does not have yet (INSTA-PReLU+, option-A shortcuts) stops the compiler
+docs/hardware.md). A layer the RTL library does not have yet (option-A shortcuts) stops the compiler
 with an error naming the node, before anything is written. ``compile.md`` and the manifest carry per-layer cycles
 and resource estimates (:mod:`instabnn.hw.estimate`).
 """
@@ -503,13 +503,13 @@ class Compiler(ChainEmitters):
         else:
             reuse = act.stat_source == "reuse"
             stat_c = in_shapes[8 + 1] if reuse else None
-            spec = insta_tail_files.InstaTailSpec.from_activation(act, swg.mw, sc.bits, pe, h * w, stat_c)
+            spec = self.insta_tail_spec(act, swg.mw, sc.bits, pe, h * w, stat_c)
             acc = self.net.bits_to(acc, spec.acc_bits)
             files = {}
-            for key, writer in (("const_file", insta_tail_files.write_const_file),
-                                ("coeff_file", insta_tail_files.write_coeff_file)):
-                files[key] = self.net.mem_file(f"{node.name}_{key[:-5]}s")
-                writer(files[key], act, spec)
+            kinds = ("const", "coeff") + (("se_const", "m1", "w1", "w2") if spec.se else ())
+            for kind in kinds:
+                files[f"{kind}_file"] = self.net.mem_file(f"{node.name}_{kind}")
+                getattr(insta_tail_files, f"write_{kind}_file")(files[f"{kind}_file"], act, spec)
             files["g_file"] = self.net.mem_file(f"{node.name}_g_{spec.g}")
             insta_tail_files.write_g_file(files["g_file"], spec)
             out = self.net.stream(f"{node.name}_out", pe, spec.out_bits, spec.frame_beats)
@@ -527,6 +527,21 @@ class Compiler(ChainEmitters):
             self.net.layer.memory_bits += spec.buffer_depth * pe * spec.y_bits
         self.net.layer.cycles = math.ceil(spec.cycles_per_frame)
         self.publish(node.output[0], out)
+
+    @staticmethod
+    def insta_tail_spec(act, acc_bound: int, sc_bits: int, pe: int, pixels: int, stat_channels):
+        """The INSTA-PReLU(+) tail's spec; with the SE-like MLP, the fewest SE multipliers (a divisor of the channels
+        and hidden units) that keep the tail at one beat per clock, else the most."""
+        make = insta_tail_files.InstaTailSpec.from_activation
+        if act.se is None:
+            return make(act, acc_bound, sc_bits, pe, pixels, stat_channels)
+        common = math.gcd(len(act.mult), act.se.w1.shape[0])
+        spec = None
+        for simd in (d for d in range(1, common + 1) if common % d == 0):
+            spec = make(act, acc_bound, sc_bits, pe, pixels, stat_channels, se_simd=simd)
+            if spec.cycles_per_frame <= spec.frame_beats:
+                break
+        return spec
 
     def emit_Classifier(self, node, op):
         _, in_shapes, out_shape, simd, pe = _attrs(op)

@@ -86,6 +86,8 @@ def block(module: str, params: dict) -> dict:
         add(lut=10 + max(p["IN_W"], p["OUT_W"]) / 2)
     elif module == "insta_tail":
         pe = p["PE"]
+        if p.get("SE", 0):  # the SE-like MLP's multipliers and weights (as in insta_threshold_plus)
+            add(lut=400 + 6 * p["SE_SIMD"], dsp=p["SE_SIMD"] + 2)
         if p["STAT_REUSE"]:
             add(lut=900 + 150 * pe, dsp=5 * pe + 6)
         else:

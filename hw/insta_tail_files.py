@@ -1,13 +1,15 @@
 """Spec, RTL parameters, stream packing and memory files of the INSTA-PReLU block tail (``hw/rtl/insta_tail.sv``).
 
 The unit computes :class:`~instabnn.hw.reference.layers.ResidualActivation` with ``act = "insta"`` (INSTA-PReLU,
-``se is None``), shortcut ``"shift"`` or ``"proj"``, statistics ``"own"`` or ``"reuse"``::
+``se is None``; or INSTA-PReLU+, ``se`` an :class:`~instabnn.hw.reference.layers.SeMlpFixed`: RTL parameter
+``SE = 1``), shortcut ``"shift"`` or ``"proj"``, statistics ``"own"`` or ``"reuse"``::
 
     Y = MULT[c] acc + BIAS[c] + SC        SC = sc << SHORTCUT_SHIFT (shift) or SHORTCUT_MULT[c] sc (proj)
     own:   v = clamp(round_half_up(Y / 2^OUT_SHIFT), STAT_BITS)     (STAT_BITS = out_bits + STAT_EXTRA_BITS)
     reuse: v = the block input q (a third stream, STAT_PIXELS pixels per frame, STAT_BITS = its width)
     Z = C0 2^(F-F0) + sum_j C_j P_j 2^(F-F_j), P_j = sum over the frame's pixels of v^j     (MomentPolynomial)
     G = g table at Z (g_lookup: round to G_IN_FRAC bits, clamp, linear interpolation between 1/8-grid entries)
+    SE = 1: s = clamp(round(Z / 2^(F - SE_S_FRAC)), SE_S_BITS) (se_input), z = SE(s) (SeMlpFixed), G = g table at z
     T[frame, c] = MEAN[c] + round_half_up(GAIN[c] G / 2^G_OUT_FRAC)
     D = Y - T,   P = D (D >= 0) or floor(SLOPE[c] D / 2^16),   q = clamp(round_half_up(P / 2^OUT_SHIFT), out_bits)
 
@@ -40,6 +42,13 @@ multiplier give the period ``P = max(FRAME_BEATS, 3C + 1, (3C + FRAME_BEATS + FR
 (3C + STAT_BEATS + 6) / 2, (3C + FRAME_BEATS + COMPUTE_PIPELINE + 2) / 2)`` (reuse; ``STAT_BEATS`` = the statistic
 frame's beats, four times ``FRAME_BEATS`` after a stride-2 convolution).
 
+INSTA-PReLU+ (``se``): the shift computation (``insta_shift_plus_compute``) adds the SE MLP's
+``2 HIDDEN C / SE_SIMD`` steps: :attr:`InstaTailSpec.compute_edges` = ``3C + 2 HIDDEN C / SE_SIMD + 14`` edges from
+its start to its last T word (plain: ``3C + COMPUTE_PIPELINE``) and :attr:`InstaTailSpec.compute_busy` =
+``3C + 2 HIDDEN C / SE_SIMD + 8`` edges between starts (plain: ``3C + 1``); both replace the plain numbers in the
+latencies and the period ``P = max(FRAME_BEATS, compute_busy, (compute_edges + FRAME_BEATS + 2) / 2, own or reuse
+stats-bank bound as above)``. Full rate (own) iff ``FRAME_BEATS >= 3C + 2 HIDDEN C / SE_SIMD + 16``.
+
 Memory-init files (``$readmemh``; the first line is a ``//`` comment saying they are generated)
 ------------------------------------------------------------------------------------------------
 * ``CONST_FILE``: ``C/PE`` lines; line f, lane pe at bits ``[pe*CONST_W +: CONST_W]`` = channel ``f*PE + pe``'s
@@ -51,6 +60,8 @@ Memory-init files (``$readmemh``; the first line is a ``//`` comment saying they
 * ``G_FILE``: ``G_ENTRIES = 2 G_RANGE 2^G_GRID_FRAC + 1`` (257) lines; line i = ``BASE | DELTA`` from the LSB,
   BASE = ``g_table[i]`` (signed ``G_BITS``), DELTA = ``g_table[min(i+1, 256)] - g_table[i]`` (signed
   ``G_DELTA_BITS``): one registered read gives both interpolation end points.
+* SE only: ``SE_CONST_FILE`` (``C`` lines ``M2 | B``), ``M1_FILE`` (``HIDDEN`` lines), ``W1_FILE`` and ``W2_FILE``
+  (``SE_SIMD`` weights a line), the layouts of :mod:`instabnn.hw.insta_plus_files`.
 
 Example::
 
@@ -72,8 +83,9 @@ import numpy as np
 from instabnn.hw.packing import hex_digits, pack_fields, to_hex, unpack_fields
 from instabnn.hw.reference.fixed_point import signed_bits
 from instabnn.hw.reference.insta import power_sum_bits
-from instabnn.hw.reference.layers import (G_GRID_FRAC, G_IN_FRAC, G_OUT_FRAC, G_RANGE, SLOPE_FRAC, STAT_EXTRA_BITS,
-                                          ResidualActivation, g_table)
+from instabnn.hw.reference.layers import (G_GRID_FRAC, G_IN_FRAC, G_OUT_FRAC, G_RANGE, SE_H_BITS, SE_H_FRAC, SE_S_BITS,
+                                          SE_S_FRAC, SLOPE_FRAC, STAT_EXTRA_BITS, ResidualActivation, SeMlpFixed,
+                                          g_table)
 
 __all__ = [
     "FRONT_LATENCY",
@@ -95,6 +107,18 @@ __all__ = [
     "write_coeff_file",
     "write_g_file",
     "write_memory_files",
+    "SE_COMPUTE_FIXED",
+    "SE_BUSY_FIXED",
+    "SE_CONST_FIELDS",
+    "se_widths",
+    "se_const_words",
+    "m1_words",
+    "w1_words",
+    "w2_words",
+    "write_se_const_file",
+    "write_m1_file",
+    "write_w1_file",
+    "write_w2_file",
     "read_const_file",
     "read_coeff_file",
     "read_g_file",
@@ -117,6 +141,17 @@ round, clamp into the output FIFO)."""
 
 REUSE_LATENCY = 6
 """reuse: edges from an acc/sc handshake to the beat's earliest ``m_axis`` handshake."""
+
+SE_COMPUTE_FIXED = 14
+"""SE (INSTA-PReLU+, ``insta_shift_plus_compute``): the shift computation takes ``3C + 2 HIDDEN C / SE_SIMD +
+SE_COMPUTE_FIXED`` edges from its start to its last T word (phase A, 3 wait edges, phase B, 4 wait edges, phase C,
+7 pipeline edges after its last issue), instead of ``3C + COMPUTE_PIPELINE``."""
+
+SE_BUSY_FIXED = 8
+"""SE: minimum edges between two starts of the shift computation, ``3C + 2 HIDDEN C / SE_SIMD + SE_BUSY_FIXED``
+(plain: ``3C + 1``)."""
+
+SE_CONST_FIELDS = ("m2", "b")
 
 _TOKEN_EDGES = 2
 """Each hand-over between the units goes through a registered frame counter and a registered start: 2 edges."""
@@ -144,6 +179,31 @@ def _y_bound(act: ResidualActivation, acc_bound: int, sc_bound: int) -> int:
 def _t_bound(mean, gain, g_abs: int) -> int:
     """max |T| = max |MEAN + round(GAIN G / 2^G_OUT_FRAC)| for |G| <= g_abs (G stays between two table entries)."""
     return int(np.abs(mean).max()) + ((int(np.abs(gain).max()) * g_abs) >> G_OUT_FRAC) + 1
+
+
+def se_widths(se: SeMlpFixed, channels: int) -> dict:
+    """The SE MLP's widths from the worst case over all inputs (s over its SE_S_BITS range, h over SE_H_BITS),
+    as :class:`~instabnn.hw.insta_plus_files.InstaThresholdPlusSpec` derives them."""
+    from instabnn.hw.insta_plus_files import _bits, _dot_range, _range_product
+
+    w1, w2 = np.asarray(se.w1, np.int64), np.asarray(se.w2, np.int64)
+    hidden = w1.shape[0]
+    if w1.shape != (hidden, channels) or w2.shape != (channels, hidden):
+        raise ValueError(f"SE: W1 {w1.shape} and W2 {w2.shape} do not fit {channels} channels")
+    smin, smax = -(1 << (SE_S_BITS - 1)), (1 << (SE_S_BITS - 1)) - 1
+    acc1 = [_dot_range(w1[k], smin, smax) for k in range(hidden)]
+    y1 = [_range_product(int(se.m1[k]), int(se.m1[k]), *acc1[k]) for k in range(hidden)]
+    acc2 = [_dot_range(w2[c], 0, (1 << SE_H_BITS) - 1) for c in range(channels)]
+    y2 = [tuple(v + int(se.b[c]) for v in _range_product(int(se.m2[c]), int(se.m2[c]), *acc2[c]))
+          for c in range(channels)]
+
+    def span(ranges):
+        return signed_bits(min(r[0] for r in ranges), max(r[1] for r in ranges))
+
+    return {"hidden": hidden, "w1_bits": _bits(w1), "w2_bits": _bits(w2), "m1_bits": _bits(se.m1),
+            "m2_bits": _bits(se.m2), "b_bits": _bits(se.b), "acc1_bits": span(acc1), "y1_bits": span(y1),
+            "acc2_bits": span(acc2), "y2_bits": span(y2), "h_shift": se.mult_frac1 + SE_S_FRAC - SE_H_FRAC,
+            "z_shift": se.mult_frac2 + SE_H_FRAC - G_IN_FRAC}
 
 
 @dataclass(frozen=True)
@@ -177,6 +237,22 @@ class InstaTailSpec:
     g: str = "tanh3"  # the nonlinearity (names G_FILE)
     shortcut_proj: bool = False
     shortcut_mult_bits: int = 0
+    # INSTA-PReLU+ (se = True): the SE-like MLP between the statistic s and the g table (insta_shift_plus_compute);
+    # the fields below are 0 / unused without it
+    se: bool = False
+    hidden: int = 0  # hidden units of the SE MLP
+    se_simd: int = 1  # multipliers of the SE MLP; divides channels and hidden
+    w1_bits: int = 0
+    w2_bits: int = 0
+    m1_bits: int = 0
+    m2_bits: int = 0
+    b_bits: int = 0
+    acc1_bits: int = 0  # a_k = W1 s
+    y1_bits: int = 0  # M1 a_k
+    acc2_bits: int = 0  # o_c = W2 h
+    y2_bits: int = 0  # M2 o_c + B
+    h_shift: int = 0  # mult_frac1 + SE_S_FRAC - SE_H_FRAC
+    z_shift: int = 0  # mult_frac2 + SE_H_FRAC - G_IN_FRAC
 
     def __post_init__(self):
         for name in ("channels", "pe", "pixels", "stat_pixels"):
@@ -195,7 +271,14 @@ class InstaTailSpec:
         if len(self.coeff_bits) != 4 or len(self.fracs) != 4 or min(self.coeff_bits) < 1 or min(self.fracs) < 0:
             raise ValueError(f"four coefficient widths >= 1 and fractions >= 0 expected, got {self.coeff_bits}, "
                              f"{self.fracs}")
-        if self.frac - G_IN_FRAC < 1:
+        if self.se:
+            if self.hidden < 1 or self.se_simd < 1 or self.channels % self.se_simd or self.hidden % self.se_simd:
+                raise ValueError(f"se_simd ({self.se_simd}) must divide the channels ({self.channels}) and the hidden "
+                                 f"units ({self.hidden} >= 1)")
+            if self.frac - SE_S_FRAC < 1 or self.h_shift < 1 or self.z_shift < 1:
+                raise ValueError(f"SE: requantization shifts (s {self.frac - SE_S_FRAC}, h {self.h_shift}, "
+                                 f"z {self.z_shift}) must be >= 1")
+        elif self.frac - G_IN_FRAC < 1:
             raise ValueError(f"the polynomial's fraction ({self.frac}) must exceed G_IN_FRAC ({G_IN_FRAC})")
         if not self.power_sum_bits[2] <= self.zacc_bits <= 128:
             raise ValueError(f"zacc_bits ({self.zacc_bits}) must be in P3's width ({self.power_sum_bits[2]}) .. 128")
@@ -217,18 +300,15 @@ class InstaTailSpec:
 
     @classmethod
     def from_activation(cls, act: ResidualActivation, acc_bound: int, sc_bits: int, pe: int,
-                        pixels: int, stat_channels: int | None = None) -> InstaTailSpec:
+                        pixels: int, stat_channels: int | None = None, se_simd: int = 1) -> InstaTailSpec:
         """The unit for ``act`` (INSTA-PReLU, shift or proj shortcut, own or reused statistics) with
         |acc| <= ``acc_bound`` and a ``sc_bits``-bit shortcut (proj: the projection accumulator's width), folded by
         ``pe``, ``pixels`` output pixels per frame. ``stat_channels``: reuse only, the block input's channels (the
         statistic stream shares the output's folding, so they must equal C; the reference's polynomial needs that
-        too)."""
+        too). ``se_simd``: INSTA-PReLU+ only, the SE MLP's multipliers (a divisor of C and the hidden units)."""
         if act.act != "insta" or act.shortcut not in ("shift", "proj"):
             raise ValueError(f"insta_tail computes act='insta', shortcut='shift' or 'proj'; got {act.act!r}, "
                              f"{act.shortcut!r} (RPReLU: residual_tail)")
-        if act.se is not None:
-            raise ValueError("insta_tail computes INSTA-PReLU (z = alpha s + beta); INSTA-PReLU+ (the SE-like MLP) "
-                             "has no RTL unit")
         if act.stat_source not in ("own", "reuse"):
             raise ValueError(f"stat_source must be 'own' or 'reuse', got {act.stat_source!r}")
         poly = act.poly
@@ -237,9 +317,12 @@ class InstaTailSpec:
             raise ValueError(f"the statistic polynomial must have the tail's {channels} channels (reuse: the block "
                              f"input must have as many channels as the output), got "
                              f"{None if poly is None else poly.channels}")
-        if poly.out_frac != G_IN_FRAC:
+        if act.se is None and poly.out_frac != G_IN_FRAC:
             raise ValueError(f"the polynomial must give z with G_IN_FRAC = {G_IN_FRAC} fraction bits, got "
                              f"{poly.out_frac}")
+        if act.se is not None and poly.out_frac != SE_S_FRAC:
+            raise ValueError(f"INSTA-PReLU+: the polynomial must give s with SE_S_FRAC = {SE_S_FRAC} fraction bits, "
+                             f"got {poly.out_frac}")
         reuse = act.stat_source == "reuse"
         if reuse and stat_channels is not None and stat_channels != channels:
             raise ValueError(f"reused statistics of a {stat_channels}-channel block input cannot shift {channels} "
@@ -249,6 +332,8 @@ class InstaTailSpec:
                              f"{pixels} pixels and stat_bits {act.stat_bits}")
         proj = act.shortcut == "proj"
         extra = {"shortcut_proj": True, "shortcut_mult_bits": _array_bits(act.shortcut_mult)} if proj else {}
+        if act.se is not None:
+            extra.update(se=True, se_simd=se_simd, **se_widths(act.se, channels))
         table = np.asarray(g_table(act.g), dtype=np.int64)
         delta = np.append(table[1:], table[-1]) - table
         g_abs = int(np.abs(table).max())
@@ -273,13 +358,13 @@ class InstaTailSpec:
         shortcut_shift = 0 if act.shortcut == "proj" else act.shortcut_shift
         poly = act.poly
         got = (len(act.mult), act.out_bits, shortcut_shift, act.frac + act.out_exp, act.act, act.shortcut,
-               act.stat_source, act.se is None, act.g, None if poly is None else (poly.pixels, poly.input_bits,
+               act.stat_source, act.se is not None, act.g, None if poly is None else (poly.pixels, poly.input_bits,
                                                                                    tuple(poly.fracs)))
         want = (self.channels, self.out_bits, self.shortcut_shift, self.out_shift, "insta",
-                "proj" if self.shortcut_proj else "shift", "reuse" if self.stat_reuse else "own", True, self.g,
+                "proj" if self.shortcut_proj else "shift", "reuse" if self.stat_reuse else "own", self.se, self.g,
                 (self.stat_pixels, self.stat_bits, tuple(self.fracs)))
         if got != want:
-            raise ValueError(f"(C, out_bits, shortcut_shift, out_shift, act, shortcut, stat_source, plain, g, "
+            raise ValueError(f"(C, out_bits, shortcut_shift, out_shift, act, shortcut, stat_source, se, g, "
                              f"statistic) = {got}, unit has {want}")
         for name in self.const_fields + ("mean", "gain"):
             values = getattr(act, {"mean": "shift_mean", "gain": "shift_gain"}.get(name, name))
@@ -295,6 +380,17 @@ class InstaTailSpec:
         if signed_bits(-_t_bound(act.shift_mean, act.shift_gain, g_abs),
                        _t_bound(act.shift_mean, act.shift_gain, g_abs)) > self.t_bits:
             raise ValueError(f"T needs more than the unit's {self.t_bits} bits")
+        if self.se:
+            if act.se is None:
+                raise ValueError("the unit computes INSTA-PReLU+ (an SE MLP); the constants have none")
+            need = se_widths(act.se, self.channels)
+            for name, value in need.items():
+                have = getattr(self, name)
+                if name.endswith("_shift") or name == "hidden":
+                    if value != have:
+                        raise ValueError(f"SE constants have {name} = {value}, the unit has {have}")
+                elif value > have:
+                    raise ValueError(f"SE constants need {name} = {value}, the unit has {have}")
 
     # ---- folding and widths ----------------------------------------------------------------------------------
 
@@ -375,11 +471,28 @@ class InstaTailSpec:
         return 3 * self.channels
 
     @property
+    def mac_steps(self) -> int:
+        """SE: clocks of the SE MLP per frame, ``2 HIDDEN C / SE_SIMD`` (0 without SE)."""
+        return 2 * self.hidden * self.channels // self.se_simd if self.se else 0
+
+    @property
+    def compute_edges(self) -> int:
+        """Edges from the start of a frame's shift computation to the write of its last T word."""
+        if self.se:
+            return self.compute_steps + self.mac_steps + SE_COMPUTE_FIXED
+        return self.compute_steps + COMPUTE_PIPELINE
+
+    @property
+    def compute_busy(self) -> int:
+        """Minimum edges between two starts of the shift computation."""
+        return self.compute_steps + self.mac_steps + SE_BUSY_FIXED if self.se else self.compute_steps + 1
+
+    @property
     def issue_latency(self) -> int:
         """own: edges from a frame's last input handshake to its first readout issue; reuse: from the last statistic
         handshake to the first edge at which the frame's acc/sc beats may be taken."""
         front = 0 if self.stat_reuse else FRONT_LATENCY
-        return front + STATS_LATENCY + _TOKEN_EDGES + self.compute_steps + COMPUTE_PIPELINE + _TOKEN_EDGES
+        return front + STATS_LATENCY + _TOKEN_EDGES + self.compute_edges + _TOKEN_EDGES
 
     @property
     def latency(self) -> int:
@@ -411,7 +524,7 @@ class InstaTailSpec:
         """Clocks per frame in steady state with every input always valid and the output always ready (see the
         module docstring): the slowest of the streams, the multiplier and the two token cycles."""
         c3, fb = self.compute_steps, self.frame_beats
-        bounds = [fb, c3 + 1, (c3 + fb + COMPUTE_PIPELINE + 2) / 2]
+        bounds = [fb, self.compute_busy, (self.compute_edges + fb + 2) / 2]
         if self.stat_reuse:
             bounds += [self.stat_beats, (c3 + self.stat_beats + 6) / 2]
         else:
@@ -427,11 +540,15 @@ class InstaTailSpec:
     def name(self) -> str:
         return (f"itail_c{self.channels}_pe{self.pe}_n{self.pixels}_a{self.acc_bits}_s{self.sc_bits}"
                 f"_o{self.out_bits}_d{self.d_bits}{'_proj' if self.shortcut_proj else ''}"
-                f"{f'_reuse{self.stat_pixels}' if self.stat_reuse else '_own'}")
+                f"{f'_reuse{self.stat_pixels}' if self.stat_reuse else '_own'}"
+                f"{f'_se{self.hidden}x{self.se_simd}' if self.se else ''}")
 
     def rtl_parameters(self, const_file: str | PathLike, coeff_file: str | PathLike,
-                       g_file: str | PathLike) -> dict:
-        """Parameters of ``insta_tail`` (the string parameters quoted for Verilator's ``-G``)."""
+                       g_file: str | PathLike, se_const_file: str | PathLike | None = None,
+                       m1_file: str | PathLike | None = None, w1_file: str | PathLike | None = None,
+                       w2_file: str | PathLike | None = None) -> dict:
+        """Parameters of ``insta_tail`` (the string parameters quoted for Verilator's ``-G``); with SE the SE
+        parameters and the four SE files (required then) follow, without SE the set is unchanged."""
         params = {"CHANNELS": self.channels, "PE": self.pe, "PIXELS": self.pixels, "ACC_BITS": self.acc_bits,
                   "SC_BITS": self.sc_bits, "OUT_BITS": self.out_bits}
         for name in CONST_FIELDS:
@@ -449,6 +566,16 @@ class InstaTailSpec:
                        "SHORTCUT_MULT_BITS": self.shortcut_mult_bits if self.shortcut_proj else 1,
                        "CONST_FILE": f'"{Path(const_file)}"', "COEFF_FILE": f'"{Path(coeff_file)}"',
                        "G_FILE": f'"{Path(g_file)}"'})
+        if self.se:
+            files = {"SE_CONST_FILE": se_const_file, "M1_FILE": m1_file, "W1_FILE": w1_file, "W2_FILE": w2_file}
+            if any(v is None for v in files.values()):
+                raise ValueError("an SE unit needs se_const_file, m1_file, w1_file and w2_file")
+            params.update({"SE": 1, "HIDDEN": self.hidden, "SE_SIMD": self.se_simd, "S_SHIFT": self.frac - SE_S_FRAC,
+                           "W1_BITS": self.w1_bits, "W2_BITS": self.w2_bits, "M1_BITS": self.m1_bits,
+                           "M2_BITS": self.m2_bits, "B_BITS": self.b_bits, "ACC1_BITS": self.acc1_bits,
+                           "Y1_BITS": self.y1_bits, "ACC2_BITS": self.acc2_bits, "Y2_BITS": self.y2_bits,
+                           "H_SHIFT": self.h_shift, "Z_SHIFT": self.z_shift})
+            params.update({k: f'"{Path(v)}"' for k, v in files.items()})
         return params
 
 
@@ -590,13 +717,70 @@ def write_g_file(path, spec: InstaTailSpec) -> Path:
                         f"g_table[i]", g_words(spec), spec.g_word_bits)
 
 
+def se_const_words(act: ResidualActivation, spec: InstaTailSpec) -> list[int]:
+    """SE: the ``C`` SE_CONST_FILE words ``M2 | B``."""
+    spec.check_activation(act)
+    return [_pack_lane([act.se.m2[c], act.se.b[c]], [spec.m2_bits, spec.b_bits]) for c in range(spec.channels)]
+
+
+def m1_words(act: ResidualActivation, spec: InstaTailSpec) -> list[int]:
+    """SE: the ``HIDDEN`` M1_FILE words."""
+    spec.check_activation(act)
+    return [_pack_lane([m], [spec.m1_bits]) for m in act.se.m1]
+
+
+def _lane_words(matrix, bits: int, lanes: int) -> list[int]:
+    flat = [int(w) for w in np.asarray(matrix).reshape(-1)]
+    return [_pack_lane(flat[i : i + lanes], [bits] * lanes) for i in range(0, len(flat), lanes)]
+
+
+def w1_words(act: ResidualActivation, spec: InstaTailSpec) -> list[int]:
+    """SE: W1_FILE, line ``k*(C/SE_SIMD) + g``, lane ``l`` = ``W1[k, g*SE_SIMD + l]``."""
+    spec.check_activation(act)
+    return _lane_words(act.se.w1, spec.w1_bits, spec.se_simd)
+
+
+def w2_words(act: ResidualActivation, spec: InstaTailSpec) -> list[int]:
+    """SE: W2_FILE, line ``c*(HIDDEN/SE_SIMD) + g``, lane ``l`` = ``W2[c, g*SE_SIMD + l]``."""
+    spec.check_activation(act)
+    return _lane_words(act.se.w2, spec.w2_bits, spec.se_simd)
+
+
+def write_se_const_file(path, act: ResidualActivation, spec: InstaTailSpec) -> Path:
+    return _write(path, f"insta_tail SE_CONST_FILE {spec.name}: line c = M2|B from the LSB, signed "
+                        f"{spec.m2_bits}/{spec.b_bits} bits", se_const_words(act, spec), spec.m2_bits + spec.b_bits)
+
+
+def write_m1_file(path, act: ResidualActivation, spec: InstaTailSpec) -> Path:
+    return _write(path, f"insta_tail M1_FILE {spec.name}: line k = M1[k], signed {spec.m1_bits} bits",
+                  m1_words(act, spec), spec.m1_bits)
+
+
+def write_w1_file(path, act: ResidualActivation, spec: InstaTailSpec) -> Path:
+    return _write(path, f"insta_tail W1_FILE {spec.name}: line k*(C/SE_SIMD)+g, lane l = W1[k,g*SE_SIMD+l], signed "
+                        f"{spec.w1_bits} bits, SE_SIMD = {spec.se_simd}", w1_words(act, spec),
+                  spec.w1_bits * spec.se_simd)
+
+
+def write_w2_file(path, act: ResidualActivation, spec: InstaTailSpec) -> Path:
+    return _write(path, f"insta_tail W2_FILE {spec.name}: line c*(HIDDEN/SE_SIMD)+g, lane l = W2[c,g*SE_SIMD+l], "
+                        f"signed {spec.w2_bits} bits, SE_SIMD = {spec.se_simd}", w2_words(act, spec),
+                  spec.w2_bits * spec.se_simd)
+
+
 def write_memory_files(directory, act: ResidualActivation, spec: InstaTailSpec) -> dict[str, Path]:
-    """Write the three files into ``directory``; returns the keyword arguments of
+    """Write the three files (with SE seven) into ``directory``; returns the keyword arguments of
     :meth:`InstaTailSpec.rtl_parameters`."""
     directory = Path(directory)
-    return {"const_file": write_const_file(directory / "consts.mem", act, spec),
-            "coeff_file": write_coeff_file(directory / "coeffs.mem", act, spec),
-            "g_file": write_g_file(directory / f"g_{spec.g}.mem", spec)}
+    files = {"const_file": write_const_file(directory / "consts.mem", act, spec),
+             "coeff_file": write_coeff_file(directory / "coeffs.mem", act, spec),
+             "g_file": write_g_file(directory / f"g_{spec.g}.mem", spec)}
+    if spec.se:
+        files.update({"se_const_file": write_se_const_file(directory / "se_consts.mem", act, spec),
+                      "m1_file": write_m1_file(directory / "m1.mem", act, spec),
+                      "w1_file": write_w1_file(directory / "w1.mem", act, spec),
+                      "w2_file": write_w2_file(directory / "w2.mem", act, spec)})
+    return files
 
 
 def read_const_file(path, spec: InstaTailSpec) -> dict[str, np.ndarray]:

@@ -1,6 +1,6 @@
 """cocotb testbench of ``hw/rtl/insta_tail.sv`` against the golden function
-``instabnn.hw.reference.layers.ResidualActivation`` (INSTA-PReLU, shift or 1x1-projection shortcut, own or reused
-statistics).
+``instabnn.hw.reference.layers.ResidualActivation`` (INSTA-PReLU or INSTA-PReLU+ with the SE MLP, shift or
+1x1-projection shortcut, own or reused statistics).
 
 The pytest entry ``tests/test_rtl_insta_tail.py`` builds the unit with Verilator for one
 :class:`~instabnn.hw.insta_tail_files.InstaTailSpec`, draws random float parameters, fixes them with the
@@ -43,10 +43,12 @@ from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
-from instabnn.hw.insta_tail_files import (InstaTailSpec, frame_words, frames_from_words, g_words, read_coeff_file,
-                                          read_const_file, read_g_file, write_memory_files)
+from instabnn.hw.insta_tail_files import (InstaTailSpec, frame_words, frames_from_words, g_words, m1_words,
+                                          read_coeff_file, read_const_file, read_g_file, se_const_words, w1_words,
+                                          w2_words, write_memory_files)
 from instabnn.hw.reference.fixed_point import signed_bits
-from instabnn.hw.reference.layers import ResidualActivation, residual_activation
+from instabnn.hw.reference.layers import (G_IN_FRAC, SE_H_FRAC, ResidualActivation, clamp_signed, ptq_int8,
+                                          residual_activation, se_input, se_mlp_fixed, shift_round)
 from instabnn.sim.axis_tb import CLOCK_PERIOD_NS, CYCLE_TOLERANCE, case_from_env, dut_int, random_pause
 
 CASE_ENV = "INSTABNN_ITAIL_CASE"
@@ -64,7 +66,7 @@ def proj_bound(in_channels: int) -> int:
 
 
 def random_parameters(rng: np.random.Generator, channels: int, pixels: int, out_bits: int, pooled: bool,
-                      proj: bool = False, reuse: bool = False) -> dict:
+                      proj: bool = False, reuse: bool = False, hidden: int = 0) -> dict:
     """Float parameters of an INSTA-PReLU block tail as a trained network has them.
 
     y = a acc + b with a ~ U(-0.05, 0.05), b ~ N(0, 0.3), slopes ~ U(-0.5, 1), output scale 2^e, e in -6 .. -3;
@@ -79,6 +81,10 @@ def random_parameters(rng: np.random.Generator, channels: int, pixels: int, out_
     ``reuse``: z = alpha (u s_th + v) + beta from the block input's statistics (INSTA-Th's mu_th ~ N(0, 0.5),
     sigma_th ~ U(0.5, 1.5), u ~ N(1, 0.2), v ~ N(0, 0.2)), the block input of out_bits bits at scale 2^e with
     ``pixels`` pixels (stride 1, identity shortcut) or 4 ``pixels`` (stride 2: pooled or projection shortcut).
+
+    ``hidden`` > 0: INSTA-PReLU+, z = SE(s) + beta with an SE MLP of ``hidden`` units built as the lowering builds
+    it (real weights W1 (hidden x C) ~ N(0, 1/C) with 10 % zeros, W2 (C x hidden) ~ N(0, g2^2/hidden) with a random
+    gain g2 ~ U(2, 6), both through ``ptq_int8``, then ``se_mlp_fixed`` with the bias beta).
     """
     out_exp = int(rng.integers(-6, -2))
     p = {
@@ -103,6 +109,11 @@ def random_parameters(rng: np.random.Generator, channels: int, pixels: int, out_
         p["proj"] = {"mult": (rng.uniform(-1, 1, channels) * 2.0 ** -12 / in_channels).tolist(),
                      "shift": rng.normal(0, 0.3, channels).tolist(), "bound": bound}
         p["sc_bits"] = signed_bits(-bound, bound)
+    if hidden:
+        w1 = rng.normal(0, 1, (hidden, channels)) / np.sqrt(channels)
+        w1[rng.random(w1.shape) < 0.1] = 0.0
+        w2 = rng.normal(0, 1, (channels, hidden)) * rng.uniform(2, 6) / np.sqrt(hidden)
+        p["se"] = {"w1": w1.tolist(), "w2": w2.tolist()}
     if reuse:
         p["reuse"] = {"mu": rng.normal(0, 0.5, channels).tolist(), "sigma": rng.uniform(0.5, 1.5, channels).tolist(),
                       "u": rng.normal(1, 0.2, channels).tolist(), "v": rng.normal(0, 0.2, channels).tolist(),
@@ -116,6 +127,10 @@ def activation_from_parameters(p: dict) -> ResidualActivation:
     act = {"kind": "insta", "mu": np.asarray(p["mu"]), "sigma": np.asarray(p["sigma"]),
            "beta": np.asarray(p["beta"]), "g": p["g"], "slope": np.asarray(p["slope"]),
            "alpha": np.asarray(p["alpha"]), "se": None}
+    if p.get("se") is not None:  # as instabnn.hw.lower builds INSTA-PReLU+
+        w1_int, step1 = ptq_int8(np.asarray(p["se"]["w1"]))
+        w2_int, step2 = ptq_int8(np.asarray(p["se"]["w2"]))
+        act["se"] = lambda bias: se_mlp_fixed(w1_int, step1, w2_int, step2, bias)
     if p.get("reuse") is not None:
         r = p["reuse"]
         act["reuse"] = {"mu": np.asarray(r["mu"]), "sigma": np.asarray(r["sigma"]), "u": np.asarray(r["u"]),
@@ -174,16 +189,43 @@ def random_inputs(rng: np.random.Generator, spec: InstaTailSpec, acc_bound: int,
     return np.clip(acc, -acc_bound, acc_bound), sc, stat
 
 
+def calibrate_se(rng: np.random.Generator, p: dict, act: ResidualActivation, spec: InstaTailSpec) -> dict:
+    """INSTA-PReLU+: rescale the real W2 so that the SE output without its bias, on sample frames, has a typical
+    magnitude U(1, 4) (z spreads over the g table; some channels still pass its +-16 clamp). Returns new
+    parameters (stored in the case file, so the testbench rebuilds the same constants)."""
+    proj = p.get("proj")
+    acc, sc, stat = random_inputs(rng, spec, p["acc_bound"], 8, None if proj is None else int(proj["bound"]))
+    y = act.pre_activation(acc[..., None], sc[..., None])
+    if act.stat_source == "own":
+        v = clamp_signed(shift_round(y, act.frac + act.out_exp), act.stat_bits)
+    else:
+        v = stat[..., None]
+    se = act.se
+    z = se(se_input(act.poly, v)) - shift_round(se.b, se.mult_frac2 + SE_H_FRAC - G_IN_FRAC)[None, :]
+    typical = float(np.median(np.abs(z))) / 2.0 ** G_IN_FRAC
+    scale = rng.uniform(1.0, 4.0) / typical if typical > 1e-3 else 1.0
+    out = dict(p)
+    out["se"] = {"w1": p["se"]["w1"], "w2": (np.asarray(p["se"]["w2"]) * scale).tolist()}
+    return out
+
+
 def prepare_case(channels: int, pe: int, pixels: int, out_bits: int, pooled: bool, seed: int, n_frames: int,
-                 directory: Path, proj: bool = False, reuse: bool = False) -> tuple[InstaTailSpec, dict, dict]:
-    """Random parameters for the folding; writes the memory files and ``case.json`` into ``directory``.
-    Returns ``(spec, rtl_parameters, extra_env)`` for the runner."""
+                 directory: Path, proj: bool = False, reuse: bool = False, hidden: int = 0,
+                 se_simd: int = 1) -> tuple[InstaTailSpec, dict, dict]:
+    """Random parameters for the folding (``hidden`` > 0: INSTA-PReLU+ with ``se_simd`` SE multipliers); writes
+    the memory files and ``case.json`` into ``directory``. Returns ``(spec, rtl_parameters, extra_env)`` for the
+    runner."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    params = random_parameters(rng, channels, pixels, out_bits, pooled, proj, reuse)
+    params = random_parameters(rng, channels, pixels, out_bits, pooled, proj, reuse, hidden)
     act = activation_from_parameters(params)
-    spec = InstaTailSpec.from_activation(act, params["acc_bound"], params["sc_bits"], pe, pixels)
+    spec = InstaTailSpec.from_activation(act, params["acc_bound"], params["sc_bits"], pe, pixels, se_simd=se_simd)
+    if hidden:
+        params = calibrate_se(rng, params, act, spec)
+        act = activation_from_parameters(params)
+        spec = InstaTailSpec.from_activation(act, params["acc_bound"], params["sc_bits"], pe, pixels,
+                                             se_simd=se_simd)
     files = write_memory_files(directory, act, spec)
     case = {"spec": asdict(spec), "parameters": params, "seed": seed, "n_frames": n_frames}
     (directory / "case.json").write_text(json.dumps(case, indent=1) + "\n")
@@ -277,6 +319,12 @@ class TB:
             assert list(coeffs[f"c{j}"]) == list(act.poly.coeffs[j]), f"coefficient file: C{j} differs"
         assert list(coeffs["mean"]) == list(act.shift_mean) and list(coeffs["gain"]) == list(act.shift_gain)
         assert len(read_g_file(self.case_dir / f"g_{s.g}.mem", s)) == len(g_words(s))
+        if s.se:
+            for name, words in (("se_consts", se_const_words(act, s)), ("m1", m1_words(act, s)),
+                                ("w1", w1_words(act, s)), ("w2", w2_words(act, s))):
+                lines = [ln for ln in (self.case_dir / f"{name}.mem").read_text().splitlines()
+                         if not ln.startswith("//")]
+                assert [int(ln, 16) for ln in lines] == words, f"{name}.mem differs"
 
     def _check_parameters(self):
         s, dut = self.spec, self.dut
@@ -289,8 +337,11 @@ class TB:
             "STAT_PIXELS": s.stat_pixels, "STAT_BITS": s.stat_bits, "ZACC_BITS": s.zacc_bits,
             "P1_BITS": s.power_sum_bits[0], "P2_BITS": s.power_sum_bits[1], "P3_BITS": s.power_sum_bits[2],
             "ISSUE_LATENCY": s.issue_latency, "BUF_DEPTH": max(s.buffer_depth, 1),
-            "SHORTCUT_PROJ": int(s.shortcut_proj), "T_BITS": s.t_bits,
+            "SHORTCUT_PROJ": int(s.shortcut_proj), "T_BITS": s.t_bits, "SE": int(s.se),
+            "COMPUTE_EDGES": s.compute_edges,
         }
+        if s.se:
+            expected.update({"HIDDEN": s.hidden, "SE_SIMD": s.se_simd, "Y2_BITS": s.y2_bits, "Z_SHIFT": s.z_shift})
         read = {name: dut_int(dut, name) for name in expected}
         self.log.info("DUT parameters %s (None: not exposed by the simulator)", read)
         for name, value in read.items():
@@ -477,6 +528,9 @@ async def stream_full_rate(dut):
     outputs = tb.expected(acc, sc, stat)
     qmax = (1 << (s.out_bits - 1)) - 1
     clamped = float(np.mean((outputs == qmax) | (outputs == -qmax - 1)))
+    y = tb.act.pre_activation(acc[..., None], sc[..., None])
+    shifts = tb.act.shift(y, None if stat is None else stat[..., None])  # (frames, C)
+    t_distinct = int(min(len(set(shifts[:, c].tolist())) for c in range(s.channels)))
     tb.log.info("%s: cycles per frame measured %.3f (input), %.3f (output), analytic %.3f; per-beat latency %s, "
                 "frame latency %s, stated %d (beat %d); statistic-to-input %s, stated %d; %.1f %% of outputs at "
                 "the clamp", s.name, measured, out_measured, analytic, beat_latencies[:6], frame_latencies[:4],
@@ -488,7 +542,8 @@ async def stream_full_rate(dut):
         "beat_latency_measured": beat_latencies, "beat_latency_stated": s.beat_latency,
         "frame_latency_measured": frame_latencies, "latency_stated": s.latency,
         "stat_latency_measured": stat_latencies, "stat_latency_stated": s.stat_latency,
-        "clamped_fraction": clamped, "total_cycles": int(out_cycles[-1] - in_cycles[0] + 1),
+        "clamped_fraction": clamped, "t_distinct_min": t_distinct,
+        "total_cycles": int(out_cycles[-1] - in_cycles[0] + 1),
         "frames_checked": tb.frames_checked,
     })
     assert abs(measured - analytic) <= CYCLE_TOLERANCE * analytic, f"{measured} cycles per frame, analytic {analytic}"

@@ -137,6 +137,19 @@ def test_merge_of_shard_reports():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("variant", ["insta", "insta_plus", "latency_optimized"])
+def test_insta_variants_compile_and_cosimulate(variant, tmp_path_factory, tmp_path, verilator_path):
+    """Every INSTA unit in a whole digits network (INSTA-Th, INSTA-Th+, INSTA-PReLU own / reused statistics,
+    INSTA-PReLU+): the RTL equals the reference exactly, at the analytic rate."""
+    built = _lowered(variant, tmp_path_factory)
+    m = C.compile_model(built / "lowered.onnx", tmp_path / "rtl", built / "folding.json")
+    assert "insta_tail.sv" in m["sources"]
+    r = cosim.cosim(tmp_path / "rtl", "digits", 8, harness="verilator", work=tmp_path / "w")
+    assert r["mismatches"] == 0 and r["tlast_errors"] == 0
+    assert r["cycles_per_frame"] <= 1.05 * r["cycles_per_frame_analytic"]
+
+
+@pytest.mark.slow
 def test_insta_th_plus_units_in_a_network(tmp_path_factory, tmp_path, verilator_path):
     """INSTA-Th+ (insta_threshold_plus) in a whole network: the threshold units of a digits insta_plus network with
     the INSTA-PReLU tails of an insta network (the RTL has no INSTA-PReLU+ yet), spliced into one lowered graph. The

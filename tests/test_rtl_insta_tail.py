@@ -8,7 +8,9 @@ and latency checks, random idle on every input and backpressure, resets inside f
 with the ``ResidualActivation`` object exactly. All output goes to pytest's tmp directories. The default tier runs
 four foldings with tens of frames (own and reused statistics, shift and projection shortcuts, one folding below
 full rate); ``-m slow`` sweeps more (random C, PE, N, output bits, identity or pooled shortcut, own or reuse, plus
-projection foldings) with over 1000 frames in all.
+projection foldings) with over 1000 frames in all. INSTA-PReLU+ (SE = 1, ``insta_shift_plus_compute``): three
+default foldings (own at full rate, own below full rate, reuse + projection) and the Yosys read; three more foldings
+and a Yosys-netlist simulation in the slow tier.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from instabnn.sim.rtl_runner import VERILATOR_BUILD_ARGS, run_cocotb, verilator_
 
 ROOT = Path(__file__).resolve().parents[1]
 RTL_DIR = ROOT / "hw" / "rtl"
-SOURCES = [RTL_DIR / f"{m}.sv" for m in ("stats_accumulate", "insta_shift_compute", "insta_tail")]
+SOURCES = [RTL_DIR / f"{m}.sv" for m in ("stats_accumulate", "insta_shift_compute", "insta_shift_plus_compute",
+                                         "insta_tail")]
 TOPLEVEL = "insta_tail"
 TEST_MODULE = "instabnn.sim.test_insta_tail"
 
@@ -47,11 +50,14 @@ class Folding:
     pooled: bool = False  # shortcut = 2x2 average-pool sum (out_bits + 2 bits) instead of identity
     proj: bool = False  # shortcut = 1x1 int8 projection (SHORTCUT_PROJ = 1); pooled is ignored
     reuse: bool = False  # statistics of the block input (STAT_REUSE = 1; stride 2 with pooled or proj)
+    hidden: int = 0  # > 0: INSTA-PReLU+ (SE = 1) with an SE MLP of this many hidden units
+    se_simd: int = 1  # SE multipliers (SE = 1 only)
 
     @property
     def name(self) -> str:
         return (f"c{self.channels}_pe{self.pe}_n{self.pixels}_b{self.out_bits}{'_pool' if self.pooled else ''}"
-                f"{'_proj' if self.proj else ''}{'_reuse' if self.reuse else '_own'}")
+                f"{'_proj' if self.proj else ''}{'_reuse' if self.reuse else '_own'}"
+                f"{f'_se{self.hidden}x{self.se_simd}' if self.hidden else ''}")
 
 
 FAST_FOLDINGS = [
@@ -61,6 +67,12 @@ FAST_FOLDINGS = [
     Folding(4, 4, 9, 8, proj=True, reuse=True),  # reuse with the projection shortcut (stride 2)
 ]
 FAST_FRAMES = 12
+
+SE_FAST_FOLDINGS = [
+    Folding(4, 2, 25, 8, hidden=2),  # INSTA-PReLU+, own: FRAME_BEATS = 50 >= 3C + 2 HIDDEN C + 16, full rate
+    Folding(8, 4, 9, 6, pooled=True, hidden=4),  # own, below full rate: the SE MLP (one multiplier) sets the pace
+    Folding(4, 4, 9, 8, proj=True, reuse=True, hidden=4, se_simd=2),  # reuse + projection, two SE multipliers
+]
 
 
 def _sweep_foldings(n: int = 6, seed: int = 11) -> list[Folding]:
@@ -78,10 +90,17 @@ def _sweep_foldings(n: int = 6, seed: int = 11) -> list[Folding]:
 PROJ_SLOW_FOLDINGS = [Folding(16, 8, 7, 6, proj=True), Folding(8, 2, 5, 8, proj=True, reuse=True)]
 SLOW_FOLDINGS = _sweep_foldings() + [Folding(16, 16, 64, 8), Folding(16, 4, 16, 8, reuse=True)] + PROJ_SLOW_FOLDINGS
 SLOW_FRAMES = 60
+SE_SLOW_FOLDINGS = [
+    Folding(8, 2, 40, 8, hidden=4, se_simd=2),  # INSTA-PReLU+, own, full rate (FRAME_BEATS = 160)
+    Folding(16, 8, 16, 8, hidden=8, se_simd=4),  # own, below full rate
+    Folding(8, 4, 8, 8, pooled=True, reuse=True, hidden=8, se_simd=8),  # reuse, stride 2, eight SE multipliers
+]
 
-LINT_FOLDINGS = FAST_FOLDINGS + [Folding(1, 1, 1, 2), Folding(1, 1, 1, 2, reuse=True),
-                                 Folding(64, 16, 4, 8, pooled=True), Folding(64, 16, 4, 8, proj=True),
-                                 Folding(8, 8, 4, 8, proj=True, reuse=True)]
+LINT_FOLDINGS = FAST_FOLDINGS + SE_FAST_FOLDINGS + [
+    Folding(1, 1, 1, 2), Folding(1, 1, 1, 2, reuse=True), Folding(64, 16, 4, 8, pooled=True),
+    Folding(64, 16, 4, 8, proj=True), Folding(8, 8, 4, 8, proj=True, reuse=True),
+    Folding(1, 1, 1, 2, hidden=1), Folding(16, 8, 4, 8, proj=True, hidden=8, se_simd=4),
+]
 
 
 def _seed(folding: Folding) -> int:
@@ -92,7 +111,8 @@ def _prepare(folding: Folding, seed: int, n_frames: int, directory: Path):
     from instabnn.sim.test_insta_tail import prepare_case
 
     return prepare_case(folding.channels, folding.pe, folding.pixels, folding.out_bits, folding.pooled, seed,
-                        n_frames, directory, proj=folding.proj, reuse=folding.reuse)
+                        n_frames, directory, proj=folding.proj, reuse=folding.reuse, hidden=folding.hidden,
+                        se_simd=folding.se_simd)
 
 
 def run_insta_tail(folding: Folding, n_frames: int, directory: Path, seed: int | None = None,
@@ -140,12 +160,36 @@ def test_insta_tail_sim(folding, verilator_path, tmp_path):
     _check_measurements(result)
 
 
+@pytest.mark.parametrize("folding", SE_FAST_FOLDINGS, ids=lambda f: f.name)
+def test_insta_tail_se_sim(folding, verilator_path, tmp_path):
+    """INSTA-PReLU+ (SE = 1): bit-exact against ResidualActivation with the SE MLP (full rate, idle and
+    backpressure, resets), cycles per frame as the spec's analytic count, the shift varying from frame to frame."""
+    result = run_insta_tail(folding, FAST_FRAMES, tmp_path)
+    _check_measurements(result)
+    spec = result["spec"]
+    assert spec["se"] and spec["hidden"] == folding.hidden and spec["se_simd"] == folding.se_simd
+    assert result["cycles_per_frame_measured"] == result["cycles_per_frame_analytic"]
+    assert result["full_rate"] == (result["frame_beats"] >= 3 * folding.channels
+                                   + 2 * folding.hidden * folding.channels // folding.se_simd + 16
+                                   and (not folding.reuse or result["stat_beats"] <= result["frame_beats"]))
+    assert result["t_distinct_min"] >= 3  # the SE path is live: T differs between frames in every channel
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("folding", SLOW_FOLDINGS, ids=lambda f: f.name)
 def test_insta_tail_sim_sweep(folding, verilator_path, tmp_path):
     result = run_insta_tail(folding, SLOW_FRAMES, tmp_path)
     _check_measurements(result)
     assert result["frames_checked_all_tests"] >= 2 * SLOW_FRAMES
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("folding", SE_SLOW_FOLDINGS, ids=lambda f: f.name)
+def test_insta_tail_se_sim_sweep(folding, verilator_path, tmp_path):
+    result = run_insta_tail(folding, SLOW_FRAMES, tmp_path)
+    _check_measurements(result)
+    assert result["cycles_per_frame_measured"] == result["cycles_per_frame_analytic"]
+    assert result["frames_checked_all_tests"] >= 2 * SLOW_FRAMES and result["t_distinct_min"] >= 3
 
 
 def test_sweep_is_wide_enough():
@@ -201,6 +245,21 @@ def test_insta_tail_rejects_illegal_parameters(overrides, message, verilator_pat
     assert message in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"SE": 2}, "SE (2) must be 0 or 1"),
+        ({"SE_SIMD": 3}, "SE_SIMD (3) must divide CHANNELS (4) and HIDDEN (2)"),
+        ({"Z_SHIFT": 0}, "S_SHIFT, H_SHIFT and Z_SHIFT must be >= 1"),
+        ({"W2_FILE": '""'}, "M1/W1/W2_FILE and G_FILE must name"),
+    ],
+)
+def test_insta_tail_se_rejects_illegal_parameters(overrides, message, verilator_path):
+    proc = _lint(SE_FAST_FOLDINGS[0], verilator_path, **overrides)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
 def test_spec_matches_the_reference_and_the_files(tmp_path):
     """The spec's widths are the golden object's; the memory files and the stream packing round-trip; Y, D and T
     at the worst-case inputs fit their widths."""
@@ -210,11 +269,13 @@ def test_spec_matches_the_reference_and_the_files(tmp_path):
     from instabnn.sim.test_insta_tail import activation_from_parameters, random_inputs, random_parameters
 
     rng = np.random.default_rng(11)
-    for folding in FAST_FOLDINGS + SLOW_FOLDINGS:
+    for folding in FAST_FOLDINGS + SLOW_FOLDINGS + SE_FAST_FOLDINGS:
         p = random_parameters(rng, folding.channels, folding.pixels, folding.out_bits, folding.pooled, folding.proj,
-                              folding.reuse)
+                              folding.reuse, folding.hidden)
         act = activation_from_parameters(p)
-        spec = InstaTailSpec.from_activation(act, p["acc_bound"], p["sc_bits"], folding.pe, folding.pixels)
+        spec = InstaTailSpec.from_activation(act, p["acc_bound"], p["sc_bits"], folding.pe, folding.pixels,
+                                             se_simd=folding.se_simd)
+        assert spec.se == bool(folding.hidden) and (act.se is not None) == spec.se
         sc_bound = 1 << (p["sc_bits"] - 1)
         assert spec.d_bits == act.pre_activation_bits(p["acc_bound"], sc_bound) >= max(spec.y_bits, spec.t_bits)
         assert spec.out_shift == act.frac + act.out_exp >= 1
@@ -228,10 +289,17 @@ def test_spec_matches_the_reference_and_the_files(tmp_path):
         else:
             assert not spec.stat_reuse and spec.stat_bits == folding.out_bits + STAT_EXTRA_BITS
             assert spec.stat_pixels == folding.pixels and spec.buffer_depth == spec.frame_beats + spec.issue_latency
-            assert spec.latency == 3 * folding.channels + 24
+            assert spec.latency == 3 * folding.channels + 24 + (spec.compute_edges - 3 * folding.channels - 8)
         assert spec.const_fields == (PROJ_CONST_FIELDS if folding.proj else CONST_FIELDS)
-        params = spec.rtl_parameters("c.mem", "k.mem", "g.mem")
+        se_files = ("s.mem", "m1.mem", "w1.mem", "w2.mem") if spec.se else ()
+        params = spec.rtl_parameters("c.mem", "k.mem", "g.mem", *se_files)
         assert params["STAT_REUSE"] == int(folding.reuse) and params["SHORTCUT_PROJ"] == int(folding.proj)
+        assert ("SE" in params) == spec.se and ("M1_FILE" in params) == spec.se
+        if spec.se:
+            assert params["HIDDEN"] == folding.hidden and params["S_SHIFT"] == spec.frac - 8 >= 1
+            assert spec.compute_edges == 3 * spec.channels + 2 * spec.hidden * spec.channels // spec.se_simd + 14
+            assert spec.hidden == act.se.w1.shape[0] and spec.h_shift == act.se.mult_frac1
+            assert spec.z_shift == act.se.mult_frac2 - 4
         for name in spec.const_fields:
             v = getattr(act, name)
             assert getattr(spec, f"{name}_bits") == signed_bits(int(v.min()), int(v.max()))
@@ -286,7 +354,7 @@ def test_spec_refuses_unsupported_and_mismatched_constants():
         coeff_words(act, replace(spec, coeff_bits=spec.coeff_bits[:3] + (2,)))
     with pytest.raises(ValueError, match="stat_source"):
         const_words(act, replace(spec, stat_reuse=True))
-    # RPReLU belongs to residual_tail; INSTA-PReLU+ (the SE-like MLP) has no RTL unit
+    # RPReLU belongs to residual_tail; INSTA-PReLU+ needs the statistic polynomial on the SE's input grid
     rp = residual_activation(np.asarray(p["a"]), np.asarray(p["b"]), p["acc_bound"], "shift", p["shortcut_exp"], None,
                              {"kind": "rprelu", "gamma": np.zeros(8), "zeta": np.zeros(8), "slope": np.ones(8)},
                              p["out_exp"], 8, 4, "t")
@@ -301,6 +369,35 @@ def test_spec_refuses_unsupported_and_mismatched_constants():
     assert rspec.stat_pixels == 16 and rspec.stat_beats == 32
     with pytest.raises(ValueError, match="4-channel block input cannot shift 8"):
         InstaTailSpec.from_activation(ract, pr["acc_bound"], pr["sc_bits"], 4, 4, stat_channels=4)
+
+
+def test_spec_se_refuses_mismatched_constants():
+    """INSTA-PReLU+: the SE unit refuses plain constants and the other way round, narrower SE widths, a missing SE
+    file, an se_simd that does not divide C and HIDDEN."""
+    from instabnn.hw.insta_tail_files import m1_words, w2_words
+    from instabnn.sim.test_insta_tail import activation_from_parameters, random_parameters
+
+    rng = np.random.default_rng(7)
+    p = random_parameters(rng, 8, 9, 8, False, hidden=4)
+    act = activation_from_parameters(p)
+    spec = InstaTailSpec.from_activation(act, p["acc_bound"], p["sc_bits"], 4, 9, se_simd=2)
+    assert spec.se and spec.hidden == 4 and spec.mac_steps == 2 * 4 * 8 // 2
+    assert spec.compute_busy == 3 * 8 + spec.mac_steps + 8 and spec.compute_edges == spec.compute_busy + 6
+    assert len(w2_words(act, spec)) == 8 * 4 // 2 and len(m1_words(act, spec)) == 4
+    plain = activation_from_parameters(random_parameters(rng, 8, 9, 8, False))
+    with pytest.raises(ValueError, match="stat_source, se"):
+        const_words(plain, spec)
+    with pytest.raises(ValueError, match="stat_source, se"):
+        const_words(act, replace(spec, se=False))
+    with pytest.raises(ValueError, match="w2_bits"):
+        w2_words(act, replace(spec, w2_bits=2))
+    with pytest.raises(ValueError, match="se_const_file"):
+        spec.rtl_parameters("c.mem", "k.mem", "g.mem")
+    with pytest.raises(ValueError, match="se_simd"):
+        InstaTailSpec.from_activation(act, p["acc_bound"], p["sc_bits"], 4, 9, se_simd=3)
+    # SE = 0 keeps the parameter set of INSTA-PReLU
+    pspec = InstaTailSpec.from_activation(plain, p["acc_bound"], p["sc_bits"], 4, 9)
+    assert not any(k in pspec.rtl_parameters("c", "k", "g") for k in ("SE", "HIDDEN", "M1_FILE"))
 
 
 def test_cycle_model():
@@ -323,11 +420,13 @@ needs_yosys = pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys no
 @needs_yosys
 @pytest.mark.parametrize("folding", [
     Folding(2, 1, 2, 4, pooled=True),
+    Folding(2, 1, 2, 4, pooled=True, hidden=2),
     pytest.param(Folding(4, 2, 4, 6, proj=True, reuse=True), marks=pytest.mark.slow),
 ], ids=lambda f: f.name)
 def test_insta_tail_yosys_synth(folding, tmp_path):
     """Yosys reads and synthesises the RTL (generic synth, small folding; the ROMs from the generated files). The
-    default tier synthesises the own-statistics unit; the reuse + projection one is in the slow tier."""
+    default tier synthesises the own-statistics unit, INSTA-PReLU and INSTA-PReLU+ (SE = 1); the reuse + projection
+    one is in the slow tier."""
     _, parameters, _ = _prepare(folding, 0, 1, tmp_path)
     log = yosys_synth(SOURCES, TOPLEVEL, parameters, tmp_path / "synth")
     assert "Number of cells" in log
@@ -335,7 +434,8 @@ def test_insta_tail_yosys_synth(folding, tmp_path):
 
 @pytest.mark.slow
 @needs_yosys
-@pytest.mark.parametrize("folding", [Folding(2, 1, 3, 4, pooled=True), Folding(2, 2, 2, 4, proj=True, reuse=True)],
+@pytest.mark.parametrize("folding", [Folding(2, 1, 3, 4, pooled=True), Folding(2, 2, 2, 4, proj=True, reuse=True),
+                                     Folding(2, 2, 3, 4, pooled=True, hidden=2, se_simd=2)],
                          ids=lambda f: f.name)
 def test_insta_tail_yosys_netlist_sim(folding, verilator_path, tmp_path):
     """Yosys reads the RTL as Verilator does: its synthesised netlist passes the same cocotb tests, cycle for

@@ -16,6 +16,9 @@
  *     P_j = sum over the frame's pixels of v^j (j = 1, 2, 3; exact)
  *     Z = C0 2^(FRAC-FRAC_0) + sum_j C_j P_j 2^(FRAC-FRAC_j);  G = g table at Z (interpolated);
  *     T[frame, c] = MEAN[c] + ((GAIN[c] * G + 2^13) >> 14)        (insta_shift_compute)
+ *   SE = 1 (INSTA-PReLU+, golden se not None; insta_shift_plus_compute): the polynomial gives the statistic s
+ *     (rounded to SE_S_FRAC = 8 bits, clamped to 16 bits), the SE-like MLP across the channels gives
+ *     z = shift_round(M2 W2 clip(shift_round(M1 W1 s)) + B) with G_IN_FRAC bits, G = g table at z, T as above.
  *     D = Y - T
  *     P = D                                       if D >= 0
  *         floor(SLOPE[c] * D / 2^SLOPE_FRAC)      otherwise   (SLOPE_FRAC = 16: arithmetic shift)
@@ -77,6 +80,10 @@
  *               SLOPE_BITS), in proj mode a fourth field SHORTCUT_MULT (SHORTCUT_MULT_BITS) above SLOPE.
  *   COEFF_FILE: C lines, line c = C0 | C1 | C2 | C3 | MEAN | GAIN of channel c (insta_shift_compute).
  *   G_FILE:     257 lines, line i = BASE | DELTA of the g table (insta_shift_compute).
+ *   SE = 1 only: SE_CONST_FILE (M2 | B per channel), M1_FILE, W1_FILE, W2_FILE (insta_shift_plus_compute).
+ * Timing with SE = 1: the shift computation takes COMPUTE_EDGES = 3*C + 2*HIDDEN*C/SE_SIMD + 14 edges from its
+ * start to its last T word (instead of 3*C + 8) and may restart 3*C + 2*HIDDEN*C/SE_SIMD + 8 edges after a start
+ * (instead of 3*C + 1); ISSUE_LATENCY and LATENCY grow by the difference (InstaTailSpec).
  *
  * Reset: rst (synchronous, active high) returns the unit to the start of a frame on every stream and empties the
  * pipelines, the frame buffer and the output FIFO; partly received frames are discarded. The memories keep their
@@ -142,6 +149,32 @@ module insta_tail #(
     parameter CONST_FILE = "",
     parameter COEFF_FILE = "",
     parameter G_FILE = "",
+    // INSTA-PReLU+ (SE = 1): the SE-like MLP between the statistic and the g table (insta_shift_plus_compute);
+    // SE = 0: INSTA-PReLU, the parameters below unused
+    parameter int SE = 0,
+    // hidden units of the SE MLP, its multipliers (SE_SIMD divides CHANNELS and HIDDEN)
+    parameter int HIDDEN = 1,
+    parameter int SE_SIMD = 1,
+    // FRAC - SE_S_FRAC (>= 1): the rounding of the polynomial to s
+    parameter int S_SHIFT = 1,
+    // signed widths of the SE weights, multipliers and bias; of a_k, M1*a_k, o_c, M2*o_c + B
+    parameter int W1_BITS = 8,
+    parameter int W2_BITS = 8,
+    parameter int M1_BITS = 16,
+    parameter int M2_BITS = 16,
+    parameter int B_BITS = 24,
+    parameter int ACC1_BITS = 27,
+    parameter int Y1_BITS = 43,
+    parameter int ACC2_BITS = 26,
+    parameter int Y2_BITS = 43,
+    // requantization shifts of h and z (>= 1)
+    parameter int H_SHIFT = 14,
+    parameter int Z_SHIFT = 10,
+    // SE memory init files (insta_shift_plus_compute)
+    parameter SE_CONST_FILE = "",
+    parameter M1_FILE = "",
+    parameter W1_FILE = "",
+    parameter W2_FILE = "",
     // fraction bits of the slopes (instabnn.hw.reference.layers.SLOPE_FRAC)
     localparam int SLOPE_FRAC = 16,
     // channel folds: beats per pixel
@@ -165,7 +198,10 @@ module insta_tail #(
     localparam int STATS_LATENCY = 3,
     localparam int COMPUTE_STEPS = 3 * CHANNELS,
     localparam int COMPUTE_PIPELINE = 8,
-    localparam int ISSUE_LATENCY = FRONT_LATENCY + STATS_LATENCY + 2 + COMPUTE_STEPS + COMPUTE_PIPELINE + 2,
+    // SE: the SE MLP's 2*HIDDEN*C/SE_SIMD steps, waits and pipeline (insta_shift_plus_compute)
+    localparam int COMPUTE_EDGES = SE != 0 ? COMPUTE_STEPS + 2 * HIDDEN * CHANNELS / SE_SIMD + 14
+                                           : COMPUTE_STEPS + COMPUTE_PIPELINE,
+    localparam int ISSUE_LATENCY = FRONT_LATENCY + STATS_LATENCY + 2 + COMPUTE_EDGES + 2,
     // read back by the testbench
     /* verilator lint_off UNUSEDPARAM */
     localparam int LATENCY = STAT_REUSE != 0 ? 6 : ISSUE_LATENCY + 5,
@@ -277,6 +313,9 @@ end
 if (T_BITS < 1 || T_BITS > D_BITS) begin : g_check_t_bits
     $fatal(0, "Error: T_BITS (%0d) must be in 1 .. D_BITS (%0d) (instance %m)", T_BITS, D_BITS);
 end
+if (SE != 0 && SE != 1) begin : g_check_se
+    $fatal(0, "Error: SE (%0d) must be 0 or 1 (instance %m)", SE);
+end
 if (CONST_FILE == "") begin : g_check_const_file
     $fatal(0, "Error: CONST_FILE must name a $readmemh file (instance %m)");
 end
@@ -346,43 +385,105 @@ logic [PIX_W-1:0] cons_pix_reg;
 logic cons_bank_reg;
 wire logic [PE*T_BITS-1:0] thr_word;
 
-insta_shift_compute #(
-    .CHANNELS(CHANNELS),
-    .PE(PE),
-    .P1_BITS(P1_BITS),
-    .P2_BITS(P2_BITS),
-    .P3_BITS(P3_BITS),
-    .COEFF_BITS_0(COEFF_BITS_0),
-    .COEFF_BITS_1(COEFF_BITS_1),
-    .COEFF_BITS_2(COEFF_BITS_2),
-    .COEFF_BITS_3(COEFF_BITS_3),
-    .FRAC_0(FRAC_0),
-    .FRAC_1(FRAC_1),
-    .FRAC_2(FRAC_2),
-    .FRAC_3(FRAC_3),
-    .ZACC_BITS(ZACC_BITS),
-    .MEAN_BITS(MEAN_BITS),
-    .GAIN_BITS(GAIN_BITS),
-    .G_BITS(G_BITS),
-    .G_DELTA_BITS(G_DELTA_BITS),
-    .T_BITS(T_BITS),
-    .COEFF_FILE(COEFF_FILE),
-    .G_FILE(G_FILE)
-)
-compute_inst (
-    .clk(clk),
-    .rst(rst),
-    .start(compute_start),
-    .busy(compute_busy),
-    .release_stats(compute_release),
-    .done(compute_done),
-    .sums_bank(sums_bank),
-    .sums_fold(sums_fold),
-    .sums(sums),
-    .thr_rd_bank(cons_bank_reg),
-    .thr_rd_fold(cons_fold_reg),
-    .thr_rd_data(thr_word)
-);
+if (SE == 0) begin : g_plain
+
+    insta_shift_compute #(
+        .CHANNELS(CHANNELS),
+        .PE(PE),
+        .P1_BITS(P1_BITS),
+        .P2_BITS(P2_BITS),
+        .P3_BITS(P3_BITS),
+        .COEFF_BITS_0(COEFF_BITS_0),
+        .COEFF_BITS_1(COEFF_BITS_1),
+        .COEFF_BITS_2(COEFF_BITS_2),
+        .COEFF_BITS_3(COEFF_BITS_3),
+        .FRAC_0(FRAC_0),
+        .FRAC_1(FRAC_1),
+        .FRAC_2(FRAC_2),
+        .FRAC_3(FRAC_3),
+        .ZACC_BITS(ZACC_BITS),
+        .MEAN_BITS(MEAN_BITS),
+        .GAIN_BITS(GAIN_BITS),
+        .G_BITS(G_BITS),
+        .G_DELTA_BITS(G_DELTA_BITS),
+        .T_BITS(T_BITS),
+        .COEFF_FILE(COEFF_FILE),
+        .G_FILE(G_FILE)
+    )
+    compute_inst (
+        .clk(clk),
+        .rst(rst),
+        .start(compute_start),
+        .busy(compute_busy),
+        .release_stats(compute_release),
+        .done(compute_done),
+        .sums_bank(sums_bank),
+        .sums_fold(sums_fold),
+        .sums(sums),
+        .thr_rd_bank(cons_bank_reg),
+        .thr_rd_fold(cons_fold_reg),
+        .thr_rd_data(thr_word)
+    );
+
+end else begin : g_se
+
+    insta_shift_plus_compute #(
+        .CHANNELS(CHANNELS),
+        .PE(PE),
+        .HIDDEN(HIDDEN),
+        .SE_SIMD(SE_SIMD),
+        .P1_BITS(P1_BITS),
+        .P2_BITS(P2_BITS),
+        .P3_BITS(P3_BITS),
+        .COEFF_BITS_0(COEFF_BITS_0),
+        .COEFF_BITS_1(COEFF_BITS_1),
+        .COEFF_BITS_2(COEFF_BITS_2),
+        .COEFF_BITS_3(COEFF_BITS_3),
+        .FRAC_0(FRAC_0),
+        .FRAC_1(FRAC_1),
+        .FRAC_2(FRAC_2),
+        .FRAC_3(FRAC_3),
+        .ZACC_BITS(ZACC_BITS),
+        .S_SHIFT(S_SHIFT),
+        .W1_BITS(W1_BITS),
+        .W2_BITS(W2_BITS),
+        .M1_BITS(M1_BITS),
+        .M2_BITS(M2_BITS),
+        .B_BITS(B_BITS),
+        .ACC1_BITS(ACC1_BITS),
+        .Y1_BITS(Y1_BITS),
+        .ACC2_BITS(ACC2_BITS),
+        .Y2_BITS(Y2_BITS),
+        .H_SHIFT(H_SHIFT),
+        .Z_SHIFT(Z_SHIFT),
+        .MEAN_BITS(MEAN_BITS),
+        .GAIN_BITS(GAIN_BITS),
+        .G_BITS(G_BITS),
+        .G_DELTA_BITS(G_DELTA_BITS),
+        .T_BITS(T_BITS),
+        .COEFF_FILE(COEFF_FILE),
+        .SE_CONST_FILE(SE_CONST_FILE),
+        .M1_FILE(M1_FILE),
+        .W1_FILE(W1_FILE),
+        .W2_FILE(W2_FILE),
+        .G_FILE(G_FILE)
+    )
+    compute_inst (
+        .clk(clk),
+        .rst(rst),
+        .start(compute_start),
+        .busy(compute_busy),
+        .release_stats(compute_release),
+        .done(compute_done),
+        .sums_bank(sums_bank),
+        .sums_fold(sums_fold),
+        .sums(sums),
+        .thr_rd_bank(cons_bank_reg),
+        .thr_rd_fold(cons_fold_reg),
+        .thr_rd_data(thr_word)
+    );
+
+end
 
 wire logic cons_last_fold = cons_fold_reg == CF_W'(CF-1);
 wire logic cons_last_pixel = cons_pix_reg == PIX_W'(PIXELS-1);
