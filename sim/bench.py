@@ -1,7 +1,8 @@
 """Hardware benchmark: compile time, co-simulation speed (cocotb beside the plain Verilator harness) and measured
 cycles per frame beside the analytic bound, for the trained digits networks of ``make bench``.
 
-``python -m instabnn.sim.bench --runs reports/bench-runs --out reports/bench_hw.json`` (part of ``make bench``)
+``python -m instabnn.sim.bench --runs reports/bench-runs --out reports/bench_hw.json`` (part of ``make bench``;
+``--resnet20 baseline,insta,latency_optimized`` adds random-weight ResNet-20 accelerators at CIFAR-10 shape)
 takes each ``<runs>/<variant>/model.pt`` whose variant the RTL library covers, exports, lowers, folds for
 ``--fps`` at 100 MHz, compiles (timed) and co-simulates the digits test split with both harnesses. It writes the
 JSON and a Markdown table beside it. Targets (issue "network compiler"): measured cycles per frame within 5 % of
@@ -51,6 +52,44 @@ def bench_variant(run: Path, work: Path, fps: float) -> dict:
     }
 
 
+def resnet20(variant: str, work: Path, fps: float, n: int) -> dict:
+    """ResNet-20 at CIFAR-10 shape with random weights and non-trivial BatchNorm statistics (as the lowering's
+    ResNet-20 test makes it), compiled for ``fps`` and co-simulated on ``n`` random images (Verilator harness)."""
+    import torch
+
+    from instabnn.hw import compile as C
+    from instabnn.hw import folding, lower
+    from instabnn.model.config import NetConfig
+    from instabnn.model.export import export_model
+    from instabnn.model.networks import build_network
+    from instabnn.sim import cosim
+
+    work.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    cfg = NetConfig(arch="resnet20", variant=variant)
+    model = build_network(cfg).eval()
+    with torch.no_grad():
+        for name, buf in model.named_buffers():
+            if name.endswith("running_mean"):
+                buf.uniform_(-0.5, 0.5)
+            elif name.endswith("running_var"):
+                buf.uniform_(0.5, 2.0)
+        for name, p in model.named_parameters():
+            if name.endswith(("alpha", "beta", "gamma", "zeta", "threshold")):
+                p.uniform_(-0.3, 0.3)
+    export_model(model, work / "model.onnx", {"instabnn.config": json.dumps(cfg.to_dict())}, n_check=1)
+    if lower.main([str(work / "model.onnx"), "--out", str(work), "--no-progress", "-n", "3"]) != 0:
+        raise RuntimeError("lowering failed")
+    if folding.main([str(work / "lowered.onnx"), "--target-fps", str(fps)]) != 0:
+        raise RuntimeError("folding failed")
+    m = C.compile_model(work / "lowered.onnx", work / "rtl", work / "folding.json")
+    r = cosim.cosim(work / "rtl", "random", n, harness="verilator", work=work / "cosim")
+    return {"n": r["n"], "mismatches": r["mismatches"], "cycles_per_frame_measured": r["cycles_per_frame"],
+            "cycles_per_frame_analytic": m["cycles_per_frame_estimate"], "latency_cycles": r["latency_cycles"],
+            "fps_at_100mhz": 100e6 / r["cycles_per_frame"], "resources_estimate": m["resources_estimate"],
+            "rtl": str(work / "rtl")}
+
+
 def markdown(report: dict) -> str:
     lines = [f"# Hardware benchmark (digits test split, folding for {report['fps']:g} frames/s at 100 MHz)", "",
              "| variant | compile s | mismatches | accuracy ref / RTL | cycles/frame measured / analytic | "
@@ -63,6 +102,15 @@ def markdown(report: dict) -> str:
                      f"{r['cycles_per_frame_analytic']} | {r['cocotb_images_per_s']:.1f} / "
                      f"{r['verilator_images_per_s']:.1f} | {100 * r['cocotb_vs_verilator']:.0f} % | "
                      f"{e['lut']} / {e['bram36']:g} / {e['dsp']} |")
+    if report.get("resnet20"):
+        lines += ["", "ResNet-20 at CIFAR-10 shape, random weights, random images (`--resnet20`):", "",
+                  "| variant | images | mismatches | cycles/frame measured / analytic | latency | estimate LUT / BRAM36 / DSP |",
+                  "|---|---|---|---|---|---|"]
+        for v, r in report["resnet20"].items():
+            e = r["resources_estimate"]
+            lines.append(f"| {v} | {r['n']} | {r['mismatches']} | {r['cycles_per_frame_measured']:.0f} / "
+                         f"{r['cycles_per_frame_analytic']} | {r['latency_cycles']} | {e['lut']} / {e['bram36']:g} / "
+                         f"{e['dsp']} |")
     lines += ["", "Command: `python -m instabnn.sim.bench` (`make bench`).", ""]
     return "\n".join(lines)
 
@@ -74,10 +122,16 @@ def main(argv=None) -> int:
     p.add_argument("--runs", default="reports/bench-runs", help="folder of <variant>/model.pt (make bench)")
     p.add_argument("--out", default="reports/bench_hw.json")
     p.add_argument("--fps", type=float, default=20000.0)
-    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--variants", default=",".join(VARIANTS), help="digits variants ('' for none)")
+    p.add_argument("--resnet20", default="", help="also ResNet-20 variants (random weights), e.g. "
+                                                  "baseline,insta,latency_optimized, folded for --resnet20-fps")
+    p.add_argument("--resnet20-fps", type=float, default=5000.0)
+    p.add_argument("-n", type=int, default=20, help="random images per ResNet-20 variant")
     a = p.parse_args(argv)
     runs, out = Path(a.runs), Path(a.out)
-    report = {"fps": a.fps, "variants": {}}
+    report = {"fps": a.fps, "variants": {}, "resnet20": {}}
+    for v in [v for v in a.resnet20.split(",") if v]:
+        report["resnet20"][v] = resnet20(v, out.parent / "bench-hw" / f"resnet20-{v}", a.resnet20_fps, a.n)
     for v in [v for v in a.variants.split(",") if v]:
         if not (runs / v / "model.pt").is_file():
             print(f"bench-hw: error: {runs / v / 'model.pt'} missing (run make bench first)", file=sys.stderr)
