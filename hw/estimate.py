@@ -32,6 +32,26 @@ def _acc_bits(params: dict) -> int:
     return int(params.get("_acc_bits", 16))
 
 
+def multiplier_dsp(a_bits: int, b_bits: int) -> int:
+    """DSP48E1 of a signed ``a_bits x b_bits`` multiplier as Yosys maps it: the wider operand on the 25-bit port,
+    each operand cut into 24- / 17-bit slices where it does not fit its port (25 / 18 bits)."""
+    a, b = max(a_bits, b_bits), min(a_bits, b_bits)
+    return (1 if a <= 25 else math.ceil(a / 24)) * (1 if b <= 18 else math.ceil(b / 17))
+
+
+def _sequencer(p: dict, input_bits: int, pixels: int) -> dict:
+    """``moment_poly``'s multiplier (coefficient x power-sum limb) and the power sums' squares and cubes."""
+    from instabnn.hw.reference.insta import power_sum_bits
+
+    pw, limbs, pe = max(power_sum_bits(input_bits, pixels)), int(p.get("LIMBS", 1)), p["PE"]
+    cw = max(p[f"COEFF_BITS_{j}"] for j in (1, 2, 3))
+    op = -(-pw // limbs) + 1 if limbs > 1 else pw
+    table = int(p.get("POWER_TABLE", 0))
+    # Yosys, C = 64, PE = 1, 8-bit q, 64 pixels: tables +90 LUT and -2 DSP a lane; two limbs +85 LUT, 4 -> 1 DSP
+    return {"lut": (90 * pe if table else 0) + (85 if limbs > 1 else 0),
+            "dsp": (0 if table else 2 * pe) + multiplier_dsp(cw, op)}
+
+
 def block(module: str, params: dict) -> dict:
     """{lut, bram36, dsp} of one instance; ``params`` are its RTL parameters plus the ``_``-prefixed facts the
     compiler adds (memory depths and widths, accumulator widths)."""
@@ -60,11 +80,14 @@ def block(module: str, params: dict) -> dict:
         pe = p["PE"]
         if p["STATIC"]:
             add(lut=20 + 14 * pe, mem=(p["CHANNELS"] // pe, pe * (p["INPUT_BITS"] + 1)))
-        else:
-            add(lut=495 + 89 * pe, dsp=2 * pe + 4, mem=(p["_buffer_depth"], pe * p["INPUT_BITS"]))
+        else:  # Yosys at C = 64, PE = 1, N = 64: 574 LUT / 6 DSP; with tables and two limbs 750 LUT / 1 DSP
+            seq = _sequencer(p, p["INPUT_BITS"], p["PIXELS"])
+            add(lut=495 + 89 * pe + seq["lut"], dsp=seq["dsp"], mem=(p["_buffer_depth"], pe * p["INPUT_BITS"]))
     elif module == "insta_threshold_plus":  # Yosys at C=64, PE=16: 3,389 LUT / 45 DSP (SE_SIMD 1), 3,475 / 60 (16)
         pe, simd = p["PE"], p["SE_SIMD"]
-        add(lut=1300 + 125 * pe + 6 * simd, dsp=2 * pe + 12 + simd, mem=(p["_buffer_depth"], pe * p["INPUT_BITS"]))
+        table = int(p.get("POWER_TABLE", 0))  # the power sums' squares and cubes: 2 DSP a lane or about 90 LUT
+        add(lut=1300 + (125 + 90 * table) * pe + 6 * simd, dsp=(0 if table else 2 * pe) + 12 + simd,
+            mem=(p["_buffer_depth"], pe * p["INPUT_BITS"]))
     elif module == "residual_tail":
         pe = p["PE"]
         proj = p.get("SHORTCUT_PROJ", 0)
@@ -88,10 +111,16 @@ def block(module: str, params: dict) -> dict:
         pe = p["PE"]
         if p.get("SE", 0):  # the SE-like MLP's multipliers and weights (as in insta_threshold_plus)
             add(lut=400 + 6 * p["SE_SIMD"], dsp=p["SE_SIMD"] + 2)
-        if p["STAT_REUSE"]:
-            add(lut=900 + 150 * pe, dsp=5 * pe + 6)
+        # per lane MULT * acc, SLOPE * D (and SHORTCUT_MULT * sc); the polynomial (SE = 0: moment_poly), the g
+        # interpolation and the gain; Yosys at C = 64, PE = 1, reuse: 894 LUT / 11 DSP, tables + two limbs 1,079 / 7
+        lane = (multiplier_dsp(p["MULT_BITS"], p["ACC_BITS"]) + multiplier_dsp(p["SLOPE_BITS"], p["D_BITS"])
+                + (multiplier_dsp(p["SHORTCUT_MULT_BITS"], p["SC_BITS"]) if p.get("SHORTCUT_PROJ") else 0))
+        seq = _sequencer(p, p["STAT_BITS"], p["STAT_PIXELS"])  # SE: LIMBS = 1, the same full-width multiplier
+        add(lut=seq["lut"], dsp=pe * lane + seq["dsp"] + 2)
+        if p["STAT_REUSE"]:  # Yosys (multipliers, one limb): 894 LUT at PE = 1, 3,294 at PE = 16
+            add(lut=734 + 160 * pe)
         else:
-            add(lut=1065 + 165 * pe, dsp=5 * pe + 6, mem=(p["_buffer_depth"], pe * p["_buffer_width"]))
+            add(lut=1065 + 165 * pe, mem=(p["_buffer_depth"], pe * p["_buffer_width"]))
     else:
         raise ValueError(f"no resource model for block {module!r}")
     est["lut"] = int(round(est["lut"]))

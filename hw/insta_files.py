@@ -23,13 +23,13 @@ Coefficient file ``COEFF_FILE`` (``$readmemh``, generated; the first line is a `
 Timing (s_axis always valid, outputs always ready)
 --------------------------------------------------
 INSTA-Th (``static = 0``): the sums of a frame are complete :data:`STATS_LATENCY` edges after its last beat is
-accepted; two edges later the threshold computation starts (``3*C`` steps, one multiplier), its last threshold word
-is written :data:`COMPUTE_PIPELINE` edges after the last step, and two edges later the readout of the frame issues
-its first beat; the compare reaches ``m_axis`` two edges after that. Hence :attr:`InstaThresholdSpec.latency`
-``= 3*C + 12`` edges from the last input handshake of a frame to its first output handshake, and at full rate each
-beat leaves ``FRAME_BEATS - 1 + latency`` edges after it entered (one frame plus ``3*C + 11``). The frame buffer
-holds ``FRAME_BEATS + 3*C + 10`` beats, the occupancy at full rate. Full rate (``FRAME_BEATS`` clocks per frame)
-needs ``FRAME_BEATS >= 3*C + 6``; below that the threshold computation sets the pace
+accepted; two edges later the threshold computation starts (``S = 3*C*limbs`` steps on one multiplier), its last
+threshold word is written :data:`COMPUTE_PIPELINE` edges after the last step, and two edges later the readout of the
+frame issues its first beat; the compare reaches ``m_axis`` two edges after that. Hence
+:attr:`InstaThresholdSpec.latency` ``= S + 12`` edges from the last input handshake of a frame to its first output
+handshake, and at full rate each beat leaves ``FRAME_BEATS - 1 + latency`` edges after it entered (one frame plus
+``S + 11``). The frame buffer holds ``FRAME_BEATS + S + 10`` beats, the occupancy at full rate. Full rate
+(``FRAME_BEATS`` clocks per frame) needs ``FRAME_BEATS >= S + 6``; below that the threshold computation sets the pace
 (:attr:`InstaThresholdSpec.cycles_per_frame`). Static (``static = 1``): 2 edges, no buffer, ``FRAME_BEATS`` clocks
 per frame.
 
@@ -43,6 +43,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -56,6 +57,8 @@ __all__ = [
     "STATS_LATENCY",
     "COMPUTE_PIPELINE",
     "STATIC_LATENCY",
+    "POWER_TABLE_MAX_BITS",
+    "sequencer_limbs",
     "InstaThresholdSpec",
     "frame_words",
     "frames_from_words",
@@ -77,6 +80,22 @@ STATIC_LATENCY = 2
 """Static unit: edges from an ``s_axis`` handshake to the earliest ``m_axis`` handshake of the same beat (register
 ``q`` and ``t``, compare into the output FIFO, handshake)."""
 
+POWER_TABLE_MAX_BITS = 8
+"""Widest input whose q^2 and q^3 the power sums can take from constant tables (``stats_accumulate``
+``POWER_TABLE``), and do by default: 256 entries cost about 90 LUTs a lane on xc7 (Yosys), against two DSP48E1
+for the multipliers."""
+
+DSP_B_BITS = 18
+"""Signed width of the DSP48E1's narrower multiplier port; a limb of :data:`DSP_B_BITS` - 1 unsigned bits fits it."""
+
+
+def sequencer_limbs(power_sum_bits) -> int:
+    """Limbs of the power sums (``moment_poly``) that put the sequencer's multiplier on one DSP48E1 for
+    coefficients of up to 25 bits: 1 where the widest sum fits the 18-bit port, else ``ceil(PW / 17)``."""
+    pw = max(power_sum_bits)
+    return 1 if pw <= DSP_B_BITS else -(-pw // (DSP_B_BITS - 1))
+
+
 _TOKEN_EDGES = 2
 """Each hand-over between the units goes through a registered frame counter and a registered start: 2 edges."""
 
@@ -84,10 +103,10 @@ _OUTPUT_EDGES = 2
 """Readout issue (block RAM read) -> output FIFO -> handshake."""
 
 _BANK_MARGIN = 6
-"""Full rate needs ``FRAME_BEATS >= 3*C + _BANK_MARGIN``. With frame ``n``'s last beat accepted at edge ``e``, its
-computation issues its last step at ``e + 5 + 3C`` and frees the stats bank at ``e + 6 + 3C``; frame ``n+2``'s first
+"""Full rate needs ``FRAME_BEATS >= S + _BANK_MARGIN`` (``S`` the computation's steps). With frame ``n``'s last
+beat accepted at edge ``e``, its computation issues its last step at ``e + 5 + S`` and frees the stats bank at ``e + 6 + S``; frame ``n+2``'s first
 beat wants edge ``e + FRAME_BEATS + 1`` and needs the freed bank one edge earlier. (The threshold bank of frame
-``n-1``, freed at ``e + 3C + 10``, is needed by frame ``n+1``'s computation at ``e + FRAME_BEATS + 4``: the same
+``n-1``, freed at ``e + S + 10``, is needed by frame ``n+1``'s computation at ``e + FRAME_BEATS + 4``: the same
 condition.)"""
 
 
@@ -104,6 +123,8 @@ class InstaThresholdSpec:
     tacc_bits: int  # signed width of T_fx
     static: int = 0  # 1: static thresholds (RSign), C1..C3 unused
     shortcut: int = 0  # 1: m_axis_q carries the buffered q for the residual shortcut
+    limbs: int = 1  # limbs of the power sums in the threshold computation's multiplier (moment_poly)
+    power_table: int = 0  # 1: q^2 and q^3 from constant tables in logic instead of multipliers
 
     def __post_init__(self):
         for name in ("channels", "pe", "pixels"):
@@ -116,19 +137,34 @@ class InstaThresholdSpec:
         if len(self.coeff_bits) != 4 or len(self.fracs) != 4 or min(self.coeff_bits) < 1 or min(self.fracs) < 0:
             raise ValueError(f"four coefficient widths >= 1 and fractions >= 0 expected, got {self.coeff_bits}, "
                              f"{self.fracs}")
-        if self.static not in (0, 1) or self.shortcut not in (0, 1):
-            raise ValueError(f"static and shortcut must be 0 or 1, got {self.static}, {self.shortcut}")
+        if self.static not in (0, 1) or self.shortcut not in (0, 1) or self.power_table not in (0, 1):
+            raise ValueError(f"static, shortcut and power_table must be 0 or 1, got {self.static}, {self.shortcut}, "
+                             f"{self.power_table}")
+        if self.power_table and self.input_bits > POWER_TABLE_MAX_BITS:
+            raise ValueError(f"power_table takes input_bits <= {POWER_TABLE_MAX_BITS}, got {self.input_bits}")
+        if not 1 <= self.limbs <= max(self.power_sum_bits):
+            raise ValueError(f"limbs must lie in 1 .. {max(self.power_sum_bits)}, got {self.limbs}")
         if not self.static and self.tacc_bits < self.power_sum_bits[2]:
             raise ValueError(f"tacc_bits ({self.tacc_bits}) narrower than P3 ({self.power_sum_bits[2]} bits)")
 
     @classmethod
     def from_constants(cls, consts: InstaThConstants, pe: int, static: int | None = None,
-                       shortcut: int = 0) -> InstaThresholdSpec:
-        """The spec of a unit for ``consts`` folded by ``pe``. ``static=None``: static iff ``C1 = C2 = C3 = 0``."""
+                       shortcut: int = 0, limbs: int | None = None,
+                       power_table: int | None = None) -> InstaThresholdSpec:
+        """The spec of a unit for ``consts`` folded by ``pe``. ``static=None``: static iff ``C1 = C2 = C3 = 0``.
+        ``limbs=None``: :func:`sequencer_limbs` where they leave the unit as fast as one limb, else 1;
+        ``power_table=None``: tables for inputs of at most :data:`POWER_TABLE_MAX_BITS` bits."""
         if static is None:
             static = int(not any(any(c) for c in consts.coeffs[1:]))
-        return cls(consts.channels, pe, consts.pixels, consts.input_bits, tuple(consts.coeff_bits),
-                   tuple(consts.fracs), consts.threshold_accumulator_bits, static, shortcut)
+        if power_table is None:
+            power_table = int(not static and consts.input_bits <= POWER_TABLE_MAX_BITS)
+        spec = cls(consts.channels, pe, consts.pixels, consts.input_bits, tuple(consts.coeff_bits),
+                   tuple(consts.fracs), consts.threshold_accumulator_bits, static, shortcut, 1, power_table)
+        if limbs is None:
+            limbs = 1 if static else sequencer_limbs(spec.power_sum_bits)
+            if limbs > 1 and dataclasses.replace(spec, limbs=limbs).cycles_per_frame > spec.cycles_per_frame:
+                limbs = 1
+        return dataclasses.replace(spec, limbs=limbs)
 
     def check_constants(self, consts: InstaThConstants) -> None:
         """Refuse constants this unit cannot hold exactly (wrong shape, wider coefficients or accumulator)."""
@@ -187,8 +223,8 @@ class InstaThresholdSpec:
 
     @property
     def compute_steps(self) -> int:
-        """Threshold computation: steps (one multiply each) per frame, ``3 * C``."""
-        return 3 * self.channels
+        """Threshold computation: steps (one multiply each) per frame, ``3 * C * limbs``."""
+        return 3 * self.channels * self.limbs
 
     @property
     def issue_latency(self) -> int:
@@ -224,10 +260,10 @@ class InstaThresholdSpec:
     def cycles_per_frame(self) -> float:
         """Clocks per frame in steady state with ``s_axis`` always valid and the outputs always ready.
 
-        Full rate: ``FRAME_BEATS``. Otherwise the stats bank of frame ``n`` is released ``3*C + 1`` edges after
+        Full rate: ``FRAME_BEATS``. Otherwise the stats bank of frame ``n`` is released ``S + 1`` edges after
         the computation of frame ``n`` starts, and frame ``n+2`` may start at the input one edge later; the
         computation of frame ``n+1`` starts when frame ``n+1`` has been received (or when frame ``n``'s ends).
-        In steady state that gives period ``P`` with ``2P = 3C + max(FRAME_BEATS + 6, P + 1)``.
+        In steady state that gives period ``P`` with ``2P = S + max(FRAME_BEATS + 6, P + 1)``.
         """
         if self.full_rate:
             return float(self.frame_beats)
@@ -240,12 +276,14 @@ class InstaThresholdSpec:
     def name(self) -> str:
         kind = "static" if self.static else "insta"
         return (f"{kind}_c{self.channels}_pe{self.pe}_n{self.pixels}_b{self.input_bits}"
-                + ("_sc" if self.shortcut else ""))
+                + ("_sc" if self.shortcut else "") + (f"_l{self.limbs}" if self.limbs > 1 else "")
+                + ("_pt" if self.power_table else ""))
 
     def rtl_parameters(self, coeff_file: str | PathLike) -> dict:
         """Parameters of ``insta_threshold`` (the string parameter quoted for Verilator's ``-G``)."""
         params = {"CHANNELS": self.channels, "PE": self.pe, "PIXELS": self.pixels, "INPUT_BITS": self.input_bits,
-                  "STATIC": self.static, "SHORTCUT": self.shortcut}
+                  "STATIC": self.static, "SHORTCUT": self.shortcut, "LIMBS": self.limbs,
+                  "POWER_TABLE": self.power_table}
         for j in range(4):
             params[f"COEFF_BITS_{j}"] = self.coeff_bits[j]
         for j in range(4):

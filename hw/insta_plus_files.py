@@ -47,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from instabnn.hw.insta_files import POWER_TABLE_MAX_BITS
 from instabnn.hw.packing import hex_digits, pack_fields, to_hex, unpack_fields
 from instabnn.hw.reference.fixed_point import signed_bits
 from instabnn.hw.reference.insta import power_sum_bits
@@ -144,6 +145,7 @@ class InstaThresholdPlusSpec:
     t_frac: int
     shortcut: int = 0
     se_simd: int = 1  # multipliers of the SE MLP (products per clock); divides channels and hidden
+    power_table: int = 0  # 1: q^2 and q^3 of the power sums from constant tables instead of multipliers
 
     def __post_init__(self):
         for name in ("channels", "pe", "pixels", "hidden"):
@@ -155,6 +157,9 @@ class InstaThresholdPlusSpec:
             raise ValueError(f"input_bits must be in 2 .. 16, got {self.input_bits}")
         if self.shortcut not in (0, 1):
             raise ValueError(f"shortcut must be 0 or 1, got {self.shortcut}")
+        if self.power_table not in (0, 1) or (self.power_table and self.input_bits > POWER_TABLE_MAX_BITS):
+            raise ValueError(f"power_table must be 0 or 1 (1 for input_bits <= {POWER_TABLE_MAX_BITS}), got "
+                             f"{self.power_table}")
         if self.se_simd < 1 or self.channels % self.se_simd or self.hidden % self.se_simd:
             raise ValueError(f"se_simd ({self.se_simd}) must divide the channels ({self.channels}) and the hidden "
                              f"units ({self.hidden})")
@@ -174,10 +179,12 @@ class InstaThresholdPlusSpec:
         return divisors[-1]
 
     @classmethod
-    def from_constants(cls, unit: ThresholdPlus, pe: int, shortcut: int = 0,
-                       se_simd: int | None = 1) -> InstaThresholdPlusSpec:
+    def from_constants(cls, unit: ThresholdPlus, pe: int, shortcut: int = 0, se_simd: int | None = 1,
+                       power_table: int | None = None) -> InstaThresholdPlusSpec:
         """The spec of a unit for ``unit`` folded by ``pe``; every width from the worst case over all inputs.
-        ``se_simd=None`` picks :meth:`full_rate_se_simd` (the fewest SE multipliers that keep up with the stream)."""
+        ``se_simd=None`` picks :meth:`full_rate_se_simd` (the fewest SE multipliers that keep up with the stream);
+        ``power_table=None``: tables for inputs of at most
+        :data:`~instabnn.hw.insta_files.POWER_TABLE_MAX_BITS` bits."""
         poly, se = unit.poly, unit.se
         if poly.out_frac != SE_S_FRAC:
             raise ContractError(f"INSTA-Th+: the statistic must have out_frac = SE_S_FRAC, got {poly.out_frac}")
@@ -218,11 +225,12 @@ class InstaThresholdPlusSpec:
                    h_shift=se.mult_frac1 + SE_S_FRAC - SE_H_FRAC, z_shift=z_shift, g=unit.g,
                    g_bits=_bits(table), g_delta_bits=_bits(deltas), offset_bits=_bits(unit.offset),
                    gain_bits=_bits(unit.gain), tplus_bits=span(t), t_frac=unit.frac + G_OUT_FRAC,
-                   shortcut=shortcut, se_simd=se_simd)
+                   shortcut=shortcut, se_simd=se_simd,
+                   power_table=int(unit.input_bits <= POWER_TABLE_MAX_BITS) if power_table is None else power_table)
 
     def check_constants(self, unit: ThresholdPlus) -> None:
         """Refuse constants this unit cannot hold exactly (any width or format differing from the spec's)."""
-        other = InstaThresholdPlusSpec.from_constants(unit, self.pe, self.shortcut, self.se_simd)
+        other = InstaThresholdPlusSpec.from_constants(unit, self.pe, self.shortcut, self.se_simd, self.power_table)
         mine, theirs = asdict(self), asdict(other)
         fixed = ("channels", "pixels", "input_bits", "hidden", "fracs", "h_shift", "z_shift", "g", "t_frac")
         for name in fixed:
@@ -359,12 +367,14 @@ class InstaThresholdPlusSpec:
     @property
     def name(self) -> str:
         return (f"plus_c{self.channels}_pe{self.pe}_n{self.pixels}_b{self.input_bits}_h{self.hidden}"
-                + (f"_s{self.se_simd}" if self.se_simd > 1 else "") + ("_sc" if self.shortcut else ""))
+                + (f"_s{self.se_simd}" if self.se_simd > 1 else "") + ("_sc" if self.shortcut else "")
+                + ("_pt" if self.power_table else ""))
 
     def rtl_parameters(self, coeff_file, const_file, m1_file, w1_file, w2_file, g_file) -> dict:
         """Parameters of ``insta_threshold_plus`` (file names quoted for Verilator's ``-G``)."""
         params = {"CHANNELS": self.channels, "PE": self.pe, "PIXELS": self.pixels, "INPUT_BITS": self.input_bits,
-                  "HIDDEN": self.hidden, "SE_SIMD": self.se_simd, "SHORTCUT": self.shortcut}
+                  "HIDDEN": self.hidden, "SE_SIMD": self.se_simd, "SHORTCUT": self.shortcut,
+                  "POWER_TABLE": self.power_table}
         for j in range(4):
             params[f"COEFF_BITS_{j}"] = self.coeff_bits[j]
         for j in range(4):

@@ -74,12 +74,14 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
 import numpy as np
 
+from instabnn.hw.insta_files import POWER_TABLE_MAX_BITS, sequencer_limbs
 from instabnn.hw.packing import hex_digits, pack_fields, to_hex, unpack_fields
 from instabnn.hw.reference.fixed_point import signed_bits
 from instabnn.hw.reference.insta import power_sum_bits
@@ -253,6 +255,8 @@ class InstaTailSpec:
     y2_bits: int = 0  # M2 o_c + B
     h_shift: int = 0  # mult_frac1 + SE_S_FRAC - SE_H_FRAC
     z_shift: int = 0  # mult_frac2 + SE_H_FRAC - G_IN_FRAC
+    limbs: int = 1  # limbs of the power sums in the shift computation's multiplier (moment_poly; 1 with SE)
+    power_table: int = 0  # 1: v^2 and v^3 from constant tables in logic instead of multipliers
 
     def __post_init__(self):
         for name in ("channels", "pe", "pixels", "stat_pixels"):
@@ -280,6 +284,11 @@ class InstaTailSpec:
                                  f"z {self.z_shift}) must be >= 1")
         elif self.frac - G_IN_FRAC < 1:
             raise ValueError(f"the polynomial's fraction ({self.frac}) must exceed G_IN_FRAC ({G_IN_FRAC})")
+        if not 1 <= self.limbs <= max(self.power_sum_bits) or (self.se and self.limbs != 1):
+            raise ValueError(f"limbs must lie in 1 .. {max(self.power_sum_bits)} (1 with SE), got {self.limbs}")
+        if self.power_table not in (0, 1) or (self.power_table and self.stat_bits > POWER_TABLE_MAX_BITS):
+            raise ValueError(f"power_table must be 0 or 1 (1 for stat_bits <= {POWER_TABLE_MAX_BITS}), got "
+                             f"{self.power_table} with stat_bits {self.stat_bits}")
         if not self.power_sum_bits[2] <= self.zacc_bits <= 128:
             raise ValueError(f"zacc_bits ({self.zacc_bits}) must be in P3's width ({self.power_sum_bits[2]}) .. 128")
         if self.shortcut_shift < 0:
@@ -300,12 +309,16 @@ class InstaTailSpec:
 
     @classmethod
     def from_activation(cls, act: ResidualActivation, acc_bound: int, sc_bits: int, pe: int,
-                        pixels: int, stat_channels: int | None = None, se_simd: int = 1) -> InstaTailSpec:
+                        pixels: int, stat_channels: int | None = None, se_simd: int = 1,
+                        limbs: int | None = None, power_table: int | None = None) -> InstaTailSpec:
         """The unit for ``act`` (INSTA-PReLU, shift or proj shortcut, own or reused statistics) with
         |acc| <= ``acc_bound`` and a ``sc_bits``-bit shortcut (proj: the projection accumulator's width), folded by
         ``pe``, ``pixels`` output pixels per frame. ``stat_channels``: reuse only, the block input's channels (the
         statistic stream shares the output's folding, so they must equal C; the reference's polynomial needs that
-        too). ``se_simd``: INSTA-PReLU+ only, the SE MLP's multipliers (a divisor of C and the hidden units)."""
+        too). ``se_simd``: INSTA-PReLU+ only, the SE MLP's multipliers (a divisor of C and the hidden units).
+        ``limbs=None``: :func:`~instabnn.hw.insta_files.sequencer_limbs` where they leave the unit as fast as one
+        limb (and there is no SE), else 1; ``power_table=None``: tables for statistics of at most
+        :data:`~instabnn.hw.insta_files.POWER_TABLE_MAX_BITS` bits."""
         if act.act != "insta" or act.shortcut not in ("shift", "proj"):
             raise ValueError(f"insta_tail computes act='insta', shortcut='shift' or 'proj'; got {act.act!r}, "
                              f"{act.shortcut!r} (RPReLU: residual_tail)")
@@ -338,7 +351,9 @@ class InstaTailSpec:
         delta = np.append(table[1:], table[-1]) - table
         g_abs = int(np.abs(table).max())
         sc_bound = 1 << (sc_bits - 1)
-        return cls(
+        if power_table is None:
+            power_table = int(poly.input_bits <= POWER_TABLE_MAX_BITS)
+        spec = cls(
             channels=channels, pe=pe, pixels=pixels, acc_bits=signed_bits(-acc_bound, acc_bound), sc_bits=sc_bits,
             out_bits=act.out_bits, **{f"{name}_bits": _array_bits(getattr(act, name)) for name in CONST_FIELDS},
             shortcut_shift=0 if proj else act.shortcut_shift, out_shift=act.frac + act.out_exp,
@@ -350,8 +365,13 @@ class InstaTailSpec:
             gain_bits=_array_bits(act.shift_gain), g_bits=_array_bits(table), g_delta_bits=_array_bits(delta),
             t_bits=signed_bits(-_t_bound(act.shift_mean, act.shift_gain, g_abs),
                                _t_bound(act.shift_mean, act.shift_gain, g_abs)),
-            g=act.g, **extra,
+            g=act.g, power_table=power_table, **extra,
         )
+        if limbs is None:
+            limbs = 1 if spec.se else sequencer_limbs(spec.power_sum_bits)
+            if limbs > 1 and dataclasses.replace(spec, limbs=limbs).cycles_per_frame > spec.cycles_per_frame:
+                limbs = 1
+        return dataclasses.replace(spec, limbs=limbs)
 
     def check_activation(self, act: ResidualActivation) -> None:
         """Refuse constants this unit cannot hold exactly (shape, shifts, statistic format, wider constants)."""
@@ -468,7 +488,8 @@ class InstaTailSpec:
 
     @property
     def compute_steps(self) -> int:
-        return 3 * self.channels
+        """Steps of the polynomial (one multiply each) per frame, ``3 * C * limbs``."""
+        return 3 * self.channels * self.limbs
 
     @property
     def mac_steps(self) -> int:
@@ -541,7 +562,8 @@ class InstaTailSpec:
         return (f"itail_c{self.channels}_pe{self.pe}_n{self.pixels}_a{self.acc_bits}_s{self.sc_bits}"
                 f"_o{self.out_bits}_d{self.d_bits}{'_proj' if self.shortcut_proj else ''}"
                 f"{f'_reuse{self.stat_pixels}' if self.stat_reuse else '_own'}"
-                f"{f'_se{self.hidden}x{self.se_simd}' if self.se else ''}")
+                f"{f'_se{self.hidden}x{self.se_simd}' if self.se else ''}"
+                f"{f'_l{self.limbs}' if self.limbs > 1 else ''}{'_pt' if self.power_table else ''}")
 
     def rtl_parameters(self, const_file: str | PathLike, coeff_file: str | PathLike,
                        g_file: str | PathLike, se_const_file: str | PathLike | None = None,
@@ -555,7 +577,7 @@ class InstaTailSpec:
             params[f"{name.upper()}_BITS"] = getattr(self, f"{name}_bits")
         params.update({"SHORTCUT_SHIFT": self.shortcut_shift, "OUT_SHIFT": self.out_shift, "D_BITS": self.d_bits,
                        "Y_BITS": self.y_bits, "STAT_REUSE": int(self.stat_reuse), "STAT_PIXELS": self.stat_pixels,
-                       "STAT_BITS": self.stat_bits})
+                       "STAT_BITS": self.stat_bits, "LIMBS": self.limbs, "POWER_TABLE": self.power_table})
         for j in range(4):
             params[f"COEFF_BITS_{j}"] = self.coeff_bits[j]
         for j in range(4):

@@ -211,21 +211,22 @@ def calibrate_se(rng: np.random.Generator, p: dict, act: ResidualActivation, spe
 
 def prepare_case(channels: int, pe: int, pixels: int, out_bits: int, pooled: bool, seed: int, n_frames: int,
                  directory: Path, proj: bool = False, reuse: bool = False, hidden: int = 0,
-                 se_simd: int = 1) -> tuple[InstaTailSpec, dict, dict]:
+                 se_simd: int = 1, limbs: int | None = None,
+                 power_table: int | None = None) -> tuple[InstaTailSpec, dict, dict]:
     """Random parameters for the folding (``hidden`` > 0: INSTA-PReLU+ with ``se_simd`` SE multipliers); writes
-    the memory files and ``case.json`` into ``directory``. Returns ``(spec, rtl_parameters, extra_env)`` for the
-    runner."""
+    the memory files and ``case.json`` into ``directory``. ``limbs`` / ``power_table`` None: the spec's defaults.
+    Returns ``(spec, rtl_parameters, extra_env)`` for the runner."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     params = random_parameters(rng, channels, pixels, out_bits, pooled, proj, reuse, hidden)
     act = activation_from_parameters(params)
-    spec = InstaTailSpec.from_activation(act, params["acc_bound"], params["sc_bits"], pe, pixels, se_simd=se_simd)
+    choice = {"se_simd": se_simd, "limbs": limbs, "power_table": power_table}
+    spec = InstaTailSpec.from_activation(act, params["acc_bound"], params["sc_bits"], pe, pixels, **choice)
     if hidden:
         params = calibrate_se(rng, params, act, spec)
         act = activation_from_parameters(params)
-        spec = InstaTailSpec.from_activation(act, params["acc_bound"], params["sc_bits"], pe, pixels,
-                                             se_simd=se_simd)
+        spec = InstaTailSpec.from_activation(act, params["acc_bound"], params["sc_bits"], pe, pixels, **choice)
     files = write_memory_files(directory, act, spec)
     case = {"spec": asdict(spec), "parameters": params, "seed": seed, "n_frames": n_frames}
     (directory / "case.json").write_text(json.dumps(case, indent=1) + "\n")

@@ -112,14 +112,17 @@ def random_frames(rng: np.random.Generator, consts: InstaThConstants, n: int) ->
 
 
 def prepare_case(channels: int, pe: int, pixels: int, input_bits: int, static: int, shortcut: int, seed: int,
-                 n_frames: int, directory: Path) -> tuple[InstaThresholdSpec, dict, dict]:
+                 n_frames: int, directory: Path, limbs: int | None = None,
+                 power_table: int | None = None) -> tuple[InstaThresholdSpec, dict, dict]:
     """Random constants for the folding; writes the coefficient file and ``case.json`` into ``directory``.
-    Returns ``(spec, rtl_parameters, extra_env)`` for the runner."""
+    ``limbs`` / ``power_table`` None: the spec's defaults. Returns ``(spec, rtl_parameters, extra_env)`` for the
+    runner."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     consts = random_constants(rng, channels, pixels, input_bits, static)
-    spec = InstaThresholdSpec.from_constants(consts, pe, static=static, shortcut=shortcut)
+    spec = InstaThresholdSpec.from_constants(consts, pe, static=static, shortcut=shortcut, limbs=limbs,
+                                            power_table=power_table)
     coeff_file = write_coeff_file(directory / "coeffs.mem", consts, spec)
     case = {"spec": asdict(spec), "constants": consts.to_dict(), "seed": seed, "n_frames": n_frames}
     (directory / "case.json").write_text(json.dumps(case, indent=1) + "\n")

@@ -33,8 +33,8 @@ from instabnn.sim.rtl_runner import VERILATOR_BUILD_ARGS, run_cocotb, verilator_
 
 ROOT = Path(__file__).resolve().parents[1]
 RTL_DIR = ROOT / "hw" / "rtl"
-SOURCES = [RTL_DIR / f"{m}.sv" for m in ("stats_accumulate", "insta_shift_compute", "insta_shift_plus_compute",
-                                         "insta_tail")]
+SOURCES = [RTL_DIR / f"{m}.sv" for m in ("stats_accumulate", "moment_poly", "insta_shift_compute",
+                                         "insta_shift_plus_compute", "insta_tail")]
 TOPLEVEL = "insta_tail"
 TEST_MODULE = "instabnn.sim.test_insta_tail"
 
@@ -52,12 +52,16 @@ class Folding:
     reuse: bool = False  # statistics of the block input (STAT_REUSE = 1; stride 2 with pooled or proj)
     hidden: int = 0  # > 0: INSTA-PReLU+ (SE = 1) with an SE MLP of this many hidden units
     se_simd: int = 1  # SE multipliers (SE = 1 only)
+    limbs: int | None = None  # None: the spec's choice (sequencer_limbs where the rate allows)
+    power_table: int | None = None  # None: the spec's choice (tables for statistics of up to 8 bits)
 
     @property
     def name(self) -> str:
         return (f"c{self.channels}_pe{self.pe}_n{self.pixels}_b{self.out_bits}{'_pool' if self.pooled else ''}"
                 f"{'_proj' if self.proj else ''}{'_reuse' if self.reuse else '_own'}"
-                f"{f'_se{self.hidden}x{self.se_simd}' if self.hidden else ''}")
+                f"{f'_se{self.hidden}x{self.se_simd}' if self.hidden else ''}"
+                f"{'' if self.limbs is None else f'_l{self.limbs}'}"
+                f"{'' if self.power_table is None else f'_pt{self.power_table}'}")
 
 
 FAST_FOLDINGS = [
@@ -65,6 +69,8 @@ FAST_FOLDINGS = [
     Folding(8, 4, 9, 6, pooled=True),  # own, below full rate (the shift computation sets the pace)
     Folding(4, 2, 4, 8, pooled=True, reuse=True),  # reuse, stride 2: 16 statistic pixels per 4 output pixels
     Folding(4, 4, 9, 8, proj=True, reuse=True),  # reuse with the projection shortcut (stride 2)
+    Folding(4, 1, 16, 6, limbs=3, power_table=1),  # own: limb-serial multiplier, power tables (6-bit statistic)
+    Folding(4, 2, 25, 8, reuse=True, limbs=2, power_table=0),  # reuse: two limbs, multipliers
 ]
 FAST_FRAMES = 12
 
@@ -88,7 +94,10 @@ def _sweep_foldings(n: int = 6, seed: int = 11) -> list[Folding]:
 
 
 PROJ_SLOW_FOLDINGS = [Folding(16, 8, 7, 6, proj=True), Folding(8, 2, 5, 8, proj=True, reuse=True)]
-SLOW_FOLDINGS = _sweep_foldings() + [Folding(16, 16, 64, 8), Folding(16, 4, 16, 8, reuse=True)] + PROJ_SLOW_FOLDINGS
+SLOW_FOLDINGS = _sweep_foldings() + [Folding(16, 16, 64, 8), Folding(16, 4, 16, 8, reuse=True)] + PROJ_SLOW_FOLDINGS + [
+    Folding(32, 1, 64, 8, reuse=True),  # PE = 1 as in ResNet-20: two limbs and power tables by default
+    Folding(6, 3, 12, 5, limbs=4, power_table=1),  # own, 7-bit statistic: the limbs set the pace
+]
 SLOW_FRAMES = 60
 SE_SLOW_FOLDINGS = [
     Folding(8, 2, 40, 8, hidden=4, se_simd=2),  # INSTA-PReLU+, own, full rate (FRAME_BEATS = 160)
@@ -112,7 +121,7 @@ def _prepare(folding: Folding, seed: int, n_frames: int, directory: Path):
 
     return prepare_case(folding.channels, folding.pe, folding.pixels, folding.out_bits, folding.pooled, seed,
                         n_frames, directory, proj=folding.proj, reuse=folding.reuse, hidden=folding.hidden,
-                        se_simd=folding.se_simd)
+                        se_simd=folding.se_simd, limbs=folding.limbs, power_table=folding.power_table)
 
 
 def run_insta_tail(folding: Folding, n_frames: int, directory: Path, seed: int | None = None,

@@ -29,8 +29,8 @@ from instabnn.sim.rtl_runner import run_cocotb, verilator_lint, yosys_synth
 
 ROOT = Path(__file__).resolve().parents[1]
 RTL_DIR = ROOT / "hw" / "rtl"
-SOURCES = [RTL_DIR / f"{m}.sv" for m in ("threshold_ceil_clamp", "stats_accumulate", "insta_threshold_compute",
-                                        "insta_threshold")]
+SOURCES = [RTL_DIR / f"{m}.sv" for m in ("threshold_ceil_clamp", "stats_accumulate", "moment_poly",
+                                        "insta_threshold_compute", "insta_threshold")]
 TOPLEVEL = "insta_threshold"
 TEST_MODULE = "instabnn.sim.test_insta_threshold"
 
@@ -45,17 +45,28 @@ class Folding:
     input_bits: int
     static: int = 0
     shortcut: int = 0
+    limbs: int | None = None  # None: the spec's choice (sequencer_limbs where the rate allows)
+    power_table: int | None = None  # None: the spec's choice (tables up to 8-bit inputs)
 
     @property
     def name(self) -> str:
         return (f"{'static' if self.static else 'insta'}_c{self.channels}_pe{self.pe}_n{self.pixels}"
-                f"_b{self.input_bits}{'_sc' if self.shortcut else ''}")
+                f"_b{self.input_bits}{'_sc' if self.shortcut else ''}"
+                f"{'' if self.limbs is None else f'_l{self.limbs}'}"
+                f"{'' if self.power_table is None else f'_pt{self.power_table}'}")
+
+    def case(self, seed: int, n_frames: int, directory: Path):
+        from instabnn.sim.test_insta_threshold import prepare_case
+
+        return prepare_case(self.channels, self.pe, self.pixels, self.input_bits, self.static, self.shortcut, seed,
+                            n_frames, directory, limbs=self.limbs, power_table=self.power_table)
 
 
 FAST_FOLDINGS = [
     Folding(8, 4, 16, 8, static=0, shortcut=1),  # N*C/PE = 32 = 3C + 8: full rate just holds
     Folding(12, 4, 9, 5, static=1, shortcut=0),  # 3x3 frames, static
     Folding(16, 4, 25, 6, static=0, shortcut=0),
+    Folding(4, 2, 36, 7, static=0, shortcut=1, limbs=3, power_table=0),  # limb-serial multiplier, multipliers
 ]
 FAST_FRAMES = 24
 
@@ -78,6 +89,8 @@ SLOW_FOLDINGS = _sweep_foldings() + [
     Folding(64, 16, 64, 8, static=0, shortcut=1),  # ResNet-20 stage 3 (8x8 x 64 channels)
     Folding(6, 6, 4, 4, static=0, shortcut=1),  # CF = 1, tiny frames: the computation sets the pace
     Folding(5, 1, 1, 8, static=0, shortcut=0),  # N = 1: single-pixel frames, PE = 1
+    Folding(32, 1, 64, 8, static=0, shortcut=1),  # PE = 1 as in ResNet-20: two limbs (default), power tables
+    Folding(6, 2, 9, 6, static=0, shortcut=0, limbs=5, power_table=1),  # limbs set the pace
 ]
 SLOW_FRAMES = 150
 
@@ -89,12 +102,9 @@ def _seed(folding: Folding) -> int:
 
 def run_insta_threshold(folding: Folding, n_frames: int, directory: Path, seed: int | None = None) -> dict:
     """Build and simulate one folding; returns the full-rate measurements (plus the frames checked by all tests)."""
-    from instabnn.sim.test_insta_threshold import prepare_case
-
     seed = _seed(folding) if seed is None else seed
     case_dir = directory / "case"
-    spec, parameters, extra_env = prepare_case(folding.channels, folding.pe, folding.pixels, folding.input_bits,
-                                               folding.static, folding.shortcut, seed, n_frames, case_dir)
+    spec, parameters, extra_env = folding.case(seed, n_frames, case_dir)
     run_cocotb(sources=SOURCES, toplevel=TOPLEVEL, test_module=TEST_MODULE, parameters=parameters,
                directory=directory, test_dir=case_dir, extra_env=extra_env, seed=seed)
     result = json.loads((case_dir / "result_stream_full_rate.json").read_text())
@@ -126,7 +136,7 @@ def test_insta_threshold_sim(folding, verilator_path, tmp_path):
 def test_insta_threshold_sim_sweep(folding, verilator_path, tmp_path):
     result = run_insta_threshold(folding, SLOW_FRAMES, tmp_path)
     _check_measurements(result)
-    # 10 foldings x >= 2 * SLOW_FRAMES frames each: well over 1000 frames in the sweep
+    # 12 foldings x >= 2 * SLOW_FRAMES frames each: well over 1000 frames in the sweep
     assert result["frames_checked_all_tests"] >= 2 * SLOW_FRAMES
 
 
@@ -139,11 +149,8 @@ def test_sweep_is_wide_enough():
 
 
 def _lint(folding: Folding, verilator_path: Path, **overrides) -> subprocess.CompletedProcess:
-    from instabnn.sim.test_insta_threshold import prepare_case
-
     with tempfile.TemporaryDirectory() as tmp:
-        _, params, _ = prepare_case(folding.channels, folding.pe, folding.pixels, folding.input_bits, folding.static,
-                                    folding.shortcut, 0, 1, Path(tmp))
+        _, params, _ = folding.case(0, 1, Path(tmp))
     params.update(overrides)
     return verilator_lint(SOURCES, TOPLEVEL, params, verilator_path)
 
@@ -169,6 +176,7 @@ def test_insta_threshold_lint_clean(folding, verilator_path):
         ({"FRAC_1": -1}, "FRAC_0..3 must be >= 0"),
         ({"TACC_BITS": 20}, "TACC_BITS (20) narrower than P3"),
         ({"COEFF_FILE": '""'}, "COEFF_FILE must name"),
+        ({"LIMBS": 0}, "LIMBS (0) must lie in 1 .. "),
     ],
 )
 def test_insta_threshold_rejects_illegal_parameters(overrides, message, verilator_path):
@@ -201,8 +209,9 @@ def test_spec_matches_the_reference_and_the_files(tmp_path):
         if spec.static:
             assert spec.latency == 2 and spec.buffer_depth == 0
         else:
-            assert spec.latency == 3 * spec.channels + 12
-            assert spec.buffer_depth == spec.frame_beats + 3 * spec.channels + 10
+            assert spec.compute_steps == 3 * spec.channels * spec.limbs
+            assert spec.latency == spec.compute_steps + 12
+            assert spec.buffer_depth == spec.frame_beats + spec.compute_steps + 10
             assert spec.beat_latency == spec.frame_beats - 1 + spec.latency
 
 
@@ -231,10 +240,7 @@ YOSYS_FOLDINGS = [Folding(4, 2, 6, 4, static=0, shortcut=1), Folding(6, 3, 4, 5,
 @pytest.mark.parametrize("folding", YOSYS_FOLDINGS, ids=lambda f: f.name)
 def test_insta_threshold_yosys_synth(folding, tmp_path):
     """Yosys reads and synthesises the RTL (generic synth; the ROM initialised from the generated file)."""
-    from instabnn.sim.test_insta_threshold import prepare_case
-
-    _, parameters, _ = prepare_case(folding.channels, folding.pe, folding.pixels, folding.input_bits,
-                                    folding.static, folding.shortcut, 0, 1, tmp_path)
+    _, parameters, _ = folding.case(0, 1, tmp_path)
     log = yosys_synth(SOURCES, TOPLEVEL, parameters, tmp_path / "synth")
     assert "Number of cells" in log
 

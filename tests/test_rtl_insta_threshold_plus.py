@@ -31,8 +31,8 @@ from instabnn.sim.rtl_runner import VERILATOR_BUILD_ARGS, run_cocotb, verilator_
 
 ROOT = Path(__file__).resolve().parents[1]
 RTL_DIR = ROOT / "hw" / "rtl"
-SOURCES = [RTL_DIR / f"{m}.sv" for m in ("threshold_ceil_clamp", "stats_accumulate", "insta_threshold_plus_compute",
-                                        "insta_threshold_plus")]
+SOURCES = [RTL_DIR / f"{m}.sv" for m in ("threshold_ceil_clamp", "stats_accumulate", "moment_poly",
+                                        "insta_threshold_plus_compute", "insta_threshold_plus")]
 TOPLEVEL = "insta_threshold_plus"
 TEST_MODULE = "instabnn.sim.test_insta_threshold_plus"
 

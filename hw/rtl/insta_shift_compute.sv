@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: BSD-3-Clause
 /*
- * Per-frame INSTA-PReLU shifts T[frame, c] from the power sums of the statistic input: the cubic polynomial (one
- * multiplier, time-multiplexed over channels and terms), the g table with linear interpolation, and the affine map.
+ * Per-frame INSTA-PReLU shifts T[frame, c] from the power sums of the statistic input: the cubic polynomial
+ * (moment_poly: one multiplier, time-multiplexed over channels, terms and limbs), the g table with linear
+ * interpolation, and the affine map.
  *
  * Golden function: instabnn.hw.reference.layers.ResidualActivation.shift with se = None (MomentPolynomial.evaluate,
  * g_lookup). For channel c with power sums P1, P2, P3, the coefficients C_j (fraction bits FRAC_j, FRAC = max_j
@@ -17,10 +18,9 @@
  * exact because it fits. G lies between BASE[i] and BASE[i] + DELTA[i] and so fits G_BITS; T_BITS holds the bound of
  * T (instabnn.hw.insta_tail_files).
  *
- * Schedule (as insta_threshold_compute): start (taken while idle) begins a frame; one step (channel c, term j) per
- * clock, c = 0 .. C-1 (fold f = c / PE, lane pe = c mod PE), j = 1, 2, 3: 3*C steps per frame. Pipeline from the
- * issue edge I of a step: I [lane / term select of the sums, registered coefficient ROM read] -> I+1 [C_j * P_j] ->
- * I+2 [shift and accumulate; j = 1 starts from C0 * 2^(FRAC-FRAC_0)] -> I+3 [round, clamp, index] -> I+4 [g ROM,
+ * Schedule (moment_poly, as insta_threshold_compute): start (taken while idle) begins a frame; one step (channel c,
+ * term j, limb k) per clock: 3*C*LIMBS steps per frame. Pipeline from the issue edge I of a step: I [operand select,
+ * registered coefficient ROM read] -> I+1 [multiply] -> I+2 [shift and accumulate] -> I+3 [round, clamp, index] -> I+4 [g ROM,
  * registered read] -> I+5 [DELTA * r] -> I+6 [G] -> I+7 [GAIN * G] -> I+8 [T into the lane register; the last lane of
  * a fold writes the fold's PE shifts into the T memory]. release_stats pulses after the edge that issues a frame's
  * last step (the stats bank may be reused from then on); done pulses after the edge that writes the frame's last T
@@ -65,6 +65,8 @@ module insta_shift_compute #(
     parameter int FRAC_3 = 24,
     // signed width of Z
     parameter int ZACC_BITS = 48,
+    // limbs of the power sums in the polynomial's multiplier (moment_poly)
+    parameter int LIMBS = 1,
     // signed widths of MEAN, GAIN, the g table's BASE and DELTA, and T
     parameter int MEAN_BITS = 16,
     parameter int GAIN_BITS = 16,
@@ -115,21 +117,10 @@ localparam int LOW_BITS = G_IN_FRAC - G_GRID_FRAC;                 // r: 9 bits
 localparam int IDX_BITS = $clog2(2 * G_RANGE) + G_GRID_FRAC + 1;   // i: 0 .. 256, 9 bits
 localparam int ZI_BITS = IDX_BITS + LOW_BITS;                      // zc + 2^16 in 0 .. 2^17: 18 bits
 
-localparam int CB0 = COEFF_BITS_0;
-localparam int CB1 = COEFF_BITS_1;
-localparam int CB2 = COEFF_BITS_2;
-localparam int CB3 = COEFF_BITS_3;
-localparam int COEFF_W = CB0 + CB1 + CB2 + CB3 + MEAN_BITS + GAIN_BITS;
-localparam int MEAN_BASE = CB0 + CB1 + CB2 + CB3;
 localparam int FRAC_01 = FRAC_0 > FRAC_1 ? FRAC_0 : FRAC_1;
 localparam int FRAC_23 = FRAC_2 > FRAC_3 ? FRAC_2 : FRAC_3;
 localparam int FRAC = FRAC_01 > FRAC_23 ? FRAC_01 : FRAC_23;
 localparam int ZS = FRAC - G_IN_FRAC;
-localparam int CW_12 = CB1 > CB2 ? CB1 : CB2;
-localparam int CW = CW_12 > CB3 ? CW_12 : CB3;              // multiplier coefficient operand
-localparam int PW_12 = P1_BITS > P2_BITS ? P1_BITS : P2_BITS;
-localparam int PW = PW_12 > P3_BITS ? PW_12 : P3_BITS;      // multiplier power-sum operand
-localparam int PROD_W = CW + PW < ZACC_BITS ? CW + PW : ZACC_BITS;  // the product modulo 2^ZACC_BITS is enough
 // rounding of Z to G_IN_FRAC bits: Z + 2^(ZS-1) without overflow, and room for the clamp bounds
 localparam int ZW_A = ZACC_BITS > ZS ? ZACC_BITS : ZS;
 localparam int ZW = (ZW_A > ZI_BITS ? ZW_A : ZI_BITS) + 2;
@@ -139,20 +130,9 @@ localparam int GS_W = (G_BITS > IP_W ? G_BITS : IP_W) + 1;
 // GAIN * G and T before the cast
 localparam int GP_W = GAIN_BITS + G_BITS;
 localparam int TS_W = (MEAN_BITS > GP_W ? MEAN_BITS : GP_W) + 2;
-localparam int CH_W = CHANNELS > 1 ? $clog2(CHANNELS) : 1;
-localparam int PE_W = PE > 1 ? $clog2(PE) : 1;
 localparam int G_W = G_BITS + G_DELTA_BITS;
 
-// check configuration
-if (CHANNELS < 1 || PE < 1) begin : g_check_sizes
-    $fatal(0, "Error: CHANNELS (%0d) and PE (%0d) must be >= 1 (instance %m)", CHANNELS, PE);
-end
-if (PE >= 1 && CHANNELS % PE != 0) begin : g_check_pe
-    $fatal(0, "Error: PE (%0d) must divide CHANNELS (%0d) (instance %m)", PE, CHANNELS);
-end
-if (CB0 < 1 || CB1 < 1 || CB2 < 1 || CB3 < 1) begin : g_check_coeff_bits
-    $fatal(0, "Error: COEFF_BITS_0..3 must be >= 1 (instance %m)");
-end
+// check configuration (moment_poly checks the sizes and the coefficient widths)
 if (FRAC_0 < 0 || FRAC_1 < 0 || FRAC_2 < 0 || FRAC_3 < 0 || ZS < 1) begin : g_check_fracs
     $fatal(0, "Error: FRAC_0..3 must be >= 0 with max(FRAC_j) (%0d) > G_IN_FRAC (%0d) (instance %m)", FRAC, G_IN_FRAC);
 end
@@ -167,186 +147,52 @@ if (COEFF_FILE == "" || G_FILE == "") begin : g_check_files
 end
 
 /*
- * Step counters: channel (fold, lane), term j = 1..3 as 0..2
+ * Stages 1 .. 3: Z per channel, with its {GAIN, MEAN} (moment_poly)
  */
-logic busy_reg;
-logic bank_reg;
-logic [CF_W-1:0] fold_reg;
-logic [PE_W-1:0] lane_reg;
-logic [CH_W-1:0] chan_reg;
-logic [1:0] term_reg;
-logic release_reg;
+wire logic s3_valid;
+wire logic signed [ZACC_BITS-1:0] s3_acc;
+wire logic [MEAN_BITS+GAIN_BITS-1:0] s3_affine;
+wire logic s3_bank;
+wire logic [CF_W-1:0] s3_fold;
+wire logic s3_last_lane;
+wire logic s3_last_fold;
 
-wire logic last_term = term_reg == 2'd2;
-wire logic last_lane = lane_reg == PE_W'(PE-1);
-wire logic last_fold = fold_reg == CF_W'(CF-1);
-wire logic last_step = last_term && last_lane && last_fold;
-
-always_ff @(posedge clk) begin
-    release_reg <= 1'b0;
-    if (busy_reg) begin
-        term_reg <= last_term ? 2'd0 : term_reg + 2'd1;
-        if (last_term) begin
-            lane_reg <= last_lane ? '0 : lane_reg + 1'b1;
-            chan_reg <= chan_reg + 1'b1;
-            if (last_lane) begin
-                fold_reg <= fold_reg + 1'b1;
-            end
-        end
-        if (last_step) begin
-            busy_reg <= 1'b0;
-            bank_reg <= !bank_reg;
-            release_reg <= 1'b1;
-        end
-    end else if (start) begin
-        busy_reg <= 1'b1;
-        term_reg <= 2'd0;
-        lane_reg <= '0;
-        fold_reg <= '0;
-        chan_reg <= '0;
-    end
-
-    if (rst) begin
-        busy_reg <= 1'b0;
-        bank_reg <= 1'b0;
-        release_reg <= 1'b0;
-    end
-end
-
-assign busy = busy_reg;
-assign release_stats = release_reg;
-assign sums_bank = bank_reg;
-assign sums_fold = fold_reg;
-
-/*
- * Stage 1: operands. P_j of the lane (asynchronous stats read, lane and term select); the channel's coefficient
- * word (registered ROM read)
- */
-logic [COEFF_W-1:0] coeff_mem[CHANNELS];
-
-initial begin
-    $readmemh(COEFF_FILE, coeff_mem);
-end
-
-// lane select as an array index (a plain PE-way mux)
-wire logic [SUM_W-1:0] sums_lanes[PE];
-
-for (genvar pe = 0; pe < PE; pe = pe + 1) begin : g_sums_lane
-    assign sums_lanes[pe] = sums[pe*SUM_W +: SUM_W];
-end
-
-wire logic [SUM_W-1:0] lane_sums = sums_lanes[lane_reg];
-logic signed [PW-1:0] p_sel;
-
-always_comb begin
-    case (term_reg)
-        2'd0: p_sel = PW'($signed(lane_sums[0 +: P1_BITS]));
-        2'd1: p_sel = PW'($signed(lane_sums[P1_BITS +: P2_BITS]));
-        default: p_sel = PW'($signed(lane_sums[P1_BITS+P2_BITS +: P3_BITS]));
-    endcase
-end
-
-logic s1_valid_reg;
-logic s1_bank_reg;
-logic [CF_W-1:0] s1_fold_reg;
-logic s1_last_lane_reg;
-logic s1_last_fold_reg;
-logic [1:0] s1_term_reg;
-logic signed [PW-1:0] s1_p_reg;
-logic [COEFF_W-1:0] s1_coeff_reg;
-
-always_ff @(posedge clk) begin
-    s1_valid_reg <= busy_reg;
-    s1_bank_reg <= bank_reg;
-    s1_fold_reg <= fold_reg;
-    s1_last_lane_reg <= last_lane;
-    s1_last_fold_reg <= last_fold;
-    s1_term_reg <= term_reg;
-    s1_p_reg <= p_sel;
-    s1_coeff_reg <= coeff_mem[chan_reg];
-
-    if (rst) begin
-        s1_valid_reg <= 1'b0;
-    end
-end
-
-/*
- * Stage 2: product C_j * P_j
- */
-wire logic signed [CB0-1:0] coeff_0 = $signed(s1_coeff_reg[0 +: CB0]);
-logic signed [CW-1:0] coeff_sel;
-
-always_comb begin
-    case (s1_term_reg)
-        2'd0: coeff_sel = CW'($signed(s1_coeff_reg[CB0 +: CB1]));
-        2'd1: coeff_sel = CW'($signed(s1_coeff_reg[CB0+CB1 +: CB2]));
-        default: coeff_sel = CW'($signed(s1_coeff_reg[CB0+CB1+CB2 +: CB3]));
-    endcase
-end
-
-logic s2_valid_reg;
-logic s2_bank_reg;
-logic [CF_W-1:0] s2_fold_reg;
-logic s2_last_lane_reg;
-logic s2_last_fold_reg;
-logic [1:0] s2_term_reg;
-logic signed [PROD_W-1:0] s2_prod_reg;
-logic signed [ZACC_BITS-1:0] s2_c0_reg;
-logic [MEAN_BITS+GAIN_BITS-1:0] s2_affine_reg;   // {GAIN, MEAN} of the channel
-
-always_ff @(posedge clk) begin
-    s2_valid_reg <= s1_valid_reg;
-    s2_bank_reg <= s1_bank_reg;
-    s2_fold_reg <= s1_fold_reg;
-    s2_last_lane_reg <= s1_last_lane_reg;
-    s2_last_fold_reg <= s1_last_fold_reg;
-    s2_term_reg <= s1_term_reg;
-    s2_prod_reg <= PROD_W'(coeff_sel) * PROD_W'(s1_p_reg);
-    s2_c0_reg <= ZACC_BITS'(coeff_0) <<< (FRAC - FRAC_0);
-    s2_affine_reg <= s1_coeff_reg[MEAN_BASE +: MEAN_BITS+GAIN_BITS];
-
-    if (rst) begin
-        s2_valid_reg <= 1'b0;
-    end
-end
-
-/*
- * Stage 3: Z += C_j * P_j * 2^(FRAC - FRAC_j)
- */
-wire logic signed [ZACC_BITS-1:0] prod_ext = ZACC_BITS'(s2_prod_reg);
-logic signed [ZACC_BITS-1:0] term_shifted;
-
-always_comb begin
-    case (s2_term_reg)
-        2'd0: term_shifted = prod_ext <<< (FRAC - FRAC_1);
-        2'd1: term_shifted = prod_ext <<< (FRAC - FRAC_2);
-        default: term_shifted = prod_ext <<< (FRAC - FRAC_3);
-    endcase
-end
-
-logic s3_valid_reg;                  // the accumulator holds a channel's complete Z
-logic s3_bank_reg;
-logic [CF_W-1:0] s3_fold_reg;
-logic s3_last_lane_reg;
-logic s3_last_fold_reg;
-logic signed [ZACC_BITS-1:0] s3_acc_reg;
-logic [MEAN_BITS+GAIN_BITS-1:0] s3_affine_reg;
-
-always_ff @(posedge clk) begin
-    s3_valid_reg <= s2_valid_reg && s2_term_reg == 2'd2;
-    s3_bank_reg <= s2_bank_reg;
-    s3_fold_reg <= s2_fold_reg;
-    s3_last_lane_reg <= s2_last_lane_reg;
-    s3_last_fold_reg <= s2_last_fold_reg;
-    s3_affine_reg <= s2_affine_reg;
-    if (s2_valid_reg) begin
-        s3_acc_reg <= (s2_term_reg == 2'd0 ? s2_c0_reg : s3_acc_reg) + term_shifted;
-    end
-
-    if (rst) begin
-        s3_valid_reg <= 1'b0;
-    end
-end
+moment_poly #(
+    .CHANNELS(CHANNELS),
+    .PE(PE),
+    .P1_BITS(P1_BITS),
+    .P2_BITS(P2_BITS),
+    .P3_BITS(P3_BITS),
+    .COEFF_BITS_0(COEFF_BITS_0),
+    .COEFF_BITS_1(COEFF_BITS_1),
+    .COEFF_BITS_2(COEFF_BITS_2),
+    .COEFF_BITS_3(COEFF_BITS_3),
+    .FRAC_0(FRAC_0),
+    .FRAC_1(FRAC_1),
+    .FRAC_2(FRAC_2),
+    .FRAC_3(FRAC_3),
+    .ACC_BITS(ZACC_BITS),
+    .EXTRA_BITS(MEAN_BITS + GAIN_BITS),
+    .LIMBS(LIMBS),
+    .COEFF_FILE(COEFF_FILE)
+)
+poly_inst (
+    .clk(clk),
+    .rst(rst),
+    .start(start),
+    .busy(busy),
+    .release_stats(release_stats),
+    .sums_bank(sums_bank),
+    .sums_fold(sums_fold),
+    .sums(sums),
+    .out_valid(s3_valid),
+    .out_value(s3_acc),
+    .out_extra(s3_affine),
+    .out_bank(s3_bank),
+    .out_fold(s3_fold),
+    .out_last_lane(s3_last_lane),
+    .out_last_fold(s3_last_fold)
+);
 
 /*
  * Stage 4: z = round(Z / 2^ZS), clamped to [-2^16, 2^16], offset to 0 .. 2^17: table index i and remainder r
@@ -354,7 +200,7 @@ end
 localparam logic signed [ZW-1:0] Z_TOP = ZW'(G_RANGE) <<< G_IN_FRAC;
 localparam logic signed [ZW-1:0] Z_BOTTOM = ZW'(0) - Z_TOP;
 wire logic signed [ZW-1:0] z_half = ZW'(1) <<< (ZS - 1);
-wire logic signed [ZW-1:0] z_round = (ZW'(s3_acc_reg) + z_half) >>> ZS;
+wire logic signed [ZW-1:0] z_round = (ZW'(s3_acc) + z_half) >>> ZS;
 wire logic signed [ZW-1:0] z_clamped = z_round > Z_TOP ? Z_TOP : z_round < Z_BOTTOM ? Z_BOTTOM : z_round;
 wire logic [ZI_BITS-1:0] z_index = ZI_BITS'(z_clamped + Z_TOP);
 
@@ -368,12 +214,12 @@ logic [LOW_BITS-1:0] s4_r_reg;
 logic [MEAN_BITS+GAIN_BITS-1:0] s4_affine_reg;
 
 always_ff @(posedge clk) begin
-    s4_valid_reg <= s3_valid_reg;
-    s4_bank_reg <= s3_bank_reg;
-    s4_fold_reg <= s3_fold_reg;
-    s4_last_lane_reg <= s3_last_lane_reg;
-    s4_last_fold_reg <= s3_last_fold_reg;
-    s4_affine_reg <= s3_affine_reg;
+    s4_valid_reg <= s3_valid;
+    s4_bank_reg <= s3_bank;
+    s4_fold_reg <= s3_fold;
+    s4_last_lane_reg <= s3_last_lane;
+    s4_last_fold_reg <= s3_last_fold;
+    s4_affine_reg <= s3_affine;
     s4_i_reg <= z_index[LOW_BITS +: IDX_BITS];
     s4_r_reg <= z_index[LOW_BITS-1:0];
 

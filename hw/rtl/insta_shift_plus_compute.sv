@@ -23,8 +23,9 @@
  * se = True); arithmetic is exact (Z_c modulo 2^ZACC_BITS, exact because the final value fits).
  *
  * Schedule (one frame at a time; start is taken while idle, at edge E), as insta_threshold_plus_compute:
- *   phase A: 3*C steps (channel c, term j), issued at edges E+1 .. E+3C; pipeline: issue [sums select, registered
- *            coefficient read] -> +1 [C_j * P_j] -> +2 [accumulate] -> +3 [round, clamp, write s_c].
+ *   phase A: 3*C steps (channel c, term j) of moment_poly, issued at edges E+1 .. E+3C; pipeline: issue [sums
+ *            select, registered coefficient read] -> +1 [C_j * P_j] -> +2 [accumulate] -> +3 [round, clamp,
+ *            write s_c].
  *   3 wait edges (the last s_c is written before phase B reads s_0).
  *   phase B: HIDDEN*C/SE_SIMD steps (k, column group g), SE_SIMD multiplies each; pipeline: issue [registered reads
  *            of the W1 word and the SE_SIMD s banks] -> +1 [W1 * s per lane] -> +2 [sum of the lanes, accumulate]
@@ -157,14 +158,6 @@ localparam int CB3 = COEFF_BITS_3;
 localparam int COEFF_W = CB0 + CB1 + CB2 + CB3 + MEAN_BITS + GAIN_BITS;
 localparam int MEAN_BASE = CB0 + CB1 + CB2 + CB3;
 localparam int CONST_W = M2_BITS + B_BITS;
-localparam int FRAC_01 = FRAC_0 > FRAC_1 ? FRAC_0 : FRAC_1;
-localparam int FRAC_23 = FRAC_2 > FRAC_3 ? FRAC_2 : FRAC_3;
-localparam int FRAC = FRAC_01 > FRAC_23 ? FRAC_01 : FRAC_23;
-localparam int CW_12 = CB1 > CB2 ? CB1 : CB2;
-localparam int CW = CW_12 > CB3 ? CW_12 : CB3;
-localparam int PW_12 = P1_BITS > P2_BITS ? P1_BITS : P2_BITS;
-localparam int PW = PW_12 > P3_BITS ? PW_12 : P3_BITS;
-localparam int PROD_W = CW + PW < ZACC_BITS ? CW + PW : ZACC_BITS;
 localparam int CH_W = CHANNELS > 1 ? $clog2(CHANNELS) : 1;
 localparam int HID_W = HIDDEN > 1 ? $clog2(HIDDEN) : 1;
 localparam int RC_W = CH_W > HID_W ? CH_W : HID_W;          // row / column counters of phases B and C
@@ -220,14 +213,11 @@ localparam logic [2:0] PH_C = 3'd5;
 logic [2:0] phase_reg;
 logic [1:0] wait_reg;
 logic bank_reg;
-logic release_reg;
-// phase A: channel (fold, lane), term; phase C: fold, lane of the row (channel)
+// phase C: fold, lane of the row (channel)
 logic [CF_W-1:0] fold_reg;
 logic [PE_W-1:0] lane_reg;
-logic [CH_W-1:0] chan_reg;
-logic [1:0] term_reg;
-// s (phase A) or h (phase B) word being produced: lane (SE_SIMD) and group (word address)
-localparam int VG_W = CG_W > HG_W ? CG_W : HG_W;
+// h (phase B) word being produced: lane (SE_SIMD) and group (word address)
+localparam int VG_W = HG_W;
 logic [SL_W-1:0] vlane_reg;
 logic [VG_W-1:0] vgrp_reg;
 // phases B and C: row, column group, weight word address
@@ -235,13 +225,11 @@ logic [RC_W-1:0] row_reg;
 logic [RC_W-1:0] col_reg;
 logic [WA_W-1:0] addr_reg;
 
-wire logic in_a = phase_reg == PH_A;
 wire logic in_b = phase_reg == PH_B;
 wire logic in_c = phase_reg == PH_C;
-wire logic last_term = term_reg == 2'd2;
 wire logic last_lane = lane_reg == PE_W'(PE-1);
 wire logic last_fold = fold_reg == CF_W'(CF-1);
-wire logic last_a = last_term && last_lane && last_fold;
+wire logic poly_release;   // phase A has issued its last step (moment_poly, below)
 wire logic [RC_W-1:0] col_end = in_b ? RC_W'(CG-1) : RC_W'(HG-1);
 wire logic last_vlane = vlane_reg == SL_W'(SE_SIMD-1);
 wire logic [RC_W-1:0] row_end = in_b ? RC_W'(HIDDEN-1) : RC_W'(CHANNELS-1);
@@ -249,39 +237,22 @@ wire logic last_col = col_reg == col_end;
 wire logic last_row = row_reg == row_end;
 
 always_ff @(posedge clk) begin
-    release_reg <= 1'b0;
     case (phase_reg)
         PH_IDLE: begin
             if (start) begin
                 phase_reg <= PH_A;
-                term_reg <= 2'd0;
-                lane_reg <= '0;
-                fold_reg <= '0;
-                chan_reg <= '0;
-                vlane_reg <= '0;
-                vgrp_reg <= '0;
             end
         end
         PH_A: begin
-            term_reg <= last_term ? 2'd0 : term_reg + 2'd1;
-            if (last_term) begin
-                lane_reg <= last_lane ? '0 : lane_reg + 1'b1;
-                chan_reg <= chan_reg + 1'b1;
-                vlane_reg <= last_vlane ? '0 : vlane_reg + 1'b1;
-                vgrp_reg <= last_vlane ? vgrp_reg + 1'b1 : vgrp_reg;
-                if (last_lane) begin
-                    fold_reg <= fold_reg + 1'b1;
-                end
-            end
-            if (last_a) begin
+            // moment_poly issues the 3*C steps at E+1 .. E+3C and pulses release one edge later
+            if (poly_release) begin
                 phase_reg <= PH_WAIT_A;
                 wait_reg <= '0;
-                release_reg <= 1'b1;
             end
         end
         PH_WAIT_A, PH_WAIT_B: begin
             wait_reg <= wait_reg + 2'd1;
-            if (wait_reg == (phase_reg == PH_WAIT_A ? 2'd2 : 2'd3)) begin
+            if (wait_reg == (phase_reg == PH_WAIT_A ? 2'd1 : 2'd3)) begin
                 phase_reg <= phase_reg == PH_WAIT_A ? PH_B : PH_C;
                 row_reg <= '0;
                 col_reg <= '0;
@@ -320,125 +291,81 @@ always_ff @(posedge clk) begin
     if (rst) begin
         phase_reg <= PH_IDLE;
         bank_reg <= 1'b0;
-        release_reg <= 1'b0;
     end
 end
 
 assign busy = phase_reg != PH_IDLE;
-assign release_stats = release_reg;
-assign sums_bank = bank_reg;
-assign sums_fold = fold_reg;
+assign release_stats = poly_release;
 
 /*
- * Phase A, stage 1: P_j of the lane (asynchronous stats read), coefficients of the channel (registered ROM read)
+ * Phase A, stages 1 .. 3: Z_c per channel (moment_poly; its copy of COEFF_FILE keeps C0 .. C3, phase C's below
+ * MEAN and GAIN); the s word of channel c: bank c mod SE_SIMD, word c / SE_SIMD, counted along the results
  */
+wire logic a3_valid_reg;
+wire logic signed [ZACC_BITS-1:0] a3_acc_reg;
+/* verilator lint_off UNUSEDSIGNAL */
+wire logic [MEAN_BITS+GAIN_BITS-1:0] a3_extra;
+wire logic a3_bank, a3_last_lane, a3_last_fold;
+wire logic [CF_W-1:0] a3_fold;
+/* verilator lint_on UNUSEDSIGNAL */
+
+moment_poly #(
+    .CHANNELS(CHANNELS),
+    .PE(PE),
+    .P1_BITS(P1_BITS),
+    .P2_BITS(P2_BITS),
+    .P3_BITS(P3_BITS),
+    .COEFF_BITS_0(COEFF_BITS_0),
+    .COEFF_BITS_1(COEFF_BITS_1),
+    .COEFF_BITS_2(COEFF_BITS_2),
+    .COEFF_BITS_3(COEFF_BITS_3),
+    .FRAC_0(FRAC_0),
+    .FRAC_1(FRAC_1),
+    .FRAC_2(FRAC_2),
+    .FRAC_3(FRAC_3),
+    .ACC_BITS(ZACC_BITS),
+    .EXTRA_BITS(MEAN_BITS + GAIN_BITS),
+    .LIMBS(1),
+    .COEFF_FILE(COEFF_FILE)
+)
+poly_inst (
+    .clk(clk),
+    .rst(rst),
+    .start(start && phase_reg == PH_IDLE),
+    /* verilator lint_off PINCONNECTEMPTY */
+    .busy(),
+    /* verilator lint_on PINCONNECTEMPTY */
+    .release_stats(poly_release),
+    .sums_bank(sums_bank),
+    .sums_fold(sums_fold),
+    .sums(sums),
+    .out_valid(a3_valid_reg),
+    .out_value(a3_acc_reg),
+    .out_extra(a3_extra),
+    .out_bank(a3_bank),
+    .out_fold(a3_fold),
+    .out_last_lane(a3_last_lane),
+    .out_last_fold(a3_last_fold)
+);
+
+logic [SL_W-1:0] a3_vlane_reg;
+logic [CG_W-1:0] a3_vgrp_reg;
+
+always_ff @(posedge clk) begin
+    if (phase_reg == PH_IDLE) begin
+        a3_vlane_reg <= '0;
+        a3_vgrp_reg <= '0;
+    end else if (a3_valid_reg) begin
+        a3_vlane_reg <= a3_vlane_reg == SL_W'(SE_SIMD-1) ? '0 : a3_vlane_reg + 1'b1;
+        a3_vgrp_reg <= a3_vlane_reg == SL_W'(SE_SIMD-1) ? a3_vgrp_reg + 1'b1 : a3_vgrp_reg;
+    end
+end
+
+// phase C: MEAN and GAIN of the row's channel (asynchronous read; synthesis keeps only these columns)
 logic [COEFF_W-1:0] coeff_mem[CHANNELS];
 
 initial begin
     $readmemh(COEFF_FILE, coeff_mem);
-end
-
-wire logic [SUM_W-1:0] sums_lanes[PE];
-
-for (genvar pe = 0; pe < PE; pe = pe + 1) begin : g_sums_lane
-    assign sums_lanes[pe] = sums[pe*SUM_W +: SUM_W];
-end
-
-wire logic [SUM_W-1:0] lane_sums = sums_lanes[lane_reg];
-logic signed [PW-1:0] p_sel;
-
-always_comb begin
-    case (term_reg)
-        2'd0: p_sel = PW'($signed(lane_sums[0 +: P1_BITS]));
-        2'd1: p_sel = PW'($signed(lane_sums[P1_BITS +: P2_BITS]));
-        default: p_sel = PW'($signed(lane_sums[P1_BITS+P2_BITS +: P3_BITS]));
-    endcase
-end
-
-logic a1_valid_reg;
-logic [SL_W-1:0] a1_vlane_reg;
-logic [CG_W-1:0] a1_vgrp_reg;
-logic [1:0] a1_term_reg;
-logic signed [PW-1:0] a1_p_reg;
-logic [MEAN_BASE-1:0] a1_coeff_reg;
-
-always_ff @(posedge clk) begin
-    a1_valid_reg <= in_a;
-    a1_vlane_reg <= vlane_reg;
-    a1_vgrp_reg <= vgrp_reg[CG_W-1:0];
-    a1_term_reg <= term_reg;
-    a1_p_reg <= p_sel;
-    a1_coeff_reg <= coeff_mem[chan_reg][MEAN_BASE-1:0];
-
-    if (rst) begin
-        a1_valid_reg <= 1'b0;
-    end
-end
-
-/*
- * Phase A, stage 2: C_j * P_j
- */
-wire logic signed [CB0-1:0] coeff_0 = $signed(a1_coeff_reg[0 +: CB0]);
-logic signed [CW-1:0] coeff_sel;
-
-always_comb begin
-    case (a1_term_reg)
-        2'd0: coeff_sel = CW'($signed(a1_coeff_reg[CB0 +: CB1]));
-        2'd1: coeff_sel = CW'($signed(a1_coeff_reg[CB0+CB1 +: CB2]));
-        default: coeff_sel = CW'($signed(a1_coeff_reg[CB0+CB1+CB2 +: CB3]));
-    endcase
-end
-
-logic a2_valid_reg;
-logic [SL_W-1:0] a2_vlane_reg;
-logic [CG_W-1:0] a2_vgrp_reg;
-logic [1:0] a2_term_reg;
-logic signed [PROD_W-1:0] a2_prod_reg;
-logic signed [ZACC_BITS-1:0] a2_c0_reg;
-
-always_ff @(posedge clk) begin
-    a2_valid_reg <= a1_valid_reg;
-    a2_vlane_reg <= a1_vlane_reg;
-    a2_vgrp_reg <= a1_vgrp_reg;
-    a2_term_reg <= a1_term_reg;
-    a2_prod_reg <= PROD_W'(coeff_sel) * PROD_W'(a1_p_reg);
-    a2_c0_reg <= ZACC_BITS'(coeff_0) <<< (FRAC - FRAC_0);
-
-    if (rst) begin
-        a2_valid_reg <= 1'b0;
-    end
-end
-
-/*
- * Phase A, stage 3: T += C_j * P_j * 2^(FRAC - FRAC_j)
- */
-wire logic signed [ZACC_BITS-1:0] prod_ext = ZACC_BITS'(a2_prod_reg);
-logic signed [ZACC_BITS-1:0] term_shifted;
-
-always_comb begin
-    case (a2_term_reg)
-        2'd0: term_shifted = prod_ext <<< (FRAC - FRAC_1);
-        2'd1: term_shifted = prod_ext <<< (FRAC - FRAC_2);
-        default: term_shifted = prod_ext <<< (FRAC - FRAC_3);
-    endcase
-end
-
-logic a3_valid_reg;                  // the accumulator holds a channel's complete T_c
-logic [SL_W-1:0] a3_vlane_reg;
-logic [CG_W-1:0] a3_vgrp_reg;
-logic signed [ZACC_BITS-1:0] a3_acc_reg;
-
-always_ff @(posedge clk) begin
-    a3_valid_reg <= a2_valid_reg && a2_term_reg == 2'd2;
-    a3_vlane_reg <= a2_vlane_reg;
-    a3_vgrp_reg <= a2_vgrp_reg;
-    if (a2_valid_reg) begin
-        a3_acc_reg <= (a2_term_reg == 2'd0 ? a2_c0_reg : a3_acc_reg) + term_shifted;
-    end
-
-    if (rst) begin
-        a3_valid_reg <= 1'b0;
-    end
 end
 
 /*

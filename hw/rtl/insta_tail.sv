@@ -43,8 +43,9 @@
  *   m_axis:      q, W = OUT_BITS, same order as acc.
  *
  * Architecture:
- *   - stats_accumulate (P1..P3, two banks) and insta_shift_compute (one multiplier, 3*C steps per frame, the g ROM,
- *     two multipliers for the interpolation and the gain; two banks of T in distributed RAM).
+ *   - stats_accumulate (P1..P3, two banks; q^2 and q^3 on multipliers or, POWER_TABLE = 1, from tables) and
+ *     insta_shift_compute (one multiplier, S = 3*C*LIMBS steps per frame, the g ROM, two multipliers for the
+ *     interpolation and the gain; two banks of T in distributed RAM).
  *   - own (STAT_REUSE = 0): a front pipeline computes Y of every accepted beat (one multiplier per lane, a second
  *     in proj mode) and writes Y into the frame buffer and v into the power sums, FRONT_LATENCY = 4 edges after the
  *     handshake, without stalls. The frame buffer (simple dual-port block RAM, registered read) holds BUF_DEPTH =
@@ -59,18 +60,18 @@
  *   - the back pipeline stalls as a whole under one enable (the 2-entry output FIFO is not full).
  *
  * Cycle count (inputs always valid, output always ready): the period P of instabnn.hw.insta_tail_files
- * (InstaTailSpec.cycles_per_frame): FRAME_BEATS clocks per frame where FRAME_BEATS >= 3*C + 10 (own; reuse also
- * needs STAT_BEATS <= FRAME_BEATS and STAT_BEATS >= 3*C + 6), otherwise set by the shift computation or the
+ * (InstaTailSpec.cycles_per_frame): FRAME_BEATS clocks per frame where FRAME_BEATS >= S + 10 (own; reuse also
+ * needs STAT_BEATS <= FRAME_BEATS and STAT_BEATS >= S + 6), otherwise set by the shift computation or the
  * statistic stream.
  * Latency (own): a frame's first m_axis handshake follows the handshake of its last acc/sc beat by LATENCY =
- * 3*C + 24 edges; at full rate every beat leaves FRAME_BEATS - 1 + LATENCY edges after it entered:
+ * S + 24 edges; at full rate every beat leaves FRAME_BEATS - 1 + LATENCY edges after it entered:
  *   edge e: last beat accepted -> e+4 Y into the buffer, v into the sums -> e+7 sums complete -> e+8 token ->
- *   e+9 computation starts -> e+10 .. e+9+3C steps -> e+17+3C last T word written -> e+18+3C token -> e+19+3C
- *   first readout issued (ISSUE_LATENCY = 3C + 19; buffer read, T and SLOPE registered) -> e+20+3C D -> e+21+3C
- *   slope product -> e+22+3C round -> e+23+3C clamp into the output FIFO -> e+24+3C earliest handshake.
+ *   e+9 computation starts -> e+10 .. e+9+S steps -> e+17+S last T word written -> e+18+S token -> e+19+S
+ *   first readout issued (ISSUE_LATENCY = S + 19; buffer read, T and SLOPE registered) -> e+20+S D -> e+21+S
+ *   slope product -> e+22+S round -> e+23+S clamp into the output FIFO -> e+24+S earliest handshake.
  * Latency (reuse): LATENCY = 6 edges from an acc/sc handshake to its m_axis handshake (constants and T registered,
  *   products, D, slope product, round, clamp into the FIFO, handshake); the acc/sc beats of frame n can be taken
- *   from STAT_LATENCY = 3*C + 15 edges after the handshake of frame n's last statistic beat.
+ *   from STAT_LATENCY = S + 15 edges after the handshake of frame n's last statistic beat.
  * Flow control: every tready depends on registers and on the other joined input's tvalid only; m_axis_tvalid
  * comes from a register; nothing is dropped or reordered.
  *
@@ -81,7 +82,7 @@
  *   COEFF_FILE: C lines, line c = C0 | C1 | C2 | C3 | MEAN | GAIN of channel c (insta_shift_compute).
  *   G_FILE:     257 lines, line i = BASE | DELTA of the g table (insta_shift_compute).
  *   SE = 1 only: SE_CONST_FILE (M2 | B per channel), M1_FILE, W1_FILE, W2_FILE (insta_shift_plus_compute).
- * Timing with SE = 1: the shift computation takes COMPUTE_EDGES = 3*C + 2*HIDDEN*C/SE_SIMD + 14 edges from its
+ * Timing with SE = 1 (LIMBS = 1): the shift computation takes COMPUTE_EDGES = 3*C + 2*HIDDEN*C/SE_SIMD + 14 edges from its
  * start to its last T word (instead of 3*C + 8) and may restart 3*C + 2*HIDDEN*C/SE_SIMD + 8 edges after a start
  * (instead of 3*C + 1); ISSUE_LATENCY and LATENCY grow by the difference (InstaTailSpec).
  *
@@ -135,6 +136,10 @@ module insta_tail #(
     parameter int FRAC_2 = 24,
     parameter int FRAC_3 = 24,
     parameter int ZACC_BITS = 48,
+    // limbs of the power sums in the shift computation's multiplier (moment_poly; SE = 0 only)
+    parameter int LIMBS = 1,
+    // q^2 and q^3 of the power sums: 0 = multipliers, 1 = constant tables (stats_accumulate; STAT_BITS <= 8)
+    parameter int POWER_TABLE = 0,
     // signed widths of shift_mean, shift_gain, the g table's BASE and DELTA, and T (1 .. D_BITS)
     parameter int MEAN_BITS = 16,
     parameter int GAIN_BITS = 16,
@@ -196,7 +201,7 @@ module insta_tail #(
     // timing (see above)
     localparam int FRONT_LATENCY = STAT_REUSE != 0 ? 0 : 4,
     localparam int STATS_LATENCY = 3,
-    localparam int COMPUTE_STEPS = 3 * CHANNELS,
+    localparam int COMPUTE_STEPS = 3 * CHANNELS * LIMBS,
     localparam int COMPUTE_PIPELINE = 8,
     // SE: the SE MLP's 2*HIDDEN*C/SE_SIMD steps, waits and pipeline (insta_shift_plus_compute)
     localparam int COMPUTE_EDGES = SE != 0 ? COMPUTE_STEPS + 2 * HIDDEN * CHANNELS / SE_SIMD + 14
@@ -313,6 +318,9 @@ end
 if (T_BITS < 1 || T_BITS > D_BITS) begin : g_check_t_bits
     $fatal(0, "Error: T_BITS (%0d) must be in 1 .. D_BITS (%0d) (instance %m)", T_BITS, D_BITS);
 end
+if (SE != 0 && LIMBS != 1) begin : g_check_se_limbs
+    $fatal(0, "Error: LIMBS (%0d) must be 1 with SE = 1 (instance %m)", LIMBS);
+end
 if (SE != 0 && SE != 1) begin : g_check_se
     $fatal(0, "Error: SE (%0d) must be 0 or 1 (instance %m)", SE);
 end
@@ -356,7 +364,8 @@ stats_accumulate #(
     .INPUT_BITS(STAT_BITS),
     .P1_BITS(P1_BITS),
     .P2_BITS(P2_BITS),
-    .P3_BITS(P3_BITS)
+    .P3_BITS(P3_BITS),
+    .POWER_TABLE(POWER_TABLE)
 )
 stats_inst (
     .clk(clk),
@@ -402,6 +411,7 @@ if (SE == 0) begin : g_plain
         .FRAC_2(FRAC_2),
         .FRAC_3(FRAC_3),
         .ZACC_BITS(ZACC_BITS),
+        .LIMBS(LIMBS),
         .MEAN_BITS(MEAN_BITS),
         .GAIN_BITS(GAIN_BITS),
         .G_BITS(G_BITS),

@@ -25,9 +25,10 @@
  *
  * Architecture (STATIC = 0):
  *   - stats_accumulate: P1, P2, P3 per channel, exact (widths P1_BITS, P2_BITS, P3_BITS below, equal to
- *     InstaThConstants.power_sum_bits), PE lanes per clock, two banks of distributed RAM (frame parity).
- *   - insta_threshold_compute: one multiplier, 3 steps per channel, 3*C clocks per frame after the frame's sums are
- *     complete; writes the frame's thresholds into a two-bank threshold memory.
+ *     InstaThConstants.power_sum_bits), PE lanes per clock, two banks of distributed RAM (frame parity); q^2 and
+ *     q^3 on multipliers or (POWER_TABLE = 1) from constant tables in logic.
+ *   - insta_threshold_compute: one multiplier, 3*LIMBS steps per channel, S = 3*C*LIMBS clocks per frame after the
+ *     frame's sums are complete; writes the frame's thresholds into a two-bank threshold memory.
  *   - frame buffer: one circular buffer (simple dual-port block RAM, registered read) of BUF_DEPTH = FRAME_BEATS +
  *     ISSUE_LATENCY beats. A frame is read out (and compared) once its thresholds exist; meanwhile the next frame
  *     is written behind it. BUF_DEPTH is exactly the occupancy at full rate, so writes never overtake reads and
@@ -39,15 +40,15 @@
  *   - one comparator per PE lane, INPUT_BITS + 1 bits wide.
  *
  * Cycle count (s_axis always valid, outputs always ready): FRAME_BEATS = N*C/PE clocks per frame, provided
- * FRAME_BEATS >= 3*C + 6 (the threshold computation and the bank hand-over fit in one frame time); otherwise the
- * threshold computation sets the rate (about 3*C + 1 clocks per frame; instabnn.hw.insta_files gives the exact
+ * FRAME_BEATS >= S + 6 (the threshold computation and the bank hand-over fit in one frame time); otherwise the
+ * threshold computation sets the rate (about S + 1 clocks per frame; instabnn.hw.insta_files gives the exact
  * figure).
  * Latency (STATIC = 0): a frame's first m_axis handshake follows the handshake of its last s_axis beat by
- * LATENCY = 3*C + 12 edges; at full rate every beat leaves FRAME_BEATS - 1 + LATENCY edges after it entered:
+ * LATENCY = S + 12 edges; at full rate every beat leaves FRAME_BEATS - 1 + LATENCY edges after it entered:
  *   edge e: last beat accepted (buffer write, stats stage a) -> e+3 sums complete (stats done) -> e+4 token ->
- *   e+5 computation starts -> e+6 .. e+5+3C steps issued -> e+8+3C last threshold word written (done) ->
- *   e+9+3C token -> e+10+3C first read issued (ISSUE_LATENCY = 3C + 10; block RAM read, thresholds registered) ->
- *   e+11+3C compare into the output FIFO (m_axis_tvalid) -> e+12+3C earliest handshake.
+ *   e+5 computation starts -> e+6 .. e+5+S steps issued -> e+8+S last threshold word written (done) ->
+ *   e+9+S token -> e+10+S first read issued (ISSUE_LATENCY = S + 10; block RAM read, thresholds registered) ->
+ *   e+11+S compare into the output FIFO (m_axis_tvalid) -> e+12+S earliest handshake.
  * Latency (STATIC = 1): LATENCY = 2: handshake at edge e (q and the threshold word registered), compare into the
  * output FIFO at e+1, earliest m_axis handshake at e+2. One frame per FRAME_BEATS clocks.
  * Flow control: s_axis_tready, m_axis_tvalid and m_axis_q_tvalid are functions of registers only; backpressure on
@@ -91,6 +92,10 @@ module insta_threshold #(
     parameter int FRAC_3 = 8,
     // signed width of T_fx (InstaThConstants.threshold_accumulator_bits); STATIC = 0 only
     parameter int TACC_BITS = 48,
+    // limbs of the power sums in the threshold computation's multiplier (moment_poly; STATIC = 0 only)
+    parameter int LIMBS = 1,
+    // q^2 and q^3 of the power sums: 0 = multipliers, 1 = constant tables (stats_accumulate; STATIC = 0 only)
+    parameter int POWER_TABLE = 0,
     // coefficient memory init file ($readmemh), layout above
     parameter COEFF_FILE = "",
     // channel folds: beats per pixel
@@ -103,7 +108,7 @@ module insta_threshold #(
     localparam int P3_BITS = 3 * (INPUT_BITS - 1) + $clog2(PIXELS) + 1,
     // timing (see above)
     localparam int STATS_LATENCY = 3,
-    localparam int COMPUTE_STEPS = 3 * CHANNELS,
+    localparam int COMPUTE_STEPS = 3 * CHANNELS * LIMBS,
     localparam int COMPUTE_PIPELINE = 3,
     localparam int ISSUE_LATENCY = STATS_LATENCY + 2 + COMPUTE_STEPS + COMPUTE_PIPELINE + 2,
     // read back by the testbench
@@ -277,7 +282,8 @@ if (STATIC == 0) begin : g_insta
         .INPUT_BITS(INPUT_BITS),
         .P1_BITS(P1_BITS),
         .P2_BITS(P2_BITS),
-        .P3_BITS(P3_BITS)
+        .P3_BITS(P3_BITS),
+        .POWER_TABLE(POWER_TABLE)
     )
     stats_inst (
         .clk(clk),
@@ -320,6 +326,7 @@ if (STATIC == 0) begin : g_insta
         .FRAC_2(FRAC_2),
         .FRAC_3(FRAC_3),
         .TACC_BITS(TACC_BITS),
+        .LIMBS(LIMBS),
         .COEFF_FILE(COEFF_FILE)
     )
     compute_inst (

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 /*
- * Per-frame INSTA-Th thresholds from the power sums, one multiplier, time-multiplexed over channels and terms.
+ * Per-frame INSTA-Th thresholds from the power sums: the cubic polynomial on one multiplier (moment_poly,
+ * time-multiplexed over channels, terms and limbs), then ceil and clamp.
  *
  * Golden function: instabnn.hw.reference.insta.frame_thresholds. For channel c with power sums P1, P2, P3 and the
  * fixed-point coefficients C_j (fraction bits FRAC_j, common fraction FRAC = max_j FRAC_j):
@@ -12,12 +13,10 @@
  * (InstaThConstants.threshold_accumulator_bits); arithmetic is modulo 2^TACC_BITS, exact because the final value
  * fits.
  *
- * Schedule: start (accepted while idle) begins a frame; the unit then issues one step (channel c, term j) per clock,
- * c = 0 .. C-1 (fold f = c / PE, lane pe = c mod PE), j = 1, 2, 3: 3*C steps per frame. Pipeline: issue edge
- * [lane / term select of the sums (asynchronous read of the stats memory), registered coefficient ROM read] ->
- * +1 [multiply C_j * P_j] -> +2 [shift and accumulate; the j = 1 step starts from C0 * 2^(FRAC-FRAC_0)] ->
- * +3 [ceil and clamp into the lane register; the last lane of a fold writes the PE thresholds of the fold into the
- * threshold memory]. release pulses after the edge that issues a frame's last step (the stats bank may be reused
+ * Schedule (moment_poly): start (accepted while idle) begins a frame; the unit then issues one step (channel c,
+ * term j, limb k) per clock: 3*C*LIMBS steps per frame. Pipeline: issue edge [operand select, registered coefficient
+ * ROM read] -> +1 [multiply] -> +2 [shift and accumulate] -> +3 [ceil and clamp into the lane register; the last
+ * lane of a fold writes the PE thresholds of the fold into the threshold memory]. release pulses after the edge that issues a frame's last step (the stats bank may be reused
  * from then on); done pulses after the edge that writes the frame's last threshold word (its thresholds are
  * readable from then on), COMPUTE_PIPELINE = 3 edges after the last issue. A new start may follow right after the
  * last issue: frames overlap in the pipeline.
@@ -61,6 +60,8 @@ module insta_threshold_compute #(
     parameter int FRAC_3 = 8,
     // signed width of the threshold accumulator T_fx
     parameter int TACC_BITS = 48,
+    // limbs of the power sums in the multiplier (moment_poly)
+    parameter int LIMBS = 1,
     // coefficient memory init file ($readmemh), layout above
     parameter COEFF_FILE = "",
     // derived
@@ -95,219 +96,64 @@ module insta_threshold_compute #(
     output wire logic [PE*TH_W-1:0]    thr_rd_data
 );
 
-localparam int CB0 = COEFF_BITS_0;
-localparam int CB1 = COEFF_BITS_1;
-localparam int CB2 = COEFF_BITS_2;
-localparam int CB3 = COEFF_BITS_3;
-localparam int COEFF_W = CB0 + CB1 + CB2 + CB3;
 localparam int FRAC_01 = FRAC_0 > FRAC_1 ? FRAC_0 : FRAC_1;
 localparam int FRAC_23 = FRAC_2 > FRAC_3 ? FRAC_2 : FRAC_3;
 localparam int FRAC = FRAC_01 > FRAC_23 ? FRAC_01 : FRAC_23;
-localparam int CW_12 = CB1 > CB2 ? CB1 : CB2;
-localparam int CW = CW_12 > CB3 ? CW_12 : CB3;              // multiplier coefficient operand
-localparam int PW_12 = P1_BITS > P2_BITS ? P1_BITS : P2_BITS;
-localparam int PW = PW_12 > P3_BITS ? PW_12 : P3_BITS;      // multiplier power-sum operand
-localparam int PROD_W = CW + PW < TACC_BITS ? CW + PW : TACC_BITS;  // the product modulo 2^TACC_BITS is enough
-localparam int CH_W = CHANNELS > 1 ? $clog2(CHANNELS) : 1;
-localparam int PE_W = PE > 1 ? $clog2(PE) : 1;
 
-// check configuration
-if (CHANNELS < 1 || PE < 1) begin : g_check_sizes
-    $fatal(0, "Error: CHANNELS (%0d) and PE (%0d) must be >= 1 (instance %m)", CHANNELS, PE);
-end
-if (CHANNELS % PE != 0) begin : g_check_pe
+// check configuration (moment_poly checks the rest)
+if (CHANNELS < 1 || PE < 1 || CHANNELS % PE != 0) begin : g_check_pe
     $fatal(0, "Error: PE (%0d) must divide CHANNELS (%0d) (instance %m)", PE, CHANNELS);
 end
-if (CB0 < 1 || CB1 < 1 || CB2 < 1 || CB3 < 1) begin : g_check_coeff_bits
-    $fatal(0, "Error: COEFF_BITS_0..3 must be >= 1 (instance %m)");
-end
-if (FRAC_0 < 0 || FRAC_1 < 0 || FRAC_2 < 0 || FRAC_3 < 0) begin : g_check_fracs
-    $fatal(0, "Error: FRAC_0..3 must be >= 0 (instance %m)");
-end
-if (TACC_BITS < 2) begin : g_check_tacc
-    $fatal(0, "Error: TACC_BITS (%0d) must be >= 2 (instance %m)", TACC_BITS);
-end
-if (COEFF_FILE == "") begin : g_check_coeff_file
-    $fatal(0, "Error: COEFF_FILE must name a $readmemh file (instance %m)");
-end
 
 /*
- * Step counters: channel (fold, lane), term j = 1..3 as 0..2
+ * Stages 1 .. 3: T_fx per channel (moment_poly)
  */
-logic busy_reg;
-logic bank_reg;
-logic [CF_W-1:0] fold_reg;
-logic [PE_W-1:0] lane_reg;
-logic [CH_W-1:0] chan_reg;
-logic [1:0] term_reg;
-logic release_reg;
+wire logic s3_valid;
+wire logic signed [TACC_BITS-1:0] s3_acc;
+wire logic s3_bank;
+wire logic [CF_W-1:0] s3_fold;
+wire logic s3_last_lane;
+wire logic s3_last_fold;
+/* verilator lint_off UNUSEDSIGNAL */
+wire logic s3_extra;
+/* verilator lint_on UNUSEDSIGNAL */
 
-wire logic last_term = term_reg == 2'd2;
-wire logic last_lane = lane_reg == PE_W'(PE-1);
-wire logic last_fold = fold_reg == CF_W'(CF-1);
-wire logic last_step = last_term && last_lane && last_fold;
-
-always_ff @(posedge clk) begin
-    release_reg <= 1'b0;
-    if (busy_reg) begin
-        term_reg <= last_term ? 2'd0 : term_reg + 2'd1;
-        if (last_term) begin
-            lane_reg <= last_lane ? '0 : lane_reg + 1'b1;
-            chan_reg <= chan_reg + 1'b1;
-            if (last_lane) begin
-                fold_reg <= fold_reg + 1'b1;
-            end
-        end
-        if (last_step) begin
-            busy_reg <= 1'b0;
-            bank_reg <= !bank_reg;
-            release_reg <= 1'b1;
-        end
-    end else if (start) begin
-        busy_reg <= 1'b1;
-        term_reg <= 2'd0;
-        lane_reg <= '0;
-        fold_reg <= '0;
-        chan_reg <= '0;
-    end
-
-    if (rst) begin
-        busy_reg <= 1'b0;
-        bank_reg <= 1'b0;
-        release_reg <= 1'b0;
-    end
-end
-
-assign busy = busy_reg;
-assign release_stats = release_reg;
-assign sums_bank = bank_reg;
-assign sums_fold = fold_reg;
-
-/*
- * Stage 1: operands. P_j of the lane (asynchronous stats read, lane and term select); coefficients of the channel
- * (registered ROM read)
- */
-logic [COEFF_W-1:0] coeff_mem[CHANNELS];
-
-initial begin
-    $readmemh(COEFF_FILE, coeff_mem);
-end
-
-// lane select as an array index (a plain PE-way mux; a part-select at lane*SUM_W would become a barrel shifter)
-wire logic [SUM_W-1:0] sums_lanes[PE];
-
-for (genvar pe = 0; pe < PE; pe = pe + 1) begin : g_sums_lane
-    assign sums_lanes[pe] = sums[pe*SUM_W +: SUM_W];
-end
-
-wire logic [SUM_W-1:0] lane_sums = sums_lanes[lane_reg];
-logic signed [PW-1:0] p_sel;
-
-always_comb begin
-    case (term_reg)
-        2'd0: p_sel = PW'($signed(lane_sums[0 +: P1_BITS]));
-        2'd1: p_sel = PW'($signed(lane_sums[P1_BITS +: P2_BITS]));
-        default: p_sel = PW'($signed(lane_sums[P1_BITS+P2_BITS +: P3_BITS]));
-    endcase
-end
-
-logic s1_valid_reg;
-logic s1_bank_reg;
-logic [CF_W-1:0] s1_fold_reg;
-logic s1_last_lane_reg;
-logic s1_last_fold_reg;
-logic [1:0] s1_term_reg;
-logic signed [PW-1:0] s1_p_reg;
-logic [COEFF_W-1:0] s1_coeff_reg;
-
-always_ff @(posedge clk) begin
-    s1_valid_reg <= busy_reg;
-    s1_bank_reg <= bank_reg;
-    s1_fold_reg <= fold_reg;
-    s1_last_lane_reg <= last_lane;
-    s1_last_fold_reg <= last_fold;
-    s1_term_reg <= term_reg;
-    s1_p_reg <= p_sel;
-    s1_coeff_reg <= coeff_mem[chan_reg];
-
-    if (rst) begin
-        s1_valid_reg <= 1'b0;
-    end
-end
-
-/*
- * Stage 2: product C_j * P_j
- */
-wire logic signed [CB0-1:0] coeff_0 = $signed(s1_coeff_reg[0 +: CB0]);
-logic signed [CW-1:0] coeff_sel;
-
-always_comb begin
-    case (s1_term_reg)
-        2'd0: coeff_sel = CW'($signed(s1_coeff_reg[CB0 +: CB1]));
-        2'd1: coeff_sel = CW'($signed(s1_coeff_reg[CB0+CB1 +: CB2]));
-        default: coeff_sel = CW'($signed(s1_coeff_reg[CB0+CB1+CB2 +: CB3]));
-    endcase
-end
-
-logic s2_valid_reg;
-logic s2_bank_reg;
-logic [CF_W-1:0] s2_fold_reg;
-logic s2_last_lane_reg;
-logic s2_last_fold_reg;
-logic [1:0] s2_term_reg;
-logic signed [PROD_W-1:0] s2_prod_reg;
-logic signed [TACC_BITS-1:0] s2_c0_reg;
-
-always_ff @(posedge clk) begin
-    s2_valid_reg <= s1_valid_reg;
-    s2_bank_reg <= s1_bank_reg;
-    s2_fold_reg <= s1_fold_reg;
-    s2_last_lane_reg <= s1_last_lane_reg;
-    s2_last_fold_reg <= s1_last_fold_reg;
-    s2_term_reg <= s1_term_reg;
-    s2_prod_reg <= PROD_W'(coeff_sel) * PROD_W'(s1_p_reg);
-    s2_c0_reg <= TACC_BITS'(coeff_0) <<< (FRAC - FRAC_0);
-
-    if (rst) begin
-        s2_valid_reg <= 1'b0;
-    end
-end
-
-/*
- * Stage 3: T_fx += C_j * P_j * 2^(FRAC - FRAC_j)
- */
-wire logic signed [TACC_BITS-1:0] prod_ext = TACC_BITS'(s2_prod_reg);
-logic signed [TACC_BITS-1:0] term_shifted;
-
-always_comb begin
-    case (s2_term_reg)
-        2'd0: term_shifted = prod_ext <<< (FRAC - FRAC_1);
-        2'd1: term_shifted = prod_ext <<< (FRAC - FRAC_2);
-        default: term_shifted = prod_ext <<< (FRAC - FRAC_3);
-    endcase
-end
-
-logic s3_valid_reg;                  // the accumulator holds a channel's complete T_fx
-logic s3_bank_reg;
-logic [CF_W-1:0] s3_fold_reg;
-logic s3_last_lane_reg;
-logic s3_last_fold_reg;
-logic signed [TACC_BITS-1:0] s3_acc_reg;
-
-always_ff @(posedge clk) begin
-    s3_valid_reg <= s2_valid_reg && s2_term_reg == 2'd2;
-    s3_bank_reg <= s2_bank_reg;
-    s3_fold_reg <= s2_fold_reg;
-    s3_last_lane_reg <= s2_last_lane_reg;
-    s3_last_fold_reg <= s2_last_fold_reg;
-    if (s2_valid_reg) begin
-        s3_acc_reg <= (s2_term_reg == 2'd0 ? s2_c0_reg : s3_acc_reg) + term_shifted;
-    end
-
-    if (rst) begin
-        s3_valid_reg <= 1'b0;
-    end
-end
+moment_poly #(
+    .CHANNELS(CHANNELS),
+    .PE(PE),
+    .P1_BITS(P1_BITS),
+    .P2_BITS(P2_BITS),
+    .P3_BITS(P3_BITS),
+    .COEFF_BITS_0(COEFF_BITS_0),
+    .COEFF_BITS_1(COEFF_BITS_1),
+    .COEFF_BITS_2(COEFF_BITS_2),
+    .COEFF_BITS_3(COEFF_BITS_3),
+    .FRAC_0(FRAC_0),
+    .FRAC_1(FRAC_1),
+    .FRAC_2(FRAC_2),
+    .FRAC_3(FRAC_3),
+    .ACC_BITS(TACC_BITS),
+    .EXTRA_BITS(0),
+    .LIMBS(LIMBS),
+    .COEFF_FILE(COEFF_FILE)
+)
+poly_inst (
+    .clk(clk),
+    .rst(rst),
+    .start(start),
+    .busy(busy),
+    .release_stats(release_stats),
+    .sums_bank(sums_bank),
+    .sums_fold(sums_fold),
+    .sums(sums),
+    .out_valid(s3_valid),
+    .out_value(s3_acc),
+    .out_extra(s3_extra),
+    .out_bank(s3_bank),
+    .out_fold(s3_fold),
+    .out_last_lane(s3_last_lane),
+    .out_last_fold(s3_last_fold)
+);
 
 /*
  * Stage 4: t = clamp(ceil(T_fx / 2^FRAC)); the lanes of a fold are collected, then written as one word
@@ -320,7 +166,7 @@ threshold_ceil_clamp #(
     .INPUT_BITS(INPUT_BITS)
 )
 ceil_clamp_inst (
-    .value(s3_acc_reg),
+    .value(s3_acc),
     .t(t)
 );
 
@@ -334,7 +180,7 @@ if (PE > 2) begin : g_collect
     logic [(PE-1)*TH_W-1:0] lanes_reg;
 
     always_ff @(posedge clk) begin
-        if (s3_valid_reg) begin
+        if (s3_valid) begin
             lanes_reg <= {t, lanes_reg[(PE-1)*TH_W-1:TH_W]};
         end
     end
@@ -346,7 +192,7 @@ end else if (PE == 2) begin : g_collect_one
     logic [TH_W-1:0] lane0_reg;
 
     always_ff @(posedge clk) begin
-        if (s3_valid_reg) begin
+        if (s3_valid) begin
             lane0_reg <= t;
         end
     end
@@ -360,10 +206,10 @@ end else begin : g_single
 end
 
 always_ff @(posedge clk) begin
-    if (s3_valid_reg && s3_last_lane_reg) begin
-        thr_mem[{s3_bank_reg, s3_fold_reg}] <= thr_word;
+    if (s3_valid && s3_last_lane) begin
+        thr_mem[{s3_bank, s3_fold}] <= thr_word;
     end
-    done_reg <= s3_valid_reg && s3_last_lane_reg && s3_last_fold_reg;
+    done_reg <= s3_valid && s3_last_lane && s3_last_fold;
 
     if (rst) begin
         done_reg <= 1'b0;

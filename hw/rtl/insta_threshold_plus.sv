@@ -27,7 +27,8 @@
  *             outputs leave in step (2-entry FIFO each; a full one stops both). SHORTCUT = 0: m_axis_q_tvalid = 0.
  *
  * Architecture:
- *   - stats_accumulate: exact P1, P2, P3 per channel, PE lanes per clock, two banks (frame parity).
+ *   - stats_accumulate: exact P1, P2, P3 per channel, PE lanes per clock, two banks (frame parity); q^2 and q^3
+ *     on multipliers or (POWER_TABLE = 1) from constant tables.
  *   - insta_threshold_plus_compute: per frame, phase A (3 steps per channel, one wide multiplier) computes s_c,
  *     phase B (HIDDEN*C multiply-accumulates, SE_SIMD per clock) h_k, phase C (C*HIDDEN multiply-accumulates on
  *     the same SE_SIMD 8 x 17-bit multipliers, then M2, g table, OFFSET/GAIN in a pipeline) the thresholds, into a
@@ -97,6 +98,8 @@ module insta_threshold_plus #(
     parameter int FRAC_3 = 8,
     // signed width of the polynomial's accumulator (MomentPolynomial.accumulator_bits)
     parameter int TACC_BITS = 48,
+    // q^2 and q^3 of the power sums: 0 = multipliers, 1 = constant tables (stats_accumulate; INPUT_BITS <= 8)
+    parameter int POWER_TABLE = 0,
     // FRAC - SE_S_FRAC
     parameter int S_SHIFT = 8,
     // signed widths of the SE weights W1, W2, multipliers M1, M2 and bias B
@@ -294,7 +297,8 @@ stats_accumulate #(
     .INPUT_BITS(INPUT_BITS),
     .P1_BITS(P1_BITS),
     .P2_BITS(P2_BITS),
-    .P3_BITS(P3_BITS)
+    .P3_BITS(P3_BITS),
+    .POWER_TABLE(POWER_TABLE)
 )
 stats_inst (
     .clk(clk),

@@ -13,6 +13,9 @@
  * in bank n mod 2 while the threshold computation reads frame n-1's sums from the other bank through rd_*. The
  * parent must not start a frame in a bank whose sums are still being read.
  *
+ * Powers: q^2 and q^3 come from multipliers (POWER_TABLE = 0: two per lane, DSP slices on FPGAs) or from
+ * constant tables of all 2^INPUT_BITS codes (POWER_TABLE = 1, INPUT_BITS <= 8: logic, no DSP); same timing.
+ *
  * Pipeline (no stall: every accepted beat enters it): edge t samples the beat, t+1 squares, t+2 cubes,
  * t+3 adds into the memory word (the first pixel of a frame starts from 0 instead of the stored sum). done is high
  * for one cycle after the edge that writes a frame's last beat (in_last): from then on that bank holds the frame's
@@ -37,6 +40,8 @@ module stats_accumulate #(
     parameter int P1_BITS = 14,
     parameter int P2_BITS = 22,
     parameter int P3_BITS = 28,
+    // q^2 and q^3: 0 = multipliers (DSP slices), 1 = constant tables indexed by q (logic; INPUT_BITS <= 8)
+    parameter int POWER_TABLE = 0,
     // fold index width
     localparam int CF_W = CF > 1 ? $clog2(CF) : 1,
     // one lane's memory field {P3, P2, P1}
@@ -78,6 +83,12 @@ if (PE < 1 || CF < 1) begin : g_check_sizes
 end
 if (INPUT_BITS < 2) begin : g_check_input_bits
     $fatal(0, "Error: INPUT_BITS (%0d) must be >= 2 (instance %m)", INPUT_BITS);
+end
+if (POWER_TABLE != 0 && POWER_TABLE != 1) begin : g_check_power_table
+    $fatal(0, "Error: POWER_TABLE (%0d) must be 0 or 1 (instance %m)", POWER_TABLE);
+end
+if (POWER_TABLE != 0 && INPUT_BITS > 8) begin : g_check_power_table_bits
+    $fatal(0, "Error: POWER_TABLE = 1 takes INPUT_BITS <= 8, not %0d (instance %m)", INPUT_BITS);
 end
 if (P1_BITS < IB || P2_BITS < SQ_W || P3_BITS < CUBE_W) begin : g_check_sum_bits
     $fatal(0, "Error: P1_BITS, P2_BITS, P3_BITS (%0d, %0d, %0d) too narrow for INPUT_BITS %0d (instance %m)",
@@ -152,12 +163,38 @@ for (genvar pe = 0; pe < PE; pe = pe + 1) begin : g_lane
     logic signed [SQ_W-1:0] b_sq_reg, c_sq_reg;
     logic signed [CUBE_W-1:0] c_cube_reg;
 
-    always_ff @(posedge clk) begin
-        b_q_reg <= q;
-        b_sq_reg <= SQ_W'(q) * SQ_W'(q);
-        c_q_reg <= b_q_reg;
-        c_sq_reg <= b_sq_reg;
-        c_cube_reg <= CUBE_W'(b_sq_reg) * CUBE_W'(b_q_reg);
+    if (POWER_TABLE != 0) begin : g_table
+
+        // q^2 and q^3 of every INPUT_BITS-bit code (entry i: the code i read as two's complement); read-only
+        // memories with constant contents, which synthesis turns into logic
+        logic [SQ_W-1:0] square_rom[2**IB];
+        logic [CUBE_W-1:0] cube_rom[2**IB];
+
+        initial begin
+            for (int i = 0; i < 2**IB; i = i + 1) begin
+                square_rom[i] = SQ_W'($signed(IB'(i))) * SQ_W'($signed(IB'(i)));
+                cube_rom[i] = CUBE_W'($signed(IB'(i))) * CUBE_W'($signed(IB'(i))) * CUBE_W'($signed(IB'(i)));
+            end
+        end
+
+        always_ff @(posedge clk) begin
+            b_q_reg <= q;
+            b_sq_reg <= square_rom[$unsigned(q)];
+            c_q_reg <= b_q_reg;
+            c_sq_reg <= b_sq_reg;
+            c_cube_reg <= cube_rom[$unsigned(b_q_reg)];
+        end
+
+    end else begin : g_multiply
+
+        always_ff @(posedge clk) begin
+            b_q_reg <= q;
+            b_sq_reg <= SQ_W'(q) * SQ_W'(q);
+            c_q_reg <= b_q_reg;
+            c_sq_reg <= b_sq_reg;
+            c_cube_reg <= CUBE_W'(b_sq_reg) * CUBE_W'(b_q_reg);
+        end
+
     end
 
     wire logic [SUM_W-1:0] old = acc_old[pe*SUM_W +: SUM_W];
