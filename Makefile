@@ -104,7 +104,8 @@ test-slow: setup
 
 bench: setup
 	$(PY) -m instabnn.model.bench --out reports/bench.json
-	$(PY) -m instabnn.sim.bench --runs reports/bench-runs --out reports/bench_hw.json --resnet20 baseline,insta,latency_optimized
+	$(PY) -m instabnn.sim.bench --runs reports/bench-runs --out reports/bench_hw.json --resnet20 baseline,insta,latency_optimized \
+		--merge-into reports/bench.json
 
 cost: setup
 	$(PY) -m instabnn.model.cost --out reports/cost.json

@@ -16,9 +16,6 @@ import json
 import sys
 from pathlib import Path
 
-MATRIX_OPS = ("StemConv", "BinaryConv", "Classifier")
-
-
 class FoldingError(ValueError):
     """A target or config the graph cannot meet; the message names the node."""
 
@@ -44,9 +41,9 @@ def choose_folding(model, target_cycles: int) -> dict:
 
     config = {}
     for node in model.graph.node:
-        if node.domain != ops.DOMAIN or node.op_type in ("ChainLayer", "AffineLogits"):
-            raise FoldingError(f"node {node.name} ({node.op_type}): folding is implemented for the residual "
-                               f"networks' hardware layers only")
+        if node.domain != ops.DOMAIN:
+            raise FoldingError(f"node {node.name} ({node.op_type}): not a hardware layer of {ops.DOMAIN}; lower "
+                               f"the model first (python -m instabnn.hw.lower)")
         op = getCustomOp(node)
         chosen = None
         for cand in _candidates(op):
@@ -117,7 +114,7 @@ def main(argv=None) -> int:
         else:
             config = choose_folding(model, target)
         report = folding_report(model)
-    except FoldingError as e:
+    except (FoldingError, ValueError) as e:
         print(f"instabnn-folding: error: {e}", file=sys.stderr)
         return 2
     fps = args.clock_mhz * 1e6 / report["cycles_per_frame"]

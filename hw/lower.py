@@ -584,6 +584,7 @@ def to_onnx(net: IntegerNetwork, input_shape: tuple[int, int, int]):
         for i, stage in enumerate(net.stages):
             scalars, arrays = ops.pack(stage)
             scalars["integer_input"] = int(i == 0 and net.input_bits > 1)
+            scalars["kernel"] = int(stage.weight_bits.shape[-1])  # for the cycle model (ChainLayer.get_exp_cycles)
             out = trace[f"{stage.name}.out"]
             k = stage.weight_bits[0].size * ((1 << (net.input_bits - 1)) if scalars["integer_input"] else 1)
             add("ChainLayer", stage.name, [x], f"{stage.name}.out", out.shape,

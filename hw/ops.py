@@ -302,6 +302,31 @@ class ChainLayer(InstaHwOp):
 
     matrix = True
 
+    def get_exp_cycles(self):
+        """Clocks per frame of the layer's blocks as the compiler builds them (``hw/compile_chain.py``): the MVU
+        (vectors x SF x NF), the sliding window (the larger of its input and output beats) and the bit max-pool
+        (its input beats), whichever is slowest."""
+        s = json.loads(self.get_nodeattr("scalars"))
+        if "kernel" not in s:
+            raise ValueError(f"node {self.onnx_node.name}: no kernel size in its scalars (lowered by an older "
+                             f"version); lower the model again")
+        _, cin, h, w = self.get_normal_input_shape()
+        _, cout, oh, ow = self.get_normal_output_shape()
+        k, stride, pool = s["kernel"], s.get("stride", 1), s.get("pool", 1)
+        simd, pe = self.get_nodeattr("SIMD"), self.get_nodeattr("PE")
+        if k == 1 and (h, w) != (1, 1) and (oh, ow) == (1, 1) and pool == 1:  # dense layer after a frame
+            return (cin * h * w // simd) * (cout // pe)
+        if k == 1 and stride == 1:  # pointwise: one vector per pixel
+            vectors, width = h * w, cin
+            cycles = [vectors * (width // simd) * (cout // pe)]
+        else:
+            vectors = ((h - k) // stride + 1) * ((w - k) // stride + 1)
+            cycles = [vectors * (k * k * cin // simd) * (cout // pe),
+                      max(h * w * cin // simd, vectors * k * k * cin // simd)]
+        if pool > 1:
+            cycles.append(vectors * cout // pe)
+        return max(cycles)
+
     def compute(self, stage, x):
         integer_input = bool(json.loads(self.get_nodeattr("scalars")).get("integer_input", 0))
         if x.shape[2:] != (1, 1) and stage.weight_bits.shape[-1] == 1 and stage.weight_bits.shape[1] != x.shape[1]:
@@ -310,8 +335,16 @@ class ChainLayer(InstaHwOp):
 
 
 class AffineLogits(InstaHwOp):
+    """The logits' per-class scale and bias (``channel_affine``), PE classes per beat."""
+
     def compute(self, logits, acc):
         return logits(acc)
+
+    def get_exp_cycles(self):
+        return self.get_normal_output_shape()[1] // self.get_nodeattr("PE")
+
+    def fold_options(self) -> dict[str, int]:
+        return {"PE": self.get_normal_output_shape()[1]}
 
     def get_folded_output_shape(self, ind=0):
         n, k = self.get_normal_output_shape()

@@ -1,7 +1,8 @@
 """Hardware benchmark: compile time, co-simulation speed (cocotb beside the plain Verilator harness) and measured
 cycles per frame beside the analytic bound, for the trained digits networks of ``make bench``.
 
-``python -m instabnn.sim.bench --runs reports/bench-runs --out reports/bench_hw.json`` (part of ``make bench``;
+``python -m instabnn.sim.bench --runs reports/bench-runs --out reports/bench_hw.json`` (part of ``make bench``, which
+also stores the report as ``"hardware"`` in ``reports/bench.json``;
 ``--resnet20 baseline,insta,latency_optimized`` adds random-weight ResNet-20 accelerators at CIFAR-10 shape)
 takes each ``<runs>/<variant>/model.pt`` whose variant the RTL library covers, exports, lowers, folds for
 ``--fps`` at 100 MHz, compiles (timed) and co-simulates the digits test split with both harnesses. It writes the
@@ -115,6 +116,17 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def merge_into(path: Path, report: dict) -> None:
+    """Store ``report`` under ``"hardware"`` in the JSON object at ``path`` (created if missing), atomically."""
+    from instabnn.model.checkpoint import atomic_write_text
+
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a JSON object expected, to merge the hardware benchmark into")
+    data["hardware"] = report
+    atomic_write_text(path, json.dumps(data, indent=1))
+
+
 def main(argv=None) -> int:
     from instabnn.model.checkpoint import atomic_write_text
 
@@ -127,6 +139,8 @@ def main(argv=None) -> int:
                                                   "baseline,insta,latency_optimized, folded for --resnet20-fps")
     p.add_argument("--resnet20-fps", type=float, default=5000.0)
     p.add_argument("-n", type=int, default=20, help="random images per ResNet-20 variant")
+    p.add_argument("--merge-into", default=None,
+                   help="also store the report as 'hardware' in this JSON (make bench: reports/bench.json)")
     a = p.parse_args(argv)
     runs, out = Path(a.runs), Path(a.out)
     report = {"fps": a.fps, "variants": {}, "resnet20": {}}
@@ -138,6 +152,8 @@ def main(argv=None) -> int:
             return 2
         report["variants"][v] = bench_variant(runs / v, out.parent / "bench-hw" / v, a.fps)
     atomic_write_text(out, json.dumps(report, indent=1))
+    if a.merge_into:
+        merge_into(Path(a.merge_into), report)
     md = markdown(report)
     atomic_write_text(out.with_suffix(".md"), md)
     print(md)

@@ -1,7 +1,7 @@
 """The network compiler on plain W1A1 chains (Brevitas bnn_pynq style, :mod:`instabnn.hw.compile_chain`): a network
 with random weights and non-trivial BatchNorm is exported (QONNX), lowered (``lower.main`` -> lowered.onnx), folded
-by hand (``hw/folding.py`` leaves chain ops alone), compiled, and co-simulated (``sim/cosim.py``) against the lowered
-graph executed by qonnx: every logit must be equal.
+(fixed configs below, as bnn_pynq's; ``hw/folding.py`` chooses one for a frame rate too), compiled, and
+co-simulated (``sim/cosim.py``) against the lowered graph executed by qonnx: every logit must be equal.
 
 * ``tfc_1w1a`` (the real bnn_pynq TFC: 784 -> 64 -> 64 -> 64 -> 10; binarized 1-bit input, 784 lanes x 1 bit in one
   beat at the top level);
@@ -167,6 +167,37 @@ def test_flatten_permutation_matters(mini_cnv):
     assert in_shape[1:] == [32, 2, 2] and weight.shape[1] == 128
     perm = stream_order_columns(32, 2, 2)
     assert not np.array_equal(weight[:, perm], weight)
+
+
+@pytest.mark.parametrize("fixture", ["tfc", "mini_cnv"])
+def test_folding_cycle_model_is_the_compilers(fixture, request):
+    """ChainLayer / AffineLogits get_exp_cycles (what hw/folding.py folds by) equal the cycles the compiler builds
+    for every layer of the folded chain."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+
+    from instabnn.hw import ops  # noqa: F401
+
+    rtl, manifest, _ = request.getfixturevalue(fixture)
+    folded = ModelWrapper(str(rtl.parent / "folded.onnx"))
+    compiled = {layer["node"]: layer["cycles"] for layer in manifest["layers"]}
+    for node in folded.graph.node:
+        assert getCustomOp(node).get_exp_cycles() == compiled[node.name], node.name
+
+
+def test_folding_chooses_a_chain_folding(mini_cnv, tmp_path):
+    """hw/folding.py folds a W1A1 chain for a frame rate; the compiled design's analytic bound meets it."""
+    from instabnn.hw import folding
+
+    rtl, manifest, _ = mini_cnv
+    lowered = Path(manifest["lowered"])
+    target_fps = 100e6 / 1600  # layer0's window (SIMD <= 3 channels) needs 1,521 clocks at the most parallel
+    assert folding.main([str(lowered), "--target-fps", str(target_fps), "--out", str(tmp_path / "f.json")]) == 0
+    config = json.loads((tmp_path / "f.json").read_text())
+    assert set(config) >= {"layer0", "layer4", "logits_affine"}
+    out = C.compile_model(lowered, tmp_path / "rtl", tmp_path / "f.json")
+    assert out["cycles_per_frame_estimate"] <= 1600
+    assert max(layer["cycles"] for layer in out["layers"]) == out["cycles_per_frame_estimate"]
 
 
 def test_start_chain_leaves_other_graphs_alone(mini_cnv):
