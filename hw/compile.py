@@ -63,9 +63,9 @@ from instabnn.hw.reference.insta import InstaThConstants
 from instabnn.hw.reference.window import conv_weight_matrix
 from instabnn.hw.residual_files import ResidualTailSpec
 from instabnn.hw.residual_files import write_const_file as write_tail_file
+from instabnn.hw.rtl_library import RTL_DIR, rtl_sources
 from instabnn.hw.stream_shapes import SlidingWindowShape
 
-RTL_DIR = Path(__file__).resolve().parent / "rtl"
 MANIFEST = "accelerator.json"
 DEFAULT_CLOCK_MHZ = 100.0
 XC7Z020 = {"lut": 53_200, "ff": 106_400, "bram36": 140, "dsp": 220}
@@ -626,25 +626,6 @@ assign m_axis_tlast = class_reg == {cls_w}'({classes - 1});
     text = header + "\n" + body + "\n" + glue + "\nendmodule\n\n`resetall\n"
     return text, {"in_width": in_w, "out_width": out_w, "input_lanes": image.lanes, "input_bits": image.bits,
                   "logit_bits": logits.bits, "classes": classes}
-
-
-def rtl_sources(modules: set[str]) -> list[str]:
-    """Library files of ``modules`` and the modules they instantiate, submodules first."""
-    known = {p.stem for p in RTL_DIR.glob("*.sv")}
-    order: list[str] = []
-
-    def visit(m: str):
-        if m in order:
-            return
-        text = (RTL_DIR / f"{m}.sv").read_text()
-        for sub in sorted(known - {m}):
-            if re.search(rf"^\s*{sub}\s*(#|\w+\s*\()", text, re.M):
-                visit(sub)
-        order.append(m)
-
-    for m in sorted(modules):
-        visit(m)
-    return [f"{m}.sv" for m in order]
 
 
 def _sha256(path: Path) -> str:

@@ -118,7 +118,7 @@ def main(argv=None) -> int:
         print(f"instabnn-folding: error: {e}", file=sys.stderr)
         return 2
     fps = args.clock_mhz * 1e6 / report["cycles_per_frame"]
-    print(f"| node | op | SIMD | PE | cycles / frame |\n|---|---|---|---|---|")
+    print("| node | op | SIMD | PE | cycles / frame |\n|---|---|---|---|---|")
     for r in report["layers"]:
         print(f"| {r['node']} | {r['op']} | {r['SIMD']} | {r['PE']} | {r['cycles']} |")
     print(f"\nbottleneck {report['bottleneck']}: {report['cycles_per_frame']} cycles per frame = {fps:.0f} frames/s at "

@@ -41,8 +41,8 @@ from instabnn.hw.residual_files import ResidualTailSpec
 from instabnn.hw.residual_files import write_const_file as write_residual_const_file
 from instabnn.hw.insta_tail_files import InstaTailSpec
 from instabnn.hw.insta_tail_files import write_memory_files as write_insta_tail_files
+from instabnn.hw.rtl_library import RTL_DIR
 
-RTL_DIR = Path(__file__).resolve().parent / "rtl"
 XC7Z020 = {"lut": 53_200, "ff": 106_400, "bram36": 140, "dsp": 220}
 
 # A ResNet-20 stage-1 binary 3x3 convolution (16 -> 16 channels: MW = 3*3*16 = 144, MH = 16) at three foldings,

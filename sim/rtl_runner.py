@@ -23,7 +23,6 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RTL_DIR = ROOT / "hw" / "rtl"
 
 VERILATOR_BUILD_ARGS = [
     # registers that miss a reset start random instead of 0 (with +verilator+rand+reset+2 at run time)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from instabnn.hw import bitstream as bs
+from instabnn.hw.rtl_library import RTL_DIR, rtl_sources
 
-RTL_DIR = Path(__file__).resolve().parents[1] / "hw" / "rtl"
 
 STANDIN_TOP = "standin_accel"
 
@@ -95,7 +95,8 @@ def make_standin(directory: Path, *, in_width: int = 8, out_width: int = 16, cla
     directory.mkdir(parents=True, exist_ok=True)
     src_dir = directory / "blocks" if subdirs else directory
     src_dir.mkdir(exist_ok=True)
-    for f in ("stream_fifo.sv", "global_sum.sv"):
+    library = rtl_sources({"stream_fifo", "global_sum"})
+    for f in library:
         shutil.copy2(RTL_DIR / f, src_dir / f)
     (directory / f"{STANDIN_TOP}.sv").write_text(standin_sv(in_width, out_width, classes, height, width))
     mem_dir = directory / "mem" if subdirs else directory
@@ -105,7 +106,7 @@ def make_standin(directory: Path, *, in_width: int = 8, out_width: int = 16, cla
         "".join(f"{(k * 37 - 50) & ((1 << out_width) - 1):0{digits}x}\n" for k in range(classes)))
     prefix = "blocks/" if subdirs else ""
     manifest = {"top": STANDIN_TOP,
-                "sources": [f"{prefix}stream_fifo.sv", f"{prefix}global_sum.sv", f"{STANDIN_TOP}.sv"],
+                "sources": [f"{prefix}{f}" for f in library] + [f"{STANDIN_TOP}.sv"],
                 "mem_files": [("mem/" if subdirs else "") + "standin_bias.memh"],
                 "in_width": in_width, "out_width": out_width, "input_shape": [1, height, width],
                 "classes": classes, "model_sha256": "ab" * 32, "folding": {"standin": {"pe": 1, "simd": 1}},

@@ -18,11 +18,10 @@ from pathlib import Path
 import pytest
 
 from instabnn.hw.mvu_files import BinaryMvuShape
+from instabnn.hw.rtl_library import rtl_paths
 from instabnn.sim.rtl_runner import VERILATOR_BUILD_ARGS, run_cocotb, verilator_lint, yosys_synth
 
-ROOT = Path(__file__).resolve().parents[1]
-RTL_DIR = ROOT / "hw" / "rtl"
-SOURCES = [RTL_DIR / "popcount.sv", RTL_DIR / "binary_mvu.sv"]
+SOURCES = rtl_paths("binary_mvu")
 TOPLEVEL = "binary_mvu"
 TEST_MODULE = "instabnn.sim.test_binary_mvu"
 

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from instabnn.hw.affine_files import ChannelAffineSpec, write_const_file
 from instabnn.hw.reference import layers as L
+from instabnn.hw.rtl_library import rtl_paths
 from instabnn.sim.rtl_runner import lint_output_clean, run_cocotb, verilator_lint
 
-ROOT = Path(__file__).resolve().parents[1]
-SOURCES = [ROOT / "hw" / "rtl" / "channel_affine.sv"]
+SOURCES = rtl_paths("channel_affine")
 
 
 def _requant_spec(seed: int, channels: int, pe: int, acc_bits: int) -> ChannelAffineSpec:

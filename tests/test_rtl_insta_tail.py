@@ -29,12 +29,10 @@ import pytest
 from instabnn.hw.insta_tail_files import (CONST_FIELDS, G_ENTRIES, PROJ_CONST_FIELDS, InstaTailSpec, coeff_words,
                                           const_words, frame_words, frames_from_words, read_coeff_file,
                                           read_const_file, read_g_file, write_memory_files)
+from instabnn.hw.rtl_library import rtl_paths
 from instabnn.sim.rtl_runner import VERILATOR_BUILD_ARGS, run_cocotb, verilator_lint, yosys_synth
 
-ROOT = Path(__file__).resolve().parents[1]
-RTL_DIR = ROOT / "hw" / "rtl"
-SOURCES = [RTL_DIR / f"{m}.sv" for m in ("stats_accumulate", "moment_poly", "insta_shift_compute",
-                                         "insta_shift_plus_compute", "insta_tail")]
+SOURCES = rtl_paths("insta_tail")
 TOPLEVEL = "insta_tail"
 TEST_MODULE = "instabnn.sim.test_insta_tail"
 

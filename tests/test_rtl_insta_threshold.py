@@ -25,12 +25,10 @@ import pytest
 from instabnn.hw.insta_files import (InstaThresholdSpec, bits_from_words, coeff_words, frame_words,
                                      frames_from_words, read_coeff_file, write_coeff_file)
 from instabnn.hw.reference.insta import insta_th_constants, static_threshold_constants
+from instabnn.hw.rtl_library import rtl_paths
 from instabnn.sim.rtl_runner import run_cocotb, verilator_lint, yosys_synth
 
-ROOT = Path(__file__).resolve().parents[1]
-RTL_DIR = ROOT / "hw" / "rtl"
-SOURCES = [RTL_DIR / f"{m}.sv" for m in ("threshold_ceil_clamp", "stats_accumulate", "moment_poly",
-                                        "insta_threshold_compute", "insta_threshold")]
+SOURCES = rtl_paths("insta_threshold")
 TOPLEVEL = "insta_threshold"
 TEST_MODULE = "instabnn.sim.test_insta_threshold"
 

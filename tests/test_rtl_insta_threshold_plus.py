@@ -27,12 +27,10 @@ from instabnn.hw.insta_plus_files import (G_ENTRIES, InstaThresholdPlusSpec, bit
                                           const_words, frame_words, frames_from_words, read_words,
                                           write_memory_files)
 from instabnn.hw.reference.layers import g_table
+from instabnn.hw.rtl_library import rtl_paths
 from instabnn.sim.rtl_runner import VERILATOR_BUILD_ARGS, run_cocotb, verilator_lint, yosys_synth
 
-ROOT = Path(__file__).resolve().parents[1]
-RTL_DIR = ROOT / "hw" / "rtl"
-SOURCES = [RTL_DIR / f"{m}.sv" for m in ("threshold_ceil_clamp", "stats_accumulate", "moment_poly",
-                                        "insta_threshold_plus_compute", "insta_threshold_plus")]
+SOURCES = rtl_paths("insta_threshold_plus")
 TOPLEVEL = "insta_threshold_plus"
 TEST_MODULE = "instabnn.sim.test_insta_threshold_plus"
 

@@ -29,8 +29,8 @@ from instabnn.hw.mvu_files import (
 )
 from instabnn.hw.packing import unpack_fields
 from instabnn.hw.reference.mvu import integer_accumulator_bits, integer_accumulator_range, integer_matvec
+from instabnn.hw.rtl_library import rtl_paths
 from instabnn.sim.rtl_runner import (
-    RTL_DIR,
     VERILATOR_BUILD_ARGS,
     lint_output_clean,
     run_cocotb,
@@ -38,7 +38,7 @@ from instabnn.sim.rtl_runner import (
     yosys_synth,
 )
 
-SOURCES = [RTL_DIR / "adder_tree.sv", RTL_DIR / "int_mvu.sv"]
+SOURCES = rtl_paths("int_mvu")
 TOPLEVEL = "int_mvu"
 TEST_MODULE = "instabnn.sim.test_int_mvu"
 

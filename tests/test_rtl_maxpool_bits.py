@@ -20,10 +20,10 @@ import pytest
 
 from instabnn.hw.chain_files import MaxPoolBitsSpec, bit_frame_words, bit_frames_from_words, maxpool_bits
 from instabnn.hw.reference.network import ChainStage
+from instabnn.hw.rtl_library import rtl_paths
 from instabnn.sim.rtl_runner import run_cocotb, verilator_lint
 
-ROOT = Path(__file__).resolve().parents[1]
-SOURCES = [ROOT / "hw" / "rtl" / "maxpool_bits.sv"]
+SOURCES = rtl_paths("maxpool_bits")
 TEST_MODULE = "instabnn.sim.test_maxpool_bits"
 
 FAST_SPECS = [

@@ -24,11 +24,12 @@ import pytest
 from instabnn.hw.pool_files import GlobalSumSpec, PoolSumSpec, frame_words, frames_from_words
 from instabnn.hw.reference.layers import global_sum
 from instabnn.hw.reference.layers import Classifier, pool_sum
+from instabnn.hw.rtl_library import rtl_paths
 from instabnn.sim.rtl_runner import run_cocotb, verilator_lint, yosys_synth
 
 ROOT = Path(__file__).resolve().parents[1]
 RTL = ROOT / "hw" / "rtl"
-SOURCES = {"pool_sum": [RTL / "pool_sum.sv"], "global_sum": [RTL / "global_sum.sv"]}
+SOURCES = {"pool_sum": rtl_paths("pool_sum"), "global_sum": rtl_paths("global_sum")}
 TEST_MODULE = "instabnn.sim.test_pool"
 
 

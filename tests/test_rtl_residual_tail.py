@@ -26,10 +26,10 @@ import pytest
 
 from instabnn.hw.residual_files import (CONST_FIELDS, PROJ_CONST_FIELDS, ResidualTailSpec, const_words, frame_words,
                                         frames_from_words, read_const_file, write_const_file)
+from instabnn.hw.rtl_library import rtl_paths
 from instabnn.sim.rtl_runner import run_cocotb, verilator_lint, yosys_synth
 
-ROOT = Path(__file__).resolve().parents[1]
-SOURCES = [ROOT / "hw" / "rtl" / "residual_tail.sv"]
+SOURCES = rtl_paths("residual_tail")
 TOPLEVEL = "residual_tail"
 TEST_MODULE = "instabnn.sim.test_residual_tail"
 

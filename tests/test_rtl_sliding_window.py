@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from instabnn.hw.stream_shapes import SlidingWindowShape
+from instabnn.hw.rtl_library import rtl_paths
 from instabnn.sim.rtl_runner import (
-    RTL_DIR,
     VERILATOR_BUILD_ARGS,
     lint_output_clean,
     run_cocotb,
@@ -26,7 +26,7 @@ from instabnn.sim.rtl_runner import (
     yosys_synth,
 )
 
-SOURCES = [RTL_DIR / "sliding_window.sv"]
+SOURCES = rtl_paths("sliding_window")
 TOPLEVEL = "sliding_window"
 TEST_MODULE = "instabnn.sim.test_sliding_window"
 

@@ -22,8 +22,8 @@ import pytest
 from instabnn.hw.packing import pack_words
 from instabnn.hw.reference.stream import convert_width, duplicate, fifo
 from instabnn.hw.stream_shapes import StreamDuplicateShape, StreamFifoShape, WidthConverterShape
+from instabnn.hw.rtl_library import rtl_paths
 from instabnn.sim.rtl_runner import (
-    RTL_DIR,
     VERILATOR_BUILD_ARGS,
     lint_output_clean,
     run_cocotb,
@@ -111,7 +111,7 @@ def run_stream_util(block: str, shape, n_frames: int, max_frame: int, directory:
     seed = zlib.crc32(shape.name.encode())
     case_dir = directory / "case"
     parameters, extra_env = prepare_case(block, shape, seed, n_frames, max_frame, case_dir)
-    sources, build_args = [RTL_DIR / f"{block}.sv"], VERILATOR_BUILD_ARGS
+    sources, build_args = rtl_paths(block), VERILATOR_BUILD_ARGS
     if yosys_netlist:
         netlist = directory / "netlist.v"
         yosys_synth(sources, block, parameters, case_dir / "synth", netlist)
@@ -143,7 +143,7 @@ def test_stream_util_sim_sweep(case, verilator_path, tmp_path):
 @pytest.mark.parametrize("case", LINT_CASES, ids=_id)
 def test_stream_util_lint_clean(case, verilator_path):
     block, shape = case[:2]
-    ok, output = lint_output_clean(verilator_lint([RTL_DIR / f"{block}.sv"], block, shape.rtl_parameters(),
+    ok, output = lint_output_clean(verilator_lint(rtl_paths(block), block, shape.rtl_parameters(),
                                                   verilator_path))
     assert ok, output
 
@@ -159,7 +159,7 @@ def test_stream_util_lint_clean(case, verilator_path):
     ],
 )
 def test_stream_util_rejects_illegal_parameters(block, parameters, message, verilator_path):
-    proc = verilator_lint([RTL_DIR / f"{block}.sv"], block, parameters, verilator_path)
+    proc = verilator_lint(rtl_paths(block), block, parameters, verilator_path)
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
 
@@ -172,7 +172,7 @@ needs_yosys = pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys no
 def test_stream_util_yosys_synth(case, tmp_path):
     """Yosys reads and synthesises the RTL (generic synth)."""
     block, shape = case[:2]
-    log = yosys_synth([RTL_DIR / f"{block}.sv"], block, shape.rtl_parameters(), tmp_path)
+    log = yosys_synth(rtl_paths(block), block, shape.rtl_parameters(), tmp_path)
     assert "Number of cells" in log
 
 

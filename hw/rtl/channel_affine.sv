@@ -123,9 +123,9 @@ end
 /*
  * Control: the channel fold and the pipeline enable
  */
-logic [1:0] count_reg;               // output FIFO occupancy, 0 .. 2
+wire logic full;                     // the output FIFO is full
 
-wire logic advance = count_reg != 2'd2;
+wire logic advance = !full;
 wire logic accept = advance && s_axis_tvalid;
 
 assign s_axis_tready = advance;
@@ -206,31 +206,20 @@ end
 /*
  * Output FIFO (2 entries): a full FIFO stops the pipeline; tvalid comes from the occupancy register
  */
-logic [M_DATA_W-1:0] fifo_mem[2];
-logic wr_ptr_reg;
-logic rd_ptr_reg;
 wire logic push = advance && valid_reg[2];
-wire logic pop = m_axis_tvalid && m_axis_tready;
-
-always_ff @(posedge clk) begin
-    if (push) begin
-        fifo_mem[wr_ptr_reg] <= out_data;
-        wr_ptr_reg <= !wr_ptr_reg;
-    end
-    if (pop) begin
-        rd_ptr_reg <= !rd_ptr_reg;
-    end
-    count_reg <= count_reg + 2'(push) - 2'(pop);
-
-    if (rst) begin
-        wr_ptr_reg <= 1'b0;
-        rd_ptr_reg <= 1'b0;
-        count_reg <= '0;
-    end
-end
-
-assign m_axis_tdata = fifo_mem[rd_ptr_reg];
-assign m_axis_tvalid = count_reg != '0;
+output_fifo #(
+    .WIDTH(M_DATA_W)
+)
+out_fifo_inst (
+    .clk(clk),
+    .rst(rst),
+    .push(push),
+    .push_data(out_data),
+    .full(full),
+    .m_axis_tdata(m_axis_tdata),
+    .m_axis_tvalid(m_axis_tvalid),
+    .m_axis_tready(m_axis_tready)
+);
 
 endmodule
 

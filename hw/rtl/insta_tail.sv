@@ -331,8 +331,8 @@ end
 /*
  * Output FIFO occupancy and the back-pipeline enable
  */
-logic [1:0] count_reg;               // output FIFO occupancy, 0 .. 2
-wire logic advance = count_reg != 2'd2;
+wire logic full;                     // the output FIFO is full
+wire logic advance = !full;
 
 /*
  * Frame tokens, shared by both modes
@@ -912,31 +912,20 @@ end
 /*
  * Output FIFO (2 entries): a full FIFO stops the back pipeline; tvalid comes from the occupancy register
  */
-logic [M_DATA_W-1:0] fifo_mem[2];
-logic fifo_wr_ptr_reg;
-logic fifo_rd_ptr_reg;
 wire logic push = advance && o_valid_reg;
-wire logic pop = m_axis_tvalid && m_axis_tready;
-
-always_ff @(posedge clk) begin
-    if (push) begin
-        fifo_mem[fifo_wr_ptr_reg] <= out_data;
-        fifo_wr_ptr_reg <= !fifo_wr_ptr_reg;
-    end
-    if (pop) begin
-        fifo_rd_ptr_reg <= !fifo_rd_ptr_reg;
-    end
-    count_reg <= count_reg + 2'(push) - 2'(pop);
-
-    if (rst) begin
-        fifo_wr_ptr_reg <= 1'b0;
-        fifo_rd_ptr_reg <= 1'b0;
-        count_reg <= '0;
-    end
-end
-
-assign m_axis_tdata = fifo_mem[fifo_rd_ptr_reg];
-assign m_axis_tvalid = count_reg != '0;
+output_fifo #(
+    .WIDTH(M_DATA_W)
+)
+out_fifo_inst (
+    .clk(clk),
+    .rst(rst),
+    .push(push),
+    .push_data(out_data),
+    .full(full),
+    .m_axis_tdata(m_axis_tdata),
+    .m_axis_tvalid(m_axis_tvalid),
+    .m_axis_tready(m_axis_tready)
+);
 
 endmodule
 

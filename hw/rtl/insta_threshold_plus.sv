@@ -203,11 +203,11 @@ end
 /*
  * Output stage: stage 1 holds a beat's q and its PE thresholds; the compare goes into the output FIFO
  */
-logic [1:0] bits_count_reg;          // m_axis FIFO occupancy, 0 .. 2
-logic [1:0] q_count_reg;             // m_axis_q FIFO occupancy, 0 .. 2 (SHORTCUT = 1)
+wire logic bits_full;                // the m_axis FIFO is full
+wire logic q_full;                   // the m_axis_q FIFO is full (SHORTCUT = 1)
 
 // pipeline enable: every output FIFO can take a beat
-wire logic advance = bits_count_reg != 2'd2 && (SHORTCUT == 0 || q_count_reg != 2'd2);
+wire logic advance = !bits_full && (SHORTCUT == 0 || !q_full);
 
 logic s1_valid_reg;
 logic [S_DATA_W-1:0] s1_q_reg;
@@ -433,65 +433,41 @@ end
 /*
  * Output FIFOs (2 entries each): a full FIFO stops the pipeline; tvalid comes from the occupancy register
  */
-logic [M_DATA_W-1:0] bits_mem[2];
-logic bits_wr_ptr_reg;
-logic bits_rd_ptr_reg;
-wire logic bits_pop = m_axis_tvalid && m_axis_tready;
-
-always_ff @(posedge clk) begin
-    if (out_push) begin
-        bits_mem[bits_wr_ptr_reg] <= out_bits;
-        bits_wr_ptr_reg <= !bits_wr_ptr_reg;
-    end
-    if (bits_pop) begin
-        bits_rd_ptr_reg <= !bits_rd_ptr_reg;
-    end
-    bits_count_reg <= bits_count_reg + 2'(out_push) - 2'(bits_pop);
-
-    if (rst) begin
-        bits_wr_ptr_reg <= 1'b0;
-        bits_rd_ptr_reg <= 1'b0;
-        bits_count_reg <= '0;
-    end
-end
-
-assign m_axis_tdata = bits_mem[bits_rd_ptr_reg];
-assign m_axis_tvalid = bits_count_reg != '0;
+output_fifo #(
+    .WIDTH(M_DATA_W)
+)
+bits_fifo_inst (
+    .clk(clk),
+    .rst(rst),
+    .push(out_push),
+    .push_data(out_bits),
+    .full(bits_full),
+    .m_axis_tdata(m_axis_tdata),
+    .m_axis_tvalid(m_axis_tvalid),
+    .m_axis_tready(m_axis_tready)
+);
 
 if (SHORTCUT != 0) begin : g_shortcut
 
-    logic [S_DATA_W-1:0] q_mem[2];
-    logic q_wr_ptr_reg;
-    logic q_rd_ptr_reg;
-    wire logic q_pop = m_axis_q_tvalid && m_axis_q_tready;
-
-    always_ff @(posedge clk) begin
-        if (out_push) begin
-            q_mem[q_wr_ptr_reg] <= s1_q_reg;
-            q_wr_ptr_reg <= !q_wr_ptr_reg;
-        end
-        if (q_pop) begin
-            q_rd_ptr_reg <= !q_rd_ptr_reg;
-        end
-        q_count_reg <= q_count_reg + 2'(out_push) - 2'(q_pop);
-
-        if (rst) begin
-            q_wr_ptr_reg <= 1'b0;
-            q_rd_ptr_reg <= 1'b0;
-            q_count_reg <= '0;
-        end
-    end
-
-    assign m_axis_q_tdata = q_mem[q_rd_ptr_reg];
-    assign m_axis_q_tvalid = q_count_reg != '0;
+    output_fifo #(
+        .WIDTH(S_DATA_W)
+    )
+    q_fifo_inst (
+        .clk(clk),
+        .rst(rst),
+        .push(out_push),
+        .push_data(s1_q_reg),
+        .full(q_full),
+        .m_axis_tdata(m_axis_q_tdata),
+        .m_axis_tvalid(m_axis_q_tvalid),
+        .m_axis_tready(m_axis_q_tready)
+    );
 
 end else begin : g_no_shortcut
 
     wire logic unused_q_tready = m_axis_q_tready;
 
-    always_ff @(posedge clk) begin
-        q_count_reg <= '0;
-    end
+    assign q_full = 1'b0;
 
     assign m_axis_q_tdata = '0;
     assign m_axis_q_tvalid = 1'b0;

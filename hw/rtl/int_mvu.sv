@@ -190,9 +190,9 @@ end
 logic [SF_W-1:0] sf_reg;           // synapse fold of the next step
 logic [NF_W-1:0] nf_reg;           // neuron fold of the next step
 logic [WA_W-1:0] wa_reg;           // weight address of the next step: nf*SF + sf
-logic [1:0] out_count_reg;         // output FIFO occupancy, 0 .. 2
+wire logic out_full;                 // the output FIFO is full
 
-wire logic advance = out_count_reg != 2'd2;         // pipeline enable: the output FIFO can take a beat
+wire logic advance = !out_full;         // pipeline enable: the output FIFO can take a beat
 wire logic from_stream = nf_reg == '0;              // the first neuron fold reads s_axis, the others the buffer
 wire logic issue = advance && (s_axis_tvalid || !from_stream);
 wire logic first_sf = sf_reg == '0;
@@ -386,32 +386,20 @@ end
 /*
  * Output FIFO (2 entries): a full FIFO stops the pipeline; s_axis_tready and m_axis_tvalid stay registered
  */
-logic [M_DATA_W-1:0] out_mem[2];
-logic out_wr_ptr_reg;
-logic out_rd_ptr_reg;
-
 wire logic out_push = advance && s4_valid_reg;
-wire logic out_pop = m_axis_tvalid && m_axis_tready;
-
-always_ff @(posedge clk) begin
-    if (out_push) begin
-        out_mem[out_wr_ptr_reg] <= acc_lanes;
-        out_wr_ptr_reg <= !out_wr_ptr_reg;
-    end
-    if (out_pop) begin
-        out_rd_ptr_reg <= !out_rd_ptr_reg;
-    end
-    out_count_reg <= out_count_reg + 2'(out_push) - 2'(out_pop);
-
-    if (rst) begin
-        out_wr_ptr_reg <= 1'b0;
-        out_rd_ptr_reg <= 1'b0;
-        out_count_reg <= '0;
-    end
-end
-
-assign m_axis_tdata = out_mem[out_rd_ptr_reg];
-assign m_axis_tvalid = out_count_reg != '0;
+output_fifo #(
+    .WIDTH(M_DATA_W)
+)
+out_fifo_inst (
+    .clk(clk),
+    .rst(rst),
+    .push(out_push),
+    .push_data(acc_lanes),
+    .full(out_full),
+    .m_axis_tdata(m_axis_tdata),
+    .m_axis_tvalid(m_axis_tvalid),
+    .m_axis_tready(m_axis_tready)
+);
 
 endmodule
 

@@ -102,10 +102,10 @@ end
 /*
  * Control: position counters (channel fold; column x, column in window kx, output column ox; the same for rows)
  */
-logic [1:0] count_reg;               // output FIFO occupancy, 0 .. 2
+wire logic full;                     // the output FIFO is full
 
 // the unit moves when the output FIFO can take a result
-wire logic advance = count_reg != 2'd2;
+wire logic advance = !full;
 wire logic accept = advance && s_axis_tvalid;
 
 assign s_axis_tready = advance;
@@ -193,31 +193,20 @@ end
 /*
  * Output FIFO (2 entries): a full FIFO stops the unit; tvalid comes from the occupancy register
  */
-logic [PE-1:0] fifo_mem[2];
-logic wr_ptr_reg;
-logic rd_ptr_reg;
 wire logic push = advance && s1_valid_reg && s1_last_reg;
-wire logic pop = m_axis_tvalid && m_axis_tready;
-
-always_ff @(posedge clk) begin
-    if (push) begin
-        fifo_mem[wr_ptr_reg] <= result;
-        wr_ptr_reg <= !wr_ptr_reg;
-    end
-    if (pop) begin
-        rd_ptr_reg <= !rd_ptr_reg;
-    end
-    count_reg <= count_reg + 2'(push) - 2'(pop);
-
-    if (rst) begin
-        wr_ptr_reg <= 1'b0;
-        rd_ptr_reg <= 1'b0;
-        count_reg <= '0;
-    end
-end
-
-assign m_axis_tdata = fifo_mem[rd_ptr_reg];
-assign m_axis_tvalid = count_reg != '0;
+output_fifo #(
+    .WIDTH(PE)
+)
+out_fifo_inst (
+    .clk(clk),
+    .rst(rst),
+    .push(push),
+    .push_data(result),
+    .full(full),
+    .m_axis_tdata(m_axis_tdata),
+    .m_axis_tvalid(m_axis_tvalid),
+    .m_axis_tready(m_axis_tready)
+);
 
 endmodule
 

@@ -188,9 +188,9 @@ logic [OY_W-1:0] oy_reg;
 logic signed [COORD_W-1:0] ix0_reg;       // ox*STRIDE - PAD
 logic signed [COORD_W-1:0] iy0_reg;       // oy*STRIDE - PAD
 logic [SLOT_W-1:0] base_slot_reg;         // ring slot of row max(0, iy0)
-logic [1:0] out_count_reg;                // output FIFO occupancy, 0 .. 2
+wire logic out_full;                 // the output FIFO is full
 
-wire logic advance = out_count_reg != 2'd2;
+wire logic advance = !out_full;
 
 wire logic last_cf = cf_reg == CF_W'(CF-1);
 wire logic last_kx = kx_reg == K_W'(K-1);
@@ -324,32 +324,20 @@ end
  */
 localparam logic [DATA_W-1:0] PAD_WORD = DATA_W'({SIMD{ELEM_W'(PAD_VALUE)}});
 
-logic [DATA_W-1:0] out_mem[2];
-logic out_wr_ptr_reg;
-logic out_rd_ptr_reg;
-
 wire logic out_push = advance && b_valid_reg;
-wire logic out_pop = m_axis_tvalid && m_axis_tready;
-
-always_ff @(posedge clk) begin
-    if (out_push) begin
-        out_mem[out_wr_ptr_reg] <= b_pad_reg ? PAD_WORD : b_data_reg;
-        out_wr_ptr_reg <= !out_wr_ptr_reg;
-    end
-    if (out_pop) begin
-        out_rd_ptr_reg <= !out_rd_ptr_reg;
-    end
-    out_count_reg <= out_count_reg + 2'(out_push) - 2'(out_pop);
-
-    if (rst) begin
-        out_wr_ptr_reg <= 1'b0;
-        out_rd_ptr_reg <= 1'b0;
-        out_count_reg <= '0;
-    end
-end
-
-assign m_axis_tdata = out_mem[out_rd_ptr_reg];
-assign m_axis_tvalid = out_count_reg != '0;
+output_fifo #(
+    .WIDTH(DATA_W)
+)
+out_fifo_inst (
+    .clk(clk),
+    .rst(rst),
+    .push(out_push),
+    .push_data(b_pad_reg ? PAD_WORD : b_data_reg),
+    .full(out_full),
+    .m_axis_tdata(m_axis_tdata),
+    .m_axis_tvalid(m_axis_tvalid),
+    .m_axis_tready(m_axis_tready)
+);
 
 endmodule
 
