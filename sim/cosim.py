@@ -478,7 +478,7 @@ def cosim(rtl_dir: str | Path, data: str = "digits", n: int | None = None, shard
           harness: str = "cocotb", work: str | Path | None = None, data_dir: str | None = None,
           in_stall: int = 0, out_stall: int = 0, seed: int = 1, progress: bool = False, image: int | None = None,
           waves: bool = False, localize_mismatch: bool = True) -> dict:
-    rtl_dir = Path(rtl_dir)
+    rtl_dir = Path(rtl_dir).resolve()  # the simulators run in folders of their own: no relative paths below
     m = load_manifest(rtl_dir)
     model = lowered_model(m, rtl_dir)
     q0, labels, desc = images_for(data, n, model, m["input_shape"], data_dir, seed)
@@ -495,7 +495,7 @@ def cosim(rtl_dir: str | Path, data: str = "digits", n: int | None = None, shard
         first = int(bounds[k - 1])
         q0 = q0[bounds[k - 1]:bounds[k]]
         labels = None if labels is None else labels[bounds[k - 1]:bounds[k]]
-    work = Path(work) if work else rtl_dir.parent / "cosim"
+    work = (Path(work) if work else rtl_dir.parent / "cosim").resolve()
     ref = reference_logits(model, q0, progress)
     report = {"rtl": str(rtl_dir), "top": m["top"], "model_sha256": m["model_sha256"], "data": desc,
               "shard": shard, "first_image": first, "n": int(len(q0)), "in_stall": in_stall, "out_stall": out_stall,

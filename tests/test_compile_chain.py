@@ -133,6 +133,14 @@ def test_tfc_bit_exact(tfc, tmp_path, verilator_path):
     (tmp_path / "report.json").write_text(json.dumps({**report, "build_seconds": seconds}, indent=1, default=str))
 
 
+def test_cosim_takes_relative_paths(tfc, tmp_path, verilator_path, monkeypatch):
+    """make bench passes folders relative to the repository (the harness then runs in a folder of its own)."""
+    rtl, manifest, _ = tfc
+    monkeypatch.chdir(rtl.parent)
+    report = cosim.cosim("rtl", "random", 2, harness="verilator", work="relative-work")
+    assert report["mismatches"] == 0 and (rtl.parent / "relative-work" / "verilator").is_dir()
+
+
 def test_mini_cnv_bit_exact(mini_cnv, tmp_path, verilator_path):
     rtl, manifest, _ = mini_cnv
     assert (manifest["input_lanes"], manifest["input_bits"], manifest["input_shape"]) == (3, 8, [3, 15, 15])
