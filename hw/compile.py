@@ -15,7 +15,7 @@ turns every hardware layer of the lowered graph (:mod:`instabnn.hw.ops`) into in
 Layer -> RTL (every block's parameters come from its spec class, the one source of each width):
 
     StemConv            sliding_window -> int_mvu -> channel_affine (AffineRequant)
-    ThresholdUnit       insta_threshold (static or INSTA-Th) or insta_threshold_plus (INSTA-Th+, the SE-like MLP);
+    ThresholdUnit       insta_threshold (static, INSTA-Th, or INSTA-Th+ with SE = 1: the SE-like MLP);
                         the unit's frame-buffered q output feeds the shortcut
     BinaryConv          sliding_window (pad code 0 = -1) -> binary_mvu (accumulators)
     ShortcutPath        stream_fifo -> pool_sum and / or int_mvu (1x1 projection)
@@ -406,7 +406,7 @@ class Compiler(ChainEmitters):
                 getattr(insta_plus_files, f"write_{kind}_file")(files[-1], consts, spec)
             files.append(self.net.mem_file(f"{node.name}_g_{consts.g}"))
             insta_plus_files.write_g_file(files[-1], spec)
-            module = "insta_threshold_plus"
+            module = "insta_threshold"  # with SE = 1
         q = self.net.bits_to(self.net.lanes_to(self.take(node), pe), spec.input_bits)
         bits = self.net.stream(f"{node.name}_bits", pe, 1, spec.frame_beats)
         if others:
@@ -418,7 +418,7 @@ class Compiler(ChainEmitters):
                        facts={"_buffer_depth": spec.buffer_depth})
         self.net.layer.cycles = math.ceil(spec.cycles_per_frame)
         self.net.layer.memory_bits = spec.buffer_bits + c * spec.coeff_word_bits
-        if module == "insta_threshold_plus":
+        if isinstance(spec, insta_plus_files.InstaThresholdPlusSpec):
             self.net.layer.memory_bits = spec.memory_bits
         self.publish(node.output[0], bits)
         if others:

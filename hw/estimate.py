@@ -76,6 +76,12 @@ def block(module: str, params: dict) -> dict:
             mem=(p["MW"] * p["MH"] // (pe * simd), pe * simd * p["WEIGHT_BITS"]))
     elif module == "sliding_window":
         add(lut=80 + 3 * p["SIMD"] * p["ELEM_BITS"], mem=(p["_buffer_words"], p["SIMD"] * p["ELEM_BITS"]))
+    elif module == "insta_threshold" and p.get("SE", 0):  # INSTA-Th+
+        # Yosys at C=64, PE=16: 3,389 LUT / 45 DSP (SE_SIMD 1), 3,475 / 60 (16)
+        pe, simd = p["PE"], p["SE_SIMD"]
+        table = int(p.get("POWER_TABLE", 0))  # the power sums' squares and cubes: 2 DSP a lane or about 90 LUT
+        add(lut=1300 + (125 + 90 * table) * pe + 6 * simd, dsp=(0 if table else 2 * pe) + 12 + simd,
+            mem=(p["_buffer_depth"], pe * p["INPUT_BITS"]))
     elif module == "insta_threshold":
         pe = p["PE"]
         if p["STATIC"]:
@@ -83,11 +89,6 @@ def block(module: str, params: dict) -> dict:
         else:  # Yosys at C = 64, PE = 1, N = 64: 574 LUT / 6 DSP; with tables and two limbs 750 LUT / 1 DSP
             seq = _sequencer(p, p["INPUT_BITS"], p["PIXELS"])
             add(lut=495 + 89 * pe + seq["lut"], dsp=seq["dsp"], mem=(p["_buffer_depth"], pe * p["INPUT_BITS"]))
-    elif module == "insta_threshold_plus":  # Yosys at C=64, PE=16: 3,389 LUT / 45 DSP (SE_SIMD 1), 3,475 / 60 (16)
-        pe, simd = p["PE"], p["SE_SIMD"]
-        table = int(p.get("POWER_TABLE", 0))  # the power sums' squares and cubes: 2 DSP a lane or about 90 LUT
-        add(lut=1300 + (125 + 90 * table) * pe + 6 * simd, dsp=(0 if table else 2 * pe) + 12 + simd,
-            mem=(p["_buffer_depth"], pe * p["INPUT_BITS"]))
     elif module == "residual_tail":
         pe = p["PE"]
         proj = p.get("SHORTCUT_PROJ", 0)
@@ -109,7 +110,7 @@ def block(module: str, params: dict) -> dict:
         add(lut=10 + max(p["IN_W"], p["OUT_W"]) / 2)
     elif module == "insta_tail":
         pe = p["PE"]
-        if p.get("SE", 0):  # the SE-like MLP's multipliers and weights (as in insta_threshold_plus)
+        if p.get("SE", 0):  # the SE-like MLP's multipliers and weights (as in INSTA-Th+)
             add(lut=400 + 6 * p["SE_SIMD"], dsp=p["SE_SIMD"] + 2)
         # per lane MULT * acc, SLOPE * D (and SHORTCUT_MULT * sc); the polynomial (SE = 0: moment_poly), the g
         # interpolation and the gain; Yosys at C = 64, PE = 1, reuse: 894 LUT / 11 DSP, tables + two limbs 1,079 / 7

@@ -1,4 +1,5 @@
-"""Spec, RTL parameters, stream packing and memory files of the INSTA-Th+ unit (``hw/rtl/insta_threshold_plus.sv``).
+"""Spec, RTL parameters, stream packing and memory files of the INSTA-Th+ unit (``hw/rtl/insta_threshold.sv`` with
+``SE = 1``, its computation ``insta_threshold_plus_compute.sv``).
 
 :class:`InstaThresholdPlusSpec` is the one source of truth for the unit: its folding (channels, PE, pixels, input
 bits, hidden units, shortcut output) and the fixed-point format of its constants, every width derived from a
@@ -35,7 +36,7 @@ Example (the compiler)::
 
     spec = InstaThresholdPlusSpec.from_constants(unit, pe=16, shortcut=1, se_simd=None)  # None: fewest for full rate
     files = write_memory_files(build / "th_plus0", unit, spec)
-    params = spec.rtl_parameters(**files)         # -> insta_threshold_plus parameters
+    params = spec.rtl_parameters(**files)         # -> insta_threshold parameters (SE = 1)
 """
 
 from __future__ import annotations
@@ -371,9 +372,9 @@ class InstaThresholdPlusSpec:
                 + ("_pt" if self.power_table else ""))
 
     def rtl_parameters(self, coeff_file, const_file, m1_file, w1_file, w2_file, g_file) -> dict:
-        """Parameters of ``insta_threshold_plus`` (file names quoted for Verilator's ``-G``)."""
+        """Parameters of ``insta_threshold`` with ``SE = 1`` (file names quoted for Verilator's ``-G``)."""
         params = {"CHANNELS": self.channels, "PE": self.pe, "PIXELS": self.pixels, "INPUT_BITS": self.input_bits,
-                  "HIDDEN": self.hidden, "SE_SIMD": self.se_simd, "SHORTCUT": self.shortcut,
+                  "STATIC": 0, "SE": 1, "HIDDEN": self.hidden, "SE_SIMD": self.se_simd, "SHORTCUT": self.shortcut,
                   "POWER_TABLE": self.power_table}
         for j in range(4):
             params[f"COEFF_BITS_{j}"] = self.coeff_bits[j]
@@ -508,35 +509,35 @@ def read_words(path: str | PathLike, bits: int) -> list[int]:
 
 
 def write_coeff_file(path, unit: ThresholdPlus, spec: InstaThresholdPlusSpec) -> Path:
-    return _write(path, f"insta_threshold_plus COEFF_FILE {spec.name}: line c = C0|C1|C2|C3 from the LSB, signed "
+    return _write(path, f"insta_threshold (SE = 1) COEFF_FILE {spec.name}: line c = C0|C1|C2|C3 from the LSB, signed "
                         f"{'/'.join(map(str, spec.coeff_bits))} bits", coeff_words(unit, spec), spec.coeff_word_bits)
 
 
 def write_const_file(path, unit: ThresholdPlus, spec: InstaThresholdPlusSpec) -> Path:
-    return _write(path, f"insta_threshold_plus CONST_FILE {spec.name}: line c = M2|B|OFFSET|GAIN from the LSB, "
+    return _write(path, f"insta_threshold (SE = 1) CONST_FILE {spec.name}: line c = M2|B|OFFSET|GAIN from the LSB, "
                         f"signed {'/'.join(map(str, const_widths(spec)))} bits", const_words(unit, spec),
                   spec.const_word_bits)
 
 
 def write_m1_file(path, unit: ThresholdPlus, spec: InstaThresholdPlusSpec) -> Path:
-    return _write(path, f"insta_threshold_plus M1_FILE {spec.name}: line k = M1[k], signed {spec.m1_bits} bits",
+    return _write(path, f"insta_threshold (SE = 1) M1_FILE {spec.name}: line k = M1[k], signed {spec.m1_bits} bits",
                   m1_words(unit, spec), spec.m1_bits)
 
 
 def write_w1_file(path, unit: ThresholdPlus, spec: InstaThresholdPlusSpec) -> Path:
-    return _write(path, f"insta_threshold_plus W1_FILE {spec.name}: line k*(C/SE_SIMD)+g, lane l = "
+    return _write(path, f"insta_threshold (SE = 1) W1_FILE {spec.name}: line k*(C/SE_SIMD)+g, lane l = "
                         f"W1[k,g*SE_SIMD+l], signed {spec.w1_bits} bits, SE_SIMD = {spec.se_simd}",
                   w1_words(unit, spec), spec.w1_bits * spec.se_simd)
 
 
 def write_w2_file(path, unit: ThresholdPlus, spec: InstaThresholdPlusSpec) -> Path:
-    return _write(path, f"insta_threshold_plus W2_FILE {spec.name}: line c*(HIDDEN/SE_SIMD)+g, lane l = "
+    return _write(path, f"insta_threshold (SE = 1) W2_FILE {spec.name}: line c*(HIDDEN/SE_SIMD)+g, lane l = "
                         f"W2[c,g*SE_SIMD+l], signed {spec.w2_bits} bits, SE_SIMD = {spec.se_simd}",
                   w2_words(unit, spec), spec.w2_bits * spec.se_simd)
 
 
 def write_g_file(path, spec: InstaThresholdPlusSpec) -> Path:
-    return _write(path, f"insta_threshold_plus G_FILE g={spec.g}: line i = BASE|DELTA from the LSB, signed "
+    return _write(path, f"insta_threshold (SE = 1) G_FILE g={spec.g}: line i = BASE|DELTA from the LSB, signed "
                         f"{spec.g_bits}/{spec.g_delta_bits} bits", g_words(spec), spec.g_word_bits)
 
 

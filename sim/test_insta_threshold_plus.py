@@ -1,4 +1,4 @@
-"""cocotb testbench of ``hw/rtl/insta_threshold_plus.sv`` (INSTA-Th+) against the golden function
+"""cocotb testbench of ``hw/rtl/insta_threshold.sv`` with ``SE = 1`` (INSTA-Th+) against the golden function
 ``instabnn.hw.reference.layers.ThresholdPlus`` (``thresholds`` / ``binarize``).
 
 The pytest entry ``tests/test_rtl_insta_threshold_plus.py`` draws a realistic random unit for one folding with
@@ -197,7 +197,7 @@ class _Probes:
     def __init__(self, dut):
         self.s, self.h, self.t = [], [], []
         try:
-            c = dut.compute_inst
+            c = dut.g_insta.g_plus.compute_inst
             self.sigs = (c.a3_valid_reg, c.s_value, c.b4_valid_reg, c.h_value, c.c7_valid_reg, c.c7_t_reg)
             self.available = True
         except AttributeError:

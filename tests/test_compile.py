@@ -151,7 +151,7 @@ def test_insta_variants_compile_and_cosimulate(variant, tmp_path_factory, tmp_pa
 
 @pytest.mark.slow
 def test_insta_th_plus_units_in_a_network(tmp_path_factory, tmp_path, verilator_path):
-    """INSTA-Th+ (insta_threshold_plus) in a whole network: the threshold units of a digits insta_plus network with
+    """INSTA-Th+ (insta_threshold with SE = 1) in a whole network: the threshold units of a digits insta_plus network with
     the INSTA-PReLU tails of an insta network (the RTL has no INSTA-PReLU+ yet), spliced into one lowered graph. The
     graph is its own golden reference, so the RTL must equal it exactly (its accuracy means nothing)."""
     plus, insta = _lowered("insta_plus", tmp_path_factory), _lowered("insta", tmp_path_factory)
@@ -167,6 +167,6 @@ def test_insta_th_plus_units_in_a_network(tmp_path_factory, tmp_path, verilator_
     model.graph.initializer.extend(inits)
     onnx.save(model, tmp_path / "hybrid.onnx")
     m = C.compile_model(tmp_path / "hybrid.onnx", tmp_path / "rtl")
-    assert "insta_threshold_plus.sv" in m["sources"] and "insta_tail.sv" in m["sources"]
+    assert "insta_threshold_plus_compute.sv" in m["sources"] and "insta_tail.sv" in m["sources"]
     r = cosim.cosim(tmp_path / "rtl", "digits", 6, harness="verilator", work=tmp_path / "w")
     assert r["mismatches"] == 0 and r["tlast_errors"] == 0

@@ -1,4 +1,5 @@
-"""RTL tests of the INSTA-Th+ unit (``hw/rtl/insta_threshold_plus.sv``): lint, illegal parameters, synthesis, cocotb.
+"""RTL tests of the INSTA-Th+ unit (``hw/rtl/insta_threshold.sv``, ``SE = 1``): lint, illegal parameters, synthesis,
+cocotb.
 
 Each simulation case draws a realistic random unit for one folding (``threshold_plus`` with an SE MLP from
 ``ptq_int8`` / ``se_mlp_fixed``, random SE weights and bias; ``instabnn.sim.test_insta_threshold_plus.random_unit``),
@@ -30,8 +31,8 @@ from instabnn.hw.reference.layers import g_table
 from instabnn.hw.rtl_library import rtl_paths
 from instabnn.sim.rtl_runner import VERILATOR_BUILD_ARGS, run_cocotb, verilator_lint, yosys_synth
 
-SOURCES = rtl_paths("insta_threshold_plus")
-TOPLEVEL = "insta_threshold_plus"
+SOURCES = rtl_paths("insta_threshold")
+TOPLEVEL = "insta_threshold"  # with SE = 1
 TEST_MODULE = "instabnn.sim.test_insta_threshold_plus"
 
 
@@ -174,7 +175,8 @@ def test_insta_threshold_plus_lint_clean(folding, verilator_path):
     "overrides, message",
     [
         ({"PE": 3}, "PE (3) must divide CHANNELS (4)"),
-        ({"HIDDEN": 0}, "CHANNELS, PE, PIXELS and HIDDEN must be >= 1"),
+        ({"HIDDEN": 0}, "and HIDDEN (0) must be >= 1"),
+        ({"LIMBS": 2}, "SE = 1 takes STATIC = 0 and LIMBS = 1"),
         ({"INPUT_BITS": 17}, "INPUT_BITS (17) must be in 2 .. 16"),
         ({"SHORTCUT": 2}, "SHORTCUT (2) must be 0 or 1"),
         ({"TACC_BITS": 10}, "TACC_BITS (10) narrower than P3"),
