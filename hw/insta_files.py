@@ -104,8 +104,9 @@ _OUTPUT_EDGES = 2
 
 _BANK_MARGIN = 6
 """Full rate needs ``FRAME_BEATS >= S + _BANK_MARGIN`` (``S`` the computation's steps). With frame ``n``'s last
-beat accepted at edge ``e``, its computation issues its last step at ``e + 5 + S`` and frees the stats bank at ``e + 6 + S``; frame ``n+2``'s first
-beat wants edge ``e + FRAME_BEATS + 1`` and needs the freed bank one edge earlier. (The threshold bank of frame
+beat accepted at edge ``e``, its computation issues its last step at ``e + 5 + S`` and frees the stats bank at
+``e + 6 + S``; frame ``n+2``'s first beat wants edge ``e + FRAME_BEATS + 1`` and needs the freed bank one edge
+earlier. (The threshold bank of frame
 ``n-1``, freed at ``e + S + 10``, is needed by frame ``n+1``'s computation at ``e + FRAME_BEATS + 4``: the same
 condition.)"""
 
