@@ -41,7 +41,7 @@ from instabnn.hw.residual_files import ResidualTailSpec
 from instabnn.hw.residual_files import write_const_file as write_residual_const_file
 from instabnn.hw.insta_tail_files import InstaTailSpec
 from instabnn.hw.insta_tail_files import write_memory_files as write_insta_tail_files
-from instabnn.hw.rtl_library import RTL_DIR
+from instabnn.hw.rtl_library import rtl_paths
 
 XC7Z020 = {"lut": 53_200, "ff": 106_400, "bram36": 140, "dsp": 220}
 
@@ -111,11 +111,11 @@ def parse_stat(log: str) -> dict:
 
 
 def _synth_xilinx(top: str, params: dict, workdir: Path, label: str) -> dict:
-    """``synth_xilinx -family xc7`` of ``top`` with ``params`` (all RTL sources read); returns the resource dict."""
+    """``synth_xilinx -family xc7`` of ``top`` with ``params`` (its library files read); returns the resource dict."""
     if shutil.which("yosys") is None:
         raise SynthError("yosys not found (make setup installs it from apt as root; or apt-get install yosys)")
     chparam = " ".join(f"-set {k} {v}" for k, v in params.items())
-    sources = " ".join(str(p) for p in sorted(RTL_DIR.glob("*.sv")))
+    sources = " ".join(str(p) for p in rtl_paths(top))
     script = workdir / "synth.ys"
     script.write_text(f"read_verilog -defer -sv {sources}\nchparam {chparam} {top}\n"
                       f"synth_xilinx -family xc7 -top {top} -flatten\nstat\n")
