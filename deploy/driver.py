@@ -377,13 +377,13 @@ class SimBackend:
         self.work.mkdir(parents=True, exist_ok=True)
         words = data.reshape(-1, din)[:, ::-1]  # little-endian words -> big-endian hex
         (self.work / "images.mem").write_text("\n".join(bytes(r).hex() for r in words) + "\n")
-        sim_m = dict(m, top=SIM_TOP, in_width=cfg["dma_in_width"], out_width=cfg["dma_out_width"],
-                     sources=list(m["sources"]) + self._sources(), _n_images=n)
+        sim_m = dict(m, top=SIM_TOP, sources=list(m["sources"]) + self._sources())
         cpf = m.get("cycles_per_frame_estimate") or 100_000
         max_cycles = int((n + 2) * cpf * cosim.MAX_CYCLES_PER_IMAGE_FACTOR) + 100_000
         t0 = time.perf_counter()
-        result = cosim.run_verilator_harness(self.rtl_dir, sim_m, self.work, {"IN_STALL": 0, "OUT_STALL": 0,
-                                                                              "SEED": 1}, max_cycles)
+        params = {**cosim.harness_parameters(m, n, cfg["dma_in_width"], cfg["dma_out_width"]),
+                  "IN_STALL": 0, "OUT_STALL": 0, "SEED": 1}
+        result = cosim.run_verilator_harness(self.rtl_dir, sim_m, self.work, params, max_cycles)
         self.build_and_run_s = time.perf_counter() - t0
         if result.get("tlast_errors"):
             raise DriverError(f"the accelerator's m_axis_tlast was wrong {result['tlast_errors']} time(s): the "

@@ -3,7 +3,7 @@
 can be traced to the first layer whose output differs from the reference (:func:`instabnn.sim.cosim.localize`).
 
 Python samples the streams every clock here, so this is for one or a few images; the bulk co-simulation runs
-without it (``test_network.py``). Writes ``probe.json``: for each stream, the list of its beats as hex strings.
+without it (``cocotb_run.py``). Writes ``probe.json``: for each stream, the list of its beats as hex strings.
 """
 
 from __future__ import annotations
