@@ -51,20 +51,22 @@ from pathlib import Path
 import numpy as np
 
 from instabnn.hw import estimate
-from instabnn.hw.affine_files import ChannelAffineSpec
-from instabnn.hw.affine_files import write_const_file as write_affine_file
+from instabnn.hw.blocks.channel_affine.spec import ChannelAffineSpec
+from instabnn.hw.blocks.channel_affine.spec import write_const_file as write_affine_file
 from instabnn.hw.compile_chain import ChainEmitters
-from instabnn.hw import insta_plus_files, insta_tail_files
-from instabnn.hw.insta_files import InstaThresholdSpec, write_coeff_file
-from instabnn.hw.mvu_files import BinaryMvuShape, IntMvuShape, write_int_weight_file, write_weight_file
-from instabnn.hw.pool_files import GlobalSumSpec, PoolSumSpec
+from instabnn.hw.blocks.insta_tail import spec as insta_tail_block
+from instabnn.hw.blocks.insta_threshold import spec_plus as insta_plus_block
+from instabnn.hw.blocks.insta_threshold.spec import InstaThresholdSpec, write_coeff_file
+from instabnn.hw.blocks.binary_mvu.spec import BinaryMvuShape, write_weight_file
+from instabnn.hw.blocks.int_mvu.spec import IntMvuShape, write_int_weight_file
+from instabnn.hw.blocks.pool.spec import GlobalSumSpec, PoolSumSpec
 from instabnn.hw.reference.fixed_point import signed_bits
 from instabnn.hw.reference.insta import InstaThConstants
 from instabnn.hw.reference.window import conv_weight_matrix
-from instabnn.hw.residual_files import ResidualTailSpec
-from instabnn.hw.residual_files import write_const_file as write_tail_file
-from instabnn.hw.rtl_library import RTL_DIR, rtl_sources
-from instabnn.hw.stream_shapes import SlidingWindowShape
+from instabnn.hw.blocks.residual_tail.spec import ResidualTailSpec
+from instabnn.hw.blocks.residual_tail.spec import write_const_file as write_tail_file
+from instabnn.hw.rtl_library import LIBRARY_DIR, library_file, rtl_sources
+from instabnn.hw.blocks.sliding_window.spec import SlidingWindowShape
 
 MANIFEST = "accelerator.json"
 DEFAULT_CLOCK_MHZ = 100.0
@@ -398,14 +400,14 @@ class Compiler(ChainEmitters):
             write_coeff_file(files[0], consts, spec)
             module = "insta_threshold"
         else:  # INSTA-Th+: the SE-like MLP; SE_SIMD: the fewest multipliers that keep full rate
-            spec = insta_plus_files.InstaThresholdPlusSpec.from_constants(consts, pe, shortcut=int(bool(others)),
+            spec = insta_plus_block.InstaThresholdPlusSpec.from_constants(consts, pe, shortcut=int(bool(others)),
                                                                           se_simd=None)
             files = []
             for kind in ("coeff", "const", "m1", "w1", "w2"):
                 files.append(self.net.mem_file(f"{node.name}_{kind}"))
-                getattr(insta_plus_files, f"write_{kind}_file")(files[-1], consts, spec)
+                getattr(insta_plus_block, f"write_{kind}_file")(files[-1], consts, spec)
             files.append(self.net.mem_file(f"{node.name}_g_{consts.g}"))
-            insta_plus_files.write_g_file(files[-1], spec)
+            insta_plus_block.write_g_file(files[-1], spec)
             module = "insta_threshold"  # with SE = 1
         q = self.net.bits_to(self.net.lanes_to(self.take(node), pe), spec.input_bits)
         bits = self.net.stream(f"{node.name}_bits", pe, 1, spec.frame_beats)
@@ -418,7 +420,7 @@ class Compiler(ChainEmitters):
                        facts={"_buffer_depth": spec.buffer_depth})
         self.net.layer.cycles = math.ceil(spec.cycles_per_frame)
         self.net.layer.memory_bits = spec.buffer_bits + c * spec.coeff_word_bits
-        if isinstance(spec, insta_plus_files.InstaThresholdPlusSpec):
+        if isinstance(spec, insta_plus_block.InstaThresholdPlusSpec):
             self.net.layer.memory_bits = spec.memory_bits
         self.publish(node.output[0], bits)
         if others:
@@ -509,9 +511,9 @@ class Compiler(ChainEmitters):
             kinds = ("const", "coeff") + (("se_const", "m1", "w1", "w2") if spec.se else ())
             for kind in kinds:
                 files[f"{kind}_file"] = self.net.mem_file(f"{node.name}_{kind}")
-                getattr(insta_tail_files, f"write_{kind}_file")(files[f"{kind}_file"], act, spec)
+                getattr(insta_tail_block, f"write_{kind}_file")(files[f"{kind}_file"], act, spec)
             files["g_file"] = self.net.mem_file(f"{node.name}_g_{spec.g}")
-            insta_tail_files.write_g_file(files["g_file"], spec)
+            insta_tail_block.write_g_file(files["g_file"], spec)
             out = self.net.stream(f"{node.name}_out", pe, spec.out_bits, spec.frame_beats)
             if reuse:
                 stat = self.net.bits_to(self.net.lanes_to(self.take(node, 2), pe), spec.stat_bits)
@@ -532,7 +534,7 @@ class Compiler(ChainEmitters):
     def insta_tail_spec(act, acc_bound: int, sc_bits: int, pe: int, pixels: int, stat_channels):
         """The INSTA-PReLU(+) tail's spec; with the SE-like MLP, the fewest SE multipliers (a divisor of the channels
         and hidden units) that keep the tail at one beat per clock, else the most."""
-        make = insta_tail_files.InstaTailSpec.from_activation
+        make = insta_tail_block.InstaTailSpec.from_activation
         if act.se is None:
             return make(act, acc_bound, sc_bits, pe, pixels, stat_channels)
         common = math.gcd(len(act.mult), act.se.w1.shape[0])
@@ -634,7 +636,7 @@ def _sha256(path: Path) -> str:
 
 def _commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=RTL_DIR, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=LIBRARY_DIR, capture_output=True, text=True, timeout=10)
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -687,7 +689,7 @@ def compile_model(lowered: str | Path, out: str | Path, folding: str | Path | di
         (tmp / f"{top}.sv").write_text(text)
         sources = rtl_sources(comp.net.modules)
         for s in sources:
-            shutil.copy2(RTL_DIR / s, tmp / s)
+            shutil.copy2(library_file(s), tmp / s)
         cycles = max(layer.cycles for layer in comp.layers)
         resources = estimate.total(vars(layer) for layer in comp.layers)
         if max_utilisation is not None:

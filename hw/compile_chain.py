@@ -30,14 +30,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from instabnn.hw.affine_files import ChannelAffineSpec
-from instabnn.hw.affine_files import write_const_file as write_affine_file
+from instabnn.hw.blocks.channel_affine.spec import ChannelAffineSpec
+from instabnn.hw.blocks.channel_affine.spec import write_const_file as write_affine_file
 from instabnn.hw.chain_files import MaxPoolBitsSpec, stream_order_columns
-from instabnn.hw.mvu_files import (BinaryMvuShape, IntMvuShape, write_int_weight_file, write_threshold_file,
-                                   write_weight_file)
+from instabnn.hw.blocks.binary_mvu.spec import BinaryMvuShape, write_threshold_file, write_weight_file
+from instabnn.hw.blocks.int_mvu.spec import IntMvuShape, write_int_weight_file
 from instabnn.hw.reference.fixed_point import signed_bits
 from instabnn.hw.reference.window import conv_weight_matrix
-from instabnn.hw.stream_shapes import SlidingWindowShape
+from instabnn.hw.blocks.sliding_window.spec import SlidingWindowShape
 
 __all__ = ["ChainEmitters"]
 

@@ -29,18 +29,19 @@ from pathlib import Path
 
 import numpy as np
 
-from instabnn.hw.insta_files import InstaThresholdSpec, write_coeff_file
-from instabnn.hw.mvu_files import (BinaryMvuShape, IntMvuShape, write_bias_file, write_int_weight_file,
-                                   write_threshold_file, write_weight_file)
-from instabnn.hw.pool_files import GlobalSumSpec, PoolSumSpec
-from instabnn.hw.stream_shapes import SlidingWindowShape, StreamDuplicateShape, StreamFifoShape, WidthConverterShape
+from instabnn.hw.blocks.insta_threshold.spec import InstaThresholdSpec, write_coeff_file
+from instabnn.hw.blocks.binary_mvu.spec import BinaryMvuShape, write_threshold_file, write_weight_file
+from instabnn.hw.blocks.int_mvu.spec import IntMvuShape, write_bias_file, write_int_weight_file
+from instabnn.hw.blocks.pool.spec import GlobalSumSpec, PoolSumSpec
+from instabnn.hw.blocks.sliding_window.spec import SlidingWindowShape
+from instabnn.hw.blocks.stream.spec import StreamDuplicateShape, StreamFifoShape, WidthConverterShape
 from instabnn.hw.reference.insta import InstaThConstants, insta_th_constants, static_threshold_constants
 from instabnn.hw.reference.fixed_point import signed_bits
 from instabnn.hw.reference.layers import ResidualActivation, residual_activation
-from instabnn.hw.residual_files import ResidualTailSpec
-from instabnn.hw.residual_files import write_const_file as write_residual_const_file
-from instabnn.hw.insta_tail_files import InstaTailSpec
-from instabnn.hw.insta_tail_files import write_memory_files as write_insta_tail_files
+from instabnn.hw.blocks.residual_tail.spec import ResidualTailSpec
+from instabnn.hw.blocks.residual_tail.spec import write_const_file as write_residual_const_file
+from instabnn.hw.blocks.insta_tail.spec import InstaTailSpec
+from instabnn.hw.blocks.insta_tail.spec import write_memory_files as write_insta_tail_files
 from instabnn.hw.rtl_library import rtl_paths
 
 XC7Z020 = {"lut": 53_200, "ff": 106_400, "bram36": 140, "dsp": 220}

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from instabnn.hw import mvu_files
+from instabnn.hw.blocks.common import memfile
 from instabnn.hw.packing import pack_fields
 
 BUILD_FLAGS = ["--x-assign", "unique", "--x-initial", "unique", "-CFLAGS", "-O1", "--output-split", "0",
@@ -136,7 +136,7 @@ def image_words(q0: np.ndarray, m: dict) -> list[int]:
 
 def read_memh(path: Path, bits: int, signed: bool) -> np.ndarray:
     """A ``$writememh`` file as integers (the project's reader, two's complement if ``signed``)."""
-    words = mvu_files.read_memh(path, bits)
+    words = memfile.read_memh(path, bits)
     return np.array([w - (1 << bits) if signed and w >> (bits - 1) else w for w in words], dtype=np.int64)
 
 
@@ -213,7 +213,7 @@ def simulate(rtl_dir: Path, m: dict, q0: np.ndarray, work: Path, harness: str, i
     """Run the images ``q0`` through the accelerator; logits (N, classes), per-image cycle stamps, timing."""
     n = len(q0)
     work.mkdir(parents=True, exist_ok=True)
-    mvu_files.write_memh(work / "images.mem", image_words(q0, m), m["in_width"], "cosim images")
+    memfile.write_memh(work / "images.mem", image_words(q0, m), m["in_width"], "cosim images")
     params = {**harness_parameters(m, n), "IN_STALL": in_stall, "OUT_STALL": out_stall, "SEED": seed}
     slowdown = 256 / max(1, 256 - max(in_stall, out_stall))
     max_cycles = int((n + 2) * m["cycles_per_frame_estimate"] * MAX_CYCLES_PER_IMAGE_FACTOR * slowdown) + 100_000
@@ -270,7 +270,7 @@ def localize(rtl_dir: Path, m: dict, model, image: np.ndarray, work: Path) -> di
     work.mkdir(parents=True, exist_ok=True)
     run_dir = work / "probe"
     _stage_mem_files(rtl_dir, m, run_dir)
-    mvu_files.write_memh(run_dir / "images.mem", image_words(image, m), m["in_width"], "cosim image")
+    memfile.write_memh(run_dir / "images.mem", image_words(image, m), m["in_width"], "cosim image")
     names = {t: v["signal"] for t, v in m["streams"].items()}
     max_cycles = int(m["cycles_per_frame_estimate"] * MAX_CYCLES_PER_IMAGE_FACTOR) + 100_000
     run_cocotb(sources=_sources(rtl_dir, m), toplevel="cosim_harness",

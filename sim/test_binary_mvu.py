@@ -1,4 +1,4 @@
-"""cocotb testbench of ``hw/rtl/binary_mvu.sv`` against the golden functions of ``instabnn.hw.reference.mvu``.
+"""cocotb testbench of ``hw/blocks/binary_mvu/binary_mvu.sv`` against the golden functions of ``instabnn.hw.reference.mvu``.
 
 The pytest entry ``tests/test_rtl_binary_mvu.py`` builds the unit with Verilator for one :class:`BinaryMvuShape`,
 writes its memory-init files and a case file with :func:`prepare_case`, and runs the cocotb tests below in one
@@ -37,7 +37,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
-from instabnn.hw.mvu_files import BinaryMvuShape, write_threshold_file, write_weight_file
+from instabnn.hw.blocks.binary_mvu.spec import BinaryMvuShape, write_threshold_file, write_weight_file
 from instabnn.hw.packing import pack_words, unpack_fields, unpack_words
 from instabnn.hw.reference.mvu import binary_matvec, threshold_compare
 

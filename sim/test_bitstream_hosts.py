@@ -21,7 +21,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 
-from instabnn.sim.axis_tb import case_from_env
+from instabnn.hw.blocks.common.axis_tb import case_from_env
 
 CASE_ENV = "INSTABNN_HOSTS_CASE"
 

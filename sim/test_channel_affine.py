@@ -1,5 +1,5 @@
-"""cocotb testbench of the per-channel affine unit ``hw/rtl/channel_affine.sv`` (golden:
-:meth:`instabnn.hw.affine_files.ChannelAffineSpec.reference`, equal to the contract's ``AffineRequant`` or the
+"""cocotb testbench of the per-channel affine unit ``hw/blocks/channel_affine/channel_affine.sv`` (golden:
+:meth:`instabnn.hw.blocks.channel_affine.spec.ChannelAffineSpec.reference`, equal to the contract's ``AffineRequant`` or the
 classifier's logit scale it was built from; ``tests/test_rtl_channel_affine.py`` checks that equality and runs
 this testbench). The case file (environment ``INSTABNN_AFFINE_CASE``) holds the spec and the frame size.
 
@@ -19,9 +19,9 @@ import numpy as np
 import cocotb
 from cocotb.triggers import RisingEdge
 
-from instabnn.hw.affine_files import LATENCY, ChannelAffineSpec
-from instabnn.hw.pool_files import frame_words, frames_from_words
-from instabnn.sim.axis_tb import AxisHarness, case_from_env
+from instabnn.hw.blocks.channel_affine.spec import LATENCY, ChannelAffineSpec
+from instabnn.hw.blocks.pool.spec import frame_words, frames_from_words
+from instabnn.hw.blocks.common.axis_tb import AxisHarness, case_from_env
 
 CASE_ENV = "INSTABNN_AFFINE_CASE"
 

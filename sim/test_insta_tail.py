@@ -1,9 +1,9 @@
-"""cocotb testbench of ``hw/rtl/insta_tail.sv`` against the golden function
+"""cocotb testbench of ``hw/blocks/insta_tail/insta_tail.sv`` against the golden function
 ``instabnn.hw.reference.layers.ResidualActivation`` (INSTA-PReLU or INSTA-PReLU+ with the SE MLP, shift or
 1x1-projection shortcut, own or reused statistics).
 
 The pytest entry ``tests/test_rtl_insta_tail.py`` builds the unit with Verilator for one
-:class:`~instabnn.hw.insta_tail_files.InstaTailSpec`, draws random float parameters, fixes them with the
+:class:`~instabnn.hw.blocks.insta_tail.spec.InstaTailSpec`, draws random float parameters, fixes them with the
 contract's own constructor (:func:`~instabnn.hw.reference.layers.residual_activation`, activation kind "insta"),
 writes the three memory files and a case file with :func:`prepare_case`, and runs the cocotb tests below in one
 simulation; the case file is named by the environment variable ``INSTABNN_ITAIL_CASE``. The testbench rebuilds the
@@ -43,13 +43,13 @@ from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
-from instabnn.hw.insta_tail_files import (InstaTailSpec, frame_words, frames_from_words, g_words, m1_words,
+from instabnn.hw.blocks.insta_tail.spec import (InstaTailSpec, frame_words, frames_from_words, g_words, m1_words,
                                           read_coeff_file, read_const_file, read_g_file, se_const_words, w1_words,
                                           w2_words, write_memory_files)
 from instabnn.hw.reference.fixed_point import signed_bits
 from instabnn.hw.reference.layers import (G_IN_FRAC, SE_H_FRAC, ResidualActivation, clamp_signed, ptq_int8,
                                           residual_activation, se_input, se_mlp_fixed, shift_round)
-from instabnn.sim.axis_tb import CLOCK_PERIOD_NS, CYCLE_TOLERANCE, case_from_env, dut_int, random_pause
+from instabnn.hw.blocks.common.axis_tb import CLOCK_PERIOD_NS, CYCLE_TOLERANCE, case_from_env, dut_int, random_pause
 
 CASE_ENV = "INSTABNN_ITAIL_CASE"
 G_NAMES = ("tanh3", "tanh", "sigmoid")

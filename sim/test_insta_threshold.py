@@ -1,7 +1,7 @@
-"""cocotb testbench of ``hw/rtl/insta_threshold.sv`` against the golden function ``instabnn.hw.reference.insta``.
+"""cocotb testbench of ``hw/blocks/insta_threshold/insta_threshold.sv`` against the golden function ``instabnn.hw.reference.insta``.
 
 The pytest entry ``tests/test_rtl_insta_threshold.py`` builds the unit with Verilator for one
-:class:`~instabnn.hw.insta_files.InstaThresholdSpec`, writes random constants (coefficient file) and a case file
+:class:`~instabnn.hw.blocks.insta_threshold.spec.InstaThresholdSpec`, writes random constants (coefficient file) and a case file
 with :func:`prepare_case`, and runs the cocotb tests below in one simulation; the case file is named by the
 environment variable ``INSTABNN_INSTA_CASE``.
 
@@ -42,7 +42,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
-from instabnn.hw.insta_files import (InstaThresholdSpec, bits_from_words, frame_words, frames_from_words,
+from instabnn.hw.blocks.insta_threshold.spec import (InstaThresholdSpec, bits_from_words, frame_words, frames_from_words,
                                      write_coeff_file)
 from instabnn.hw.reference.insta import (InstaThConstants, frame_thresholds, insta_th_constants,
                                          insta_threshold_compare, static_threshold_constants)

@@ -1,4 +1,4 @@
-"""cocotb testbench of ``hw/rtl/insta_threshold.sv`` with ``SE = 1`` (INSTA-Th+) against the golden function
+"""cocotb testbench of ``hw/blocks/insta_threshold/insta_threshold.sv`` with ``SE = 1`` (INSTA-Th+) against the golden function
 ``instabnn.hw.reference.layers.ThresholdPlus`` (``thresholds`` / ``binarize``).
 
 The pytest entry ``tests/test_rtl_insta_threshold_plus.py`` draws a realistic random unit for one folding with
@@ -36,7 +36,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
-from instabnn.hw.insta_plus_files import (InstaThresholdPlusSpec, bits_from_words, frame_words, frames_from_words,
+from instabnn.hw.blocks.insta_threshold.spec_plus import (InstaThresholdPlusSpec, bits_from_words, frame_words, frames_from_words,
                                           write_memory_files)
 from instabnn.hw.reference.layers import (G_IN_FRAC, SE_H_FRAC, ThresholdPlus, binarize, g_lookup, ptq_int8,
                                           se_input, se_mlp_fixed, shift_round, threshold_plus)

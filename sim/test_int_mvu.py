@@ -1,4 +1,4 @@
-"""cocotb testbench of ``hw/rtl/int_mvu.sv`` against ``instabnn.hw.reference.mvu.integer_matvec``.
+"""cocotb testbench of ``hw/blocks/int_mvu/int_mvu.sv`` against ``instabnn.hw.reference.mvu.integer_matvec``.
 
 The pytest entry ``tests/test_rtl_int_mvu.py`` builds the unit with Verilator for one :class:`IntMvuShape`, writes
 its memory-init files and a case file with :func:`prepare_case`, and runs the cocotb tests below in one simulation;
@@ -31,10 +31,10 @@ import numpy as np
 import cocotb
 from cocotb.triggers import RisingEdge
 
-from instabnn.hw.mvu_files import IntMvuShape, write_bias_file, write_int_weight_file
+from instabnn.hw.blocks.int_mvu.spec import IntMvuShape, write_bias_file, write_int_weight_file
 from instabnn.hw.packing import pack_fields, unpack_fields
 from instabnn.hw.reference.mvu import integer_matvec
-from instabnn.sim.axis_tb import CYCLE_TOLERANCE, AxisHarness, case_from_env, dut_int, write_result
+from instabnn.hw.blocks.common.axis_tb import CYCLE_TOLERANCE, AxisHarness, case_from_env, dut_int, write_result
 
 CASE_ENV = "INSTABNN_INT_MVU_CASE"
 

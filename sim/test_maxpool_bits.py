@@ -33,7 +33,7 @@ import cocotb
 from cocotb.triggers import RisingEdge
 
 from instabnn.hw.chain_files import MaxPoolBitsSpec, bit_frame_words, bit_frames_from_words
-from instabnn.sim.axis_tb import CYCLE_TOLERANCE, AxisHarness, case_from_env, dut_int
+from instabnn.hw.blocks.common.axis_tb import CYCLE_TOLERANCE, AxisHarness, case_from_env, dut_int
 
 CASE_ENV = "INSTABNN_MAXPOOL_CASE"
 

@@ -1,9 +1,9 @@
-"""cocotb testbench of the sum-pooling units ``hw/rtl/pool_sum.sv`` (golden
-:func:`instabnn.hw.reference.layers.pool_sum`) and ``hw/rtl/global_sum.sv`` (golden
+"""cocotb testbench of the sum-pooling units ``hw/blocks/pool/pool_sum.sv`` (golden
+:func:`instabnn.hw.reference.layers.pool_sum`) and ``hw/blocks/pool/global_sum.sv`` (golden
 :func:`instabnn.hw.reference.layers.global_sum`, the first step of ``Classifier``).
 
 The pytest entry ``tests/test_rtl_pool.py`` builds one unit with Verilator for one
-:class:`~instabnn.hw.pool_files.PoolSumSpec` or :class:`~instabnn.hw.pool_files.GlobalSumSpec`, writes a case
+:class:`~instabnn.hw.blocks.pool.spec.PoolSumSpec` or :class:`~instabnn.hw.blocks.pool.spec.GlobalSumSpec`, writes a case
 file with :func:`prepare_case` and runs the cocotb tests below in one simulation; the case file is named by the
 environment variable ``INSTABNN_POOL_CASE``. Both units have the same ports and timing contract, so one testbench
 serves both; only the spec (and through it the golden function and the output frame shape) differs.
@@ -35,8 +35,8 @@ import numpy as np
 import cocotb
 from cocotb.triggers import RisingEdge
 
-from instabnn.hw.pool_files import GlobalSumSpec, PoolSumSpec, frame_words, frames_from_words
-from instabnn.sim.axis_tb import CYCLE_TOLERANCE, AxisHarness, case_from_env, dut_int
+from instabnn.hw.blocks.pool.spec import GlobalSumSpec, PoolSumSpec, frame_words, frames_from_words
+from instabnn.hw.blocks.common.axis_tb import CYCLE_TOLERANCE, AxisHarness, case_from_env, dut_int
 
 CASE_ENV = "INSTABNN_POOL_CASE"
 SPECS = {"pool_sum": PoolSumSpec, "global_sum": GlobalSumSpec}

@@ -1,8 +1,8 @@
-"""cocotb testbench of ``hw/rtl/residual_tail.sv`` against the golden function
+"""cocotb testbench of ``hw/blocks/residual_tail/residual_tail.sv`` against the golden function
 ``instabnn.hw.reference.layers.ResidualActivation`` (RPReLU, shift or 1x1-projection shortcut).
 
 The pytest entry ``tests/test_rtl_residual_tail.py`` builds the unit with Verilator for one
-:class:`~instabnn.hw.residual_files.ResidualTailSpec`, draws random float parameters, fixes them with the contract's
+:class:`~instabnn.hw.blocks.residual_tail.spec.ResidualTailSpec`, draws random float parameters, fixes them with the contract's
 own constructor (:func:`~instabnn.hw.reference.layers.residual_activation`), writes the constant file and a case
 file with :func:`prepare_case`, and runs the cocotb tests below in one simulation; the case file is named by the
 environment variable ``INSTABNN_RTAIL_CASE``. The testbench rebuilds the same ``ResidualActivation`` from the
@@ -41,7 +41,7 @@ from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStream
 
 from instabnn.hw.reference.fixed_point import signed_bits
 from instabnn.hw.reference.layers import ResidualActivation, residual_activation
-from instabnn.hw.residual_files import (ResidualTailSpec, frame_words, frames_from_words, read_const_file,
+from instabnn.hw.blocks.residual_tail.spec import (ResidualTailSpec, frame_words, frames_from_words, read_const_file,
                                         write_const_file)
 
 CASE_ENV = "INSTABNN_RTAIL_CASE"

@@ -1,4 +1,4 @@
-"""cocotb testbench of ``hw/rtl/sliding_window.sv`` against ``instabnn.hw.reference.window.window_beats``.
+"""cocotb testbench of ``hw/blocks/sliding_window/sliding_window.sv`` against ``instabnn.hw.reference.window.window_beats``.
 
 The pytest entry ``tests/test_rtl_sliding_window.py`` builds the generator with Verilator for one
 :class:`SlidingWindowShape`, writes a case file with :func:`prepare_case` (named by ``INSTABNN_WINDOW_CASE``) and
@@ -34,8 +34,8 @@ from cocotb.triggers import RisingEdge
 
 from instabnn.hw.packing import pack_fields, unpack_fields
 from instabnn.hw.reference.window import feature_map_beats, window_beats
-from instabnn.hw.stream_shapes import SlidingWindowShape
-from instabnn.sim.axis_tb import CYCLE_TOLERANCE, AxisHarness, case_from_env, dut_int, write_result
+from instabnn.hw.blocks.sliding_window.spec import SlidingWindowShape
+from instabnn.hw.blocks.common.axis_tb import CYCLE_TOLERANCE, AxisHarness, case_from_env, dut_int, write_result
 
 CASE_ENV = "INSTABNN_WINDOW_CASE"
 

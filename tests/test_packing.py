@@ -1,4 +1,4 @@
-"""The bit-level packing contract (instabnn.hw.packing) and the binary MVU memory files (instabnn.hw.mvu_files):
+"""The bit-level packing contract (instabnn.hw.packing) and the binary MVU memory files (instabnn.hw.blocks.binary_mvu.spec):
 round trips, the documented bit positions, and the file layout the RTL reads."""
 
 from __future__ import annotations
@@ -6,16 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from instabnn.hw.mvu_files import (
+from instabnn.hw.blocks.binary_mvu.spec import (
     BinaryMvuShape,
     hardware_thresholds,
-    read_memh,
     threshold_words,
     weight_words,
     weights_from_words,
     write_threshold_file,
     write_weight_file,
 )
+from instabnn.hw.blocks.common.memfile import read_memh
 from instabnn.hw.packing import (
     bipolar_to_bits,
     bits_to_bipolar,

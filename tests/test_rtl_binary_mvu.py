@@ -1,4 +1,4 @@
-"""RTL tests of the binary matrix-vector unit (``hw/rtl/binary_mvu.sv``): lint, synthesis check, cocotb simulation.
+"""RTL tests of the binary matrix-vector unit (``hw/blocks/binary_mvu/binary_mvu.sv``): lint, synthesis check, cocotb simulation.
 
 Each simulation case builds the unit with Verilator (cocotb's Python runner) for one :class:`BinaryMvuShape`,
 writes random weights / thresholds as memory-init files, and runs the cocotb tests of
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from instabnn.hw.mvu_files import BinaryMvuShape
+from instabnn.hw.blocks.binary_mvu.spec import BinaryMvuShape
 from instabnn.hw.rtl_library import rtl_paths
 from instabnn.sim.rtl_runner import VERILATOR_BUILD_ARGS, run_cocotb, verilator_lint, yosys_synth
 

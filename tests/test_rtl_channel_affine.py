@@ -1,4 +1,4 @@
-"""RTL tests of the per-channel affine unit (``hw/rtl/channel_affine.sv``): the spec equals the contract's layers,
+"""RTL tests of the per-channel affine unit (``hw/blocks/channel_affine/channel_affine.sv``): the spec equals the contract's layers,
 lint, illegal parameters, cocotb (``instabnn.sim.test_channel_affine``)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from instabnn.hw.affine_files import ChannelAffineSpec, write_const_file
+from instabnn.hw.blocks.channel_affine.spec import ChannelAffineSpec, write_const_file
 from instabnn.hw.reference import layers as L
 from instabnn.hw.rtl_library import rtl_paths
 from instabnn.sim.rtl_runner import lint_output_clean, run_cocotb, verilator_lint

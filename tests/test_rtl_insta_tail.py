@@ -1,4 +1,4 @@
-"""RTL tests of the residual block tail with INSTA-PReLU (``hw/rtl/insta_tail.sv``): spec and files, lint,
+"""RTL tests of the residual block tail with INSTA-PReLU (``hw/blocks/insta_tail/insta_tail.sv``): spec and files, lint,
 illegal parameters, synthesis, cocotb.
 
 Each simulation case draws random float parameters for a block tail, fixes them with the contract's constructor
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from instabnn.hw.insta_tail_files import (CONST_FIELDS, G_ENTRIES, PROJ_CONST_FIELDS, InstaTailSpec, coeff_words,
+from instabnn.hw.blocks.insta_tail.spec import (CONST_FIELDS, G_ENTRIES, PROJ_CONST_FIELDS, InstaTailSpec, coeff_words,
                                           const_words, frame_words, frames_from_words, read_coeff_file,
                                           read_const_file, read_g_file, write_memory_files)
 from instabnn.hw.rtl_library import rtl_paths
@@ -381,7 +381,7 @@ def test_spec_refuses_unsupported_and_mismatched_constants():
 def test_spec_se_refuses_mismatched_constants():
     """INSTA-PReLU+: the SE unit refuses plain constants and the other way round, narrower SE widths, a missing SE
     file, an se_simd that does not divide C and HIDDEN."""
-    from instabnn.hw.insta_tail_files import m1_words, w2_words
+    from instabnn.hw.blocks.insta_tail.spec import m1_words, w2_words
     from instabnn.sim.test_insta_tail import activation_from_parameters, random_parameters
 
     rng = np.random.default_rng(7)

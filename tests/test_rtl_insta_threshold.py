@@ -1,4 +1,4 @@
-"""RTL tests of the INSTA-Th unit (``hw/rtl/insta_threshold.sv``): lint, illegal parameters, synthesis, cocotb.
+"""RTL tests of the INSTA-Th unit (``hw/blocks/insta_threshold/insta_threshold.sv``): lint, illegal parameters, synthesis, cocotb.
 
 Each simulation case builds the unit with Verilator (cocotb's Python runner) for one folding, writes random
 constants (instance-aware or static) as the coefficient file, and runs the cocotb tests of
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from instabnn.hw.insta_files import (InstaThresholdSpec, bits_from_words, coeff_words, frame_words,
+from instabnn.hw.blocks.insta_threshold.spec import (InstaThresholdSpec, bits_from_words, coeff_words, frame_words,
                                      frames_from_words, read_coeff_file, write_coeff_file)
 from instabnn.hw.reference.insta import insta_th_constants, static_threshold_constants
 from instabnn.hw.rtl_library import rtl_paths

@@ -1,4 +1,4 @@
-"""RTL tests of the INSTA-Th+ unit (``hw/rtl/insta_threshold.sv``, ``SE = 1``): lint, illegal parameters, synthesis,
+"""RTL tests of the INSTA-Th+ unit (``hw/blocks/insta_threshold/insta_threshold.sv``, ``SE = 1``): lint, illegal parameters, synthesis,
 cocotb.
 
 Each simulation case draws a realistic random unit for one folding (``threshold_plus`` with an SE MLP from
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from instabnn.hw.insta_plus_files import (G_ENTRIES, InstaThresholdPlusSpec, bits_from_words, coeff_words,
+from instabnn.hw.blocks.insta_threshold.spec_plus import (G_ENTRIES, InstaThresholdPlusSpec, bits_from_words, coeff_words,
                                           const_words, frame_words, frames_from_words, read_words,
                                           write_memory_files)
 from instabnn.hw.reference.layers import g_table

@@ -1,4 +1,4 @@
-"""The integer matrix-vector unit: golden functions, memory files, and the RTL (``hw/rtl/int_mvu.sv``): lint,
+"""The integer matrix-vector unit: golden functions, memory files, and the RTL (``hw/blocks/int_mvu/int_mvu.sv``): lint,
 illegal parameters, Yosys synthesis, cocotb simulation.
 
 Each simulation case builds the unit with Verilator for one :class:`IntMvuShape`, writes random weights / biases
@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from instabnn.hw.mvu_files import (
+from instabnn.hw.blocks.common.memfile import read_memh
+from instabnn.hw.blocks.int_mvu.spec import (
     IntMvuShape,
     bias_words,
     int_weight_words,
     int_weights_from_words,
-    read_memh,
     write_bias_file,
     write_int_weight_file,
 )

@@ -1,8 +1,8 @@
-"""RTL tests of the sum-pooling units (``hw/rtl/pool_sum.sv``: K x K windows at stride K; ``hw/rtl/global_sum.sv``:
+"""RTL tests of the sum-pooling units (``hw/blocks/pool/pool_sum.sv``: K x K windows at stride K; ``hw/blocks/pool/global_sum.sv``:
 per-channel sums over the frame): spec and packing, lint, illegal parameters, synthesis, cocotb.
 
 Each simulation case builds one unit with Verilator (cocotb's Python runner) for one
-:class:`~instabnn.hw.pool_files.PoolSumSpec` or :class:`~instabnn.hw.pool_files.GlobalSumSpec` and runs the cocotb
+:class:`~instabnn.hw.blocks.pool.spec.PoolSumSpec` or :class:`~instabnn.hw.blocks.pool.spec.GlobalSumSpec` and runs the cocotb
 tests of ``instabnn.sim.test_pool`` (full rate with the cycle and latency checks, random idle and backpressure,
 resets inside frames), comparing every output with the golden function exactly (``layers.pool_sum``; for the
 global sum ``layers.global_sum``, the first step of ``Classifier``). All output goes to pytest's tmp
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from instabnn.hw.pool_files import GlobalSumSpec, PoolSumSpec, frame_words, frames_from_words
+from instabnn.hw.blocks.pool.spec import GlobalSumSpec, PoolSumSpec, frame_words, frames_from_words
 from instabnn.hw.reference.layers import global_sum
 from instabnn.hw.reference.layers import Classifier, pool_sum
 from instabnn.hw.rtl_library import rtl_paths

@@ -1,4 +1,4 @@
-"""RTL tests of the residual block tail with RPReLU (``hw/rtl/residual_tail.sv``): spec and files, lint, illegal
+"""RTL tests of the residual block tail with RPReLU (``hw/blocks/residual_tail/residual_tail.sv``): spec and files, lint, illegal
 parameters, synthesis, cocotb.
 
 Each simulation case draws random float parameters for a block tail, fixes them with the contract's constructor
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from instabnn.hw.residual_files import (CONST_FIELDS, PROJ_CONST_FIELDS, ResidualTailSpec, const_words, frame_words,
+from instabnn.hw.blocks.residual_tail.spec import (CONST_FIELDS, PROJ_CONST_FIELDS, ResidualTailSpec, const_words, frame_words,
                                         frames_from_words, read_const_file, write_const_file)
 from instabnn.hw.rtl_library import rtl_paths
 from instabnn.sim.rtl_runner import run_cocotb, verilator_lint, yosys_synth

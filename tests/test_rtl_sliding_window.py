@@ -1,4 +1,4 @@
-"""RTL tests of the sliding-window generator (``hw/rtl/sliding_window.sv``): spec, lint, illegal parameters,
+"""RTL tests of the sliding-window generator (``hw/blocks/sliding_window/sliding_window.sv``): spec, lint, illegal parameters,
 Yosys synthesis, cocotb simulation against ``instabnn.hw.reference.window``.
 
 Each simulation case builds the generator with Verilator for one :class:`SlidingWindowShape` and runs the cocotb
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from instabnn.hw.stream_shapes import SlidingWindowShape
+from instabnn.hw.blocks.sliding_window.spec import SlidingWindowShape
 from instabnn.hw.rtl_library import rtl_paths
 from instabnn.sim.rtl_runner import (
     VERILATOR_BUILD_ARGS,

@@ -1,4 +1,4 @@
-"""RTL tests of the stream utilities (``hw/rtl/stream_fifo.sv``, ``stream_duplicate.sv``, ``width_converter.sv``):
+"""RTL tests of the stream utilities (``hw/blocks/stream/stream_fifo.sv``, ``stream_duplicate.sv``, ``width_converter.sv``):
 golden functions, lint, illegal parameters, Yosys synthesis, cocotb simulation against
 ``instabnn.hw.reference.stream``.
 
@@ -21,7 +21,7 @@ import pytest
 
 from instabnn.hw.packing import pack_words
 from instabnn.hw.reference.stream import convert_width, duplicate, fifo
-from instabnn.hw.stream_shapes import StreamDuplicateShape, StreamFifoShape, WidthConverterShape
+from instabnn.hw.blocks.stream.spec import StreamDuplicateShape, StreamFifoShape, WidthConverterShape
 from instabnn.hw.rtl_library import rtl_paths
 from instabnn.sim.rtl_runner import (
     VERILATOR_BUILD_ARGS,

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from instabnn.hw.mvu_files import BinaryMvuShape
+from instabnn.hw.blocks.binary_mvu.spec import BinaryMvuShape
 from instabnn.hw.synth import XC7Z020, parse_stat, synth_binary_mvu
 
 STAT = """

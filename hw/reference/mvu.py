@@ -1,4 +1,4 @@
-"""Golden functions of the binary matrix-vector unit (``hw/rtl/binary_mvu.sv``), written from the math.
+"""Golden functions of the binary matrix-vector unit (``hw/blocks/binary_mvu/binary_mvu.sv``), written from the math.
 
 A binarised fully connected layer, or a convolution lowered to a matrix (im2col, ``MW = K*K*Cin``), computes for
 every output channel ``o`` of ``MH`` the integer dot product of a weight row with the input vector, both bipolar
@@ -106,7 +106,7 @@ def accumulator_bits(mw: int) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Integer matrix-vector unit (hw/rtl/int_mvu.sv): the 8-bit first convolution, the real 1x1 downsampling
+# Integer matrix-vector unit (hw/blocks/int_mvu/int_mvu.sv): the 8-bit first convolution, the real 1x1 downsampling
 # convolutions and the classifier
 # ----------------------------------------------------------------------------------------------------------------
 

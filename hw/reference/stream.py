@@ -1,4 +1,4 @@
-"""Golden functions of the stream utilities (``hw/rtl/stream_fifo.sv``, ``stream_duplicate.sv``,
+"""Golden functions of the stream utilities (``hw/blocks/stream/stream_fifo.sv``, ``stream_duplicate.sv``,
 ``width_converter.sv``): what comes out, as a function of what went in.
 
 A FIFO and a duplicator move beats without changing them or their order; a width converter regroups the bits of a

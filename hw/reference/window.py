@@ -1,4 +1,4 @@
-"""Golden functions of the sliding-window generator (``hw/rtl/sliding_window.sv``): im2col in the stream order
+"""Golden functions of the sliding-window generator (``hw/blocks/sliding_window/sliding_window.sv``): im2col in the stream order
 that feeds a matrix-vector unit, with a pad value.
 
 A K x K convolution with stride S and padding P of a feature map x (H x W pixels, C channels) is, per output pixel

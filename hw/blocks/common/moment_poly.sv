@@ -16,7 +16,7 @@
  * Limbs: P_j, sign-extended to LIMBS * LIMB_W bits (LIMB_W = ceil(PW / LIMBS), PW the widest power sum), is split
  * into LIMBS limbs of LIMB_W bits, the low ones unsigned and the top one signed, and C_j * P_j is the sum of
  * C_j * limb_k * 2^(k*LIMB_W). The multiplier is CW x OP_W bits (CW the widest C_j; OP_W = LIMB_W + 1, or PW when
- * LIMBS = 1): with LIMB_W <= 17 and CW <= 25 it is one DSP48E1 (instabnn.hw.insta_files.sequencer_limbs picks the
+ * LIMBS = 1): with LIMB_W <= 17 and CW <= 25 it is one DSP48E1 (instabnn.hw.blocks.insta_threshold.spec.sequencer_limbs picks the
  * number), at the price of LIMBS steps per term.
  *
  * Schedule: start (accepted while idle) begins a frame; the unit then issues one step (channel c, term j, limb k)

@@ -1,4 +1,4 @@
-"""Folding, RTL parameters and the constant file of the per-channel affine unit (``hw/rtl/channel_affine.sv``).
+"""Folding, RTL parameters and the constant file of the per-channel affine unit (``hw/blocks/channel_affine/channel_affine.sv``).
 
 The unit computes, per channel c, ``q = clamp(shift_round(MULT[c] x + BIAS[c], SHIFT), OUT_BITS)`` (round half
 up; ``SHIFT = 0``: no rounding). Two layers of the arithmetic contract are this map:
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from instabnn.hw.mvu_files import write_memh
+from instabnn.hw.blocks.common.memfile import write_memh
 from instabnn.hw.packing import pack_fields
 from instabnn.hw.reference.fixed_point import signed_bits
 from instabnn.hw.reference.layers import AffineRequant, Classifier, clamp_signed, shift_round

@@ -1,5 +1,5 @@
-"""Folding, RTL parameters, widths, timing and stream packing of the sum-pooling units (``hw/rtl/pool_sum.sv``,
-``hw/rtl/global_sum.sv``).
+"""Folding, RTL parameters, widths, timing and stream packing of the sum-pooling units (``hw/blocks/pool/pool_sum.sv``,
+``hw/blocks/pool/global_sum.sv``).
 
 * :class:`PoolSumSpec`: sums of K x K windows at stride K (golden :func:`instabnn.hw.reference.layers.pool_sum`),
   ``OUT_BITS = IN_BITS + 2 log2 K``::

@@ -19,7 +19,7 @@
  * Pipeline (no stall: every accepted beat enters it): edge t samples the beat, t+1 squares, t+2 cubes,
  * t+3 adds into the memory word (the first pixel of a frame starts from 0 instead of the stored sum). done is high
  * for one cycle after the edge that writes a frame's last beat (in_last): from then on that bank holds the frame's
- * final sums. Latency from the beat of in_last to done: 3 edges (STATS_LATENCY in instabnn.hw.insta_files).
+ * final sums. Latency from the beat of in_last to done: 3 edges (STATS_LATENCY in instabnn.hw.blocks.insta_threshold.spec).
  *
  * Reset: rst (synchronous, active high) empties the pipeline; the memory keeps stale contents, which are never read
  * because every frame starts its words from 0.

@@ -1,0 +1,1 @@
+"""The binary (XNOR-popcount) matrix-vector unit."""

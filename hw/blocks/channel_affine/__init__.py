@@ -1,0 +1,1 @@
+"""The per-channel affine unit (requantisation, classifier logits)."""

@@ -1,0 +1,1 @@
+"""The INSTA-Th unit (SE = 1: INSTA-Th+)."""

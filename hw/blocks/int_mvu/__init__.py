@@ -1,0 +1,1 @@
+"""The integer matrix-vector unit."""

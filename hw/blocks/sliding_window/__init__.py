@@ -1,0 +1,1 @@
+"""The sliding-window (im2col) generator."""

@@ -1,0 +1,1 @@
+"""The stream utilities (stream_fifo, stream_duplicate, width_converter)."""
