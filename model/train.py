@@ -38,7 +38,8 @@ from torch.utils.data import DataLoader
 
 from instabnn.model.checkpoint import (CheckpointError, atomic_write_bytes, atomic_write_text, checkpoint_config,
                                        git_commit, load_checkpoint, load_weights, save_checkpoint)
-from instabnn.model.config import ARCHS, BLOCK_ORDERS, G_NAMES, STATS_REUSE, VARIANTS, ConfigError, NetConfig
+from instabnn.model.config import (ACTIVATIONS, ARCHS, BINARIZERS, BLOCK_ORDERS, G_NAMES, STATS_REUSE, VARIANTS,
+                                   ConfigError, NetConfig)
 from instabnn.model.data import DATASET_ARCH, DATASETS, DataError, check_digits_iv_options, load_splits
 from instabnn.model.networks import build_network
 
@@ -378,7 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--perturbation-seed", type=int, help="digits-iv: seed of the perturbations (default --seed)")
     n = p.add_argument_group("network (see NetConfig)")
     n.add_argument("--arch", help=f"one of {', '.join(ARCHS)} (default: the data set's)")
-    n.add_argument("--variant", default="insta", help=f"one of {', '.join(VARIANTS)}")
+    n.add_argument("--variant", default="insta", help=f"one of {', '.join(VARIANTS)} (a preset of the two below)")
+    n.add_argument("--binarizer", help=f"overrides the variant's: {', '.join(BINARIZERS)}")
+    n.add_argument("--activation", help=f"overrides the variant's: {', '.join(ACTIVATIONS)}")
     n.add_argument("--first-insta-stage", type=int)
     n.add_argument("--stats-reuse", default="none", help=f"one of {', '.join(STATS_REUSE)}")
     n.add_argument("--g", default="tanh3", help=f"INSTA-PReLU / SE nonlinearity: {', '.join(G_NAMES)}")
@@ -438,7 +441,8 @@ def spec_from_args(args) -> RunSpec:
     se_bits = args.se_weight_bits if args.se_weight_bits is not None else (8 if preset == "se_finetune" else None)
     if preset == "se_finetune" and not args.init and not args.resume:
         raise TrainError("preset se_finetune fine-tunes a trained network: give its checkpoint with --init")
-    net = dict(arch=arch, variant=args.variant, first_insta_stage=args.first_insta_stage,
+    net = dict(arch=arch, variant=args.variant, binarizer=args.binarizer, activation=args.activation,
+               first_insta_stage=args.first_insta_stage,
                stats_reuse=args.stats_reuse, g=args.g, g_se=args.g_se, baseline_threshold=args.baseline_threshold,
                se_reduction=args.se_reduction, se_weight_bits=se_bits,
                residual_bits=args.residual_bits or None, act_gradient=args.act_gradient, shortcut=args.shortcut,
