@@ -139,15 +139,19 @@ def upsample(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def digits_iv_arrays(severity: float = 1.0, image_size: int = 8, seed: int = 0, noise: float = 0.0,
-                     test_draw: int = 0):
+                     test_draw: int = 0, limit: int | None = None):
     """digits-iv: (x_train, y_train, x_test, y_test, params_train, params_test) of the fixed digits split.
 
     Images are upsampled (``image_size``) and then perturbed (:func:`perturb`) with ``seed``; the training images
     always with draw 0, the test images with ``test_draw`` (several draws score one model on several perturbations
-    of the same test images).
+    of the same test images). ``limit``: only the first ``limit`` images of each split (quick tests).
     """
     check_digits_iv_options(severity, image_size, noise, seed)
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise DataError(f"digits-iv: limit {limit!r} must be an integer >= 1")
     x, y, idx_tr, idx_te = _digits_split()
+    if limit is not None:
+        idx_tr, idx_te = idx_tr[:limit], idx_te[:limit]
     x = upsample(x, image_size)
     x_tr, p_tr = perturb(x[idx_tr], idx_tr, severity, seed, "train", 0, noise)
     x_te, p_te = perturb(x[idx_te], idx_te, severity, seed, "test", test_draw, noise)
@@ -184,8 +188,8 @@ def load_digits_splits(augment: bool = True) -> DataSplits:
 
 
 def load_digits_iv_splits(augment: bool = True, severity: float = 1.0, image_size: int = 8, seed: int = 0,
-                          noise: float = 0.0, test_draw: int = 0) -> DataSplits:
-    x_tr, y_tr, x_te, y_te, p_tr, p_te = digits_iv_arrays(severity, image_size, seed, noise, test_draw)
+                          noise: float = 0.0, test_draw: int = 0, limit: int | None = None) -> DataSplits:
+    x_tr, y_tr, x_te, y_te, p_tr, p_te = digits_iv_arrays(severity, image_size, seed, noise, test_draw, limit)
     x_tr, y_tr = torch.from_numpy(x_tr), torch.from_numpy(y_tr)
     pad = image_size // 8  # a shift of up to one original pixel, as for digits
     train = AugmentedTensorDataset(x_tr, y_tr, pad=pad, flip=False) if augment else TensorDataset(x_tr, y_tr)
