@@ -12,7 +12,7 @@ MODEL     ?= $(RUN)/model.onnx
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo train export lower fold hw cosim hls4ml-check analyses test test-slow bench cost synth-blocks bitstream deploy lock clean
+.PHONY: help setup demo train export lower fold hw cosim hls4ml-check analyses study test test-slow bench cost synth-blocks bitstream deploy lock clean
 
 help:
 	@echo "make setup      create .venv with the pinned environment (env/requirements.lock)"
@@ -26,6 +26,8 @@ help:
 	@echo "make cosim      MODEL=... DATA=digits|cifar10|random N=<images>: co-simulate the RTL vs the reference -> reports/cosim.json"
 	@echo "make hls4ml-check  MODEL=<exported .onnx>: hls4ml's QONNX front end + C simulation vs the reference -> reports/hls4ml/"
 	@echo "make analyses   supplementary Sec. E-I analyses on digits -> reports/analyses/ (docs/analyses.md)"
+	@echo "make study      paired multi-seed study of baseline / INSTA-Th / INSTA / INSTA+ / latency-optimized on digits-iv"
+	@echo "                -> reports/study.{json,md,png} (reduced design; FULL=1 the full one; SCHEDULER=<dask address>)"
 	@echo "make test       the default test run (fast tiers)"
 	@echo "make test-slow  the slow tiers (marked 'slow')"
 	@echo "make bench      digits INSTA-BNN vs baseline, same budget and seed -> reports/bench.json; then compile time,"
@@ -95,6 +97,13 @@ analyses: setup
 	$(PY) -m instabnn.model.analyses tsne --checkpoint baseline=runs/digits-baseline/model.pt --checkpoint insta=runs/digits-insta/model.pt
 	$(PY) -m instabnn.model.analyses nonlinearity --epochs 10
 	$(PY) -m instabnn.model.analyses ordering --epochs 10
+
+FULL ?=
+SCHEDULER ?=
+STUDY_ARGS ?=
+
+study: setup
+	$(PY) -m instabnn.model.study --out reports $(if $(FULL),--full) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(STUDY_ARGS)
 
 test: setup
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)

@@ -15,6 +15,7 @@ Patterns (x: a residual-stream tensor, the output of a signed power-of-two ``Qua
     block      BipolarQuant(threshold) -> Pad(-1) -> Conv(BipolarQuant w) -> BatchNormalization -> Add(., shortcut)
     shortcut   x | AveragePool(x) | BatchNormalization(Conv(Quant w, AveragePool(x) | x))
     activation Sub(gamma) -> PRelu -> Add(zeta)                                RPReLU
+               PRelu                                                           PReLU (RPReLU, gamma = zeta = 0)
                InstaShift(y, Mul(s, alpha) | SE(s); g) -> PRelu                INSTA-PReLU(+),
                s = InstaStatistic(y) | Add(Mul(s_th, u), v)  (statistics reuse)
                -> Quant
@@ -285,13 +286,18 @@ def lower_block(r: GraphReader, x: str, e_in: int, bits_in: int, index: int):
         act = {"kind": "rprelu", "gamma": r.init(sub.input[1], sub).reshape(-1),
                "slope": r.init(prelu.input[1], prelu).reshape(-1), "zeta": r.init(add2.input[1], add2).reshape(-1)}
         last = add2
+    elif ops == ["PRelu"]:  # plain PReLU: the RPReLU tail with gamma = zeta = 0
+        prelu = first[0]
+        slope = r.init(prelu.input[1], prelu).reshape(-1)
+        act = {"kind": "rprelu", "gamma": np.zeros_like(slope), "slope": slope, "zeta": np.zeros_like(slope)}
+        last = prelu
     else:
         shift = next((n for n in first if n.op_type == "InstaShift"), None)
         if shift is None:
             shift = next((n for n in r.model.graph.node if n.op_type == "InstaShift" and n.input[0] == y), None)
         if shift is None:
             raise LoweringError(f"node {add.name} (Add): its sum feeds {ops}, neither RPReLU (Sub -> PRelu -> "
-                                f"Add) nor INSTA-PReLU (InstaShift -> PRelu)")
+                                f"Add), PReLU (PRelu) nor INSTA-PReLU (InstaShift -> PRelu)")
         prelu = r.consumer(shift.output[0], "PRelu", shift)
         mod = _modulation(r, shift, y)
         mu, sigma, beta = (r.init(t, shift).reshape(-1) for t in shift.input[2:5])

@@ -112,6 +112,7 @@ class LoadedModel:
     model: torch.nn.Module
     cfg: NetConfig
     data: str
+    data_options: dict
 
 
 def load_model(path, label: str = "", data: str | None = None, device: torch.device | None = None) -> LoadedModel:
@@ -124,9 +125,11 @@ def load_model(path, label: str = "", data: str | None = None, device: torch.dev
     model.eval()
     if device is not None:
         model.to(device)
+    run = ckpt.get("run") or {}
+    options = run.get("data_options") or {} if data is None or data == run.get("data") else {}
     if data is None:
-        data = (ckpt.get("run") or {}).get("data") or ARCH_DATA[cfg.arch]
-    return LoadedModel(label or path.parent.name or path.stem, path, model, cfg, data)
+        data = run.get("data") or ARCH_DATA[cfg.arch]
+    return LoadedModel(label or path.parent.name or path.stem, path, model, cfg, data, options)
 
 
 def parse_labelled(values: list[str]) -> list[tuple[str, str]]:
@@ -147,12 +150,13 @@ def parse_labelled(values: list[str]) -> list[tuple[str, str]]:
 
 def load_data(loaded: list[LoadedModel], data: str | None, data_dir, augment: bool = False):
     """The one data set all ``loaded`` models were trained on (or ``data``), shape-checked against each model."""
-    names = {m.data for m in loaded}
+    names = {(m.data, json.dumps(m.data_options, sort_keys=True)) for m in loaded}
     if data is None and len(names) > 1:
-        raise AnalysisError(f"the checkpoints were trained on different data sets ({', '.join(sorted(names))}); "
-                            f"pick one with --data")
-    name = data or names.pop()
-    splits = load_splits(name, data_dir, augment=augment)
+        raise AnalysisError(f"the checkpoints were trained on different data sets "
+                            f"({', '.join(sorted(' '.join(n) for n in names))}); pick one with --data")
+    name, options = (data, loaded[0].data_options) if data else names.pop()
+    options = json.loads(options) if isinstance(options, str) else options
+    splits = load_splits(name, data_dir, augment=augment, **options)
     for m in loaded:
         want = (splits.in_channels, splits.image_size, splits.image_size)
         if tuple(m.model.input_shape) != want:

@@ -14,6 +14,16 @@ VARIANTS = ("baseline", "insta", "insta_plus", "latency_optimized")
 STATS_REUSE = ("none", "auto", "all")
 BLOCK_ORDERS = ("bireal", "bn_sign_conv")
 G_NAMES = ("sigmoid", "tanh", "tanh3")
+BINARIZERS = ("sign", "rsign", "insta_th", "insta_th_plus")
+ACTIVATIONS = ("prelu", "rprelu", "insta_prelu", "insta_prelu_plus")
+INSTA_BINARIZERS = ("insta_th", "insta_th_plus")
+INSTA_ACTIVATIONS = ("insta_prelu", "insta_prelu_plus")
+
+# The variants are presets of the two module choices (binarizer, activation); "baseline" takes its binarizer from
+# baseline_threshold (rsign, or sign for supplementary Sec. I's plain-sign model).
+VARIANT_MODULES = {"baseline": (None, "rprelu"), "insta": ("insta_th", "insta_prelu"),
+                   "insta_plus": ("insta_th_plus", "insta_prelu_plus"),
+                   "latency_optimized": ("insta_th", "insta_prelu")}
 
 # Latency-optimized networks (supplementary Sec. D) use INSTA modules from the stage whose feature map has been
 # halved for the third time (ImageNet: H = 28); the stage index of that point, per architecture.
@@ -30,7 +40,12 @@ class NetConfig:
 
     arch             digits | resnet20 | reactnet18 | reactnet_a
     variant          baseline (RSign / RPReLU) | insta (INSTA-Th / INSTA-PReLU) | insta_plus (the SE-like "+" forms)
-                     | latency_optimized (insta from ``first_insta_stage`` on, statistics reuse where possible)
+                     | latency_optimized (insta from ``first_insta_stage`` on, statistics reuse where possible):
+                     presets of ``binarizer`` and ``activation`` (VARIANT_MODULES)
+    binarizer        sign | rsign | insta_th | insta_th_plus; None: the variant's (baseline: baseline_threshold)
+    activation       prelu | rprelu | insta_prelu | insta_prelu_plus; None: the variant's.
+                     INSTA-Th alone = binarizer insta_th, activation rprelu; the plain-PReLU ResNet-20 baseline of
+                     Sec. A.1 = binarizer rsign (or sign), activation prelu
     first_insta_stage  stages before it keep RSign / RPReLU (None: 0, or the Sec. D default for latency_optimized)
     stats_reuse      none | auto (where the INSTA-Th and INSTA-PReLU channel counts match) | all (error otherwise)
     g                the bounded nonlinearity of INSTA-PReLU and of the SE (sigmoid | tanh | tanh3)
@@ -49,6 +64,8 @@ class NetConfig:
 
     arch: str = "digits"
     variant: str = "insta"
+    binarizer: str | None = None
+    activation: str | None = None
     first_insta_stage: int | None = None
     stats_reuse: str = "none"
     g: str = "tanh3"
@@ -74,6 +91,8 @@ class NetConfig:
 
         need("arch", self.arch, ARCHS)
         need("variant", self.variant, VARIANTS)
+        need("binarizer", self.binarizer, (None, *BINARIZERS))
+        need("activation", self.activation, (None, *ACTIVATIONS))
         need("stats_reuse", self.stats_reuse, STATS_REUSE)
         need("g", self.g, G_NAMES)
         need("g_se", self.g_se, (None, *G_NAMES))
@@ -90,9 +109,15 @@ class NetConfig:
             raise ConfigError(f"config: shortcut='A' exists for resnet20 only, not arch={self.arch!r}")
         if self.first_insta_stage is not None and self.first_insta_stage < 0:
             raise ConfigError(f"config: first_insta_stage={self.first_insta_stage} must be >= 0")
-        if self.variant == "baseline" and self.stats_reuse != "none":
-            raise ConfigError(f"config: stats_reuse={self.stats_reuse!r} needs INSTA modules, but variant='baseline'")
+        if self.stats_reuse != "none" and (self.effective_binarizer not in INSTA_BINARIZERS
+                                           or self.effective_activation not in INSTA_ACTIVATIONS):
+            raise ConfigError(f"config: stats_reuse={self.stats_reuse!r} needs an INSTA binarizer and an INSTA "
+                              f"activation, but binarizer={self.effective_binarizer!r}, "
+                              f"activation={self.effective_activation!r} (variant={self.variant!r})")
         if self.block_order == "bn_sign_conv":
+            if self.binarizer is not None or self.activation is not None:
+                raise ConfigError("config: block_order='bn_sign_conv' sets its own modules (BN or INSTA-Th, PReLU); "
+                                  "leave binarizer and activation unset")
             if self.variant not in ("baseline", "insta"):
                 raise ConfigError(f"config: block_order='bn_sign_conv' takes variant baseline or insta, "
                                   f"not {self.variant!r}")
@@ -101,10 +126,23 @@ class NetConfig:
 
     # -- derived -----------------------------------------------------------------------------------------------
     @property
-    def insta_threshold(self) -> str | None:
-        """'insta' / 'insta_plus' for the binarizers of INSTA stages, None for baseline networks."""
-        return {"baseline": None, "insta": "insta", "insta_plus": "insta_plus", "latency_optimized": "insta"}[
-            self.variant]
+    def effective_binarizer(self) -> str:
+        """The binarizer of INSTA stages (stages before ``effective_first_insta_stage`` use baseline_threshold)."""
+        return self.binarizer or VARIANT_MODULES[self.variant][0] or self.baseline_threshold
+
+    @property
+    def effective_activation(self) -> str:
+        """The activation of INSTA stages (stages before ``effective_first_insta_stage`` use RPReLU)."""
+        return self.activation or VARIANT_MODULES[self.variant][1]
+
+    def modules_at(self, insta_stage: bool) -> tuple[str, str]:
+        """(binarizer, activation) of a block; an INSTA module outside the INSTA stages falls back to
+        baseline_threshold / rprelu, a non-INSTA choice holds everywhere."""
+        binarizer, activation = self.effective_binarizer, self.effective_activation
+        if not insta_stage:
+            binarizer = self.baseline_threshold if binarizer in INSTA_BINARIZERS else binarizer
+            activation = "rprelu" if activation in INSTA_ACTIVATIONS else activation
+        return binarizer, activation
 
     @property
     def effective_first_insta_stage(self) -> int:

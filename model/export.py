@@ -112,9 +112,15 @@ def explain_mismatch(model: torch.nn.Module, wrapper, x: np.ndarray) -> str | No
     return None
 
 
-def check_inputs(cfg: NetConfig, n: int, seed: int = 0) -> tuple[np.ndarray, str]:
-    """Test inputs for the equivalence check: digits test images where the network takes digits, else generated."""
-    if cfg.arch == "digits" and (cfg.in_channels in (None, 1)):
+def check_inputs(cfg: NetConfig, n: int, seed: int = 0, data: str | None = None,
+                 data_options: dict | None = None) -> tuple[np.ndarray, str]:
+    """Test inputs for the equivalence check: the test images of the data set the network was trained on where
+    that is digits or digits-iv (``data``, ``data_options`` from its checkpoint), else generated."""
+    if data == "digits-iv":
+        from instabnn.model.data import digits_iv_arrays
+
+        return digits_iv_arrays(**(data_options or {}))[2][:n], f"digits-iv test split ({data_options})"
+    if cfg.arch == "digits" and cfg.in_channels in (None, 1) and cfg.image_size in (None, 8):
         from instabnn.model.data import digits_arrays
 
         return digits_arrays()[2][:n], "digits test split"
@@ -124,8 +130,10 @@ def check_inputs(cfg: NetConfig, n: int, seed: int = 0) -> tuple[np.ndarray, str
 
 
 def export_model(model: torch.nn.Module, out: str | Path, metadata: dict[str, str], n_check: int = 16,
-                 tolerance: float = 1e-5) -> dict:
-    """Export ``model`` (an :class:`InstaBnn`) to QONNX at ``out``; returns the equivalence report."""
+                 tolerance: float = 1e-5, data: str | None = None, data_options: dict | None = None) -> dict:
+    """Export ``model`` (an :class:`InstaBnn`) to QONNX at ``out``; returns the equivalence report.
+
+    ``data`` / ``data_options``: the data set the model was trained on (its test images are the check inputs)."""
     from brevitas.export import export_qonnx
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.util.cleanup import cleanup_model
@@ -150,7 +158,7 @@ def export_model(model: torch.nn.Module, out: str | Path, metadata: dict[str, st
         report = {"file": str(out), "nodes": len(wrapper.graph.node),
                   "op_types": sorted({n.op_type for n in wrapper.graph.node})}
         if n_check > 0:
-            x, source = check_inputs(cfg, n_check)
+            x, source = check_inputs(cfg, n_check, data=data, data_options=data_options)
             ref, got = torch_execute(model, x), qonnx_execute(wrapper, x)
             per_image = np.abs(ref - got).max(axis=1)
             ties = {}
@@ -181,7 +189,11 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, n_check: int = 16
     load_weights(model, ckpt["model"], checkpoint)
     meta = {"commit": ckpt.get("commit", git_commit()), "checkpoint_sha256": file_sha256(checkpoint),
             "checkpoint": str(checkpoint)}
-    report = export_model(model, out, meta, n_check=n_check, tolerance=tolerance)
+    run = ckpt.get("run") or {}
+    if run.get("data"):
+        meta.update(data=run["data"], data_options=json.dumps(run.get("data_options") or {}, sort_keys=True))
+    report = export_model(model, out, meta, n_check=n_check, tolerance=tolerance, data=run.get("data"),
+                          data_options=run.get("data_options"))
     report["checkpoint"] = str(checkpoint)
     return report
 

@@ -127,6 +127,9 @@ def block_of(block: nn.Module, e_in: int, bits_in: int, size: int) -> tuple[Bloc
     act = block.act
     if isinstance(act, M.RPReLU):
         act_params = {"kind": "rprelu", "gamma": _np(act.gamma), "zeta": _np(act.zeta), "slope": _np(act.prelu.weight)}
+    elif isinstance(act, M.PReLU):  # the RPReLU tail with gamma = zeta = 0
+        zeros = np.zeros(act.prelu.num_parameters, np.float32)
+        act_params = {"kind": "rprelu", "gamma": zeros, "zeta": zeros, "slope": _np(act.prelu.weight)}
     elif isinstance(act, M.InstaPReLU | M.InstaPReLUPlus):
         mu, sigma = _mean_sigma(act.stats)
         act_params = {"kind": "insta", "mu": mu, "sigma": sigma, "beta": _np(act.beta), "g": act.g,

@@ -25,7 +25,7 @@ from torch import nn
 
 from instabnn.model import modules as M
 from instabnn.model import onnx_ops
-from instabnn.model.config import ConfigError, NetConfig
+from instabnn.model.config import INSTA_ACTIVATIONS, INSTA_BINARIZERS, ConfigError, NetConfig
 from instabnn.model.quant import (BinaryWeightPerChannelXnor, Int8ActInputPow2, Int8WeightPerChannelPow2,
                                   ResidualActPow2, binary_act_quant)
 
@@ -59,30 +59,41 @@ def int8_conv(cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 
                        weight_quant=Int8WeightPerChannelPow2)
 
 
-def threshold_module(cfg: NetConfig, channels: int, insta: bool) -> nn.Module:
+def threshold_module(cfg: NetConfig, channels: int, insta_stage: bool) -> nn.Module:
+    binarizer = cfg.modules_at(insta_stage)[0]
     if cfg.block_order == "bn_sign_conv":
-        return M.InstaTh(channels) if insta else M.BatchNormSign(channels, affine=cfg.bn_affine)
-    if not insta:
-        return M.Sign() if cfg.baseline_threshold == "sign" else M.RSign(channels)
-    if cfg.insta_threshold == "insta_plus":
+        return M.InstaTh(channels) if binarizer == "insta_th" else M.BatchNormSign(channels, affine=cfg.bn_affine)
+    if binarizer == "sign":
+        return M.Sign()
+    if binarizer == "rsign":
+        return M.RSign(channels)
+    if binarizer == "insta_th_plus":
         return M.InstaThPlus(channels, cfg.se_reduction, cfg.g_se or cfg.g, cfg.se_weight_bits)
     return M.InstaTh(channels)
 
 
-def activation_module(cfg: NetConfig, channels: int, insta: bool, reuse_channels: int | None) -> nn.Module:
-    if cfg.block_order == "bn_sign_conv":
+def activation_module(cfg: NetConfig, channels: int, insta_stage: bool, reuse_channels: int | None) -> nn.Module:
+    activation = cfg.modules_at(insta_stage)[1]
+    if cfg.block_order == "bn_sign_conv" or activation == "prelu":
         return M.PReLU(channels)
-    if not insta:
+    if activation == "rprelu":
         return M.RPReLU(channels)
-    if cfg.insta_threshold == "insta_plus":
+    if activation == "insta_prelu_plus":
         return M.InstaPReLUPlus(channels, cfg.se_reduction, cfg.g, cfg.se_weight_bits, reuse_channels)
     return M.InstaPReLU(channels, cfg.g, reuse_channels)
 
 
-def reuse_channels_for(cfg: NetConfig, name: str, insta: bool, cin: int, cout: int) -> int | None:
+def has_insta_module(cfg: NetConfig, insta_stage: bool) -> bool:
+    binarizer, activation = cfg.modules_at(insta_stage)
+    return binarizer in INSTA_BINARIZERS or activation in INSTA_ACTIVATIONS
+
+
+def reuse_channels_for(cfg: NetConfig, name: str, insta_stage: bool, cin: int, cout: int) -> int | None:
     """The INSTA-Th channel count an INSTA-PReLU reuses statistics from, or None for no reuse."""
     mode = cfg.effective_stats_reuse
-    if not insta or mode == "none" or cfg.block_order != "bireal":
+    binarizer, activation = cfg.modules_at(insta_stage)
+    if (mode == "none" or cfg.block_order != "bireal" or binarizer not in INSTA_BINARIZERS
+            or activation not in INSTA_ACTIVATIONS):
         return None
     if cin != cout:
         if mode == "all":
@@ -123,7 +134,7 @@ class BinaryConvBlock(nn.Module):
 
     def __init__(self, cfg: NetConfig, name: str, cin: int, cout: int, kernel: int, stride: int, insta: bool):
         super().__init__()
-        self.name, self.insta, self.order = name, insta, cfg.block_order
+        self.name, self.insta, self.order = name, has_insta_module(cfg, insta), cfg.block_order
         self.pad = kernel // 2
         self.threshold = threshold_module(cfg, cin, insta)
         self.binarize = binarizer(cfg)
@@ -153,7 +164,7 @@ class DuplicatedPointwiseBlock(nn.Module):
 
     def __init__(self, cfg: NetConfig, name: str, cin: int, insta: bool):
         super().__init__()
-        self.name, self.insta = name, insta
+        self.name, self.insta = name, has_insta_module(cfg, insta)
         self.threshold = threshold_module(cfg, cin, insta)
         self.binarize = binarizer(cfg)
         self.conv_a = binary_conv(cfg, cin, cin, 1, 1)
@@ -207,7 +218,6 @@ class InstaBnn(nn.Module):
         self.cfg = cfg
         self.input_quant = QuantIdentity(act_quant=Int8ActInputPow2, return_quant_tensor=False)
         first = cfg.effective_first_insta_stage
-        insta_on = cfg.insta_threshold is not None
         blocks = []
 
         if cfg.arch in ("digits", "resnet20", "reactnet18"):
@@ -221,14 +231,14 @@ class InstaBnn(nn.Module):
             self.specs = _resnet_blocks(widths, per_stage)
             for spec in self.specs:
                 blocks.append(BinaryConvBlock(cfg, spec.name, spec.cin, spec.cout, spec.kernel, spec.stride,
-                                              insta_on and spec.stage >= first))
+                                              spec.stage >= first))
             head_ch = widths[-1]
         else:  # reactnet_a
             stem = [int8_conv(in_ch, 32, 3, 2, 1), nn.BatchNorm2d(32)]
             self.specs, stage = [], 0
             for i, (cin, cout, stride) in enumerate(REACTNET_A_LAYOUT):
                 stage += stride == 2
-                insta = insta_on and stage >= first
+                insta = stage >= first
                 self.specs.append(BlockSpec(f"block{i}.dw3x3", stage, cin, cin, 3, stride))
                 self.specs.append(BlockSpec(f"block{i}.pw1x1", stage, cin, cout, 1, 1))
                 blocks.append(BinaryConvBlock(cfg, f"block{i}.dw3x3", cin, cin, 3, stride, insta))

@@ -29,7 +29,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -38,8 +38,9 @@ from torch.utils.data import DataLoader
 
 from instabnn.model.checkpoint import (CheckpointError, atomic_write_bytes, atomic_write_text, checkpoint_config,
                                        git_commit, load_checkpoint, load_weights, save_checkpoint)
-from instabnn.model.config import ARCHS, BLOCK_ORDERS, G_NAMES, STATS_REUSE, VARIANTS, ConfigError, NetConfig
-from instabnn.model.data import DATASET_ARCH, DATASETS, DataError, load_splits
+from instabnn.model.config import (ACTIVATIONS, ARCHS, BINARIZERS, BLOCK_ORDERS, G_NAMES, STATS_REUSE, VARIANTS,
+                                   ConfigError, NetConfig)
+from instabnn.model.data import DATASET_ARCH, DATASETS, DataError, check_digits_iv_options, load_splits
 from instabnn.model.networks import build_network
 
 
@@ -63,7 +64,7 @@ PRESETS = {
                        gamma=0.1, warmup_epochs=5, epochs=90, batch_size=256),
     "se_finetune": Recipe(optimizer="adam", lr=1e-4, weight_decay=0.0, schedule="linear", epochs=10, batch_size=256),
 }
-DEFAULT_PRESET = {"digits": "digits", "cifar10": "cifar", "imagenet": "ablation"}
+DEFAULT_PRESET = {"digits": "digits", "digits-iv": "digits", "cifar10": "cifar", "imagenet": "ablation"}
 
 
 class TrainError(RuntimeError):
@@ -211,6 +212,7 @@ class RunSpec:
     net: dict
     recipe: dict
     seed: int
+    data_options: dict = field(default_factory=dict)  # digits-iv: severity, image_size, seed, noise
     teacher: str | None = None
     distill_weight: float = 1.0
     init: str | None = None
@@ -226,7 +228,7 @@ def train_run(spec: RunSpec, out: Path, data_dir=None, device_name="auto", worke
     dist = Distributed(pick_device(device_name))
     device = dist.device
     try:
-        splits = load_splits(spec.data, data_dir)
+        splits = load_splits(spec.data, data_dir, **spec.data_options)
         cfg = cfg.replace(num_classes=splits.num_classes, in_channels=splits.in_channels,
                           image_size=splits.image_size)
         spec.net = cfg.to_dict()
@@ -240,8 +242,10 @@ def train_run(spec: RunSpec, out: Path, data_dir=None, device_name="auto", worke
             saved = ckpt.get("run", {})
             if "net" in saved:  # fields added since the checkpoint was written take their defaults
                 saved = {**saved, "net": NetConfig.from_dict(saved["net"]).to_dict()}
-            for key in ("data", "net", "recipe", "seed", "teacher", "distill_weight", "init", "hardware_exact"):
-                if saved.get(key, False if key == "hardware_exact" else None) != getattr(spec, key):
+            for key in ("data", "data_options", "net", "recipe", "seed", "teacher", "distill_weight", "init",
+                        "hardware_exact"):
+                if saved.get(key, {"hardware_exact": False, "data_options": {}}.get(key)) \
+                        != getattr(spec, key):
                     raise CheckpointError(f"checkpoint {last}: --resume with a different {key} "
                                           f"(checkpoint: {saved.get(key)!r}, now: {getattr(spec, key)!r})")
             load_weights(model, ckpt["model"], last)
@@ -369,9 +373,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--data", default="digits", choices=DATASETS, help="data set (default: digits, embedded)")
     d.add_argument("--data-dir", help="directory of cifar10 (cifar-10-batches-py) or imagenet (train/, val/)")
     d.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
+    d.add_argument("--severity", type=float, help="digits-iv: perturbation strength, 0 = plain digits (default 1)")
+    d.add_argument("--image-size", type=int, help="digits-iv: upsample to 8 (default), 16 or 32 pixels")
+    d.add_argument("--noise", type=float, help="digits-iv: pixel noise std per unit severity (default 0)")
+    d.add_argument("--perturbation-seed", type=int, help="digits-iv: seed of the perturbations (default --seed)")
     n = p.add_argument_group("network (see NetConfig)")
     n.add_argument("--arch", help=f"one of {', '.join(ARCHS)} (default: the data set's)")
-    n.add_argument("--variant", default="insta", help=f"one of {', '.join(VARIANTS)}")
+    n.add_argument("--variant", default="insta", help=f"one of {', '.join(VARIANTS)} (a preset of the two below)")
+    n.add_argument("--binarizer", help=f"overrides the variant's: {', '.join(BINARIZERS)}")
+    n.add_argument("--activation", help=f"overrides the variant's: {', '.join(ACTIVATIONS)}")
     n.add_argument("--first-insta-stage", type=int)
     n.add_argument("--stats-reuse", default="none", help=f"one of {', '.join(STATS_REUSE)}")
     n.add_argument("--g", default="tanh3", help=f"INSTA-PReLU / SE nonlinearity: {', '.join(G_NAMES)}")
@@ -431,7 +441,8 @@ def spec_from_args(args) -> RunSpec:
     se_bits = args.se_weight_bits if args.se_weight_bits is not None else (8 if preset == "se_finetune" else None)
     if preset == "se_finetune" and not args.init and not args.resume:
         raise TrainError("preset se_finetune fine-tunes a trained network: give its checkpoint with --init")
-    net = dict(arch=arch, variant=args.variant, first_insta_stage=args.first_insta_stage,
+    net = dict(arch=arch, variant=args.variant, binarizer=args.binarizer, activation=args.activation,
+               first_insta_stage=args.first_insta_stage,
                stats_reuse=args.stats_reuse, g=args.g, g_se=args.g_se, baseline_threshold=args.baseline_threshold,
                se_reduction=args.se_reduction, se_weight_bits=se_bits,
                residual_bits=args.residual_bits or None, act_gradient=args.act_gradient, shortcut=args.shortcut,
@@ -448,7 +459,23 @@ def spec_from_args(args) -> RunSpec:
     if not 0.0 <= args.distill_weight <= 1.0:
         raise TrainError(f"--distill-weight {args.distill_weight} must lie in [0, 1]")
     return RunSpec(data=args.data, net=net, recipe=asdict(recipe), seed=args.seed, teacher=args.teacher,
-                   distill_weight=args.distill_weight, init=args.init, hardware_exact=args.hardware_exact)
+                   distill_weight=args.distill_weight, init=args.init, hardware_exact=args.hardware_exact,
+                   data_options=data_options_from_args(args))
+
+
+def data_options_from_args(args) -> dict:
+    """digits-iv's options (validated); an error if one is given for another data set."""
+    given = {k: getattr(args, k) for k in ("severity", "image_size", "noise", "perturbation_seed")
+             if getattr(args, k) is not None}
+    if args.data != "digits-iv":
+        if given:
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise TrainError(f"{flags}: apply to --data digits-iv only, not --data {args.data}")
+        return {}
+    options = {"severity": given.get("severity", 1.0), "image_size": given.get("image_size", 8),
+               "noise": given.get("noise", 0.0), "seed": given.get("perturbation_seed", args.seed)}
+    check_digits_iv_options(**options)
+    return options
 
 
 def run_from_args(args) -> dict:
