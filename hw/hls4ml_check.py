@@ -210,12 +210,11 @@ def reference_logits(net, x: np.ndarray, trace: dict | None = None) -> np.ndarra
 
 
 def float_logits(model_path: Path, x: np.ndarray) -> np.ndarray:
-    from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_onnx
 
-    from instabnn.hw.lower import prepared
+    from instabnn.hw.lower import read_graph
 
-    model = prepared(ModelWrapper(str(model_path)))
+    model = read_graph(model_path)
     iname, oname = model.graph.input[0].name, model.graph.output[0].name
     return np.concatenate([execute_onnx(model, {iname: x[i:i + 1].astype(np.float32)})[oname]
                            for i in range(len(x))]).astype(np.float64)

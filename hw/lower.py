@@ -19,7 +19,7 @@ Patterns (x: a residual-stream tensor, the output of a signed power-of-two ``Qua
                InstaShift(y, Mul(s, alpha) | SE(s); g) -> PRelu                INSTA-PReLU(+),
                s = InstaStatistic(y) | Add(Mul(s_th, u), v)  (statistics reuse)
                -> Quant
-    head       GlobalAveragePool -> Flatten -> Gemm(Quant w, bias)
+    head       GlobalAveragePool -> Flatten -> MatMul(Quant w) [-> Add(bias)]   (a Gemm is read as MatMul -> Add)
 
 Anything else is refused with a :class:`LoweringError` naming the node and the reason; nothing is written then.
 """
@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from qonnx.transformation.base import Transformation
 
 from instabnn.hw.reference import layers as L
 from instabnn.hw.reference.fixed_point import signed_bits
@@ -359,11 +361,11 @@ def lower_model(model) -> IntegerNetwork:
     gap = r.consumer(x, "GlobalAveragePool")
     h, w = r.shape(x)[2:]
     flat = r.consumer(gap.output[0], "Flatten", gap)
-    gemm = r.consumer(flat.output[0], "Gemm", flat)
-    if r.attr(gemm, "transB", 0) != 1:
-        raise LoweringError(f"node {gemm.name} (Gemm): expected transB=1 (weights out x in)")
-    cw, cw_exp = r.int_weight(gemm.input[1], gemm)
-    bias = r.init(gemm.input[2], gemm).reshape(-1) if len(gemm.input) > 2 else np.zeros(cw.shape[0])
+    mm = r.consumer(flat.output[0], "MatMul", flat)
+    w_in_out, w_exp = r.int_weight(mm.input[1], mm)
+    cw, cw_exp = w_in_out.T, w_exp.reshape(-1)
+    add = [n for n in r.consumers(mm.output[0]) if n.op_type == "Add"]
+    bias = r.init(add[0].input[1], add[0]).reshape(-1) if add else np.zeros(cw.shape[0])
     head = L.classifier(cw, cw_exp, bias, e, h * w)
     origin["stem"]["input_format"], origin["logits"] = [e0, b0], model.graph.output[0].name
     return IntegerNetwork(e0, b0, w_int, r.attr(stem, "strides", [1, 1])[0], pads[0], requant, blocks, head,
@@ -430,8 +432,8 @@ def lower_chain(model):
     x, stages, origin = node.output[0], [], {}
     integer_input = bits_in > 1
     while True:
-        users = [n for n in r.consumers(x) if n.op_type != "Reshape"] or \
-            [n for u in r.consumers(x) if u.op_type == "Reshape" for n in r.consumers(u.output[0])]
+        users = [n for n in r.consumers(x) if n.op_type not in ("Reshape", "Flatten")] or \
+            [n for u in r.consumers(x) if u.op_type in ("Reshape", "Flatten") for n in r.consumers(u.output[0])]
         if len(users) != 1 or users[0].op_type not in ("Conv", "MatMul"):
             raise LoweringError(f"tensor {x}: expected one binary Conv or MatMul next, found "
                                 f"{[n.op_type + ' ' + n.name for n in users]}")
@@ -498,9 +500,9 @@ def finn_streamline(model):
 def finn_crosscheck(model, net) -> list[dict]:
     """Compare the plain W1A1 lowering with FINN's: per binary-input layer, FINN's XnorPopcountMatMul weights
     (in x out, im2col order) against ours (rows negated where the BN gain is negative), and its popcount-domain
-    MultiThreshold against ours, pop >= ceil((t + MW) / 2). (The integer-input first layer is not compared: FINN
+    MultiThreshold against ours, pop >= ceil((t + MW) / 2). ``model``: the graph as :func:`read_graph` gives it. (The integer-input first layer is not compared: FINN
     keeps it a float MatMul with scaled thresholds.)"""
-    finn = finn_streamline(prepared(model))
+    finn = finn_streamline(model)
     xnor = finn.get_nodes_by_op_type("XnorPopcountMatMul")
     binary_stages = [st for i, st in enumerate(net.stages) if not (i == 0 and net.input_bits > 1)]
     if len(xnor) != len(binary_stages):
@@ -524,30 +526,240 @@ def is_residual(model) -> bool:
     return any(n.op_type in ("PRelu", "InstaShift") for n in model.graph.node)
 
 
-def prepared(model):
-    """The graph as the lowering reads it (tensor names in the report refer to this graph): the project's exports
-    as they are, plain Brevitas exports through qonnx's cleanup (folds weight Transposes, infers shapes)."""
-    if is_residual(model):
-        return model
-    from qonnx.util.cleanup import cleanup_model
-
-    return cleanup_model(model)
+# ------------------------------------------------------------------------------------------ reading a graph
 
 
-def lower_model_any(model):
-    """The integer network of any supported graph: INSTA-BNN / ReActNet-style residual networks, or plain W1A1."""
-    model = prepared(model)
-    return lower_model(model) if is_residual(model) else lower_chain(model)
-
-
-def lower_file(path: str | Path) -> IntegerNetwork:
+def read_graph(path: str | Path):
+    """The QONNX graph of an ``.onnx`` file in the one form the lowering reads (:func:`canonical`). External data
+    (the dynamo exporter's ``<name>.onnx.data``) is loaded by ``onnx.load``, relative to the model's own folder.
+    A missing, empty or unreadable file is a LoweringError naming it."""
+    import onnx
     from qonnx.core.modelwrapper import ModelWrapper
 
     path = Path(path)
     if not path.is_file():
         raise LoweringError(f"{path}: no such file")
     try:
-        return lower_model_any(ModelWrapper(str(path)))
+        proto = onnx.load(str(path))
+    except Exception as e:  # protobuf's DecodeError, or OSError / ValueError for missing external data
+        raise LoweringError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if not proto.graph.node or not proto.graph.input or not proto.graph.output:
+        raise LoweringError(f"{path}: not an ONNX model with a graph (no nodes, inputs or outputs)")
+    try:
+        return canonical(ModelWrapper(proto))
+    except LoweringError:
+        raise
+    except Exception as e:  # qonnx's shape inference or constant folding refusing a malformed graph
+        raise LoweringError(f"{path}: qonnx cannot read this graph ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0] if str(e) else ''})") from None
+
+
+def canonical(model):
+    """One form for what exporters write, so that the TorchScript (``dynamo=False``) and the dynamo exports of a
+    network lower to the same integer network: shapes inferred; Gemm -> MatMul (+ Add of its bias); the dynamo
+    exporter's decomposed INSTA operators fused back into InstaStatistic / InstaShift; ReduceMean over H, W ->
+    GlobalAveragePool; a Reshape of (N, C, 1, 1) to (N, C) -> Flatten; then qonnx's ``cleanup_model`` (one
+    initializer per use, constants folded except quantizers, Transposes folded into quantized weights, static graph
+    inputs and unused tensors removed, node and tensor names from the graph).
+
+    The fusion runs before the cleanup's renaming, which mis-renames a node reading one tensor twice (the dynamo
+    export's ``Mul(d, d)``). qonnx's GemmToMatMul is not used: it also removes every Add of zeros and Mul by ones
+    in the graph, such as an RPReLU shift that happens to be zero, which the lowering's patterns expect."""
+    from qonnx.transformation.general import GiveUniqueNodeNames
+    from qonnx.transformation.infer_shapes import InferShapes
+    from qonnx.util.cleanup import cleanup_model
+
+    for t in (InferShapes(), GiveUniqueNodeNames(), GemmToMatMulAdd(), FuseInstaOperators(), SpatialMeanToGlobalAveragePool()):
+        model = model.transform(t)
+    return cleanup_model(model)
+
+
+def _constant_and_other(model, node) -> tuple[np.ndarray | None, str | None]:
+    """(constant, other input) of a binary node with exactly one initializer input; (None, None) otherwise."""
+    a, b = (model.get_initializer(t) for t in node.input[:2])
+    if (a is None) == (b is None):
+        return None, None
+    return (a, node.input[1]) if b is None else (b, node.input[0])
+
+
+def _producer(model, tensor: str, op_type: str):
+    node = model.find_producer(tensor)
+    return node if node is not None and node.op_type == op_type else None
+
+
+def _per_channel(value, channels: int) -> np.ndarray | None:
+    """A constant broadcasting per channel over (N, C, H, W) as a (C,) vector, else None."""
+    v = np.asarray(value, np.float32)
+    if v.ndim > 4 or any(d != 1 for i, d in enumerate(v.shape[::-1]) if i != 2) or v.size not in (1, channels):
+        return None
+    return np.broadcast_to(v.reshape(-1), (channels,)).copy()
+
+
+def _internal(model, nodes: list) -> bool:
+    """Whether only ``nodes`` read the outputs of ``nodes[1:]`` (the pattern's inner tensors, ``nodes[0]`` its
+    output node)."""
+    names = {n.name for n in nodes}
+    return all(c.name in names for n in nodes[1:] for c in model.find_consumers(n.output[0]) or [])
+
+
+def _replace(model, old: list, node) -> None:
+    """Put ``node`` where ``old[0]`` is and remove the nodes ``old``."""
+    graph = model.graph
+    graph.node.insert(list(graph.node).index(old[0]), node)
+    for n in old:
+        graph.node.remove(n)
+
+
+def _add_constant(model, value: np.ndarray) -> str:
+    name = model.make_new_valueinfo_name()
+    model.set_initializer(name, value)
+    return name
+
+
+class GemmToMatMulAdd(Transformation):
+    """Gemm(A, B, C; alpha = beta = 1, transA = 0) -> MatMul(A, B or Transpose(B)) [-> Add(C)]."""
+
+    def apply(self, model):
+        from onnx import helper
+
+        from qonnx.util.basic import get_by_name
+
+        for gemm in model.get_nodes_by_op_type("Gemm"):
+            attr = {a: get_by_name(gemm.attribute, a) for a in ("alpha", "beta", "transA", "transB")}
+            if any(attr[a] is not None and attr[a].f != 1.0 for a in ("alpha", "beta")) or \
+                    (attr["transA"] is not None and attr["transA"].i):
+                continue  # left as it is: the lowering names it
+            nodes, b = [], gemm.input[1]
+            if attr["transB"] is not None and attr["transB"].i:
+                nodes.append(helper.make_node("Transpose", [b], [model.make_new_valueinfo_name()], perm=[1, 0]))
+                b = nodes[-1].output[0]
+            bias = len(gemm.input) > 2 and gemm.input[2]
+            nodes.append(helper.make_node("MatMul", [gemm.input[0], b],
+                                          [model.make_new_valueinfo_name() if bias else gemm.output[0]]))
+            if bias:
+                nodes.append(helper.make_node("Add", [nodes[-1].output[0], gemm.input[2]], [gemm.output[0]]))
+            index = list(model.graph.node).index(gemm)
+            for n in reversed(nodes):
+                model.graph.node.insert(index, n)
+            model.graph.node.remove(gemm)
+        return model, False
+
+
+class FuseInstaOperators(Transformation):
+    """The dynamo exporter writes the INSTA operators (:mod:`instabnn.model.onnx_ops`) as their arithmetic; fuse it
+    back: ReduceMean_{H,W}(d * d * d), d = (x - mu) / sigma -> InstaStatistic(x, mu, sigma), and
+    x - (mu + sigma * g(z + beta)) with g = identity | Tanh | Sigmoid | 3 Tanh(./3) -> InstaShift(x, z, mu, sigma,
+    beta; g). mu, sigma, beta: per-channel constants."""
+
+    def apply(self, model):
+        from onnx import helper
+
+        from instabnn.model.onnx_ops import DOMAIN
+
+        for red in model.get_nodes_by_op_type("ReduceMean"):
+            found = self._statistic(model, red)
+            if found:
+                x, mu, sigma, old = found
+                _replace(model, old, helper.make_node("InstaStatistic", [x, _add_constant(model, mu),
+                         _add_constant(model, sigma)], [red.output[0]], domain=DOMAIN))
+        for sub in model.get_nodes_by_op_type("Sub"):
+            found = self._shift(model, sub)
+            if found:
+                z, mu, sigma, beta, g, old = found
+                consts = [_add_constant(model, v) for v in (mu, sigma, beta)]
+                _replace(model, old, helper.make_node("InstaShift", [sub.input[0], z, *consts], [sub.output[0]],
+                                                      domain=DOMAIN, g=g))
+        return model, False
+
+    @staticmethod
+    def _statistic(model, red):
+        if _spatial_mean(model, red) is None:
+            return None
+        cube = _producer(model, red.input[0], "Mul")
+        square = cube and (_producer(model, cube.input[0], "Mul") or _producer(model, cube.input[1], "Mul"))
+        if not square or len(set(square.input)) != 1 or set(cube.input) != {square.input[0], square.output[0]}:
+            return None
+        div = _producer(model, square.input[0], "Div")
+        sub = div and _producer(model, div.input[0], "Sub")
+        if not sub or model.get_initializer(div.input[1]) is None or model.get_initializer(sub.input[1]) is None:
+            return None
+        channels = model.get_tensor_shape(sub.input[0])[1]
+        mu, sigma = (_per_channel(model.get_initializer(t), channels) for t in (sub.input[1], div.input[1]))
+        if mu is None or sigma is None or not _internal(model, [red, cube, square, div, sub]):
+            return None
+        return sub.input[0], mu, sigma, [red, cube, square, div, sub]
+
+    @staticmethod
+    def _shift(model, sub):
+        offset = _producer(model, sub.input[1], "Add")
+        mu, scaled = _constant_and_other(model, offset) if offset else (None, None)
+        mul = scaled and _producer(model, scaled, "Mul")
+        sigma, gz = _constant_and_other(model, mul) if mul else (None, None)
+        if gz is None:
+            return None
+        g, chain, arg = "none", [], gz
+        head = model.find_producer(gz)
+        if head is not None and head.op_type in ("Tanh", "Sigmoid"):
+            g, chain, arg = head.op_type.lower(), [head], head.input[0]
+        elif head is not None and head.op_type == "Mul":
+            three, t = _constant_and_other(model, head)
+            tanh = t and _producer(model, t, "Tanh")
+            div = tanh and _producer(model, tanh.input[0], "Div")
+            if three is None or not div or not np.all(three == 3) or \
+                    not np.all(model.get_initializer(div.input[1]) == 3):
+                return None
+            g, chain, arg = "tanh3", [head, tanh, div], div.input[0]
+        add = _producer(model, arg, "Add")
+        beta, z = _constant_and_other(model, add) if add else (None, None)
+        if z is None:
+            return None
+        channels = model.get_tensor_shape(sub.input[0])[1]
+        mu, sigma, beta = (_per_channel(v, channels) for v in (mu, sigma, beta))
+        if mu is None or sigma is None or beta is None or not _internal(model, [sub, offset, mul, *chain, add]):
+            return None
+        return z, mu, sigma, beta, g, [sub, offset, mul, *chain, add]
+
+
+def _spatial_mean(model, node) -> bool | None:
+    """True where ``node`` is a ReduceMean over H and W of an (N, C, H, W) tensor keeping the dimensions."""
+    from qonnx.util.basic import get_by_name
+
+    keep = get_by_name(node.attribute, "keepdims")
+    axes = get_by_name(node.attribute, "axes")
+    axes = list(axes.ints) if axes is not None else (model.get_initializer(node.input[1]) if len(node.input) > 1
+                                                     and node.input[1] else None)
+    shape = model.get_tensor_shape(node.input[0])
+    if axes is None or shape is None or len(shape) != 4 or (keep is not None and keep.i == 0):
+        return None
+    return True if sorted(int(a) % 4 for a in np.asarray(axes).reshape(-1)) == [2, 3] else None
+
+
+class SpatialMeanToGlobalAveragePool(Transformation):
+    """ReduceMean over H, W (keeping them) -> GlobalAveragePool; Reshape of (N, C, 1, 1) to (N, C) -> Flatten."""
+
+    def apply(self, model):
+        from onnx import helper
+
+        for node in list(model.graph.node):
+            if node.op_type == "ReduceMean" and _spatial_mean(model, node):
+                _replace(model, [node], helper.make_node("GlobalAveragePool", [node.input[0]], [node.output[0]]))
+            elif node.op_type == "Reshape":
+                shape_in, shape_out = model.get_tensor_shape(node.input[0]), model.get_tensor_shape(node.output[0])
+                if shape_in and len(shape_in) == 4 and shape_in[2:] == [1, 1] and shape_out == shape_in[:2]:
+                    _replace(model, [node], helper.make_node("Flatten", [node.input[0]], [node.output[0]], axis=1))
+        return model, False
+
+
+def lower_model_any(model):
+    """The integer network of a canonical graph (:func:`canonical`): INSTA-BNN / ReActNet-style residual networks,
+    or plain W1A1."""
+    return lower_model(model) if is_residual(model) else lower_chain(model)
+
+
+def lower_file(path: str | Path) -> IntegerNetwork:
+    model = read_graph(path)
+    try:
+        return lower_model_any(model)
     except LoweringError as e:
         raise LoweringError(f"{path}: {e}") from None
 
@@ -736,11 +948,10 @@ def layer_table(net) -> list[dict]:
 
 def agreement(model_path: str | Path, net: IntegerNetwork, images: np.ndarray, labels=None, progress=True) -> dict:
     """The integer network against the float QONNX graph: sign agreement per binarizer, top-1 agreement."""
-    from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_onnx
     from tqdm import tqdm
 
-    model = prepared(ModelWrapper(str(model_path)))
+    model = read_graph(model_path)
     iname = model.graph.input[0].name
     trace: dict = {}
     logits_int = net.run(net.quantize_input(images), trace)
@@ -771,9 +982,7 @@ def evaluation_inputs(model_path, n: int | None):
     try:
         cfg = config_from_onnx(model_path)
     except ExportError:  # not exported by this project: generated inputs in [0, 1] of the graph's input shape
-        from qonnx.core.modelwrapper import ModelWrapper
-
-        m = ModelWrapper(str(model_path))
+        m = read_graph(model_path)
         shape = m.get_tensor_shape(m.graph.input[0].name)[1:]
         return np.random.default_rng(0).uniform(0, 1, (n or 16, *shape)).astype(np.float32), None, \
             "generated U(0,1) inputs"
@@ -833,9 +1042,7 @@ def main(argv=None) -> int:
     from instabnn.hw.reference.network import BinaryChainNetwork
 
     if isinstance(net, BinaryChainNetwork):
-        from qonnx.core.modelwrapper import ModelWrapper
-
-        report["finn_crosscheck"] = finn_crosscheck(ModelWrapper(str(args.model)), net)
+        report["finn_crosscheck"] = finn_crosscheck(read_graph(args.model), net)
     q0 = net.quantize_input(images)
     graph_logits = execute_lowered(lowered, q0, not args.no_progress)
     report["agreement"]["lowered_graph_identical"] = bool(np.array_equal(graph_logits, net.run(q0)))
