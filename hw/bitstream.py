@@ -2,8 +2,10 @@
 
 ``python -m instabnn.hw.bitstream RTL_DIR --board pynq-z2|ulx3s-85f --out bitstreams/<name>`` (``make bitstream``)
 reads ``RTL_DIR/accelerator.json`` (written by the network generator, ``hw/compile.py``) and builds into a fresh
-temporary folder beside ``--out``, which replaces ``--out`` only once the build has finished; a failed build leaves
-an earlier build folder as it was (its own work files stay in the temporary folder, named in the error).
+temporary folder beside ``--out``, which replaces ``--out`` only once the build has finished, and only where
+``--out`` is empty or an earlier build folder of this tool (:mod:`instabnn.outputs`; anything else is refused before
+the build); a failed build leaves an earlier build folder as it was (its own work files stay in the temporary
+folder, named in the error).
 
 The accelerator manifest holds at least ``top``, ``sources`` (relative .sv paths in compile order), ``mem_files``
 (relative $readmemh files that the RTL names by bare file name), ``in_width`` / ``out_width`` (AXI-Stream tdata
@@ -52,12 +54,14 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from instabnn.outputs import OutputError, atomic_write_text, check_output_dir, install_output_dir, new_staging_dir
+
 ROOT = Path(__file__).resolve().parents[1]
+TOOL = "instabnn-bitstream"
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED, EXIT_NO_VIVADO, EXIT_TIMING = 0, 1, 2, 3, 4
 
@@ -196,32 +200,8 @@ def copy_rtl(acc: Accelerator, dest: Path) -> tuple[list[Path], list[Path]]:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Small helpers: atomic writes, tools, commands
+# Small helpers: tools, commands
 # ----------------------------------------------------------------------------------------------------------------
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (readers see the old or the new file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
 
 def find_tool(name: str) -> str | None:
     """An executable: the venv's bin directory first (YoWASP's console scripts), then PATH."""
@@ -1035,24 +1015,6 @@ def _yowasp_versions() -> dict:
     return out
 
 
-def _install(tmp: Path, out: Path) -> None:
-    """Move the finished build folder ``tmp`` to ``out`` (the earlier ``out`` is removed only after the new one is
-    in place, and restored if the move fails)."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        old.rmdir()
-        out.rename(old)
-    try:
-        tmp.rename(out)
-    except OSError:
-        if old is not None:
-            old.rename(out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _has_bitstream(folder: Path) -> bool:
     try:
         return bool(json.loads((folder / "report.json").read_text()).get("bitstream"))
@@ -1132,10 +1094,9 @@ def build(rtl_dir: str | Path, board: str, out: str | Path, *, dry_run: bool = F
     name = out.name
     if not re.fullmatch(r"[A-Za-z0-9_.+-]+", name):
         raise BitstreamError(f"--out {out}: the folder name must be letters, digits and ._+- only")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_output_dir(out, TOOL)  # a folder this tool did not write is refused before the build
     t0 = time.monotonic()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=out.parent)).resolve()
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the build folder is an ordinary folder
+    tmp = new_staging_dir(out).resolve()
     rec = Recorder(tmp)
     try:
         if board == "pynq-z2":
@@ -1163,24 +1124,20 @@ def build(rtl_dir: str | Path, board: str, out: str | Path, *, dry_run: bool = F
     atomic_write_text(tmp / "report.json", json.dumps(rep, indent=1) + "\n")
     atomic_write_text(tmp / "report.md", report_markdown(rep))
     atomic_write_text(tmp / "manifest.json", json.dumps(manifest, indent=1) + "\n")
+    code = EXIT_NO_VIVADO if b.status == "no-vivado" else EXIT_OK
     if b.status == "timing-failed" and not allow_timing_fail:
-        failed = out.parent / f"{name}.timing-failed"
-        if failed.exists():
-            shutil.rmtree(failed)
-        tmp.rename(failed)
-        rep["folder"] = str(failed)
-        return EXIT_TIMING, rep
-    if b.bitstream is None and out.exists() and _has_bitstream(out) and not replace_bitstream:
-        kept = out.parent / f"{name}.{b.status}"
-        if kept.exists():
-            shutil.rmtree(kept)
-        tmp.rename(kept)
-        rep["folder"] = str(kept)
-        rep["notes"].append(f"{out} holds a bitstream: left as it was; this build is in {kept}")
+        folder, code = out.parent / f"{name}.timing-failed", EXIT_TIMING
+    elif b.bitstream is None and out.exists() and _has_bitstream(out) and not replace_bitstream:
+        folder = out.parent / f"{name}.{b.status}"
+        rep["notes"].append(f"{out} holds a bitstream: left as it was; this build is in {folder}")
     else:
-        _install(tmp, out)
-        rep["folder"] = str(out)
-    return (EXIT_NO_VIVADO if b.status == "no-vivado" else EXIT_OK), rep
+        folder = out
+    try:
+        install_output_dir(tmp, folder, TOOL)
+    except OutputError as e:
+        raise BitstreamError(f"{e} (this build is kept in {tmp})") from None
+    rep["folder"] = str(folder)
+    return code, rep
 
 
 def main(argv=None) -> int:
@@ -1205,7 +1162,7 @@ def main(argv=None) -> int:
         status, rep = build(args.rtl_dir, args.board, args.out, dry_run=args.dry_run, jobs=args.jobs,
                             baud=args.baud, seed=args.seed, allow_timing_fail=args.allow_timing_fail,
                             replace_bitstream=args.replace_bitstream, clock_mhz=args.clock_mhz)
-    except BitstreamError as e:
+    except (BitstreamError, OutputError) as e:
         print(f"instabnn-bitstream: error: {e}", file=sys.stderr)
         return EXIT_FAILED
     print(report_markdown(rep))

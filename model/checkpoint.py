@@ -1,4 +1,5 @@
-"""Checkpoints: atomic writes, validated reads, and loading weights into a (possibly different-stage) network.
+"""Checkpoints: atomic writes (:mod:`instabnn.outputs`), validated reads, and loading weights into a (possibly
+different-stage) network.
 
 A checkpoint is a dict with ``format``, ``config`` (the :class:`NetConfig` as a dict), ``model`` (state dict) and,
 for a training checkpoint, ``epoch``, ``optimizer``, ``scheduler``, ``history`` and ``train`` (the run's settings).
@@ -8,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import subprocess
-import tempfile
 from pathlib import Path
 
 import torch
 
 from instabnn.model.config import ConfigError, NetConfig
+from instabnn.outputs import atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported for callers)
 
 FORMAT = "instabnn-checkpoint/1"
 
@@ -26,27 +26,6 @@ SELF_INITIALISING_KEYS = ("weight_quant.tensor_quant.scaling_impl.value",)
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, unreadable, or does not fit the network; the message names the file."""
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
 
 
 def save_checkpoint(path: str | Path, payload: dict) -> None:

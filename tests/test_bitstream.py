@@ -12,6 +12,9 @@ import pytest
 
 from instabnn.hw import bitstream as bs
 from instabnn.hw.rtl_library import library_file, rtl_sources
+from instabnn.outputs import install_output_dir, new_staging_dir
+
+from conftest import fake_run_folder, tree_hashes
 
 
 STANDIN_TOP = "standin_accel"
@@ -285,12 +288,35 @@ def test_failed_build_leaves_earlier_folder(tmp_path, monkeypatch, no_git):
     assert (out / "report.json").read_text() == before
 
 
+@pytest.mark.parametrize("board", ["pynq-z2", "ulx3s-85f"])
+def test_out_of_another_owner_is_refused_and_left_unchanged(tmp_path, capsys, no_git, board):
+    """--out at a run folder, at a checkpoint file, or at an own build folder the user added a file to: a one-line
+    refusal naming it, exit 2, every file as it was (also with --dry-run); an own earlier build is replaced."""
+    rtl = make_standin(tmp_path / "rtl")
+    run = tmp_path / "runs" / "demo"
+    fake_run_folder(run)
+    own = tmp_path / "bitstreams" / "own"
+    assert bs.main([str(rtl), "--board", board, "--out", str(own), "--dry-run"]) == bs.EXIT_OK
+    assert bs.main([str(rtl), "--board", board, "--out", str(own), "--dry-run"]) == bs.EXIT_OK  # its own: replaced
+    (own / "notes.md").write_text("the user's")
+    for out, why in ((run, "holds last.pt"), (run / "model.pt", "is a file, not a folder"),
+                     (own, "holds notes.md")):
+        before = {"run": tree_hashes(run), "own": tree_hashes(own)}
+        capsys.readouterr()
+        assert bs.main([str(rtl), "--board", board, "--out", str(out), "--dry-run"]) == bs.EXIT_FAILED
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and str(out) in err and why in err, err
+        assert {"run": tree_hashes(run), "own": tree_hashes(own)} == before
+    assert not list(tmp_path.glob("**/.*.tmp-*"))
+
+
 def test_estimate_does_not_replace_a_bitstream(tmp_path, no_git):
     rtl = make_standin(tmp_path / "rtl")
     out = tmp_path / "bitstreams" / "pynq-z2-standin"
-    out.mkdir(parents=True)
-    (out / "report.json").write_text(json.dumps({"bitstream": "pynq-z2-standin.bit"}))
-    (out / "pynq-z2-standin.bit").write_bytes(b"\x00")
+    staging = new_staging_dir(out)  # an earlier build of this tool, with a bitstream
+    (staging / "report.json").write_text(json.dumps({"bitstream": "pynq-z2-standin.bit"}))
+    (staging / "pynq-z2-standin.bit").write_bytes(b"\x00")
+    install_output_dir(staging, out, bs.TOOL)
     rc, rep = bs.build(rtl, "pynq-z2", out, dry_run=True)
     assert rc == bs.EXIT_OK and (out / "pynq-z2-standin.bit").exists()
     kept = Path(rep["folder"])
