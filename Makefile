@@ -82,9 +82,15 @@ hw: setup
 	$(if $(FOLDING),,$(PY) -m instabnn.hw.folding $(LOWERED) --target-fps $(FPS))
 	$(PY) -m instabnn.hw.compile $(LOWERED) --folding $(if $(FOLDING),$(FOLDING),$(dir $(MODEL))folding.json) --out $(dir $(MODEL))rtl
 
-cosim: hw
-	$(PY) -m instabnn.sim.cosim $(dir $(MODEL))rtl --data $(DATA) --harness $(HARNESS) --out reports/cosim$(if $(SHARD),-$(subst /,of,$(SHARD)),).json \
-		$(if $(N),-n $(N)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(SHARD),--shard $(SHARD))
+COSIM = $(PY) -m instabnn.sim.cosim $(dir $(MODEL))rtl --data $(DATA) --harness $(HARNESS) \
+	--out reports/cosim$(if $(SHARD),-$(subst /,of,$(SHARD)),).json \
+	$(if $(N),-n $(N)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(SHARD),--shard $(SHARD))
+
+# the arguments are checked before lowering, folding and compiling (a typo in DATA costs nothing)
+cosim: setup
+	$(COSIM) --check-args
+	$(MAKE) --no-print-directory hw
+	$(COSIM)
 
 hls4ml-check: setup
 	$(PY) -m instabnn.hw.hls4ml_check $(MODEL) --out reports/hls4ml

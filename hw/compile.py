@@ -36,7 +36,6 @@ and resource estimates (:mod:`instabnn.hw.estimate`).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
@@ -661,25 +660,20 @@ def compile_model(lowered: str | Path, out: str | Path, folding: str | Path | di
     the whole generation succeeded (built in a temporary directory beside it, then moved into place).
     ``max_utilisation``: refuse a folding whose LUT estimate exceeds this fraction of the xc7z020's LUTs (or whose
     BRAM or DSP estimate exceeds the part)."""
-    from qonnx.core.modelwrapper import ModelWrapper
-
     from instabnn.hw import ops  # noqa: F401  (registers the op domain)
-    from instabnn.hw.folding import FoldingError, apply_folding, check_folding
+    from instabnn.hw.folding import FoldingError, apply_folding, read_lowered
 
     lowered, out = Path(lowered), Path(out)
     if not lowered.is_file():
         raise CompileError(f"{lowered}: no such lowered graph (run `make lower` first)")
     if not re.fullmatch(r"[A-Za-z_]\w*", top):
         raise CompileError(f"top module name {top!r} is not a Verilog identifier")
-    model = ModelWrapper(str(lowered))
-    if folding is not None:
-        if isinstance(folding, (str, Path)) and not Path(folding).is_file():
-            raise CompileError(f"{folding}: no such folding config")
-        try:
+    try:
+        model = read_lowered(lowered)
+        if folding is not None:
             model = apply_folding(model, folding)
-            check_folding(model)
-        except FoldingError as e:
-            raise CompileError(str(e)) from None
+    except FoldingError as e:
+        raise CompileError(str(e)) from None
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -702,8 +696,8 @@ def compile_model(lowered: str | Path, out: str | Path, folding: str | Path | di
             "input_shape": list(model.get_tensor_shape(model.graph.input[0].name))[1:],
             "lowered": str(lowered),
             "model_sha256": _sha256(lowered),
-            "folding": {n.name: {"PE": comp.getCustomOp(n).get_nodeattr("PE"),
-                                 "SIMD": comp.getCustomOp(n).get_nodeattr("SIMD")} for n in model.graph.node},
+            "folding": {n.name: {k: comp.getCustomOp(n).get_nodeattr(k) for k in comp.getCustomOp(n).fold_options()}
+                        for n in model.graph.node},
             "clock_mhz": clock_mhz,
             "commit": _commit(),
             "layers": [vars(layer) for layer in comp.layers],
@@ -740,7 +734,7 @@ def markdown(m: dict) -> str:
     for layer in m["layers"]:
         f = m["folding"][layer["node"]]
         blocks = ", ".join(dict.fromkeys(layer["blocks"]))
-        lines.append(f"| {layer['node']} | {layer['op']} | {f['PE']} | {f['SIMD']} | {blocks} | {layer['cycles']} | "
+        lines.append(f"| {layer['node']} | {layer['op']} | {f['PE']} | {f.get('SIMD', '-')} | {blocks} | {layer['cycles']} | "
                      f"{layer['memory_bits']} | {layer['lut']} | {layer['bram36']:g} | {layer['dsp']} |")
     r = m["resources_estimate"]
     lines.append(f"| **total** | | | | | {m['cycles_per_frame_estimate']} (bottleneck) | | **{r['lut']}** | "
@@ -754,13 +748,15 @@ def markdown(m: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="instabnn-compile", description=__doc__.split("\n\n")[0])
+    from instabnn.model.arguments import Parser, positive_float
+
+    p = Parser(prog="instabnn-compile", description=__doc__.split("\n\n")[0])
     p.add_argument("lowered", help="lowered.onnx written by `make lower`")
     p.add_argument("--folding", help="folding config JSON (`make fold`); default: the PE/SIMD in the graph")
     p.add_argument("--out", help="RTL directory (default: rtl/ beside the lowered graph)")
     p.add_argument("--top", default="instabnn_top", help="top module name")
-    p.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ)
-    p.add_argument("--max-utilisation", type=float, default=None,
+    p.add_argument("--clock-mhz", type=positive_float, default=DEFAULT_CLOCK_MHZ)
+    p.add_argument("--max-utilisation", type=positive_float, default=None,
                    help="refuse a folding whose LUT estimate exceeds this fraction of the xc7z020's LUTs (e.g. 0.75) "
                         "or whose BRAM / DSP estimate exceeds the part")
     a = p.parse_args(argv)

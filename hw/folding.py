@@ -4,17 +4,27 @@
 graph (:mod:`instabnn.hw.ops`), the least parallel (SIMD, PE) whose expected cycles per frame
 (``get_exp_cycles``) meet the target: SIMD grows first (through the divisors of the input channels), then PE
 (divisors of the output channels), as FINN's SetFolding does. It writes a folding config in FINN's format
-(``{node name: {"PE": .., "SIMD": ..}}``), which FINN's ``ApplyConfig`` applies to the graph, so a user can edit it
-and feed it back (``--config``). The report lists per layer the folding and cycles, the bottleneck, and the frames
-per second it gives at the clock. Resource estimates are not part of it yet.
+(``{node name: {"PE": .., "SIMD": ..}}``, SIMD only on the nodes that have it), which FINN's ``ApplyConfig``
+applies to the graph, so a user can edit it and feed it back (``--config``, or ``instabnn.hw.compile --folding``).
+A config must name every node of the graph and no other, with only that node's keys, each a positive integer
+dividing the dimension it folds (FINN's ``"Defaults": {}`` is accepted); anything else is an error naming the node
+or key. The report lists per layer the folding and cycles, the bottleneck, and the frames per second it gives at
+the clock. Resource estimates are not part of it yet.
+
+The config file is written only where no file is, or over one this tool wrote itself and nobody changed since
+(the sha256 of what it wrote is kept beside it in ``.<name>.sha256``): a folding you edited or passed is never
+replaced.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import hashlib
 import json
 import sys
 from pathlib import Path
+
 
 class FoldingError(ValueError):
     """A target or config the graph cannot meet; the message names the node."""
@@ -27,9 +37,30 @@ def divisors(n: int) -> list[int]:
 def _candidates(op) -> list[dict[str, int]]:
     """(SIMD, PE) settings in order of growing parallelism: SIMD first, then PE."""
     options = op.fold_options()
-    simds = divisors(options["SIMD"]) if "SIMD" in options else [1]
     pes = divisors(options["PE"])
+    if "SIMD" not in options:
+        return [{"PE": p} for p in pes]
+    simds = divisors(options["SIMD"])
     return [{"SIMD": s, "PE": 1} for s in simds] + [{"SIMD": simds[-1], "PE": p} for p in pes[1:]]
+
+
+def read_lowered(path: str | Path):
+    """The lowered graph at ``path`` (``lowered.onnx`` of instabnn-lower); FoldingError naming the file, or its
+    first node that is not a hardware layer."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from instabnn.hw import ops
+    from instabnn.hw.lower import LoweringError, load_onnx
+
+    try:
+        proto = load_onnx(path)
+    except LoweringError as e:
+        raise FoldingError(str(e)) from None
+    for node in proto.graph.node:
+        if node.domain != ops.DOMAIN:
+            raise FoldingError(f"{path}: node {node.name} ({node.op_type}) is not a hardware layer of {ops.DOMAIN}; "
+                               f"lower the model first (python -m instabnn.hw.lower)")
+    return ModelWrapper(proto)
 
 
 def choose_folding(model, target_cycles: int) -> dict:
@@ -37,13 +68,8 @@ def choose_folding(model, target_cycles: int) -> dict:
     cannot meet it get their most parallel setting (reported as the bottleneck)."""
     from qonnx.custom_op.registry import getCustomOp
 
-    from instabnn.hw import ops
-
     config = {}
     for node in model.graph.node:
-        if node.domain != ops.DOMAIN:
-            raise FoldingError(f"node {node.name} ({node.op_type}): not a hardware layer of {ops.DOMAIN}; lower "
-                               f"the model first (python -m instabnn.hw.lower)")
         op = getCustomOp(node)
         chosen = None
         for cand in _candidates(op):
@@ -56,10 +82,71 @@ def choose_folding(model, target_cycles: int) -> dict:
     return config
 
 
+def read_folding(path: str | Path) -> dict:
+    """A folding config file as a dict; FoldingError naming the file (and line) when it is missing or not JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise FoldingError(f"{path}: no such folding config" + (" (a directory)" if path.is_dir() else ""))
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise FoldingError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    except UnicodeDecodeError:
+        raise FoldingError(f"{path}: not a text (JSON) file") from None
+
+
+def validate_folding(model, config, source: str = "folding config") -> None:
+    """``config`` names every node of ``model`` once and nothing else, each with exactly its folding keys (PE, and
+    SIMD where the node has one) as positive integers; FINN's reserved ``"Defaults"`` may be present, empty.
+    FoldingError naming ``source`` and the node or key otherwise (divisibility: :func:`check_folding`)."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    if not isinstance(config, dict):
+        raise FoldingError(f'{source}: a folding config is a JSON object {{"node": {{"PE": .., "SIMD": ..}}}}, '
+                           f"not a {type(config).__name__}")
+    if config.get("Defaults", {}) != {}:
+        raise FoldingError(f"{source}: \"Defaults\" {json.dumps(config['Defaults'])} is not supported: give every "
+                           f"node its own PE / SIMD")
+    options = {n.name: getCustomOp(n).fold_options() for n in model.graph.node}
+    for name in config:
+        if name != "Defaults" and name not in options:
+            near = difflib.get_close_matches(name, options, 1)
+            raise FoldingError(f"{source}: unknown node {name!r}" + (f" (did you mean {near[0]!r}?)" if near else
+                               f"; the graph's nodes: {', '.join(options)}"))
+    missing = [name for name in options if name not in config]
+    if missing:
+        raise FoldingError(f"{source}: no folding for node(s) {', '.join(missing)}")
+    for name, allowed in options.items():
+        entry = config[name]
+        if not isinstance(entry, dict):
+            raise FoldingError(f"{source}: node {name}: expected {{{', '.join(repr(k) + ': ..' for k in allowed)}}}, "
+                               f"got {json.dumps(entry)}")
+        for key, value in entry.items():
+            if key not in allowed:
+                raise FoldingError(f"{source}: node {name}: unknown key {key!r} (this node folds by "
+                                   f"{' and '.join(allowed)})")
+            if type(value) is not int or value < 1:
+                raise FoldingError(f"{source}: node {name}: {key} = {json.dumps(value)} is not a positive integer")
+        absent = [k for k in allowed if k not in entry]
+        if absent:
+            raise FoldingError(f"{source}: node {name}: no {' or '.join(absent)}")
+
+
 def apply_folding(model, config: dict | str | Path):
+    """``model`` with the folding config (a dict or a JSON file) applied by FINN's ApplyConfig, after
+    :func:`validate_folding` and before :func:`check_folding`."""
     from finn.transformation.general import ApplyConfig
 
-    return model.transform(ApplyConfig(config))
+    source = "folding config"
+    if isinstance(config, (str, Path)):
+        source, config = str(config), read_folding(config)
+    validate_folding(model, config, source)
+    model = model.transform(ApplyConfig(config))
+    try:
+        check_folding(model)
+    except FoldingError as e:
+        raise FoldingError(f"{source}: {e}") from None
+    return model
 
 
 def check_folding(model) -> None:
@@ -80,52 +167,73 @@ def folding_report(model) -> dict:
     rows = []
     for node in model.graph.node:
         op = getCustomOp(node)
-        rows.append({"node": node.name, "op": node.op_type, "SIMD": op.get_nodeattr("SIMD"),
+        rows.append({"node": node.name, "op": node.op_type,
+                     "SIMD": op.get_nodeattr("SIMD") if "SIMD" in op.fold_options() else None,
                      "PE": op.get_nodeattr("PE"), "cycles": int(op.get_exp_cycles())})
     bottleneck = max(rows, key=lambda r: r["cycles"])
     return {"layers": rows, "bottleneck": bottleneck["node"], "cycles_per_frame": bottleneck["cycles"]}
 
 
-def main(argv=None) -> int:
-    from qonnx.core.modelwrapper import ModelWrapper
+def _hash_file(config_path: Path) -> Path:
+    return config_path.with_name(f".{config_path.name}.sha256")
 
+
+def refuse_to_replace(out: Path) -> None:
+    """FoldingError unless ``out`` may be written: absent, or a file this tool wrote and nobody changed since."""
+    if out.is_dir():
+        raise FoldingError(f"--out {out}: is a directory (give the folding config's file name)")
+    if not out.exists():
+        return
+    recorded = _hash_file(out)
+    if not recorded.is_file() or recorded.read_text().strip() != hashlib.sha256(out.read_bytes()).hexdigest():
+        raise FoldingError(f"{out}: exists and was not written by instabnn-folding or was edited since; not replaced "
+                           f"(apply it with --config / compile --folding, or choose another --out)")
+
+
+def write_config(out: Path, config: dict) -> None:
     from instabnn.model.checkpoint import atomic_write_text
 
-    p = argparse.ArgumentParser(prog="instabnn-folding", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    text = json.dumps(config, indent=1)
+    atomic_write_text(out, text)
+    atomic_write_text(_hash_file(out), hashlib.sha256(text.encode()).hexdigest() + "\n")
+
+
+def main(argv=None) -> int:
+    from instabnn.model.arguments import Parser, positive_float
+
+    p = Parser(prog="instabnn-folding", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="a lowered.onnx written by instabnn-lower")
-    p.add_argument("--target-fps", type=float, default=5000.0)
-    p.add_argument("--clock-mhz", type=float, default=100.0)
+    p.add_argument("--target-fps", type=positive_float, default=5000.0)
+    p.add_argument("--clock-mhz", type=positive_float, default=100.0)
     p.add_argument("--config", help="apply this folding config (FINN format) instead of choosing one")
-    p.add_argument("--out", help="folding config to write (default: folding.json next to the model)")
+    p.add_argument("--out", help="folding config to write (default: folding.json next to the model; with --config: "
+                                 "none)")
     args = p.parse_args(argv)
+    path = Path(args.model)
+    out = Path(args.out) if args.out else None if args.config else path.parent / "folding.json"
+    target = int(args.clock_mhz * 1e6 / args.target_fps)
     try:
-        path = Path(args.model)
-        if not path.is_file():
-            raise FoldingError(f"{path}: no such file")
-        model = ModelWrapper(str(path))
-        if args.target_fps <= 0 or args.clock_mhz <= 0:
-            raise FoldingError("--target-fps and --clock-mhz must be positive")
-        target = int(args.clock_mhz * 1e6 / args.target_fps)
+        if out is not None:
+            refuse_to_replace(out)
+        model = read_lowered(path)
         if args.config:
-            config = json.loads(Path(args.config).read_text())
+            config = read_folding(args.config)
             model = apply_folding(model, config)
-            check_folding(model)
         else:
             config = choose_folding(model, target)
         report = folding_report(model)
-    except (FoldingError, ValueError) as e:
+    except FoldingError as e:
         print(f"instabnn-folding: error: {e}", file=sys.stderr)
         return 2
     fps = args.clock_mhz * 1e6 / report["cycles_per_frame"]
     print("| node | op | SIMD | PE | cycles / frame |\n|---|---|---|---|---|")
     for r in report["layers"]:
-        print(f"| {r['node']} | {r['op']} | {r['SIMD']} | {r['PE']} | {r['cycles']} |")
+        print(f"| {r['node']} | {r['op']} | {r['SIMD'] or '-'} | {r['PE']} | {r['cycles']} |")
     print(f"\nbottleneck {report['bottleneck']}: {report['cycles_per_frame']} cycles per frame = {fps:.0f} frames/s at "
           f"{args.clock_mhz:g} MHz (target {args.target_fps:g}: {target} cycles)")
-    out = Path(args.out) if args.out else path.parent / "folding.json"
-    atomic_write_text(out, json.dumps(config, indent=1))
-    print(f"wrote {out}")
+    if out is not None:
+        write_config(out, config)
+        print(f"wrote {out}")
     return 0
 
 

@@ -529,29 +529,39 @@ def is_residual(model) -> bool:
 # ------------------------------------------------------------------------------------------ reading a graph
 
 
-def read_graph(path: str | Path):
-    """The QONNX graph of an ``.onnx`` file in the one form the lowering reads (:func:`canonical`). External data
-    (the dynamo exporter's ``<name>.onnx.data``) is loaded by ``onnx.load``, relative to the model's own folder.
-    A missing, empty or unreadable file is a LoweringError naming it."""
+def load_onnx(path: str | Path):
+    """The ModelProto of an ``.onnx`` file with its external data (``onnx.load``'s default: ``<name>.onnx.data`` and
+    the like, relative to the model's own folder). A missing, empty, truncated or unreadable file is a
+    LoweringError naming it."""
     import onnx
-    from qonnx.core.modelwrapper import ModelWrapper
 
     path = Path(path)
     if not path.is_file():
-        raise LoweringError(f"{path}: no such file")
+        raise LoweringError(f"{path}: no such file" + (" (a directory)" if path.is_dir() else ""))
     try:
         proto = onnx.load(str(path))
     except Exception as e:  # protobuf's DecodeError, or OSError / ValueError for missing external data
-        raise LoweringError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise LoweringError(f"{path}: not a readable ONNX model ({_first_line(e)})") from None
     if not proto.graph.node or not proto.graph.input or not proto.graph.output:
-        raise LoweringError(f"{path}: not an ONNX model with a graph (no nodes, inputs or outputs)")
+        raise LoweringError(f"{path}: not an ONNX model (no graph nodes, inputs or outputs; empty or truncated?)")
+    return proto
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+
+
+def read_graph(path: str | Path):
+    """The QONNX graph of an ``.onnx`` file (:func:`load_onnx`) in the one form the lowering reads
+    (:func:`canonical`)."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    proto = load_onnx(path)
     try:
         return canonical(ModelWrapper(proto))
-    except LoweringError:
-        raise
     except Exception as e:  # qonnx's shape inference or constant folding refusing a malformed graph
-        raise LoweringError(f"{path}: qonnx cannot read this graph ({type(e).__name__}: "
-                            f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        raise LoweringError(f"{path}: qonnx cannot read this graph ({_first_line(e)})") from None
 
 
 def canonical(model):
@@ -1020,16 +1030,20 @@ def markdown(report: dict) -> str:
 def main(argv=None) -> int:
     from instabnn.model.checkpoint import atomic_write_text
 
-    p = argparse.ArgumentParser(prog="instabnn-lower", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="an .onnx file exported by instabnn-export")
-    p.add_argument("-n", type=int, default=None, help="images compared (default: the whole digits test split, "
-                                                      "or 16 generated inputs)")
+    from instabnn.model.arguments import Parser, positive_int
+
+    p = Parser(prog="instabnn-lower", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="an .onnx file: instabnn-export's, or Brevitas' export_qonnx (either exporter)")
+    p.add_argument("-n", type=positive_int, default=None, help="images compared (default: the whole digits test "
+                                                               "split, or 16 generated inputs)")
     p.add_argument("--out", default=None, help="report directory (default: next to the model)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     start = time.time()
+    out = Path(args.out) if args.out else Path(args.model).parent
     try:
+        if out.exists() and not out.is_dir():
+            raise LoweringError(f"--out {out}: not a directory (the reports go into a directory)")
         net = lower_file(args.model)
         images, labels, source = evaluation_inputs(args.model, args.n)
         report = {"model": str(args.model), "inputs": source, "layers": layer_table(net),
@@ -1037,7 +1051,6 @@ def main(argv=None) -> int:
     except (LoweringError, L.ContractError) as e:
         print(f"instabnn-lower: error: {e}", file=sys.stderr)
         return 2
-    out = Path(args.out) if args.out else Path(args.model).parent
     lowered = to_onnx(net, images.shape[1:])  # (a plain W1A1 network: its graph starts after preprocessing)
     from instabnn.hw.reference.network import BinaryChainNetwork
 

@@ -24,6 +24,7 @@ test batch from ``--data-dir``), ``random`` (uniform integers over the input ran
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -36,6 +37,7 @@ import numpy as np
 
 from instabnn.hw.blocks.common import memfile
 from instabnn.hw.packing import pack_fields
+from instabnn.model import arguments
 
 BUILD_FLAGS = ["--x-assign", "unique", "--x-initial", "unique", "-CFLAGS", "-O1", "--output-split", "0",
                "-Wno-fatal"]
@@ -320,6 +322,7 @@ def cosim(rtl_dir: str | Path, data: str = "digits", n: int | None = None, shard
           waves: bool = False, localize_mismatch: bool = True) -> dict:
     rtl_dir = Path(rtl_dir).resolve()  # the simulators run in folders of their own: no relative paths below
     m = load_manifest(rtl_dir)
+    check_memory_files(rtl_dir, m)
     model = lowered_model(m, rtl_dir)
     q0, labels, desc = images_for(data, n, model, m["input_shape"], data_dir, seed)
     first = 0
@@ -328,16 +331,18 @@ def cosim(rtl_dir: str | Path, data: str = "digits", n: int | None = None, shard
             raise CosimError(f"--image {image}: there are {len(q0)} images")
         q0, labels, first = q0[image:image + 1], None if labels is None else labels[image:image + 1], image
     if shard:
-        k, parts = (int(v) for v in shard.split("/"))
-        if not 1 <= k <= parts:
-            raise CosimError(f"--shard {shard}: k must be in 1 .. n")
+        try:
+            k, parts = arguments.shard(shard)
+        except argparse.ArgumentTypeError as e:
+            raise CosimError(f"--shard {e}") from None
         bounds = np.linspace(0, len(q0), parts + 1).astype(int)
         first = int(bounds[k - 1])
         q0 = q0[bounds[k - 1]:bounds[k]]
         labels = None if labels is None else labels[bounds[k - 1]:bounds[k]]
     work = (Path(work) if work else rtl_dir.parent / "cosim").resolve()
     ref = reference_logits(model, q0, progress)
-    report = {"rtl": str(rtl_dir), "top": m["top"], "model_sha256": m["model_sha256"], "data": desc,
+    report = {"rtl": str(rtl_dir), "rtl_sha256": rtl_digest(rtl_dir, m), "top": m["top"],
+              "model_sha256": m["model_sha256"], "data": desc,
               "shard": shard, "first_image": first, "n": int(len(q0)), "in_stall": in_stall, "out_stall": out_stall,
               "cycles_per_frame_analytic": m["cycles_per_frame_estimate"], "clock_mhz": m["clock_mhz"]}
     harnesses = ["cocotb", "verilator"] if harness == "both" else [harness]
@@ -375,13 +380,55 @@ def cosim(rtl_dir: str | Path, data: str = "digits", n: int | None = None, shard
     return report
 
 
-def merge(reports: list[dict]) -> dict:
-    """One report from shard reports of the same accelerator and data."""
-    if len({r["model_sha256"] for r in reports}) != 1:
-        raise CosimError("the shard reports come from different accelerators")
-    reports = sorted(reports, key=lambda r: r["first_image"])
+def check_memory_files(rtl_dir: Path, m: dict) -> None:
+    """Every ``$readmemh`` file of the accelerator reads as hex words (Verilator's own complaint is buried in its
+    build log); CosimError naming the file and line otherwise."""
+    for name in m["mem_files"]:
+        try:
+            memfile.read_memh(rtl_dir / name)
+        except (OSError, ValueError) as e:
+            raise CosimError(f"memory file {e}" if isinstance(e, ValueError) else str(e)) from None
+
+
+def rtl_digest(rtl_dir: Path, m: dict) -> str:
+    """sha256 of the accelerator as simulated: its manifest, sources and memory files."""
+    digest = hashlib.sha256()
+    for name in ["accelerator.json", *sorted(m["sources"]), *sorted(m["mem_files"])]:
+        digest.update(name.encode() + b"\0" + (rtl_dir / name).read_bytes())
+    return digest.hexdigest()
+
+
+def read_report(path: Path) -> dict:
+    try:
+        report = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CosimError(f"{path}: not a JSON report ({e})") from None
+    if not isinstance(report, dict) or "first_image" not in report:
+        raise CosimError(f"{path}: not a cosim report")
+    return report
+
+
+def merge(reports: dict[str, dict]) -> dict:
+    """One report from shard reports (file name -> report) of the same RTL (``rtl_sha256``), data and stalls, whose
+    image ranges do not overlap; CosimError naming the files otherwise."""
+    names = list(reports)
+    for key in ("rtl_sha256", "model_sha256", "data", "in_stall", "out_stall"):
+        values = {name: reports[name].get(key) for name in names}
+        if None in values.values():
+            raise CosimError(f"{next(n for n, v in values.items() if v is None)}: no {key} in the report (written "
+                             f"by an older cosim? re-run that shard)")
+        other = next((n for n in names if values[n] != values[names[0]]), None)
+        if other is not None:
+            raise CosimError(f"{names[0]} and {other} differ in {key} ({values[names[0]]} vs {values[other]}): "
+                             f"not shards of one run")
+    ranges = sorted((reports[n]["first_image"], reports[n]["first_image"] + reports[n]["n"], n) for n in names)
+    for (_, end, a), (start, _, b) in zip(ranges, ranges[1:]):
+        if start < end:
+            raise CosimError(f"{a} and {b} cover the same images (from image {start}): each shard may be merged once")
+    reports = sorted(reports.values(), key=lambda r: r["first_image"])
     n = sum(r["n"] for r in reports)
-    out = {k: reports[0][k] for k in ("rtl", "top", "model_sha256", "data", "cycles_per_frame_analytic", "clock_mhz")}
+    out = {k: reports[0][k] for k in ("rtl", "rtl_sha256", "top", "model_sha256", "data", "in_stall", "out_stall",
+                                      "cycles_per_frame_analytic", "clock_mhz")}
     out.update({"n": n, "shards": len(reports), "mismatches": sum(r["mismatches"] for r in reports),
                 "tlast_errors": sum(r["tlast_errors"] for r in reports),
                 "sim_images_per_s": n / sum(r["n"] / r["sim_images_per_s"] for r in reports),
@@ -419,15 +466,37 @@ def summary(r: dict) -> str:
     return "\n".join(lines)
 
 
+def check_arguments(a) -> None:
+    """What can be checked before any work (``make cosim`` runs this first, with ``--check-args``)."""
+    out = Path(a.out)
+    if out.is_dir():
+        raise CosimError(f"--out {out}: is a directory (give the report's file name)")
+    if not 0 <= a.in_stall < 256 or not 0 <= a.out_stall < 256:
+        raise CosimError("--in-stall and --out-stall are probabilities in 1/256: 0 .. 255")
+    if a.waves and a.image is None:
+        raise CosimError("--waves needs --image (a waveform of one image)")
+    if a.image is not None and a.image < 0:
+        raise CosimError(f"--image {a.image}: an image index is >= 0")
+    if a.data == "cifar10" and not (a.data_dir and Path(a.data_dir).is_dir()):
+        raise CosimError(f"--data cifar10 needs --data-dir, the cifar-10-batches-py directory"
+                         f"{f' ({a.data_dir}: no such directory)' if a.data_dir else ''}")
+    for f in a.merge or []:
+        if not Path(f).is_file():
+            raise CosimError(f"{f}: no such shard report")
+    if not a.merge and not a.rtl and not a.check_args:
+        raise CosimError("an RTL directory is required (or --merge)")
+
+
 def main(argv=None) -> int:
     from instabnn.model.checkpoint import atomic_write_text
 
-    p = argparse.ArgumentParser(prog="instabnn-cosim", description=__doc__.split("\n\n")[0])
+    p = arguments.Parser(prog="instabnn-cosim", description=__doc__.split("\n\n")[0])
     p.add_argument("rtl", nargs="?", help="RTL directory written by instabnn.hw.compile")
     p.add_argument("--data", default="digits", choices=("digits", "cifar10", "random"))
     p.add_argument("--data-dir", help="CIFAR-10 directory (cifar-10-batches-py)")
-    p.add_argument("-n", type=int, default=None, help="images (default: the whole split; random: 16)")
-    p.add_argument("--shard", help="k/n: the k-th of n slices of the images")
+    p.add_argument("-n", type=arguments.positive_int, default=None,
+                   help="images (default: the whole split; random: 16)")
+    p.add_argument("--shard", type=arguments.shard, help="k/n: the k-th of n slices of the images")
     p.add_argument("--harness", default="cocotb", choices=("cocotb", "verilator", "both"))
     p.add_argument("--in-stall", type=int, default=0, help="source idle probability in 1/256")
     p.add_argument("--out-stall", type=int, default=0, help="sink backpressure probability in 1/256")
@@ -439,21 +508,18 @@ def main(argv=None) -> int:
     p.add_argument("--work", help="build and run directory (default: cosim/ beside the RTL directory)")
     p.add_argument("--out", default="reports/cosim.json", help="JSON report")
     p.add_argument("--merge", nargs="+", help="merge these shard reports into --out instead of simulating")
+    p.add_argument("--check-args", action="store_true",
+                   help="check the arguments and exit (no RTL needed: make cosim runs this before building)")
     a = p.parse_args(argv)
     try:
+        check_arguments(a)
+        if a.check_args:
+            return 0
         if a.merge:
-            missing = [f for f in a.merge if not Path(f).is_file()]
-            if missing:
-                raise CosimError(f"{missing[0]}: no such shard report")
-            report = merge([json.loads(Path(f).read_text()) for f in a.merge])
+            report = merge({f: read_report(Path(f)) for f in a.merge})
         else:
-            if not a.rtl:
-                raise CosimError("an RTL directory is required (or --merge)")
-            if not 0 <= a.in_stall < 256 or not 0 <= a.out_stall < 256:
-                raise CosimError("--in-stall and --out-stall are probabilities in 1/256: 0 .. 255")
-            if a.waves and a.image is None:
-                raise CosimError("--waves needs --image (a waveform of one image)")
-            report = cosim(a.rtl, a.data, a.n, a.shard, a.harness, a.work, a.data_dir, a.in_stall, a.out_stall,
+            shard = None if a.shard is None else "/".join(map(str, a.shard))
+            report = cosim(a.rtl, a.data, a.n, shard, a.harness, a.work, a.data_dir, a.in_stall, a.out_stall,
                            a.seed, progress=sys.stderr.isatty(), image=a.image, waves=a.waves,
                            localize_mismatch=not a.no_localize)
     except CosimError as e:

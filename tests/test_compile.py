@@ -122,18 +122,19 @@ def test_bad_folding_unknown_op_and_missing_files_stop_before_writing(baseline, 
 
 
 def test_merge_of_shard_reports():
-    base = {"rtl": "r", "top": "t", "model_sha256": "h", "data": "d", "cycles_per_frame_analytic": 100,
-            "clock_mhz": 100.0, "tlast_errors": 0, "latency_cycles": 250}
+    base = {"rtl": "r", "rtl_sha256": "r" * 64, "top": "t", "model_sha256": "h", "data": "d", "in_stall": 0,
+            "out_stall": 0, "cycles_per_frame_analytic": 100, "clock_mhz": 100.0, "tlast_errors": 0,
+            "latency_cycles": 250}
     a = dict(base, first_image=0, n=2, mismatches=0, sim_images_per_s=10.0, cycles_per_frame=100.0,
              predictions_rtl=[1, 2], predictions_reference=[1, 2], labels=[1, 3])
     b = dict(base, first_image=2, n=2, mismatches=1, sim_images_per_s=20.0, cycles_per_frame=102.0,
              predictions_rtl=[4, 4], predictions_reference=[4, 5], labels=[4, 5])
-    m = cosim.merge([b, a])
+    m = cosim.merge({"b.json": b, "a.json": a})
     assert m["n"] == 4 and m["mismatches"] == 1 and m["predictions_rtl"] == [1, 2, 4, 4]
     assert m["accuracy_reference"] == 0.75 and m["accuracy_rtl"] == 0.5
     assert np.isclose(m["sim_images_per_s"], 4 / (2 / 10 + 2 / 20))
-    with pytest.raises(cosim.CosimError):
-        cosim.merge([a, dict(b, model_sha256="other")])
+    with pytest.raises(cosim.CosimError, match="a.json and b.json differ in model_sha256"):
+        cosim.merge({"a.json": a, "b.json": dict(b, model_sha256="other")})
 
 
 @pytest.mark.slow

@@ -300,11 +300,10 @@ def test_hardware_exact_mode_trains(digits_insta_ckpt):
 # ------------------------------------------------------------------------------------------ plain W1A1 networks
 
 
-def _bnn_pynq(name: str, tmp_path):
-    """A Brevitas bnn_pynq example network (random weights, non-trivial BatchNorm incl. negative gains), exported."""
-    from brevitas.export import export_qonnx
+def _bnn_pynq_model(name: str):
+    """A Brevitas bnn_pynq example network (random weights, non-trivial BatchNorm incl. negative gains) and its
+    input shape."""
     from brevitas_examples.bnn_pynq.models import model_with_cfg
-
     torch.manual_seed(0)
     model, _ = model_with_cfg(name, pretrained=False)
     with torch.no_grad():
@@ -314,8 +313,14 @@ def _bnn_pynq(name: str, tmp_path):
                 m.running_var.uniform_(0.5, 4)
                 m.weight.uniform_(-1, 1)
                 m.bias.uniform_(-0.5, 0.5)
-    model.eval()
-    shape = (1, 1, 28, 28) if "fc" in name else (1, 3, 32, 32)
+    return model.eval(), (1, 1, 28, 28) if "fc" in name else (1, 3, 32, 32)
+
+
+def _bnn_pynq(name: str, tmp_path):
+    """A bnn_pynq example network exported by TorchScript (``dynamo=False``)."""
+    from brevitas.export import export_qonnx
+
+    model, shape = _bnn_pynq_model(name)
     path = tmp_path / f"{name}.onnx"
     export_qonnx(model, torch.rand(shape), str(path), dynamo=False)
     return path, shape[1:]
@@ -374,3 +379,63 @@ def test_plain_sign_baseline_lowers(tmp_path):
     net = lower.lower_file(tmp_path / "model.onnx")
     assert all(set(b.threshold.coeffs[0]) == {0} for b in net.blocks)
     assert np.array_equal(net.run(net.quantize_input(x[:64])), HardwareExact(model.eval()).integer_logits(x[:64]))
+
+
+# ------------------------------------------------------------------------------------------ exporter forms
+
+
+def _export_dynamo(model, shape, path):
+    """Brevitas' default call: torch's dynamo exporter (Gemm for Linear, INSTA operators decomposed into their
+    arithmetic, weights in an external ``.onnx.data`` file beside the model)."""
+    from brevitas.export import export_qonnx
+
+    export_qonnx(model, torch.rand(shape), str(path))
+    assert path.with_name(path.name + ".data").is_file()  # the external-data form is the one exercised
+    return path
+
+
+def _assert_same_integer_network(nets, x, exact_constants: bool = True):
+    """Same input quantizer, identical integer logits on ``x``, the same lowered node list, identical lowered-graph
+    execution (first images), and (``exact_constants``) identical constants."""
+    a, b = nets
+    qa, qb = a.quantize_input(x), b.quantize_input(x)
+    assert np.array_equal(qa, qb)
+    assert np.array_equal(a.run(qa), b.run(qb))
+    ga, gb = lower.to_onnx(a, x.shape[1:]), lower.to_onnx(b, x.shape[1:])
+    assert [(n.op_type, n.name) for n in ga.graph.node] == [(n.op_type, n.name) for n in gb.graph.node]
+    assert np.array_equal(lower.execute_lowered(ga, qa[:2]), lower.execute_lowered(gb, qb[:2]))
+    if exact_constants:
+        for init in ga.graph.initializer:
+            assert np.array_equal(ga.get_initializer(init.name), gb.get_initializer(init.name)), init.name
+
+
+@pytest.mark.parametrize("name", ["tfc_1w1a", pytest.param("cnv_1w1a", marks=pytest.mark.slow)])
+def test_dynamo_and_torchscript_exports_of_bnn_pynq_lower_alike(name, tmp_path, monkeypatch):
+    """Issue 16 §1: Brevitas' default export (dynamo) of its own bnn_pynq networks lowers, to the integer network
+    of the TorchScript export; the model is read from another working directory by a relative path (the external
+    weights file is found beside the model)."""
+    from brevitas.export import export_qonnx
+
+    model, shape = _bnn_pynq_model(name)
+    (tmp_path / "exports").mkdir()
+    _export_dynamo(model, shape, tmp_path / "exports" / "dynamo.onnx")
+    export_qonnx(model, torch.rand(shape), str(tmp_path / "exports" / "torchscript.onnx"), dynamo=False)
+    monkeypatch.chdir(tmp_path / "exports")
+    nets = [lower.lower_file(name) for name in ("torchscript.onnx", "dynamo.onnx")]
+    x = np.random.default_rng(0).uniform(0, 1, (16, *shape[1:])).astype(np.float32)
+    _assert_same_integer_network(nets, x)
+
+
+@pytest.mark.parametrize("name", ["baseline", "insta", pytest.param("insta_plus", marks=pytest.mark.slow),
+                                  pytest.param("stats_reuse", marks=pytest.mark.slow)])
+def test_dynamo_and_torchscript_exports_of_digits_networks_lower_alike(name, tmp_path, tmp_path_factory):
+    """Issue 16 §1 for the project's own networks: a Brevitas default (dynamo) export, whose INSTA operators come
+    as their arithmetic, lowers to the integer network of the project's exporter (model/export.py: TorchScript,
+    ``dynamo=False``).
+    The dynamo exporter rounds sigma = sqrt(var + eps) differently from PyTorch in the last bit of some channels,
+    so INSTA constants that scale with sigma may differ by a few units of their last place: there the logits on
+    the whole digits test split must still be identical."""
+    model, project_export = _variant(name, tmp_path_factory)
+    dynamo = _export_dynamo(model, (1, *model.input_shape), tmp_path / "dynamo.onnx")
+    nets = [lower.lower_file(p) for p in (project_export, dynamo)]
+    _assert_same_integer_network(nets, digits_arrays()[2], exact_constants=name == "baseline")

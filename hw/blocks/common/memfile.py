@@ -21,14 +21,19 @@ def write_memh(path: str | PathLike, words, bits: int, comment: str = "") -> Pat
     return path
 
 
-def read_memh(path: str | PathLike, bits: int) -> list[int]:
-    """Read a file written by :func:`write_memh` (``//`` comments and blank lines skipped)."""
-    words = []
-    for line in Path(path).read_text().splitlines():
-        line = line.split("//", 1)[0].strip()
+def read_memh(path: str | PathLike, bits: int | None = None) -> list[int]:
+    """Read a file written by :func:`write_memh` (``//`` comments and blank lines skipped): one word per line of
+    hex digits only (``hex_digits(bits)`` of them when ``bits`` is given). ValueError naming the file and line
+    otherwise."""
+    words, hexdigits = [], "0123456789abcdefABCDEF"
+    for number, text in enumerate(Path(path).read_text(errors="replace").splitlines(), 1):
+        line = text.split("//", 1)[0].strip()
         if not line:
             continue
-        if len(line) != hex_digits(bits):
-            raise ValueError(f"{path}: line {line!r} is not {hex_digits(bits)} hex digits")
+        if not all(c in hexdigits for c in line):
+            bad = next(c for c in line if c not in hexdigits)
+            raise ValueError(f"{path}:{number}: {bad!r} in {line!r} is not a hex digit")
+        if bits is not None and len(line) != hex_digits(bits):
+            raise ValueError(f"{path}:{number}: {line!r} is not {hex_digits(bits)} hex digits")
         words.append(int(line, 16))
     return words
