@@ -118,9 +118,11 @@ class RunTask:
 
 
 def tasks_for(design: Design, runs: Path) -> list[RunTask]:
+    """Seed by seed (every severity and network of a seed before the next), so that a study stopped early still
+    holds complete pairs at every severity."""
     return [RunTask(v, float(s), seed, design.epochs, design.draws, design.image_size, design.noise, design.limit,
                     str(runs / f"severity{s:g}" / f"seed{seed}" / v))
-            for s in design.severities for seed in design.seeds for v in design.variants]
+            for seed in design.seeds for s in design.severities for v in design.variants]
 
 
 # ----------------------------------------------------------------------------------------------- one run (worker)
