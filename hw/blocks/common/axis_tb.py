@@ -1,4 +1,12 @@
-"""Pieces shared by the AXI-Stream cocotb testbenches (int_mvu, sliding_window, stream utilities).
+"""Pieces shared by the blocks' AXI-Stream cocotb testbenches (``hw/blocks/<block>/test_<block>.py``).
+
+A block's bench is one file: its ``@cocotb.test()`` coroutines and the pytest functions that build the block with
+Verilator and run them. The pytest side hands the case (the spec, frame counts, seeds: a JSON object) to the
+cocotb side in one way only: :func:`run_bench` writes it to ``case.json`` in the test's folder and names that file
+in the environment variable ``INSTABNN_BENCH_CASE``; the cocotb side reads it back with :func:`read_case`.
+
+* :func:`run_bench` / :func:`read_case`: the two ends of that hand-over (the RTL parameters go to the simulator as
+  parameters, as usual).
 
 * :func:`random_pause`: a seeded pause generator for cocotbext-axi sources (idle) and sinks (backpressure).
 * :class:`HandshakeMonitor`: records every handshake ``(cycle, tdata)`` of named streams, cycle by cycle, outside
@@ -22,6 +30,37 @@ from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStream
 
 CLOCK_PERIOD_NS = 10
 CYCLE_TOLERANCE = 0.02
+CASE_ENV = "INSTABNN_BENCH_CASE"
+"""The environment variable naming a bench's case file (see the module docstring)."""
+BLOCKS_DIR = Path(__file__).resolve().parents[1]
+
+
+def bench_module(bench_file: str | Path) -> str:
+    """The import name of a bench file under ``hw/blocks`` (``.../pool/test_pool.py`` ->
+    ``instabnn.hw.blocks.pool.test_pool``): the ``test_module`` cocotb's runner imports in the simulator."""
+    rel = Path(bench_file).resolve().relative_to(BLOCKS_DIR).with_suffix("")
+    return ".".join(("instabnn", "hw", "blocks", *rel.parts))
+
+
+def run_bench(bench_file: str | Path, case: dict, *, sources, toplevel: str, parameters: dict, directory: Path,
+              seed: int, **runner_options):
+    """Build ``toplevel`` with ``parameters`` in ``directory`` and run the ``@cocotb.test()``s of ``bench_file`` (the
+    calling bench's ``__file__``) on it, with ``case`` (JSON-serialisable) for :func:`read_case`. The testbench
+    writes its results into ``directory``. ``runner_options``: the rest of
+    :func:`instabnn.sim.rtl_runner.run_cocotb` (build_args, public_flat_rw, test_args)."""
+    from instabnn.sim.rtl_runner import run_cocotb
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "case.json").write_text(json.dumps(case))
+    return run_cocotb(sources=sources, toplevel=toplevel, test_module=bench_module(bench_file),
+                      parameters=parameters, directory=directory, test_dir=directory,
+                      extra_env={CASE_ENV: str(directory / "case.json")}, seed=seed, **runner_options)
+
+
+def read_case() -> tuple[dict, Path]:
+    """The cocotb side of :func:`run_bench`: the case and the folder the results go to."""
+    return case_from_env(CASE_ENV, "its pytest functions (pytest hw/blocks/<block>)")
 
 
 def random_pause(seed: int, probability: float):
