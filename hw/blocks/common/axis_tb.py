@@ -1,6 +1,14 @@
-"""Pieces shared by the AXI-Stream cocotb testbenches (int_mvu, sliding_window, stream utilities).
+"""Pieces shared by the blocks' AXI-Stream cocotb testbenches (``hw/blocks/<block>/test_<block>.py``).
 
+A block's bench is one file: its ``@cocotb.test()`` coroutines and the pytest functions that build the block with
+Verilator and run them. The pytest side hands the case (the spec, frame counts, seeds: a JSON object) to the
+cocotb side in one way only: :func:`run_bench` writes it to ``case.json`` in the test's folder and names that file
+in the environment variable ``INSTABNN_BENCH_CASE``; the cocotb side reads it back with :func:`read_case`.
+
+* :func:`run_bench` / :func:`read_case`: the two ends of that hand-over (the RTL parameters go to the simulator as
+  parameters, as usual).
 * :func:`random_pause`: a seeded pause generator for cocotbext-axi sources (idle) and sinks (backpressure).
+* :class:`StreamWatch`: one stream's handshakes and the rule that an offered beat stays offered until taken.
 * :class:`HandshakeMonitor`: records every handshake ``(cycle, tdata)`` of named streams, cycle by cycle, outside
   reset; the scoreboards compare these records (what the DUT actually sampled and sent) with the golden functions.
 * :class:`AxisHarness`: the clock, one or more cocotbext-axi sources and sinks with ``byte_lanes=1`` (one beat =
@@ -22,6 +30,37 @@ from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStream
 
 CLOCK_PERIOD_NS = 10
 CYCLE_TOLERANCE = 0.02
+CASE_ENV = "INSTABNN_BENCH_CASE"
+"""The environment variable naming a bench's case file (see the module docstring)."""
+BLOCKS_DIR = Path(__file__).resolve().parents[1]
+
+
+def bench_module(bench_file: str | Path) -> str:
+    """The import name of a bench file under ``hw/blocks`` (``.../pool/test_pool.py`` ->
+    ``instabnn.hw.blocks.pool.test_pool``): the ``test_module`` cocotb's runner imports in the simulator."""
+    rel = Path(bench_file).resolve().relative_to(BLOCKS_DIR).with_suffix("")
+    return ".".join(("instabnn", "hw", "blocks", *rel.parts))
+
+
+def run_bench(bench_file: str | Path, case: dict, *, sources, toplevel: str, parameters: dict, directory: Path,
+              seed: int, **runner_options):
+    """Build ``toplevel`` with ``parameters`` in ``directory`` and run the ``@cocotb.test()``s of ``bench_file`` (the
+    calling bench's ``__file__``) on it, with ``case`` (JSON-serialisable) for :func:`read_case`. The testbench
+    writes its results into ``directory``. ``runner_options``: the rest of
+    :func:`instabnn.sim.rtl_runner.run_cocotb` (build_args, public_flat_rw, test_args)."""
+    from instabnn.sim.rtl_runner import run_cocotb
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "case.json").write_text(json.dumps(case))
+    return run_cocotb(sources=sources, toplevel=toplevel, test_module=bench_module(bench_file),
+                      parameters=parameters, directory=directory, test_dir=directory,
+                      extra_env={CASE_ENV: str(directory / "case.json")}, seed=seed, **runner_options)
+
+
+def read_case() -> tuple[dict, Path]:
+    """The cocotb side of :func:`run_bench`: the case and the folder the results go to."""
+    return case_from_env(CASE_ENV, "its pytest functions (pytest hw/blocks/<block>)")
 
 
 def random_pause(seed: int, probability: float):
@@ -54,17 +93,62 @@ def write_result(directory: Path, name: str, result: dict):
     (directory / f"result_{name}.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
+class StreamWatch:
+    """One AXI-Stream interface ``<prefix>_tvalid/_tready/_tdata``, sampled at each clock edge by :meth:`sample`:
+    records ``(cycle, tdata)`` of every handshake in ``beats``, and (``check_held``: a DUT's output) checks the rule
+    that an offered beat stays offered, unchanged, until it is taken; each breach is a line in ``violations``. After
+    an edge with reset high the caller sets ``pending`` to None (a reset may withdraw an offered beat)."""
+
+    def __init__(self, dut, prefix: str, check_held: bool = True):
+        self.valid = getattr(dut, f"{prefix}_tvalid")
+        self.ready = getattr(dut, f"{prefix}_tready")
+        self.data = getattr(dut, f"{prefix}_tdata")
+        self.prefix = prefix
+        self.check_held = check_held
+        self.beats: list[tuple[int, int]] = []
+        self.violations: list[str] = []
+        self.pending: int | None = None  # tdata of a beat offered and not taken at the last edge
+
+    def sample(self, cycle: int) -> bool:
+        """Sample the edge ``cycle``; returns whether a handshake happened at it."""
+        valid = bool(self.valid.value)
+        handshake = valid and bool(self.ready.value)
+        if self.check_held:
+            data = int(self.data.value) if valid else None
+            if self.pending is not None and (not valid or data != self.pending):
+                self.violations.append(f"{self.prefix}: cycle {cycle}: beat {self.pending:#x} withdrawn or changed "
+                                       f"before its handshake (tvalid={int(valid)}, tdata={data})")
+            self.pending = None if handshake or not valid else data
+        if handshake:
+            self.beats.append((cycle, int(self.data.value)))
+        return handshake
+
+    def clear(self):
+        self.beats.clear()
+        self.pending = None
+
+
 class HandshakeMonitor:
     """Per clock edge, records ``(cycle, tdata)`` of every stream whose ``tvalid`` and ``tready`` are both high (the
-    handshake happens at that edge). Edges with ``rst`` high are counted but not recorded."""
+    handshake happens at that edge; one :class:`StreamWatch` per stream). Edges with ``rst`` high are counted but
+    not recorded.
 
-    def __init__(self, dut, prefixes: list[str]):
+    The streams in ``held`` (a DUT's outputs) are also checked for the rule that an offered beat stays offered,
+    unchanged, until it is taken. The streams in ``joined`` (inputs a DUT takes together) must all hand over at the
+    same edges. Breaches of either are lines in :attr:`violations`, which outlives :meth:`clear`."""
+
+    def __init__(self, dut, prefixes: list[str], held: tuple[str, ...] = (), joined: tuple[str, ...] = ()):
         self.dut = dut
         self.cycle = 0
-        self.signals = {p: (getattr(dut, f"{p}_tvalid"), getattr(dut, f"{p}_tready"), getattr(dut, f"{p}_tdata"))
-                        for p in prefixes}
-        self.beats: dict[str, list[tuple[int, int]]] = {p: [] for p in prefixes}
+        self.watches = {p: StreamWatch(dut, p, check_held=p in held) for p in prefixes}
+        self.beats: dict[str, list[tuple[int, int]]] = {p: w.beats for p, w in self.watches.items()}
+        self.joined = joined
+        self.join_violations: list[str] = []
         cocotb.start_soon(self._run())
+
+    @property
+    def violations(self) -> list[str]:
+        return [v for w in self.watches.values() for v in w.violations] + self.join_violations
 
     async def _run(self):
         clk, rst = self.dut.clk, self.dut.rst
@@ -72,21 +156,27 @@ class HandshakeMonitor:
             await RisingEdge(clk)
             self.cycle += 1
             if rst.value:
+                for w in self.watches.values():
+                    w.pending = None
                 continue
-            for p, (valid, ready, data) in self.signals.items():
-                if valid.value and ready.value:
-                    self.beats[p].append((self.cycle, int(data.value)))
+            handshakes = {p: w.sample(self.cycle) for p, w in self.watches.items()}
+            if len({handshakes[p] for p in self.joined}) > 1:
+                self.join_violations.append(f"cycle {self.cycle}: "
+                                            + ", ".join(f"{p} handshake {handshakes[p]}" for p in self.joined))
 
     def clear(self):
-        for beats in self.beats.values():
-            beats.clear()
+        for w in self.watches.values():
+            w.clear()
 
 
 class AxisHarness:
     """Clock, sources, sinks and a handshake monitor around a DUT with ``clk``, ``rst`` (synchronous, active high)
-    and AXI-Stream ports ``<prefix>_tdata/_tvalid/_tready``."""
+    and AXI-Stream ports ``<prefix>_tdata/_tvalid/_tready``. ``check_held``: the monitor also checks that every
+    beat the DUT offers on a sink stream stays offered, unchanged, until taken; ``joined_sources``: the DUT takes
+    all its inputs at the same edges (both: :attr:`protocol_violations`)."""
 
-    def __init__(self, dut, sources: list[str], sinks: list[str], drivers_follow_reset: bool = True):
+    def __init__(self, dut, sources: list[str], sinks: list[str], drivers_follow_reset: bool = True,
+                 check_held: bool = False, joined_sources: bool = False):
         self.dut = dut
         reset = dut.rst if drivers_follow_reset else None
         self.sources = {p: AxiStreamSource(AxiStreamBus.from_prefix(dut, p), dut.clk, reset, byte_lanes=1)
@@ -95,7 +185,8 @@ class AxisHarness:
                       for p in sinks}
         for driver in (*self.sources.values(), *self.sinks.values()):
             driver.log.setLevel("WARNING")
-        self.monitor = HandshakeMonitor(dut, sources + sinks)
+        self.monitor = HandshakeMonitor(dut, sources + sinks, held=tuple(sinks) if check_held else (),
+                                        joined=tuple(sources) if joined_sources else ())
         Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns").start()
 
     @property
@@ -104,6 +195,12 @@ class AxisHarness:
 
     def beats(self, prefix: str) -> list[tuple[int, int]]:
         return self.monitor.beats[prefix]
+
+    @property
+    def protocol_violations(self) -> list[str]:
+        """Output beats withdrawn or changed before their handshake (with ``check_held``), inputs taken apart (with
+        ``joined_sources``)."""
+        return self.monitor.violations
 
     def set_idle_backpressure(self, seed: int | None, idle: float = 0.3, backpressure: float = 0.5):
         """Seeded random idle on every source and backpressure on every sink; ``None``: full rate."""

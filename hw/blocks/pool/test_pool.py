@@ -1,14 +1,17 @@
-"""cocotb testbench of the sum-pooling units ``hw/blocks/pool/pool_sum.sv`` (golden
-:func:`instabnn.hw.reference.layers.pool_sum`) and ``hw/blocks/pool/global_sum.sv`` (golden
-:func:`instabnn.hw.reference.layers.global_sum`, the first step of ``Classifier``).
+"""Testbench of the sum-pooling units ``pool_sum.sv`` (K x K windows at stride K; golden
+:func:`instabnn.hw.reference.layers.pool_sum`) and ``global_sum.sv`` (per-channel sums over the frame; golden
+:func:`instabnn.hw.reference.layers.global_sum`, the first step of ``Classifier``): spec and packing, lint, illegal
+parameters, synthesis, cocotb.
 
-The pytest entry ``tests/test_rtl_pool.py`` builds one unit with Verilator for one
-:class:`~instabnn.hw.blocks.pool.spec.PoolSumSpec` or :class:`~instabnn.hw.blocks.pool.spec.GlobalSumSpec`, writes a case
-file with :func:`prepare_case` and runs the cocotb tests below in one simulation; the case file is named by the
-environment variable ``INSTABNN_POOL_CASE``. Both units have the same ports and timing contract, so one testbench
-serves both; only the spec (and through it the golden function and the output frame shape) differs.
+Each simulation case builds one unit with Verilator (cocotb's Python runner) for one
+:class:`~instabnn.hw.blocks.pool.spec.PoolSumSpec` or :class:`~instabnn.hw.blocks.pool.spec.GlobalSumSpec` and runs
+the ``@cocotb.test()``s of this file in one simulation; the case (:func:`make_case`) reaches them through
+:func:`~instabnn.hw.blocks.common.axis_tb.run_bench`. Both units have the same ports and timing contract, so one
+testbench serves both; only the spec (and through it the golden function and the output frame shape) differs. All
+output goes to pytest's tmp directories. The default tier runs two foldings of each unit with tens of frames;
+``-m slow`` sweeps five more of each (random C, PE, H, W, K, input bits) with over 1000 frames per unit.
 
-Tests (each starts with a reset):
+cocotb tests (each starts with a reset):
 
 * ``stream_full_rate``: the source always valid, the sink always ready. Every output equals the reference exactly;
   clocks per frame (input and output side) within 2 % of ``spec.cycles_per_frame`` (``H*W*C/PE``); the input is
@@ -27,18 +30,29 @@ mismatch names the test, frame, output pixel (row, column) and channel with expe
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import zlib
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import cocotb
 from cocotb.triggers import RisingEdge
 
+from instabnn.hw.blocks.common.axis_tb import CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, run_bench
 from instabnn.hw.blocks.pool.spec import GlobalSumSpec, PoolSumSpec, frame_words, frames_from_words
-from instabnn.hw.blocks.common.axis_tb import CYCLE_TOLERANCE, AxisHarness, case_from_env, dut_int
+from instabnn.hw.reference.layers import Classifier, global_sum, pool_sum
+from instabnn.hw.rtl_library import rtl_paths
+from instabnn.sim.rtl_runner import verilator_lint, yosys_synth
 
-CASE_ENV = "INSTABNN_POOL_CASE"
+
+# ----------------------------------------------------------------------------------------------------------------
+# cocotb testbench (runs in the simulator)
+# ----------------------------------------------------------------------------------------------------------------
+
 SPECS = {"pool_sum": PoolSumSpec, "global_sum": GlobalSumSpec}
 
 
@@ -47,14 +61,10 @@ SPECS = {"pool_sum": PoolSumSpec, "global_sum": GlobalSumSpec}
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def prepare_case(spec: PoolSumSpec | GlobalSumSpec, seed: int, n_frames: int, directory: Path) -> dict:
-    """Writes ``case.json`` into ``directory``; returns the extra environment for the runner."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+def make_case(spec: PoolSumSpec | GlobalSumSpec, seed: int, n_frames: int) -> dict:
+    """The case the cocotb side reads (:func:`~instabnn.hw.blocks.common.axis_tb.read_case`)."""
     top = "pool_sum" if isinstance(spec, PoolSumSpec) else "global_sum"
-    case = {"top": top, "spec": asdict(spec), "seed": seed, "n_frames": n_frames}
-    (directory / "case.json").write_text(json.dumps(case, indent=1) + "\n")
-    return {CASE_ENV: str(directory / "case.json")}
+    return {"top": top, "spec": asdict(spec), "seed": seed, "n_frames": n_frames}
 
 
 def random_inputs(rng: np.random.Generator, spec, n: int) -> np.ndarray:
@@ -107,7 +117,7 @@ class TB:
     def __init__(self, dut, test_seed: int, drivers_follow_reset: bool = True):
         self.dut = dut
         self.log = dut._log
-        case, self.case_dir = case_from_env(CASE_ENV, "tests/test_rtl_pool.py")
+        case, self.case_dir = read_case()
         self.top = case["top"]
         self.spec = SPECS[self.top](**case["spec"])
         self.n_frames = int(case["n_frames"])
@@ -300,3 +310,212 @@ async def reset_mid_frame(dut):
     tb.log.info("reset at %d offsets, %d frames after the resets exact", len(delays), checked)
     tb.write_result("reset_mid_frame", {"delays": delays, "frames_checked": checked})
     tb.axis.set_idle_backpressure(None)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# pytest runner (builds the block, runs the testbench above)
+# ----------------------------------------------------------------------------------------------------------------
+
+SOURCES = {"pool_sum": rtl_paths("pool_sum"), "global_sum": rtl_paths("global_sum")}
+
+
+def _top(spec) -> str:
+    return "pool_sum" if isinstance(spec, PoolSumSpec) else "global_sum"
+
+
+FAST_SPECS = [
+    PoolSumSpec(channels=8, pe=4, height=4, width=6, in_bits=8, k=2),
+    PoolSumSpec(channels=4, pe=4, height=8, width=8, in_bits=5, k=4),  # CF = 1: partial sums forwarded
+    GlobalSumSpec(channels=8, pe=4, height=3, width=5, in_bits=8),
+    GlobalSumSpec(channels=3, pe=3, height=4, width=4, in_bits=6),  # CF = 1: partial sums forwarded
+]
+FAST_FRAMES = 12
+
+
+def _sweep_specs(n: int = 5, seed: int = 5) -> list:
+    """Random foldings for the slow sweep (seeded, so the list is stable): C, PE | C, H, W (multiples of K for the
+    window sum), input bits 2 .. 12; plus the sizes of the synthesis reports."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        pe = int(rng.choice([1, 2, 4, 8]))
+        channels, in_bits = pe * int(rng.integers(1, 4)), int(rng.integers(2, 13))
+        k = int(rng.choice([2, 4]))
+        out.append(PoolSumSpec(channels=channels, pe=pe, height=k * int(rng.integers(1, 4)),
+                               width=k * int(rng.integers(1, 4)), in_bits=in_bits, k=k))
+        out.append(GlobalSumSpec(channels=channels, pe=pe, height=int(rng.integers(1, 7)),
+                                 width=int(rng.integers(1, 7)), in_bits=in_bits))
+    return out
+
+
+SLOW_SPECS = _sweep_specs() + [
+    PoolSumSpec(channels=64, pe=16, height=8, width=8, in_bits=8, k=2),
+    GlobalSumSpec(channels=64, pe=16, height=8, width=8, in_bits=8),
+]
+SLOW_FRAMES = 120
+
+LINT_SPECS = FAST_SPECS + [
+    PoolSumSpec(channels=1, pe=1, height=2, width=2, in_bits=2, k=2),
+    PoolSumSpec(channels=64, pe=16, height=32, width=32, in_bits=8, k=2),
+    GlobalSumSpec(channels=1, pe=1, height=1, width=1, in_bits=2),
+    GlobalSumSpec(channels=64, pe=16, height=8, width=8, in_bits=8),
+]
+
+
+def _seed(spec) -> int:
+    return zlib.crc32(spec.name.encode())
+
+
+def run_pool(spec, n_frames: int, directory: Path) -> dict:
+    """Build and simulate one unit; returns the full-rate measurements (plus the frames checked by all tests)."""
+    seed = _seed(spec)
+    case_dir = directory / "case"
+    run_bench(__file__, make_case(spec, seed, n_frames), sources=SOURCES[_top(spec)], toplevel=_top(spec),
+              parameters=spec.rtl_parameters(), directory=case_dir, seed=seed)
+    result = json.loads((case_dir / "result_stream_full_rate.json").read_text())
+    result["frames_checked_all_tests"] = sum(
+        json.loads(p.read_text())["frames_checked"] for p in case_dir.glob("result_*.json"))
+    (directory / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _check_measurements(result: dict):
+    analytic = result["cycles_per_frame_analytic"]
+    assert analytic == result["frame_beats"]
+    assert abs(result["cycles_per_frame_measured"] - analytic) <= 0.02 * analytic
+    assert abs(result["cycles_per_frame_measured_output"] - analytic) <= 0.02 * analytic
+    assert result["latency_measured"] == [result["latency_stated"]]
+
+
+@pytest.mark.parametrize("spec", FAST_SPECS, ids=lambda s: s.name)
+def test_pool_sim(spec, verilator_path, tmp_path):
+    result = run_pool(spec, FAST_FRAMES, tmp_path)
+    _check_measurements(result)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", SLOW_SPECS, ids=lambda s: s.name)
+def test_pool_sim_sweep(spec, verilator_path, tmp_path):
+    result = run_pool(spec, SLOW_FRAMES, tmp_path)
+    _check_measurements(result)
+    assert result["frames_checked_all_tests"] >= 2 * SLOW_FRAMES
+
+
+def test_sweep_is_wide_enough():
+    """The slow sweep covers >= 5 distinct foldings of each unit, both K, >= 1000 frames per unit."""
+    for kind in (PoolSumSpec, GlobalSumSpec):
+        specs = [s for s in SLOW_SPECS if type(s) is kind]
+        assert len(set(specs)) == len(specs) >= 5 and len(specs) * 2 * SLOW_FRAMES >= 1000
+    assert {s.k for s in SLOW_SPECS if isinstance(s, PoolSumSpec)} == {2, 4}
+
+
+def _lint(spec, verilator_path: Path, **overrides) -> subprocess.CompletedProcess:
+    params = {**spec.rtl_parameters(), **overrides}
+    return verilator_lint(SOURCES[_top(spec)], _top(spec), params, verilator_path)
+
+
+@pytest.mark.parametrize("spec", LINT_SPECS, ids=lambda s: s.name)
+def test_pool_lint_clean(spec, verilator_path):
+    proc = _lint(spec, verilator_path)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "%Warning" not in output and "%Error" not in output, output
+
+
+@pytest.mark.parametrize(
+    "spec, overrides, message",
+    [
+        (FAST_SPECS[0], {"PE": 3}, "PE (3) must divide CHANNELS (8)"),
+        (FAST_SPECS[0], {"PE": 0}, "CHANNELS and PE must be >= 1"),
+        (FAST_SPECS[0], {"K": 3}, "K (3) must be 2 or 4"),
+        (FAST_SPECS[0], {"K": 1}, "K (1) must be 2 or 4"),
+        (FAST_SPECS[0], {"WIDTH": 5}, "HEIGHT (4) and WIDTH (5) must be positive multiples of K (2)"),
+        (FAST_SPECS[0], {"HEIGHT": 0}, "must be positive multiples of K"),
+        (FAST_SPECS[0], {"IN_BITS": 1}, "IN_BITS (1) must be in 2 .. 32"),
+        (FAST_SPECS[0], {"IN_BITS": 33}, "IN_BITS (33) must be in 2 .. 32"),
+        (FAST_SPECS[2], {"PE": 3}, "PE (3) must divide CHANNELS (8)"),
+        (FAST_SPECS[2], {"CHANNELS": 0}, "CHANNELS and PE must be >= 1"),
+        (FAST_SPECS[2], {"HEIGHT": 0}, "HEIGHT (0) and WIDTH (5) must be >= 1"),
+        (FAST_SPECS[2], {"IN_BITS": 40}, "IN_BITS (40) must be in 2 .. 32"),
+    ],
+    ids=lambda x: x.name if hasattr(x, "name") else None,
+)
+def test_pool_rejects_illegal_parameters(spec, overrides, message, verilator_path):
+    proc = _lint(spec, verilator_path, **overrides)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+
+
+def test_specs_match_the_reference_and_the_packing():
+    """Widths hold the worst-case sums exactly (and one bit less would not); the stream packing round-trips;
+    completing beats are the last beats of the windows; the global sum is Classifier's first step."""
+    rng = np.random.default_rng(3)
+    for spec in FAST_SPECS + SLOW_SPECS + LINT_SPECS:
+        lo, hi = -(1 << (spec.in_bits - 1)), (1 << (spec.in_bits - 1)) - 1
+        corners = np.stack([np.full((spec.channels, spec.height, spec.width), v) for v in (lo, hi)])
+        s = spec.reference(corners)
+        assert s.shape[1:] == spec.out_shape
+        assert -(1 << (spec.out_bits - 1)) <= s.min() and s.max() < (1 << (spec.out_bits - 1))
+        if spec.out_bits > spec.in_bits:  # tight: the most negative sum needs every bit
+            assert s.min() < -(1 << (spec.out_bits - 2))
+        q = rng.integers(lo, hi + 1, size=(3, spec.channels, spec.height, spec.width))
+        words = frame_words(q, spec.channels, spec.pe, spec.in_bits)
+        assert len(words) == 3 and all(len(w) == spec.frame_beats for w in words)
+        flat = [w for f in words for w in f]
+        assert np.array_equal(frames_from_words(flat, (spec.channels, spec.height, spec.width), spec.pe,
+                                                spec.in_bits), q)
+        # the beat completing each output: every input pixel of that output's windows comes no later
+        comp = spec.completing_beats()
+        assert len(comp) == spec.out_frame_beats and np.all(np.diff(comp) > 0) and comp[-1] == spec.frame_beats - 1
+        assert spec.cycles_per_frame == spec.height * spec.width * spec.channels / spec.pe
+        assert spec.latency == 2
+        if isinstance(spec, PoolSumSpec):
+            assert np.array_equal(spec.reference(q), pool_sum(q, spec.k))
+        else:
+            cls = Classifier(weight=np.eye(spec.channels, dtype=np.int64), shift=np.zeros(spec.channels, np.int64),
+                             bias=np.zeros(spec.channels, np.int64), lsb=1.0)
+            assert np.array_equal(global_sum(q), cls(q))
+            assert np.array_equal(spec.reference(q)[:, :, 0, 0], global_sum(q))
+
+
+def test_specs_refuse_illegal_foldings():
+    with pytest.raises(ValueError, match="PE"):
+        PoolSumSpec(channels=8, pe=3, height=4, width=4, in_bits=8, k=2)
+    with pytest.raises(ValueError, match="k must be"):
+        PoolSumSpec(channels=8, pe=4, height=6, width=6, in_bits=8, k=3)
+    with pytest.raises(ValueError, match="multiples"):
+        PoolSumSpec(channels=8, pe=4, height=4, width=6, in_bits=8, k=4)
+    with pytest.raises(ValueError, match="in_bits"):
+        GlobalSumSpec(channels=8, pe=4, height=4, width=4, in_bits=1)
+    with pytest.raises(ValueError, match="height"):
+        GlobalSumSpec(channels=8, pe=4, height=0, width=4, in_bits=8)
+
+
+needs_yosys = pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys not installed (make setup installs it)")
+
+
+@needs_yosys
+@pytest.mark.parametrize("spec", [FAST_SPECS[0], FAST_SPECS[2]], ids=lambda s: s.name)
+def test_pool_yosys_synth(spec, tmp_path):
+    """Yosys reads and synthesises the RTL (generic synth, small folding)."""
+    log = yosys_synth(SOURCES[_top(spec)], _top(spec), spec.rtl_parameters(), tmp_path / "synth")
+    assert "Number of cells" in log
+
+
+SYNTH_SPECS = [
+    PoolSumSpec(channels=64, pe=16, height=32, width=32, in_bits=8, k=2),
+    GlobalSumSpec(channels=64, pe=16, height=8, width=8, in_bits=8),
+]
+
+
+@pytest.mark.slow
+@needs_yosys
+@pytest.mark.parametrize("spec", SYNTH_SPECS, ids=lambda s: s.name)
+def test_pool_synth_xilinx(spec, tmp_path):
+    """synth_xilinx (xc7) of C = 64, PE = 16: adders and small memories only (no DSP), a few hundred LUTs per
+    16 lanes."""
+    from instabnn.hw.synth import parse_stat
+
+    log = yosys_synth(SOURCES[_top(spec)], _top(spec), spec.rtl_parameters(), tmp_path / "synth", xilinx=True)
+    res = parse_stat(log)
+    (tmp_path / "synth.json").write_text(json.dumps({"spec": spec.name, **res}, indent=2) + "\n")
+    assert res["dsp"] == 0 and 0 < res["lut"] < 3000 and res["ff"] > 0, res

@@ -1,13 +1,14 @@
-"""cocotb testbench of the stream utilities (``hw/blocks/stream/stream_fifo.sv``, ``stream_duplicate.sv``,
-``width_converter.sv``) against ``instabnn.hw.reference.stream``.
+"""Testbench of the stream utilities (``stream_fifo.sv``, ``stream_duplicate.sv``, ``width_converter.sv``) against
+``instabnn.hw.reference.stream``: golden functions, lint, illegal parameters, Yosys synthesis, cocotb simulation.
 
-The pytest entry ``tests/test_rtl_stream_utils.py`` builds one block with Verilator for one shape
-(:class:`StreamFifoShape`, :class:`StreamDuplicateShape` or :class:`WidthConverterShape`), writes a case file with
-:func:`prepare_case` (named by ``INSTABNN_STREAM_CASE``) and runs the cocotb tests below in one simulation. A
-"frame" here is a burst of random length (a multiple of N input beats for an up-converter) of random words; frames
-are sent back to back.
+Each simulation case builds one block with Verilator for one shape (:class:`StreamFifoShape`,
+:class:`StreamDuplicateShape` or :class:`WidthConverterShape`) and runs the ``@cocotb.test()``s of this file in one
+simulation (the case, :func:`make_case`, reaches them through :func:`~instabnn.hw.blocks.common.axis_tb.run_bench`).
+A "frame" here is a burst of random length (a multiple of N input beats for an up-converter) of random words;
+frames are sent back to back. The default tier runs one shape per block (two for the width converter: up and
+down); ``-m slow`` sweeps more shapes with over 1000 frames per block and simulates Yosys netlists.
 
-Tests (each starts with a reset):
+cocotb tests (each starts with a reset):
 
 * ``stream_full_rate``: sources always valid, sinks always ready. Every output stream equals the golden function
   of the input the DUT sampled; the cycles (narrow-side handshakes from first to last) per frame are within 2 % of
@@ -27,37 +28,44 @@ the DUT where exposed and the port widths checked.
 from __future__ import annotations
 
 import json
+import shutil
+import zlib
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import cocotb
 from cocotb.triggers import RisingEdge
 
-from instabnn.hw.reference.stream import convert_width, duplicate, fifo
+from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, run_bench,
+                                               write_result)
 from instabnn.hw.blocks.stream.spec import StreamDuplicateShape, StreamFifoShape, WidthConverterShape
-from instabnn.hw.blocks.common.axis_tb import CYCLE_TOLERANCE, AxisHarness, case_from_env, dut_int, write_result
+from instabnn.hw.packing import pack_words
+from instabnn.hw.reference.stream import convert_width, duplicate, fifo
+from instabnn.hw.rtl_library import rtl_paths
+from instabnn.sim.rtl_runner import VERILATOR_BUILD_ARGS, lint_output_clean, verilator_lint, yosys_synth
 
-CASE_ENV = "INSTABNN_STREAM_CASE"
+
+# ----------------------------------------------------------------------------------------------------------------
+# cocotb testbench (runs in the simulator)
+# ----------------------------------------------------------------------------------------------------------------
+
 SHAPES = {"stream_fifo": StreamFifoShape, "stream_duplicate": StreamDuplicateShape,
           "width_converter": WidthConverterShape}
 
 
-def prepare_case(block: str, shape, seed: int, n_frames: int, max_frame: int, directory: Path) -> tuple[dict, dict]:
-    """Writes ``case.json``; returns ``(rtl_parameters, extra_env)`` for the runner."""
+def make_case(block: str, shape, seed: int, n_frames: int, max_frame: int) -> dict:
+    """The case the cocotb side reads (:func:`~instabnn.hw.blocks.common.axis_tb.read_case`)."""
     if not isinstance(shape, SHAPES[block]):
         raise TypeError(f"{block} takes a {SHAPES[block].__name__}")
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    case = {"block": block, "shape": asdict(shape), "seed": seed, "n_frames": n_frames, "max_frame": max_frame}
-    (directory / "case.json").write_text(json.dumps(case, indent=2) + "\n")
-    return shape.rtl_parameters(), {CASE_ENV: str(directory / "case.json")}
+    return {"block": block, "shape": asdict(shape), "seed": seed, "n_frames": n_frames, "max_frame": max_frame}
 
 
 class TB(AxisHarness):
     def __init__(self, dut, test_seed: int, drivers_follow_reset: bool = True):
-        case, self.case_dir = case_from_env(CASE_ENV, "tests/test_rtl_stream_utils.py")
+        case, self.case_dir = read_case()
         self.block = case["block"]
         self.shape = SHAPES[self.block](**case["shape"])
         self.n_frames = int(case["n_frames"])
@@ -272,3 +280,158 @@ async def reset_mid_stream(dut):
         await tb.idle_cycles(16)
         tb.check_outputs(tag)
     tb.set_idle_backpressure(None)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# pytest runner (builds the block, runs the testbench above)
+# ----------------------------------------------------------------------------------------------------------------
+
+FAST_CASES = [  # (block, shape, frames, max frame length in groups)
+    ("stream_fifo", StreamFifoShape(width=12, depth=5), 24, 12),
+    ("stream_duplicate", StreamDuplicateShape(width=10), 24, 12),
+    ("width_converter", WidthConverterShape(in_width=8, out_width=24), 24, 6),
+    ("width_converter", WidthConverterShape(in_width=32, out_width=8), 24, 6),
+]
+
+SLOW_CASES = [
+    ("stream_fifo", StreamFifoShape(width=1, depth=2), 350, 16),
+    ("stream_fifo", StreamFifoShape(width=72, depth=64), 350, 40),
+    ("stream_fifo", StreamFifoShape(width=33, depth=7), 350, 16),
+    ("stream_duplicate", StreamDuplicateShape(width=1), 500, 16),
+    ("stream_duplicate", StreamDuplicateShape(width=96), 500, 16),
+    ("width_converter", WidthConverterShape(in_width=1, out_width=8), 250, 4),
+    ("width_converter", WidthConverterShape(in_width=8, out_width=1), 250, 4),
+    ("width_converter", WidthConverterShape(in_width=16, out_width=16), 250, 8),
+    ("width_converter", WidthConverterShape(in_width=24, out_width=72), 250, 4),
+    ("width_converter", WidthConverterShape(in_width=96, out_width=32), 250, 4),
+]
+
+LINT_CASES = FAST_CASES + SLOW_CASES + [
+    ("stream_fifo", StreamFifoShape(width=64, depth=1024), 0, 0),
+    ("width_converter", WidthConverterShape(in_width=16, out_width=32), 0, 0),
+    ("width_converter", WidthConverterShape(in_width=2, out_width=1), 0, 0),
+]
+
+
+def _id(case) -> str:
+    return case[1].name
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Golden functions (no simulator)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_convert_width_is_repacking():
+    """A bipolar vector packed in a-bit words and converted to b bits is the same vector packed in b-bit words."""
+    rng = np.random.default_rng(0)
+    x = rng.choice([-1, 1], size=96)
+    for a, b in [(8, 32), (32, 8), (4, 4), (1, 96), (96, 3), (24, 48)]:
+        assert convert_width(pack_words(x, a), a, b) == pack_words(x, b), (a, b)
+    assert convert_width([0x1, 0x2, 0x3, 0x4], 4, 8) == [0x21, 0x43]
+    assert convert_width([0x4321], 16, 4) == [1, 2, 3, 4]
+    assert fifo([3, 1, 2]) == [3, 1, 2] and duplicate([5, 6]) == ([5, 6], [5, 6])
+
+
+def test_convert_width_rejects():
+    with pytest.raises(ValueError):
+        convert_width([1, 2, 3], 8, 16)  # not a whole group
+    with pytest.raises(ValueError):
+        convert_width([1], 6, 4)  # neither divides the other
+    with pytest.raises(ValueError):
+        convert_width([256], 8, 16)  # does not fit
+
+
+def test_shapes():
+    assert StreamFifoShape(8, 512).capacity == 513
+    up, down = WidthConverterShape(8, 32), WidthConverterShape(32, 8)
+    assert (up.ratio, up.group, up.out_beats(8), up.cycles(8), up.latency) == (4, 4, 2, 8, 1)
+    assert (down.ratio, down.group, down.out_beats(2), down.cycles(2), down.latency) == (4, 1, 8, 8, 2)
+    for bad in (lambda: StreamFifoShape(8, 1), lambda: WidthConverterShape(6, 4), lambda: StreamDuplicateShape(0)):
+        with pytest.raises(ValueError):
+            bad()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# RTL
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def run_stream_util(block: str, shape, n_frames: int, max_frame: int, directory: Path,
+                    yosys_netlist: bool = False) -> dict:
+    seed = zlib.crc32(shape.name.encode())
+    case_dir = directory / "case"
+    case = make_case(block, shape, seed, n_frames, max_frame)
+    parameters = shape.rtl_parameters()
+    sources, build_args = rtl_paths(block), VERILATOR_BUILD_ARGS
+    if yosys_netlist:
+        netlist = directory / "netlist.v"
+        yosys_synth(sources, block, parameters, case_dir / "synth", netlist)
+        sources, parameters, build_args = [netlist], {}, VERILATOR_BUILD_ARGS + ["-Wno-UNOPTFLAT"]
+    run_bench(__file__, case, sources=sources, toplevel=block, parameters=parameters, directory=case_dir,
+              seed=seed, build_args=build_args)
+    return json.loads((case_dir / "result_stream_full_rate.json").read_text())
+
+
+def _check_measurements(shape, result: dict):
+    analytic = result["cycles_per_frame_analytic"]
+    assert abs(result["cycles_per_frame_measured"] - analytic) <= 0.02 * analytic
+    assert result["latency_measured"] == [shape.latency]
+
+
+@pytest.mark.parametrize("case", FAST_CASES, ids=_id)
+def test_stream_util_sim(case, verilator_path, tmp_path):
+    block, shape, n_frames, max_frame = case
+    _check_measurements(shape, run_stream_util(block, shape, n_frames, max_frame, tmp_path))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", SLOW_CASES, ids=_id)
+def test_stream_util_sim_sweep(case, verilator_path, tmp_path):
+    block, shape, n_frames, max_frame = case
+    _check_measurements(shape, run_stream_util(block, shape, n_frames, max_frame, tmp_path))
+
+
+@pytest.mark.parametrize("case", LINT_CASES, ids=_id)
+def test_stream_util_lint_clean(case, verilator_path):
+    block, shape = case[:2]
+    ok, output = lint_output_clean(verilator_lint(rtl_paths(block), block, shape.rtl_parameters(),
+                                                  verilator_path))
+    assert ok, output
+
+
+@pytest.mark.parametrize(
+    "block, parameters, message",
+    [
+        ("stream_fifo", {"WIDTH": 8, "DEPTH": 1}, "DEPTH (1) must be >= 2"),
+        ("stream_fifo", {"WIDTH": 0, "DEPTH": 4}, "WIDTH (0) must be >= 1"),
+        ("stream_duplicate", {"WIDTH": 0}, "WIDTH (0) must be >= 1"),
+        ("width_converter", {"IN_W": 8, "OUT_W": 12}, "one of IN_W (8) and OUT_W (12) must divide the other"),
+        ("width_converter", {"IN_W": 0, "OUT_W": 8}, "IN_W (0) and OUT_W (8) must be >= 1"),
+    ],
+)
+def test_stream_util_rejects_illegal_parameters(block, parameters, message, verilator_path):
+    proc = verilator_lint(rtl_paths(block), block, parameters, verilator_path)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+
+
+needs_yosys = pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys not installed (make setup installs it)")
+
+
+@needs_yosys
+@pytest.mark.parametrize("case", FAST_CASES, ids=_id)
+def test_stream_util_yosys_synth(case, tmp_path):
+    """Yosys reads and synthesises the RTL (generic synth)."""
+    block, shape = case[:2]
+    log = yosys_synth(rtl_paths(block), block, shape.rtl_parameters(), tmp_path)
+    assert "Number of cells" in log
+
+
+@pytest.mark.slow
+@needs_yosys
+@pytest.mark.parametrize("case", [FAST_CASES[0], FAST_CASES[1], FAST_CASES[2], FAST_CASES[3]], ids=_id)
+def test_stream_util_yosys_netlist_sim(case, verilator_path, tmp_path):
+    """Yosys reads the RTL as Verilator does: its netlist passes the same cocotb tests, cycle for cycle."""
+    block, shape, n_frames, max_frame = case
+    _check_measurements(shape, run_stream_util(block, shape, n_frames, max_frame, tmp_path, yosys_netlist=True))

@@ -1,10 +1,13 @@
-"""cocotb testbench of ``hw/blocks/binary_mvu/binary_mvu.sv`` against the golden functions of ``instabnn.hw.reference.mvu``.
+"""Testbench of the binary matrix-vector unit (``binary_mvu.sv``) against the golden functions of
+``instabnn.hw.reference.mvu``: lint, synthesis check, cocotb simulation.
 
-The pytest entry ``tests/test_rtl_binary_mvu.py`` builds the unit with Verilator for one :class:`BinaryMvuShape`,
-writes its memory-init files and a case file with :func:`prepare_case`, and runs the cocotb tests below in one
-simulation; the case file is named by the environment variable ``INSTABNN_MVU_CASE``.
+Each simulation case builds the unit with Verilator (cocotb's Python runner) for one :class:`BinaryMvuShape`,
+writes random weights / thresholds as memory-init files (:func:`prepare_case`), and runs the ``@cocotb.test()``s of
+this file in one simulation (the case reaches them through :func:`~instabnn.hw.blocks.common.axis_tb.run_bench`),
+comparing every output with ``instabnn.hw.reference.mvu`` exactly. All output goes to pytest's tmp directories.
+The default tier runs three shapes; ``-m slow`` sweeps more shapes with over 1000 vectors.
 
-Tests (each starts with a reset):
+cocotb tests (each starts with a reset):
 
 * ``stream_full_rate``: source always valid, sink always ready. Every output equals the reference exactly; the
   cycles per vector (steady state, from the input handshakes) are within 2 % of ``(MW/SIMD) * (MH/PE)``; every
@@ -14,42 +17,42 @@ Tests (each starts with a reset):
 * ``reset_mid_vector``: a reset in the middle of a vector (once during the input fold, once after the first output
   beat), then correct operation: no stale beat, every later output exact.
 
-Structure (cocotb's matrix-multiplier example): a cycle monitor records every handshake on both streams with its
-clock cycle; the scoreboard maps output beat ``j`` to (vector ``j // NF``, fold ``j % NF``) and compares its PE
-lanes with the reference, in order. A mismatch names the test, vector index, output channel, expected and got.
-The reference sees the input words as the DUT sampled them (unpacked from the monitored ``s_axis_tdata``).
-Parameters are read back from the DUT (``MW``, ``MH``, ``SIMD``, ``PE``, ``THRESHOLDS``, ``ACC_BITS``, where the
-simulator exposes them, and the port widths) and must agree with the case file.
+Structure (cocotb's matrix-multiplier example): the shared handshake monitor
+(:class:`~instabnn.hw.blocks.common.axis_tb.AxisHarness`) records every handshake on both streams with its clock
+cycle; the scoreboard maps output beat ``j`` to (vector ``j // NF``, fold ``j % NF``) and compares its PE lanes with
+the reference, in order. A mismatch names the test, vector index, output channel, expected and got. The reference
+sees the input words as the DUT sampled them (unpacked from the monitored ``s_axis_tdata``). Parameters are read
+back from the DUT (``MW``, ``MH``, ``SIMD``, ``PE``, ``THRESHOLDS``, ``ACC_BITS``, where the simulator exposes them,
+and the port widths) and must agree with the case file.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import random
+import shutil
+import subprocess
+import zlib
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
-from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
 from instabnn.hw.blocks.binary_mvu.spec import BinaryMvuShape, write_threshold_file, write_weight_file
+from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, run_bench,
+                                               write_result)
 from instabnn.hw.packing import pack_words, unpack_fields, unpack_words
 from instabnn.hw.reference.mvu import binary_matvec, threshold_compare
-
-CASE_ENV = "INSTABNN_MVU_CASE"
-CLOCK_PERIOD_NS = 10
-CYCLE_TOLERANCE = 0.02
+from instabnn.hw.rtl_library import rtl_paths
+from instabnn.sim.rtl_runner import VERILATOR_BUILD_ARGS, verilator_lint, yosys_synth
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Case preparation (runs in pytest, before the simulator starts: the memories are loaded at time 0)
+# cocotb testbench (runs in the simulator)
 # ----------------------------------------------------------------------------------------------------------------
-
 
 def random_thresholds(rng: np.random.Generator, shape: BinaryMvuShape) -> np.ndarray:
     """Thresholds that exercise the compare: mostly inside the accumulator range (integers of both parities and
@@ -64,8 +67,8 @@ def random_thresholds(rng: np.random.Generator, shape: BinaryMvuShape) -> np.nda
 
 
 def prepare_case(shape: BinaryMvuShape, seed: int, n_vectors: int, directory: Path) -> tuple[dict, dict]:
-    """Random weights (and thresholds) for ``shape``; writes the memory files, ``case.npz`` and ``case.json`` into
-    ``directory``. Returns ``(rtl_parameters, extra_env)`` for the runner."""
+    """Random weights (and thresholds) for ``shape``; writes the memory files and ``case.npz`` into
+    ``directory``. Returns ``(rtl_parameters, case)`` for the runner."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -78,8 +81,7 @@ def prepare_case(shape: BinaryMvuShape, seed: int, n_vectors: int, directory: Pa
         thresh_file = write_threshold_file(directory / "thresholds.mem", arrays["thresholds"], shape)
     np.savez(directory / "case.npz", **arrays)
     case = {"shape": asdict(shape), "seed": seed, "n_vectors": n_vectors, "arrays": str(directory / "case.npz")}
-    (directory / "case.json").write_text(json.dumps(case, indent=2) + "\n")
-    return shape.rtl_parameters(weight_file, thresh_file), {CASE_ENV: str(directory / "case.json")}
+    return shape.rtl_parameters(weight_file, thresh_file), case
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -87,104 +89,32 @@ def prepare_case(shape: BinaryMvuShape, seed: int, n_vectors: int, directory: Pa
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _dut_int(dut, name: str) -> int | None:
-    """A parameter read back from the DUT, or None where the simulator does not expose it."""
-    try:
-        return int(getattr(dut, name).value)
-    except (AttributeError, TypeError, ValueError):
-        return None
-
-
-def random_pause(seed: int, probability: float):
-    """Seeded pause generator: True (pause) with the given probability each cycle, in random-length runs."""
-    rnd = random.Random(seed)
-    while True:
-        run = rnd.randint(1, 4)
-        pause = rnd.random() < probability
-        for _ in range(run):
-            yield pause
-
-
-class TB:
+class TB(AxisHarness):
     def __init__(self, dut, test_seed: int, drivers_follow_reset: bool = True):
-        self.dut = dut
-        self.log = dut._log
-        case_path = os.environ.get(CASE_ENV)
-        if not case_path:
-            raise RuntimeError(f"{CASE_ENV} is not set: run this testbench through tests/test_rtl_binary_mvu.py")
-        case = json.loads(Path(case_path).read_text())
+        case, self.case_dir = read_case()
         self.shape = BinaryMvuShape(**case["shape"])
-        self.case_dir = Path(case_path).parent
         self.n_vectors = int(case["n_vectors"])
         arrays = np.load(case["arrays"])
         self.weights = arrays["weights"].astype(np.int64)
         self.thresholds = arrays["thresholds"] if self.shape.thresholds else None
         self.rng = np.random.default_rng([int(case["seed"]), test_seed])
-        self._check_parameters()
-
         # drivers_follow_reset=False: the source keeps driving through a reset (tvalid may be high at the reset edge)
-        reset = dut.rst if drivers_follow_reset else None
-        self.source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.clk, reset, byte_lanes=1)
-        self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.clk, reset, byte_lanes=1)
-        for name in ("source", "sink"):
-            logger = getattr(self, name).log
-            logger.setLevel("WARNING")
-
-        # monitor records: (cycle, tdata) of every handshake, since the last clear
-        self.cycle = 0
-        self.in_beats: list[tuple[int, int]] = []
-        self.out_beats: list[tuple[int, int]] = []
-        cocotb.start_soon(self._monitor())
-        Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns").start()
+        super().__init__(dut, ["s_axis"], ["m_axis"], drivers_follow_reset)
+        self.log = dut._log
+        self._check_parameters()
 
     def _check_parameters(self):
         s, dut = self.shape, self.dut
         expected = {
             "MW": s.mw, "MH": s.mh, "SIMD": s.simd, "PE": s.pe, "THRESHOLDS": s.thresholds, "ACC_BITS": s.acc_bits
         }
-        read = {name: _dut_int(dut, name) for name in expected}
+        read = {name: dut_int(dut, name) for name in expected}
         self.log.info("DUT parameters %s (None: not exposed by the simulator)", read)
         for name, value in read.items():
             assert value is None or value == expected[name], f"DUT {name}={value}, case file says {expected[name]}"
         for port, width in (("s_axis_tdata", s.in_width), ("m_axis_tdata", s.out_width)):
             got = len(getattr(dut, port))
             assert got == width, f"{port} is {got} bits, expected {width}"
-
-    async def _monitor(self):
-        dut = self.dut
-        while True:
-            await RisingEdge(dut.clk)
-            self.cycle += 1
-            if dut.rst.value:
-                continue
-            if dut.s_axis_tvalid.value and dut.s_axis_tready.value:
-                self.in_beats.append((self.cycle, int(dut.s_axis_tdata.value)))
-            if dut.m_axis_tvalid.value and dut.m_axis_tready.value:
-                self.out_beats.append((self.cycle, int(dut.m_axis_tdata.value)))
-
-    def clear_records(self):
-        self.in_beats.clear()
-        self.out_beats.clear()
-
-    def set_idle_backpressure(self, seed: int | None, idle: float = 0.3, backpressure: float = 0.5):
-        if seed is None:
-            self.source.clear_pause_generator()
-            self.sink.clear_pause_generator()
-            self.source.pause = False
-            self.sink.pause = False
-        else:
-            self.source.set_pause_generator(random_pause(seed, idle))
-            self.sink.set_pause_generator(random_pause(seed + 1, backpressure))
-
-    async def reset(self, cycles: int = 3):
-        """Hold rst high for ``cycles`` clock edges. Returns right after the last reset edge, with the records
-        cleared: the next edge is the first one at which the DUT (and the monitor) may see a handshake."""
-        self.dut.rst.value = 1
-        for _ in range(cycles):
-            await RisingEdge(self.dut.clk)
-        self.dut.rst.value = 0
-        self.sink.clear()
-        self.clear_records()
 
     def random_vectors(self, n: int) -> np.ndarray:
         """``n`` bipolar input vectors; the first ones hit the ends of the accumulator range."""
@@ -194,17 +124,9 @@ class TB:
             x[i + 1] = v  # vector 0 stays random (the latency check wants an ordinary one)
         return x.astype(np.int64)
 
-    async def send(self, vectors: np.ndarray):
+    async def send_vectors(self, vectors: np.ndarray):
         for v in vectors:
-            await self.source.send(AxiStreamFrame(pack_words(v, self.shape.simd)))
-
-    async def wait_outputs(self, n_beats: int, timeout_cycles: int):
-        start = self.cycle
-        while len(self.out_beats) < n_beats:
-            assert self.cycle - start < timeout_cycles, (
-                f"timeout: {len(self.out_beats)} of {n_beats} output beats after {timeout_cycles} cycles"
-            )
-            await RisingEdge(self.dut.clk)
+            await self.send("s_axis", pack_words(v, self.shape.simd))
 
     def expected(self, vectors: np.ndarray) -> np.ndarray:
         acc = binary_matvec(self.weights, vectors)
@@ -213,15 +135,16 @@ class TB:
     def check_outputs(self, tag: str, n_vectors: int):
         """Scoreboard: the recorded input words (as the DUT sampled them) against the recorded output beats."""
         s = self.shape
-        for what, beats, per_vector in (("input", self.in_beats, s.sf), ("output", self.out_beats, s.nf)):
+        in_beats, out_beats = self.beats("s_axis"), self.beats("m_axis")
+        for what, beats, per_vector in (("input", in_beats, s.sf), ("output", out_beats, s.nf)):
             assert len(beats) == n_vectors * per_vector, (
                 f"{tag}: {len(beats)} {what} beats, expected {n_vectors * per_vector}"
             )
-        words = [w for _, w in self.in_beats]
+        words = [w for _, w in in_beats]
         sampled = np.stack([unpack_words(words[v * s.sf : (v + 1) * s.sf], s.simd) for v in range(n_vectors)])
         expected = self.expected(sampled)
         got = np.empty_like(expected)
-        for j, (_, tdata) in enumerate(self.out_beats):
+        for j, (_, tdata) in enumerate(out_beats):
             v, nf = divmod(j, s.nf)
             got[v, nf * s.pe : (nf + 1) * s.pe] = unpack_fields(tdata, s.out_lane_bits, s.pe, signed=not s.thresholds)
         bad = np.argwhere(got != expected)
@@ -233,10 +156,6 @@ class TB:
         )
         return sampled
 
-    def write_result(self, name: str, result: dict):
-        path = self.case_dir / f"result_{name}.json"
-        path.write_text(json.dumps(result, indent=2) + "\n")
-
 
 @cocotb.test()
 async def stream_full_rate(dut):
@@ -247,12 +166,12 @@ async def stream_full_rate(dut):
     await tb.reset()
     n = max(tb.n_vectors, 3)
     vectors = tb.random_vectors(n)
-    await tb.send(vectors)  # all queued: the source stays valid from the first beat to the last
-    await tb.wait_outputs(n * s.nf, timeout_cycles=n * s.cycles_per_vector * 2 + 100)
+    await tb.send_vectors(vectors)  # all queued: the source stays valid from the first beat to the last
+    await tb.wait_beats("m_axis", n * s.nf, timeout_cycles=n * s.cycles_per_vector * 2 + 100)
     tb.check_outputs("stream_full_rate", n)
 
-    in_cycles = [c for c, _ in tb.in_beats]
-    out_cycles = [c for c, _ in tb.out_beats]
+    in_cycles = [c for c, _ in tb.beats("s_axis")]
+    out_cycles = [c for c, _ in tb.beats("m_axis")]
     starts = in_cycles[:: s.sf]
     periods = np.diff(starts)
     measured = (starts[-1] - starts[0]) / (n - 1)
@@ -267,7 +186,8 @@ async def stream_full_rate(dut):
         "latency %s, stated %d",
         measured, periods.min(), periods.max(), out_measured, analytic, sorted(set(latencies)), s.latency,
     )
-    tb.write_result(
+    write_result(
+        tb.case_dir,
         "stream_full_rate",
         {
             "shape": asdict(s),
@@ -296,15 +216,15 @@ async def stream_idle_backpressure(dut):
     tb.set_idle_backpressure(seed=int(tb.rng.integers(1 << 30)))
     n = tb.n_vectors
     vectors = tb.random_vectors(n)
-    await tb.send(vectors)
-    await tb.wait_outputs(n * s.nf, timeout_cycles=n * (s.cycles_per_vector + s.sf + s.nf) * 8 + 200)
+    await tb.send_vectors(vectors)
+    await tb.wait_beats("m_axis", n * s.nf, timeout_cycles=n * (s.cycles_per_vector + s.sf + s.nf) * 8 + 200)
     for _ in range(3 * s.latency):  # nothing extra comes out
         await RisingEdge(dut.clk)
     sampled = tb.check_outputs("stream_idle_backpressure", n)
     assert np.array_equal(sampled, vectors), "the monitored input differs from what the source sent"
-    cycles = tb.out_beats[-1][0] - tb.in_beats[0][0] + 1
+    cycles = tb.beats("m_axis")[-1][0] - tb.beats("s_axis")[0][0] + 1
     tb.log.info("%d vectors in %d cycles with idle and backpressure (%.2f per vector)", n, cycles, cycles / n)
-    tb.write_result("stream_idle_backpressure", {"n_vectors": n, "total_cycles": cycles})
+    write_result(tb.case_dir, "stream_idle_backpressure", {"n_vectors": n, "total_cycles": cycles})
     tb.set_idle_backpressure(None)
 
 
@@ -327,27 +247,27 @@ async def reset_mid_vector(dut):
         await tb.reset()
         if i % 2:
             tb.set_idle_backpressure(seed=int(tb.rng.integers(1 << 30)))
-        await tb.send(tb.random_vectors(3))
-        while not tb.in_beats:
+        await tb.send_vectors(tb.random_vectors(3))
+        while not tb.beats("s_axis"):
             await RisingEdge(dut.clk)
         for _ in range(delay):
             await RisingEdge(dut.clk)
-        seen = (len(tb.in_beats), len(tb.out_beats))
+        seen = (len(tb.beats("s_axis")), len(tb.beats("m_axis")))
         await tb.reset(cycles=1)  # a single-cycle reset must be enough
         await RisingEdge(dut.clk)  # values seen at this edge are the state the reset left
         assert not dut.m_axis_tvalid.value, f"{tag}: m_axis_tvalid high right after reset"
         # the rest of the interrupted stream is the start of new vectors: complete the last one, then more
-        await tb.source.wait()  # returns at the clock edge that accepted the last beat
+        await tb.sources["s_axis"].wait()  # returns at the clock edge that accepted the last beat
         await RisingEdge(dut.clk)
-        pad = (-len(tb.in_beats)) % s.sf
+        pad = (-len(tb.beats("s_axis"))) % s.sf
         if pad:
-            await tb.source.send(AxiStreamFrame(pack_words(tb.random_vectors(1)[0][: pad * s.simd], s.simd)))
-        await tb.send(tb.random_vectors(tb.n_vectors // 2 if delay == delays[-1] else 2))
-        await tb.source.wait()
+            await tb.send("s_axis", pack_words(tb.random_vectors(1)[0][: pad * s.simd], s.simd))
+        await tb.send_vectors(tb.random_vectors(tb.n_vectors // 2 if delay == delays[-1] else 2))
+        await tb.sources["s_axis"].wait()
         await RisingEdge(dut.clk)
-        assert len(tb.in_beats) % s.sf == 0, f"{tag}: {len(tb.in_beats)} input beats after the reset"
-        total = len(tb.in_beats) // s.sf
-        await tb.wait_outputs(total * s.nf, timeout_cycles=total * (s.cycles_per_vector + s.sf + s.nf) * 8 + 200)
+        assert len(tb.beats("s_axis")) % s.sf == 0, f"{tag}: {len(tb.beats('s_axis'))} input beats after the reset"
+        total = len(tb.beats("s_axis")) // s.sf
+        await tb.wait_beats("m_axis", total * s.nf, timeout_cycles=total * (s.cycles_per_vector + s.sf + s.nf) * 8 + 200)
         for _ in range(2 * s.latency):  # nothing extra comes out
             await RisingEdge(dut.clk)
         tb.check_outputs(tag, total)
@@ -355,3 +275,122 @@ async def reset_mid_vector(dut):
         checked += total
     tb.log.info("reset at %d offsets, %d vectors after the resets exact", len(delays), checked)
     tb.set_idle_backpressure(None)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# pytest runner (builds the block, runs the testbench above)
+# ----------------------------------------------------------------------------------------------------------------
+
+SOURCES = rtl_paths("binary_mvu")
+TOPLEVEL = "binary_mvu"
+
+FAST_SHAPES = [
+    BinaryMvuShape(mw=18, mh=4, simd=9, pe=2, thresholds=0),
+    BinaryMvuShape(mw=64, mh=8, simd=16, pe=4, thresholds=1),
+    BinaryMvuShape(mw=288, mh=16, simd=32, pe=8, thresholds=0),  # 80-bit m_axis_tdata
+]
+FAST_VECTORS = 32
+
+SLOW_SHAPES = [
+    BinaryMvuShape(mw=1, mh=1, simd=1, pe=1, thresholds=1),  # degenerate: SF = NF = 1, one-bit everything
+    BinaryMvuShape(mw=16, mh=4, simd=16, pe=4, thresholds=0),  # SF = NF = 1: one beat in, one beat out
+    BinaryMvuShape(mw=7, mh=3, simd=1, pe=1, thresholds=0),  # SIMD = PE = 1, odd MW
+    BinaryMvuShape(mw=27, mh=6, simd=9, pe=3, thresholds=1),  # 3x3x3 convolution, non-power-of-two folds
+    BinaryMvuShape(mw=100, mh=5, simd=4, pe=5, thresholds=0),  # NF = 1, SF = 25
+    BinaryMvuShape(mw=288, mh=16, simd=32, pe=8, thresholds=1),
+    BinaryMvuShape(mw=576, mh=64, simd=64, pe=16, thresholds=1),  # 3x3x64 convolution, 64-bit s_axis_tdata
+]
+SLOW_VECTORS = 200
+
+LINT_SHAPES = FAST_SHAPES + SLOW_SHAPES
+
+def _seed(shape: BinaryMvuShape) -> int:
+    return zlib.crc32(shape.name.encode())
+
+
+def run_binary_mvu(
+    shape: BinaryMvuShape, n_vectors: int, directory: Path, seed: int | None = None, yosys_netlist: bool = False
+) -> dict:
+    """Build and simulate one shape (the RTL, or its Yosys netlist); returns the full-rate measurements the
+    testbench wrote."""
+    seed = _seed(shape) if seed is None else seed
+    case_dir = directory / "case"
+    parameters, case = prepare_case(shape, seed, n_vectors, case_dir)
+    sources, build_args = SOURCES, VERILATOR_BUILD_ARGS
+    if yosys_netlist:
+        netlist = directory / "netlist.v"
+        yosys_synth(SOURCES, TOPLEVEL, parameters, case_dir / "synth", netlist)
+        # parameters and weights are baked in; a bit-level netlist has false combinational loops for Verilator
+        sources, parameters, build_args = [netlist], {}, VERILATOR_BUILD_ARGS + ["-Wno-UNOPTFLAT"]
+    run_bench(__file__, case, sources=sources, toplevel=TOPLEVEL, parameters=parameters, directory=case_dir,
+              seed=seed, build_args=build_args)
+    return json.loads((case_dir / "result_stream_full_rate.json").read_text())
+
+
+def _check_measurements(shape: BinaryMvuShape, result: dict):
+    analytic = shape.cycles_per_vector
+    assert result["cycles_per_vector_analytic"] == analytic
+    assert abs(result["cycles_per_vector_measured"] - analytic) <= 0.02 * analytic
+    assert result["latency_measured"] == [shape.latency]
+
+
+@pytest.mark.parametrize("shape", FAST_SHAPES, ids=lambda s: s.name)
+def test_binary_mvu_sim(shape, verilator_path, tmp_path):
+    result = run_binary_mvu(shape, FAST_VECTORS, tmp_path)
+    _check_measurements(shape, result)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", SLOW_SHAPES, ids=lambda s: s.name)
+def test_binary_mvu_sim_sweep(shape, verilator_path, tmp_path):
+    result = run_binary_mvu(shape, SLOW_VECTORS, tmp_path)
+    _check_measurements(shape, result)
+
+
+def _lint(shape: BinaryMvuShape, verilator_path: Path, **overrides) -> subprocess.CompletedProcess:
+    params = shape.rtl_parameters("weights.mem", "thresholds.mem")  # lint does not read the files
+    params.update(overrides)
+    return verilator_lint(SOURCES, TOPLEVEL, params, verilator_path)
+
+
+@pytest.mark.parametrize("shape", LINT_SHAPES, ids=lambda s: s.name)
+def test_binary_mvu_lint_clean(shape, verilator_path):
+    proc = _lint(shape, verilator_path)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "%Warning" not in output and "%Error" not in output, output
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"SIMD": 4}, "SIMD (4) must divide MW (18)"),
+        ({"PE": 3}, "PE (3) must divide MH (4)"),
+        ({"THRESHOLDS": 2}, "THRESHOLDS (2) must be 0 or 1"),
+        ({"WEIGHT_FILE": '""'}, "WEIGHT_FILE must name"),
+    ],
+)
+def test_binary_mvu_rejects_illegal_parameters(overrides, message, verilator_path):
+    proc = _lint(FAST_SHAPES[0], verilator_path, **overrides)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+
+
+needs_yosys = pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys not installed (make setup installs it)")
+
+
+@needs_yosys
+def test_binary_mvu_yosys_synth(tmp_path):
+    """Yosys reads and synthesises the RTL (generic synth; memories initialised from generated files)."""
+    shape = FAST_SHAPES[1]
+    parameters, _ = prepare_case(shape, 0, 1, tmp_path)
+    log = yosys_synth(SOURCES, TOPLEVEL, parameters, tmp_path / "synth")
+    assert "Number of cells" in log
+
+
+@pytest.mark.slow
+@needs_yosys
+@pytest.mark.parametrize("shape", [FAST_SHAPES[0], SLOW_SHAPES[3]], ids=lambda s: s.name)
+def test_binary_mvu_yosys_netlist_sim(shape, verilator_path, tmp_path):
+    """Yosys reads the RTL as Verilator does: its synthesised netlist passes the same cocotb tests, cycle for cycle."""
+    result = run_binary_mvu(shape, FAST_VECTORS, tmp_path, yosys_netlist=True)
+    _check_measurements(shape, result)
