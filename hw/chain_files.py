@@ -3,7 +3,7 @@ compiler (:mod:`instabnn.hw.compile_chain`) shares with the tests (the flatten p
 weights into FINN stream order).
 
 * :class:`MaxPoolBitsSpec`: OR of K x K windows at stride K of a bit frame (golden: the pool of
-  :class:`instabnn.hw.reference.network.ChainStage`; rows and columns past ``(H // K) * K`` are cropped)::
+  :class:`instabnn.contract.network.ChainStage`; rows and columns past ``(H // K) * K`` are cropped)::
 
       b[f, c, oy, ox] = max_{ky, kx < K} a[f, c, K oy + ky, K ox + kx]
 

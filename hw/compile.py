@@ -59,9 +59,9 @@ from instabnn.hw.blocks.insta_threshold.spec import InstaThresholdSpec, write_co
 from instabnn.hw.blocks.binary_mvu.spec import BinaryMvuShape, write_weight_file
 from instabnn.hw.blocks.int_mvu.spec import IntMvuShape, write_int_weight_file
 from instabnn.hw.blocks.pool.spec import GlobalSumSpec, PoolSumSpec
-from instabnn.hw.reference.fixed_point import signed_bits
-from instabnn.hw.reference.insta import InstaThConstants
-from instabnn.hw.reference.window import conv_weight_matrix
+from instabnn.contract.fixed_point import signed_bits
+from instabnn.contract.insta import InstaThConstants
+from instabnn.contract.window import conv_weight_matrix
 from instabnn.hw.blocks.residual_tail.spec import ResidualTailSpec
 from instabnn.hw.blocks.residual_tail.spec import write_const_file as write_tail_file
 from instabnn.hw.rtl_library import LIBRARY_DIR, library_file, rtl_sources

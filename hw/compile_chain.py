@@ -35,8 +35,8 @@ from instabnn.hw.blocks.channel_affine.spec import write_const_file as write_aff
 from instabnn.hw.chain_files import MaxPoolBitsSpec, stream_order_columns
 from instabnn.hw.blocks.binary_mvu.spec import BinaryMvuShape, write_threshold_file, write_weight_file
 from instabnn.hw.blocks.int_mvu.spec import IntMvuShape, write_int_weight_file
-from instabnn.hw.reference.fixed_point import signed_bits
-from instabnn.hw.reference.window import conv_weight_matrix
+from instabnn.contract.fixed_point import signed_bits
+from instabnn.contract.window import conv_weight_matrix
 from instabnn.hw.blocks.sliding_window.spec import SlidingWindowShape
 
 __all__ = ["ChainEmitters"]

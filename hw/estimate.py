@@ -41,7 +41,7 @@ def multiplier_dsp(a_bits: int, b_bits: int) -> int:
 
 def _sequencer(p: dict, input_bits: int, pixels: int) -> dict:
     """``moment_poly``'s multiplier (coefficient x power-sum limb) and the power sums' squares and cubes."""
-    from instabnn.hw.reference.insta import power_sum_bits
+    from instabnn.contract.insta import power_sum_bits
 
     pw, limbs, pe = max(power_sum_bits(input_bits, pixels)), int(p.get("LIMBS", 1)), p["PE"]
     cw = max(p[f"COEFF_BITS_{j}"] for j in (1, 2, 3))

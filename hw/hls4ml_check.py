@@ -202,7 +202,7 @@ def binary_trace(hls_model, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
 
 def reference_logits(net, x: np.ndarray, trace: dict | None = None) -> np.ndarray:
     """Real logits of the project's integer reference: integers times their scale."""
-    from instabnn.hw.reference.network import BinaryChainNetwork
+    from instabnn.contract.network import BinaryChainNetwork
 
     ints = net.run(net.quantize_input(x), trace)
     scale = 2.0 ** -net.logits.frac if isinstance(net, BinaryChainNetwork) else net.classifier.lsb
@@ -222,7 +222,7 @@ def float_logits(model_path: Path, x: np.ndarray) -> np.ndarray:
 
 def _reference_bits(net, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """The reference's binary activations in order (bits 0/1), for a plain W1A1 chain."""
-    from instabnn.hw.reference.network import BinaryChainNetwork
+    from instabnn.contract.network import BinaryChainNetwork
 
     if not isinstance(net, BinaryChainNetwork):
         return []

@@ -2,7 +2,7 @@
 
 ``python -m instabnn.hw.lower model.onnx`` (``make lower``) reads the graph the exporter writes
 (:mod:`instabnn.model.export`), recognises each hardware layer by its node pattern, fixes its constants with the
-functions of :mod:`instabnn.hw.reference.layers` (the same ones the hardware-exact PyTorch mode uses), and writes
+functions of :mod:`instabnn.contract.layers` (the same ones the hardware-exact PyTorch mode uses), and writes
 ``lowered.json`` / ``lowered.md``: per layer the formats, accumulator widths, parameter memory in bits, and the
 agreement of the integer network with the float graph (sign agreement per binarizer, top-1 agreement).
 
@@ -36,11 +36,11 @@ import numpy as np
 
 from qonnx.transformation.base import Transformation
 
-from instabnn.hw.reference import layers as L
-from instabnn.hw.reference.fixed_point import signed_bits
-from instabnn.hw.reference.insta import (InstaThConstants, insta_th_constants, power_sum_bits,
+from instabnn.contract import layers as L
+from instabnn.contract.fixed_point import signed_bits
+from instabnn.contract.insta import (InstaThConstants, insta_th_constants, power_sum_bits,
                                          static_threshold_constants)
-from instabnn.hw.reference.network import Block, IntegerNetwork, Shortcut
+from instabnn.contract.network import Block, IntegerNetwork, Shortcut
 
 
 class LoweringError(ValueError):
@@ -408,7 +408,7 @@ def lower_chain(model):
     layers each followed by BatchNormalization -> BipolarQuant [-> MaxPool], the last by an affine map."""
     from qonnx.transformation.infer_shapes import InferShapes
 
-    from instabnn.hw.reference.network import BinaryChainNetwork, ChainStage
+    from instabnn.contract.network import BinaryChainNetwork, ChainStage
 
     model = model.transform(InferShapes())
     r = GraphReader(model)
@@ -786,7 +786,7 @@ def to_onnx(net: IntegerNetwork, input_shape: tuple[int, int, int]):
     from onnx import TensorProto, helper, numpy_helper
 
     from instabnn.hw import ops
-    from instabnn.hw.reference.network import BinaryChainNetwork
+    from instabnn.contract.network import BinaryChainNetwork
 
     nodes, inits, infos = [], [], []
     shapes: dict[str, tuple] = {}
@@ -910,7 +910,7 @@ def _threshold_widths(unit) -> dict:
 
 def layer_table(net) -> list[dict]:
     """Per hardware layer: formats, accumulator widths and parameter memory in bits."""
-    from instabnn.hw.reference.network import BinaryChainNetwork
+    from instabnn.contract.network import BinaryChainNetwork
 
     rows = []
     if isinstance(net, BinaryChainNetwork):
@@ -1052,7 +1052,7 @@ def main(argv=None) -> int:
         print(f"instabnn-lower: error: {e}", file=sys.stderr)
         return 2
     lowered = to_onnx(net, images.shape[1:])  # (a plain W1A1 network: its graph starts after preprocessing)
-    from instabnn.hw.reference.network import BinaryChainNetwork
+    from instabnn.contract.network import BinaryChainNetwork
 
     if isinstance(net, BinaryChainNetwork):
         report["finn_crosscheck"] = finn_crosscheck(read_graph(args.model), net)

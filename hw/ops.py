@@ -1,6 +1,6 @@
 """FINN hardware custom ops of the lowered graph, in the project's ONNX domain ``instabnn.hw.ops``.
 
-Each node is one hardware layer of the arithmetic contract (:mod:`instabnn.hw.reference.layers`); its
+Each node is one hardware layer of the arithmetic contract (:mod:`instabnn.contract.layers`); its
 ``execute_node`` rebuilds the layer's fixed constants from the node and calls the contract's function, so executing
 the lowered graph with qonnx (``execute_onnx``) *is* the golden reference. The classes subclass FINN's
 ``HWCustomOp`` (shapes, stream widths, expected cycles at the folding in the node's ``PE`` / ``SIMD``).
@@ -28,9 +28,9 @@ import numpy as np
 from finn.custom_op.fpgadataflow.hwcustomop import HWCustomOp
 from qonnx.core.datatype import DataType
 
-from instabnn.hw.reference import layers as L
-from instabnn.hw.reference import network as N
-from instabnn.hw.reference.insta import InstaThConstants
+from instabnn.contract import layers as L
+from instabnn.contract import network as N
+from instabnn.contract.insta import InstaThConstants
 
 DOMAIN = "instabnn.hw.ops"
 
@@ -296,7 +296,7 @@ class Classifier(InstaHwOp):
 
 
 class ChainLayer(InstaHwOp):
-    """A plain W1A1 layer (:class:`~instabnn.hw.reference.network.ChainStage`); scalar ``integer_input`` marks the
+    """A plain W1A1 layer (:class:`~instabnn.contract.network.ChainStage`); scalar ``integer_input`` marks the
     first layer of an integer-input network. A matrix unit: SIMD input elements (dividing the input channels) x PE
     output channels per beat."""
 

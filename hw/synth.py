@@ -35,9 +35,9 @@ from instabnn.hw.blocks.int_mvu.spec import IntMvuShape, write_bias_file, write_
 from instabnn.hw.blocks.pool.spec import GlobalSumSpec, PoolSumSpec
 from instabnn.hw.blocks.sliding_window.spec import SlidingWindowShape
 from instabnn.hw.blocks.stream.spec import StreamDuplicateShape, StreamFifoShape, WidthConverterShape
-from instabnn.hw.reference.insta import InstaThConstants, insta_th_constants, static_threshold_constants
-from instabnn.hw.reference.fixed_point import signed_bits
-from instabnn.hw.reference.layers import ResidualActivation, residual_activation
+from instabnn.contract.insta import InstaThConstants, insta_th_constants, static_threshold_constants
+from instabnn.contract.fixed_point import signed_bits
+from instabnn.contract.layers import ResidualActivation, residual_activation
 from instabnn.hw.blocks.residual_tail.spec import ResidualTailSpec
 from instabnn.hw.blocks.residual_tail.spec import write_const_file as write_residual_const_file
 from instabnn.hw.blocks.insta_tail.spec import InstaTailSpec

@@ -1,8 +1,8 @@
 """Hardware-exact mode of the PyTorch model: the same fixed-point constants and rounding as the accelerator.
 
 :func:`integer_network` fixes the constants of every layer from the PyTorch modules with the functions of the
-arithmetic contract (:mod:`instabnn.hw.reference.layers`, ``docs/arithmetic.md``), the same functions the
-lowering of the exported QONNX graph uses; the resulting :class:`~instabnn.hw.reference.network.IntegerNetwork`
+arithmetic contract (:mod:`instabnn.contract.layers`, ``docs/arithmetic.md``), the same functions the
+lowering of the exported QONNX graph uses; the resulting :class:`~instabnn.contract.network.IntegerNetwork`
 computes the integers the hardware computes. :class:`HardwareExact` wraps a model so that its forward values are
 exactly those integers (times their scales), layer by layer, while gradients flow through the float layers
 (straight-through per block): fine-tuning in this mode trains what the board will run.
@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from instabnn.hw.reference import layers as L
-from instabnn.hw.reference.insta import insta_th_constants, static_threshold_constants
-from instabnn.hw.reference.network import Block, IntegerNetwork, Shortcut
+from instabnn.contract import layers as L
+from instabnn.contract.insta import insta_th_constants, static_threshold_constants
+from instabnn.contract.network import Block, IntegerNetwork, Shortcut
 from instabnn.model import modules as M
 from instabnn.model.networks import BinaryConvBlock, InstaBnn
 

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from instabnn.hw.blocks.common import memfile
-from instabnn.hw.packing import pack_fields
+from instabnn.contract.packing import pack_fields
 from instabnn.model import arguments
 
 BUILD_FLAGS = ["--x-assign", "unique", "--x-initial", "unique", "-CFLAGS", "-O1", "--output-split", "0",
@@ -97,7 +97,7 @@ def lowered_model(m: dict, rtl_dir: Path):
 
 def images_for(data: str, n: int | None, model, shape, data_dir: str | None, seed: int = 0):
     """(integer images q0 (N, C, H, W), labels or None, description)."""
-    from instabnn.hw.reference.layers import quantize_int
+    from instabnn.contract.layers import quantize_int
 
     props = {p.key: p.value for p in model.model.metadata_props}
     exp, bits = int(props["instabnn.input_exp"]), int(props["instabnn.input_bits"])

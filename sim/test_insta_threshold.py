@@ -1,4 +1,4 @@
-"""cocotb testbench of ``hw/blocks/insta_threshold/insta_threshold.sv`` against the golden function ``instabnn.hw.reference.insta``.
+"""cocotb testbench of ``hw/blocks/insta_threshold/insta_threshold.sv`` against the golden function ``instabnn.contract.insta``.
 
 The pytest entry ``tests/test_rtl_insta_threshold.py`` builds the unit with Verilator for one
 :class:`~instabnn.hw.blocks.insta_threshold.spec.InstaThresholdSpec`, writes random constants (coefficient file) and a case file
@@ -44,7 +44,7 @@ from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStream
 
 from instabnn.hw.blocks.insta_threshold.spec import (InstaThresholdSpec, bits_from_words, frame_words, frames_from_words,
                                      write_coeff_file)
-from instabnn.hw.reference.insta import (InstaThConstants, frame_thresholds, insta_th_constants,
+from instabnn.contract.insta import (InstaThConstants, frame_thresholds, insta_th_constants,
                                          insta_threshold_compare, static_threshold_constants)
 
 CASE_ENV = "INSTABNN_INSTA_CASE"

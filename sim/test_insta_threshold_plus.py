@@ -1,5 +1,5 @@
 """cocotb testbench of ``hw/blocks/insta_threshold/insta_threshold.sv`` with ``SE = 1`` (INSTA-Th+) against the golden function
-``instabnn.hw.reference.layers.ThresholdPlus`` (``thresholds`` / ``binarize``).
+``instabnn.contract.layers.ThresholdPlus`` (``thresholds`` / ``binarize``).
 
 The pytest entry ``tests/test_rtl_insta_threshold_plus.py`` draws a realistic random unit for one folding with
 :func:`random_unit` (``threshold_plus`` with an SE MLP from ``ptq_int8`` + ``se_mlp_fixed``, as the lowering builds
@@ -38,7 +38,7 @@ from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStream
 
 from instabnn.hw.blocks.insta_threshold.spec_plus import (InstaThresholdPlusSpec, bits_from_words, frame_words, frames_from_words,
                                           write_memory_files)
-from instabnn.hw.reference.layers import (G_IN_FRAC, SE_H_FRAC, ThresholdPlus, binarize, g_lookup, ptq_int8,
+from instabnn.contract.layers import (G_IN_FRAC, SE_H_FRAC, ThresholdPlus, binarize, g_lookup, ptq_int8,
                                           se_input, se_mlp_fixed, shift_round, threshold_plus)
 
 CASE_ENV = "INSTABNN_INSTA_PLUS_CASE"

@@ -1,5 +1,5 @@
 """cocotb testbench of the bit max-pool ``hw/rtl/maxpool_bits.sv`` (golden: the pool of
-:class:`instabnn.hw.reference.network.ChainStage`, :func:`instabnn.hw.chain_files.maxpool_bits`).
+:class:`instabnn.contract.network.ChainStage`, :func:`instabnn.hw.chain_files.maxpool_bits`).
 
 The pytest entry ``tests/test_rtl_maxpool_bits.py`` builds the unit with Verilator for one
 :class:`~instabnn.hw.chain_files.MaxPoolBitsSpec`, writes a case file with :func:`prepare_case` and runs the cocotb

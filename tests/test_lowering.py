@@ -1,5 +1,5 @@
 """The integer reference: QONNX lowering (hw/lower.py), the hardware-exact PyTorch mode (model/hardware_exact.py),
-and the arithmetic contract's widths (hw/reference/layers.py)."""
+and the arithmetic contract's widths (contract/layers.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from instabnn.hw import lower
-from instabnn.hw.reference import layers as L
-from instabnn.hw.reference.insta import insta_th_constants
+from instabnn.contract import layers as L
+from instabnn.contract.insta import insta_th_constants
 from instabnn.model.checkpoint import checkpoint_config, load_checkpoint, load_weights
 from instabnn.model.config import NetConfig
 from instabnn.model.data import digits_arrays

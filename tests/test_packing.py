@@ -1,4 +1,4 @@
-"""The bit-level packing contract (instabnn.hw.packing) and the binary MVU memory files (instabnn.hw.blocks.binary_mvu.spec):
+"""The bit-level packing contract (instabnn.contract.packing) and the binary MVU memory files (instabnn.hw.blocks.binary_mvu.spec):
 round trips, the documented bit positions, and the file layout the RTL reads."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from instabnn.hw.blocks.binary_mvu.spec import (
     write_weight_file,
 )
 from instabnn.hw.blocks.common.memfile import read_memh
-from instabnn.hw.packing import (
+from instabnn.contract.packing import (
     bipolar_to_bits,
     bits_to_bipolar,
     hex_digits,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from instabnn.hw.reference.insta import (frame_thresholds, insta_th_constants, insta_threshold_compare,
+from instabnn.contract.insta import (frame_thresholds, insta_th_constants, insta_threshold_compare,
                                          power_sum_ranges, signed_bits, static_threshold_constants)
 from instabnn.model.modules import InstaTh
 

@@ -1,12 +1,12 @@
-"""Golden functions of the binary matrix-vector unit (instabnn.hw.reference.mvu) against the definitions."""
+"""Golden functions of the binary matrix-vector unit (instabnn.contract.mvu) against the definitions."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from instabnn.hw.packing import pack_bipolar
-from instabnn.hw.reference.mvu import accumulator_bits, binary_matvec, threshold_compare
+from instabnn.contract.packing import pack_bipolar
+from instabnn.contract.mvu import accumulator_bits, binary_matvec, threshold_compare
 
 
 def test_matvec_is_the_dot_product():

@@ -1,4 +1,4 @@
-"""The sliding-window golden functions (instabnn.hw.reference.window) against torch: the window order paired with
+"""The sliding-window golden functions (instabnn.contract.window) against torch: the window order paired with
 the documented weight layout is a convolution (torch.nn.functional.conv2d), with zero and with -1 padding, and
 the windows are torch.nn.functional.unfold's columns in another order."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from instabnn.hw.reference.mvu import binary_matvec, integer_matvec
-from instabnn.hw.reference.window import (
+from instabnn.contract.mvu import binary_matvec, integer_matvec
+from instabnn.contract.window import (
     conv_output_dim,
     conv_weight_matrix,
     feature_map_beats,

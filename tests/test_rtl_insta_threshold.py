@@ -3,7 +3,7 @@
 Each simulation case builds the unit with Verilator (cocotb's Python runner) for one folding, writes random
 constants (instance-aware or static) as the coefficient file, and runs the cocotb tests of
 ``instabnn.sim.test_insta_threshold`` (full rate with the cycle and latency checks, random idle and backpressure,
-resets inside frames), comparing every output bit with ``instabnn.hw.reference.insta`` exactly. All output goes to
+resets inside frames), comparing every output bit with ``instabnn.contract.insta`` exactly. All output goes to
 pytest's tmp directories. The default tier runs three foldings with tens of frames; ``-m slow`` sweeps seven more
 (random C, PE, N, input bits; static and instance-aware; with and without the shortcut output) with over 1000
 frames in all.
@@ -24,7 +24,7 @@ import pytest
 
 from instabnn.hw.blocks.insta_threshold.spec import (InstaThresholdSpec, bits_from_words, coeff_words, frame_words,
                                      frames_from_words, read_coeff_file, write_coeff_file)
-from instabnn.hw.reference.insta import insta_th_constants, static_threshold_constants
+from instabnn.contract.insta import insta_th_constants, static_threshold_constants
 from instabnn.hw.rtl_library import rtl_paths
 from instabnn.sim.rtl_runner import run_cocotb, verilator_lint, yosys_synth
 

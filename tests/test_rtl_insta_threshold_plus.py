@@ -27,7 +27,7 @@ import pytest
 from instabnn.hw.blocks.insta_threshold.spec_plus import (G_ENTRIES, InstaThresholdPlusSpec, bits_from_words, coeff_words,
                                           const_words, frame_words, frames_from_words, read_words,
                                           write_memory_files)
-from instabnn.hw.reference.layers import g_table
+from instabnn.contract.layers import g_table
 from instabnn.hw.rtl_library import rtl_paths
 from instabnn.sim.rtl_runner import VERILATOR_BUILD_ARGS, run_cocotb, verilator_lint, yosys_synth
 
@@ -193,7 +193,7 @@ def test_insta_threshold_plus_rejects_illegal_parameters(overrides, message, ver
 
 def test_spec_matches_the_reference_and_the_files(tmp_path):
     """Widths hold the reference's values on random frames; the files and the stream packing round-trip."""
-    from instabnn.hw.reference.layers import G_IN_FRAC, SE_H_FRAC, se_input
+    from instabnn.contract.layers import G_IN_FRAC, SE_H_FRAC, se_input
     from instabnn.sim.test_insta_threshold_plus import random_frames, random_unit
 
     rng = np.random.default_rng(7)

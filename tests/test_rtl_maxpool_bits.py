@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from instabnn.hw.chain_files import MaxPoolBitsSpec, bit_frame_words, bit_frames_from_words, maxpool_bits
-from instabnn.hw.reference.network import ChainStage
+from instabnn.contract.network import ChainStage
 from instabnn.hw.rtl_library import rtl_paths
 from instabnn.sim.rtl_runner import run_cocotb, verilator_lint
 

@@ -2,8 +2,8 @@
 /*
  * Binary matrix-vector unit: streaming XNOR-popcount, folded over SIMD inputs x PE outputs per clock.
  *
- * Math (golden function: instabnn.hw.reference.mvu). For weights W in {-1,+1}^(MH x MW) and one input
- * vector x in {-1,+1}^MW, with -1 <-> bit 0 and +1 <-> bit 1 (instabnn.hw.packing):
+ * Math (golden function: instabnn.contract.mvu). For weights W in {-1,+1}^(MH x MW) and one input
+ * vector x in {-1,+1}^MW, with -1 <-> bit 0 and +1 <-> bit 1 (instabnn.contract.packing):
  *
  *     acc[o] = sum_k W[o,k] * x[k] = 2 * popcount(xnor(W[o,:], x)) - MW,     acc[o] in [-MW, MW]
  *

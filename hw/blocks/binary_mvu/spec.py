@@ -36,8 +36,8 @@ import numpy as np
 
 from instabnn.hw.blocks.common.memfile import write_memh
 from instabnn.hw.blocks.common.mvu_folding import MvuFolding
-from instabnn.hw.packing import pack_bipolar, pack_fields, unpack_bipolar, unpack_fields
-from instabnn.hw.reference.mvu import accumulator_bits
+from instabnn.contract.packing import pack_bipolar, pack_fields, unpack_bipolar, unpack_fields
+from instabnn.contract.mvu import accumulator_bits
 
 __all__ = [
     "BinaryMvuShape",

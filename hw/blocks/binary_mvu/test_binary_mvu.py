@@ -1,10 +1,10 @@
 """Testbench of the binary matrix-vector unit (``binary_mvu.sv``) against the golden functions of
-``instabnn.hw.reference.mvu``: lint, synthesis check, cocotb simulation.
+``instabnn.contract.mvu``: lint, synthesis check, cocotb simulation.
 
 Each simulation case builds the unit with Verilator (cocotb's Python runner) for one :class:`BinaryMvuShape`,
 writes random weights / thresholds as memory-init files (:func:`prepare_case`), and runs the ``@cocotb.test()``s of
 this file in one simulation (the case reaches them through :func:`~instabnn.hw.blocks.common.axis_tb.run_bench`),
-comparing every output with ``instabnn.hw.reference.mvu`` exactly. All output goes to pytest's tmp directories.
+comparing every output with ``instabnn.contract.mvu`` exactly. All output goes to pytest's tmp directories.
 The default tier runs three shapes; ``-m slow`` sweeps more shapes with over 1000 vectors.
 
 cocotb tests (each starts with a reset):
@@ -44,8 +44,8 @@ from cocotb.triggers import RisingEdge
 from instabnn.hw.blocks.binary_mvu.spec import BinaryMvuShape, write_threshold_file, write_weight_file
 from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, run_bench,
                                                write_result)
-from instabnn.hw.packing import pack_words, unpack_fields, unpack_words
-from instabnn.hw.reference.mvu import binary_matvec, threshold_compare
+from instabnn.contract.packing import pack_words, unpack_fields, unpack_words
+from instabnn.contract.mvu import binary_matvec, threshold_compare
 from instabnn.hw.rtl_library import rtl_paths
 from instabnn.sim.rtl_runner import VERILATOR_BUILD_ARGS, verilator_lint, yosys_synth
 

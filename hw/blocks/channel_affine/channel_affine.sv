@@ -2,7 +2,7 @@
 /*
  * Per-channel affine map with requantization: the stem's BatchNorm requant and the classifier's logit scale.
  *
- * Math (golden functions: instabnn.hw.reference.layers.AffineRequant, and Classifier's (acc << shift) + bias;
+ * Math (golden functions: instabnn.contract.layers.AffineRequant, and Classifier's (acc << shift) + bias;
  * docs/arithmetic.md). Per channel c, with signed per-channel constants MULT[c], BIAS[c]:
  *
  *     y = MULT[c] * x + BIAS[c]

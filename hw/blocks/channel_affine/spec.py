@@ -3,10 +3,10 @@
 The unit computes, per channel c, ``q = clamp(shift_round(MULT[c] x + BIAS[c], SHIFT), OUT_BITS)`` (round half
 up; ``SHIFT = 0``: no rounding). Two layers of the arithmetic contract are this map:
 
-* the stem's :class:`~instabnn.hw.reference.layers.AffineRequant` (``MULT = A``, ``BIAS = B``,
+* the stem's :class:`~instabnn.contract.layers.AffineRequant` (``MULT = A``, ``BIAS = B``,
   ``SHIFT = F + e_out``): :meth:`ChannelAffineSpec.from_requant`;
 * the classifier's logit scale ``L = (acc << shift_o) + B_o`` of
-  :class:`~instabnn.hw.reference.layers.Classifier` (``MULT = 2^shift_o``, ``BIAS = B_o``, ``SHIFT = 0``, an
+  :class:`~instabnn.contract.layers.Classifier` (``MULT = 2^shift_o``, ``BIAS = B_o``, ``SHIFT = 0``, an
   ``OUT_BITS`` from the worst case so that the clamp never acts): :meth:`ChannelAffineSpec.from_classifier`.
 
 :meth:`ChannelAffineSpec.reference` is the golden function in the unit's own terms; it calls the contract's
@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from instabnn.hw.blocks.common.memfile import write_memh
-from instabnn.hw.packing import pack_fields
-from instabnn.hw.reference.fixed_point import signed_bits
-from instabnn.hw.reference.layers import AffineRequant, Classifier, clamp_signed, shift_round
+from instabnn.contract.packing import pack_fields
+from instabnn.contract.fixed_point import signed_bits
+from instabnn.contract.layers import AffineRequant, Classifier, clamp_signed, shift_round
 
 __all__ = ["LATENCY", "ChannelAffineSpec", "const_words", "write_const_file"]
 

@@ -25,7 +25,7 @@ from cocotb.triggers import RisingEdge
 from instabnn.hw.blocks.channel_affine.spec import LATENCY, ChannelAffineSpec, write_const_file
 from instabnn.hw.blocks.common.axis_tb import AxisHarness, read_case, run_bench
 from instabnn.hw.blocks.pool.spec import frame_words, frames_from_words
-from instabnn.hw.reference import layers as L
+from instabnn.contract import layers as L
 from instabnn.hw.rtl_library import rtl_paths
 from instabnn.sim.rtl_runner import lint_output_clean, verilator_lint
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from os import PathLike
 from pathlib import Path
 
-from instabnn.hw.packing import hex_digits, to_hex
+from instabnn.contract.packing import hex_digits, to_hex
 
 
 def write_memh(path: str | PathLike, words, bits: int, comment: str = "") -> Path:

@@ -4,8 +4,8 @@
  * the terms and (LIMBS > 1) limbs of the power sums: the common front of insta_threshold_compute and
  * insta_shift_compute.
  *
- * Golden function: instabnn.hw.reference.insta (InstaThConstants.thresholds before the ceil) and
- * instabnn.hw.reference.layers.MomentPolynomial.evaluate. For channel c with power sums P1, P2, P3 and the
+ * Golden function: instabnn.contract.insta (InstaThConstants.thresholds before the ceil) and
+ * instabnn.contract.layers.MomentPolynomial.evaluate. For channel c with power sums P1, P2, P3 and the
  * fixed-point coefficients C_j (fraction bits FRAC_j, FRAC = max_j FRAC_j):
  *
  *     V = C0 * 2^(FRAC-FRAC_0) + sum_{j=1..3} C_j * P_j * 2^(FRAC-FRAC_j)        (exact, ACC_BITS bits)

@@ -2,10 +2,10 @@
 /*
  * Exact per-channel power sums of a frame: P1 = sum q, P2 = sum q^2, P3 = sum q^3 over the pixels, PE lanes per clock.
  *
- * Golden function: instabnn.hw.reference.insta.power_sums. The input arrives in FINN order (pixel-major,
+ * Golden function: instabnn.contract.insta.power_sums. The input arrives in FINN order (pixel-major,
  * channel-minor): a beat carries the PE channels f*PE .. f*PE+PE-1 of one pixel (channel fold f, CF = C/PE folds).
  * The sums are exact: P1_BITS, P2_BITS and P3_BITS hold the worst case over every frame of N pixels of signed
- * INPUT_BITS-bit values (instabnn.hw.reference.insta.power_sum_bits; the parent derives them).
+ * INPUT_BITS-bit values (instabnn.contract.insta.power_sum_bits; the parent derives them).
  *
  * Storage: one memory word per (bank, fold) holds the PE lanes' {P3, P2, P1} (lane pe at bits
  * [pe*SUM_W +: SUM_W], P1 in the low bits). It has one synchronous write port and two asynchronous read ports (the

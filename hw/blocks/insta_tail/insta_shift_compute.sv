@@ -4,7 +4,7 @@
  * (moment_poly: one multiplier, time-multiplexed over channels, terms and limbs), the g table with linear
  * interpolation, and the affine map.
  *
- * Golden function: instabnn.hw.reference.layers.ResidualActivation.shift with se = None (MomentPolynomial.evaluate,
+ * Golden function: instabnn.contract.layers.ResidualActivation.shift with se = None (MomentPolynomial.evaluate,
  * g_lookup). For channel c with power sums P1, P2, P3, the coefficients C_j (fraction bits FRAC_j, FRAC = max_j
  * FRAC_j), and ZS = FRAC - G_IN_FRAC >= 1:
  *
@@ -107,7 +107,7 @@ module insta_shift_compute #(
     output wire logic [PE*T_BITS-1:0]  thr_rd_data
 );
 
-// the g table (instabnn.hw.reference.layers)
+// the g table (instabnn.contract.layers)
 localparam int G_IN_FRAC = 12;
 localparam int G_GRID_FRAC = 3;
 localparam int G_RANGE = 16;

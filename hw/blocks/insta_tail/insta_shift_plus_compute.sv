@@ -5,7 +5,7 @@
  * shift. The "+" counterpart of insta_shift_compute (same ports, same T memory), built from the sequencer of
  * insta_threshold_plus_compute (phases A, B, C) with insta_shift_compute's output map.
  *
- * Golden function: instabnn.hw.reference.layers.ResidualActivation.shift with se not None (se_input,
+ * Golden function: instabnn.contract.layers.ResidualActivation.shift with se not None (se_input,
  * SeMlpFixed.__call__, g_lookup). Per frame, channel c (C channels), hidden unit k (HIDDEN units), with SE_S_FRAC = 8,
  * SE_H_FRAC = 8, G_IN_FRAC = 12, G_OUT_FRAC = 14 and shift_round(v, n) = (v + 2^(n-1)) >>> n:
  *

@@ -3,7 +3,7 @@
  * Residual block tail with INSTA-PReLU: the binary conv's accumulator, scaled and shifted, plus the shortcut, minus
  * an instance-aware shift T[frame, c], through a PReLU, requantized to the residual stream.
  *
- * Math (golden function: instabnn.hw.reference.layers.ResidualActivation, act = "insta", se = None, shortcut =
+ * Math (golden function: instabnn.contract.layers.ResidualActivation, act = "insta", se = None, shortcut =
  * "shift" or "proj", stat_source = "own" or "reuse"; docs/arithmetic.md, "INSTA-PReLU"). Per channel c, with
  * constants fixed at F fraction bits:
  *
@@ -28,7 +28,7 @@
  * (ResidualActivation.pre_activation_bits); Y_BITS <= D_BITS holds Y alone (the frame buffer's lanes); Y and D are
  * computed modulo 2^D_BITS (exact, as they fit). P_BITS = max(D_BITS, SLOPE_BITS + D_BITS - SLOPE_FRAC), O_BITS =
  * max(P_BITS, OUT_SHIFT) + 2. The power sums have the exact widths P1_BITS, P2_BITS, P3_BITS of STAT_BITS-bit values
- * over STAT_PIXELS pixels (instabnn.hw.reference.insta.power_sum_bits).
+ * over STAT_PIXELS pixels (instabnn.contract.insta.power_sum_bits).
  *
  * Streams (AXI4-Stream, tdata/tvalid/tready only; frames have fixed lengths, no tlast). FINN order: pixel-major,
  * channel-minor; beat i = pixel*CF + f (CF = C/PE channel folds; PE must divide C) carries channels f*PE ..
@@ -180,7 +180,7 @@ module insta_tail #(
     parameter M1_FILE = "",
     parameter W1_FILE = "",
     parameter W2_FILE = "",
-    // fraction bits of the slopes (instabnn.hw.reference.layers.SLOPE_FRAC)
+    // fraction bits of the slopes (instabnn.contract.layers.SLOPE_FRAC)
     localparam int SLOPE_FRAC = 16,
     // channel folds: beats per pixel
     localparam int CF = CHANNELS / PE,
@@ -194,7 +194,7 @@ module insta_tail #(
     localparam int O_BITS = (P_BITS > OUT_SHIFT ? P_BITS : OUT_SHIFT) + 2,
     // one constant lane
     localparam int CONST_W = MULT_BITS + BIAS_BITS + SLOPE_BITS + (SHORTCUT_PROJ != 0 ? SHORTCUT_MULT_BITS : 0),
-    // exact power-sum widths (= instabnn.hw.reference.insta.power_sum_bits)
+    // exact power-sum widths (= instabnn.contract.insta.power_sum_bits)
     localparam int P1_BITS = STAT_BITS + $clog2(STAT_PIXELS),
     localparam int P2_BITS = 2 * (STAT_BITS - 1) + $clog2(STAT_PIXELS + 1) + 1,
     localparam int P3_BITS = 3 * (STAT_BITS - 1) + $clog2(STAT_PIXELS) + 1,

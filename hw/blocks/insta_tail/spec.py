@@ -1,7 +1,7 @@
 """Spec, RTL parameters, stream packing and memory files of the INSTA-PReLU block tail (``hw/blocks/insta_tail/insta_tail.sv``).
 
-The unit computes :class:`~instabnn.hw.reference.layers.ResidualActivation` with ``act = "insta"`` (INSTA-PReLU,
-``se is None``; or INSTA-PReLU+, ``se`` an :class:`~instabnn.hw.reference.layers.SeMlpFixed`: RTL parameter
+The unit computes :class:`~instabnn.contract.layers.ResidualActivation` with ``act = "insta"`` (INSTA-PReLU,
+``se is None``; or INSTA-PReLU+, ``se`` an :class:`~instabnn.contract.layers.SeMlpFixed`: RTL parameter
 ``SE = 1``), shortcut ``"shift"`` or ``"proj"``, statistics ``"own"`` or ``"reuse"``::
 
     Y = MULT[c] acc + BIAS[c] + SC        SC = sc << SHORTCUT_SHIFT (shift) or SHORTCUT_MULT[c] sc (proj)
@@ -17,7 +17,7 @@ The unit computes :class:`~instabnn.hw.reference.layers.ResidualActivation` with
 an accumulator bound and the shortcut's width, it gives every RTL parameter (constant widths from the constants'
 ranges, ``D_BITS`` from :meth:`ResidualActivation.pre_activation_bits`, ``Y_BITS`` from the same bound without the
 shift, the power-sum widths, ``ZACC_BITS`` from :meth:`MomentPolynomial.accumulator_bits`, the g-table field widths
-from :func:`~instabnn.hw.reference.layers.g_table`, ``T_BITS`` from the bound of T), the stream widths, the frame
+from :func:`~instabnn.contract.layers.g_table`, ``T_BITS`` from the bound of T), the stream widths, the frame
 buffer depth, cycles and latency.
 
 Timing (both inputs always valid, the output always ready)
@@ -82,10 +82,10 @@ from pathlib import Path
 import numpy as np
 
 from instabnn.hw.blocks.insta_threshold.spec import POWER_TABLE_MAX_BITS, sequencer_limbs
-from instabnn.hw.packing import hex_digits, pack_fields, to_hex, unpack_fields
-from instabnn.hw.reference.fixed_point import signed_bits
-from instabnn.hw.reference.insta import power_sum_bits
-from instabnn.hw.reference.layers import (G_GRID_FRAC, G_IN_FRAC, G_OUT_FRAC, G_RANGE, SE_H_BITS, SE_H_FRAC, SE_S_BITS,
+from instabnn.contract.packing import hex_digits, pack_fields, to_hex, unpack_fields
+from instabnn.contract.fixed_point import signed_bits
+from instabnn.contract.insta import power_sum_bits
+from instabnn.contract.layers import (G_GRID_FRAC, G_IN_FRAC, G_OUT_FRAC, G_RANGE, SE_H_BITS, SE_H_FRAC, SE_S_BITS,
                                           SE_S_FRAC, SLOPE_FRAC, STAT_EXTRA_BITS, ResidualActivation, SeMlpFixed,
                                           g_table)
 

@@ -3,18 +3,18 @@
  * INSTA-Th threshold unit: the binarizer b = (q >= t[frame, c]) of a stream of frames, with the instance-aware
  * threshold t computed from the frame's own power sums (STATIC = 0), or a constant t per channel (STATIC = 1, RSign).
  *
- * Math (golden function: instabnn.hw.reference.insta, the project's algorithm note Sec. 6). A frame is C channels
+ * Math (golden function: instabnn.contract.insta, the project's algorithm note Sec. 6). A frame is C channels
  * x N = H*W pixels of signed INPUT_BITS-bit integers q. Per channel c and frame, with the exact power sums
  * P_j = sum over the pixels of q^j and the fixed-point coefficients C_j (FRAC_j fraction bits, FRAC = max FRAC_j):
  *
  *     T_fx = sum_{j=0..3} C_j * P_j * 2^(FRAC - FRAC_j)   (P_0 = 1)
  *     t    = clamp(ceil(T_fx / 2^FRAC), q_min, q_max + 1)
- *     b    = (q >= t)     (1 <-> +1, 0 <-> -1; instabnn.hw.packing)
+ *     b    = (q >= t)     (1 <-> +1, 0 <-> -1; instabnn.contract.packing)
  *
- * STATIC = 1 is the special case C1 = C2 = C3 = 0 (instabnn.hw.reference.insta.static_threshold_constants): t per
+ * STATIC = 1 is the special case C1 = C2 = C3 = 0 (instabnn.contract.insta.static_threshold_constants): t per
  * channel from C0 alone, no power sums, no frame buffer.
  *
- * SE = 1 is INSTA-Th+ (golden function: instabnn.hw.reference.layers.ThresholdPlus.thresholds / binarize): the
+ * SE = 1 is INSTA-Th+ (golden function: instabnn.contract.layers.ThresholdPlus.thresholds / binarize): the
  * polynomial gives the statistic s_c, an SE-like MLP across the channels and the g table give t:
  *
  *     s_c  = clamp(shift_round(sum_j C_j P_j 2^(FRAC-FRAC_j), FRAC - 8), 16 bits)        (se_input, SE_S_FRAC = 8)
@@ -156,7 +156,7 @@ module insta_threshold #(
     localparam int CF = CHANNELS / PE,
     // beats per frame
     localparam int FRAME_BEATS = PIXELS * CF,
-    // exact power-sum widths (= instabnn.hw.reference.insta.power_sum_bits)
+    // exact power-sum widths (= instabnn.contract.insta.power_sum_bits)
     localparam int P1_BITS = INPUT_BITS + $clog2(PIXELS),
     localparam int P2_BITS = 2 * (INPUT_BITS - 1) + $clog2(PIXELS + 1) + 1,
     localparam int P3_BITS = 3 * (INPUT_BITS - 1) + $clog2(PIXELS) + 1,

@@ -3,7 +3,7 @@
  * Per-frame INSTA-Th thresholds from the power sums: the cubic polynomial on one multiplier (moment_poly,
  * time-multiplexed over channels, terms and limbs), then ceil and clamp.
  *
- * Golden function: instabnn.hw.reference.insta.frame_thresholds. For channel c with power sums P1, P2, P3 and the
+ * Golden function: instabnn.contract.insta.frame_thresholds. For channel c with power sums P1, P2, P3 and the
  * fixed-point coefficients C_j (fraction bits FRAC_j, common fraction FRAC = max_j FRAC_j):
  *
  *     T_fx = C0 * 2^(FRAC-FRAC_0) + sum_{j=1..3} C_j * P_j * 2^(FRAC-FRAC_j)        (exact, TACC_BITS bits)

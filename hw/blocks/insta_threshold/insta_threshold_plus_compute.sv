@@ -3,7 +3,7 @@
  * Per-frame INSTA-Th+ thresholds from the power sums: the statistic s of every channel, the SE-like MLP across the
  * channels, the g table with linear interpolation, and the threshold affine map with ceiling and clamp.
  *
- * Golden function: instabnn.hw.reference.layers.ThresholdPlus.thresholds (se_input, SeMlpFixed.__call__, g_lookup).
+ * Golden function: instabnn.contract.layers.ThresholdPlus.thresholds (se_input, SeMlpFixed.__call__, g_lookup).
  * Per frame, channel c (C channels), hidden unit k (HIDDEN units), with SE_S_FRAC = 8, SE_H_FRAC = 8, G_IN_FRAC = 12,
  * G_OUT_FRAC = 14 and shift_round(v, n) = (v + 2^(n-1)) >>> n:
  *

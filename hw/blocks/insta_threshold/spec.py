@@ -2,7 +2,7 @@
 
 :class:`InstaThresholdSpec` is the one source of truth for the unit: its folding (channels, PE, pixels, input
 bits, static or instance-aware, shortcut output) and the fixed-point format of its constants (coefficient widths,
-fraction bits, threshold accumulator width, all from :class:`~instabnn.hw.reference.insta.InstaThConstants`). The
+fraction bits, threshold accumulator width, all from :class:`~instabnn.contract.insta.InstaThConstants`). The
 RTL parameters, stream widths, power-sum widths, buffer depth, cycle count and latency are derived from it; the RTL
 derives the same numbers from the same parameters and the testbench checks that they agree.
 
@@ -12,7 +12,7 @@ Beat ``i = pixel*CF + f`` of a frame (``CF = C/PE``) carries channels ``f*PE .. 
 ``pe`` = channel ``f*PE + pe``. ``s_axis`` and ``m_axis_q``: lane ``pe`` at bits ``[pe*INPUT_BITS, (pe+1)*INPUT_BITS)``,
 two's complement. ``m_axis``: lane ``pe`` at bit ``pe``, 1 <-> +1 (``q >= t``). Pixel ``p`` of an ``H x W`` frame is
 ``p = h*W + w``. :func:`frame_words` / :func:`frames_from_words` / :func:`bits_from_words` implement this with
-:mod:`instabnn.hw.packing`.
+:mod:`instabnn.contract.packing`.
 
 Coefficient file ``COEFF_FILE`` (``$readmemh``, generated; the first line is a ``//`` comment saying so)
 -----------------------------------------------------------------------------------------------------
@@ -50,8 +50,8 @@ from pathlib import Path
 
 import numpy as np
 
-from instabnn.hw.packing import hex_digits, pack_fields, to_hex, unpack_fields
-from instabnn.hw.reference.insta import InstaThConstants, power_sum_bits
+from instabnn.contract.packing import hex_digits, pack_fields, to_hex, unpack_fields
+from instabnn.contract.insta import InstaThConstants, power_sum_bits
 
 __all__ = [
     "STATS_LATENCY",

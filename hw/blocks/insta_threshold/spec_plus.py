@@ -3,7 +3,7 @@
 
 :class:`InstaThresholdPlusSpec` is the one source of truth for the unit: its folding (channels, PE, pixels, input
 bits, hidden units, shortcut output) and the fixed-point format of its constants, every width derived from a
-worst-case bound with the actual constants of a :class:`~instabnn.hw.reference.layers.ThresholdPlus` (as
+worst-case bound with the actual constants of a :class:`~instabnn.contract.layers.ThresholdPlus` (as
 ``MomentPolynomial.accumulator_bits`` does for the statistic). The RTL derives the same timing numbers from the same
 parameters and the testbench checks that they agree.
 
@@ -49,10 +49,10 @@ from pathlib import Path
 import numpy as np
 
 from instabnn.hw.blocks.insta_threshold.spec import POWER_TABLE_MAX_BITS
-from instabnn.hw.packing import hex_digits, pack_fields, to_hex, unpack_fields
-from instabnn.hw.reference.fixed_point import signed_bits
-from instabnn.hw.reference.insta import power_sum_bits
-from instabnn.hw.reference.layers import (G_IN_FRAC, G_OUT_FRAC, SE_H_BITS, SE_H_FRAC, SE_S_BITS, SE_S_FRAC,
+from instabnn.contract.packing import hex_digits, pack_fields, to_hex, unpack_fields
+from instabnn.contract.fixed_point import signed_bits
+from instabnn.contract.insta import power_sum_bits
+from instabnn.contract.layers import (G_IN_FRAC, G_OUT_FRAC, SE_H_BITS, SE_H_FRAC, SE_S_BITS, SE_S_FRAC,
                                           ContractError, ThresholdPlus, g_table)
 
 __all__ = [

@@ -2,7 +2,7 @@
 /*
  * Integer threshold from a fixed-point one: t = clamp(ceil(value / 2^FRAC), q_min, q_max + 1) (combinational).
  *
- * Golden function: instabnn.hw.reference.insta.frame_thresholds (t = -((-T_fx) >> F), then clamped). value is a
+ * Golden function: instabnn.contract.insta.frame_thresholds (t = -((-T_fx) >> F), then clamped). value is a
  * two's-complement fixed-point number with FRAC fraction bits; q_min = -2^(INPUT_BITS-1), q_max = 2^(INPUT_BITS-1)-1
  * are the ends of the signed INPUT_BITS-bit input range. For every integer q in that range,
  * q >= t  <=>  q * 2^FRAC >= value, so the clamp changes no comparison. t is a signed INPUT_BITS+1-bit integer.

@@ -4,14 +4,14 @@
  * SIMD inputs x PE outputs per clock. Used for the layers INSTA-BNN keeps in fixed point: the 8-bit first
  * convolution (im2col'ed by sliding_window), the real-valued 1x1 downsampling shortcuts and the classifier.
  *
- * Math (golden function: instabnn.hw.reference.mvu.integer_matvec). For signed WEIGHT_BITS-bit weights
+ * Math (golden function: instabnn.contract.mvu.integer_matvec). For signed WEIGHT_BITS-bit weights
  * W (MH x MW), one input vector x of INPUT_BITS-bit integers (two's complement if INPUT_SIGNED = 1, else unsigned)
  * and, with BIAS_BITS > 0, signed BIAS_BITS-bit biases b:
  *
  *     acc[o] = b[o] + sum_k W[o,k] * x[k]          (b = 0 when BIAS_BITS = 0)
  *
  * exactly, in ACC_BITS-bit two's complement, where ACC_BITS is the smallest width that holds the worst case over
- * all weights, inputs and biases of these widths (instabnn.hw.reference.mvu.integer_accumulator_bits; derived
+ * all weights, inputs and biases of these widths (instabnn.contract.mvu.integer_accumulator_bits; derived
  * here from the same parameters by acc_bits_for()).
  *
  * Folding (FINN MVAU convention, as binary_mvu): SF = MW/SIMD synapse folds, NF = MH/PE neuron folds. Output
@@ -107,7 +107,7 @@ module int_mvu #(
 );
 
 // The smallest two's-complement width that holds [MW*pmin + blo, MW*pmax + bhi], pmin/pmax the extreme products
-// of the weight and input ranges (instabnn.hw.reference.mvu.integer_accumulator_range). 64-bit arithmetic;
+// of the weight and input ranges (instabnn.contract.mvu.integer_accumulator_range). 64-bit arithmetic;
 // the parameter checks below keep every term far inside it.
 function automatic int acc_bits_for(input int mw, input int wb, input int ib, input int in_signed, input int bb);
     logic signed [63:0] wlo, whi, xlo, xhi, blo, bhi, p, pmin, pmax, lo, hi;

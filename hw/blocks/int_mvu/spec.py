@@ -23,8 +23,8 @@ import numpy as np
 
 from instabnn.hw.blocks.common.memfile import write_memh
 from instabnn.hw.blocks.common.mvu_folding import MvuFolding
-from instabnn.hw.packing import pack_fields, unpack_fields
-from instabnn.hw.reference.mvu import integer_accumulator_bits, integer_range
+from instabnn.contract.packing import pack_fields, unpack_fields
+from instabnn.contract.mvu import integer_accumulator_bits, integer_range
 
 __all__ = [
     "IntMvuShape",

@@ -1,5 +1,5 @@
 """Testbench of the integer matrix-vector unit (``int_mvu.sv``) against
-``instabnn.hw.reference.mvu.integer_matvec``: golden functions, memory files, lint, illegal parameters, Yosys
+``instabnn.contract.mvu.integer_matvec``: golden functions, memory files, lint, illegal parameters, Yosys
 synthesis, cocotb simulation.
 
 Each simulation case builds the unit with Verilator for one :class:`IntMvuShape`, writes random weights / biases
@@ -49,8 +49,8 @@ from instabnn.hw.blocks.int_mvu.spec import (
     write_bias_file,
     write_int_weight_file,
 )
-from instabnn.hw.packing import pack_fields, unpack_fields
-from instabnn.hw.reference.mvu import integer_accumulator_bits, integer_accumulator_range, integer_matvec
+from instabnn.contract.packing import pack_fields, unpack_fields
+from instabnn.contract.mvu import integer_accumulator_bits, integer_accumulator_range, integer_matvec
 from instabnn.hw.rtl_library import rtl_paths
 from instabnn.sim.rtl_runner import VERILATOR_BUILD_ARGS, lint_output_clean, verilator_lint, yosys_synth
 

@@ -3,7 +3,7 @@
  * Global sum pooling: the per-channel sum over all H*W pixels of a C x H x W frame of signed integers (the global
  * average pool without the division; the classifier's common scale takes the 1/N).
  *
- * Math (golden: the first step of instabnn.hw.reference.layers.Classifier, sum_{h,w} q; docs/arithmetic.md,
+ * Math (golden: the first step of instabnn.contract.layers.Classifier, sum_{h,w} q; docs/arithmetic.md,
  * "classifier"). Per frame and channel c, with N = H*W:
  *
  *     s[c] = sum_{h < H, w < W} q[c, h, w]

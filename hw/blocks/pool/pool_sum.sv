@@ -3,7 +3,7 @@
  * Sum pooling: the sums of K x K windows at stride K of a C x H x W frame of signed integers (average pooling
  * without the division; the scale takes the 1/K^2).
  *
- * Math (golden function: instabnn.hw.reference.layers.pool_sum; docs/arithmetic.md, "block tail": the average-pool
+ * Math (golden function: instabnn.contract.layers.pool_sum; docs/arithmetic.md, "block tail": the average-pool
  * shortcut sums). Per frame, channel c and output pixel (oy, ox), 0 <= oy < H/K, 0 <= ox < W/K:
  *
  *     s[c, oy, ox] = sum_{ky, kx < K} q[c, K*oy + ky, K*ox + kx]

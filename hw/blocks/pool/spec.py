@@ -1,13 +1,13 @@
 """Folding, RTL parameters, widths, timing and stream packing of the sum-pooling units (``hw/blocks/pool/pool_sum.sv``,
 ``hw/blocks/pool/global_sum.sv``).
 
-* :class:`PoolSumSpec`: sums of K x K windows at stride K (golden :func:`instabnn.hw.reference.layers.pool_sum`),
+* :class:`PoolSumSpec`: sums of K x K windows at stride K (golden :func:`instabnn.contract.layers.pool_sum`),
   ``OUT_BITS = IN_BITS + 2 log2 K``::
 
       s[f, c, oy, ox] = sum_{ky, kx < K} q[f, c, K oy + ky, K ox + kx]
 
 * :class:`GlobalSumSpec`: per-channel sums over all N = H*W pixels (the first step of
-  :class:`instabnn.hw.reference.layers.Classifier`, golden :func:`instabnn.hw.reference.layers.global_sum`), ``OUT_BITS = IN_BITS +
+  :class:`instabnn.contract.layers.Classifier`, golden :func:`instabnn.contract.layers.global_sum`), ``OUT_BITS = IN_BITS +
   ceil(log2 N)``::
 
       s[f, c] = sum_{h, w} q[f, c, h, w]
@@ -36,8 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from instabnn.hw.packing import pack_fields, unpack_fields
-from instabnn.hw.reference.layers import global_sum, pool_sum
+from instabnn.contract.packing import pack_fields, unpack_fields
+from instabnn.contract.layers import global_sum, pool_sum
 
 __all__ = ["LATENCY", "PoolSumSpec", "GlobalSumSpec", "frame_words", "frames_from_words"]
 

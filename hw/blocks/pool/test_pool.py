@@ -1,6 +1,6 @@
 """Testbench of the sum-pooling units ``pool_sum.sv`` (K x K windows at stride K; golden
-:func:`instabnn.hw.reference.layers.pool_sum`) and ``global_sum.sv`` (per-channel sums over the frame; golden
-:func:`instabnn.hw.reference.layers.global_sum`, the first step of ``Classifier``): spec and packing, lint, illegal
+:func:`instabnn.contract.layers.pool_sum`) and ``global_sum.sv`` (per-channel sums over the frame; golden
+:func:`instabnn.contract.layers.global_sum`, the first step of ``Classifier``): spec and packing, lint, illegal
 parameters, synthesis, cocotb.
 
 Each simulation case builds one unit with Verilator (cocotb's Python runner) for one
@@ -44,7 +44,7 @@ from cocotb.triggers import RisingEdge
 
 from instabnn.hw.blocks.common.axis_tb import CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, run_bench
 from instabnn.hw.blocks.pool.spec import GlobalSumSpec, PoolSumSpec, frame_words, frames_from_words
-from instabnn.hw.reference.layers import Classifier, global_sum, pool_sum
+from instabnn.contract.layers import Classifier, global_sum, pool_sum
 from instabnn.hw.rtl_library import rtl_paths
 from instabnn.sim.rtl_runner import verilator_lint, yosys_synth
 

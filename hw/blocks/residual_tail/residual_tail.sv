@@ -3,7 +3,7 @@
  * Residual block tail with RPReLU: the binary conv's accumulator, scaled and shifted, plus the shortcut, through
  * RPReLU, requantized to the residual stream.
  *
- * Math (golden function: instabnn.hw.reference.layers.ResidualActivation, act = "rprelu", shortcut = "shift"
+ * Math (golden function: instabnn.contract.layers.ResidualActivation, act = "rprelu", shortcut = "shift"
  * or "proj"; docs/arithmetic.md, "block tail" and "RPReLU"). Per channel c, with constants fixed at F fraction bits:
  *
  *     Y = MULT[c] * acc + BIAS[c] + SC
@@ -91,7 +91,7 @@ module residual_tail #(
     parameter int D_BITS = 32,
     // constant memory init file ($readmemh), layout above
     parameter CONST_FILE = "",
-    // fraction bits of the slopes (instabnn.hw.reference.layers.SLOPE_FRAC)
+    // fraction bits of the slopes (instabnn.contract.layers.SLOPE_FRAC)
     localparam int SLOPE_FRAC = 16,
     // channel folds: beats per pixel
     localparam int CF = CHANNELS / PE,

@@ -1,7 +1,7 @@
 """Folding, RTL parameters, stream packing and the constant file of the residual block tail with RPReLU
 (``hw/blocks/residual_tail/residual_tail.sv``).
 
-The unit computes :class:`~instabnn.hw.reference.layers.ResidualActivation` for ``act == "rprelu"`` and
+The unit computes :class:`~instabnn.contract.layers.ResidualActivation` for ``act == "rprelu"`` and
 ``shortcut == "shift"`` (identity or average-pool shortcut) or ``shortcut == "proj"`` (1x1 projection shortcut,
 RTL ``SHORTCUT_PROJ = 1``), per channel c::
 
@@ -46,9 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
-from instabnn.hw.packing import hex_digits, pack_fields, to_hex, unpack_fields
-from instabnn.hw.reference.fixed_point import signed_bits
-from instabnn.hw.reference.layers import SLOPE_FRAC, ResidualActivation
+from instabnn.contract.packing import hex_digits, pack_fields, to_hex, unpack_fields
+from instabnn.contract.fixed_point import signed_bits
+from instabnn.contract.layers import SLOPE_FRAC, ResidualActivation
 
 __all__ = [
     "LATENCY",

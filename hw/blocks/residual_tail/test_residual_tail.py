@@ -1,9 +1,9 @@
 """Testbench of the residual block tail with RPReLU (``residual_tail.sv``) against the golden function
-``instabnn.hw.reference.layers.ResidualActivation`` (RPReLU, shift or 1x1-projection shortcut): spec and files,
+``instabnn.contract.layers.ResidualActivation`` (RPReLU, shift or 1x1-projection shortcut): spec and files,
 lint, illegal parameters, synthesis, cocotb.
 
 Each simulation case draws random float parameters for a block tail, fixes them with the contract's constructor
-(:func:`instabnn.hw.reference.layers.residual_activation`), writes the constant file (:func:`prepare_case`), builds
+(:func:`instabnn.contract.layers.residual_activation`), writes the constant file (:func:`prepare_case`), builds
 the unit with Verilator (cocotb's Python runner) and runs the ``@cocotb.test()``s of this file in one simulation (the
 case reaches them through :func:`~instabnn.hw.blocks.common.axis_tb.run_bench`). The testbench rebuilds the same
 ``ResidualActivation`` from the stored float parameters (the constructor is deterministic) and checks it against
@@ -46,8 +46,8 @@ from cocotb.triggers import RisingEdge
 from instabnn.hw.blocks.common.axis_tb import CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, run_bench, write_result
 from instabnn.hw.blocks.residual_tail.spec import (CONST_FIELDS, PROJ_CONST_FIELDS, ResidualTailSpec, const_words,
                                                    frame_words, frames_from_words, read_const_file, write_const_file)
-from instabnn.hw.reference.fixed_point import signed_bits
-from instabnn.hw.reference.layers import ResidualActivation, residual_activation
+from instabnn.contract.fixed_point import signed_bits
+from instabnn.contract.layers import ResidualActivation, residual_activation
 from instabnn.hw.rtl_library import rtl_paths
 from instabnn.sim.rtl_runner import verilator_lint, yosys_synth
 
@@ -528,8 +528,8 @@ def test_residual_tail_rejects_illegal_parameters(overrides, message, verilator_
 def test_spec_matches_the_reference_and_the_files(tmp_path):
     """The spec's widths are the golden object's; the constant file and the stream packing round-trip; Y and D
     at the worst-case inputs fit D_BITS, and the slope product's shifted value fits P_BITS."""
-    from instabnn.hw.reference.fixed_point import signed_bits
-    from instabnn.hw.reference.layers import SLOPE_FRAC
+    from instabnn.contract.fixed_point import signed_bits
+    from instabnn.contract.layers import SLOPE_FRAC
 
     rng = np.random.default_rng(11)
     for folding in FAST_FOLDINGS + SLOW_FOLDINGS:

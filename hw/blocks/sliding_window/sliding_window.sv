@@ -4,16 +4,16 @@
  * a constant pad value) in the order a matrix-vector unit with MW = K*K*C consumes them (FINN's
  * ConvolutionInputGenerator order).
  *
- * Math (golden function: instabnn.hw.reference.window.window_beats). With x~ the map padded with PAD_VALUE,
+ * Math (golden function: instabnn.contract.window.window_beats). With x~ the map padded with PAD_VALUE,
  * OH = (H + 2*PAD - K)/STRIDE + 1 and OW = (W + 2*PAD - K)/STRIDE + 1 (integer division):
  *
  *     window(oy, ox)[(ky*K + kx)*C + c] = x~[oy*STRIDE + ky - PAD, ox*STRIDE + kx - PAD, c]
  *
  * Paired with the weight matrix whose row o, column (ky*K + kx)*C + c holds kernel w[o, c, ky, kx]
- * (instabnn.hw.reference.window.conv_weight_matrix), the MVU computes the convolution.
+ * (instabnn.contract.window.conv_weight_matrix), the MVU computes the convolution.
  *
  * Streams (AXI4-Stream, tdata/tvalid/tready only; frames have a fixed number of beats, so no tlast). Elements are
- * ELEM_BITS-bit codes, element i of a beat at bits [i*ELEM_BITS +: ELEM_BITS] (instabnn.hw.packing):
+ * ELEM_BITS-bit codes, element i of a beat at bits [i*ELEM_BITS +: ELEM_BITS] (instabnn.contract.packing):
  *   s_axis: H*W*CF beats per frame (CF = C/SIMD): pixel-major, row by row, channels minor; beat (h*W + w)*CF + cf
  *           carries channels cf*SIMD .. cf*SIMD + SIMD-1 of pixel (h, w).
  *   m_axis: OH*OW*K*K*CF beats per frame: for each output pixel (oy, ox) row by row, for each kernel position

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from instabnn.hw.reference.window import conv_output_dim
+from instabnn.contract.window import conv_output_dim
 
 __all__ = ["SlidingWindowShape", "SLIDING_WINDOW_LATENCY"]
 

@@ -1,5 +1,5 @@
 """Testbench of the sliding-window generator (``sliding_window.sv``) against
-``instabnn.hw.reference.window.window_beats``: spec, lint, illegal parameters, Yosys synthesis, cocotb simulation.
+``instabnn.contract.window.window_beats``: spec, lint, illegal parameters, Yosys synthesis, cocotb simulation.
 
 Each simulation case builds the generator with Verilator for one :class:`SlidingWindowShape` and runs the
 ``@cocotb.test()``s of this file in one simulation (the case, :func:`make_case`, reaches them through
@@ -41,8 +41,8 @@ from cocotb.triggers import RisingEdge
 from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, run_bench,
                                                write_result)
 from instabnn.hw.blocks.sliding_window.spec import SlidingWindowShape
-from instabnn.hw.packing import pack_fields, unpack_fields
-from instabnn.hw.reference.window import feature_map_beats, window_beats
+from instabnn.contract.packing import pack_fields, unpack_fields
+from instabnn.contract.window import feature_map_beats, window_beats
 from instabnn.hw.rtl_library import rtl_paths
 from instabnn.sim.rtl_runner import VERILATOR_BUILD_ARGS, lint_output_clean, verilator_lint, yosys_synth
 

@@ -3,7 +3,7 @@
  * AXI-Stream duplicate: one stream in, two identical streams out (e.g. a block input to the binarizer and to the
  * residual shortcut).
  *
- * m0_axis and m1_axis each carry exactly the s_axis beats, in order (golden function: instabnn.hw.reference.stream
+ * m0_axis and m1_axis each carry exactly the s_axis beats, in order (golden function: instabnn.contract.stream
  * .duplicate).
  *
  * Buffering: each output has its own 2-entry FIFO. An input beat is accepted when both FIFOs have room, and is

@@ -3,7 +3,7 @@
  * AXI-Stream FIFO: first in, first out, DEPTH beats in a RAM plus one in an output register.
  *
  * m_axis carries exactly the s_axis beats, in order (golden function: the identity,
- * instabnn.hw.reference.stream.fifo). Capacity: DEPTH + 1 beats (DEPTH in the RAM, one in the output register);
+ * instabnn.contract.stream.fifo). Capacity: DEPTH + 1 beats (DEPTH in the RAM, one in the output register);
  * s_axis_tready is low exactly while the RAM holds DEPTH beats.
  *
  * Memory: one simple dual-port RAM of DEPTH words of WIDTH bits with a registered read (the output register is the

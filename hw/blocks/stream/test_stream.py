@@ -1,5 +1,5 @@
 """Testbench of the stream utilities (``stream_fifo.sv``, ``stream_duplicate.sv``, ``width_converter.sv``) against
-``instabnn.hw.reference.stream``: golden functions, lint, illegal parameters, Yosys synthesis, cocotb simulation.
+``instabnn.contract.stream``: golden functions, lint, illegal parameters, Yosys synthesis, cocotb simulation.
 
 Each simulation case builds one block with Verilator for one shape (:class:`StreamFifoShape`,
 :class:`StreamDuplicateShape` or :class:`WidthConverterShape`) and runs the ``@cocotb.test()``s of this file in one
@@ -42,8 +42,8 @@ from cocotb.triggers import RisingEdge
 from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, run_bench,
                                                write_result)
 from instabnn.hw.blocks.stream.spec import StreamDuplicateShape, StreamFifoShape, WidthConverterShape
-from instabnn.hw.packing import pack_words
-from instabnn.hw.reference.stream import convert_width, duplicate, fifo
+from instabnn.contract.packing import pack_words
+from instabnn.contract.stream import convert_width, duplicate, fifo
 from instabnn.hw.rtl_library import rtl_paths
 from instabnn.sim.rtl_runner import VERILATOR_BUILD_ARGS, lint_output_clean, verilator_lint, yosys_synth
 

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: BSD-3-Clause
 /*
  * AXI-Stream width converter between IN_W and OUT_W bits, where one divides the other; little-endian element
- * order, as instabnn.hw.packing: the first beat (or element) is the least significant.
+ * order, as instabnn.contract.packing: the first beat (or element) is the least significant.
  *
- * Golden function: instabnn.hw.reference.stream.convert_width. With N = max(IN_W, OUT_W) / min(IN_W, OUT_W):
+ * Golden function: instabnn.contract.stream.convert_width. With N = max(IN_W, OUT_W) / min(IN_W, OUT_W):
  *   up   (OUT_W = N*IN_W): output beat j = {in[N*j + N-1], ..., in[N*j + 1], in[N*j]}, i.e. input beat N*j + i at
  *        bits [i*IN_W +: IN_W]. A stream of a multiple of N input beats; the unit holds back an incomplete group.
  *   down (IN_W = N*OUT_W): output beat N*j + i = in[j][i*OUT_W +: OUT_W].

@@ -1,4 +1,4 @@
-"""The integer network: the layers of :mod:`instabnn.hw.reference.layers` in dataflow order.
+"""The integer network: the layers of :mod:`instabnn.contract.layers` in dataflow order.
 
     image q0 (input_bits, 2^input_exp) -> stem: int conv -> AffineRequant -> q
     block: q -> threshold unit -> bits -> binary conv (pad -1) -> acc
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from instabnn.hw.reference import layers as L
-from instabnn.hw.reference.insta import InstaThConstants
+from instabnn.contract import layers as L
+from instabnn.contract.insta import InstaThConstants
 
 
 @dataclass

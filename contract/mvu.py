@@ -8,7 +8,7 @@ every output channel ``o`` of ``MH`` the integer dot product of a weight row wit
            = 2\\,\\mathrm{popcount}(\\overline{w_o \\oplus x}) - MW
            \\in [-MW, MW],\\quad \\mathrm{acc}_o \\equiv MW \\pmod 2,
 
-where the second form holds on the bit encoding of ``instabnn.hw.packing`` (``-1 <-> 0``, ``+1 <-> 1``). A
+where the second form holds on the bit encoding of ``instabnn.contract.packing`` (``-1 <-> 0``, ``+1 <-> 1``). A
 following threshold stage (batch norm + sign folded into integers, FINN's MultiThreshold) outputs, per channel,
 how many of the channel's thresholds the accumulator reaches:
 
@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from instabnn.hw.reference.fixed_point import signed_bits
+from instabnn.contract.fixed_point import signed_bits
 
 __all__ = [
     "binary_matvec",

@@ -2,7 +2,7 @@
 ``width_converter.sv``): what comes out, as a function of what went in.
 
 A FIFO and a duplicator move beats without changing them or their order; a width converter regroups the bits of a
-stream under the packing contract of ``instabnn.hw.packing`` (little-endian: the first beat, and the first element
+stream under the packing contract of ``instabnn.contract.packing`` (little-endian: the first beat, and the first element
 of a beat, is the least significant):
 
 .. math::  \\text{up } (w_o = N w_i):\\; o_j = \\sum_{i<N} i_{Nj+i}\\, 2^{i w_i},\\qquad
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from instabnn.hw.packing import pack_fields, unpack_fields
+from instabnn.contract.packing import pack_fields, unpack_fields
 
 __all__ = ["fifo", "duplicate", "convert_width"]
 

@@ -11,8 +11,8 @@ Conventions
 * A residual-stream tensor is an integer ``q`` of ``bits`` signed bits with real value ``x = 2^e * q``.
 * A fixed-point value ``V`` with ``F`` fraction bits stands for ``V * 2^-F``. ``fix(v, F)`` rounds half away from
   zero; run-time rounding (:func:`shift_round`) is round-half-up, ``(V + 2^(s-1)) >> s``, one adder in hardware.
-* Every width is computed from a worst-case bound (:func:`~instabnn.hw.reference.fixed_point.signed_bits`).
-* Per-frame statistics are exact power sums ``P_j = sum_{h,w} v^j`` (:mod:`instabnn.hw.reference.insta`); anything
+* Every width is computed from a worst-case bound (:func:`~instabnn.contract.fixed_point.signed_bits`).
+* Per-frame statistics are exact power sums ``P_j = sum_{h,w} v^j`` (:mod:`instabnn.contract.insta`); anything
   a frame statistic feeds is a polynomial ``Z = sum_j C_j P_j 2^(F - F_j)`` (:class:`MomentPolynomial`) evaluated
   in Python integers (no overflow).
 """
@@ -25,8 +25,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from instabnn.hw.reference.fixed_point import signed_bits
-from instabnn.hw.reference.insta import (InstaThConstants, frame_thresholds, polynomial_bits, power_sum_ranges,
+from instabnn.contract.fixed_point import signed_bits
+from instabnn.contract.insta import (InstaThConstants, frame_thresholds, polynomial_bits, power_sum_ranges,
                                          power_sums)
 
 GUARD_BITS = 8

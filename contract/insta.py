@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from instabnn.hw.reference.fixed_point import round_half_away, signed_bits
+from instabnn.contract.fixed_point import round_half_away, signed_bits
 
 
 def power_sum_ranges(input_bits: int, pixels: int) -> list[tuple[int, int]]:

@@ -18,7 +18,7 @@ of ``SIMD`` channels; the output is, for each output pixel (row by row), for eac
 (``ky`` major), the ``C`` channels in beats of ``SIMD``: exactly the window vectors one after the other, split into
 ``MW / SIMD`` beats, which is what a matrix-vector unit with ``MW = K*K*C`` and that ``SIMD`` consumes.
 
-Pad values: the binary network pads with -1 (bit 0 under the packing contract, ``instabnn.hw.packing``), the
+Pad values: the binary network pads with -1 (bit 0 under the packing contract, ``instabnn.contract.packing``), the
 integer network with 0. These functions move values and never look at them, so they apply equally to values and
 to their bit codes (with the pad value's code).
 
