@@ -263,6 +263,124 @@ def test_pynq_dry_run_writes_vivado_tcl(tmp_path, no_git):
     assert not list(out.parent.glob(f".{out.name}.*"))  # no temporary folders left
 
 
+VIVADO_STUBS = Path(__file__).resolve().parent / "vivado_stubs.tcl"
+needs_tclsh = pytest.mark.skipif(shutil.which("tclsh") is None, reason="tclsh not installed (make setup installs tcl)")
+
+
+def _source_build_tcl(out: Path, board_part: str = "", script: str | None = None):
+    """Run the build folder's project/build.tcl (or ``script``, its text) in tclsh against the Vivado stubs; returns
+    the completed process and the facts the stubs dumped: cells, properties, nets, calls."""
+    import subprocess
+
+    tcl = out / "project" / "build.tcl"
+    if script is not None:
+        tcl = out / "project" / "build_variant.tcl"
+        tcl.write_text(script)
+    driver = out / "stub_run.tcl"
+    driver.write_text(f"set ::stub_board {{{board_part}}}\nsource {{{VIVADO_STUBS}}}\nsource {{{tcl}}}\nstub_dump\n")
+    proc = subprocess.run(["tclsh", str(driver)], capture_output=True, text=True, timeout=60)
+    facts = {"cells": {}, "props": {}, "nets": [], "intf_nets": [], "calls": []}
+    for line in proc.stdout.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind == "CELL":
+            name, what, ref = rest.split()
+            facts["cells"][name] = (what, ref)
+        elif kind == "PROP":
+            obj, key, value = _tcl_list(rest)
+            facts["props"].setdefault(obj, {})[key] = value
+        elif kind == "NET":
+            facts["nets"].append(rest.split())
+        elif kind == "INTF_NET":
+            facts["intf_nets"].append(rest.split())
+        elif kind == "CALL":
+            facts["calls"].append(_tcl_list(rest))
+    return proc, facts
+
+
+def _tcl_list(text: str) -> list[str]:
+    """Split a Tcl list of plain words and {braced} words."""
+    import re
+
+    return [m.group(1) if m.group(1) is not None else m.group(2) for m in re.finditer(r"\{([^{}]*)\}|(\S+)", text)]
+
+
+def _verilog_parameter(text: str, name: str) -> int:
+    import re
+
+    return int(re.search(rf"parameter\s+{name}\s*=\s*(\d+)", text).group(1))
+
+
+@needs_tclsh
+@pytest.mark.parametrize("clock_mhz, board_part, widths", [
+    (100, "", (8, 16)), (125, "tul.com.tw:pynq-z2:part0:1.0", (24, 24)), (142.857, "", (40, 8))])
+def test_pynq_block_design_runs_in_tclsh_against_vivado_stubs(tmp_path, no_git, clock_mhz, board_part, widths):
+    """The generated Vivado script, run by tclsh with Vivado's commands stubbed: every pin it names exists on a cell
+    it created, no pin is on two nets, every IP has a version, and the accelerator's clock and stream interfaces run
+    at the PS clock's frequency (the stubs' validate_bd_design refuses a mismatch, as Vivado does)."""
+    in_width, out_width = widths
+    rtl = make_standin(tmp_path / "rtl", in_width=in_width, out_width=out_width, clock_mhz=clock_mhz, subdirs=True)
+    out = tmp_path / "bitstreams" / "pynq-z2-standin"
+    assert bs.build(rtl, "pynq-z2", out, dry_run=True)[0] == bs.EXIT_OK
+    proc, facts = _source_build_tcl(out, board_part)
+    assert proc.returncode == 0, proc.stderr
+    fclk_hz = str(round(clock_mhz * 1e6))
+    assert facts["cells"] == {"ps7": ("ip", "xilinx.com:ip:processing_system7:5.5"),
+                              "dma": ("ip", "xilinx.com:ip:axi_dma:7.1"),
+                              "accel": ("module", "instabnn_dma_wrapper"),
+                              "rst_fclk0": ("ip", "xilinx.com:ip:proc_sys_reset:5.0")}
+    props = facts["props"]
+    assert props["cell:ps7"]["CONFIG.PCW_FPGA0_PERIPHERAL_FREQMHZ"] == f"{clock_mhz:g}"
+    for obj in ("pin:accel/aclk", "intf:accel/s_axis", "intf:accel/m_axis"):
+        assert props[obj]["CONFIG.FREQ_HZ"] == fclk_hz, obj
+    # no interrupt wiring: the driver polls
+    assert not any("IRQ" in k or "INTERRUPT" in k for k in props["cell:ps7"])
+    assert not any("introut" in p or "IRQ_F2P" in p for net in facts["nets"] for p in net)
+    # one clock net: the PS clock to every clock pin of the design
+    clock_net = next(net for net in facts["nets"] if "ps7/FCLK_CLK0" in net)
+    assert set(clock_net) == {"ps7/FCLK_CLK0", "rst_fclk0/slowest_sync_clk", "accel/aclk", "dma/s_axi_lite_aclk",
+                              "dma/m_axi_mm2s_aclk", "dma/m_axi_s2mm_aclk", "ps7/M_AXI_GP0_ACLK",
+                              "ps7/S_AXI_HP0_ACLK"}
+    assert sorted(map(sorted, facts["intf_nets"])) == [["intf:accel/m_axis", "intf:dma/S_AXIS_S2MM"],
+                                                       ["intf:accel/s_axis", "intf:dma/M_AXIS_MM2S"]]
+    # the DMA's stream widths are the adapter's (its parameters' defaults), the memory side at least 32 bits
+    wrapper = (out / "project" / "instabnn_dma_wrapper.v").read_text()
+    din, dout = _verilog_parameter(wrapper, "DMA_IN_WIDTH"), _verilog_parameter(wrapper, "DMA_OUT_WIDTH")
+    assert (din, dout) == (pynq_z2.dma_stream_width(in_width), pynq_z2.dma_stream_width(out_width))
+    dma = props["cell:dma"]
+    assert (dma["CONFIG.c_m_axis_mm2s_tdata_width"], dma["CONFIG.c_s_axis_s2mm_tdata_width"]) == (str(din), str(dout))
+    assert dma["CONFIG.c_m_axi_mm2s_data_width"] == dma["CONFIG.c_m_axi_s2mm_data_width"] == str(max(32, din, dout))
+    # the board preset where the board files are installed, else the PYNQ-Z2 settings by hand
+    assert (props["project"]["board_part"] == board_part) if board_part else \
+        props["cell:ps7"]["CONFIG.PCW_UIPARAM_DDR_PARTNO"] == "MT41K256M16 RE-125"
+    # the accelerator's utilisation report names its one cell exactly
+    util = [c for c in facts["calls"] if c[0] == "report_utilization" and "-cells" in c]
+    assert len(util) == 1 and util[0][util[0].index("-cells") + 1] == "instabnn_i/accel"
+    # the bitstream and the handoff land in the build folder under its name
+    assert (out / "pynq-z2-standin.bit").is_file() and (out / "pynq-z2-standin.hwh").is_file()
+
+
+@needs_tclsh
+@pytest.mark.parametrize("mutation, message", [
+    (("[get_bd_pins accel/aclk]", "[get_bd_pins accel/clk]"), "get_bd_pins accel/clk: instabnn_dma_wrapper has no"),
+    (("set_property CONFIG.FREQ_HZ $fclk_hz [get_bd_intf_pins accel/m_axis]\n", ""),
+     "FREQ_HZ of accel/m_axis is 100000000, the DMA's stream runs at 125000000"),
+    (("axi_dma:7.1", "axi_dma"), "IP xilinx.com:ip:axi_dma without a version"),
+    (("[get_bd_pins rst_fclk0/peripheral_aresetn] [get_bd_pins accel/aresetn]",
+      "[get_bd_pins rst_fclk0/peripheral_aresetn] [get_bd_pins accel/aresetn] [get_bd_pins accel/aclk]"),
+     "accel/aclk is on two nets"),
+])
+def test_vivado_stubs_catch_a_broken_block_design(tmp_path, no_git, mutation, message):
+    """The stubs are not a rubber stamp: a wrong pin, a stream left at the module reference's default 100 MHz, an
+    unversioned IP and a pin on two nets each stop the script."""
+    rtl = make_standin(tmp_path / "rtl", clock_mhz=125)
+    out = tmp_path / "bitstreams" / "pynq-z2-standin"
+    assert bs.build(rtl, "pynq-z2", out, dry_run=True)[0] == bs.EXIT_OK
+    text = (out / "project" / "build.tcl").read_text()
+    assert mutation[0] in text
+    proc, _ = _source_build_tcl(out, script=text.replace(mutation[0], mutation[1], 1))
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+
+
 def test_dma_widths():
     assert [pynq_z2.dma_stream_width(w) for w in (8, 16, 24, 32, 40, 512)] == [8, 16, 32, 32, 64, 512]
     with pytest.raises(bs.BitstreamError):

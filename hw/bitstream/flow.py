@@ -15,18 +15,21 @@ Boards:
 
 * ``pynq-z2`` (xc7z020clg400-1): a Vivado project script (``project/build.tcl``): the Zynq-7000 PS with the
   PYNQ-Z2 board presets (board part ``tul.com.tw:pynq-z2`` where installed, else the part with the board's DDR /
-  MIO settings), an AXI DMA (MM2S -> accelerator s_axis, accelerator m_axis -> S2MM; simple mode, interrupts to the
-  PS), the accelerator as an RTL module reference through a generated Verilog adapter (``instabnn_dma_wrapper.v``:
-  the DMA stream widths are the next power of two >= the accelerator's widths, pixels zero-padded, logits
-  sign-extended; active-low AXI reset to the accelerator's synchronous reset), FCLK_CLK0 at ``clock_mhz``,
+  MIO settings), an AXI DMA 7.1 (MM2S -> accelerator s_axis, accelerator m_axis -> S2MM; simple mode, no
+  interrupts: the driver polls), the accelerator as an RTL module reference through a Verilog adapter
+  (``instabnn_dma_wrapper.v``, from ``templates/pynq_z2_dma_adapter.v``: the DMA stream widths are the next power
+  of two >= the accelerator's widths, pixels zero-padded, logits sign-extended; active-low AXI reset to the
+  accelerator's synchronous reset), FCLK_CLK0 at ``clock_mhz`` (the accelerator's clock and stream interfaces get
+  the PS clock's FREQ_HZ),
   synthesis, implementation, ``write_bitstream``, the ``.bit`` with its ``.hwh`` handoff beside it (same base
   name, as PYNQ's ``Overlay`` wants) and the utilisation / timing reports. Without ``vivado`` on PATH the script
   is still written (run ``project/run_vivado.sh`` on a machine with Vivado) and Yosys ``synth_xilinx -family xc7``
   gives a resource estimate of the accelerator as % of the xc7z020; the exit status is then 3 (not 1 or 2).
-* ``ulx3s-85f`` (LFE5U-85F-6BG381C): the accelerator behind a UART host interface (``instabnn_ulx3s_top.v``; the
-  FT231X USB serial port, 8N1 at ``--baud``; the host sends each pixel as in_width/8 little-endian bytes, the board
-  answers each logit as out_width/8 little-endian two's-complement bytes), the 25 MHz board clock (an ECP5 PLL from
-  ``ecppll`` where ``clock_mhz`` is not 25), the ULX3S pin constraints (``ulx3s.lpf``), then YoWASP's
+* ``ulx3s-85f`` (LFE5U-85F-6BG381C): the accelerator behind a UART host interface (``instabnn_ulx3s_top.v``, from
+  ``templates/ulx3s_top.v``; the FT231X USB serial port, 8N1 at ``--baud``; the host sends each pixel as
+  in_width/8 little-endian bytes, the board answers each logit as out_width/8 little-endian two's-complement
+  bytes), the 25 MHz board clock (an ECP5 PLL from ``ecppll`` where ``clock_mhz`` is not 25), the ULX3S pin
+  constraints (``ulx3s.lpf``), then YoWASP's
   ``synth_ecp5`` -> ``nextpnr-ecp5 --85k --package CABGA381`` -> ``ecppack``; post-route Fmax and utilisation come
   from nextpnr's JSON report.
 

@@ -74,8 +74,7 @@ def pynq_tcl(acc: Accelerator, name: str, sources: list[str], mem_files: list[st
     mm = max(32, din, dout)
     clock = f"{acc.clock_mhz:g}"
     ps_fixed = {"PCW_FPGA0_PERIPHERAL_FREQMHZ": clock, "PCW_EN_CLK0_PORT": "1", "PCW_EN_RST0_PORT": "1",
-                "PCW_USE_M_AXI_GP0": "1", "PCW_USE_S_AXI_HP0": "1", "PCW_S_AXI_HP0_DATA_WIDTH": "64",
-                "PCW_USE_FABRIC_INTERRUPT": "1", "PCW_IRQ_F2P_INTR": "1"}
+                "PCW_USE_M_AXI_GP0": "1", "PCW_USE_S_AXI_HP0": "1", "PCW_S_AXI_HP0_DATA_WIDTH": "64"}
     dma = {"c_include_sg": "0", "c_sg_length_width": "26", "c_sg_include_stscntrl_strm": "0",
            "c_include_mm2s": "1", "c_include_s2mm": "1",
            "c_m_axis_mm2s_tdata_width": str(din), "c_s_axis_s2mm_tdata_width": str(dout),

@@ -62,17 +62,23 @@ set_property -dict [list \
 ] $ps7
 
 # AXI DMA, simple (register) mode: MM2S -> accelerator s_axis, accelerator m_axis -> S2MM
-set dma [create_bd_cell -type ip -vlnv xilinx.com:ip:axi_dma dma]
+set dma [create_bd_cell -type ip -vlnv xilinx.com:ip:axi_dma:7.1 dma]
 set_property -dict [list \
 {% for key, value in dma.items() %}
     CONFIG.{= key =} {{= value =}} \
 {% endfor %}
 ] $dma
 
-# the accelerator, an RTL module reference (adapter + {= top =})
+# the accelerator, an RTL module reference (adapter + {= top =}); its clock and streams run at the PS clock's
+# actual frequency (a module reference's FREQ_HZ is 100 MHz unless set, and validate_bd_design refuses a stream
+# whose FREQ_HZ differs from the DMA's)
 set accel [create_bd_cell -type module -reference {= wrapper_top =} accel]
+set fclk_hz [get_property CONFIG.FREQ_HZ [get_bd_pins ps7/FCLK_CLK0]]
+set_property CONFIG.FREQ_HZ $fclk_hz [get_bd_pins accel/aclk]
+set_property CONFIG.FREQ_HZ $fclk_hz [get_bd_intf_pins accel/s_axis]
+set_property CONFIG.FREQ_HZ $fclk_hz [get_bd_intf_pins accel/m_axis]
 
-set rst [create_bd_cell -type ip -vlnv xilinx.com:ip:proc_sys_reset rst_fclk0]
+set rst [create_bd_cell -type ip -vlnv xilinx.com:ip:proc_sys_reset:5.0 rst_fclk0]
 connect_bd_net [get_bd_pins ps7/FCLK_CLK0] [get_bd_pins rst_fclk0/slowest_sync_clk] [get_bd_pins accel/aclk] \
     [get_bd_pins dma/s_axi_lite_aclk] [get_bd_pins dma/m_axi_mm2s_aclk] [get_bd_pins dma/m_axi_s2mm_aclk] \
     [get_bd_pins ps7/M_AXI_GP0_ACLK] [get_bd_pins ps7/S_AXI_HP0_ACLK]
@@ -86,12 +92,7 @@ apply_bd_automation -rule xilinx.com:bd_rule:axi4 -config {Clk_master {/ps7/FCLK
 apply_bd_automation -rule xilinx.com:bd_rule:axi4 -config {Clk_master {/ps7/FCLK_CLK0} Clk_slave {/ps7/FCLK_CLK0} Clk_xbar {/ps7/FCLK_CLK0} Master {/dma/M_AXI_MM2S} Slave {/ps7/S_AXI_HP0} ddr_seg {Auto} intc_ip {New AXI SmartConnect} master_apm {0}} [get_bd_intf_pins ps7/S_AXI_HP0]
 apply_bd_automation -rule xilinx.com:bd_rule:axi4 -config {Clk_master {/ps7/FCLK_CLK0} Clk_slave {/ps7/FCLK_CLK0} Clk_xbar {/ps7/FCLK_CLK0} Master {/dma/M_AXI_S2MM} Slave {/ps7/S_AXI_HP0} ddr_seg {Auto} intc_ip {Auto} master_apm {0}} [get_bd_intf_pins dma/M_AXI_S2MM]
 
-# DMA interrupts -> PS IRQ_F2P
-set irq [create_bd_cell -type ip -vlnv xilinx.com:ip:xlconcat irq_concat]
-set_property CONFIG.NUM_PORTS {2} $irq
-connect_bd_net [get_bd_pins dma/mm2s_introut] [get_bd_pins irq_concat/In0]
-connect_bd_net [get_bd_pins dma/s2mm_introut] [get_bd_pins irq_concat/In1]
-connect_bd_net [get_bd_pins irq_concat/dout] [get_bd_pins ps7/IRQ_F2P]
+# no interrupts: the driver (deploy/driver.py) polls the DMA channels' status with a deadline
 
 assign_bd_address
 validate_bd_design
@@ -115,9 +116,13 @@ if {[get_property PROGRESS [get_runs impl_1]] ne "100%"} { error "instabnn: impl
 open_run impl_1
 file mkdir [file join $root work reports]
 report_utilization -file [file join $root work reports utilization.rpt]
-set accel_cells [get_cells -quiet -hierarchical -filter {NAME =~ *accel && IS_PRIMITIVE == 0}]
-if {[llength $accel_cells] > 0} {
+# the accelerator's cell by its exact name (a pattern would also match the accelerator instance inside it, and
+# the report would count it twice)
+set accel_cells [get_cells -quiet {= bd_name =}_i/accel]
+if {[llength $accel_cells] == 1} {
     report_utilization -cells $accel_cells -file [file join $root work reports utilization_accel.rpt]
+} else {
+    puts "instabnn: WARNING: no cell {= bd_name =}_i/accel: no utilisation report of the accelerator alone"
 }
 report_timing_summary -max_paths 10 -file [file join $root work reports timing_summary.rpt]
 
