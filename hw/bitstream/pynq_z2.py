@@ -66,24 +66,31 @@ PYNQ_Z2_PS_FALLBACK = {
 }
 
 
+def dma_parameters(in_width: int, out_width: int) -> dict[str, str]:
+    """The AXI DMA's configuration (its CONFIG.* properties; the .hwh carries them to PYNQ, whose DMA driver takes
+    the transfer alignment from c_m_axi_*_data_width and the largest transfer from c_sg_length_width) for an
+    accelerator with stream widths ``in_width`` / ``out_width``: simple mode, the memory side as wide as the
+    widest stream and at least 32 bits."""
+    din, dout = dma_stream_width(in_width), dma_stream_width(out_width)
+    mm = max(32, din, dout)
+    return {"c_include_sg": "0", "c_sg_length_width": "26", "c_sg_include_stscntrl_strm": "0",
+            "c_include_mm2s": "1", "c_include_s2mm": "1",
+            "c_m_axis_mm2s_tdata_width": str(din), "c_s_axis_s2mm_tdata_width": str(dout),
+            "c_m_axi_mm2s_data_width": str(mm), "c_m_axi_s2mm_data_width": str(mm),
+            "c_mm2s_burst_size": "16", "c_s2mm_burst_size": "16"}
+
 
 def pynq_tcl(acc: Accelerator, name: str, sources: list[str], mem_files: list[str], jobs: int = 2) -> str:
     """The Vivado batch script (run from the build folder: ``vivado -mode batch -source project/build.tcl``;
     templates/pynq_z2_block_design.tcl). ``sources`` / ``mem_files``: paths relative to the build folder."""
-    din, dout = dma_stream_width(acc.in_width), dma_stream_width(acc.out_width)
-    mm = max(32, din, dout)
     clock = f"{acc.clock_mhz:g}"
     ps_fixed = {"PCW_FPGA0_PERIPHERAL_FREQMHZ": clock, "PCW_EN_CLK0_PORT": "1", "PCW_EN_RST0_PORT": "1",
                 "PCW_USE_M_AXI_GP0": "1", "PCW_USE_S_AXI_HP0": "1", "PCW_S_AXI_HP0_DATA_WIDTH": "64"}
-    dma = {"c_include_sg": "0", "c_sg_length_width": "26", "c_sg_include_stscntrl_strm": "0",
-           "c_include_mm2s": "1", "c_include_s2mm": "1",
-           "c_m_axis_mm2s_tdata_width": str(din), "c_s_axis_s2mm_tdata_width": str(dout),
-           "c_m_axi_mm2s_data_width": str(mm), "c_m_axi_s2mm_data_width": str(mm),
-           "c_mm2s_burst_size": "16", "c_s2mm_burst_size": "16"}
     return render("pynq_z2_block_design.tcl", part=PYNQ_Z2["part"], board_part=PYNQ_Z2["board_part"],
                   top=acc.top, manifest_name=acc.manifest_path.name, model=acc.model_sha256 or "unknown",
                   clock_mhz=clock, name=name, jobs=jobs, bd_name=BD_NAME, wrapper_top=WRAPPER_TOP,
-                  sources=sources, mem_files=mem_files, ps_fallback=PYNQ_Z2_PS_FALLBACK, ps_fixed=ps_fixed, dma=dma)
+                  sources=sources, mem_files=mem_files, ps_fallback=PYNQ_Z2_PS_FALLBACK, ps_fixed=ps_fixed,
+                  dma=dma_parameters(acc.in_width, acc.out_width))
 
 
 def vivado_script() -> str:
