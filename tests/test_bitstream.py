@@ -231,7 +231,7 @@ def test_pynq_dry_run_writes_vivado_tcl(tmp_path, no_git):
     for needle in ("create_project -force instabnn", "-part xc7z020clg400-1", "tul.com.tw:pynq-z2",
                    "xilinx.com:ip:processing_system7:5.5 ps7", "apply_board_preset",
                    "PCW_UIPARAM_DDR_PARTNO {MT41K256M16 RE-125}",
-                   "xilinx.com:ip:axi_dma dma", "CONFIG.c_include_sg {0}",
+                   "xilinx.com:ip:axi_dma:7.1 dma", "CONFIG.c_include_sg {0}",
                    "CONFIG.c_m_axis_mm2s_tdata_width {32}", "CONFIG.c_s_axis_s2mm_tdata_width {32}",
                    "create_bd_cell -type module -reference instabnn_dma_wrapper accel",
                    "CONFIG.PCW_FPGA0_PERIPHERAL_FREQMHZ {125}",
