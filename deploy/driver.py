@@ -286,13 +286,17 @@ class PynqBackend:
             channel.transfer(buf[start:start + nbytes])
 
     def _wait(self, channel, what: str) -> None:
-        """``channel.wait()`` once the channel is idle; a DriverError naming ``what`` after ``timeout_s``."""
+        """``channel.wait()`` once the channel is idle (or has stopped on an error, which PYNQ's ``wait()`` names);
+        a DriverError naming ``what`` after ``timeout_s``."""
         deadline = time.monotonic() + self.timeout_s
-        while not channel.idle:
+        while not channel.idle and not getattr(channel, "error", False):
             if time.monotonic() > deadline:
                 raise DriverError(f"{what} did not finish within {self.timeout_s:g} s (the DMA channel is still "
                                   "busy; load the overlay again before the next run)")
-        channel.wait()
+        try:
+            channel.wait()
+        except RuntimeError as e:
+            raise DriverError(f"{what}: {e}") from None
 
     def execute(self, buffers: list, counts: list[int]) -> tuple[list, list[dict]]:
         cfg = self.cfg

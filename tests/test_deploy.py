@@ -131,7 +131,7 @@ class _Buffer(np.ndarray):
 
 
 def fake_pynq(model, cfg: dict, log: list, hwh_parameters: bool = True, sg_length_width: int | None = None,
-              tlast_missing: bool = False) -> types.ModuleType:
+              tlast_missing: bool = False, decode_error: bool = False) -> types.ModuleType:
     """A stand-in for the pynq package (PYNQ 3): ``Overlay(bit).dma`` with simple-mode channels. MM2S bytes go
     through ``model(q0) -> logits`` (decoded and encoded independently of the driver); the S2MM channel delivers one
     image per transfer (the accelerator's tlast ends it) and must have room for it.
@@ -141,7 +141,8 @@ def fake_pynq(model, cfg: dict, log: list, hwh_parameters: bool = True, sg_lengt
     writes where it is told) inside the buffer; ``pynq.allocate`` gives page-aligned buffers. The DMA's parameters
     are those of the generated block design (``hwh_parameters``: the overlay's ip_dict carries them, as the .hwh
     does). ``wait()`` on a busy channel fails the test (PYNQ's would spin for ever: the driver must wait for
-    ``idle`` with a deadline). ``tlast_missing``: the last image's logits never end their transfer."""
+    ``idle`` with a deadline). ``tlast_missing``: the last image's logits never end their transfer;
+    ``decode_error``: the S2MM channel stops on a decode error (PYNQ's ``wait()`` raises it)."""
     from instabnn.hw.bitstream.pynq_z2 import dma_parameters
 
     params = dma_parameters(cfg["in_width"], cfg["out_width"])
@@ -155,6 +156,7 @@ def fake_pynq(model, cfg: dict, log: list, hwh_parameters: bool = True, sg_lengt
             self.align = int(params[width_key]) // 8
             self.max_size = (1 << int(params["c_sg_length_width"])) - 1
             self.busy = False
+            self.error = False
 
         @property
         def idle(self):
@@ -174,6 +176,8 @@ def fake_pynq(model, cfg: dict, log: list, hwh_parameters: bool = True, sg_lengt
             return nbytes
 
         def wait(self):
+            if self.error:
+                raise RuntimeError("DMA Decode Error (invalid address)")
             assert not self.busy, "wait() on a busy channel: PYNQ's would never return"
 
     class Recv(Channel):
@@ -183,10 +187,11 @@ def fake_pynq(model, cfg: dict, log: list, hwh_parameters: bool = True, sg_lengt
             nbytes = self.check(buf, start, nbytes)
             self.armed, self.busy = (buf, start, nbytes), True
             log.append(("recv", start, nbytes))
+            self.error = decode_error
             self._deliver()
 
         def _deliver(self):
-            if self.armed is not None and pending:
+            if self.armed is not None and pending and not self.error:
                 buf, start, nbytes = self.armed
                 chunk = pending.pop(0)
                 assert len(chunk) <= nbytes, "S2MM buffer shorter than an image's logits"
@@ -419,6 +424,17 @@ def test_missing_tlast_is_an_error_within_the_deadline(tmp_path, monkeypatch):
     assert time.monotonic() - t0 < 5
     with pytest.raises(D.DriverError, match="timeout must be a positive number"):
         D.Accelerator.open(_bit_folder(tmp_path, cfg), timeout_s=0)
+
+
+def test_dma_error_is_named_without_waiting_for_the_deadline(tmp_path, monkeypatch):
+    cfg = CONFIGS[1]
+    monkeypatch.setitem(sys.modules, "pynq", fake_pynq(_linear_model(cfg, np.random.default_rng(1)), cfg, [],
+                                                       decode_error=True))
+    acc = D.Accelerator.open(_bit_folder(tmp_path, cfg), timeout_s=30)
+    t0 = time.monotonic()
+    with pytest.raises(D.DriverError, match=r"S2MM transfer of image 0 .*: DMA Decode Error \(invalid address\)"):
+        acc.run(_random_q0(cfg, 2, np.random.default_rng(2)), batch=2)
+    assert time.monotonic() - t0 < 5
 
 
 def test_open_names_the_missing_file(tmp_path):
