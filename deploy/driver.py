@@ -58,8 +58,8 @@ class DriverError(RuntimeError):
 
 def dma_stream_width(width: int) -> int:
     """The AXI DMA stream width for an accelerator stream of ``width`` bits (the next power of two >= width, 8 ..
-    1024): the same rule as ``instabnn.hw.bitstream.pynq_z2.dma_stream_width``, repeated here so that the board needs only
-    this file."""
+    1024): the same rule as ``instabnn.hw.bitstream.pynq_z2.dma_stream_width``, repeated here so that the board
+    needs only this file (tests/test_deploy.py checks that the two agree)."""
     w = 8
     while w < width:
         w *= 2

@@ -16,7 +16,6 @@ class BitstreamError(RuntimeError):
     """Bad input (RTL directory, manifest) or a failed tool run; the message names the file or the log."""
 
 
-
 @dataclass
 class Accelerator:
     """An accelerator RTL directory as described by its ``accelerator.json``."""

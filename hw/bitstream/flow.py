@@ -89,7 +89,6 @@ def _umask() -> int:
     return mask
 
 
-
 def _install(tmp: Path, out: Path) -> None:
     """Move the finished build folder ``tmp`` to ``out`` (the earlier ``out`` is removed only after the new one is
     in place, and restored if the move fails)."""

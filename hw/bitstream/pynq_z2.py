@@ -157,7 +157,6 @@ def yosys_xc7_estimate(srcs: list[Path], mems: list[Path], top: str, workdir: Pa
             "cells": res["cells"]}
 
 
-
 def build_pynq(acc: Accelerator, root: Path, name: str, dry_run: bool, jobs: int, rec: Recorder) -> Build:
     project = root / "project"
     srcs, mems = copy_rtl(acc, project / "rtl")

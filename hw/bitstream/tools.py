@@ -26,7 +26,6 @@ def find_tool(name: str) -> str | None:
     return shutil.which(name)
 
 
-
 def tool_version(cmd: list[str]) -> str:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -73,7 +72,6 @@ class Recorder:
             tail = (proc.stdout + proc.stderr).strip()[-1500:]
             raise BitstreamError(f"{what} failed (exit {proc.returncode}; log {log}):\n{tail}")
         return proc
-
 
 
 @dataclass

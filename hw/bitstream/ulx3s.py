@@ -30,8 +30,6 @@ def ecp5_tools() -> dict[str, str | None]:
     return tools
 
 
-
-
 def ulx3s_top_verilog(acc: Accelerator, clock_hz: float, baud: int, pll: bool) -> str:
     """The board top: 25 MHz clock (or the PLL's), power-on / FIRE1 reset, UART receiver -> pixel words ->
     accelerator -> logit words -> UART transmitter; LEDs show errors and results (templates/ulx3s_top.v; the
@@ -77,7 +75,6 @@ def parse_nextpnr_report(data: dict) -> dict:
         clocks[clk] = {"achieved_mhz": round(achieved, 2), "constraint_mhz": round(constraint, 2),
                        "met": achieved >= constraint}
     return {"resources": res, "clocks": clocks}
-
 
 
 def build_ulx3s(acc: Accelerator, root: Path, name: str, dry_run: bool, baud: int, seed: int,
