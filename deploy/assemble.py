@@ -179,14 +179,15 @@ input quantizer).
   zero.
 * Output (DMA S2MM): one {dout}-byte little-endian word per class logit, sign-extended. The accelerator ends each
   image with tlast, which ends an S2MM transfer, so the driver arms one S2MM transfer per image
-  ({cfg['classes'] * dout} bytes) while the batch streams in.
+  ({cfg['classes'] * dout} bytes) while the batch streams in, each at a multiple of the DMA's memory-side width
+  (PYNQ refuses unaligned transfers); each transfer has a deadline (`--timeout`, default 10 s).
 * The AXI DMA is the block design cell `{cfg['dma_cell']}` (simple mode, no scatter-gather).
 
 ## What has been run where
 
 * **Nothing in this folder has been run on a PYNQ-Z2 board.** The board backend (`PynqBackend`) was exercised only
   against a stub `pynq` module (an in-memory model of the Overlay, `allocate` and the DMA channels with per-image
-  tlast) in the repository's tests.
+  tlast, keeping PYNQ 3's alignment and transfer-size rules) in the repository's tests.
 * The same driver code (`pack`, `unpack`, batching) ran on its simulation backend: the RTL behind the board's DMA
   adapter (`instabnn_dma_wrapper`) in Verilator, fed the exact MM2S bytes and decoding the exact S2MM bytes; its
   logits were identical to the reference for the digits test split (`tests/test_deploy.py`).

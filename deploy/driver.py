@@ -20,7 +20,11 @@ accelerator):
 * S2MM (output): one DMA word per class logit, ``dma_out_width / 8`` little-endian bytes, the ``logit_bits``
   two's-complement logit sign-extended to the whole word. The accelerator raises tlast on each image's last class,
   and tlast ends an S2MM transfer of the AXI DMA in simple mode, so the driver arms one S2MM transfer per image
-  (``classes * dma_out_width / 8`` bytes) while the batch streams in.
+  (``classes * dma_out_width / 8`` bytes) while the batch streams in. Each image's slot in the receive buffer starts
+  at a multiple of the DMA's memory-side width (``c_m_axi_s2mm_data_width / 8`` bytes, from the overlay's .hwh, else
+  ``dma_memory_width`` of the runtime configuration): PYNQ refuses a transfer at an unaligned address. Every wait
+  on a DMA channel has a deadline (``timeout_s``): an accelerator that sends too few logits or no tlast is an error
+  naming the image, never a hang.
 
 This file is copied alone onto the board (``make deploy``): it imports only numpy at module level, ``pynq`` in the
 board backend and the ``instabnn`` package (Verilator co-simulation) in the simulation backend, both lazily.
@@ -40,7 +44,7 @@ import numpy as np
 
 RUNTIME_CONFIG = "accelerator_runtime.json"
 CONFIG_FORMAT = "instabnn-runtime/1"
-DMA_CELL = "dma"  # the AXI DMA's cell name in the block design (instabnn.hw.bitstream.pynq_tcl)
+DMA_CELL = "dma"  # the AXI DMA's cell name in the block design (hw/bitstream/templates/pynq_z2_block_design.tcl)
 REQUIRED = ("input_shape", "classes", "input_lanes", "input_bits", "input_exp", "logit_bits", "in_width",
             "out_width", "dma_in_width", "dma_out_width")
 
@@ -54,14 +58,20 @@ class DriverError(RuntimeError):
 
 def dma_stream_width(width: int) -> int:
     """The AXI DMA stream width for an accelerator stream of ``width`` bits (the next power of two >= width, 8 ..
-    1024): the same rule as ``instabnn.hw.bitstream.dma_stream_width``, repeated here so that the board needs only
-    this file."""
+    1024): the same rule as ``instabnn.hw.bitstream.pynq_z2.dma_stream_width``, repeated here so that the board
+    needs only this file (tests/test_deploy.py checks that the two agree)."""
     w = 8
     while w < width:
         w *= 2
     if w > 1024:
         raise DriverError(f"stream width {width} exceeds the AXI DMA's 1024 bits")
     return w
+
+
+def dma_memory_width(in_width: int, out_width: int) -> int:
+    """The AXI DMA's memory-side width (``c_m_axi_*_data_width``) in the block design: the widest DMA stream, at
+    least 32 bits (the rule of ``instabnn.hw.bitstream.pynq_z2.dma_parameters``)."""
+    return max(32, dma_stream_width(in_width), dma_stream_width(out_width))
 
 
 def _lowered_input_quantizer(manifest: dict, rtl_dir: Path) -> tuple[int, int]:
@@ -111,6 +121,7 @@ def runtime_config(rtl_dir: str | Path) -> dict:
         "out_width": int(m["out_width"]),
         "dma_in_width": dma_stream_width(int(m["in_width"])),
         "dma_out_width": dma_stream_width(int(m["out_width"])),
+        "dma_memory_width": dma_memory_width(int(m["in_width"]), int(m["out_width"])),
         "dma_cell": DMA_CELL,
         "clock_mhz": float(m.get("clock_mhz", 100.0)),
         "cycles_per_frame_estimate": m.get("cycles_per_frame_estimate"),
@@ -135,6 +146,7 @@ def check_config(cfg: dict, where: str = "runtime config") -> dict:
         raise DriverError(f"{where}: DMA widths must be whole bytes")
     cfg.setdefault("dma_cell", DMA_CELL)
     cfg.setdefault("clock_mhz", 100.0)
+    cfg.setdefault("dma_memory_width", max(32, cfg["dma_in_width"], cfg["dma_out_width"]))
     return cfg
 
 
@@ -225,24 +237,37 @@ def unpack(buffer, n: int, cfg: dict, check: bool = True) -> np.ndarray:
 
 
 class PynqBackend:
-    """The PYNQ-Z2 board: ``pynq.Overlay`` of the .bit (with the .hwh beside it), the AXI DMA cell ``dma``."""
+    """The PYNQ-Z2 board: ``pynq.Overlay`` of the .bit (with the .hwh beside it), the AXI DMA cell ``dma``.
+
+    PYNQ's simple-mode DMA channels refuse a transfer whose address is not a multiple of the memory-side width or
+    that is longer than ``2**c_sg_length_width - 1`` bytes; both limits come from the DMA's parameters in the .hwh
+    (the runtime configuration where the overlay lacks them). ``timeout_s``: the deadline of each wait."""
 
     name = "pynq"
 
-    def __init__(self, bitfile: str | Path, cfg: dict, download: bool = True):
+    def __init__(self, bitfile: str | Path, cfg: dict, download: bool = True, timeout_s: float = 10.0):
         try:
             import pynq
         except ImportError as e:
             raise DriverError(f"the pynq package is not importable ({e}): the board backend runs on a PYNQ "
                               "image; off the board open an RTL directory (simulation) instead") from None
+        if not timeout_s > 0:
+            raise DriverError(f"timeout must be a positive number of seconds, got {timeout_s}")
         self.pynq = pynq
         self.cfg = cfg
+        self.timeout_s = float(timeout_s)
         self.overlay = pynq.Overlay(str(bitfile), download=download)
         cell = cfg.get("dma_cell", DMA_CELL)
         ip = getattr(self.overlay, "ip_dict", None)
         if ip is not None and cell not in ip:
             raise DriverError(f"{bitfile}: no IP {cell!r} in the overlay (IPs: {', '.join(sorted(ip))})")
         self.dma = getattr(self.overlay, cell)
+        params = ((ip or {}).get(cell) or {}).get("parameters") or {}
+        try:
+            self.recv_align = int(params.get("c_m_axi_s2mm_data_width", cfg["dma_memory_width"])) // 8
+            self.max_transfer = (1 << int(params.get("c_sg_length_width", 26))) - 1
+        except ValueError as e:
+            raise DriverError(f"{bitfile}: the DMA's parameters in the .hwh are not numbers ({e})") from None
         self._bufs: dict = {}
 
     def _buffer(self, key: str, nbytes: int):
@@ -260,14 +285,32 @@ class PynqBackend:
         except TypeError:  # PYNQ without start/nbytes: a view of the buffer
             channel.transfer(buf[start:start + nbytes])
 
+    def _wait(self, channel, what: str) -> None:
+        """``channel.wait()`` once the channel is idle (or has stopped on an error, which PYNQ's ``wait()`` names);
+        a DriverError naming ``what`` after ``timeout_s``."""
+        deadline = time.monotonic() + self.timeout_s
+        while not channel.idle and not getattr(channel, "error", False):
+            if time.monotonic() > deadline:
+                raise DriverError(f"{what} did not finish within {self.timeout_s:g} s (the DMA channel is still "
+                                  "busy; load the overlay again before the next run)")
+        try:
+            channel.wait()
+        except RuntimeError as e:
+            raise DriverError(f"{what}: {e}") from None
+
     def execute(self, buffers: list, counts: list[int]) -> tuple[list, list[dict]]:
         cfg = self.cfg
-        per_image = cfg["classes"] * cfg["dma_out_width"] // 8
+        k = cfg["classes"]
+        per_image = k * cfg["dma_out_width"] // 8
+        slot = -(-per_image // self.recv_align) * self.recv_align  # each image's logits start aligned
         outs, timings = [], []
         send, recv = self.dma.sendchannel, self.dma.recvchannel
         for data, n in zip(buffers, counts):
+            if data.size > self.max_transfer:
+                raise DriverError(f"a batch of {n} images is {data.size} bytes, over the DMA's largest transfer of "
+                                  f"{self.max_transfer} bytes: use a smaller batch")
             ibuf = self._buffer("in", data.size)
-            obuf = self._buffer("out", n * per_image)
+            obuf = self._buffer("out", n * slot)
             ibuf[:] = data
             if hasattr(ibuf, "flush"):
                 ibuf.flush()
@@ -275,14 +318,15 @@ class PynqBackend:
             self._recv(recv, obuf, 0, per_image)
             send.transfer(ibuf)
             for i in range(n):
-                recv.wait()
+                self._wait(recv, f"the S2MM transfer of image {i} of a batch of {n} (its {k} logits, "
+                                 f"{per_image} bytes, ended by the accelerator's tlast)")
                 if i + 1 < n:
-                    self._recv(recv, obuf, (i + 1) * per_image, per_image)
-            send.wait()
+                    self._recv(recv, obuf, (i + 1) * slot, per_image)
+            self._wait(send, f"the MM2S transfer of a batch of {n} images ({data.size} bytes)")
             t1 = time.perf_counter()
             if hasattr(obuf, "invalidate"):
                 obuf.invalidate()
-            outs.append(np.array(obuf, dtype=np.uint8))
+            outs.append(np.array(obuf, dtype=np.uint8).reshape(n, slot)[:, :per_image].reshape(-1))
             timings.append({"images": n, "latency_s": t1 - t0})
         return outs, timings
 
@@ -296,45 +340,16 @@ class PynqBackend:
 SIM_TOP = "instabnn_deploy_sim_top"
 
 
+SIM_TOP_TEMPLATE = Path(__file__).resolve().parent / "sim_top.sv"
+
+
 def sim_top_verilog(cfg: dict) -> str:
-    """The simulated DMA side: the board's adapter (``instabnn_dma_wrapper``) with its DMA-width streams on the
-    port names of ``cosim_harness``'s device, held idle for 16 cycles after reset (the DMA is started by software
-    well after the reset)."""
-    din, dout = cfg["dma_in_width"], cfg["dma_out_width"]
-    return f"""// Generated by instabnn.deploy.driver: the DMA adapter as the simulated accelerator (SimBackend).
-`timescale 1ns / 1ps
-`default_nettype none
-module {SIM_TOP} (
-    input  wire logic clk,
-    input  wire logic rst,
-    input  wire logic [{din - 1}:0] s_axis_tdata,
-    input  wire logic s_axis_tvalid,
-    output wire logic s_axis_tready,
-    output wire logic [{dout - 1}:0] m_axis_tdata,
-    output wire logic m_axis_tvalid,
-    input  wire logic m_axis_tready,
-    output wire logic m_axis_tlast
-);
-logic [4:0] settle_reg;
-always_ff @(posedge clk) begin
-    if (rst) settle_reg <= '0;
-    else if (!settle_reg[4]) settle_reg <= settle_reg + 1;
-end
-wire logic go = settle_reg[4];
-wire logic wrap_s_tready, wrap_m_tvalid;
-wire logic [{dout // 8 - 1}:0] unused_tkeep;
-instabnn_dma_wrapper wrap (
-    .aclk(clk), .aresetn(!rst),
-    .s_axis_tdata(s_axis_tdata), .s_axis_tvalid(s_axis_tvalid && go), .s_axis_tready(wrap_s_tready),
-    .s_axis_tlast(1'b0),
-    .m_axis_tdata(m_axis_tdata), .m_axis_tkeep(unused_tkeep), .m_axis_tvalid(wrap_m_tvalid),
-    .m_axis_tready(m_axis_tready && go), .m_axis_tlast(m_axis_tlast)
-);
-assign s_axis_tready = wrap_s_tready && go;
-assign m_axis_tvalid = wrap_m_tvalid && go;
-endmodule
-`default_nettype wire
-"""
+    """The simulated DMA side (``sim_top.sv``): the board's adapter (``instabnn_dma_wrapper``) with its DMA-width
+    streams on the port names of ``cosim_harness``'s device, held idle for 16 cycles after reset."""
+    from instabnn.hw.bitstream.render import render
+
+    return render(SIM_TOP_TEMPLATE, "instabnn.deploy.driver", dma_in_width=cfg["dma_in_width"],
+                  dma_out_width=cfg["dma_out_width"])
 
 
 class SimBackend:
@@ -356,7 +371,8 @@ class SimBackend:
         self.sim_images = 0
 
     def _sources(self) -> list[str]:
-        from instabnn.hw.bitstream import WRAPPER_TOP, load_accelerator, pynq_wrapper_verilog
+        from instabnn.hw.bitstream import load_accelerator
+        from instabnn.hw.bitstream.pynq_z2 import WRAPPER_TOP, pynq_wrapper_verilog
 
         src = self.work / "src"
         src.mkdir(parents=True, exist_ok=True)
@@ -423,10 +439,10 @@ class Accelerator:
 
     @classmethod
     def open(cls, path: str | Path, config: str | Path | None = None, work: str | Path | None = None,
-             download: bool = True) -> "Accelerator":
+             download: bool = True, timeout_s: float = 10.0) -> "Accelerator":
         """``path``: a ``.bit`` (``.hwh`` and ``accelerator_runtime.json`` beside it, or ``config``), a folder
         holding one ``.bit`` (the ``make deploy`` folder), or an RTL directory with ``accelerator.json``
-        (simulation; ``work``: its build folder)."""
+        (simulation; ``work``: its build folder). ``timeout_s``: the board's deadline for each DMA transfer."""
         path = Path(path)
         if path.is_dir() and (path / "accelerator.json").is_file():
             cfg = load_config(config) if config else runtime_config(path)
@@ -444,7 +460,7 @@ class Accelerator:
         if not path.with_suffix(".hwh").is_file():
             raise DriverError(f"{path.with_suffix('.hwh')}: missing (pynq's Overlay needs the .hwh beside the .bit)")
         cfg = load_config(config or path.parent / RUNTIME_CONFIG)
-        return cls(PynqBackend(path, cfg, download=download), cfg)
+        return cls(PynqBackend(path, cfg, download=download, timeout_s=timeout_s), cfg)
 
     # packing (pure functions of the configuration)
     def quantize(self, images) -> np.ndarray:
@@ -541,7 +557,7 @@ def format_timing(t: dict) -> str:
 
 
 def _classify(a) -> dict:
-    acc = Accelerator.open(a.accelerator, a.config, a.work)
+    acc = Accelerator.open(a.accelerator, a.config, a.work, timeout_s=a.timeout)
     q0, labels, ref = load_images(a.images, acc.cfg, a.limit)
     t0 = time.perf_counter()
     logits = acc.run(q0, a.batch)
@@ -563,7 +579,7 @@ def _classify(a) -> dict:
 
 
 def _bench(a) -> dict:
-    acc = Accelerator.open(a.accelerator, a.config, a.work)
+    acc = Accelerator.open(a.accelerator, a.config, a.work, timeout_s=a.timeout)
     if a.images:
         q0 = load_images(a.images, acc.cfg)[0]
         q0 = np.resize(q0, (a.n, *q0.shape[1:]))
@@ -592,6 +608,8 @@ def main(argv=None) -> int:
         s.add_argument("--config", help=f"runtime configuration (default: {RUNTIME_CONFIG} beside the .bit)")
         s.add_argument("--work", help="simulation build folder (default: deploy-sim/ beside the RTL directory)")
         s.add_argument("--json", help="write the results here")
+        s.add_argument("--timeout", type=float, default=10.0,
+                       help="seconds each DMA transfer on the board may take before it is an error (default 10)")
         if name == "classify":
             s.add_argument("--images", required=True, help=".npz with q0 or images, optional labels / "
                                                            "reference_logits")

