@@ -68,13 +68,14 @@ def _lowered_input_quantizer(manifest: dict, rtl_dir: Path) -> tuple[int, int]:
     """(input_exp, input_bits) from the lowered graph's metadata (instabnn.input_exp / instabnn.input_bits)."""
     if "input_exp" in manifest:
         return int(manifest["input_exp"]), int(manifest["input_bits"])
-    path = Path(manifest.get("lowered", ""))
-    if not path.is_absolute():
-        path = rtl_dir / path
-    if not path.is_file():
-        raise DriverError(f"{path}: the lowered graph named by {rtl_dir / 'accelerator.json'} is missing (its "
-                          "metadata holds the input quantizer)")
     import onnx
+
+    from instabnn.hw.compile import CompileError, lowered_graph_path  # off the board only (RTL directories)
+
+    try:
+        path = lowered_graph_path(rtl_dir, manifest)
+    except CompileError as e:
+        raise DriverError(str(e)) from None
 
     props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import train_digits
+from conftest import fake_run_folder, train_digits, tree_hashes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -411,6 +411,24 @@ def test_assemble_writes_the_board_folder_and_the_driver_runs_it(rtl, tmp_path, 
     (bits / "manifest.json").write_text(json.dumps({"model_sha256": "0" * 64}))
     with pytest.raises(A.DeployError, match="manifest.json"):
         A.assemble(rtl, bits, tmp_path / "other", n_images=10)
+
+
+def test_assemble_refuses_an_out_it_did_not_write(rtl, tmp_path, capsys):
+    """--out at a run folder, at its checkpoint, or at an assembled folder the user added a file to: a one-line
+    error naming it, exit 2, every file as it was; its own earlier folder is replaced."""
+    run = tmp_path / "runs" / "demo"
+    fake_run_folder(run)
+    own = tmp_path / "deploy"
+    assert A.main([str(rtl), "--out", str(own), "-n", "4"]) == 0
+    assert A.main([str(rtl), "--out", str(own), "-n", "4"]) == 0  # its own: replaced
+    (own / "notes.md").write_text("the user's")
+    for out, why in ((run, "holds last.pt"), (run / "model.pt", "is a file, not a folder"), (own, "holds notes.md")):
+        before = {"run": tree_hashes(run), "own": tree_hashes(own)}
+        capsys.readouterr()
+        assert A.main([str(rtl), "--out", str(out), "-n", "4"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and str(out) in err and why in err, err
+        assert {"run": tree_hashes(run), "own": tree_hashes(own)} == before
 
 
 def test_assemble_names_a_missing_rtl_directory(tmp_path):
