@@ -11,8 +11,9 @@
   ``reference_logits`` of the lowered graph (the golden reference);
 * ``README.md``: how to copy and run it, and what has (not) been run on a board.
 
-The folder is written beside OUT and moved into place at the end; a missing or bad RTL directory is an error that
-names the path.
+The folder is written beside OUT and swapped in at the end; an existing OUT is replaced only when it is empty or an
+earlier folder of this command (:mod:`instabnn.outputs`), and a missing or bad RTL directory is an error that names
+the path.
 """
 
 from __future__ import annotations
@@ -21,14 +22,15 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from instabnn.deploy.driver import RUNTIME_CONFIG, DriverError, runtime_config
+from instabnn.outputs import OutputDir, OutputError
 
 HERE = Path(__file__).resolve().parent
+TOOL = "instabnn-deploy-assemble"
 FILES = ("driver.py", RUNTIME_CONFIG, "classify_digits.py", "test_images.npz", "README.md")
 
 
@@ -201,6 +203,7 @@ input quantizer).
 def assemble(rtl_dir: str | Path, bitstream_dir: str | Path | None, out: str | Path, n_images: int = 300) -> dict:
     """Write the deployment folder ``out``; returns a summary (files, bitstream or None, images)."""
     rtl_dir, out = Path(rtl_dir), Path(out)
+    target = OutputDir(out, TOOL)  # refuses a folder this command did not write, before any work
     if not rtl_dir.is_dir():
         raise DeployError(f"RTL directory {rtl_dir}: no such directory (make hw writes it)")
     if not (rtl_dir / "accelerator.json").is_file():
@@ -212,9 +215,7 @@ def assemble(rtl_dir: str | Path, bitstream_dir: str | Path | None, out: str | P
         raise DeployError(str(e)) from None
     bit, hwh, note = _find_bitstream(Path(bitstream_dir) if bitstream_dir else None, cfg)
     data = digits_test_images(rtl_dir, n_images)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with target as tmp:
         shutil.copy2(HERE / "driver.py", tmp / "driver.py")
         (tmp / RUNTIME_CONFIG).write_text(json.dumps(cfg, indent=1) + "\n")
         (tmp / "classify_digits.py").write_text(EXAMPLE.format(bit=bit.name if bit else "instabnn.bit"))
@@ -223,18 +224,6 @@ def assemble(rtl_dir: str | Path, bitstream_dir: str | Path | None, out: str | P
         if bit is not None:
             shutil.copy2(bit, tmp / bit.name)
             shutil.copy2(hwh, tmp / hwh.name)
-        tmp.chmod(0o755)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     files = list(FILES) + ([bit.name, hwh.name] if bit else [])
     return {"out": str(out), "files": files, "bitstream": str(bit) if bit else None, "note": note,
             "images": int(len(data["q0"]))}
@@ -249,7 +238,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     try:
         r = assemble(a.rtl, a.bitstream, a.out, a.n)
-    except DeployError as e:
+    except (DeployError, OutputError) as e:
         print(f"instabnn-deploy assemble: error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {r['out']}: {', '.join(r['files'])}")

@@ -78,13 +78,14 @@ def _lowered_input_quantizer(manifest: dict, rtl_dir: Path) -> tuple[int, int]:
     """(input_exp, input_bits) from the lowered graph's metadata (instabnn.input_exp / instabnn.input_bits)."""
     if "input_exp" in manifest:
         return int(manifest["input_exp"]), int(manifest["input_bits"])
-    path = Path(manifest.get("lowered", ""))
-    if not path.is_absolute():
-        path = rtl_dir / path
-    if not path.is_file():
-        raise DriverError(f"{path}: the lowered graph named by {rtl_dir / 'accelerator.json'} is missing (its "
-                          "metadata holds the input quantizer)")
     import onnx
+
+    from instabnn.hw.compile import CompileError, lowered_graph_path  # off the board only (RTL directories)
+
+    try:
+        path = lowered_graph_path(rtl_dir, manifest)
+    except CompileError as e:
+        raise DriverError(str(e)) from None
 
     props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
     try:
@@ -167,18 +168,29 @@ def load_config(path: str | Path) -> dict:
 # ------------------------------------------------------------------------------------------ packing
 
 
-def quantize(images, cfg: dict) -> np.ndarray:
-    """Float images (N, C, H, W) -> the integers of the lowered graph's input quantizer: clamp(round_half_even(x /
-    2^input_exp)) in input_bits two's complement (float32 arithmetic, as the reference and onnxruntime)."""
+def quantize(images, cfg: dict, clip: bool = False) -> np.ndarray:
+    """Float images (N, C, H, W) -> the integers of the lowered graph's input quantizer: round_half_even(x /
+    2^input_exp) in input_bits two's complement (float32 arithmetic, as the reference and onnxruntime).
+
+    A value outside the quantizer's range (or infinite) is refused, naming the first one, unless ``clip``: then it
+    saturates to the range, as the network's input quantizer does. NaN is always refused."""
     x = np.asarray(images, dtype=np.float32)
     shape = tuple(cfg["input_shape"])
     if x.ndim == len(shape):
         x = x[None]
     if tuple(x.shape[1:]) != shape:
         raise DriverError(f"images of shape {tuple(x.shape[1:])}, the accelerator takes {shape}")
-    bits = cfg["input_bits"]
-    q = np.round(x / np.float32(2.0 ** cfg["input_exp"]))
-    return np.clip(q, -(1 << (bits - 1)), (1 << (bits - 1)) - 1).astype(np.int64)
+    bits, step = cfg["input_bits"], np.float32(2.0 ** cfg["input_exp"])
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    with np.errstate(over="ignore", invalid="ignore"):
+        q = np.round(x / step)
+    bad = np.isnan(x) if clip else ~((q >= lo) & (q <= hi))  # NaN compares false: refused either way
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise DriverError(f"{int(bad.sum())} pixel value(s) outside the input range {lo * step:g} .. {hi * step:g} "
+                          f"of the {bits}-bit input quantizer (first: {x[first]:g} at image, channel, row, column "
+                          f"{first}){'' if clip else '; clip=True (--clip) saturates them as the quantizer does'}")
+    return np.clip(q, lo, hi).astype(np.int64)
 
 
 def _as_q0(q0, cfg: dict) -> np.ndarray:
@@ -463,8 +475,8 @@ class Accelerator:
         return cls(PynqBackend(path, cfg, download=download, timeout_s=timeout_s), cfg)
 
     # packing (pure functions of the configuration)
-    def quantize(self, images) -> np.ndarray:
-        return quantize(images, self.cfg)
+    def quantize(self, images, clip: bool = False) -> np.ndarray:
+        return quantize(images, self.cfg, clip)
 
     def pack(self, q0) -> np.ndarray:
         return pack(q0, self.cfg)
@@ -485,8 +497,9 @@ class Accelerator:
         self.batches.extend(timings)
         return np.concatenate([self.unpack(o, len(c)) for o, c in zip(outs, chunks)])
 
-    def classify(self, images, batch: int = 64) -> np.ndarray:
-        return self.run(self.quantize(images), batch).argmax(axis=1)
+    def classify(self, images, batch: int = 64, clip: bool = False) -> np.ndarray:
+        """Float images -> classes; out-of-range pixels are refused unless ``clip`` (see :func:`quantize`)."""
+        return self.run(self.quantize(images, clip), batch).argmax(axis=1)
 
     def timing(self) -> dict:
         """Frames per second and per-batch latency over the batches run so far (board: wall clock of the DMA
@@ -522,17 +535,23 @@ class Accelerator:
 # ------------------------------------------------------------------------------------------ command line
 
 
-def load_images(path: str | Path, cfg: dict, limit: int | None = None):
-    """(q0, labels or None, reference logits or None) from an .npz with ``q0`` (quantized) or ``images`` (float),
-    optional ``labels`` and ``reference_logits``."""
+def load_images(path: str | Path, cfg: dict, limit: int | None = None, clip: bool = False):
+    """(q0, labels or None, reference logits or None) from an .npz with ``q0`` (quantized) or ``images`` (float,
+    quantized by :func:`quantize` with ``clip``), optional ``labels`` and ``reference_logits``; the first ``limit``
+    images (``limit`` >= 1) or all."""
     path = Path(path)
+    if limit is not None and limit < 1:
+        raise DriverError(f"--limit {limit}: the number of images must be >= 1")
     if not path.is_file():
         raise DriverError(f"{path}: no such image file")
     with np.load(path) as z:
         if "q0" in z:
             q0 = z["q0"].astype(np.int64)
         elif "images" in z:
-            q0 = quantize(z["images"], cfg)
+            try:
+                q0 = quantize(z["images"], cfg, clip)
+            except DriverError as e:
+                raise DriverError(f"{path}: {e}") from None
         else:
             raise DriverError(f"{path}: neither 'q0' (quantized) nor 'images' (float) in it ({', '.join(z.files)})")
         labels = z["labels"] if "labels" in z else None
@@ -558,7 +577,7 @@ def format_timing(t: dict) -> str:
 
 def _classify(a) -> dict:
     acc = Accelerator.open(a.accelerator, a.config, a.work, timeout_s=a.timeout)
-    q0, labels, ref = load_images(a.images, acc.cfg, a.limit)
+    q0, labels, ref = load_images(a.images, acc.cfg, a.limit, a.clip)
     t0 = time.perf_counter()
     logits = acc.run(q0, a.batch)
     wall = time.perf_counter() - t0
@@ -579,9 +598,11 @@ def _classify(a) -> dict:
 
 
 def _bench(a) -> dict:
+    if a.n < 1:
+        raise DriverError(f"-n {a.n}: the number of images must be >= 1")
     acc = Accelerator.open(a.accelerator, a.config, a.work, timeout_s=a.timeout)
     if a.images:
-        q0 = load_images(a.images, acc.cfg)[0]
+        q0 = load_images(a.images, acc.cfg, clip=a.clip)[0]
         q0 = np.resize(q0, (a.n, *q0.shape[1:]))
     else:
         bits = acc.cfg["input_bits"]
@@ -610,6 +631,8 @@ def main(argv=None) -> int:
         s.add_argument("--json", help="write the results here")
         s.add_argument("--timeout", type=float, default=10.0,
                        help="seconds each DMA transfer on the board may take before it is an error (default 10)")
+        s.add_argument("--clip", action="store_true",
+                       help="saturate float pixels outside the input quantizer's range (default: refuse them)")
         if name == "classify":
             s.add_argument("--images", required=True, help=".npz with q0 or images, optional labels / "
                                                            "reference_logits")

@@ -39,11 +39,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,8 +66,10 @@ from instabnn.hw.blocks.residual_tail.spec import ResidualTailSpec
 from instabnn.hw.blocks.residual_tail.spec import write_const_file as write_tail_file
 from instabnn.hw.rtl_library import LIBRARY_DIR, library_file, rtl_sources
 from instabnn.hw.blocks.sliding_window.spec import SlidingWindowShape
+from instabnn.outputs import OutputDir, OutputError
 
 MANIFEST = "accelerator.json"
+TOOL = "instabnn-compile"
 DEFAULT_CLOCK_MHZ = 100.0
 XC7Z020 = {"lut": 53_200, "ff": 106_400, "bram36": 140, "dsp": 220}
 
@@ -657,13 +659,15 @@ def compile_model(lowered: str | Path, out: str | Path, folding: str | Path | di
                   top: str = "instabnn_top", clock_mhz: float = DEFAULT_CLOCK_MHZ,
                   max_utilisation: float | None = None) -> dict:
     """Generate the RTL directory ``out`` for a lowered graph; returns the manifest. ``out`` is replaced only when
-    the whole generation succeeded (built in a temporary directory beside it, then moved into place).
+    the whole generation succeeded (built in a temporary directory beside it, then swapped in), and only when it is
+    empty or an earlier RTL directory of this compiler (:class:`instabnn.outputs.OutputDir`).
     ``max_utilisation``: refuse a folding whose LUT estimate exceeds this fraction of the xc7z020's LUTs (or whose
     BRAM or DSP estimate exceeds the part)."""
     from instabnn.hw import ops  # noqa: F401  (registers the op domain)
     from instabnn.hw.folding import FoldingError, apply_folding, read_lowered
 
     lowered, out = Path(lowered), Path(out)
+    target = OutputDir(out, TOOL)  # refuses a folder this compiler did not write, before any work
     if not lowered.is_file():
         raise CompileError(f"{lowered}: no such lowered graph (run `make lower` first)")
     if not re.fullmatch(r"[A-Za-z_]\w*", top):
@@ -674,9 +678,7 @@ def compile_model(lowered: str | Path, out: str | Path, folding: str | Path | di
             model = apply_folding(model, folding)
     except FoldingError as e:
         raise CompileError(str(e)) from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with target as tmp:
         comp = Compiler(model, tmp)
         comp.run()
         text, iface = top_level(top, comp)
@@ -694,7 +696,7 @@ def compile_model(lowered: str | Path, out: str | Path, folding: str | Path | di
             "mem_files": comp.net.mem_files,
             **iface,
             "input_shape": list(model.get_tensor_shape(model.graph.input[0].name))[1:],
-            "lowered": str(lowered),
+            "lowered": os.path.relpath(os.path.abspath(lowered), os.path.abspath(out)),
             "model_sha256": _sha256(lowered),
             "folding": {n.name: {k: comp.getCustomOp(n).get_nodeattr(k) for k in comp.getCustomOp(n).fold_options()}
                         for n in model.graph.node},
@@ -709,18 +711,24 @@ def compile_model(lowered: str | Path, out: str | Path, folding: str | Path | di
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         (tmp / "compile.md").write_text(markdown(manifest))
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
+
+
+def lowered_graph_path(rtl_dir: str | Path, manifest: dict) -> Path:
+    """The lowered graph an RTL directory was compiled from: the manifest's ``lowered`` path, relative to the RTL
+    directory (so that the run folder can be moved and used from anywhere), checked against ``model_sha256``.
+    :class:`CompileError` names the file when it is missing or is not the graph compiled."""
+    rtl_dir = Path(rtl_dir)
+    if "lowered" not in manifest:
+        raise CompileError(f"{rtl_dir / MANIFEST}: field 'lowered' missing")
+    path = Path(os.path.normpath(rtl_dir / manifest["lowered"]))  # lexical, as compile_model wrote it
+    if not path.is_file():
+        raise CompileError(f"{path}: the lowered graph named by {rtl_dir / MANIFEST} is missing (compile again "
+                           "from lowered.onnx)")
+    if manifest.get("model_sha256") != _sha256(path):
+        raise CompileError(f"{path}: not the lowered graph {rtl_dir} was compiled from (sha256 differs from the "
+                           "manifest's model_sha256): compile it again")
+    return path
 
 
 def markdown(m: dict) -> str:
@@ -763,7 +771,7 @@ def main(argv=None) -> int:
     out = Path(a.out) if a.out else Path(a.lowered).parent / "rtl"
     try:
         m = compile_model(a.lowered, out, a.folding, a.top, a.clock_mhz, a.max_utilisation)
-    except CompileError as e:
+    except (CompileError, OutputError) as e:
         print(f"compile: error: {e}", file=sys.stderr)
         return 2
     r = m["resources_estimate"]

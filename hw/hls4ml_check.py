@@ -17,7 +17,9 @@ Each network is tried as exported, and, for binary networks, with one semantics-
 ``BipolarQuant`` of a constant weight replaced by the constant it computes (+-scale). The rewrite is needed
 because hls4ml 1.3.0's ``quantize_dense_output`` pass applies the binary quantizer (x >= 0 -> 1, else 0) a second
 time to weights already stored as {0, 1}, so every binary weight becomes 1; the report measures this on the
-converted model rather than assuming it. Writes ``hls4ml.json`` and ``hls4ml.md`` into ``--out``, atomically.
+converted model rather than assuming it. Writes ``hls4ml.json`` and ``hls4ml.md`` (and the fallback network, the
+kept projects) into ``--out``, built beside it and swapped in; an existing ``--out`` is replaced only when it is empty
+or an earlier report folder of this check (:mod:`instabnn.outputs`).
 """
 
 from __future__ import annotations
@@ -381,6 +383,7 @@ def build_w1a1_digits(path: Path, steps: int = 300, seed: int = 0) -> Path:
 
 def run_check(model_path: Path, out: Path, n: int | None = None, precisions=DEFAULT_PRECISIONS,
               fallback: bool = True, keep_projects: bool = False, w1a1_steps: int = 300) -> dict:
+    """The report of the check; the fallback network and the kept projects go into the folder ``out``."""
     from instabnn.hw.lower import evaluation_inputs
 
     start = time.time()
@@ -399,14 +402,10 @@ def run_check(model_path: Path, out: Path, n: int | None = None, precisions=DEFA
             net = check_network(w1a1, xt, yt, work / "w1a1", precisions, "digits test split")
             net["model"] = "w1a1_digits_fc.onnx (Brevitas bnn_pynq FC 64-64-64, W1A1, "\
                            f"{w1a1_steps} Adam steps on digits; built because the model given did not run)"
-            out.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(w1a1, out / ".w1a1_digits_fc.onnx.tmp")
-            (out / ".w1a1_digits_fc.onnx.tmp").replace(out / "w1a1_digits_fc.onnx")
+            shutil.copyfile(w1a1, out / "w1a1_digits_fc.onnx")
             report["networks"].append(net)
         if keep_projects:
-            dst = out / "hls4ml_projects"
-            shutil.rmtree(dst, ignore_errors=True)
-            shutil.copytree(work, dst)
+            shutil.copytree(work, out / "hls4ml_projects")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report["compared_predictions"] = any(net.get("ran") for net in report["networks"])
@@ -484,7 +483,7 @@ def markdown(report: dict) -> str:
 
 
 def main(argv=None) -> int:
-    from instabnn.model.checkpoint import atomic_write_text
+    from instabnn.outputs import OutputDir, OutputError
 
     p = argparse.ArgumentParser(prog="instabnn-hls4ml-check", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -508,10 +507,16 @@ def main(argv=None) -> int:
         print(f"instabnn-hls4ml-check: error: {model}: no such file", file=sys.stderr)
         return 2
     out = Path(args.out)
-    report = run_check(model, out, args.n, tuple(args.precision or DEFAULT_PRECISIONS), not args.no_fallback,
-                       args.keep_projects, args.w1a1_steps)
-    atomic_write_text(out / "hls4ml.json", json.dumps(report, indent=1, default=str))
-    atomic_write_text(out / "hls4ml.md", markdown(report))
+    try:
+        target = OutputDir(out, "instabnn-hls4ml-check")
+    except OutputError as e:
+        print(f"instabnn-hls4ml-check: error: {e}", file=sys.stderr)
+        return 2
+    with target as staging:
+        report = run_check(model, staging, args.n, tuple(args.precision or DEFAULT_PRECISIONS), not args.no_fallback,
+                           args.keep_projects, args.w1a1_steps)
+        (staging / "hls4ml.json").write_text(json.dumps(report, indent=1, default=str))
+        (staging / "hls4ml.md").write_text(markdown(report))
     print(markdown(report))
     print(f"wrote {out / 'hls4ml.json'} and {out / 'hls4ml.md'}")
     return 0 if report["compared_predictions"] else 1

@@ -16,6 +16,9 @@ real weights) into ``<out>/stage1`` and then stage 2 (both binary, initialised f
 Every epoch writes ``last.pt`` (atomically), ``metrics.csv``, ``metrics.json`` and ``curve.png``; ``--resume``
 continues from ``last.pt`` and ends with the same weights as an uninterrupted run: all randomness of epoch e is drawn
 from generators seeded by (seed, e). The run ends with ``model.pt`` (weights and config) and ``result.json``.
+An ``--out`` that holds a run is refused unless ``--resume`` (continue it) or ``--overwrite`` (train afresh; the
+earlier files are replaced as the new run writes its first epoch). A non-finite loss stops the run naming the epoch
+and step, before the update and with ``last.pt`` as it was; Ctrl-C says which checkpoint is kept (exit status 130).
 Data-parallel training: ``torchrun --nproc_per_node=K -m instabnn.model.train ...`` (gloo on CPU, NCCL on GPU).
 """
 
@@ -69,6 +72,10 @@ DEFAULT_PRESET = {"digits": "digits", "digits-iv": "digits", "cifar10": "cifar",
 
 class TrainError(RuntimeError):
     """A training request that cannot run; the message names the option or file at fault."""
+
+
+class TrainInterrupted(TrainError):
+    """Ctrl-C during training; the message says which checkpoint is kept."""
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -227,6 +234,15 @@ def train_run(spec: RunSpec, out: Path, data_dir=None, device_name="auto", worke
     cfg = NetConfig.from_dict(spec.net)
     dist = Distributed(pick_device(device_name))
     device = dist.device
+    last = out / "last.pt"
+    saved_epochs = None  # the epochs done in last.pt, as far as this run knows
+
+    def kept() -> str:
+        if not last.exists():
+            return "no checkpoint was written"
+        held = f"epoch {saved_epochs}" if saved_epochs is not None else "its last epoch"
+        return f"{last} keeps {held} (continue with the same command and --resume)"
+
     try:
         splits = load_splits(spec.data, data_dir, **spec.data_options)
         cfg = cfg.replace(num_classes=splits.num_classes, in_channels=splits.in_channels,
@@ -236,7 +252,6 @@ def train_run(spec: RunSpec, out: Path, data_dir=None, device_name="auto", worke
         model = build_network(cfg).to(device)
 
         start_epoch, history = 0, []
-        last = out / "last.pt"
         if resume and last.exists():
             ckpt = load_checkpoint(last)
             saved = ckpt.get("run", {})
@@ -250,6 +265,7 @@ def train_run(spec: RunSpec, out: Path, data_dir=None, device_name="auto", worke
                                           f"(checkpoint: {saved.get(key)!r}, now: {getattr(spec, key)!r})")
             load_weights(model, ckpt["model"], last)
             start_epoch, history = ckpt["epoch"] + 1, list(ckpt["history"])
+            saved_epochs = start_epoch
         elif spec.init:
             init = load_checkpoint(spec.init)
             load_weights(model, init["model"], spec.init, allow_self_init=True)
@@ -281,6 +297,8 @@ def train_run(spec: RunSpec, out: Path, data_dir=None, device_name="auto", worke
 
         per_process_batch = max(1, recipe.batch_size // dist.world)
         test_loader = DataLoader(splits.test, batch_size=256, shuffle=False, num_workers=workers)
+        # an earlier run's final files (--overwrite, or library callers) go once this run has written an epoch
+        stale = [] if resume else [f for f in (out / "model.pt", out / "result.json") if f.exists()]
         if dist.main:
             out.mkdir(parents=True, exist_ok=True)
         title = spec.label or f"{cfg.arch} {cfg.variant} on {spec.data}"
@@ -304,6 +322,9 @@ def train_run(spec: RunSpec, out: Path, data_dir=None, device_name="auto", worke
                 loader = DataLoader(splits.train, batch_size=per_process_batch, shuffle=True, generator=gen,
                                     num_workers=workers, drop_last=True)
             lr = recipe.lr * lr_factor(recipe, epoch)
+            if lr > FLOAT32_MAX:
+                raise TrainError(f"epoch {epoch + 1}: the schedule's learning rate {lr:g} exceeds float32 (--gamma "
+                                 f"{recipe.gamma:g}); stopped, {kept()}")
             for group in optimizer.param_groups:
                 group["lr"] = lr
             trainable.train()
@@ -316,7 +337,7 @@ def train_run(spec: RunSpec, out: Path, data_dir=None, device_name="auto", worke
 
                 bar = tqdm(loader, desc=f"epoch {epoch + 1}/{recipe.epochs}", leave=False, unit="batch",
                            dynamic_ncols=True, disable=None)
-            for x, y in bar:
+            for step, (x, y) in enumerate(bar, 1):
                 x, y = x.to(device), y.to(device)
                 logits = trainable(x)
                 loss = F.cross_entropy(logits, y)
@@ -325,21 +346,31 @@ def train_run(spec: RunSpec, out: Path, data_dir=None, device_name="auto", worke
                         target = F.softmax(teacher(x), dim=1)
                     kd = -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
                     loss = spec.distill_weight * kd + (1.0 - spec.distill_weight) * loss
+                value = loss.item()
+                if not math.isfinite(dist.all_sum([value])[0]):  # every process stops at the same step
+                    raise TrainError(f"epoch {epoch + 1}, step {step}: the training loss is not finite (lr {lr:g}); "
+                                     f"stopped before the update, {kept()}")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                sums[0] += loss.item() * len(y)
+                sums[0] += value * len(y)
                 sums[1] += (logits.argmax(1) == y).sum().item()
                 sums[2] += len(y)
             sums = dist.all_sum(sums)
             test_loss, correct, n_test = evaluate(trainable if spec.hardware_exact else model, test_loader, device)
             row = {"epoch": epoch + 1, "lr": lr, "train_loss": sums[0] / sums[2], "train_acc": sums[1] / sums[2],
                    "test_loss": test_loss / n_test, "test_acc": correct / n_test, "seconds": time.time() - t0}
+            if not all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()):
+                raise TrainError(f"epoch {epoch + 1}: the network's parameters are no longer finite (lr {lr:g}); "
+                                 f"stopped, {kept()}")
             history.append(row)
             if dist.main:
                 save_checkpoint(last, {"config": cfg.to_dict(), "model": model.state_dict(), "epoch": epoch,
                                        "optimizer": optimizer.state_dict(), "history": history,
                                        "run": asdict(spec), "commit": git_commit()})
+                saved_epochs = epoch + 1
+                for f in stale:
+                    f.unlink(missing_ok=True)
                 write_metrics(out, history)
                 plot_curves(history, out / "curve.png", title)
                 print(f"[{title}] epoch {epoch + 1}/{recipe.epochs}  lr {lr:.2e}  loss {row['train_loss']:.4f}  "
@@ -359,6 +390,8 @@ def train_run(spec: RunSpec, out: Path, data_dir=None, device_name="auto", worke
             atomic_write_text(out / "result.json", json.dumps(result, indent=1))
         dist.barrier()
         return result
+    except KeyboardInterrupt:
+        raise TrainInterrupted(f"interrupted; {kept()}") from None
     finally:
         dist.close()
 
@@ -420,9 +453,48 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--device", default="auto", help="auto (GPU where present) | cpu | cuda[:k]")
     o.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     o.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    o.add_argument("--overwrite", action="store_true",
+                   help="train afresh into an --out that holds a run (replaced as the new run writes its epochs)")
     o.add_argument("--stop-after-epoch", type=int, help=argparse.SUPPRESS)  # simulates an interruption (tests)
     o.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
+
+
+RUN_FILES = ("last.pt", "model.pt", "result.json", "metrics.csv", "metrics.json", "curve.png")
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)  # the optimizers compute in float32
+NUMBER_RULES = {  # option: (holds, what it must be)
+    "lr": (lambda v: 0 < v <= FLOAT32_MAX, "a finite number > 0 (float32)"),
+    "weight_decay": (lambda v: 0 <= v <= FLOAT32_MAX, "a finite number >= 0 (float32)"),
+    "gamma": (lambda v: 0 < v <= FLOAT32_MAX, "a finite number > 0 (float32)"),
+    "epochs": (lambda v: v >= 1, "an integer >= 1"),
+    "batch_size": (lambda v: v >= 1, "an integer >= 1"),
+    "warmup_epochs": (lambda v: v >= 0, "an integer >= 0"),
+    "milestones": (lambda v: all(m >= 1 for m in v), "epochs >= 1"),
+    "distill_weight": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "workers": (lambda v: v >= 0, "an integer >= 0"),
+    "threads": (lambda v: v >= 0, "an integer >= 0"),
+}
+
+
+def check_numbers(recipe: Recipe, args) -> None:
+    """TrainError naming the first option whose value is out of range or not finite (inf, nan)."""
+    for name, (holds, what) in NUMBER_RULES.items():
+        value = getattr(recipe, name) if hasattr(recipe, name) else getattr(args, name)
+        values = value if isinstance(value, tuple) else (value,)
+        if not (all(math.isfinite(v) for v in values) and holds(value)):
+            shown = ",".join(map(str, values)) if isinstance(value, tuple) else value
+            raise TrainError(f"--{name.replace('_', '-')} {shown}: must be {what}")
+
+
+def claim_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to train into a folder that holds a run, unless ``resume`` (and it has last.pt to continue from) or
+    ``overwrite`` (the new run's epochs replace it; its model.pt and result.json go with the first epoch written)."""
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"--out {out}: is a file, not a folder")
+    found = [f for f in RUN_FILES if (out / f).exists()]
+    if found and not overwrite and not (resume and "last.pt" in found):
+        raise TrainError(f"--out {out} already holds a training run ({', '.join(found)}): --resume continues it "
+                         f"from last.pt{'' if 'last.pt' in found else ' (it has none)'}, --overwrite replaces it")
 
 
 def spec_from_args(args) -> RunSpec:
@@ -433,9 +505,7 @@ def spec_from_args(args) -> RunSpec:
         value = getattr(args, f.name)
         if value is not None:
             setattr(recipe, f.name, value)
-    if recipe.epochs < 1 or recipe.batch_size < 1 or recipe.lr <= 0:
-        raise TrainError(f"recipe: epochs ({recipe.epochs}), batch size ({recipe.batch_size}) and lr ({recipe.lr}) "
-                         f"must be positive")
+    check_numbers(recipe, args)
     lr_factor(recipe, 0)  # validates the schedule name
     make_optimizer(recipe, [torch.nn.Parameter(torch.zeros(1))])  # validates the optimizer name
     se_bits = args.se_weight_bits if args.se_weight_bits is not None else (8 if preset == "se_finetune" else None)
@@ -456,8 +526,6 @@ def spec_from_args(args) -> RunSpec:
         net = {**init_cfg, "binary_weights": net["binary_weights"],
                "se_weight_bits": se_bits if se_bits is not None else init_cfg["se_weight_bits"]}
     NetConfig.from_dict(net)  # validates
-    if not 0.0 <= args.distill_weight <= 1.0:
-        raise TrainError(f"--distill-weight {args.distill_weight} must lie in [0, 1]")
     return RunSpec(data=args.data, net=net, recipe=asdict(recipe), seed=args.seed, teacher=args.teacher,
                    distill_weight=args.distill_weight, init=args.init, hardware_exact=args.hardware_exact,
                    data_options=data_options_from_args(args))
@@ -482,12 +550,18 @@ def run_from_args(args) -> dict:
     out = Path(args.out)
     common = dict(data_dir=args.data_dir, device_name=args.device, workers=args.workers, resume=args.resume,
                   stop_after_epoch=args.stop_after_epoch, progress=not args.no_progress)
+    if args.resume and args.overwrite:
+        raise TrainError("--resume continues the run in --out, --overwrite replaces it: give one of them")
     if not args.two_stage:
-        return train_run(spec_from_args(args), out, **common)
+        spec = spec_from_args(args)
+        claim_run_folder(out, args.resume, args.overwrite)
+        return train_run(spec, out, **common)
     if args.stage != "full" or args.init:
         raise TrainError("--two-stage runs both stages itself: drop --stage / --init")
     args.stage = "1"
     stage1 = spec_from_args(args)
+    for folder in (out / "stage1", out / "stage2"):
+        claim_run_folder(folder, args.resume, args.overwrite)
     stage1.label = "stage 1 (binary activations, real weights)"
     res1 = train_run(stage1, out / "stage1", **common)
     if not res1["finished"]:
@@ -504,6 +578,9 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     try:
         result = run_from_args(args)
+    except (TrainInterrupted, KeyboardInterrupt) as e:
+        print(f"instabnn-train: {str(e) or 'interrupted before training started'}", file=sys.stderr)
+        return 130
     except (TrainError, ConfigError, CheckpointError, DataError) as e:
         print(f"instabnn-train: error: {e}", file=sys.stderr)
         return 2

@@ -83,16 +83,17 @@ def load_manifest(rtl_dir: Path) -> dict:
 
 
 def lowered_model(m: dict, rtl_dir: Path):
+    """The lowered graph the accelerator was compiled from (its path relative to the RTL directory, its hash
+    checked: :func:`instabnn.hw.compile.lowered_graph_path`)."""
     from qonnx.core.modelwrapper import ModelWrapper
 
     from instabnn.hw import ops  # noqa: F401
+    from instabnn.hw.compile import CompileError, lowered_graph_path
 
-    path = Path(m["lowered"])
-    if not path.is_absolute() and not path.is_file():
-        path = rtl_dir / path
-    if not path.is_file():
-        raise CosimError(f"{path}: the lowered graph the accelerator was compiled from is missing")
-    return ModelWrapper(str(path))
+    try:
+        return ModelWrapper(str(lowered_graph_path(rtl_dir, m)))
+    except CompileError as e:
+        raise CosimError(str(e)) from None
 
 
 def images_for(data: str, n: int | None, model, shape, data_dir: str | None, seed: int = 0):

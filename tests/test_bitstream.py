@@ -486,6 +486,17 @@ def test_out_of_another_owner_is_refused_and_left_unchanged(tmp_path, capsys, no
     assert not list(tmp_path.glob("**/.*.tmp-*"))
 
 
+@pytest.mark.parametrize("option", [["--baud", "0"], ["--baud", "-9600"], ["--jobs", "0"]])
+def test_non_positive_baud_and_jobs_are_refused(tmp_path, capsys, option):
+    rtl = make_standin(tmp_path / "rtl")
+    before = tree_hashes(tmp_path)
+    out = tmp_path / "bitstreams" / "ulx3s"
+    assert bs.main([str(rtl), "--board", "ulx3s-85f", "--out", str(out), "--dry-run", *option]) == bs.EXIT_FAILED
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{option[0]} {option[1]}: must be a positive integer" in err[0], err
+    assert tree_hashes(tmp_path) == before and not out.exists()
+
+
 def test_estimate_does_not_replace_a_bitstream(tmp_path, no_git):
     rtl = make_standin(tmp_path / "rtl")
     out = tmp_path / "bitstreams" / "pynq-z2-standin"

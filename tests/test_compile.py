@@ -15,7 +15,7 @@ from instabnn.hw import folding, lower
 from instabnn.model.export import export_checkpoint
 from instabnn.sim import cosim
 
-from conftest import train_digits
+from conftest import fake_run_folder, train_digits, tree_hashes
 
 _BUILT: dict = {}
 
@@ -92,14 +92,14 @@ def test_cosim_detects_a_wrong_constant_and_localizes_it(baseline, tmp_path, ver
 
 def test_bad_folding_unknown_op_and_missing_files_stop_before_writing(baseline, tmp_path):
     out = tmp_path / "rtl"
-    out.mkdir()
-    (out / "keep.txt").write_text("earlier build")
+    C.compile_model(baseline / "lowered.onnx", out, baseline / "folding.json")  # an earlier build
+    before = tree_hashes(out)
     config = json.loads((baseline / "folding.json").read_text())
     config["block0.conv"]["PE"] = 5  # does not divide 32 output channels
     (tmp_path / "bad.json").write_text(json.dumps(config))
     with pytest.raises(C.CompileError, match="block0.conv"):
         C.compile_model(baseline / "lowered.onnx", out, tmp_path / "bad.json")
-    assert (out / "keep.txt").read_text() == "earlier build"
+    assert tree_hashes(out) == before
 
     model = onnx.load(baseline / "lowered.onnx")
     node = next(n for n in model.graph.node if n.name == "block1.tail")
@@ -109,7 +109,7 @@ def test_bad_folding_unknown_op_and_missing_files_stop_before_writing(baseline, 
     onnx.save(model, tmp_path / "unsupported.onnx")
     with pytest.raises(C.CompileError, match="block1.tail"):
         C.compile_model(tmp_path / "unsupported.onnx", out, baseline / "folding.json")
-    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    assert tree_hashes(out) == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".rtl.")]  # no temporary directory left
 
     with pytest.raises(C.CompileError, match="no such lowered graph"):
@@ -119,6 +119,66 @@ def test_bad_folding_unknown_op_and_missing_files_stop_before_writing(baseline, 
     assert C.main([str(tmp_path / "missing.onnx")]) == 2
     with pytest.raises(cosim.CosimError, match="accelerator.json"):
         cosim.cosim(tmp_path / "nowhere")
+
+
+def test_out_the_compiler_did_not_write_is_refused_and_left_unchanged(baseline, tmp_path, capsys):
+    """--out at a run folder, at its checkpoint, or at an RTL directory the user added a file to: a one-line error
+    naming it, exit 2, every file as it was; the compiler's own earlier RTL directory is replaced."""
+    run = tmp_path / "runs" / "demo"
+    fake_run_folder(run)
+    rtl = tmp_path / "rtl"
+    args = [str(baseline / "lowered.onnx"), "--folding", str(baseline / "folding.json"), "--out"]
+    assert C.main(args + [str(rtl)]) == 0
+    assert C.main(args + [str(rtl)]) == 0  # its own earlier output: replaced
+    (rtl / "notes.md").write_text("the user's")
+    for out, why in ((run, "holds last.pt"), (run / "model.pt", "is a file, not a folder"), (rtl, "holds notes.md")):
+        before = {"run": tree_hashes(run), "rtl": tree_hashes(rtl)}
+        capsys.readouterr()
+        assert C.main(args + [str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and str(out) in err and why in err, err
+        assert {"run": tree_hashes(run), "rtl": tree_hashes(rtl)} == before
+    assert not list(tmp_path.glob("**/.*.tmp-*"))
+
+
+def test_manifest_names_the_lowered_graph_relative_to_itself(baseline, tmp_path, monkeypatch):
+    """Compiled with relative paths, the run folder moved and used from another directory: cosim and the driver
+    find the graph beside it, not one at the typed path in the working directory; a different graph there (same
+    name, other hash) is a one-line error naming it."""
+    from instabnn.deploy import driver
+
+    run = tmp_path / "a" / "runs" / "demo"
+    run.mkdir(parents=True)
+    for f in ("lowered.onnx", "folding.json"):
+        (run / f).write_bytes((baseline / f).read_bytes())
+    monkeypatch.chdir(tmp_path / "a")
+    m = C.compile_model("runs/demo/lowered.onnx", "runs/demo/rtl", "runs/demo/folding.json")
+    assert m["lowered"] == "../lowered.onnx"
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "runs").rename(tmp_path / "b" / "runs")
+    decoy = tmp_path / "a" / "runs" / "demo"  # a different graph at the typed path, in the working directory
+    decoy.mkdir(parents=True)
+    (decoy / "lowered.onnx").write_bytes(b"not the graph")
+    rtl = tmp_path / "b" / "runs" / "demo" / "rtl"
+    model = cosim.lowered_model(cosim.load_manifest(rtl), rtl)
+    assert len(model.graph.node) == len(onnx.load(baseline / "lowered.onnx").graph.node)
+    acc = driver.Accelerator.open("../b/runs/demo/rtl", work=tmp_path / "sim")  # the driver's docstring example
+    assert isinstance(acc.backend, driver.SimBackend) and acc.cfg["model_sha256"] == m["model_sha256"]
+
+    lowered = rtl.parent / "lowered.onnx"
+    graph = onnx.load(lowered)
+    graph.graph.node[0].name += "_edited"  # re-lowered since the compile: not the graph the RTL was made from
+    onnx.save(graph, lowered)
+    before = tree_hashes(tmp_path / "b")
+    for call, error in ((lambda: cosim.lowered_model(cosim.load_manifest(rtl), rtl), cosim.CosimError),
+                        (lambda: driver.runtime_config(rtl), driver.DriverError)):
+        with pytest.raises(error, match="model_sha256") as e:
+            call()
+        assert "\n" not in str(e.value) and str(lowered) in str(e.value)
+    lowered.unlink()
+    with pytest.raises(cosim.CosimError, match="is missing"):
+        cosim.lowered_model(cosim.load_manifest(rtl), rtl)
+    assert tree_hashes(tmp_path / "b") == {k: v for k, v in before.items() if k != "runs/demo/lowered.onnx"}
 
 
 def test_merge_of_shard_reports():

@@ -168,7 +168,7 @@ def test_flatten_permutation_matters(mini_cnv):
     from instabnn.hw import ops  # noqa: F401
 
     rtl, manifest, _ = mini_cnv
-    model = ModelWrapper(str(Path(manifest["lowered"])))
+    model = ModelWrapper(str(C.lowered_graph_path(rtl, manifest)))
     node = next(n for n in model.graph.node if n.name == "layer3")
     in_shape = list(ops.ChainLayer(node).get_nodeattr("in_shapes"))
     weight = model.get_initializer("layer3.weight_bits")[:, :, 0, 0]
@@ -198,7 +198,7 @@ def test_folding_chooses_a_chain_folding(mini_cnv, tmp_path):
     from instabnn.hw import folding
 
     rtl, manifest, _ = mini_cnv
-    lowered = Path(manifest["lowered"])
+    lowered = C.lowered_graph_path(rtl, manifest)
     target_fps = 100e6 / 1600  # layer0's window (SIMD <= 3 channels) needs 1,521 clocks at the most parallel
     assert folding.main([str(lowered), "--target-fps", str(target_fps), "--out", str(tmp_path / "f.json")]) == 0
     config = json.loads((tmp_path / "f.json").read_text())
@@ -216,11 +216,11 @@ def test_start_chain_leaves_other_graphs_alone(mini_cnv):
     from instabnn.hw import ops  # noqa: F401
 
     rtl, manifest, _ = mini_cnv
-    model = ModelWrapper(str(Path(manifest["lowered"])))
+    model = ModelWrapper(str(C.lowered_graph_path(rtl, manifest)))
     comp = C.Compiler(model, rtl.parent / "unused")
     assert comp.start_chain() and (comp.input_stream.lanes, comp.input_stream.bits, comp.input_stream.beats) == \
         (3, 8, 225)
-    other = ModelWrapper(str(Path(manifest["lowered"])))
+    other = ModelWrapper(str(C.lowered_graph_path(rtl, manifest)))
     other.graph.node[0].op_type = "StemConv"
     del other.graph.node[1:]
     comp = C.Compiler(other, rtl.parent / "unused")
@@ -255,6 +255,6 @@ def test_cosim_detects_a_missing_flatten_permutation(mini_cnv, tmp_path, verilat
 
     rtl, manifest, _ = mini_cnv
     with mock.patch.object(compile_chain, "stream_order_columns", lambda c, h, w: np.arange(c * h * w)):
-        C.compile_model(Path(manifest["lowered"]), tmp_path / "rtl")
+        C.compile_model(C.lowered_graph_path(rtl, manifest), tmp_path / "rtl")
     report = cosim.cosim(tmp_path / "rtl", "random", 4, harness="verilator", work=tmp_path / "w")
     assert report["mismatches"] > 0

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import train_digits
+from conftest import fake_run_folder, train_digits, tree_hashes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,11 +107,27 @@ def test_pack_and_unpack_reject_bad_input():
         D.unpack(np.zeros(10, np.uint8), 1, cfg)
 
 
-def test_quantize_rounds_half_even_and_clamps():
+def test_quantize_rounds_half_even_and_refuses_or_clips_out_of_range():
     cfg = CONFIGS[3]  # 4 bits, exponent -4: step 1/16, range -8 .. 7
     x = np.zeros((1, *cfg["input_shape"]), np.float32)
-    x.flat[:6] = [0.5 / 16, 1.5 / 16, -2.5 / 16, 100.0, -100.0, 3 / 16]
+    x.flat[:6] = [0.5 / 16, 1.5 / 16, -2.5 / 16, 7 / 16, -8 / 16, 3 / 16]
     assert D.quantize(x, cfg).flat[:6].tolist() == [0, 2, -2, 7, -8, 3]
+    for value in (100.0, -100.0, 7.5 / 16, np.inf, 1000):
+        y = x.copy()
+        y.flat[7] = value
+        with pytest.raises(D.DriverError, match=r"1 pixel value\(s\) outside the input range -0.5 .. 0.4375") as e:
+            D.quantize(y, cfg)
+        assert "\n" not in str(e.value) and "clip=True" in str(e.value)
+        assert D.quantize(y, cfg, clip=True).flat[7] == (7 if value > 0 else -8)
+    y = x.copy()
+    y.flat[3] = np.nan
+    for clip in (False, True):
+        with pytest.raises(D.DriverError, match="nan at image, channel, row, column"):
+            D.quantize(y, cfg, clip=clip)
+    acc = D.Accelerator(backend=None, cfg=cfg)  # classify applies the same policy as quantize
+    y.flat[3] = 100.0
+    with pytest.raises(D.DriverError, match="outside the input range"):
+        acc.classify(y)
 
 
 # ------------------------------------------------------------------------------------------ a stub pynq
@@ -565,6 +581,45 @@ def test_assemble_writes_the_board_folder_and_the_driver_runs_it(rtl, tmp_path, 
     (bits / "manifest.json").write_text(json.dumps({"model_sha256": "0" * 64}))
     with pytest.raises(A.DeployError, match="manifest.json"):
         A.assemble(rtl, bits, tmp_path / "other", n_images=10)
+
+
+def test_assemble_refuses_an_out_it_did_not_write(rtl, tmp_path, capsys):
+    """--out at a run folder, at its checkpoint, or at an assembled folder the user added a file to: a one-line
+    error naming it, exit 2, every file as it was; its own earlier folder is replaced."""
+    run = tmp_path / "runs" / "demo"
+    fake_run_folder(run)
+    own = tmp_path / "deploy"
+    assert A.main([str(rtl), "--out", str(own), "-n", "4"]) == 0
+    assert A.main([str(rtl), "--out", str(own), "-n", "4"]) == 0  # its own: replaced
+    (own / "notes.md").write_text("the user's")
+    for out, why in ((run, "holds last.pt"), (run / "model.pt", "is a file, not a folder"), (own, "holds notes.md")):
+        before = {"run": tree_hashes(run), "own": tree_hashes(own)}
+        capsys.readouterr()
+        assert A.main([str(rtl), "--out", str(out), "-n", "4"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and str(out) in err and why in err, err
+        assert {"run": tree_hashes(run), "own": tree_hashes(own)} == before
+
+
+@pytest.mark.parametrize("args, culprit", [
+    (["classify", "--limit", "0"], "--limit 0"),
+    (["classify", "--limit", "-3"], "--limit -3"),
+    (["classify", "--images", "{float}"], "outside the input range"),
+    (["bench", "-n", "0"], "-n 0"),
+])
+def test_cli_refuses_bad_counts_and_pixels(rtl, tmp_path, capsys, args, culprit):
+    images = tmp_path / "images.npz"
+    np.savez(images, q0=np.zeros((4, 1, 8, 8), np.int8))
+    floats = tmp_path / "float.npz"
+    np.savez(floats, images=np.full((2, 1, 8, 8), 1000.0, np.float32))
+    before = tree_hashes(tmp_path)
+    args = [a.replace("{float}", str(floats)) for a in args]
+    if "--images" not in args:
+        args += ["--images", str(images)]
+    assert D.main([*args, "--accelerator", str(rtl), "--json", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and culprit in err[0], err
+    assert tree_hashes(tmp_path) == before
 
 
 def test_assemble_names_a_missing_rtl_directory(tmp_path):

@@ -16,6 +16,8 @@ from instabnn.model.data import digits_arrays  # noqa: E402
 from instabnn.model.export import export_model  # noqa: E402
 from instabnn.model.networks import build_network  # noqa: E402
 
+from conftest import fake_run_folder, tree_hashes  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def residual_onnx(tmp_path_factory):
@@ -50,6 +52,19 @@ def test_cli_without_fallback_reports_that_nothing_ran(residual_onnx, tmp_path):
     assert report["compared_predictions"] is False and len(report["networks"]) == 1
     md = (out / "hls4ml.md").read_text()
     assert "No network ran through hls4ml" in md and "Only constant value of 0 supported for Pad node" in md
+    (out / "notes.md").write_text("the user's")  # the report folder is no longer the check's alone
+    before = tree_hashes(out)
+    assert H.main([str(residual_onnx), "--out", str(out), "-n", "4", "--no-fallback"]) == 2
+    assert tree_hashes(out) == before
+
+
+@pytest.mark.parametrize("target, why", [("runs/demo", "holds last.pt"), ("runs/demo/model.pt", "is a file")])
+def test_cli_refuses_an_out_it_did_not_write(residual_onnx, tmp_path, capsys, target, why):
+    before = fake_run_folder(tmp_path / "runs" / "demo")
+    assert H.main([str(residual_onnx), "--out", str(tmp_path / target), "-n", "4", "--no-fallback"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(tmp_path / target) in err and why in err, err
+    assert tree_hashes(tmp_path / "runs" / "demo") == before
 
 
 def test_cli_refuses_missing_file(tmp_path):

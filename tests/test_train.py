@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from conftest import train_digits
+from conftest import fake_run_folder, train_digits, tree_hashes
 from instabnn.model.checkpoint import load_checkpoint
 from instabnn.model.train import PRESETS, Recipe, lr_factor, main
 
@@ -97,6 +98,18 @@ def test_presets_follow_the_supplementary():
     (["--optimizer", "lion"], "--optimizer"),
     (["--init", "/nonexistent/model.pt"], "/nonexistent/model.pt"),
     (["--preset", "se_finetune"], "--init"),
+    (["--lr", "inf"], "--lr inf"),
+    (["--lr", "nan"], "--lr nan"),
+    (["--lr", "1e300"], "--lr 1e+300"),
+    (["--lr", "0"], "--lr 0"),
+    (["--gamma", "-0.1"], "--gamma -0.1"),
+    (["--weight-decay=-1e-4"], "--weight-decay -0.0001"),
+    (["--epochs", "0"], "--epochs 0"),
+    (["--batch-size", "-64"], "--batch-size -64"),
+    (["--milestones", "40,0"], "--milestones 40,0"),
+    (["--distill-weight", "nan"], "--distill-weight nan"),
+    (["--workers", "-1"], "--workers -1"),
+    (["--resume", "--overwrite"], "--overwrite"),
 ])
 def test_bad_input_is_one_line_error(tmp_path, capsys, args, culprit):
     out = tmp_path / "run"
@@ -104,6 +117,72 @@ def test_bad_input_is_one_line_error(tmp_path, capsys, args, culprit):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("instabnn-train: error:") and culprit in err[0], err
     assert not (out / "model.pt").exists()
+
+
+@pytest.mark.parametrize("args, target, culprit", [
+    ([], "run", "--resume continues it from last.pt, --overwrite replaces it"),
+    (["--resume"], "finished", "(it has none)"),  # a run folder without last.pt: nothing to resume
+    ([], "run/model.pt", "is a file, not a folder"),
+    (["--two-stage"], "two", "stage1 already holds a training run"),
+])
+def test_a_folder_holding_a_run_is_refused(tmp_path, capsys, args, target, culprit):
+    for folder in ("run", "finished", "two/stage1"):
+        fake_run_folder(tmp_path / folder)
+    (tmp_path / "finished" / "last.pt").unlink()
+    before = {k: tree_hashes(tmp_path / k) for k in ("run", "finished", "two")}
+    assert main(["--out", str(tmp_path / target), "--epochs", "1", "--no-progress", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(tmp_path / target.split("/")[0]) in err[0] and culprit in err[0], err
+    assert {k: tree_hashes(tmp_path / k) for k in before} == before
+
+
+def test_overwrite_replaces_the_run_only(tmp_path):
+    run = tmp_path / "run"
+    before = fake_run_folder(run)
+    assert main(["--out", str(run), "--epochs", "1", "--no-progress", "--overwrite"]) == 0
+    after = tree_hashes(run)
+    assert load_checkpoint(run / "model.pt")["history"][-1]["epoch"] == 1  # the new run's
+    assert {k: after[k] for k in ("model.onnx", "lowered.onnx")} == {k: before[k] for k in ("model.onnx",
+                                                                                             "lowered.onnx")}
+
+
+def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    """The learning rate jumps to 1e30 at epoch 2 (step schedule): the loss becomes NaN; the run stops naming epoch
+    and step, exit 2, and last.pt / metrics of epoch 1 stay as they were."""
+    run = tmp_path / "run"
+    args = ["--out", str(run), "--epochs", "2", "--lr", "0.01", "--schedule", "step", "--milestones", "1",
+            "--gamma", "1e32", "--no-progress"]
+    assert main(args + ["--stop-after-epoch", "0"]) == 0
+    before = tree_hashes(run)
+    capsys.readouterr()
+    assert main(args + ["--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(r"epoch 2, step \d+: the training loss is not finite", err[0]), err
+    assert f"{run / 'last.pt'} keeps epoch 1" in err[0]
+    assert tree_hashes(run) == before and not (run / "model.pt").exists()
+
+
+def test_ctrl_c_says_which_checkpoint_is_kept(tmp_path, capsys, monkeypatch):
+    from instabnn.model import train
+
+    run = tmp_path / "run"
+    real_lr_factor, kept = train.lr_factor, []
+
+    def interrupted_at_epoch_2(recipe, epoch):
+        if epoch == 1:
+            kept.append(tree_hashes(run))
+            raise KeyboardInterrupt
+        return real_lr_factor(recipe, epoch)
+
+    monkeypatch.setattr(train, "lr_factor", interrupted_at_epoch_2)
+    assert main(["--out", str(run), "--epochs", "2", "--no-progress"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"instabnn-train: interrupted; {run / 'last.pt'} keeps epoch 1 (continue with the same command "
+                   "and --resume)"]
+    assert tree_hashes(run) == kept[0] and load_checkpoint(run / "last.pt")["epoch"] == 0
+    monkeypatch.setattr(train, "lr_factor", real_lr_factor)
+    assert main(["--out", str(run), "--epochs", "2", "--no-progress", "--resume"]) == 0
+    assert load_checkpoint(run / "model.pt")["history"][-1]["epoch"] == 2
 
 
 def test_unknown_preset_is_refused(capsys):

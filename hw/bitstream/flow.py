@@ -137,6 +137,9 @@ def build(rtl_dir: str | Path, board: str, out: str | Path, *, dry_run: bool = F
     report)``. Raises :class:`BitstreamError` on bad input or a failed tool (``out`` then stays as it was)."""
     if board not in BOARDS:
         raise BitstreamError(f"unknown board {board!r} (one of {', '.join(BOARDS)})")
+    for option, value in (("--baud", baud), ("--jobs", jobs)):
+        if value < 1:
+            raise BitstreamError(f"{option} {value}: must be a positive integer")
     acc = load_accelerator(rtl_dir)
     if clock_mhz is not None:
         if not 1 <= clock_mhz <= 800:
