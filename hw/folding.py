@@ -132,12 +132,11 @@ def validate_folding(model, config, source: str = "folding config") -> None:
             raise FoldingError(f"{source}: node {name}: no {' or '.join(absent)}")
 
 
-def apply_folding(model, config: dict | str | Path):
-    """``model`` with the folding config (a dict or a JSON file) applied by FINN's ApplyConfig, after
-    :func:`validate_folding` and before :func:`check_folding`."""
+def apply_folding(model, config: dict | str | Path, source: str = "folding config"):
+    """``model`` with the folding config (a dict, read from ``source``, or a JSON file) applied by FINN's
+    ApplyConfig, after :func:`validate_folding` and before :func:`check_folding`."""
     from finn.transformation.general import ApplyConfig
 
-    source = "folding config"
     if isinstance(config, (str, Path)):
         source, config = str(config), read_folding(config)
     validate_folding(model, config, source)
@@ -218,7 +217,7 @@ def main(argv=None) -> int:
         model = read_lowered(path)
         if args.config:
             config = read_folding(args.config)
-            model = apply_folding(model, config)
+            model = apply_folding(model, config, args.config)
         else:
             config = choose_folding(model, target)
         report = folding_report(model)

@@ -579,7 +579,8 @@ def canonical(model):
     from qonnx.transformation.infer_shapes import InferShapes
     from qonnx.util.cleanup import cleanup_model
 
-    for t in (InferShapes(), GiveUniqueNodeNames(), GemmToMatMulAdd(), FuseInstaOperators(), SpatialMeanToGlobalAveragePool()):
+    for t in (InferShapes(), GiveUniqueNodeNames(), GemmToMatMulAdd(), FuseInstaOperators(),
+              SpatialMeanToGlobalAveragePool()):
         model = model.transform(t)
     return cleanup_model(model)
 
@@ -683,7 +684,7 @@ class FuseInstaOperators(Transformation):
 
     @staticmethod
     def _statistic(model, red):
-        if _spatial_mean(model, red) is None:
+        if not _spatial_mean(model, red):
             return None
         cube = _producer(model, red.input[0], "Mul")
         square = cube and (_producer(model, cube.input[0], "Mul") or _producer(model, cube.input[1], "Mul"))
@@ -730,8 +731,8 @@ class FuseInstaOperators(Transformation):
         return z, mu, sigma, beta, g, [sub, offset, mul, *chain, add]
 
 
-def _spatial_mean(model, node) -> bool | None:
-    """True where ``node`` is a ReduceMean over H and W of an (N, C, H, W) tensor keeping the dimensions."""
+def _spatial_mean(model, node) -> bool:
+    """Whether ``node`` (a ReduceMean) averages an (N, C, H, W) tensor over H and W, keeping the dimensions."""
     from qonnx.util.basic import get_by_name
 
     keep = get_by_name(node.attribute, "keepdims")
@@ -740,8 +741,8 @@ def _spatial_mean(model, node) -> bool | None:
                                                      and node.input[1] else None)
     shape = model.get_tensor_shape(node.input[0])
     if axes is None or shape is None or len(shape) != 4 or (keep is not None and keep.i == 0):
-        return None
-    return True if sorted(int(a) % 4 for a in np.asarray(axes).reshape(-1)) == [2, 3] else None
+        return False
+    return sorted(int(a) % 4 for a in np.asarray(axes).reshape(-1)) == [2, 3]
 
 
 class SpatialMeanToGlobalAveragePool(Transformation):

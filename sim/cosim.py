@@ -409,24 +409,21 @@ def read_report(path: Path) -> dict:
     return report
 
 
-def merge(reports: dict[str, dict]) -> dict:
-    """One report from shard reports (file name -> report) of the same RTL (``rtl_sha256``), data and stalls, whose
-    image ranges do not overlap; CosimError naming the files otherwise."""
-    names = list(reports)
+def merge(named: list[tuple[str, dict]]) -> dict:
+    """One report from shard reports ((file name, report) pairs) of the same RTL (``rtl_sha256``), data and stalls,
+    whose image ranges do not overlap; CosimError naming the files otherwise."""
+    (first, ref), *_ = named
     for key in ("rtl_sha256", "model_sha256", "data", "in_stall", "out_stall"):
-        values = {name: reports[name].get(key) for name in names}
-        if None in values.values():
-            raise CosimError(f"{next(n for n, v in values.items() if v is None)}: no {key} in the report (written "
-                             f"by an older cosim? re-run that shard)")
-        other = next((n for n in names if values[n] != values[names[0]]), None)
-        if other is not None:
-            raise CosimError(f"{names[0]} and {other} differ in {key} ({values[names[0]]} vs {values[other]}): "
-                             f"not shards of one run")
-    ranges = sorted((reports[n]["first_image"], reports[n]["first_image"] + reports[n]["n"], n) for n in names)
+        for name, r in named:
+            if r.get(key) is None:
+                raise CosimError(f"{name}: no {key} in the report (written by an older cosim? re-run that shard)")
+            if r[key] != ref[key]:
+                raise CosimError(f"{first} and {name} differ in {key} ({ref[key]} vs {r[key]}): not shards of one run")
+    ranges = sorted((r["first_image"], r["first_image"] + r["n"], name) for name, r in named)
     for (_, end, a), (start, _, b) in zip(ranges, ranges[1:]):
         if start < end:
             raise CosimError(f"{a} and {b} cover the same images (from image {start}): each shard may be merged once")
-    reports = sorted(reports.values(), key=lambda r: r["first_image"])
+    reports = sorted((r for _, r in named), key=lambda r: r["first_image"])
     n = sum(r["n"] for r in reports)
     out = {k: reports[0][k] for k in ("rtl", "rtl_sha256", "top", "model_sha256", "data", "in_stall", "out_stall",
                                       "cycles_per_frame_analytic", "clock_mhz")}
@@ -517,7 +514,7 @@ def main(argv=None) -> int:
         if a.check_args:
             return 0
         if a.merge:
-            report = merge({f: read_report(Path(f)) for f in a.merge})
+            report = merge([(f, read_report(Path(f))) for f in a.merge])
         else:
             shard = None if a.shard is None else "/".join(map(str, a.shard))
             report = cosim(a.rtl, a.data, a.n, shard, a.harness, a.work, a.data_dir, a.in_stall, a.out_stall,

@@ -189,12 +189,12 @@ def test_merge_of_shard_reports():
              predictions_rtl=[1, 2], predictions_reference=[1, 2], labels=[1, 3])
     b = dict(base, first_image=2, n=2, mismatches=1, sim_images_per_s=20.0, cycles_per_frame=102.0,
              predictions_rtl=[4, 4], predictions_reference=[4, 5], labels=[4, 5])
-    m = cosim.merge({"b.json": b, "a.json": a})
+    m = cosim.merge([("b.json", b), ("a.json", a)])
     assert m["n"] == 4 and m["mismatches"] == 1 and m["predictions_rtl"] == [1, 2, 4, 4]
     assert m["accuracy_reference"] == 0.75 and m["accuracy_rtl"] == 0.5
     assert np.isclose(m["sim_images_per_s"], 4 / (2 / 10 + 2 / 20))
     with pytest.raises(cosim.CosimError, match="a.json and b.json differ in model_sha256"):
-        cosim.merge({"a.json": a, "b.json": dict(b, model_sha256="other")})
+        cosim.merge([("a.json", a), ("b.json", dict(b, model_sha256="other"))])
 
 
 @pytest.mark.slow

@@ -339,9 +339,7 @@ def test_brevitas_w1a1_networks_lower(name, tmp_path):
     assert any(np.any(s.thresholds != s.thresholds[0]) for s in net.stages if s.thresholds is not None)
     # FINN's own streamlining (BatchNorm + sign -> MultiThreshold, XNOR-popcount) gives the same weights and
     # thresholds for every binary-input layer
-    from qonnx.core.modelwrapper import ModelWrapper
-
-    rows = lower.finn_crosscheck(ModelWrapper(str(path)), net)
+    rows = lower.finn_crosscheck(lower.read_graph(path), net)
     assert rows and all(r["weights_equal"] and r.get("thresholds_equal", True) for r in rows), rows
 
 
