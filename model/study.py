@@ -230,8 +230,9 @@ def execute(tasks: list[RunTask], on_result, on_failure, scheduler: str | None =
         raise StudyError(f"--scheduler {scheduler}: cannot connect ({e})") from None
     try:
         pending, futures = {}, []
-        for task in tasks:
-            futures.append(client.submit(run_one, task, 0, key=f"{task.key}-attempt0", pure=False))
+        for i, task in enumerate(tasks):  # priority: in the given order (retries go first)
+            futures.append(client.submit(run_one, task, 0, key=f"{task.key}-attempt0", pure=False,
+                                         priority=len(tasks) - i))
             pending[futures[-1].key] = (task, 0)
         queue = as_completed(futures)
         for fut in queue:
@@ -241,7 +242,8 @@ def execute(tasks: list[RunTask], on_result, on_failure, scheduler: str | None =
                 continue
             error = fut.exception()
             if _report_failure(task, attempt, retries, error, on_failure, log):
-                retry = client.submit(run_one, task, attempt + 1, key=f"{task.key}-attempt{attempt + 1}", pure=False)
+                retry = client.submit(run_one, task, attempt + 1, key=f"{task.key}-attempt{attempt + 1}", pure=False,
+                                      priority=len(tasks) + 1)
                 pending[retry.key] = (task, attempt + 1)
                 queue.add(retry)
     finally:
