@@ -712,8 +712,8 @@ def main(argv=None) -> int:
     reports = [model_cost(specs[n].config, specs[n].profile, name=n, accounting=a)
                for a in accountings for n in names]
     out = Path(args.out)
-    atomic_write_text(out, json.dumps(report_json(reports, specs, args.layers, keyed_by_accounting=len(accountings) > 1),
-                                      indent=1) + "\n")
+    data = report_json(reports, specs, args.layers, keyed_by_accounting=len(accountings) > 1)
+    atomic_write_text(out, json.dumps(data, indent=1) + "\n")
     md = markdown(reports, specs)
     atomic_write_text(out.with_suffix(".md"), md)
     print(md, end="")

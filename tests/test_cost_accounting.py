@@ -59,6 +59,7 @@ def test_cli_counts_each_model_under_each_accounting(tmp_path, capsys):
     assert list(data) == ["ResNet-20 [project]", "ResNet-20 [no_bn]"]
     assert data["ResNet-20 [no_bn]"]["accounting"] == "no_bn"
     md = capsys.readouterr().out
-    assert "| ResNet-20 | CIFAR-10 | 3x32x32 | as_built | no_bn |" in md and "- `no_bn`: BN multiplies not counted" in md
+    assert "| ResNet-20 | CIFAR-10 | 3x32x32 | as_built | no_bn |" in md
+    assert "- `no_bn`: BN multiplies not counted" in md
     with pytest.raises(SystemExit):
         C.main(["--out", str(out), "--accounting", "mystery"])
