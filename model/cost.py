@@ -72,7 +72,12 @@ Decisions where the supplementary is silent or ambiguous
    the alpha multiply is replaced by the SE (counted above) and, for INSTA-Th+, the SE's g takes its place.
 6. **Statistics reuse keeps the normalization's H*W*C.** The supplementary says reuse "eliminates a cubic
    operation" and the spatial averaging (3C -> 2C); it does not say the normalization goes, so it stays (a
-   conservative reading: an implementation that skips x~ entirely would save another H*W*C).
+   conservative reading: an implementation that skips x~ entirely would save another H*W*C; the accounting option
+   ``reuse_drops_normalization``).
+
+Decisions 6, the BN multiplies, the SE ratio and where the INSTA modules sit are named options of an accounting
+profile (:class:`Accounting`, :data:`ACCOUNTINGS`, ``--accounting``); ``project`` is the reading above. docs/cost.md
+shows each profile's ReActNet-A figures and which one matches which published figure.
 7. **INSTA-PReLU's 3C does not depend on g** (sigmoid, tanh or 3*tanh(z/3) all count 3C).
 8. **Pooling is free**, the global average pool before the classifier included ("average pooling" is free in the
    supplementary's downsampling path; the same holds for the max-pool of the ResNet-18 stem).
@@ -114,14 +119,15 @@ from torch import nn
 
 from instabnn.model import modules as M
 from instabnn.model.checkpoint import atomic_write_text
-from instabnn.model.config import NetConfig
+from instabnn.model.config import INSTA_ACTIVATIONS, INSTA_BINARIZERS, NetConfig
 from instabnn.model.networks import Shortcut, build_network
 
 BOPS_PER_OP = 64
 FP_BITS = 32
 
-__all__ = ["AS_BUILT", "BOPS_PER_OP", "CostError", "CostReport", "LayerCost", "MODELS", "ModelSpec", "PROFILES",
-           "Profile", "count_costs", "main", "markdown", "model_cost", "report_json"]
+__all__ = ["ACCOUNTINGS", "AS_BUILT", "Accounting", "BOPS_PER_OP", "CostError", "CostReport", "LayerCost", "MODELS",
+           "ModelSpec", "PROFILES", "PROJECT", "Profile", "count_costs", "main", "markdown", "model_cost",
+           "report_json"]
 
 
 class CostError(RuntimeError):
@@ -161,6 +167,82 @@ PROFILES = {p.name: p for p in (
 )}
 
 
+# ------------------------------------------------------------------------------------------------------ accounting
+
+INSTA_PLACEMENTS = ("as_built", "all", "sec_d")
+
+
+@dataclass(frozen=True)
+class Accounting:
+    """The accounting choices supplementary Sec. C / D leave open, each a named option (docs/cost.md).
+
+    bn_multiplies      True: a BatchNorm costs H*W*C multiplies ("FP multiplication cost of BN layer is H x W x C",
+                       Sec. C); False: BN multiplies are not counted (folded into the neighbouring scale or
+                       threshold; the BN parameters still count 2C)
+    reuse_drops_normalization  False: statistics reuse removes the INSTA-PReLU's cube and spatial mean only ("the
+                       feature statistics reuse ... eliminates a cubic operation for the corresponding INSTA-PReLU
+                       module. It also removes spatial averaging", Sec. C), the H*W*C normalization stays;
+                       True: it removes the normalization as well (2C remain)
+    se_reduction       r of the SE-like modules ("2C^2/r 8-bit parameters ... (r: reduction ratio)", Sec. C, no
+                       value given); None: the network's own (NetConfig.se_reduction, 4)
+    insta_placement    as_built: INSTA modules where the network config puts them; all: in every stage; sec_d:
+                       from the stage where the map has been halved for the third time ("we used the INSTA modules
+                       from the point where the feature size is halved for the third time", Sec. D)
+    stats_reuse        None: as built; "auto": every INSTA network counted with statistics reuse wherever the
+                       channel counts allow (Sec. D, Fig. 1b: "E[x^3] value is reused for the INSTA-PReLU")
+    """
+
+    name: str
+    description: str
+    bn_multiplies: bool = True
+    reuse_drops_normalization: bool = False
+    se_reduction: int | None = None
+    insta_placement: str = "as_built"
+    stats_reuse: str | None = None
+
+    def __post_init__(self):
+        if self.insta_placement not in INSTA_PLACEMENTS:
+            raise CostError(f"accounting {self.name}: insta_placement={self.insta_placement!r}; choose from "
+                            f"{', '.join(INSTA_PLACEMENTS)}")
+
+    def apply(self, cfg: NetConfig) -> NetConfig:
+        """The network to count: ``cfg`` with this accounting's SE ratio and INSTA placement."""
+        from instabnn.model.config import LATENCY_FIRST_INSTA_STAGE
+
+        changes = {}
+        if self.se_reduction is not None:
+            changes["se_reduction"] = self.se_reduction
+        if self.insta_placement == "all":
+            changes["first_insta_stage"] = 0
+        elif self.insta_placement == "sec_d":
+            changes["first_insta_stage"] = LATENCY_FIRST_INSTA_STAGE[cfg.arch]
+        if self.stats_reuse and cfg.effective_binarizer in INSTA_BINARIZERS \
+                and cfg.effective_activation in INSTA_ACTIVATIONS and cfg.block_order == "bireal":
+            changes["stats_reuse"] = self.stats_reuse
+        return cfg.replace(**changes)
+
+    def summary(self) -> str:
+        return (f"BN multiplies {'counted' if self.bn_multiplies else 'not counted'}; statistics reuse "
+                f"{self.stats_reuse or 'as built'}, removing "
+                f"{'cube, mean and normalization' if self.reuse_drops_normalization else 'cube and mean'}; "
+                f"SE r = {self.se_reduction or 'as built'}; INSTA modules {self.insta_placement}")
+
+
+PROJECT = Accounting("project", "the project's reading of Sec. C: every BN multiply counted, reuse keeps the "
+                                "normalization, r = 4, INSTA modules where the variant puts them")
+ACCOUNTINGS = {a.name: a for a in (
+    PROJECT,
+    Accounting("no_bn", "as project, BN multiplies not counted", bn_multiplies=False),
+    Accounting("sec_d", "as no_bn, and every INSTA network in the Sec. D form: INSTA modules from the stage of the "
+                        "third halving (H = 28 at 224), statistics reuse", bn_multiplies=False,
+               insta_placement="sec_d", stats_reuse="auto"),
+    Accounting("sec_d_r16", "as sec_d, SE reduction r = 16", bn_multiplies=False, insta_placement="sec_d",
+               stats_reuse="auto", se_reduction=16),
+    Accounting("lean", "as sec_d_r16, and statistics reuse also removes the normalization", bn_multiplies=False,
+               insta_placement="sec_d", stats_reuse="auto", se_reduction=16, reuse_drops_normalization=True),
+)}
+
+
 # ------------------------------------------------------------------------------------------------------ results
 
 
@@ -192,6 +274,7 @@ class CostReport:
     layers: list[LayerCost]
     profile: str = AS_BUILT.name
     config: dict | None = None
+    accounting: str = PROJECT.name
 
     @property
     def bops(self) -> int:
@@ -229,7 +312,8 @@ class CostReport:
         return out
 
     def to_dict(self, layers: bool = False) -> dict:
-        d = {"name": self.name, "profile": self.profile, "config": self.config, "input_shape": list(self.input_shape),
+        d = {"name": self.name, "profile": self.profile, "accounting": self.accounting, "config": self.config,
+             "input_shape": list(self.input_shape),
              "bops": self.bops, "flops": self.flops, "ops": self.ops, "params": self.params,
              "params_bits": self.params_bits, "params_mbit": self.params_bits / 1e6, "breakdown": self.breakdown()}
         if layers:
@@ -451,7 +535,7 @@ def _se_costs(name: str, se: M.SeMlp, seen: dict) -> list[LayerCost]:
     return items
 
 
-def _unit_costs(u: _Unit, p: Profile, seen: dict) -> list[LayerCost]:
+def _unit_costs(u: _Unit, p: Profile, seen: dict, a: Accounting = PROJECT) -> list[LayerCost]:
     m, kind = u.module, u.kind
     if kind in ("conv", "linear"):
         return _layer_costs(u, p, seen)
@@ -459,7 +543,9 @@ def _unit_costs(u: _Unit, p: Profile, seen: dict) -> list[LayerCost]:
         c = m.num_features
         if u.feeds_sign:
             return [LayerCost(u.name, "batchnorm_sign", params=c, note="folded into the sign's threshold")]
-        return [LayerCost(u.name, "batchnorm", flops=sum(_hwc(x) for x, _, _, _ in u.calls), params=2 * c)]
+        flops = sum(_hwc(x) for x, _, _, _ in u.calls) if a.bn_multiplies else 0
+        return [LayerCost(u.name, "batchnorm", flops=flops, params=2 * c,
+                          note="" if a.bn_multiplies else "multiplies not counted (accounting)")]
     if kind == "quantizer":
         binary = bool(u.calls) and all(call[3] for call in u.calls)
         return [LayerCost(u.name, "sign")] if binary else []
@@ -485,7 +571,7 @@ def _unit_costs(u: _Unit, p: Profile, seen: dict) -> list[LayerCost]:
     # insta_prelu, insta_prelu_plus
     plus = kind == "insta_prelu_plus"
     reuse = m.reuse is not None
-    flops = hwc + 2 * c * calls if reuse else 3 * hwc + 3 * c * calls
+    flops = ((0 if a.reuse_drops_normalization else hwc) + 2 * c * calls) if reuse else 3 * hwc + 3 * c * calls
     items = [LayerCost(u.name, kind, flops=flops, params=(4 if plus else 5) * c,
                        note="statistics reused from the INSTA-Th" if reuse else "")]
     if reuse:
@@ -494,26 +580,35 @@ def _unit_costs(u: _Unit, p: Profile, seen: dict) -> list[LayerCost]:
 
 
 def count_costs(net: nn.Module, input_shape: tuple | None = None, profile: Profile = AS_BUILT,
-                name: str = "") -> CostReport:
+                name: str = "", accounting: Accounting = PROJECT) -> CostReport:
     """Walk ``net`` (one forward pass on one image of ``input_shape`` = (C, H, W), default ``net.input_shape``)
-    and count BOPs, FLOPs and parameters per the supplementary Sec. C rules (module docstring)."""
+    and count BOPs, FLOPs and parameters per the supplementary Sec. C rules (module docstring) and ``accounting``
+    (its operation choices; its network choices are applied by :func:`model_cost`)."""
     shape = tuple(input_shape or getattr(net, "input_shape", ()) or ())
     if len(shape) != 3:
         raise CostError(f"cost: need the input shape (C, H, W) of {type(net).__name__}; got {shape or None}")
     units, seen = _walk(net, shape)
-    layers = [item for unit in units for item in _unit_costs(unit, profile, seen)]
+    layers = [item for unit in units for item in _unit_costs(unit, profile, seen, accounting)]
     cfg = getattr(net, "cfg", None)
     return CostReport(name or type(net).__name__, shape, layers, profile.name,
-                      cfg.to_dict() if isinstance(cfg, NetConfig) else None)
+                      cfg.to_dict() if isinstance(cfg, NetConfig) else None, accounting.name)
 
 
-def model_cost(cfg: NetConfig | dict, profile: Profile | str = AS_BUILT, name: str = "") -> CostReport:
-    """Build the network of ``cfg`` and count it (under ``profile``)."""
+def model_cost(cfg: NetConfig | dict, profile: Profile | str = AS_BUILT, name: str = "",
+               accounting: Accounting | str = PROJECT) -> CostReport:
+    """Build the network of ``cfg`` (with ``accounting``'s network choices) and count it under ``profile``."""
     if isinstance(profile, str):
         profile = PROFILES[profile]
+    if isinstance(accounting, str):
+        if accounting not in ACCOUNTINGS:
+            raise CostError(f"cost: unknown accounting {accounting!r}; choose from {', '.join(ACCOUNTINGS)}")
+        accounting = ACCOUNTINGS[accounting]
+    if isinstance(cfg, dict):
+        cfg = NetConfig.from_dict(cfg)
     torch.manual_seed(0)
-    net = build_network(cfg)
-    return count_costs(net, profile=profile, name=name or f"{net.cfg.arch}/{net.cfg.variant}")
+    net = build_network(accounting.apply(cfg))
+    return count_costs(net, profile=profile, name=name or f"{net.cfg.arch}/{net.cfg.variant}",
+                       accounting=accounting)
 
 
 # ------------------------------------------------------------------------------------------------------ models
@@ -559,14 +654,17 @@ MODELS: tuple[ModelSpec, ...] = (
 """The comparison models of the CLI, in table order."""
 
 
-def report_json(reports: list[CostReport], specs: dict[str, ModelSpec] | None = None, layers: bool = False) -> dict:
+def report_json(reports: list[CostReport], specs: dict[str, ModelSpec] | None = None, layers: bool = False,
+                keyed_by_accounting: bool = False) -> dict:
+    """{model name: report}, or {"<model> [<accounting>]": report} when several accountings are counted."""
     out = {}
     for r in reports:
         d = r.to_dict(layers)
+        d["accounting_description"] = ACCOUNTINGS[r.accounting].summary() if r.accounting in ACCOUNTINGS else None
         if specs and r.name in specs:
             d["dataset"] = specs[r.name].dataset
             d["profile_description"] = specs[r.name].profile.description
-        out[r.name] = d
+        out[f"{r.name} [{r.accounting}]" if keyed_by_accounting else r.name] = d
     return out
 
 
@@ -576,15 +674,19 @@ def _sci(x: float) -> str:
 
 def markdown(reports: list[CostReport], specs: dict[str, ModelSpec] | None = None) -> str:
     lines = ["# Computational cost (supplementary Sec. C rules, `instabnn.model.cost`)", "",
-             "| model | dataset | input | BOPs | FLOPs | OPs | params (Mbit) |", "|---|---|---|---:|---:|---:|---:|"]
+             "| model | dataset | input | method profile | accounting | BOPs | FLOPs | OPs | params (Mbit) |",
+             "|---|---|---|---|---|---:|---:|---:|---:|"]
     for r in reports:
         dataset = specs[r.name].dataset if specs and r.name in specs else ""
         shape = "x".join(str(d) for d in r.input_shape)
-        lines.append(f"| {r.name} | {dataset} | {shape} | {_sci(r.bops)} | {_sci(r.flops)} | {_sci(r.ops)} | "
-                     f"{r.params_bits / 1e6:.2f} |")
+        lines.append(f"| {r.name} | {dataset} | {shape} | {r.profile} | {r.accounting} | {_sci(r.bops)} | "
+                     f"{_sci(r.flops)} | {_sci(r.ops)} | {r.params_bits / 1e6:.2f} |")
     lines += ["", "OPs = FLOPs + BOPs/64. Parameter bits: binary weights 1, SE-like FC weights 8, all else 32. "
-              "BNN-18, XNOR-Net-18 and Bi-Real-18 are the walked reactnet18 network under the accounting profiles "
-              "`bnn`, `xnor`, `bi_real` (see the module docstring of `instabnn.model.cost`)."]
+              "BNN-18, XNOR-Net-18 and Bi-Real-18 are the walked reactnet18 network under the method profiles "
+              "`bnn`, `xnor`, `bi_real` (see the module docstring of `instabnn.model.cost`). Accounting profiles "
+              "(docs/cost.md):", ""]
+    for name in dict.fromkeys(r.accounting for r in reports):
+        lines.append(f"- `{name}`: {ACCOUNTINGS[name].summary()}")
     return "\n".join(lines) + "\n"
 
 
@@ -594,15 +696,24 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="reports/cost.json", help="JSON report; the Markdown table goes beside it (.md)")
     p.add_argument("--models", default="", help="comma-separated model names (default: all); see MODELS")
     p.add_argument("--layers", action="store_true", help="include the per-layer items in the JSON")
+    p.add_argument("--accounting", default=PROJECT.name,
+                   help=f"comma-separated accounting profiles, each model counted under each: "
+                        f"{', '.join(ACCOUNTINGS)} (docs/cost.md)")
     args = p.parse_args(argv)
     specs = {s.name: s for s in MODELS}
     names = [n for n in args.models.split(",") if n] or list(specs)
     unknown = [n for n in names if n not in specs]
     if unknown:
         p.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(specs)}")
-    reports = [model_cost(specs[n].config, specs[n].profile, name=n) for n in names]
+    accountings = [a for a in args.accounting.split(",") if a]
+    unknown = [a for a in accountings if a not in ACCOUNTINGS]
+    if unknown or not accountings:
+        p.error(f"--accounting: unknown {', '.join(unknown) or 'none given'}; choose from {', '.join(ACCOUNTINGS)}")
+    reports = [model_cost(specs[n].config, specs[n].profile, name=n, accounting=a)
+               for a in accountings for n in names]
     out = Path(args.out)
-    atomic_write_text(out, json.dumps(report_json(reports, specs, args.layers), indent=1) + "\n")
+    data = report_json(reports, specs, args.layers, keyed_by_accounting=len(accountings) > 1)
+    atomic_write_text(out, json.dumps(data, indent=1) + "\n")
     md = markdown(reports, specs)
     atomic_write_text(out.with_suffix(".md"), md)
     print(md, end="")

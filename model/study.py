@@ -230,8 +230,9 @@ def execute(tasks: list[RunTask], on_result, on_failure, scheduler: str | None =
         raise StudyError(f"--scheduler {scheduler}: cannot connect ({e})") from None
     try:
         pending, futures = {}, []
-        for task in tasks:
-            futures.append(client.submit(run_one, task, 0, key=f"{task.key}-attempt0", pure=False))
+        for i, task in enumerate(tasks):  # priority: in the given order (retries go first)
+            futures.append(client.submit(run_one, task, 0, key=f"{task.key}-attempt0", pure=False,
+                                         priority=len(tasks) - i))
             pending[futures[-1].key] = (task, 0)
         queue = as_completed(futures)
         for fut in queue:
@@ -241,7 +242,8 @@ def execute(tasks: list[RunTask], on_result, on_failure, scheduler: str | None =
                 continue
             error = fut.exception()
             if _report_failure(task, attempt, retries, error, on_failure, log):
-                retry = client.submit(run_one, task, attempt + 1, key=f"{task.key}-attempt{attempt + 1}", pure=False)
+                retry = client.submit(run_one, task, attempt + 1, key=f"{task.key}-attempt{attempt + 1}", pure=False,
+                                      priority=len(tasks) + 1)
                 pending[retry.key] = (task, attempt + 1)
                 queue.add(retry)
     finally:
@@ -400,67 +402,64 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _none_to_nan(values) -> list[float]:
+    return [np.nan if v is None else v for v in values]
+
+
+def _band_plot(plt, severities, series: dict[str, tuple[list, list]], ylabel: str, title: str, path: Path,
+               hlines=()) -> None:
+    """One line per series (means against severity) with its 95 % interval as a band."""
+    from instabnn.model.analyses import write_png
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for label, (means, intervals) in series.items():
+        ax.plot(severities, _none_to_nan(means), marker="o", label=label)
+        ax.fill_between(severities, [c[0] if c else np.nan for c in intervals],
+                        [c[1] if c else np.nan for c in intervals], alpha=0.15)
+    for y in hlines:
+        ax.axhline(y, color="grey", lw=0.8, ls="--" if y else "-")
+    ax.set_xlabel("severity")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    write_png(fig, path)
+
+
 def plot(report: dict, out: Path) -> list[str]:
     from instabnn.model.analyses import _pyplot, write_png
 
     plt = _pyplot()
     d, rows = report["design"], report["per_severity"]
     sev = [r["severity"] for r in rows]
-    names = []
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for v in d["variants"]:
-        m = [r["variants"][v]["mean_accuracy"] for r in rows]
-        ci = [r["variants"][v]["ci95"] for r in rows]
-        ax.plot(sev, [np.nan if x is None else x for x in m], marker="o", label=v)
-        lo = [c[0] if c else np.nan for c in ci]
-        hi = [c[1] if c else np.nan for c in ci]
-        ax.fill_between(sev, lo, hi, alpha=0.15)
-    ax.set_xlabel("severity")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("digits-iv: accuracy vs severity (95 % bootstrap bands over seeds)", fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    write_png(fig, out / "study_accuracy.png")
-    names.append("study_accuracy.png")
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for v in [v for v in d["variants"] if v != "baseline"]:
-        c = [r["vs_baseline"][v] for r in rows]
-        ax.plot(sev, [np.nan if x["mean_points"] is None else x["mean_points"] for x in c], marker="o", label=v)
-        ax.fill_between(sev, [x["ci95_points"][0] if x["ci95_points"] else np.nan for x in c],
-                        [x["ci95_points"][1] if x["ci95_points"] else np.nan for x in c], alpha=0.15)
-    for y in (d["threshold_points"], 0.0, -d["threshold_points"]):
-        ax.axhline(y, color="grey", lw=0.8, ls="--" if y else "-")
-    ax.set_xlabel("severity")
-    ax.set_ylabel("paired difference vs baseline (points)")
-    ax.set_title("network - baseline, same seed (95 % bootstrap bands)", fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    write_png(fig, out / "study_difference.png")
-    names.append("study_difference.png")
+    _band_plot(plt, sev, {v: ([r["variants"][v]["mean_accuracy"] for r in rows],
+                              [r["variants"][v]["ci95"] for r in rows]) for v in d["variants"]},
+               "test accuracy (%)", "digits-iv: accuracy vs severity (95 % bootstrap bands over seeds)",
+               out / "study_accuracy.png")
+    _band_plot(plt, sev, {v: ([r["vs_baseline"][v]["mean_points"] for r in rows],
+                              [r["vs_baseline"][v]["ci95_points"] for r in rows])
+                          for v in d["variants"] if v != "baseline"},
+               "paired difference vs baseline (points)", "network - baseline, same seed (95 % bootstrap bands)",
+               out / "study_difference.png", hlines=(d["threshold_points"], 0.0, -d["threshold_points"]))
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    if any("insta" in r["sec_e"] for r in rows):
+        for name, ls in zip(PERTURBATION_STATISTICS, ("-", "--", ":", "-.")):
+            ax1.plot(sev, _none_to_nan(r["sec_e"].get("insta", {}).get(name) for r in rows), ls=ls, marker="o",
+                     label=name)
+        ax1.legend(fontsize=8)
     for v in d["variants"]:
-        if any(v in r["sec_e"] for r in rows):
-            for name, ls in zip(PERTURBATION_STATISTICS, ("-", "--", ":", "-.")):
-                ys = [r["sec_e"].get(v, {}).get(name) for r in rows]
-                if v == "insta":
-                    ax1.plot(sev, [np.nan if y is None else y for y in ys], ls=ls, marker="o", label=name)
-        ax2.plot(sev, [np.nan if r["sec_h"][v] is None else r["sec_h"][v] for r in rows], marker="o", label=v)
+        ax2.plot(sev, _none_to_nan(r["sec_h"][v] for r in rows), marker="o", label=v)
     ax1.set_xlabel("severity")
     ax1.set_ylabel("median |r| over channels")
     ax1.set_title("Sec. E: s of insta's first INSTA-Th vs the perturbation", fontsize=9)
-    if ax1.get_legend_handles_labels()[0]:
-        ax1.legend(fontsize=8)
     ax2.set_xlabel("severity")
     ax2.set_ylabel("inconsistent-sign ratio")
     ax2.set_title("Sec. H: all binary convolutions, test draw 0", fontsize=9)
     ax2.legend(fontsize=8)
     fig.tight_layout()
     write_png(fig, out / "study_statistics.png")
-    names.append("study_statistics.png")
-    return names
+    return ["study_accuracy.png", "study_difference.png", "study_statistics.png"]
 
 
 # ----------------------------------------------------------------------------------------------- driver
