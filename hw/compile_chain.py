@@ -34,7 +34,7 @@ import numpy as np
 from instabnn.hw.blocks.channel_affine.spec import ChannelAffineSpec
 from instabnn.hw.blocks.channel_affine.spec import write_const_file as write_affine_file
 from instabnn.hw.blocks.common.stream_order import stream_order_columns
-from instabnn.hw.chain_files import MaxPoolBitsSpec
+from instabnn.hw.blocks.maxpool_bits.spec import MaxPoolBitsSpec
 from instabnn.hw.blocks.binary_mvu.spec import BinaryMvuShape, write_threshold_file, write_weight_file
 from instabnn.hw.blocks.int_mvu.spec import IntMvuShape, write_int_weight_file
 from instabnn.hw.reference.fixed_point import signed_bits

@@ -1,4 +1,4 @@
-"""Spec of the bit max-pool (``hw/rtl/maxpool_bits.sv``), a block of the plain W1A1 chains.
+"""Spec of the bit max-pool (``maxpool_bits.sv`` beside this file), a block of the plain W1A1 chains.
 
 * :class:`MaxPoolBitsSpec`: OR of K x K windows at stride K of a bit frame (golden: the pool of
   :class:`instabnn.hw.reference.network.ChainStage`; rows and columns past ``(H // K) * K`` are cropped)::
