@@ -2,7 +2,7 @@
 
 ``python -m instabnn.hw.compile runs/demo/lowered.onnx --folding folding.json --out runs/demo/rtl`` (``make hw``)
 turns every hardware layer of the lowered graph (:mod:`instabnn.hw.ops`) into instances of the RTL library
-(``hw/rtl``), in dataflow order, and writes:
+(``hw/blocks``), in dataflow order, and writes:
 
 * ``<top>.sv``: the generated top level, AXI-Stream image in (one pixel per beat, ``C`` lanes of the input width,
   ``tdata`` padded to bytes) and logits out (one class per beat, sign-extended to bytes, ``tlast`` on the last

@@ -16,7 +16,8 @@ The window is skipped where a layer is a dense layer (a 1x1 kernel at stride 1: 
 for the whole frame when the layer flattens its input). The reference flattens NCHW (``ChainStage`` /
 ``BinaryChainNetwork.run`` reshape), the stream delivers the frame pixel-major, so the weight columns of a dense
 layer after a C x H x W frame with H*W > 1 are permuted into stream order
-(:func:`instabnn.hw.chain_files.stream_order_columns`). The image input is what the lowered graph's ``image`` is:
+(:func:`instabnn.hw.blocks.common.stream_order.stream_order_columns`). The image input is what the lowered graph's
+``image`` is:
 TFC's input is binarized on the host (``BinaryChainNetwork.quantize_input``; ``input_bits`` 1), so its top level
 takes one 1-bit lane per pixel of the flattened image (784 lanes, one beat); CNV's takes 3 lanes of 8 bits.
 
@@ -32,7 +33,8 @@ import numpy as np
 
 from instabnn.hw.blocks.channel_affine.spec import ChannelAffineSpec
 from instabnn.hw.blocks.channel_affine.spec import write_const_file as write_affine_file
-from instabnn.hw.chain_files import MaxPoolBitsSpec, stream_order_columns
+from instabnn.hw.blocks.common.stream_order import stream_order_columns
+from instabnn.hw.blocks.maxpool_bits.spec import MaxPoolBitsSpec
 from instabnn.hw.blocks.binary_mvu.spec import BinaryMvuShape, write_threshold_file, write_weight_file
 from instabnn.hw.blocks.int_mvu.spec import IntMvuShape, write_int_weight_file
 from instabnn.contract.fixed_point import signed_bits

@@ -16,18 +16,15 @@ from pathlib import Path
 LIBRARY_DIR = Path(__file__).resolve().parent / "blocks"
 """The folder of the block folders."""
 
-_LIBRARY_ROOTS = (LIBRARY_DIR, Path(__file__).resolve().parent / "rtl")
-
 
 @cache
 def module_index() -> dict[str, Path]:
     """Module name -> its ``.sv`` file, over every block folder."""
     index: dict[str, Path] = {}
-    for root in _LIBRARY_ROOTS:
-        for path in sorted(root.rglob("*.sv")):
-            if path.stem in index:
-                raise ValueError(f"RTL module {path.stem} is defined twice: {index[path.stem]} and {path}")
-            index[path.stem] = path
+    for path in sorted(LIBRARY_DIR.rglob("*.sv")):
+        if path.stem in index:
+            raise ValueError(f"RTL module {path.stem} is defined twice: {index[path.stem]} and {path}")
+        index[path.stem] = path
     return index
 
 

@@ -41,7 +41,7 @@ from instabnn.contract.layers import ResidualActivation, residual_activation
 from instabnn.hw.blocks.residual_tail.spec import ResidualTailSpec
 from instabnn.hw.blocks.residual_tail.spec import write_const_file as write_residual_const_file
 from instabnn.hw.blocks.insta_tail.spec import InstaTailSpec
-from instabnn.hw.blocks.insta_tail.spec import write_memory_files as write_insta_tail_files
+from instabnn.hw.blocks.insta_tail.spec import write_memory_files as write_insta_tail_memory_files
 from instabnn.hw.rtl_library import rtl_paths
 
 XC7Z020 = {"lut": 53_200, "ff": 106_400, "bram36": 140, "dsp": 220}
@@ -292,7 +292,7 @@ def synth_insta_tail(channels: int, pe: int, pixels: int, out_bits: int, shortcu
     workdir.mkdir(parents=True, exist_ok=True)
     tail, acc_bound, sc_bits = insta_tail_activation(channels, pixels, out_bits, shortcut, stat_source, seed)
     spec = InstaTailSpec.from_activation(tail, acc_bound, sc_bits, pe, pixels)
-    files = write_insta_tail_files(workdir, tail, spec)
+    files = write_insta_tail_memory_files(workdir, tail, spec)
     return spec, _synth_xilinx("insta_tail", spec.rtl_parameters(**files), workdir, spec.name)
 
 

@@ -27,7 +27,7 @@ import torch
 
 from instabnn.hw import compile as C
 from instabnn.hw import lower
-from instabnn.hw.chain_files import stream_order_columns
+from instabnn.hw.blocks.common.stream_order import stream_order_columns
 from instabnn.sim import cosim
 
 TFC_FOLDING = {"Defaults": {}, "layer0": {"SIMD": 16, "PE": 16}, "layer1": {"SIMD": 16, "PE": 16},

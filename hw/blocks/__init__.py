@@ -12,4 +12,5 @@ BLOCKS = {
     "channel_affine": "instabnn.hw.blocks.channel_affine.spec",
     "pool": "instabnn.hw.blocks.pool.spec",
     "stream": "instabnn.hw.blocks.stream.spec",
+    "maxpool_bits": "instabnn.hw.blocks.maxpool_bits.spec",
 }

@@ -48,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from instabnn.hw.blocks.insta_threshold import spec as threshold_spec
 from instabnn.hw.blocks.insta_threshold.spec import POWER_TABLE_MAX_BITS
 from instabnn.contract.packing import hex_digits, pack_fields, to_hex, unpack_fields
 from instabnn.contract.fixed_point import signed_bits
@@ -403,18 +404,15 @@ class InstaThresholdPlusSpec:
 
 
 def frame_words(q, spec: InstaThresholdPlusSpec) -> list[list[int]]:
-    from instabnn.hw.blocks.insta_threshold import spec
-    return spec.frame_words(q, spec)
+    return threshold_spec.frame_words(q, spec)
 
 
 def frames_from_words(words, spec: InstaThresholdPlusSpec) -> np.ndarray:
-    from instabnn.hw.blocks.insta_threshold import spec
-    return spec.frames_from_words(words, spec)
+    return threshold_spec.frames_from_words(words, spec)
 
 
 def bits_from_words(words, spec: InstaThresholdPlusSpec) -> np.ndarray:
-    from instabnn.hw.blocks.insta_threshold import spec
-    return spec.bits_from_words(words, spec)
+    return threshold_spec.bits_from_words(words, spec)
 
 
 # ---- memory files -----------------------------------------------------------------------------------------------

@@ -87,32 +87,6 @@ def random_inputs(rng: np.random.Generator, spec, n: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class _OutputWatch:
-    """Checks, edge by edge outside reset, that an offered ``m_axis`` beat stays offered, unchanged, until taken."""
-
-    def __init__(self, dut):
-        self.dut = dut
-        self.violations: list[str] = []
-        self.pending: int | None = None
-        cocotb.start_soon(self._run())
-
-    async def _run(self):
-        dut = self.dut
-        cycle = 0
-        while True:
-            await RisingEdge(dut.clk)
-            cycle += 1
-            if dut.rst.value:
-                self.pending = None  # a reset may withdraw an offered beat
-                continue
-            valid = bool(dut.m_axis_tvalid.value)
-            data = int(dut.m_axis_tdata.value) if valid else None
-            if self.pending is not None and (not valid or data != self.pending):
-                self.violations.append(f"cycle {cycle}: beat {self.pending:#x} withdrawn or changed before its "
-                                       f"handshake (tvalid={int(valid)}, tdata={data})")
-            self.pending = data if valid and not dut.m_axis_tready.value else None
-
-
 class TB:
     def __init__(self, dut, test_seed: int, drivers_follow_reset: bool = True):
         self.dut = dut
@@ -123,8 +97,8 @@ class TB:
         self.n_frames = int(case["n_frames"])
         self.rng = np.random.default_rng([int(case["seed"]), test_seed])
         self._check_parameters()
-        self.axis = AxisHarness(dut, ["s_axis"], ["m_axis"], drivers_follow_reset=drivers_follow_reset)
-        self.watch = _OutputWatch(dut)
+        self.axis = AxisHarness(dut, ["s_axis"], ["m_axis"], drivers_follow_reset=drivers_follow_reset,
+                                check_held=True)
         self.frames_checked = 0
 
     def _check_parameters(self):
@@ -151,7 +125,6 @@ class TB:
 
     async def reset(self, cycles: int = 3):
         await self.axis.reset(cycles)
-        self.watch.pending = None
 
     def random_inputs(self, n: int) -> np.ndarray:
         return random_inputs(self.rng, self.spec, n)
@@ -184,7 +157,8 @@ class TB:
                                        ("output", self.out_beats, s.out_frame_beats)):
             assert len(beats) == n_frames * per_frame, (
                 f"{tag}: {len(beats)} {what} beats, expected {n_frames * per_frame} ({n_frames} frames)")
-        assert not self.watch.violations, f"{tag}: stream protocol: " + "; ".join(self.watch.violations[:5])
+        violations = self.axis.protocol_violations
+        assert not violations, f"{tag}: stream protocol: " + "; ".join(violations[:5])
         q = frames_from_words([w for _, w in self.in_beats], (s.channels, s.height, s.width), s.pe, s.in_bits)
         expected = s.reference(q)
         got = frames_from_words([w for _, w in self.out_beats], s.out_shape, s.pe, s.out_bits)

@@ -1,11 +1,15 @@
-"""cocotb testbench of the bit max-pool ``hw/rtl/maxpool_bits.sv`` (golden: the pool of
-:class:`instabnn.contract.network.ChainStage`, :func:`instabnn.hw.chain_files.maxpool_bits`).
+"""Testbench of the bit max-pool (``maxpool_bits.sv``: OR of K x K windows at stride K of a bit frame, the pool of
+a plain W1A1 layer; golden: the pool of :class:`instabnn.contract.network.ChainStage`,
+:func:`~instabnn.hw.blocks.maxpool_bits.spec.maxpool_bits`): spec and packing, lint, illegal parameters, cocotb.
 
-The pytest entry ``tests/test_rtl_maxpool_bits.py`` builds the unit with Verilator for one
-:class:`~instabnn.hw.chain_files.MaxPoolBitsSpec`, writes a case file with :func:`prepare_case` and runs the cocotb
-tests below in one simulation; the case file is named by the environment variable ``INSTABNN_MAXPOOL_CASE``.
+Each simulation case builds the unit with Verilator (cocotb's Python runner) for one
+:class:`~instabnn.hw.blocks.maxpool_bits.spec.MaxPoolBitsSpec` and runs the ``@cocotb.test()``s of this file in one
+simulation (the case, :func:`make_case`, reaches them through :func:`~instabnn.hw.blocks.common.axis_tb.run_bench`),
+comparing every output with the golden function exactly (cropping sizes that are not multiples of K). The default
+tier runs two foldings with tens of frames; ``-m slow`` sweeps six more (random C, PE, H, W, K, odd sizes included)
+with over 1000 frames in all.
 
-Tests (each starts with a reset):
+cocotb tests (each starts with a reset):
 
 * ``stream_full_rate``: source always valid, sink always ready. Every output equals the reference exactly; clocks
   per frame (input and output side) within 2 % of ``spec.cycles_per_frame`` (``H*W*C/PE``); the input taken at one
@@ -24,27 +28,30 @@ names the test, frame, output pixel and channel.
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import cocotb
 from cocotb.triggers import RisingEdge
 
-from instabnn.hw.chain_files import MaxPoolBitsSpec, bit_frame_words, bit_frames_from_words
-from instabnn.hw.blocks.common.axis_tb import CYCLE_TOLERANCE, AxisHarness, case_from_env, dut_int
+from instabnn.hw.blocks.common.axis_tb import CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, run_bench, write_result
+from instabnn.hw.blocks.maxpool_bits.spec import MaxPoolBitsSpec, bit_frame_words, bit_frames_from_words, maxpool_bits
+from instabnn.contract.network import ChainStage
+from instabnn.hw.rtl_library import rtl_paths
+from instabnn.sim.rtl_runner import verilator_lint
 
-CASE_ENV = "INSTABNN_MAXPOOL_CASE"
 
+# ----------------------------------------------------------------------------------------------------------------
+# cocotb testbench (runs in the simulator)
+# ----------------------------------------------------------------------------------------------------------------
 
-def prepare_case(spec: MaxPoolBitsSpec, seed: int, n_frames: int, directory: Path) -> dict:
-    """Writes ``case.json`` into ``directory``; returns the extra environment for the runner."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    case = {"spec": asdict(spec), "seed": seed, "n_frames": n_frames}
-    (directory / "case.json").write_text(json.dumps(case, indent=1) + "\n")
-    return {CASE_ENV: str(directory / "case.json")}
+def make_case(spec: MaxPoolBitsSpec, seed: int, n_frames: int) -> dict:
+    """The case the cocotb side reads (:func:`~instabnn.hw.blocks.common.axis_tb.read_case`)."""
+    return {"spec": asdict(spec), "seed": seed, "n_frames": n_frames}
 
 
 def random_inputs(rng: np.random.Generator, spec: MaxPoolBitsSpec, n: int) -> np.ndarray:
@@ -59,37 +66,11 @@ def random_inputs(rng: np.random.Generator, spec: MaxPoolBitsSpec, n: int) -> np
     return q
 
 
-class _OutputWatch:
-    """Checks, edge by edge outside reset, that an offered ``m_axis`` beat stays offered, unchanged, until taken."""
-
-    def __init__(self, dut):
-        self.dut = dut
-        self.violations: list[str] = []
-        self.pending: int | None = None
-        cocotb.start_soon(self._run())
-
-    async def _run(self):
-        dut = self.dut
-        cycle = 0
-        while True:
-            await RisingEdge(dut.clk)
-            cycle += 1
-            if dut.rst.value:
-                self.pending = None
-                continue
-            valid = bool(dut.m_axis_tvalid.value)
-            data = int(dut.m_axis_tdata.value) if valid else None
-            if self.pending is not None and (not valid or data != self.pending):
-                self.violations.append(f"cycle {cycle}: beat {self.pending:#x} withdrawn or changed before its "
-                                       f"handshake (tvalid={int(valid)}, tdata={data})")
-            self.pending = data if valid and not dut.m_axis_tready.value else None
-
-
 class TB:
     def __init__(self, dut, test_seed: int, drivers_follow_reset: bool = True):
         self.dut = dut
         self.log = dut._log
-        case, self.case_dir = case_from_env(CASE_ENV, "tests/test_rtl_maxpool_bits.py")
+        case, self.case_dir = read_case()
         self.spec = MaxPoolBitsSpec(**case["spec"])
         self.n_frames = int(case["n_frames"])
         self.rng = np.random.default_rng([int(case["seed"]), test_seed])
@@ -101,8 +82,8 @@ class TB:
             assert got is None or got == value, f"DUT {name}={got}, the spec says {value}"
         for port in ("s_axis_tdata", "m_axis_tdata"):
             assert len(getattr(dut, port)) == s.pe, f"{port} is {len(getattr(dut, port))} bits, expected {s.pe}"
-        self.axis = AxisHarness(dut, ["s_axis"], ["m_axis"], drivers_follow_reset=drivers_follow_reset)
-        self.watch = _OutputWatch(dut)
+        self.axis = AxisHarness(dut, ["s_axis"], ["m_axis"], drivers_follow_reset=drivers_follow_reset,
+                                check_held=True)
         self.frames_checked = 0
 
     @property
@@ -115,7 +96,6 @@ class TB:
 
     async def reset(self, cycles: int = 3):
         await self.axis.reset(cycles)
-        self.watch.pending = None
 
     def random_inputs(self, n: int) -> np.ndarray:
         return random_inputs(self.rng, self.spec, n)
@@ -146,7 +126,8 @@ class TB:
                                        ("output", self.out_beats, s.out_frame_beats)):
             assert len(beats) == n_frames * per_frame, (
                 f"{tag}: {len(beats)} {what} beats, expected {n_frames * per_frame} ({n_frames} frames)")
-        assert not self.watch.violations, f"{tag}: stream protocol: " + "; ".join(self.watch.violations[:5])
+        violations = self.axis.protocol_violations
+        assert not violations, f"{tag}: stream protocol: " + "; ".join(violations[:5])
         a = bit_frames_from_words([w for _, w in self.in_beats], (s.channels, s.height, s.width), s.pe)
         expected = s.reference(a)
         got = bit_frames_from_words([w for _, w in self.out_beats], s.out_shape, s.pe)
@@ -160,9 +141,6 @@ class TB:
                                  f"{x}), channel {c}: expected {expected[f, c, y, x]}, got {got[f, c, y, x]}")
         self.frames_checked += n_frames
         return a
-
-    def write_result(self, name: str, result: dict):
-        (self.case_dir / f"result_{name}.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
 @cocotb.test()
@@ -187,7 +165,7 @@ async def stream_full_rate(dut):
     analytic = s.cycles_per_frame
     tb.log.info("%s: cycles per frame measured %.3f (input), %.3f (output), analytic %.3f; per-beat latency %s",
                 s.name, measured, out_measured, analytic, beat_latencies)
-    tb.write_result("stream_full_rate", {
+    write_result(tb.case_dir, "stream_full_rate", {
         "spec": asdict(s), "n_frames": n, "frame_beats": s.frame_beats, "out_frame_beats": s.out_frame_beats,
         "cycles_per_frame_measured": measured, "cycles_per_frame_measured_output": out_measured,
         "cycles_per_frame_analytic": analytic, "latency_measured": beat_latencies, "latency_stated": s.latency,
@@ -211,7 +189,7 @@ async def stream_idle_backpressure(dut):
     await tb.wait_outputs(n, slowdown=8)
     got_q = tb.check_outputs("stream_idle_backpressure", n)
     assert np.array_equal(got_q, q), "the monitored inputs differ from the sent"
-    tb.write_result("stream_idle_backpressure", {"n_frames": n, "frames_checked": tb.frames_checked})
+    write_result(tb.case_dir, "stream_idle_backpressure", {"n_frames": n, "frames_checked": tb.frames_checked})
     tb.axis.set_idle_backpressure(None)
 
 
@@ -260,5 +238,136 @@ async def reset_mid_frame(dut):
         tb.check_outputs(tag, total)
         checked += total
     tb.log.info("reset at %d offsets, %d frames after the resets exact", len(delays), checked)
-    tb.write_result("reset_mid_frame", {"delays": delays, "frames_checked": checked})
+    write_result(tb.case_dir, "reset_mid_frame", {"delays": delays, "frames_checked": checked})
     tb.axis.set_idle_backpressure(None)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# pytest runner (builds the block, runs the testbench above)
+# ----------------------------------------------------------------------------------------------------------------
+
+SOURCES = rtl_paths("maxpool_bits")
+
+FAST_SPECS = [
+    MaxPoolBitsSpec(channels=8, pe=4, height=4, width=6, k=2),
+    MaxPoolBitsSpec(channels=3, pe=3, height=7, width=5, k=3),  # CF = 1 (forwarding), cropped row and columns
+]
+FAST_FRAMES = 12
+
+
+def _sweep_specs(n: int = 5, seed: int = 11) -> list[MaxPoolBitsSpec]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        pe = int(rng.choice([1, 2, 4, 8]))
+        k = int(rng.choice([2, 2, 3, 4]))
+        out.append(MaxPoolBitsSpec(channels=pe * int(rng.integers(1, 4)), pe=pe, height=int(rng.integers(k, 3 * k + 2)),
+                                   width=int(rng.integers(k, 3 * k + 2)), k=k))
+    return out
+
+
+SLOW_SPECS = _sweep_specs() + [MaxPoolBitsSpec(channels=64, pe=16, height=10, width=10, k=2)]
+SLOW_FRAMES = 100
+
+LINT_SPECS = FAST_SPECS + [
+    MaxPoolBitsSpec(channels=1, pe=1, height=2, width=2, k=2),
+    MaxPoolBitsSpec(channels=64, pe=16, height=28, width=28, k=2),
+    MaxPoolBitsSpec(channels=128, pe=32, height=5, width=5, k=2),
+    MaxPoolBitsSpec(channels=8, pe=8, height=8, width=9, k=8),
+]
+
+
+def run_maxpool(spec: MaxPoolBitsSpec, n_frames: int, directory: Path) -> dict:
+    seed = zlib.crc32(spec.name.encode())
+    case_dir = directory / "case"
+    run_bench(__file__, make_case(spec, seed, n_frames), sources=SOURCES, toplevel="maxpool_bits",
+              parameters=spec.rtl_parameters(), directory=case_dir, seed=seed)
+    result = json.loads((case_dir / "result_stream_full_rate.json").read_text())
+    result["frames_checked_all_tests"] = sum(
+        json.loads(p.read_text())["frames_checked"] for p in case_dir.glob("result_*.json"))
+    return result
+
+
+def _check_measurements(result: dict):
+    analytic = result["cycles_per_frame_analytic"]
+    assert analytic == result["frame_beats"]
+    assert abs(result["cycles_per_frame_measured"] - analytic) <= 0.02 * analytic
+    assert abs(result["cycles_per_frame_measured_output"] - analytic) <= 0.02 * analytic
+    assert result["latency_measured"] == [result["latency_stated"]]
+
+
+@pytest.mark.parametrize("spec", FAST_SPECS, ids=lambda s: s.name)
+def test_maxpool_bits_sim(spec, verilator_path, tmp_path):
+    _check_measurements(run_maxpool(spec, FAST_FRAMES, tmp_path))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", SLOW_SPECS, ids=lambda s: s.name)
+def test_maxpool_bits_sim_sweep(spec, verilator_path, tmp_path):
+    result = run_maxpool(spec, SLOW_FRAMES, tmp_path)
+    _check_measurements(result)
+    assert result["frames_checked_all_tests"] >= 2 * SLOW_FRAMES
+
+
+def test_sweep_is_wide_enough():
+    """>= 5 distinct foldings, K in {2, 3+}, odd (cropped) sizes, >= 1000 frames over the sweep."""
+    assert len(set(SLOW_SPECS)) == len(SLOW_SPECS) >= 5
+    assert len(SLOW_SPECS) * 2 * SLOW_FRAMES >= 1000
+    assert {s.k for s in SLOW_SPECS} >= {2, 3} or {s.k for s in SLOW_SPECS} >= {2, 4}
+    assert any(s.height % s.k or s.width % s.k for s in SLOW_SPECS)
+
+
+@pytest.mark.parametrize("spec", LINT_SPECS, ids=lambda s: s.name)
+def test_maxpool_bits_lint_clean(spec, verilator_path):
+    proc = verilator_lint(SOURCES, "maxpool_bits", spec.rtl_parameters(), verilator_path)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "%Warning" not in output and "%Error" not in output, output
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"PE": 3}, "PE (3) must divide CHANNELS (8)"),
+        ({"PE": 0}, "CHANNELS and PE must be >= 1"),
+        ({"K": 1}, "K (1) must be in 2 .. 8"),
+        ({"K": 9}, "K (9) must be in 2 .. 8"),
+        ({"WIDTH": 1}, "HEIGHT (4) and WIDTH (1) must be >= K (2)"),
+        ({"HEIGHT": 0}, "must be >= K"),
+    ],
+)
+def test_maxpool_bits_rejects_illegal_parameters(overrides, message, verilator_path):
+    params = {**FAST_SPECS[0].rtl_parameters(), **overrides}
+    proc = verilator_lint(SOURCES, "maxpool_bits", params, verilator_path)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+
+
+def test_spec_matches_chain_stage_and_packing():
+    """The spec's golden function is ChainStage's pool (crop included); the packing round-trips; the completing
+    beats are the last beats of the windows."""
+    rng = np.random.default_rng(4)
+    for spec in FAST_SPECS + SLOW_SPECS + LINT_SPECS:
+        a = (rng.random((3, spec.channels, spec.height, spec.width)) < 0.3).astype(np.int64)
+        # one channel at a time through a ChainStage whose 1x1 conv with weight +1 gives acc = +-1 and threshold 0
+        # returns the bit itself: its pool (crop included) is the reference
+        stage = ChainStage("s", np.ones((1, 1, 1, 1), np.uint8), 1, np.zeros(1, np.int64), spec.k)
+        pooled = np.concatenate([stage(a[:, c:c + 1], integer_input=False) for c in range(spec.channels)], axis=1)
+        assert np.array_equal(pooled, spec.reference(a))
+        assert np.array_equal(spec.reference(a), maxpool_bits(a, spec.k))
+        assert spec.reference(a).shape[1:] == spec.out_shape
+        words = bit_frame_words(a, spec.channels, spec.pe)
+        assert all(len(w) == spec.frame_beats for w in words)
+        flat = [w for f in words for w in f]
+        assert np.array_equal(bit_frames_from_words(flat, (spec.channels, spec.height, spec.width), spec.pe), a)
+        comp = spec.completing_beats()
+        assert len(comp) == spec.out_frame_beats and np.all(np.diff(comp) > 0)
+        assert spec.cycles_per_frame == spec.height * spec.width * spec.channels / spec.pe
+
+
+def test_spec_refuses_illegal_foldings():
+    with pytest.raises(ValueError, match="PE"):
+        MaxPoolBitsSpec(channels=8, pe=3, height=4, width=4)
+    with pytest.raises(ValueError, match="k must be"):
+        MaxPoolBitsSpec(channels=8, pe=4, height=4, width=4, k=1)
+    with pytest.raises(ValueError, match=">= k"):
+        MaxPoolBitsSpec(channels=8, pe=4, height=4, width=3, k=4)

@@ -3,7 +3,7 @@
  * Bit max-pooling: the OR of K x K windows at stride K of a C x H x W frame of bits (max-pooling of bipolar values
  * in {-1, +1} coded as bits, 1 <-> +1; the max-pool after BatchNorm + sign of a plain W1A1 layer).
  *
- * Math (golden function: instabnn.contract.network.ChainStage, its pool; instabnn.hw.chain_files
+ * Math (golden function: instabnn.contract.network.ChainStage, its pool; instabnn.hw.blocks.maxpool_bits.spec
  * MaxPoolBitsSpec.reference). Per frame, channel c and output pixel (oy, ox), 0 <= oy < H/K, 0 <= ox < W/K
  * (floor division: like the reference, rows y >= (H/K)*K and columns x >= (W/K)*K are cropped, i.e. read and
  * dropped):

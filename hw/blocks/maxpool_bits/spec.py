@@ -1,6 +1,4 @@
-"""Specs of the plain W1A1 chain blocks: the bit max-pool (``hw/rtl/maxpool_bits.sv``), and the helpers the chain
-compiler (:mod:`instabnn.hw.compile_chain`) shares with the tests (the flatten permutation of a dense layer's
-weights into FINN stream order).
+"""Spec of the bit max-pool (``maxpool_bits.sv`` beside this file), a block of the plain W1A1 chains.
 
 * :class:`MaxPoolBitsSpec`: OR of K x K windows at stride K of a bit frame (golden: the pool of
   :class:`instabnn.contract.network.ChainStage`; rows and columns past ``(H // K) * K`` are cropped)::
@@ -27,8 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LATENCY", "MaxPoolBitsSpec", "maxpool_bits", "bit_frame_words", "bit_frames_from_words",
-           "stream_order_columns"]
+__all__ = ["LATENCY", "MaxPoolBitsSpec", "maxpool_bits", "bit_frame_words", "bit_frames_from_words"]
 
 LATENCY = 2
 """Edges from the input beat that completes a window to its earliest ``m_axis`` handshake (see the RTL header)."""
@@ -159,11 +156,3 @@ def bit_frames_from_words(words, shape: tuple[int, int, int], pe: int) -> np.nda
         p, f = divmod(beat, cf)
         out[frame, f * pe:(f + 1) * pe, p] = [(int(word) >> j) & 1 for j in range(pe)]
     return out.reshape(-1, channels, h, w)
-
-
-def stream_order_columns(channels: int, height: int, width: int) -> np.ndarray:
-    """Column permutation of a dense layer that follows a C x H x W frame: the reference flattens NCHW (input
-    element c*H*W + p), the stream delivers pixel-major, channel-minor (element p*C + c). ``perm[j]`` is the NCHW
-    index of stream element j, so ``weight[:, perm]`` is the weight matrix in stream order."""
-    c, p = np.meshgrid(np.arange(channels), np.arange(height * width), indexing="xy")
-    return (c * height * width + p).reshape(-1)
