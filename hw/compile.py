@@ -754,16 +754,17 @@ def markdown(m: dict) -> str:
              f"Image in: {m['input_shape']} as {m['input_lanes']} x {m['input_bits']}-bit lanes per beat "
              f"(tdata {m['in_width']} bits); logits out: {m['classes']} classes x {m['logit_bits']} bits "
              f"(tdata {m['out_width']} bits, tlast per image).", "",
-             "| layer | op | PE | SIMD | RTL blocks | cycles / frame | memory bits | of which FIFO | LUT | BRAM36 | DSP |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| layer | op | PE | SIMD | RTL blocks | cycles / frame | memory bits | of which FIFO | LUT | BRAM36 "
+             "| DSP |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for layer in m["layers"]:
         f = m["folding"][layer["node"]]
         blocks = ", ".join(dict.fromkeys(layer["blocks"]))
         lines.append(f"| {layer['node']} | {layer['op']} | {f['PE']} | {f['SIMD']} | {blocks} | {layer['cycles']} | "
-                     f"{layer['memory_bits']} | {layer['fifo_bits']} | {layer['lut']} | {layer['bram36']:g} | {layer['dsp']} |")
+                     f"{layer['memory_bits']} | {layer['fifo_bits']} | {layer['lut']} | {layer['bram36']:g} | "
+                     f"{layer['dsp']} |")
     r = m["resources_estimate"]
-    lines.append(f"| **total** | | | | | {m['cycles_per_frame_estimate']} (bottleneck) | | {m['fifo_bits']} | **{r['lut']}** | "
-                 f"**{r['bram36']:g}** | **{r['dsp']}** |")
+    lines.append(f"| **total** | | | | | {m['cycles_per_frame_estimate']} (bottleneck) | | {m['fifo_bits']} | "
+                 f"**{r['lut']}** | **{r['bram36']:g}** | **{r['dsp']}** |")
     lines += ["", f"Bottleneck: {m['cycles_per_frame_estimate']} cycles per frame, "
               f"{m['fps_estimate']:.0f} frames/s at {m['clock_mhz']:g} MHz (analytic).", "",
               f"FIFOs between layers: {m['fifo_bits']} bits (residual shortcuts, and one input vector in front of "
