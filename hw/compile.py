@@ -29,7 +29,10 @@ Layer -> RTL (every block's parameters come from its spec class, the one source 
 Between blocks the compiler inserts width converters where one layer's lanes differ from the next one's folding,
 stream duplicates where a tensor has several readers, and a FIFO at the start of every residual shortcut, deep
 enough for the rows the block's convolution buffers before it emits (so neither branch stalls the other; see
-docs/hardware.md). A layer the RTL library does not have yet (option-A shortcuts) stops the compiler
+docs/hardware.md), and a FIFO of one input vector in front of every matrix-vector unit with several output folds
+that no sliding window feeds (:meth:`Netlist.mvu`: the unit stops its input while it re-reads its buffered vector,
+and without the FIFO its producer would stop with it). The manifest's ``fifo_bits`` (and each layer's) is the
+memory these FIFOs spend. A layer the RTL library does not have yet (option-A shortcuts) stops the compiler
 with an error naming the node, before anything is written. ``compile.md`` and the manifest carry per-layer cycles
 and resource estimates (:mod:`instabnn.hw.estimate`).
 """
@@ -106,6 +109,7 @@ class Layer:
     blocks: list[str] = field(default_factory=list)
     cycles: int = 0
     memory_bits: int = 0
+    fifo_bits: int = 0
     lut: int = 0
     bram36: float = 0.0
     dsp: int = 0
@@ -121,6 +125,7 @@ class Netlist:
         self.mem_files: list[str] = []
         self._names: dict[str, int] = {}
         self.layer: Layer | None = None
+        self.window_outputs: set[str] = set()  # streams written by a sliding window
 
     def unique(self, hint: str) -> str:
         base = re.sub(r"\W", "_", hint)
@@ -167,6 +172,24 @@ class Netlist:
             ports.update(self.ports("m_axis", out))
         ports.update(extra or {})
         self.instance(module, hint, params, ports, facts)
+        if module == "sliding_window" and out is not None:
+            self.window_outputs.add(out.name)
+
+    def mvu(self, module: str, hint: str, shape, params: dict, x: Stream, out: Stream) -> None:
+        """A matrix-vector unit (``binary_mvu`` / ``int_mvu`` of ``shape``, an :class:`MvuFolding`) from ``x`` to
+        ``out``, behind the input FIFO that keeps it from serialising with its producer; every MVU of every
+        network is made here.
+
+        The unit takes an input vector's SF beats in its first output fold, then re-reads its buffered copy for the
+        other NF - 1 folds with ``s_axis`` stalled. A producer that cannot put the next vector anywhere in that time
+        stops with it, and the two layers' times per vector add up instead of overlapping (``cnv_1w1a``'s dense
+        layers at PE = 1 measured twice the analytic cycles per frame). So, where NF > 1, the stream in front must
+        hold one vector: a sliding window's line buffer does (its writer runs STRIDE + 1 rows ahead of its
+        reader, more than a window vector); any other producer gets a FIFO of SF beats, the unit's second input
+        buffer."""
+        if shape.nf > 1 and x.name not in self.window_outputs:
+            x = self.fifo(x, shape.sf)
+        self.block(module, hint, params, {"s_axis": x}, out, facts={"_acc_bits": shape.acc_bits})
 
     # ---- stream plumbing --------------------------------------------------------------------------------------
 
@@ -198,6 +221,7 @@ class Netlist:
         out = self.stream(f"{s.name}_q", s.lanes, s.bits, s.beats)
         if self.layer is not None:
             self.layer.memory_bits += s.width * max(2, depth)
+            self.layer.fifo_bits += s.width * max(2, depth)
         self.block("stream_fifo", f"fifo_{s.name}", {"WIDTH": s.width, "DEPTH": max(2, depth)}, {"s_axis": s}, out)
         return out
 
@@ -373,8 +397,7 @@ class Compiler(ChainEmitters):
         write_int_weight_file(wfile, conv_weight_matrix(weight), mvu)
         pixels = swg.out_height * swg.out_width
         acc = self.net.stream(f"{node.name}_acc", pe, mvu.acc_bits, pixels * mvu.nf)
-        self.net.block("int_mvu", f"{node.name}_mvu", mvu.rtl_parameters(wfile.name), {"s_axis": win}, acc,
-                       facts={"_acc_bits": mvu.acc_bits})
+        self.net.mvu("int_mvu", f"{node.name}_mvu", mvu, mvu.rtl_parameters(wfile.name), win, acc)
         requant = self.layer_object(node)
         affine = ChannelAffineSpec.from_requant(requant, mvu.acc_bits, pe)
         out = self.affine(node, affine, acc, pixels)
@@ -443,8 +466,7 @@ class Compiler(ChainEmitters):
         write_weight_file(wfile, 2 * conv_weight_matrix(weight) - 1, mvu)
         pixels = swg.out_height * swg.out_width
         acc = self.net.stream(f"{node.name}_acc", pe, mvu.acc_bits, pixels * mvu.nf)
-        self.net.block("binary_mvu", f"{node.name}_mvu", mvu.rtl_parameters(wfile.name), {"s_axis": win}, acc,
-                       facts={"_acc_bits": mvu.acc_bits})
+        self.net.mvu("binary_mvu", f"{node.name}_mvu", mvu, mvu.rtl_parameters(wfile.name), win, acc)
         self.windows[node.output[0]] = swg
         self.net.layer.cycles = max(swg.cycles_per_frame, pixels * mvu.cycles_per_vector)
         self.net.layer.memory_bits = mvu.mw * mvu.mh + swg.buffer_bits
@@ -473,8 +495,7 @@ class Compiler(ChainEmitters):
             write_int_weight_file(wfile, conv_weight_matrix(weight), mvu)
             pixels = out_shape[2] * out_shape[3]
             acc = self.net.stream(f"{node.name}_acc", pe, mvu.acc_bits, pixels * mvu.nf)
-            self.net.block("int_mvu", f"{node.name}_mvu", mvu.rtl_parameters(wfile.name), {"s_axis": x}, acc,
-                           facts={"_acc_bits": mvu.acc_bits})
+            self.net.mvu("int_mvu", f"{node.name}_mvu", mvu, mvu.rtl_parameters(wfile.name), x, acc)
             x, cycles = acc, max(cycles, pixels * mvu.cycles_per_vector)
             self.net.layer.memory_bits += mvu.mw * mvu.mh * mvu.weight_bits
         self.net.layer.cycles = cycles
@@ -560,8 +581,7 @@ class Compiler(ChainEmitters):
         wfile = self.net.mem_file(f"{node.name}_weight")
         write_int_weight_file(wfile, weight, mvu)
         acc = self.net.stream(f"{node.name}_acc", pe, mvu.acc_bits, mvu.nf)
-        self.net.block("int_mvu", f"{node.name}_mvu", mvu.rtl_parameters(wfile.name), {"s_axis": sums}, acc,
-                       facts={"_acc_bits": mvu.acc_bits})
+        self.net.mvu("int_mvu", f"{node.name}_mvu", mvu, mvu.rtl_parameters(wfile.name), sums, acc)
         logits = self.affine(node, ChannelAffineSpec.from_classifier(head, mvu.acc_bits, pe), acc, 1)
         self.net.layer.cycles = max(gs.frame_beats, mvu.cycles_per_vector)
         self.net.layer.memory_bits = mvu.mw * mvu.mh * mvu.weight_bits
@@ -706,6 +726,7 @@ def compile_model(lowered: str | Path, out: str | Path, folding: str | Path | di
             "streams": {t: {"signal": st.name, "lanes": st.lanes, "bits": st.bits}
                         for t, st in comp.tensor_streams.items()},
             "cycles_per_frame_estimate": cycles,
+            "fifo_bits": sum(layer.fifo_bits for layer in comp.layers),
             "resources_estimate": resources,
             "fps_estimate": clock_mhz * 1e6 / cycles,
         }
@@ -737,18 +758,22 @@ def markdown(m: dict) -> str:
              f"Image in: {m['input_shape']} as {m['input_lanes']} x {m['input_bits']}-bit lanes per beat "
              f"(tdata {m['in_width']} bits); logits out: {m['classes']} classes x {m['logit_bits']} bits "
              f"(tdata {m['out_width']} bits, tlast per image).", "",
-             "| layer | op | PE | SIMD | RTL blocks | cycles / frame | memory bits | LUT | BRAM36 | DSP |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| layer | op | PE | SIMD | RTL blocks | cycles / frame | memory bits | of which FIFO | LUT | BRAM36 "
+             "| DSP |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for layer in m["layers"]:
         f = m["folding"][layer["node"]]
         blocks = ", ".join(dict.fromkeys(layer["blocks"]))
         lines.append(f"| {layer['node']} | {layer['op']} | {f['PE']} | {f.get('SIMD', '-')} | {blocks} | {layer['cycles']} | "
-                     f"{layer['memory_bits']} | {layer['lut']} | {layer['bram36']:g} | {layer['dsp']} |")
+                     f"{layer['memory_bits']} | {layer['fifo_bits']} | {layer['lut']} | {layer['bram36']:g} | "
+                     f"{layer['dsp']} |")
     r = m["resources_estimate"]
-    lines.append(f"| **total** | | | | | {m['cycles_per_frame_estimate']} (bottleneck) | | **{r['lut']}** | "
-                 f"**{r['bram36']:g}** | **{r['dsp']}** |")
+    lines.append(f"| **total** | | | | | {m['cycles_per_frame_estimate']} (bottleneck) | | {m['fifo_bits']} | "
+                 f"**{r['lut']}** | **{r['bram36']:g}** | **{r['dsp']}** |")
     lines += ["", f"Bottleneck: {m['cycles_per_frame_estimate']} cycles per frame, "
-              f"{m['fps_estimate']:.0f} frames/s at {m['clock_mhz']:g} MHz (analytic).",
+              f"{m['fps_estimate']:.0f} frames/s at {m['clock_mhz']:g} MHz (analytic).", "",
+              f"FIFOs between layers: {m['fifo_bits']} bits (residual shortcuts, and one input vector in front of "
+              f"every matrix-vector unit with several output folds that no sliding window feeds; their LUT / BRAM "
+              f"are in the layers' estimates).",
               "", f"Resources: analytic estimate (instabnn.hw.estimate) {r['lut']} LUT ({100 * r['lut'] / XC7Z020['lut']:.1f}% "
               f"of the xc7z020), {r['bram36']:g} BRAM36 ({100 * r['bram36'] / XC7Z020['bram36']:.1f}%), {r['dsp']} DSP48E1 "
               f"({100 * r['dsp'] / XC7Z020['dsp']:.1f}%); `make bitstream` synthesises the design for measured figures.", ""]
@@ -777,7 +802,8 @@ def main(argv=None) -> int:
     r = m["resources_estimate"]
     print(f"wrote {out}/ ({len(m['sources'])} sources, {len(m['mem_files'])} memory files); "
           f"{m['cycles_per_frame_estimate']} cycles/frame, {m['fps_estimate']:.0f} frames/s at "
-          f"{m['clock_mhz']:g} MHz (analytic); estimate {r['lut']} LUT, {r['bram36']:g} BRAM36, {r['dsp']} DSP; "
+          f"{m['clock_mhz']:g} MHz (analytic); estimate {r['lut']} LUT, {r['bram36']:g} BRAM36, {r['dsp']} DSP, "
+          f"{m['fifo_bits']} FIFO bits; "
           f"report {out}/compile.md")
     return 0
 

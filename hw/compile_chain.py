@@ -114,8 +114,7 @@ class ChainEmitters:
             mvu = IntMvuShape(mw, cout, simd, pe, 2, x.bits, 1, 0)
             write_int_weight_file(wfile, 2 * matrix - 1, mvu)
             acc = self.net.stream(f"{node.name}_acc", pe, mvu.acc_bits, vectors * mvu.nf)
-            self.net.block("int_mvu", f"{node.name}_mvu", mvu.rtl_parameters(wfile.name), {"s_axis": x}, acc,
-                           facts={"_acc_bits": mvu.acc_bits})
+            self.net.mvu("int_mvu", f"{node.name}_mvu", mvu, mvu.rtl_parameters(wfile.name), x, acc)
             memory += mw * cout * 2
             bound = mw * (1 << (x.bits - 1))
             out = acc
@@ -139,9 +138,8 @@ class ChainEmitters:
                 memory += cout * mvu.thresh_bits
             out = self.net.stream(f"{node.name}_{'bits' if thresholds else 'acc'}", pe, mvu.out_lane_bits,
                                   vectors * mvu.nf)
-            self.net.block("binary_mvu", f"{node.name}_mvu",
-                           mvu.rtl_parameters(wfile.name, tfile.name if tfile else None), {"s_axis": x}, out,
-                           facts={"_acc_bits": mvu.acc_bits})
+            self.net.mvu("binary_mvu", f"{node.name}_mvu", mvu,
+                         mvu.rtl_parameters(wfile.name, tfile.name if tfile else None), x, out)
             memory += mw * cout
             bound = mw
         cycles = [vectors * mvu.cycles_per_vector]

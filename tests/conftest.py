@@ -44,3 +44,43 @@ def fake_run_folder(folder: Path) -> dict[str, str]:
     for name in ("model.pt", "last.pt", "metrics.csv", "metrics.json", "model.onnx", "lowered.onnx"):
         (folder / name).write_bytes(f"{name} of an earlier run\n".encode())
     return tree_hashes(folder)
+
+
+def random_folding(lowered: Path, seed: int, cycles: tuple[int, int]) -> dict:
+    """A random legal folding (FINN config) of a lowered graph for a random bottleneck between ``cycles``: per node
+    a random (SIMD, PE), each dividing its dimension, among those within the bottleneck, preferring settings within
+    3x of it so that the layers' rates are close (where the streams between them matter most)."""
+    import itertools
+
+    import numpy as np
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+
+    from instabnn.hw import ops  # noqa: F401  (registers the op domain)
+    from instabnn.hw.folding import divisors
+
+    rng = np.random.default_rng(seed)
+    target = int(rng.integers(*cycles, endpoint=True))
+    model = ModelWrapper(str(lowered))
+    config = {"Defaults": {}}
+    for node in model.graph.node:
+        op = getCustomOp(node)
+        dims = op.fold_options()
+        settings = []
+        for values in itertools.product(*(divisors(d) for d in dims.values())):
+            for attr, v in zip(dims, values):
+                op.set_nodeattr(attr, v)
+            settings.append((op.get_exp_cycles(), dict(zip(dims, values))))
+        fits = [s for s in settings if s[0] <= target] or [min(settings, key=lambda s: s[0])]
+        close = [s for s in fits if 3 * s[0] >= target] or fits
+        config[node.name] = close[int(rng.integers(len(close)))][1]
+    return config
+
+
+def check_rate(report: dict, manifest: dict, stall: int = 0) -> None:
+    """Bit-exact, tlast right, and measured cycles per frame within 2 % of the analytic bottleneck (with random
+    idle / backpressure of probability ``stall`` / 256 at the ends: of the bottleneck slowed by that much)."""
+    assert report["mismatches"] == 0 and report["tlast_errors"] == 0, report
+    bound = 1.02 * manifest["cycles_per_frame_estimate"] * 256 / (256 - stall)
+    assert report["cycles_per_frame"] <= bound, (report["cycles_per_frame"], manifest["cycles_per_frame_estimate"],
+                                                 manifest["folding"])

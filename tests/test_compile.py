@@ -15,7 +15,7 @@ from instabnn.hw import folding, lower
 from instabnn.model.export import export_checkpoint
 from instabnn.sim import cosim
 
-from conftest import fake_run_folder, train_digits, tree_hashes
+from conftest import check_rate, fake_run_folder, random_folding, train_digits, tree_hashes
 
 _BUILT: dict = {}
 
@@ -231,3 +231,18 @@ def test_insta_th_plus_units_in_a_network(tmp_path_factory, tmp_path, verilator_
     assert "insta_threshold_plus_compute.sv" in m["sources"] and "insta_tail.sv" in m["sources"]
     r = cosim.cosim(tmp_path / "rtl", "digits", 6, harness="verilator", work=tmp_path / "w")
     assert r["mismatches"] == 0 and r["tlast_errors"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["baseline", "latency_optimized"])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("stall", [0, 64])
+def test_random_foldings_run_at_the_analytic_rate(variant, seed, stall, tmp_path_factory, tmp_path, verilator_path):
+    """Random legal foldings of the residual digits networks (layers' rates close to each other): bit-exact and
+    within 2 % of the analytic rate, with and without random stalls (conftest.check_rate)."""
+    built = _lowered(variant, tmp_path_factory)
+    m = C.compile_model(built / "lowered.onnx", tmp_path / "rtl",
+                        random_folding(built / "lowered.onnx", seed, (1500, 10000)))
+    r = cosim.cosim(tmp_path / "rtl", "digits", 6, harness="verilator", work=tmp_path / "w", in_stall=stall,
+                    out_stall=stall, seed=seed)
+    check_rate(r, m, stall)

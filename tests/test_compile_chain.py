@@ -8,7 +8,11 @@ co-simulated (``sim/cosim.py``) against the lowered graph executed by qonnx: eve
 * a small CNV (the bnn_pynq ``CNV`` class with fewer channels, on a 15 x 15 image: an 8-bit integer-input first
   conv + threshold + max-pool of an odd 13 x 13 map (cropped), two binary convs, a dense layer after a 32 x 2 x 2
   frame (flatten: weight columns permuted to stream order), the last layer and the logits);
-* ``-m slow``: the full ``cnv_1w1a`` (32 x 32 x 3) and TFC under stalls on the cocotb harness.
+* random legal foldings of both (``conftest.random_folding``), with and without random stalls: measured cycles
+  per frame within 2 % of the analytic bottleneck, which needs the input FIFOs of the dense layers
+  (``Netlist.mvu``);
+* ``-m slow``: the full ``cnv_1w1a`` (32 x 32 x 3) at two foldings, TFC under stalls on the cocotb harness, more
+  random foldings, and TFC without the dense layers' input FIFOs (then it runs at about half the analytic rate).
 
 Random images (``cosim`` ``data="random"``; random bits for the 1-bit TFC input).
 """
@@ -29,6 +33,8 @@ from instabnn.hw import compile as C
 from instabnn.hw import lower
 from instabnn.hw.blocks.common.stream_order import stream_order_columns
 from instabnn.sim import cosim
+
+from conftest import check_rate, random_folding
 
 TFC_FOLDING = {"Defaults": {}, "layer0": {"SIMD": 16, "PE": 16}, "layer1": {"SIMD": 16, "PE": 16},
                "layer2": {"SIMD": 16, "PE": 16}, "layer3": {"SIMD": 16, "PE": 5}, "logits_affine": {"PE": 10}}
@@ -227,6 +233,32 @@ def test_start_chain_leaves_other_graphs_alone(mini_cnv):
     assert comp.start_chain() is False and comp.input_stream is None and not comp.net.lines
 
 
+@pytest.mark.parametrize("fixture, vector_bits", [
+    ("tfc", {"layer0": 784, "layer1": 64, "layer2": 64, "layer3": 64}),
+    ("mini_cnv", {"layer3": 128, "layer4": 64})])  # layer0-2: convolutions, fed by their sliding windows
+def test_dense_layers_get_one_input_vector_of_fifo(fixture, vector_bits, request):
+    """Every MVU with several output folds (all dense layers of both foldings) that no sliding window feeds has a
+    FIFO of one input vector in front; nothing else gets one; the manifest and compile.md report their sum."""
+    rtl, manifest, _ = request.getfixturevalue(fixture)
+    fifo_bits = {layer["node"]: layer["fifo_bits"] for layer in manifest["layers"]}
+    assert fifo_bits == {node: vector_bits.get(node, 0) for node in fifo_bits}
+    assert manifest["fifo_bits"] == sum(vector_bits.values())
+    assert f"FIFOs between layers: {manifest['fifo_bits']} bits" in (rtl / "compile.md").read_text()
+
+
+@pytest.mark.parametrize("fixture, seed, cycles, stall", [("mini_cnv", 1, (1600, 5000), 0),
+                                                          ("tfc", 1, (500, 4000), 64)])
+def test_random_folding_runs_at_the_analytic_rate(fixture, seed, cycles, stall, request, tmp_path, verilator_path):
+    """A random legal folding (layers' rates close to each other) co-simulates bit-exact at the analytic rate; with
+    random source idle and sink backpressure (``stall`` / 256) too."""
+    rtl, manifest, _ = request.getfixturevalue(fixture)
+    lowered = Path(manifest["lowered"])
+    out = C.compile_model(lowered, tmp_path / "rtl", random_folding(lowered, seed, cycles))
+    report = cosim.cosim(tmp_path / "rtl", "random", 6, harness="verilator", work=tmp_path / "w", in_stall=stall,
+                         out_stall=stall, seed=seed)
+    check_rate(report, out, stall)
+
+
 # ------------------------------------------------------------------------------------------ slow
 
 
@@ -258,3 +290,54 @@ def test_cosim_detects_a_missing_flatten_permutation(mini_cnv, tmp_path, verilat
         C.compile_model(C.lowered_graph_path(rtl, manifest), tmp_path / "rtl")
     report = cosim.cosim(tmp_path / "rtl", "random", 4, harness="verilator", work=tmp_path / "w")
     assert report["mismatches"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fixture, cycles", [("mini_cnv", (1600, 6000)), ("tfc", (200, 5000))])
+@pytest.mark.parametrize("seed", [2, 3, 4])
+@pytest.mark.parametrize("stall", [0, 64])
+def test_more_random_foldings_run_at_the_analytic_rate(fixture, cycles, seed, stall, request, tmp_path,
+                                                      verilator_path):
+    rtl, manifest, _ = request.getfixturevalue(fixture)
+    lowered = Path(manifest["lowered"])
+    out = C.compile_model(lowered, tmp_path / "rtl", random_folding(lowered, seed, cycles))
+    report = cosim.cosim(tmp_path / "rtl", "random", 6, harness="verilator", work=tmp_path / "w", in_stall=stall,
+                         out_stall=stall, seed=seed)
+    check_rate(report, out, stall)
+
+
+TFC_DENSE_PE1 = {"Defaults": {}, "layer0": {"SIMD": 16, "PE": 1}, "layer1": {"SIMD": 1, "PE": 1},
+                 "layer2": {"SIMD": 1, "PE": 1}, "layer3": {"SIMD": 1, "PE": 1}, "logits_affine": {"PE": 1}}
+
+
+@pytest.mark.slow
+def test_without_the_input_fifos_dense_layers_serialise(tfc, tmp_path, verilator_path):
+    """The control: TFC's dense layers at PE = 1 (4,096 cycles each per frame) compiled without their input FIFOs
+    run one after the other (about 8,000 cycles per frame); with them, at the analytic 4,096."""
+    rtl, manifest, _ = tfc
+    lowered = Path(manifest["lowered"])
+
+    def mvu_without_fifo(net, module, hint, shape, params, x, out):
+        net.block(module, hint, params, {"s_axis": x}, out, facts={"_acc_bits": shape.acc_bits})
+
+    with mock.patch.object(C.Netlist, "mvu", mvu_without_fifo):
+        bare = C.compile_model(lowered, tmp_path / "bare", TFC_DENSE_PE1)
+    report = cosim.cosim(tmp_path / "bare", "random", 6, harness="verilator", work=tmp_path / "wb")
+    assert bare["cycles_per_frame_estimate"] == 4096 and report["cycles_per_frame"] > 1.5 * 4096
+    out = C.compile_model(lowered, tmp_path / "rtl", TFC_DENSE_PE1)
+    check_rate(cosim.cosim(tmp_path / "rtl", "random", 6, harness="verilator", work=tmp_path / "w"), out)
+
+
+@pytest.mark.slow
+def test_full_cnv_1w1a_at_3050_frames_per_second(tmp_path, verilator_path):
+    """issue 16: ``cnv_1w1a`` folded by hw/folding.py for 3,050 frames/s (dense layers at PE = 1) measured 64,388
+    cycles per frame against 32,768 analytic before the dense layers had input FIFOs."""
+    from instabnn.hw import folding
+
+    onnx = export_bnn_pynq("cnv_1w1a", tmp_path / "cnv.onnx", (3, 32, 32))
+    assert lower.main([str(onnx), "-n", "2", "--out", str(tmp_path), "--no-progress"]) == 0
+    assert folding.main([str(tmp_path / "lowered.onnx"), "--target-fps", "3050"]) == 0
+    out = C.compile_model(tmp_path / "lowered.onnx", tmp_path / "rtl", tmp_path / "folding.json")
+    assert out["cycles_per_frame_estimate"] == 32768
+    report = cosim.cosim(tmp_path / "rtl", "random", 8, harness="verilator", work=tmp_path / "w")
+    check_rate(report, out)
