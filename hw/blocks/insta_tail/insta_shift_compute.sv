@@ -107,30 +107,17 @@ module insta_shift_compute #(
     output wire logic [PE*T_BITS-1:0]  thr_rd_data
 );
 
-// the g table (instabnn.contract.layers)
+// the g table's input and output fraction bits (instabnn.contract.layers; g_table_interp)
 localparam int G_IN_FRAC = 12;
-localparam int G_GRID_FRAC = 3;
-localparam int G_RANGE = 16;
 localparam int G_OUT_FRAC = 14;
-localparam int G_ENTRIES = 2 * G_RANGE * (1 << G_GRID_FRAC) + 1;
-localparam int LOW_BITS = G_IN_FRAC - G_GRID_FRAC;                 // r: 9 bits
-localparam int IDX_BITS = $clog2(2 * G_RANGE) + G_GRID_FRAC + 1;   // i: 0 .. 256, 9 bits
-localparam int ZI_BITS = IDX_BITS + LOW_BITS;                      // zc + 2^16 in 0 .. 2^17: 18 bits
 
 localparam int FRAC_01 = FRAC_0 > FRAC_1 ? FRAC_0 : FRAC_1;
 localparam int FRAC_23 = FRAC_2 > FRAC_3 ? FRAC_2 : FRAC_3;
 localparam int FRAC = FRAC_01 > FRAC_23 ? FRAC_01 : FRAC_23;
 localparam int ZS = FRAC - G_IN_FRAC;
-// rounding of Z to G_IN_FRAC bits: Z + 2^(ZS-1) without overflow, and room for the clamp bounds
-localparam int ZW_A = ZACC_BITS > ZS ? ZACC_BITS : ZS;
-localparam int ZW = (ZW_A > ZI_BITS ? ZW_A : ZI_BITS) + 2;
-// interpolation product DELTA * r (r as a non-negative signed operand) and G before the cast
-localparam int IP_W = G_DELTA_BITS + LOW_BITS + 1;
-localparam int GS_W = (G_BITS > IP_W ? G_BITS : IP_W) + 1;
 // GAIN * G and T before the cast
 localparam int GP_W = GAIN_BITS + G_BITS;
 localparam int TS_W = (MEAN_BITS > GP_W ? MEAN_BITS : GP_W) + 2;
-localparam int G_W = G_BITS + G_DELTA_BITS;
 
 // check configuration (moment_poly checks the sizes and the coefficient widths)
 if (FRAC_0 < 0 || FRAC_1 < 0 || FRAC_2 < 0 || FRAC_3 < 0 || ZS < 1) begin : g_check_fracs
@@ -195,106 +182,39 @@ poly_inst (
 );
 
 /*
- * Stage 4: z = round(Z / 2^ZS), clamped to [-2^16, 2^16], offset to 0 .. 2^17: table index i and remainder r
+ * Stages 4 .. 6: G = g_lookup(round(Z / 2^ZS)) (g_table_interp, index registered), with the flags and {GAIN, MEAN}
+ * alongside; stage 7: G registered
  */
-localparam logic signed [ZW-1:0] Z_TOP = ZW'(G_RANGE) <<< G_IN_FRAC;
-localparam logic signed [ZW-1:0] Z_BOTTOM = ZW'(0) - Z_TOP;
-wire logic signed [ZW-1:0] z_half = ZW'(1) <<< (ZS - 1);
-wire logic signed [ZW-1:0] z_round = (ZW'(s3_acc) + z_half) >>> ZS;
-wire logic signed [ZW-1:0] z_clamped = z_round > Z_TOP ? Z_TOP : z_round < Z_BOTTOM ? Z_BOTTOM : z_round;
-wire logic [ZI_BITS-1:0] z_index = ZI_BITS'(z_clamped + Z_TOP);
+// {last fold, last lane, fold, bank}; the PE > 0 guard lets an illegal PE = 0 reach the parent's $fatal
+localparam int FLAGS_W = (PE > 0 ? CF_W : 1) + 3;
+localparam int AFF_W = MEAN_BITS + GAIN_BITS;
 
-logic s4_valid_reg;
-logic s4_bank_reg;
-logic [CF_W-1:0] s4_fold_reg;
-logic s4_last_lane_reg;
-logic s4_last_fold_reg;
-logic [IDX_BITS-1:0] s4_i_reg;
-logic [LOW_BITS-1:0] s4_r_reg;
-logic [MEAN_BITS+GAIN_BITS-1:0] s4_affine_reg;
+wire logic s6_valid;
+/* verilator lint_off UNUSEDSIGNAL */
+wire logic signed [G_BITS:0] s6_g;   // G sign-extended by one bit: G fits G_BITS
+/* verilator lint_on UNUSEDSIGNAL */
+wire logic [FLAGS_W-1:0] s6_flags;
+wire logic [AFF_W-1:0] s6_affine;
 
-always_ff @(posedge clk) begin
-    s4_valid_reg <= s3_valid;
-    s4_bank_reg <= s3_bank;
-    s4_fold_reg <= s3_fold;
-    s4_last_lane_reg <= s3_last_lane;
-    s4_last_fold_reg <= s3_last_fold;
-    s4_affine_reg <= s3_affine;
-    s4_i_reg <= z_index[LOW_BITS +: IDX_BITS];
-    s4_r_reg <= z_index[LOW_BITS-1:0];
-
-    if (rst) begin
-        s4_valid_reg <= 1'b0;
-    end
-end
-
-/*
- * Stage 5: g table BASE | DELTA at i (registered ROM read)
- */
-logic [G_W-1:0] g_mem[G_ENTRIES];
-
-initial begin
-    $readmemh(G_FILE, g_mem);
-end
-
-logic s5_valid_reg;
-logic s5_bank_reg;
-logic [CF_W-1:0] s5_fold_reg;
-logic s5_last_lane_reg;
-logic s5_last_fold_reg;
-logic [G_W-1:0] s5_g_reg;
-logic [LOW_BITS-1:0] s5_r_reg;
-logic [MEAN_BITS+GAIN_BITS-1:0] s5_affine_reg;
-
-always_ff @(posedge clk) begin
-    s5_valid_reg <= s4_valid_reg;
-    s5_bank_reg <= s4_bank_reg;
-    s5_fold_reg <= s4_fold_reg;
-    s5_last_lane_reg <= s4_last_lane_reg;
-    s5_last_fold_reg <= s4_last_fold_reg;
-    s5_affine_reg <= s4_affine_reg;
-    s5_g_reg <= g_mem[s4_i_reg];
-    s5_r_reg <= s4_r_reg;
-
-    if (rst) begin
-        s5_valid_reg <= 1'b0;
-    end
-end
-
-/*
- * Stage 6: DELTA * r
- */
-wire logic signed [G_DELTA_BITS-1:0] g_delta = $signed(s5_g_reg[G_BITS +: G_DELTA_BITS]);
-wire logic signed [IP_W-1:0] r_ext = $signed(IP_W'(s5_r_reg));
-
-logic s6_valid_reg;
-logic s6_bank_reg;
-logic [CF_W-1:0] s6_fold_reg;
-logic s6_last_lane_reg;
-logic s6_last_fold_reg;
-logic signed [IP_W-1:0] s6_ip_reg;
-logic signed [G_BITS-1:0] s6_base_reg;
-logic [MEAN_BITS+GAIN_BITS-1:0] s6_affine_reg;
-
-always_ff @(posedge clk) begin
-    s6_valid_reg <= s5_valid_reg;
-    s6_bank_reg <= s5_bank_reg;
-    s6_fold_reg <= s5_fold_reg;
-    s6_last_lane_reg <= s5_last_lane_reg;
-    s6_last_fold_reg <= s5_last_fold_reg;
-    s6_affine_reg <= s5_affine_reg;
-    s6_ip_reg <= IP_W'(g_delta) * r_ext;
-    s6_base_reg <= $signed(s5_g_reg[0 +: G_BITS]);
-
-    if (rst) begin
-        s6_valid_reg <= 1'b0;
-    end
-end
-
-/*
- * Stage 7: G = BASE + round(DELTA * r / 2^LOW_BITS)
- */
-wire logic signed [GS_W-1:0] ip_half = GS_W'(1) <<< (LOW_BITS - 1);
+g_table_interp #(
+    .IN_BITS(ZACC_BITS),
+    .SHIFT(ZS),
+    .INDEX_REG(1),
+    .G_BITS(G_BITS),
+    .G_DELTA_BITS(G_DELTA_BITS),
+    .SIDE_BITS(FLAGS_W + AFF_W),
+    .G_FILE(G_FILE)
+)
+g_inst (
+    .clk(clk),
+    .rst(rst),
+    .in_valid(s3_valid),
+    .in_value(s3_acc),
+    .in_side({s3_last_fold, s3_last_lane, s3_fold, s3_bank, s3_affine}),
+    .out_valid(s6_valid),
+    .out_g(s6_g),
+    .out_side({s6_flags, s6_affine})
+);
 
 logic s7_valid_reg;
 logic s7_bank_reg;
@@ -302,16 +222,13 @@ logic [CF_W-1:0] s7_fold_reg;
 logic s7_last_lane_reg;
 logic s7_last_fold_reg;
 logic signed [G_BITS-1:0] s7_g_reg;
-logic [MEAN_BITS+GAIN_BITS-1:0] s7_affine_reg;
+logic [AFF_W-1:0] s7_affine_reg;
 
 always_ff @(posedge clk) begin
-    s7_valid_reg <= s6_valid_reg;
-    s7_bank_reg <= s6_bank_reg;
-    s7_fold_reg <= s6_fold_reg;
-    s7_last_lane_reg <= s6_last_lane_reg;
-    s7_last_fold_reg <= s6_last_fold_reg;
-    s7_affine_reg <= s6_affine_reg;
-    s7_g_reg <= G_BITS'(GS_W'(s6_base_reg) + ((GS_W'(s6_ip_reg) + ip_half) >>> LOW_BITS));
+    s7_valid_reg <= s6_valid;
+    {s7_last_fold_reg, s7_last_lane_reg, s7_fold_reg, s7_bank_reg} <= s6_flags;
+    s7_affine_reg <= s6_affine;
+    s7_g_reg <= G_BITS'(s6_g);
 
     if (rst) begin
         s7_valid_reg <= 1'b0;
@@ -351,54 +268,25 @@ end
 wire logic signed [TS_W-1:0] gp_half = TS_W'(1) <<< (G_OUT_FRAC - 1);
 wire logic [T_BITS-1:0] t = T_BITS'(TS_W'(s8_mean_reg) + ((TS_W'(s8_gp_reg) + gp_half) >>> G_OUT_FRAC));
 
-logic [PE*T_BITS-1:0] thr_mem[2**(CF_W+1)];
-wire logic [PE*T_BITS-1:0] thr_word;
-logic done_reg;
-
-if (PE > 2) begin : g_collect
-
-    // lanes 0 .. PE-2 of the fold, shifted in from the top: lane pe ends at bits [pe*T_BITS +: T_BITS]
-    logic [(PE-1)*T_BITS-1:0] lanes_reg;
-
-    always_ff @(posedge clk) begin
-        if (s8_valid_reg) begin
-            lanes_reg <= {t, lanes_reg[(PE-1)*T_BITS-1:T_BITS]};
-        end
-    end
-
-    assign thr_word = {t, lanes_reg};
-
-end else if (PE == 2) begin : g_collect_one
-
-    logic [T_BITS-1:0] lane0_reg;
-
-    always_ff @(posedge clk) begin
-        if (s8_valid_reg) begin
-            lane0_reg <= t;
-        end
-    end
-
-    assign thr_word = {t, lane0_reg};
-
-end else begin : g_single
-
-    assign thr_word = t;
-
-end
-
-always_ff @(posedge clk) begin
-    if (s8_valid_reg && s8_last_lane_reg) begin
-        thr_mem[{s8_bank_reg, s8_fold_reg}] <= thr_word;
-    end
-    done_reg <= s8_valid_reg && s8_last_lane_reg && s8_last_fold_reg;
-
-    if (rst) begin
-        done_reg <= 1'b0;
-    end
-end
-
-assign done = done_reg;
-assign thr_rd_data = thr_mem[{thr_rd_bank, thr_rd_fold}];
+lane_collector #(
+    .PE(PE),
+    .CF(CF),
+    .LANE_BITS(T_BITS)
+)
+collect_inst (
+    .clk(clk),
+    .rst(rst),
+    .in_valid(s8_valid_reg),
+    .in_value(t),
+    .in_bank(s8_bank_reg),
+    .in_fold(s8_fold_reg),
+    .in_last_lane(s8_last_lane_reg),
+    .in_last_fold(s8_last_fold_reg),
+    .done(done),
+    .rd_bank(thr_rd_bank),
+    .rd_fold(thr_rd_fold),
+    .rd_data(thr_rd_data)
+);
 
 endmodule
 

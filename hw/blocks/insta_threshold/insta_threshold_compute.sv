@@ -170,54 +170,25 @@ ceil_clamp_inst (
     .t(t)
 );
 
-logic [PE*TH_W-1:0] thr_mem[2**(CF_W+1)];
-wire logic [PE*TH_W-1:0] thr_word;
-logic done_reg;
-
-if (PE > 2) begin : g_collect
-
-    // lanes 0 .. PE-2 of the fold, shifted in from the top: lane pe ends at bits [pe*TH_W +: TH_W]
-    logic [(PE-1)*TH_W-1:0] lanes_reg;
-
-    always_ff @(posedge clk) begin
-        if (s3_valid) begin
-            lanes_reg <= {t, lanes_reg[(PE-1)*TH_W-1:TH_W]};
-        end
-    end
-
-    assign thr_word = {t, lanes_reg};
-
-end else if (PE == 2) begin : g_collect_one
-
-    logic [TH_W-1:0] lane0_reg;
-
-    always_ff @(posedge clk) begin
-        if (s3_valid) begin
-            lane0_reg <= t;
-        end
-    end
-
-    assign thr_word = {t, lane0_reg};
-
-end else begin : g_single
-
-    assign thr_word = t;
-
-end
-
-always_ff @(posedge clk) begin
-    if (s3_valid && s3_last_lane) begin
-        thr_mem[{s3_bank, s3_fold}] <= thr_word;
-    end
-    done_reg <= s3_valid && s3_last_lane && s3_last_fold;
-
-    if (rst) begin
-        done_reg <= 1'b0;
-    end
-end
-
-assign done = done_reg;
-assign thr_rd_data = thr_mem[{thr_rd_bank, thr_rd_fold}];
+lane_collector #(
+    .PE(PE),
+    .CF(CF),
+    .LANE_BITS(TH_W)
+)
+collect_inst (
+    .clk(clk),
+    .rst(rst),
+    .in_valid(s3_valid),
+    .in_value(t),
+    .in_bank(s3_bank),
+    .in_fold(s3_fold),
+    .in_last_lane(s3_last_lane),
+    .in_last_fold(s3_last_fold),
+    .done(done),
+    .rd_bank(thr_rd_bank),
+    .rd_fold(thr_rd_fold),
+    .rd_data(thr_rd_data)
+);
 
 endmodule
 

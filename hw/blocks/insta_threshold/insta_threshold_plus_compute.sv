@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 /*
  * Per-frame INSTA-Th+ thresholds from the power sums: the statistic s of every channel, the SE-like MLP across the
- * channels, the g table with linear interpolation, and the threshold affine map with ceiling and clamp.
+ * channels, the g table with linear interpolation (se_mlp), and the threshold affine map with ceiling and clamp.
  *
  * Golden function: instabnn.contract.layers.ThresholdPlus.thresholds (se_input, SeMlpFixed.__call__, g_lookup).
  * Per frame, channel c (C channels), hidden unit k (HIDDEN units), with SE_S_FRAC = 8, SE_H_FRAC = 8, G_IN_FRAC = 12,
@@ -154,160 +154,28 @@ module insta_threshold_plus_compute #(
     output wire logic [PE*TH_W-1:0]    thr_rd_data
 );
 
-localparam int CONST_W = M2_BITS + B_BITS + OFFSET_BITS + GAIN_BITS;
-localparam int CH_W = CHANNELS > 1 ? $clog2(CHANNELS) : 1;
-localparam int HID_W = HIDDEN > 1 ? $clog2(HIDDEN) : 1;
-localparam int RC_W = CH_W > HID_W ? CH_W : HID_W;          // row / column counters of phases B and C
-localparam int CG = CHANNELS / SE_SIMD;                     // column groups of phase B (s words)
-localparam int HG = HIDDEN / SE_SIMD;                       // column groups of phase C (h words)
-localparam int CG_W = CG > 1 ? $clog2(CG) : 1;
-localparam int HG_W = HG > 1 ? $clog2(HG) : 1;
-localparam int SL_W = SE_SIMD > 1 ? $clog2(SE_SIMD) : 1;
-localparam int WN = HIDDEN * CHANNELS / SE_SIMD;            // words of W1 and W2 (SE_SIMD weights each)
-localparam int WA_W = WN > 1 ? $clog2(WN) : 1;
-localparam int PE_W = PE > 1 ? $clog2(PE) : 1;
-localparam int S_BITS = 16;                                 // SE_S_BITS
-localparam int H_BITS = 16;                                 // SE_H_BITS (unsigned)
-localparam int V_W = 17;                                    // MAC vector operand: s (signed 16) or h (unsigned 16)
-localparam int WW = W1_BITS > W2_BITS ? W1_BITS : W2_BITS;  // MAC weight operand
-localparam int MACC_W = ACC1_BITS > ACC2_BITS ? ACC1_BITS : ACC2_BITS;
-localparam int MPROD_W = WW + V_W < MACC_W ? WW + V_W : MACC_W;  // the product modulo 2^MACC_W is enough
-localparam int G_ENTRIES = 257;
-localparam int LOW_BITS = 9;                                // G_IN_FRAC - G_GRID_FRAC
-localparam int IDX_BITS = 9;
-localparam int G_W = G_BITS + G_DELTA_BITS;
+localparam int AFF_W = OFFSET_BITS + GAIN_BITS;
 localparam int G_OUT_FRAC = 14;
 
-// check configuration
-if (CHANNELS < 1 || PE < 1 || HIDDEN < 1) begin : g_check_sizes
-    $fatal(0, "Error: CHANNELS (%0d), PE (%0d) and HIDDEN (%0d) must be >= 1 (instance %m)", CHANNELS, PE, HIDDEN);
-end
-if (CHANNELS % PE != 0) begin : g_check_pe
-    $fatal(0, "Error: PE (%0d) must divide CHANNELS (%0d) (instance %m)", PE, CHANNELS);
-end
-if (SE_SIMD < 1 || CHANNELS % SE_SIMD != 0 || HIDDEN % SE_SIMD != 0) begin : g_check_se_simd
-    $fatal(0, "Error: SE_SIMD (%0d) must divide CHANNELS (%0d) and HIDDEN (%0d) (instance %m)", SE_SIMD, CHANNELS,
-           HIDDEN);
-end
-if (S_SHIFT < 1 || H_SHIFT < 1 || Z_SHIFT < 1) begin : g_check_shifts
-    $fatal(0, "Error: S_SHIFT, H_SHIFT and Z_SHIFT must be >= 1 (instance %m)");
-end
-if (COEFF_FILE == "" || CONST_FILE == "" || M1_FILE == "" || W1_FILE == "" || W2_FILE == "" || G_FILE == "")
-begin : g_check_files
-    $fatal(0, "Error: COEFF_FILE .. G_FILE (all six) must name $readmemh files (instance %m)");
-end
+// (se_mlp checks the configuration: sizes, shifts and files)
 
 /*
- * Sequencer
+ * Phases A, B, C up to G_c (se_mlp); OFFSET | GAIN of the channel: the CONST_FILE bits above M2 | B
  */
-localparam logic [2:0] PH_IDLE = 3'd0;
-localparam logic [2:0] PH_A = 3'd1;
-localparam logic [2:0] PH_WAIT_A = 3'd2;
-localparam logic [2:0] PH_B = 3'd3;
-localparam logic [2:0] PH_WAIT_B = 3'd4;
-localparam logic [2:0] PH_C = 3'd5;
+wire logic [AFF_W-1:0] c_affine;
+wire logic c6_valid;
+wire logic signed [G_BITS:0] g_value;
+wire logic [AFF_W-1:0] c6_affine;
+wire logic c6_bank;
+wire logic [CF_W-1:0] c6_fold;
+wire logic c6_last_lane;
+wire logic c6_last_fold;
 
-logic [2:0] phase_reg;
-logic [1:0] wait_reg;
-logic bank_reg;
-// phase C: fold, lane of the row (channel)
-logic [CF_W-1:0] fold_reg;
-logic [PE_W-1:0] lane_reg;
-// h (phase B) word being produced: lane (SE_SIMD) and group (word address)
-localparam int VG_W = HG_W;
-logic [SL_W-1:0] vlane_reg;
-logic [VG_W-1:0] vgrp_reg;
-// phases B and C: row, column group, weight word address
-logic [RC_W-1:0] row_reg;
-logic [RC_W-1:0] col_reg;
-logic [WA_W-1:0] addr_reg;
-
-wire logic in_b = phase_reg == PH_B;
-wire logic in_c = phase_reg == PH_C;
-wire logic last_lane = lane_reg == PE_W'(PE-1);
-wire logic last_fold = fold_reg == CF_W'(CF-1);
-wire logic poly_release;   // phase A has issued its last step (moment_poly, below)
-wire logic [RC_W-1:0] col_end = in_b ? RC_W'(CG-1) : RC_W'(HG-1);
-wire logic last_vlane = vlane_reg == SL_W'(SE_SIMD-1);
-wire logic [RC_W-1:0] row_end = in_b ? RC_W'(HIDDEN-1) : RC_W'(CHANNELS-1);
-wire logic last_col = col_reg == col_end;
-wire logic last_row = row_reg == row_end;
-
-always_ff @(posedge clk) begin
-    case (phase_reg)
-        PH_IDLE: begin
-            if (start) begin
-                phase_reg <= PH_A;
-            end
-        end
-        PH_A: begin
-            // moment_poly issues the 3*C steps at E+1 .. E+3C and pulses release one edge later
-            if (poly_release) begin
-                phase_reg <= PH_WAIT_A;
-                wait_reg <= '0;
-            end
-        end
-        PH_WAIT_A, PH_WAIT_B: begin
-            wait_reg <= wait_reg + 2'd1;
-            if (wait_reg == (phase_reg == PH_WAIT_A ? 2'd1 : 2'd3)) begin
-                phase_reg <= phase_reg == PH_WAIT_A ? PH_B : PH_C;
-                row_reg <= '0;
-                col_reg <= '0;
-                addr_reg <= '0;
-                lane_reg <= '0;
-                fold_reg <= '0;
-                vlane_reg <= '0;
-                vgrp_reg <= '0;
-            end
-        end
-        PH_B, PH_C: begin
-            col_reg <= last_col ? '0 : col_reg + 1'b1;
-            addr_reg <= addr_reg + 1'b1;
-            if (last_col) begin
-                row_reg <= row_reg + 1'b1;
-                vlane_reg <= last_vlane ? '0 : vlane_reg + 1'b1;
-                vgrp_reg <= last_vlane ? vgrp_reg + 1'b1 : vgrp_reg;
-                lane_reg <= last_lane ? '0 : lane_reg + 1'b1;
-                if (last_lane) begin
-                    fold_reg <= fold_reg + 1'b1;
-                end
-            end
-            if (last_col && last_row) begin
-                if (in_b) begin
-                    phase_reg <= PH_WAIT_B;
-                    wait_reg <= '0;
-                end else begin
-                    phase_reg <= PH_IDLE;
-                    bank_reg <= !bank_reg;
-                end
-            end
-        end
-        default: phase_reg <= PH_IDLE;
-    endcase
-
-    if (rst) begin
-        phase_reg <= PH_IDLE;
-        bank_reg <= 1'b0;
-    end
-end
-
-assign busy = phase_reg != PH_IDLE;
-assign release_stats = poly_release;
-
-/*
- * Phase A, stages 1 .. 3: T_c per channel (moment_poly); the s word of channel c: bank c mod SE_SIMD, word
- * c / SE_SIMD, counted along the channels' results
- */
-wire logic a3_valid_reg;
-wire logic signed [TACC_BITS-1:0] a3_acc_reg;
-/* verilator lint_off UNUSEDSIGNAL */
-wire logic a3_extra, a3_bank, a3_last_lane, a3_last_fold;
-wire logic [CF_W-1:0] a3_fold;
-/* verilator lint_on UNUSEDSIGNAL */
-
-moment_poly #(
+se_mlp #(
     .CHANNELS(CHANNELS),
     .PE(PE),
+    .HIDDEN(HIDDEN),
+    .SE_SIMD(SE_SIMD),
     .P1_BITS(P1_BITS),
     .P2_BITS(P2_BITS),
     .P3_BITS(P3_BITS),
@@ -319,355 +187,59 @@ moment_poly #(
     .FRAC_1(FRAC_1),
     .FRAC_2(FRAC_2),
     .FRAC_3(FRAC_3),
+    .COEFF_EXTRA_BITS(0),
     .ACC_BITS(TACC_BITS),
-    .EXTRA_BITS(0),
-    .LIMBS(1),
-    .COEFF_FILE(COEFF_FILE)
+    .S_SHIFT(S_SHIFT),
+    .W1_BITS(W1_BITS),
+    .W2_BITS(W2_BITS),
+    .M1_BITS(M1_BITS),
+    .M2_BITS(M2_BITS),
+    .B_BITS(B_BITS),
+    .CONST_EXTRA_BITS(AFF_W),
+    .ACC1_BITS(ACC1_BITS),
+    .Y1_BITS(Y1_BITS),
+    .ACC2_BITS(ACC2_BITS),
+    .Y2_BITS(Y2_BITS),
+    .H_SHIFT(H_SHIFT),
+    .Z_SHIFT(Z_SHIFT),
+    .G_BITS(G_BITS),
+    .G_DELTA_BITS(G_DELTA_BITS),
+    .SIDE_BITS(AFF_W),
+    .COEFF_FILE(COEFF_FILE),
+    .CONST_FILE(CONST_FILE),
+    .M1_FILE(M1_FILE),
+    .W1_FILE(W1_FILE),
+    .W2_FILE(W2_FILE),
+    .G_FILE(G_FILE)
 )
-poly_inst (
+se_inst (
     .clk(clk),
     .rst(rst),
-    .start(start && phase_reg == PH_IDLE),
-    /* verilator lint_off PINCONNECTEMPTY */
-    .busy(),
-    /* verilator lint_on PINCONNECTEMPTY */
-    .release_stats(poly_release),
+    .start(start),
+    .busy(busy),
+    .release_stats(release_stats),
     .sums_bank(sums_bank),
     .sums_fold(sums_fold),
     .sums(sums),
-    .out_valid(a3_valid_reg),
-    .out_value(a3_acc_reg),
-    .out_extra(a3_extra),
-    .out_bank(a3_bank),
-    .out_fold(a3_fold),
-    .out_last_lane(a3_last_lane),
-    .out_last_fold(a3_last_fold)
+    /* verilator lint_off PINCONNECTEMPTY */
+    .row(),
+    /* verilator lint_on PINCONNECTEMPTY */
+    .row_const_extra(c_affine),
+    .row_side(c_affine),
+    .out_valid(c6_valid),
+    .out_g(g_value),
+    .out_side(c6_affine),
+    .out_bank(c6_bank),
+    .out_fold(c6_fold),
+    .out_last_lane(c6_last_lane),
+    .out_last_fold(c6_last_fold)
 );
 
-logic [SL_W-1:0] a3_vlane_reg;
-logic [CG_W-1:0] a3_vgrp_reg;
-
-always_ff @(posedge clk) begin
-    if (phase_reg == PH_IDLE) begin
-        a3_vlane_reg <= '0;
-        a3_vgrp_reg <= '0;
-    end else if (a3_valid_reg) begin
-        a3_vlane_reg <= a3_vlane_reg == SL_W'(SE_SIMD-1) ? '0 : a3_vlane_reg + 1'b1;
-        a3_vgrp_reg <= a3_vlane_reg == SL_W'(SE_SIMD-1) ? a3_vgrp_reg + 1'b1 : a3_vgrp_reg;
-    end
-end
-
 /*
- * Phase A, stage 4: s_c = clamp(shift_round(T_c, S_SHIFT), 16 bits) into the s memory
+ * Phase C, stage 7: t_fx = OFFSET * 2^14 + GAIN * G
  */
-localparam int TS_W = TACC_BITS + 1 > S_BITS + 1 ? TACC_BITS + 1 : S_BITS + 1;
-wire logic signed [TS_W-1:0] t_round = (TS_W'(a3_acc_reg) + (TS_W'(1) <<< (S_SHIFT - 1))) >>> S_SHIFT;
-localparam logic signed [TS_W-1:0] S_MIN = -(TS_W'(1) <<< (S_BITS - 1));
-localparam logic signed [TS_W-1:0] S_MAX = (TS_W'(1) <<< (S_BITS - 1)) - TS_W'(1);
-wire logic [S_BITS-1:0] s_value = t_round < S_MIN ? S_BITS'(S_MIN) : t_round > S_MAX ? S_BITS'(S_MAX)
-                                                                                    : S_BITS'(t_round);
-
-// SE_SIMD banks: s_c in bank c mod SE_SIMD at word c / SE_SIMD (the bank's memory is in g_lane below)
-
-/*
- * Phases B and C, stage 1: registered reads of the weight and the vector element
- */
-logic [SE_SIMD*W1_BITS-1:0] w1_mem[WN];
-logic [SE_SIMD*W2_BITS-1:0] w2_mem[WN];
-logic [M1_BITS-1:0] m1_mem[HIDDEN];
-logic [CONST_W-1:0] const_mem[CHANNELS];
-
-initial begin
-    $readmemh(W1_FILE, w1_mem);
-    $readmemh(W2_FILE, w2_mem);
-    $readmemh(M1_FILE, m1_mem);
-    $readmemh(CONST_FILE, const_mem);
-end
-
-logic m1_valid_reg;
-logic m1_is_c_reg;
-logic m1_first_reg;
-logic m1_last_reg;
-logic [RC_W-1:0] m1_row_reg;
-logic m1_bank_reg;
-logic [CF_W-1:0] m1_fold_reg;
-logic m1_last_lane_reg;
-logic m1_last_fold_reg;
-logic [SL_W-1:0] m1_vlane_reg;
-logic [HG_W-1:0] m1_vgrp_reg;
-logic [SE_SIMD*W1_BITS-1:0] w1_rd_reg;
-logic [SE_SIMD*W2_BITS-1:0] w2_rd_reg;
-
-always_ff @(posedge clk) begin
-    m1_valid_reg <= in_b || in_c;
-    m1_is_c_reg <= in_c;
-    m1_first_reg <= col_reg == '0;
-    m1_last_reg <= last_col;
-    m1_row_reg <= row_reg;
-    m1_bank_reg <= bank_reg;
-    m1_fold_reg <= fold_reg;
-    m1_last_lane_reg <= last_lane;
-    m1_last_fold_reg <= last_fold;
-    m1_vlane_reg <= vlane_reg;
-    m1_vgrp_reg <= vgrp_reg[HG_W-1:0];
-    w1_rd_reg <= w1_mem[addr_reg];
-    w2_rd_reg <= w2_mem[addr_reg];
-
-    if (rst) begin
-        m1_valid_reg <= 1'b0;
-    end
-end
-
-/*
- * Per SE lane l: the s and h banks (written by phases A and B, read in stage 1) and the product of stage 2,
- * W * v (W1[k][g*SE_SIMD + l] * s in phase B, W2[c][g*SE_SIMD + l] * h in phase C)
- */
-logic b4_valid_reg;
-logic [SL_W-1:0] b4_vlane_reg;
-logic [HG_W-1:0] b4_vgrp_reg;
-wire logic [H_BITS-1:0] h_value;
-wire logic [SE_SIMD*MPROD_W-1:0] m2_prods;
-
-for (genvar l = 0; l < SE_SIMD; l = l + 1) begin : g_lane
-
-    logic [S_BITS-1:0] s_mem[CG];
-    logic [H_BITS-1:0] h_mem[HG];
-    logic [S_BITS-1:0] s_rd_reg;
-    logic [H_BITS-1:0] h_rd_reg;
-
-    always_ff @(posedge clk) begin
-        if (a3_valid_reg && a3_vlane_reg == SL_W'(l)) begin
-            s_mem[a3_vgrp_reg] <= s_value;
-        end
-        if (b4_valid_reg && b4_vlane_reg == SL_W'(l)) begin
-            h_mem[b4_vgrp_reg] <= h_value;
-        end
-        s_rd_reg <= s_mem[col_reg[CG_W-1:0]];
-        h_rd_reg <= h_mem[col_reg[HG_W-1:0]];
-    end
-
-    wire logic signed [WW-1:0] mac_w = m1_is_c_reg ? WW'($signed(w2_rd_reg[l*W2_BITS +: W2_BITS]))
-                                                   : WW'($signed(w1_rd_reg[l*W1_BITS +: W1_BITS]));
-    wire logic signed [V_W-1:0] mac_v = m1_is_c_reg ? $signed({1'b0, h_rd_reg}) : V_W'($signed(s_rd_reg));
-    logic signed [MPROD_W-1:0] prod_reg;
-
-    always_ff @(posedge clk) begin
-        prod_reg <= MPROD_W'(mac_w) * MPROD_W'(mac_v);
-    end
-
-    assign m2_prods[l*MPROD_W +: MPROD_W] = prod_reg;
-
-end
-
-logic m2_valid_reg;
-logic m2_is_c_reg;
-logic m2_first_reg;
-logic m2_last_reg;
-logic [RC_W-1:0] m2_row_reg;
-logic m2_bank_reg;
-logic [CF_W-1:0] m2_fold_reg;
-logic m2_last_lane_reg;
-logic m2_last_fold_reg;
-logic [SL_W-1:0] m2_vlane_reg;
-logic [HG_W-1:0] m2_vgrp_reg;
-
-always_ff @(posedge clk) begin
-    m2_valid_reg <= m1_valid_reg;
-    m2_is_c_reg <= m1_is_c_reg;
-    m2_first_reg <= m1_first_reg;
-    m2_last_reg <= m1_last_reg;
-    m2_row_reg <= m1_row_reg;
-    m2_bank_reg <= m1_bank_reg;
-    m2_fold_reg <= m1_fold_reg;
-    m2_last_lane_reg <= m1_last_lane_reg;
-    m2_last_fold_reg <= m1_last_fold_reg;
-    m2_vlane_reg <= m1_vlane_reg;
-    m2_vgrp_reg <= m1_vgrp_reg;
-
-    if (rst) begin
-        m2_valid_reg <= 1'b0;
-    end
-end
-
-/*
- * Stage 3: accumulate the lanes' products over the row (a_k in phase B, o_c in phase C)
- */
-logic signed [MACC_W-1:0] prod_sum;
-
-always_comb begin
-    prod_sum = '0;
-    for (int l = 0; l < SE_SIMD; l = l + 1) begin
-        prod_sum = prod_sum + MACC_W'($signed(m2_prods[l*MPROD_W +: MPROD_W]));
-    end
-end
-
-logic m3_valid_reg;                  // the accumulator holds a complete row
-logic m3_is_c_reg;
-logic [RC_W-1:0] m3_row_reg;
-logic m3_bank_reg;
-logic [CF_W-1:0] m3_fold_reg;
-logic m3_last_lane_reg;
-logic m3_last_fold_reg;
-logic [SL_W-1:0] m3_vlane_reg;
-logic [HG_W-1:0] m3_vgrp_reg;
-logic signed [MACC_W-1:0] m3_acc_reg;
-
-always_ff @(posedge clk) begin
-    m3_valid_reg <= m2_valid_reg && m2_last_reg;
-    m3_is_c_reg <= m2_is_c_reg;
-    m3_row_reg <= m2_row_reg;
-    m3_bank_reg <= m2_bank_reg;
-    m3_fold_reg <= m2_fold_reg;
-    m3_last_lane_reg <= m2_last_lane_reg;
-    m3_last_fold_reg <= m2_last_fold_reg;
-    m3_vlane_reg <= m2_vlane_reg;
-    m3_vgrp_reg <= m2_vgrp_reg;
-    if (m2_valid_reg) begin
-        m3_acc_reg <= (m2_first_reg ? '0 : m3_acc_reg) + prod_sum;
-    end
-
-    if (rst) begin
-        m3_valid_reg <= 1'b0;
-    end
-end
-
-/*
- * Phase B, stage 4: M1[k] * a_k; stage 5: h_k = clamp(shift_round(., H_SHIFT), 0, 2^16 - 1) into the h memory
- */
-localparam int HR_W = Y1_BITS + 1 > H_BITS + 2 ? Y1_BITS + 1 : H_BITS + 2;
-
-wire logic signed [M1_BITS-1:0] m1_value = $signed(m1_mem[m3_row_reg[HID_W-1:0]]);
-wire logic signed [ACC1_BITS-1:0] acc1 = ACC1_BITS'(m3_acc_reg);
-
-logic signed [Y1_BITS-1:0] b4_y_reg;
-
-always_ff @(posedge clk) begin
-    b4_valid_reg <= m3_valid_reg && !m3_is_c_reg;
-    b4_vlane_reg <= m3_vlane_reg;
-    b4_vgrp_reg <= m3_vgrp_reg;
-    b4_y_reg <= Y1_BITS'(m1_value) * Y1_BITS'(acc1);
-
-    if (rst) begin
-        b4_valid_reg <= 1'b0;
-    end
-end
-
-wire logic signed [HR_W-1:0] h_round = (HR_W'(b4_y_reg) + (HR_W'(1) <<< (H_SHIFT - 1))) >>> H_SHIFT;
-localparam logic signed [HR_W-1:0] H_MAX = (HR_W'(1) <<< H_BITS) - HR_W'(1);
-assign h_value = h_round < 0 ? '0 : h_round > H_MAX ? H_BITS'(H_MAX) : H_BITS'(h_round);
-
-/*
- * Phase C, stage 4: M2[c] * o_c + B[c]
- */
-wire logic [CONST_W-1:0] c_const = const_mem[m3_row_reg[CH_W-1:0]];
-wire logic signed [M2_BITS-1:0] m2_value = $signed(c_const[0 +: M2_BITS]);
-wire logic signed [B_BITS-1:0] b_value = $signed(c_const[M2_BITS +: B_BITS]);
-wire logic signed [ACC2_BITS-1:0] acc2 = ACC2_BITS'(m3_acc_reg);
-
-logic c4_valid_reg;
-logic c4_bank_reg;
-logic [CF_W-1:0] c4_fold_reg;
-logic c4_last_lane_reg;
-logic c4_last_fold_reg;
-logic [OFFSET_BITS+GAIN_BITS-1:0] c4_affine_reg;
-logic signed [Y2_BITS-1:0] c4_y_reg;
-
-always_ff @(posedge clk) begin
-    c4_valid_reg <= m3_valid_reg && m3_is_c_reg;
-    c4_bank_reg <= m3_bank_reg;
-    c4_fold_reg <= m3_fold_reg;
-    c4_last_lane_reg <= m3_last_lane_reg;
-    c4_last_fold_reg <= m3_last_fold_reg;
-    c4_affine_reg <= c_const[M2_BITS+B_BITS +: OFFSET_BITS+GAIN_BITS];
-    c4_y_reg <= Y2_BITS'(m2_value) * Y2_BITS'(acc2) + Y2_BITS'(b_value);
-
-    if (rst) begin
-        c4_valid_reg <= 1'b0;
-    end
-end
-
-/*
- * Phase C, stage 5: z_c = shift_round(., Z_SHIFT), clamp to [-2^16, 2^16], index; registered g ROM read
- */
-localparam int ZR_W = (Y2_BITS + 1 > 19 ? Y2_BITS + 1 : 19);
-localparam logic signed [ZR_W-1:0] Z_TOP = ZR_W'(1) <<< 16;
-localparam logic signed [ZR_W-1:0] Z_BOTTOM = -(ZR_W'(1) <<< 16);
-
-wire logic signed [ZR_W-1:0] z_round = (ZR_W'(c4_y_reg) + (ZR_W'(1) <<< (Z_SHIFT - 1))) >>> Z_SHIFT;
-wire logic signed [ZR_W-1:0] z_clamped = z_round < Z_BOTTOM ? Z_BOTTOM : z_round > Z_TOP ? Z_TOP : z_round;
-wire logic [17:0] z_index = 18'(z_clamped + Z_TOP);  // 0 .. 2^17
-
-logic [G_W-1:0] g_mem[G_ENTRIES];
-
-initial begin
-    $readmemh(G_FILE, g_mem);
-end
-
-logic c5_valid_reg;
-logic c5_bank_reg;
-logic [CF_W-1:0] c5_fold_reg;
-logic c5_last_lane_reg;
-logic c5_last_fold_reg;
-logic [OFFSET_BITS+GAIN_BITS-1:0] c5_affine_reg;
-logic [G_W-1:0] c5_g_reg;
-logic [LOW_BITS-1:0] c5_r_reg;
-
-always_ff @(posedge clk) begin
-    c5_valid_reg <= c4_valid_reg;
-    c5_bank_reg <= c4_bank_reg;
-    c5_fold_reg <= c4_fold_reg;
-    c5_last_lane_reg <= c4_last_lane_reg;
-    c5_last_fold_reg <= c4_last_fold_reg;
-    c5_affine_reg <= c4_affine_reg;
-    c5_g_reg <= g_mem[z_index[LOW_BITS +: IDX_BITS]];
-    c5_r_reg <= z_index[LOW_BITS-1:0];
-
-    if (rst) begin
-        c5_valid_reg <= 1'b0;
-    end
-end
-
-/*
- * Phase C, stage 6: DELTA * r
- */
-localparam int IP_W = G_DELTA_BITS + LOW_BITS + 1;
-localparam int GS_W = (IP_W > G_BITS ? IP_W : G_BITS) + 2;
-
-wire logic signed [G_DELTA_BITS-1:0] g_delta = $signed(c5_g_reg[G_BITS +: G_DELTA_BITS]);
-wire logic signed [IP_W-1:0] r_ext = $signed(IP_W'(c5_r_reg));
-
-logic c6_valid_reg;
-logic c6_bank_reg;
-logic [CF_W-1:0] c6_fold_reg;
-logic c6_last_lane_reg;
-logic c6_last_fold_reg;
-logic [OFFSET_BITS+GAIN_BITS-1:0] c6_affine_reg;
-logic signed [IP_W-1:0] c6_ip_reg;
-logic signed [G_BITS-1:0] c6_base_reg;
-
-always_ff @(posedge clk) begin
-    c6_valid_reg <= c5_valid_reg;
-    c6_bank_reg <= c5_bank_reg;
-    c6_fold_reg <= c5_fold_reg;
-    c6_last_lane_reg <= c5_last_lane_reg;
-    c6_last_fold_reg <= c5_last_fold_reg;
-    c6_affine_reg <= c5_affine_reg;
-    c6_ip_reg <= IP_W'(g_delta) * r_ext;
-    c6_base_reg <= $signed(c5_g_reg[0 +: G_BITS]);
-
-    if (rst) begin
-        c6_valid_reg <= 1'b0;
-    end
-end
-
-/*
- * Phase C, stage 7: G = BASE + shift_round(DELTA * r, 9); then t_fx = OFFSET * 2^14 + GAIN * G
- */
-localparam int GV_W = G_BITS + 1;
-wire logic signed [GS_W-1:0] ip_half = GS_W'(1) <<< (LOW_BITS - 1);
-wire logic signed [GV_W-1:0] g_value = GV_W'(GS_W'(c6_base_reg) + ((GS_W'(c6_ip_reg) + ip_half) >>> LOW_BITS));
-wire logic signed [OFFSET_BITS-1:0] offset = $signed(c6_affine_reg[0 +: OFFSET_BITS]);
-wire logic signed [GAIN_BITS-1:0] gain = $signed(c6_affine_reg[OFFSET_BITS +: GAIN_BITS]);
+wire logic signed [OFFSET_BITS-1:0] offset = $signed(c6_affine[0 +: OFFSET_BITS]);
+wire logic signed [GAIN_BITS-1:0] gain = $signed(c6_affine[OFFSET_BITS +: GAIN_BITS]);
 
 logic c7_valid_reg;
 logic c7_bank_reg;
@@ -677,11 +249,11 @@ logic c7_last_fold_reg;
 logic signed [TPLUS_BITS-1:0] c7_t_reg;
 
 always_ff @(posedge clk) begin
-    c7_valid_reg <= c6_valid_reg;
-    c7_bank_reg <= c6_bank_reg;
-    c7_fold_reg <= c6_fold_reg;
-    c7_last_lane_reg <= c6_last_lane_reg;
-    c7_last_fold_reg <= c6_last_fold_reg;
+    c7_valid_reg <= c6_valid;
+    c7_bank_reg <= c6_bank;
+    c7_fold_reg <= c6_fold;
+    c7_last_lane_reg <= c6_last_lane;
+    c7_last_fold_reg <= c6_last_fold;
     c7_t_reg <= (TPLUS_BITS'(offset) <<< G_OUT_FRAC) + TPLUS_BITS'(gain) * TPLUS_BITS'(g_value);
 
     if (rst) begin
@@ -704,53 +276,25 @@ ceil_clamp_inst (
     .t(t)
 );
 
-logic [PE*TH_W-1:0] thr_mem[2**(CF_W+1)];
-wire logic [PE*TH_W-1:0] thr_word;
-logic done_reg;
-
-if (PE > 2) begin : g_collect
-
-    logic [(PE-1)*TH_W-1:0] lanes_reg;
-
-    always_ff @(posedge clk) begin
-        if (c7_valid_reg) begin
-            lanes_reg <= {t, lanes_reg[(PE-1)*TH_W-1:TH_W]};
-        end
-    end
-
-    assign thr_word = {t, lanes_reg};
-
-end else if (PE == 2) begin : g_collect_one
-
-    logic [TH_W-1:0] lane0_reg;
-
-    always_ff @(posedge clk) begin
-        if (c7_valid_reg) begin
-            lane0_reg <= t;
-        end
-    end
-
-    assign thr_word = {t, lane0_reg};
-
-end else begin : g_single
-
-    assign thr_word = t;
-
-end
-
-always_ff @(posedge clk) begin
-    if (c7_valid_reg && c7_last_lane_reg) begin
-        thr_mem[{c7_bank_reg, c7_fold_reg}] <= thr_word;
-    end
-    done_reg <= c7_valid_reg && c7_last_lane_reg && c7_last_fold_reg;
-
-    if (rst) begin
-        done_reg <= 1'b0;
-    end
-end
-
-assign done = done_reg;
-assign thr_rd_data = thr_mem[{thr_rd_bank, thr_rd_fold}];
+lane_collector #(
+    .PE(PE),
+    .CF(CF),
+    .LANE_BITS(TH_W)
+)
+collect_inst (
+    .clk(clk),
+    .rst(rst),
+    .in_valid(c7_valid_reg),
+    .in_value(t),
+    .in_bank(c7_bank_reg),
+    .in_fold(c7_fold_reg),
+    .in_last_lane(c7_last_lane_reg),
+    .in_last_fold(c7_last_fold_reg),
+    .done(done),
+    .rd_bank(thr_rd_bank),
+    .rd_fold(thr_rd_fold),
+    .rd_data(thr_rd_data)
+);
 
 endmodule
 
