@@ -15,7 +15,8 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from instabnn.hw import compile as C
-from instabnn.hw import folding, lower, mvu_files
+from instabnn.hw import folding, lower
+from instabnn.hw.blocks.common import memfile
 from instabnn.sim import cosim
 
 REPO = Path(__file__).resolve().parents[1]
@@ -251,7 +252,7 @@ def test_memory_file_with_a_non_hex_character(built, tmp_path, capsys):
     lines[2] = "g" + lines[2][1:]
     mem.write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match=f"{mem.name}:3: 'g'"):
-        mvu_files.read_memh(mem)
+        memfile.read_memh(mem)
     before = snapshot(tmp_path)
     assert cosim.main([str(rtl), "--data", "random", "-n", "1", "--out", str(tmp_path / "r.json"),
                        "--work", str(tmp_path / "work")]) == 2
