@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -91,10 +92,9 @@ TOOLS = {
 
 @pytest.mark.parametrize("kind", ["empty", "random", "truncated", "missing_external_data"])
 @pytest.mark.parametrize("tool", sorted(TOOLS))
-def test_unreadable_onnx(tool, kind, tmp_path, capsys):
+def test_unreadable_onnx(tool, kind, built, tmp_path, capsys):
     bad = _broken(kind, tmp_path)
-    (tmp_path / "rtl").mkdir()
-    (tmp_path / "rtl" / "keep.txt").write_text("an earlier build")
+    shutil.copytree(built / "rtl", tmp_path / "rtl")  # an earlier build of the compiler: it may replace it
     (tmp_path / "lowered.json").write_text("{}")
     before = snapshot(tmp_path)
     assert TOOLS[tool](bad, tmp_path) == 2
@@ -148,8 +148,7 @@ def test_bad_folding_config(case, built, tmp_path, capsys):
     config, culprits = _edits(json.loads((built / "folding.json").read_text()))[case]
     path = tmp_path / "folding.json"
     path.write_text(config if isinstance(config, str) else json.dumps(config))
-    (tmp_path / "rtl").mkdir()
-    (tmp_path / "rtl" / "keep.txt").write_text("an earlier build")
+    shutil.copytree(built / "rtl", tmp_path / "rtl")  # an earlier build of the compiler: it may replace it
     before, built_before = snapshot(tmp_path), snapshot(built)
     assert C.main([str(built / "lowered.onnx"), "--folding", str(path), "--out", str(tmp_path / "rtl")]) == 2
     one_line_error(capsys, str(path), *culprits)
