@@ -767,12 +767,16 @@ def lower_model_any(model):
     return lower_model(model) if is_residual(model) else lower_chain(model)
 
 
-def lower_file(path: str | Path) -> IntegerNetwork:
-    model = read_graph(path)
+def lower_graph(model, path: str | Path) -> IntegerNetwork:
+    """:func:`lower_model_any` of the graph read from ``path`` (:func:`read_graph`), errors naming the file."""
     try:
         return lower_model_any(model)
     except LoweringError as e:
         raise LoweringError(f"{path}: {e}") from None
+
+
+def lower_file(path: str | Path) -> IntegerNetwork:
+    return lower_graph(read_graph(path), path)
 
 
 # ------------------------------------------------------------------------------------------ lowered graph
@@ -957,12 +961,12 @@ def layer_table(net) -> list[dict]:
     return rows
 
 
-def agreement(model_path: str | Path, net: IntegerNetwork, images: np.ndarray, labels=None, progress=True) -> dict:
-    """The integer network against the float QONNX graph: sign agreement per binarizer, top-1 agreement."""
+def agreement(model, net: IntegerNetwork, images: np.ndarray, labels=None, progress=True) -> dict:
+    """The integer network against the float QONNX graph ``model`` (as :func:`read_graph` gives it): sign agreement
+    per binarizer, top-1 agreement."""
     from qonnx.core.onnx_exec import execute_onnx
     from tqdm import tqdm
 
-    model = read_graph(model_path)
     iname = model.graph.input[0].name
     trace: dict = {}
     logits_int = net.run(net.quantize_input(images), trace)
@@ -1045,10 +1049,11 @@ def main(argv=None) -> int:
     try:
         if out.exists() and not out.is_dir():
             raise LoweringError(f"--out {out}: not a directory (the reports go into a directory)")
-        net = lower_file(args.model)
+        model = read_graph(args.model)
+        net = lower_graph(model, args.model)
         images, labels, source = evaluation_inputs(args.model, args.n)
         report = {"model": str(args.model), "inputs": source, "layers": layer_table(net),
-                  "agreement": agreement(args.model, net, images, labels, not args.no_progress)}
+                  "agreement": agreement(model, net, images, labels, not args.no_progress)}
     except (LoweringError, L.ContractError) as e:
         print(f"instabnn-lower: error: {e}", file=sys.stderr)
         return 2
@@ -1056,7 +1061,7 @@ def main(argv=None) -> int:
     from instabnn.contract.network import BinaryChainNetwork
 
     if isinstance(net, BinaryChainNetwork):
-        report["finn_crosscheck"] = finn_crosscheck(read_graph(args.model), net)
+        report["finn_crosscheck"] = finn_crosscheck(model, net)
     q0 = net.quantize_input(images)
     graph_logits = execute_lowered(lowered, q0, not args.no_progress)
     report["agreement"]["lowered_graph_identical"] = bool(np.array_equal(graph_logits, net.run(q0)))

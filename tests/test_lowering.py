@@ -167,7 +167,7 @@ def _resnet20_case(tmp_path, steps: int, n_inputs: int = 3):
     logits = lower.execute_lowered(lower.to_onnx(net, x.shape[1:]), q0)
     assert np.array_equal(logits, net.run(q0))
     assert np.array_equal(logits, HardwareExact(model).integer_logits(x))
-    report = lower.agreement(path, net, x, progress=False)
+    report = lower.agreement(lower.read_graph(path), net, x, progress=False)
     print("ResNet-20", "trained" if steps else "random", report)
 
 
@@ -331,7 +331,7 @@ def test_brevitas_w1a1_networks_lower(name, tmp_path):
     path, shape = _bnn_pynq(name, tmp_path)
     net = lower.lower_file(path)
     x = np.random.default_rng(0).uniform(0, 1, (6, *shape)).astype(np.float32)
-    report = lower.agreement(path, net, x, progress=False)
+    report = lower.agreement(lower.read_graph(path), net, x, progress=False)
     assert report["top1_agreement"] == 1.0
     assert all(v >= 0.999 for v in report["sign_agreement"].values()), report["sign_agreement"]
     q0 = net.quantize_input(x)
