@@ -42,8 +42,9 @@ import cocotb
 from cocotb.triggers import RisingEdge
 
 from instabnn.hw.blocks.binary_mvu.spec import BinaryMvuShape, write_threshold_file, write_weight_file
-from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, run_bench,
+from instabnn.hw.blocks.common.axis_tb import (AxisHarness, dut_int, read_case, run_bench,
                                                write_result)
+from instabnn.hw.blocks.common.mvu_bench import check_full_rate
 from instabnn.contract.packing import pack_words, unpack_fields, unpack_words
 from instabnn.contract.mvu import binary_matvec, threshold_compare
 from instabnn.hw.rtl_library import rtl_paths
@@ -170,41 +171,7 @@ async def stream_full_rate(dut):
     await tb.wait_beats("m_axis", n * s.nf, timeout_cycles=n * s.cycles_per_vector * 2 + 100)
     tb.check_outputs("stream_full_rate", n)
 
-    in_cycles = [c for c, _ in tb.beats("s_axis")]
-    out_cycles = [c for c, _ in tb.beats("m_axis")]
-    starts = in_cycles[:: s.sf]
-    periods = np.diff(starts)
-    measured = (starts[-1] - starts[0]) / (n - 1)
-    out_measured = (out_cycles[(n - 1) * s.nf] - out_cycles[0]) / (n - 1)
-    analytic = s.cycles_per_vector
-    # latency: output beat of (vector v, fold nf) vs. the issue of step (nf, SF-1) = last input handshake + nf*SF
-    latencies = [
-        out_cycles[v * s.nf + nf] - (in_cycles[v * s.sf + s.sf - 1] + nf * s.sf) for v in range(n) for nf in range(s.nf)
-    ]
-    tb.log.info(
-        "cycles per vector: measured %.3f (input side, min %d max %d), %.3f (output side), analytic %d; "
-        "latency %s, stated %d",
-        measured, periods.min(), periods.max(), out_measured, analytic, sorted(set(latencies)), s.latency,
-    )
-    write_result(
-        tb.case_dir,
-        "stream_full_rate",
-        {
-            "shape": asdict(s),
-            "n_vectors": n,
-            "cycles_per_vector_measured": measured,
-            "cycles_per_vector_measured_output": out_measured,
-            "cycles_per_vector_min": int(periods.min()),
-            "cycles_per_vector_max": int(periods.max()),
-            "cycles_per_vector_analytic": analytic,
-            "latency_measured": sorted(set(latencies)),
-            "latency_stated": s.latency,
-            "total_cycles": out_cycles[-1] - in_cycles[0] + 1,
-        },
-    )
-    assert abs(measured - analytic) <= CYCLE_TOLERANCE * analytic, f"{measured} cycles per vector, analytic {analytic}"
-    assert abs(out_measured - analytic) <= CYCLE_TOLERANCE * analytic, f"{out_measured} cycles per vector at the output"
-    assert set(latencies) == {s.latency}, f"latencies {sorted(set(latencies))}, stated {s.latency}"
+    check_full_rate(tb, n)
 
 
 @cocotb.test()
@@ -267,7 +234,8 @@ async def reset_mid_vector(dut):
         await RisingEdge(dut.clk)
         assert len(tb.beats("s_axis")) % s.sf == 0, f"{tag}: {len(tb.beats('s_axis'))} input beats after the reset"
         total = len(tb.beats("s_axis")) // s.sf
-        await tb.wait_beats("m_axis", total * s.nf, timeout_cycles=total * (s.cycles_per_vector + s.sf + s.nf) * 8 + 200)
+        await tb.wait_beats("m_axis", total * s.nf,
+                            timeout_cycles=total * (s.cycles_per_vector + s.sf + s.nf) * 8 + 200)
         for _ in range(2 * s.latency):  # nothing extra comes out
             await RisingEdge(dut.clk)
         tb.check_outputs(tag, total)

@@ -1,4 +1,4 @@
-"""Folding, RTL parameters and the constant file of the per-channel affine unit (``hw/blocks/channel_affine/channel_affine.sv``).
+"""Folding, RTL parameters and the constant file of the per-channel affine unit (``channel_affine.sv``).
 
 The unit computes, per channel c, ``q = clamp(shift_round(MULT[c] x + BIAS[c], SHIFT), OUT_BITS)`` (round half
 up; ``SHIFT = 0``: no rounding). Two layers of the arithmetic contract are this map:

@@ -1,6 +1,7 @@
 """Testbench of the per-channel affine unit (``channel_affine.sv``): the spec equals the contract's layers, lint,
-illegal parameters, and the cocotb tests (golden: :meth:`~instabnn.hw.blocks.channel_affine.spec.ChannelAffineSpec.reference`,
-equal to the contract's ``AffineRequant`` or the classifier's logit scale it was built from). The pytest functions
+illegal parameters, and the cocotb tests (golden:
+:meth:`~instabnn.hw.blocks.channel_affine.spec.ChannelAffineSpec.reference`, equal to the contract's
+``AffineRequant`` or the classifier's logit scale it was built from). The pytest functions
 build the unit with Verilator and run the ``@cocotb.test()``s below on it; the case (the spec and the frame size)
 reaches them through :func:`~instabnn.hw.blocks.common.axis_tb.run_bench`.
 

@@ -1,1 +1,2 @@
-"""Shared RTL (output FIFO, moment polynomial, statistics accumulator), bench helpers and packing helpers of the hardware blocks."""
+"""What two or more blocks use: RTL (output FIFO, moment polynomial, statistics accumulator), the testbench
+helpers and the packing helpers (memory files, mixed-width lanes, FINN-order frames)."""

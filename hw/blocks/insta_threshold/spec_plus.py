@@ -1,4 +1,4 @@
-"""Spec, RTL parameters, stream packing and memory files of the INSTA-Th+ unit (``hw/blocks/insta_threshold/insta_threshold.sv`` with
+"""Spec, RTL parameters, stream packing and memory files of the INSTA-Th+ unit (``insta_threshold.sv`` with
 ``SE = 1``, its computation ``insta_threshold_plus_compute.sv``).
 
 :class:`InstaThresholdPlusSpec` is the one source of truth for the unit: its folding (channels, PE, pixels, input
@@ -7,8 +7,8 @@ worst-case bound with the actual constants of a :class:`~instabnn.contract.layer
 ``MomentPolynomial.accumulator_bits`` does for the statistic). The RTL derives the same timing numbers from the same
 parameters and the testbench checks that they agree.
 
-Streams: exactly those of the INSTA-Th unit (:mod:`instabnn.hw.blocks.insta_threshold.spec`: FINN order, lane ``pe`` of beat
-``pixel*CF + f`` = channel ``f*PE + pe``); :func:`frame_words`, :func:`frames_from_words` and
+Streams: exactly those of the INSTA-Th unit (:mod:`instabnn.hw.blocks.insta_threshold.spec`: FINN order, lane
+``pe`` of beat ``pixel*CF + f`` = channel ``f*PE + pe``); :func:`frame_words`, :func:`frames_from_words` and
 :func:`bits_from_words` take this spec.
 
 Memory-init files (``$readmemh``; the first line is a ``//`` comment saying they are generated)
@@ -43,14 +43,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from os import PathLike
 from pathlib import Path
 
 import numpy as np
 
 from instabnn.hw.blocks.insta_threshold import spec as threshold_spec
 from instabnn.hw.blocks.insta_threshold.spec import POWER_TABLE_MAX_BITS
-from instabnn.contract.packing import hex_digits, pack_fields, to_hex, unpack_fields
+from instabnn.hw.blocks.common.lanes import pack_mixed
+from instabnn.hw.blocks.common.memfile import write_memh
 from instabnn.contract.fixed_point import signed_bits
 from instabnn.contract.insta import power_sum_bits
 from instabnn.contract.layers import (G_IN_FRAC, G_OUT_FRAC, SE_H_BITS, SE_H_FRAC, SE_S_BITS, SE_S_FRAC,
@@ -76,7 +76,6 @@ __all__ = [
     "write_w2_file",
     "write_g_file",
     "write_memory_files",
-    "read_words",
 ]
 
 STATS_LATENCY = 3
@@ -418,26 +417,10 @@ def bits_from_words(words, spec: InstaThresholdPlusSpec) -> np.ndarray:
 # ---- memory files -----------------------------------------------------------------------------------------------
 
 
-def _pack(values, widths) -> int:
-    word, offset = 0, 0
-    for v, bits in zip(values, widths):
-        word |= pack_fields([int(v)], bits, signed=True) << offset
-        offset += bits
-    return word
-
-
-def _unpack(word: int, widths) -> list[int]:
-    out = []
-    for bits in widths:
-        out.append(int(unpack_fields(word & ((1 << bits) - 1), bits, 1, signed=True)[0]))
-        word >>= bits
-    return out
-
-
 def coeff_words(unit: ThresholdPlus, spec: InstaThresholdPlusSpec) -> list[int]:
     """COEFF_FILE: ``C0 | C1 | C2 | C3`` per channel."""
     spec.check_constants(unit)
-    return [_pack([unit.poly.coeffs[j][c] for j in range(4)], spec.coeff_bits) for c in range(spec.channels)]
+    return [pack_mixed([unit.poly.coeffs[j][c] for j in range(4)], spec.coeff_bits) for c in range(spec.channels)]
 
 
 def const_widths(spec: InstaThresholdPlusSpec) -> list[int]:
@@ -448,19 +431,19 @@ def const_words(unit: ThresholdPlus, spec: InstaThresholdPlusSpec) -> list[int]:
     """CONST_FILE: ``M2 | B | OFFSET | GAIN`` per channel."""
     spec.check_constants(unit)
     se = unit.se
-    return [_pack([se.m2[c], se.b[c], unit.offset[c], unit.gain[c]], const_widths(spec))
+    return [pack_mixed([se.m2[c], se.b[c], unit.offset[c], unit.gain[c]], const_widths(spec))
             for c in range(spec.channels)]
 
 
 def m1_words(unit: ThresholdPlus, spec: InstaThresholdPlusSpec) -> list[int]:
     """M1_FILE: line k = ``M1[k]``."""
     spec.check_constants(unit)
-    return [_pack([m], [spec.m1_bits]) for m in unit.se.m1]
+    return [pack_mixed([m], [spec.m1_bits]) for m in unit.se.m1]
 
 
 def _lane_words(matrix, bits: int, lanes: int) -> list[int]:
     flat = [int(w) for w in np.asarray(matrix).reshape(-1)]
-    return [_pack(flat[i : i + lanes], [bits] * lanes) for i in range(0, len(flat), lanes)]
+    return [pack_mixed(flat[i : i + lanes], [bits] * lanes) for i in range(0, len(flat), lanes)]
 
 
 def w1_words(unit: ThresholdPlus, spec: InstaThresholdPlusSpec) -> list[int]:
@@ -478,65 +461,55 @@ def w2_words(unit: ThresholdPlus, spec: InstaThresholdPlusSpec) -> list[int]:
 def g_words(spec: InstaThresholdPlusSpec) -> list[int]:
     """G_FILE: ``BASE | DELTA`` per table entry."""
     table = list(g_table(spec.g))
-    return [_pack([table[i], table[min(i + 1, G_ENTRIES - 1)] - table[i]], [spec.g_bits, spec.g_delta_bits])
+    return [pack_mixed([table[i], table[min(i + 1, G_ENTRIES - 1)] - table[i]], [spec.g_bits, spec.g_delta_bits])
             for i in range(G_ENTRIES)]
 
 
-def _write(path, header: str, words: list[int], bits: int) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [f"// generated by instabnn.hw.blocks.insta_threshold.spec_plus; do not edit. {header}"]
-    lines += [to_hex(w, bits) for w in words]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(path)
-    return path
-
-
-def read_words(path: str | PathLike, bits: int) -> list[int]:
-    """The words of a memory file (comments skipped; each line must have the width's hex digits)."""
-    out = []
-    for line in Path(path).read_text().splitlines():
-        line = line.split("//", 1)[0].strip()
-        if not line:
-            continue
-        if len(line) != hex_digits(bits):
-            raise ValueError(f"{path}: line {line!r} is not {hex_digits(bits)} hex digits")
-        out.append(int(line, 16))
-    return out
-
-
 def write_coeff_file(path, unit: ThresholdPlus, spec: InstaThresholdPlusSpec) -> Path:
-    return _write(path, f"insta_threshold (SE = 1) COEFF_FILE {spec.name}: line c = C0|C1|C2|C3 from the LSB, signed "
-                        f"{'/'.join(map(str, spec.coeff_bits))} bits", coeff_words(unit, spec), spec.coeff_word_bits)
+    return write_memh(path,
+                      coeff_words(unit, spec),
+                      spec.coeff_word_bits,
+                      f"insta_threshold (SE = 1) COEFF_FILE {spec.name}: line c = C0|C1|C2|C3 from the LSB, signed "
+                      f"{'/'.join(map(str, spec.coeff_bits))} bits")
 
 
 def write_const_file(path, unit: ThresholdPlus, spec: InstaThresholdPlusSpec) -> Path:
-    return _write(path, f"insta_threshold (SE = 1) CONST_FILE {spec.name}: line c = M2|B|OFFSET|GAIN from the LSB, "
-                        f"signed {'/'.join(map(str, const_widths(spec)))} bits", const_words(unit, spec),
-                  spec.const_word_bits)
+    return write_memh(path,
+                      const_words(unit, spec),
+                      spec.const_word_bits,
+                      f"insta_threshold (SE = 1) CONST_FILE {spec.name}: line c = M2|B|OFFSET|GAIN from the LSB, "
+                      f"signed {'/'.join(map(str, const_widths(spec)))} bits")
 
 
 def write_m1_file(path, unit: ThresholdPlus, spec: InstaThresholdPlusSpec) -> Path:
-    return _write(path, f"insta_threshold (SE = 1) M1_FILE {spec.name}: line k = M1[k], signed {spec.m1_bits} bits",
-                  m1_words(unit, spec), spec.m1_bits)
+    return write_memh(path,
+                      m1_words(unit, spec),
+                      spec.m1_bits,
+                      f"insta_threshold (SE = 1) M1_FILE {spec.name}: line k = M1[k], signed {spec.m1_bits} bits")
 
 
 def write_w1_file(path, unit: ThresholdPlus, spec: InstaThresholdPlusSpec) -> Path:
-    return _write(path, f"insta_threshold (SE = 1) W1_FILE {spec.name}: line k*(C/SE_SIMD)+g, lane l = "
-                        f"W1[k,g*SE_SIMD+l], signed {spec.w1_bits} bits, SE_SIMD = {spec.se_simd}",
-                  w1_words(unit, spec), spec.w1_bits * spec.se_simd)
+    return write_memh(path,
+                      w1_words(unit, spec),
+                      spec.w1_bits * spec.se_simd,
+                      f"insta_threshold (SE = 1) W1_FILE {spec.name}: line k*(C/SE_SIMD)+g, lane l = "
+                      f"W1[k,g*SE_SIMD+l], signed {spec.w1_bits} bits, SE_SIMD = {spec.se_simd}")
 
 
 def write_w2_file(path, unit: ThresholdPlus, spec: InstaThresholdPlusSpec) -> Path:
-    return _write(path, f"insta_threshold (SE = 1) W2_FILE {spec.name}: line c*(HIDDEN/SE_SIMD)+g, lane l = "
-                        f"W2[c,g*SE_SIMD+l], signed {spec.w2_bits} bits, SE_SIMD = {spec.se_simd}",
-                  w2_words(unit, spec), spec.w2_bits * spec.se_simd)
+    return write_memh(path,
+                      w2_words(unit, spec),
+                      spec.w2_bits * spec.se_simd,
+                      f"insta_threshold (SE = 1) W2_FILE {spec.name}: line c*(HIDDEN/SE_SIMD)+g, lane l = "
+                      f"W2[c,g*SE_SIMD+l], signed {spec.w2_bits} bits, SE_SIMD = {spec.se_simd}")
 
 
 def write_g_file(path, spec: InstaThresholdPlusSpec) -> Path:
-    return _write(path, f"insta_threshold (SE = 1) G_FILE g={spec.g}: line i = BASE|DELTA from the LSB, signed "
-                        f"{spec.g_bits}/{spec.g_delta_bits} bits", g_words(spec), spec.g_word_bits)
+    return write_memh(path,
+                      g_words(spec),
+                      spec.g_word_bits,
+                      f"insta_threshold (SE = 1) G_FILE g={spec.g}: line i = BASE|DELTA from the LSB, signed "
+                      f"{spec.g_bits}/{spec.g_delta_bits} bits")
 
 
 def write_memory_files(directory, unit: ThresholdPlus, spec: InstaThresholdPlusSpec,

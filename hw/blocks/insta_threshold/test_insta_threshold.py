@@ -61,12 +61,13 @@ from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
+from instabnn.hw.blocks.common.memfile import read_memh
 from instabnn.hw.blocks.common.axis_tb import (CLOCK_PERIOD_NS, CYCLE_TOLERANCE, StreamWatch, dut_int, random_pause,
                                                read_case, run_bench, write_result)
 from instabnn.hw.blocks.insta_threshold import spec_plus
 from instabnn.hw.blocks.insta_threshold.spec import (InstaThresholdSpec, bits_from_words, coeff_words, frame_words,
                                                      frames_from_words, read_coeff_file, write_coeff_file)
-from instabnn.hw.blocks.insta_threshold.spec_plus import (G_ENTRIES, InstaThresholdPlusSpec, const_words, read_words,
+from instabnn.hw.blocks.insta_threshold.spec_plus import (G_ENTRIES, InstaThresholdPlusSpec, const_words,
                                                           write_memory_files)
 from instabnn.contract.insta import (InstaThConstants, frame_thresholds, insta_th_constants,
                                          insta_threshold_compare, static_threshold_constants)
@@ -904,8 +905,9 @@ PLUS_SLOW_FOLDINGS = [
 ]
 PLUS_SLOW_FRAMES = 100
 
-PLUS_LINT_FOLDINGS = PLUS_FAST_FOLDINGS + PLUS_SLOW_FOLDINGS + [PlusFolding(1, 1, 1, 2, 1), PlusFolding(64, 16, 64, 8, 16, shortcut=1),
-                                                 PlusFolding(4, 2, 8, 4, 4, se_simd=4), PlusFolding(6, 3, 9, 5, 2, se_simd=2)]
+PLUS_LINT_FOLDINGS = PLUS_FAST_FOLDINGS + PLUS_SLOW_FOLDINGS + [
+    PlusFolding(1, 1, 1, 2, 1), PlusFolding(64, 16, 64, 8, 16, shortcut=1), PlusFolding(4, 2, 8, 4, 4, se_simd=4),
+    PlusFolding(6, 3, 9, 5, 2, se_simd=2)]
 
 
 def _plus_seed(folding: PlusFolding) -> int:
@@ -1036,15 +1038,15 @@ def test_plus_spec_matches_the_reference_and_the_files(tmp_path):
                              (y2, spec.y2_bits)):
             assert values.min() >= -(1 << (bits - 1)) and values.max() < (1 << (bits - 1))
         files = write_memory_files(tmp_path / spec.name, unit, spec)
-        assert read_words(files["coeff_file"], spec.coeff_word_bits) == spec_plus.coeff_words(unit, spec)
-        assert read_words(files["const_file"], spec.const_word_bits) == const_words(unit, spec)
-        w1 = read_words(files["w1_file"], spec.w1_bits * spec.se_simd)
+        assert read_memh(files["coeff_file"], spec.coeff_word_bits) == spec_plus.coeff_words(unit, spec)
+        assert read_memh(files["const_file"], spec.const_word_bits) == const_words(unit, spec)
+        w1 = read_memh(files["w1_file"], spec.w1_bits * spec.se_simd)
         assert len(w1) == spec.hidden * spec.channels // spec.se_simd
         lanes = spec.se_simd
         k, grp, lane = spec.hidden - 1, spec.channels // lanes - 1, lanes - 1
         word = w1[k * (spec.channels // lanes) + grp] >> (lane * spec.w1_bits) & ((1 << spec.w1_bits) - 1)
         assert word == unit.se.w1[k, grp * lanes + lane] % (1 << spec.w1_bits)
-        g = read_words(files["g_file"], spec.g_word_bits)
+        g = read_memh(files["g_file"], spec.g_word_bits)
         assert len(g) == G_ENTRIES and (g[5] & ((1 << spec.g_bits) - 1)) == g_table(folding.g)[5] % (1 << spec.g_bits)
         words = spec_plus.frame_words(q, spec)
         assert len(words) == 6 and all(len(w) == spec.frame_beats for w in words)

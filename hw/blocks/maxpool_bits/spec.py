@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from instabnn.hw.blocks.common import frames
+
 __all__ = ["LATENCY", "MaxPoolBitsSpec", "maxpool_bits", "bit_frame_words", "bit_frames_from_words"]
 
 LATENCY = 2
@@ -136,23 +138,10 @@ def bit_frame_words(bits, channels: int, pe: int) -> list[list[int]]:
         raise ValueError(f"frames of shape (F, {channels}, H, W) expected, got {a.shape}")
     if a.size and (a.min() < 0 or a.max() > 1):
         raise ValueError("bit frames take values 0 and 1 only")
-    a = a.reshape(a.shape[0], channels, -1)
-    weights = [1 << p for p in range(pe)]
-    return [[int(sum(int(v) * wt for v, wt in zip(frame[f * pe:(f + 1) * pe, p], weights)))
-             for p in range(a.shape[2]) for f in range(channels // pe)] for frame in a]
+    return frames.frame_words(a, channels, pe, 1, signed=False)
 
 
 def bit_frames_from_words(words, shape: tuple[int, int, int], pe: int) -> np.ndarray:
     """Inverse of :func:`bit_frame_words` on a flat list of whole frames: (F, C, H, W) int64."""
-    words = list(words)
     channels, h, w = shape
-    cf = channels // pe
-    beats = h * w * cf
-    if len(words) % beats:
-        raise ValueError(f"{len(words)} words are not whole frames of {beats} beats")
-    out = np.empty((len(words) // beats, channels, h * w), dtype=np.int64)
-    for i, word in enumerate(words):
-        frame, beat = divmod(i, beats)
-        p, f = divmod(beat, cf)
-        out[frame, f * pe:(f + 1) * pe, p] = [(int(word) >> j) & 1 for j in range(pe)]
-    return out.reshape(-1, channels, h, w)
+    return frames.frames_from_words(words, channels, pe, h * w, 1, signed=False).reshape(-1, channels, h, w)

@@ -1,5 +1,5 @@
-"""Folding, RTL parameters, widths, timing and stream packing of the sum-pooling units (``hw/blocks/pool/pool_sum.sv``,
-``hw/blocks/pool/global_sum.sv``).
+"""Folding, RTL parameters, widths, timing and stream packing of the sum-pooling units (``pool_sum.sv``,
+``global_sum.sv``).
 
 * :class:`PoolSumSpec`: sums of K x K windows at stride K (golden :func:`instabnn.contract.layers.pool_sum`),
   ``OUT_BITS = IN_BITS + 2 log2 K``::
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from instabnn.contract.packing import pack_fields, unpack_fields
+from instabnn.hw.blocks.common import frames
 from instabnn.contract.layers import global_sum, pool_sum
 
 __all__ = ["LATENCY", "PoolSumSpec", "GlobalSumSpec", "frame_words", "frames_from_words"]
@@ -197,27 +197,13 @@ class GlobalSumSpec(_SumSpec):
 
 def frame_words(x, channels: int, pe: int, bits: int) -> list[list[int]]:
     """The stream words of frames ``x`` ``(F, C, H, W)`` with ``bits``-bit signed lanes, one list per frame."""
-    a = np.asarray(x)
-    if a.ndim != 4 or a.shape[1] != channels:
-        raise ValueError(f"frames of shape (F, {channels}, H, W) expected, got {a.shape}")
-    a = a.reshape(a.shape[0], channels, -1)
-    cf = channels // pe
-    return [[pack_fields(frame[f * pe : (f + 1) * pe, p], bits, signed=True)
-             for p in range(a.shape[2]) for f in range(cf)] for frame in a]
+    if np.ndim(x) != 4:
+        raise ValueError(f"frames of shape (F, {channels}, H, W) expected, got {np.shape(x)}")
+    return frames.frame_words(x, channels, pe, bits)
 
 
 def frames_from_words(words, shape: tuple[int, int, int], pe: int, bits: int) -> np.ndarray:
     """Inverse of :func:`frame_words` on a flat word list of whole frames of ``shape`` = ``(C, H, W)``:
     ``(F, C, H, W)`` int64."""
-    words = list(words)
     channels, h, w = shape
-    cf = channels // pe
-    beats = h * w * cf
-    if len(words) % beats:
-        raise ValueError(f"{len(words)} words are not whole frames of {beats} beats")
-    out = np.empty((len(words) // beats, channels, h * w), dtype=np.int64)
-    for i, word in enumerate(words):
-        frame, beat = divmod(i, beats)
-        p, f = divmod(beat, cf)
-        out[frame, f * pe : (f + 1) * pe, p] = unpack_fields(word, bits, pe, signed=True)
-    return out.reshape(-1, channels, h, w)
+    return frames.frames_from_words(words, channels, pe, h * w, bits).reshape(-1, channels, h, w)
