@@ -39,12 +39,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from instabnn.model.checkpoint import (CheckpointError, atomic_write_bytes, atomic_write_text, checkpoint_config,
-                                       git_commit, load_checkpoint, load_weights, save_checkpoint)
+from instabnn.model.checkpoint import (CheckpointError, checkpoint_config, git_commit, load_checkpoint, load_weights,
+                                       save_checkpoint)
 from instabnn.model.config import (ACTIVATIONS, ARCHS, BINARIZERS, BLOCK_ORDERS, G_NAMES, STATS_REUSE, VARIANTS,
                                    ConfigError, NetConfig)
 from instabnn.model.data import DATASET_ARCH, DATASETS, DataError, check_digits_iv_options, load_splits
 from instabnn.model.networks import build_network
+from instabnn.outputs import atomic_write_bytes, atomic_write_text
 
 
 @dataclass

@@ -87,6 +87,8 @@ def check_output_dir(path: str | Path, tool: str) -> Path:
         raise _refusal(path, tool, "is a link, not a folder")
     if path.exists() and not path.is_dir():
         raise _refusal(path, tool, "is a file, not a folder")
+    if path.exists() and Path.cwd().resolve().is_relative_to(path.resolve()):
+        raise _refusal(path, tool, "is (or holds) the working directory, which a swap would pull away")
     present = _files(path) if path.exists() else []
     if not present:
         return path
@@ -108,7 +110,7 @@ def check_output_dir(path: str | Path, tool: str) -> Path:
 
 def new_staging_dir(path: str | Path) -> Path:
     """A fresh, empty temporary folder beside ``path`` (same file system, so it can be renamed into place)."""
-    path = Path(path)
+    path = Path(os.path.abspath(path))  # "." or "x/.." have a real name and parent only as absolute paths
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700; the result is an ordinary folder
@@ -135,8 +137,8 @@ def install_output_dir(staging: str | Path, path: str | Path, tool: str) -> Path
     """Write the marker into the finished ``staging`` folder and swap it in as ``path`` (checked again first: the
     folder may have changed while the tool worked). The earlier folder is removed only once the new one is in
     place."""
-    staging, path = Path(staging), Path(path)
     check_output_dir(path, tool)
+    staging, path = Path(staging), Path(os.path.abspath(path))
     files = [f for f in _files(staging) if f != MARKER]
     atomic_write_text(staging / MARKER, json.dumps({"format": MARKER_FORMAT, "tool": tool, "files": files},
                                                    indent=1) + "\n")

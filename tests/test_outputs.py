@@ -113,3 +113,15 @@ def test_atomic_writes(tmp_path):
     assert (tmp_path / "d" / "f.txt").read_bytes() == b"two"
     assert oct((tmp_path / "d" / "f.txt").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["f.txt"]
+
+
+def test_the_working_directory_as_out_is_refused(tmp_path, monkeypatch):
+    """--out . or an ancestor of the working directory: the swap would pull the process's directory away."""
+    (tmp_path / "here" / "sub").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "here" / "sub")
+    for out in (Path("."), Path(".."), Path("../sub/..")):
+        with pytest.raises(OutputError, match="holds\) the working directory"):
+            write(out, {"a.txt": "a"})
+    assert [p.name for p in (tmp_path / "here").iterdir()] == ["sub"] and no_staging_left(tmp_path / "here")
+    write(Path("../new"), {"a.txt": "a"})  # a sibling, given relative to the working directory
+    assert (tmp_path / "here" / "new" / "a.txt").is_file()
