@@ -190,7 +190,7 @@ def refuse_to_replace(out: Path) -> None:
 
 
 def write_config(out: Path, config: dict) -> None:
-    from instabnn.model.checkpoint import atomic_write_text
+    from instabnn.outputs import atomic_write_text
 
     text = json.dumps(config, indent=1)
     atomic_write_text(out, text)

@@ -1033,7 +1033,7 @@ def markdown(report: dict) -> str:
 
 
 def main(argv=None) -> int:
-    from instabnn.model.checkpoint import atomic_write_text
+    from instabnn.outputs import atomic_write_text
 
     from instabnn.model.arguments import Parser, positive_int
 

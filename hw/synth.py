@@ -347,7 +347,7 @@ def threshold_units_markdown(rows: list[dict]) -> list[str]:
 
 def run(shapes, out: Path, threshold_units=DEFAULT_THRESHOLD_UNITS, residual_tails=DEFAULT_RESIDUAL_TAILS,
         insta_tails=DEFAULT_INSTA_TAILS) -> dict:
-    from instabnn.model.checkpoint import atomic_write_text
+    from instabnn.outputs import atomic_write_text
 
     version = subprocess.run(["yosys", "-V"], capture_output=True, text=True).stdout.strip() if shutil.which(
         "yosys") else "missing"

@@ -118,7 +118,7 @@ from brevitas.nn import QuantIdentity
 from torch import nn
 
 from instabnn.model import modules as M
-from instabnn.model.checkpoint import atomic_write_text
+from instabnn.outputs import atomic_write_text
 from instabnn.model.config import INSTA_ACTIVATIONS, INSTA_BINARIZERS, NetConfig
 from instabnn.model.networks import Shortcut, build_network
 

@@ -118,7 +118,7 @@ def markdown(report: dict) -> str:
 
 def merge_into(path: Path, report: dict) -> None:
     """Store ``report`` under ``"hardware"`` in the JSON object at ``path`` (created if missing), atomically."""
-    from instabnn.model.checkpoint import atomic_write_text
+    from instabnn.outputs import atomic_write_text
 
     data = json.loads(path.read_text()) if path.is_file() else {}
     if not isinstance(data, dict):
@@ -128,7 +128,7 @@ def merge_into(path: Path, report: dict) -> None:
 
 
 def main(argv=None) -> int:
-    from instabnn.model.checkpoint import atomic_write_text
+    from instabnn.outputs import atomic_write_text
 
     p = argparse.ArgumentParser(prog="instabnn-bench-hw", description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", default="reports/bench-runs", help="folder of <variant>/model.pt (make bench)")

@@ -486,7 +486,7 @@ def check_arguments(a) -> None:
 
 
 def main(argv=None) -> int:
-    from instabnn.model.checkpoint import atomic_write_text
+    from instabnn.outputs import atomic_write_text
 
     p = arguments.Parser(prog="instabnn-cosim", description=__doc__.split("\n\n")[0])
     p.add_argument("rtl", nargs="?", help="RTL directory written by instabnn.hw.compile")

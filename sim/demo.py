@@ -69,7 +69,7 @@ def table(s: dict) -> str:
 
 
 def main(argv=None) -> int:
-    from instabnn.model.checkpoint import atomic_write_text
+    from instabnn.outputs import atomic_write_text
 
     p = argparse.ArgumentParser(prog="instabnn-demo-summary", description=__doc__.split("\n\n")[0])
     p.add_argument("run", help="the run directory of make demo")
