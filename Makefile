@@ -38,7 +38,7 @@ help:
 	@echo "make deploy     folder for the PYNQ board (bitstream, hwh, driver, example, test images) -> build/deploy/"
 	@echo "make lock       re-resolve env/requirements.in into env/requirements.lock"
 
-$(STAMP): env/requirements.lock env/setup.sh pyproject.toml
+$(STAMP): env/requirements.lock env/setup.sh pyproject.toml setup.py
 	PYTHON=$(PYTHON) bash env/setup.sh
 	@touch $@
 

@@ -200,28 +200,6 @@ def test_shell_script_keeps_its_shebang_first():
         "do not edit" in lines[1]
 
 
-def test_package_data_ships_every_template():
-    """A non-editable install finds the templates only if pyproject's package-data names them."""
-    import fnmatch
-    import tomllib
-
-    root = Path(__file__).resolve().parents[1]
-    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
-    data, dirs = config["package-data"], config["package-dir"]
-
-    def folder(package: str) -> Path:  # the source folder of a package, through package-dir's mapping
-        parent = max((p for p in dirs if package == p or package.startswith(p + ".")), key=len)
-        return root / dirs[parent] / Path(*package[len(parent):].split(".")[1:])
-
-    shipped = [(folder(pkg), globs) for pkg, globs in data.items() if pkg != "*"]
-    templates = list((root / "hw" / "bitstream" / "templates").iterdir()) + [root / "deploy" / "sim_top.sv"]
-    assert len(templates) >= 6
-    for f in templates:
-        assert any(f.is_relative_to(base) and any(fnmatch.fnmatch(f.relative_to(base).as_posix(), g) for g in globs)
-                   for base, globs in shipped), f"{f} is not package data"
-    assert "instabnn.hw.bitstream" in config["packages"]
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # PYNQ-Z2
 # ---------------------------------------------------------------------------------------------------------------
