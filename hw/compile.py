@@ -175,8 +175,9 @@ class Netlist:
         if module == "sliding_window" and out is not None:
             self.window_outputs.add(out.name)
 
-    def mvu(self, module: str, hint: str, shape, params: dict, x: Stream, out: Stream) -> None:
-        """A matrix-vector unit (``binary_mvu`` / ``int_mvu`` of ``shape``, an :class:`MvuFolding`) from ``x`` to
+    def mvu(self, module: str, hint: str, shape: BinaryMvuShape | IntMvuShape, params: dict, x: Stream,
+            out: Stream) -> None:
+        """A matrix-vector unit (``binary_mvu`` / ``int_mvu`` of ``shape``) from ``x`` to
         ``out``, behind the input FIFO that keeps it from serialising with its producer; every MVU of every
         network is made here.
 

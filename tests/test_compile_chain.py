@@ -246,17 +246,21 @@ def test_dense_layers_get_one_input_vector_of_fifo(fixture, vector_bits, request
     assert f"FIFOs between layers: {manifest['fifo_bits']} bits" in (rtl / "compile.md").read_text()
 
 
-@pytest.mark.parametrize("fixture, seed, cycles, stall", [("mini_cnv", 1, (1600, 5000), 0),
-                                                          ("tfc", 1, (500, 4000), 64)])
-def test_random_folding_runs_at_the_analytic_rate(fixture, seed, cycles, stall, request, tmp_path, verilator_path):
-    """A random legal folding (layers' rates close to each other) co-simulates bit-exact at the analytic rate; with
-    random source idle and sink backpressure (``stall`` / 256) too."""
-    rtl, manifest, _ = request.getfixturevalue(fixture)
+def _check_random_folding(built, seed: int, cycles: tuple[int, int], stall: int, tmp_path: Path) -> None:
+    rtl, manifest, _ = built
     lowered = Path(manifest["lowered"])
     out = C.compile_model(lowered, tmp_path / "rtl", random_folding(lowered, seed, cycles))
     report = cosim.cosim(tmp_path / "rtl", "random", 6, harness="verilator", work=tmp_path / "w", in_stall=stall,
                          out_stall=stall, seed=seed)
     check_rate(report, out, stall)
+
+
+@pytest.mark.parametrize("fixture, seed, cycles, stall", [("mini_cnv", 1, (1600, 5000), 0),
+                                                          ("tfc", 1, (500, 4000), 64)])
+def test_random_folding_runs_at_the_analytic_rate(fixture, seed, cycles, stall, request, tmp_path, verilator_path):
+    """A random legal folding (layers' rates close to each other) co-simulates bit-exact at the analytic rate; with
+    random source idle and sink backpressure (``stall`` / 256) too."""
+    _check_random_folding(request.getfixturevalue(fixture), seed, cycles, stall, tmp_path)
 
 
 # ------------------------------------------------------------------------------------------ slow
@@ -298,12 +302,7 @@ def test_cosim_detects_a_missing_flatten_permutation(mini_cnv, tmp_path, verilat
 @pytest.mark.parametrize("stall", [0, 64])
 def test_more_random_foldings_run_at_the_analytic_rate(fixture, cycles, seed, stall, request, tmp_path,
                                                       verilator_path):
-    rtl, manifest, _ = request.getfixturevalue(fixture)
-    lowered = Path(manifest["lowered"])
-    out = C.compile_model(lowered, tmp_path / "rtl", random_folding(lowered, seed, cycles))
-    report = cosim.cosim(tmp_path / "rtl", "random", 6, harness="verilator", work=tmp_path / "w", in_stall=stall,
-                         out_stall=stall, seed=seed)
-    check_rate(report, out, stall)
+    _check_random_folding(request.getfixturevalue(fixture), seed, cycles, stall, tmp_path)
 
 
 TFC_DENSE_PE1 = {"Defaults": {}, "layer0": {"SIMD": 16, "PE": 1}, "layer1": {"SIMD": 1, "PE": 1},
