@@ -343,6 +343,11 @@ def lower_model(model) -> IntegerNetwork:
     model = model.transform(InferShapes())
     r = GraphReader(model)
     inp = model.graph.input[0].name
+    if [n.op_type for n in r.consumers(inp)] == ["Conv"] and model.get_initializer(r.consumers(inp)[0].input[1]) \
+            is not None:
+        raise LoweringError(f"node {r.consumers(inp)[0].name} (Conv): real-valued first layer on an unquantized "
+                            f"image (a real_valued_layers network, Sec. A.2 ablation); the hardware needs the 8-bit "
+                            f"input quantizer and 8-bit first / last / shortcut layers")
     q0 = r.consumer(inp, "Quant")
     e0, b0 = r.act_format(q0.output[0])
     stem = r.consumer(q0.output[0], "Conv", q0)

@@ -60,6 +60,10 @@ class NetConfig:
     shortcut         B (AvgPool + real 1x1 conv + BN) | A (subsample + zero channels; ResNet-20 only)
     block_order      bireal (sign-conv-BN-add-act) | bn_sign_conv (supplementary Sec. G)
     bn_affine        bn_sign_conv baseline only: False is Table 2's "BN (w/o gamma, beta)"
+    real_valued_layers  True: the first convolution, the classifier and the 1x1 shortcut convolutions keep 32-bit
+                     real weights and the image enters unquantized (supplementary Sec. A.2: "Precision other than
+                     1-bit and 32-bit was not used"; needs residual_bits=None and real SE weights). The hardware
+                     flow refuses such networks (it needs 8-bit layers)
     """
 
     arch: str = "digits"
@@ -80,6 +84,7 @@ class NetConfig:
     shortcut: str = "B"
     block_order: str = "bireal"
     bn_affine: bool = True
+    real_valued_layers: bool = False
     num_classes: int | None = None
     in_channels: int | None = None
     image_size: int | None = None
@@ -114,6 +119,10 @@ class NetConfig:
             raise ConfigError(f"config: stats_reuse={self.stats_reuse!r} needs an INSTA binarizer and an INSTA "
                               f"activation, but binarizer={self.effective_binarizer!r}, "
                               f"activation={self.effective_activation!r} (variant={self.variant!r})")
+        if self.real_valued_layers and (self.residual_bits is not None or self.se_weight_bits is not None):
+            raise ConfigError(f"config: real_valued_layers (only 1- and 32-bit precision, Sec. A.2) needs "
+                              f"residual_bits=None and se_weight_bits=None, not {self.residual_bits} / "
+                              f"{self.se_weight_bits}")
         if self.block_order == "bn_sign_conv":
             if self.binarizer is not None or self.activation is not None:
                 raise ConfigError("config: block_order='bn_sign_conv' sets its own modules (BN or INSTA-Th, PReLU); "

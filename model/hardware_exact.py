@@ -150,6 +150,9 @@ def block_of(block: nn.Module, e_in: int, bits_in: int, size: int) -> tuple[Bloc
 
 def integer_network(model: InstaBnn) -> IntegerNetwork:
     """Fix every constant of ``model`` (in eval mode) as the hardware does."""
+    if model.cfg.real_valued_layers:
+        raise L.ContractError("network: real_valued_layers (32-bit first conv, classifier and shortcuts, Sec. A.2 "
+                              "ablation) has no integer form; the hardware needs their 8-bit versions")
     with torch.no_grad():
         e0, b0 = act_format(model.input_quant, "input quantizer")
         conv, bn, quant = model.stem[0], model.stem[1], model.stem[-1]

@@ -54,7 +54,10 @@ def binary_conv(cfg: NetConfig, cin: int, cout: int, kernel: int, stride: int) -
     return QuantConv2d(cin, cout, kernel, stride=stride, padding=0, bias=False, weight_quant=quant)
 
 
-def int8_conv(cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0) -> nn.Module:
+def int8_conv(cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0, real: bool = False) -> nn.Module:
+    """An 8-bit power-of-two-weight convolution, or (``real``, NetConfig.real_valued_layers) a real-valued one."""
+    if real:
+        return nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, bias=False)
     return QuantConv2d(cin, cout, kernel, stride=stride, padding=padding, bias=False,
                        weight_quant=Int8WeightPerChannelPow2)
 
@@ -106,13 +109,13 @@ def reuse_channels_for(cfg: NetConfig, name: str, insta_stage: bool, cin: int, c
 class Shortcut(nn.Module):
     """Option B: identity | AvgPool(stride) [+ 8-bit 1x1 conv + BN if channels change]. Option A: subsample, pad."""
 
-    def __init__(self, cin: int, cout: int, stride: int, option: str):
+    def __init__(self, cin: int, cout: int, stride: int, option: str, real: bool = False):
         super().__init__()
         self.option, self.stride, self.extra = option, stride, cout - cin
         self.pool = nn.AvgPool2d(stride) if (option == "B" and stride > 1) else None
         self.proj = None
         if option == "B" and cin != cout:
-            self.proj = nn.Sequential(int8_conv(cin, cout, 1), nn.BatchNorm2d(cout))
+            self.proj = nn.Sequential(int8_conv(cin, cout, 1, real=real), nn.BatchNorm2d(cout))
 
     def forward(self, x):
         if self.option == "A":
@@ -140,7 +143,7 @@ class BinaryConvBlock(nn.Module):
         self.binarize = binarizer(cfg)
         self.conv = binary_conv(cfg, cin, cout, kernel, stride)
         self.bn = nn.BatchNorm2d(cout) if cfg.block_order == "bireal" else None
-        self.shortcut = Shortcut(cin, cout, stride, cfg.shortcut)
+        self.shortcut = Shortcut(cin, cout, stride, cfg.shortcut, cfg.real_valued_layers)
         self.act = activation_module(cfg, cout, insta, reuse_channels_for(cfg, name, insta, cin, cout))
         self.out_quant = residual_quant(cfg)
 
@@ -216,25 +219,27 @@ class InstaBnn(nn.Module):
         size = cfg.image_size or size
         classes = cfg.num_classes or classes
         self.cfg = cfg
-        self.input_quant = QuantIdentity(act_quant=Int8ActInputPow2, return_quant_tensor=False)
+        real = cfg.real_valued_layers
+        self.input_quant = nn.Identity() if real else QuantIdentity(act_quant=Int8ActInputPow2,
+                                                                    return_quant_tensor=False)
         first = cfg.effective_first_insta_stage
         blocks = []
 
         if cfg.arch in ("digits", "resnet20", "reactnet18"):
             if cfg.arch == "digits":
-                widths, per_stage, stem = (32, 64), 1, [int8_conv(in_ch, 32, 3, 1, 1), nn.BatchNorm2d(32)]
+                widths, per_stage, stem = (32, 64), 1, [int8_conv(in_ch, 32, 3, 1, 1, real), nn.BatchNorm2d(32)]
             elif cfg.arch == "resnet20":
-                widths, per_stage, stem = (16, 32, 64), 3, [int8_conv(in_ch, 16, 3, 1, 1), nn.BatchNorm2d(16)]
+                widths, per_stage, stem = (16, 32, 64), 3, [int8_conv(in_ch, 16, 3, 1, 1, real), nn.BatchNorm2d(16)]
             else:
                 widths, per_stage = (64, 128, 256, 512), 2
-                stem = [int8_conv(in_ch, 64, 7, 2, 3), nn.BatchNorm2d(64), nn.MaxPool2d(3, 2, 1)]
+                stem = [int8_conv(in_ch, 64, 7, 2, 3, real), nn.BatchNorm2d(64), nn.MaxPool2d(3, 2, 1)]
             self.specs = _resnet_blocks(widths, per_stage)
             for spec in self.specs:
                 blocks.append(BinaryConvBlock(cfg, spec.name, spec.cin, spec.cout, spec.kernel, spec.stride,
                                               spec.stage >= first))
             head_ch = widths[-1]
         else:  # reactnet_a
-            stem = [int8_conv(in_ch, 32, 3, 2, 1), nn.BatchNorm2d(32)]
+            stem = [int8_conv(in_ch, 32, 3, 2, 1, real), nn.BatchNorm2d(32)]
             self.specs, stage = [], 0
             for i, (cin, cout, stride) in enumerate(REACTNET_A_LAYOUT):
                 stage += stride == 2
@@ -251,7 +256,8 @@ class InstaBnn(nn.Module):
         self.stem = nn.Sequential(*stem, residual_quant(cfg))
         self.blocks = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = QuantLinear(head_ch, classes, bias=True, weight_quant=Int8WeightPerChannelPow2)
+        self.classifier = nn.Linear(head_ch, classes) if real else QuantLinear(
+            head_ch, classes, bias=True, weight_quant=Int8WeightPerChannelPow2)
         self.input_shape = (in_ch, size, size)
 
     def features(self, x):

@@ -429,6 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--block-order", default="bireal", help=f"one of {', '.join(BLOCK_ORDERS)}")
     n.add_argument("--no-bn-affine", action="store_true", help="bn_sign_conv baseline: BN without gamma, beta")
     n.add_argument("--real-valued", action="store_true", help="real weights and activations (e.g. a teacher)")
+    n.add_argument("--real-valued-layers", action="store_true",
+                   help="first conv, classifier and 1x1 shortcuts real-valued, image unquantized (Sec. A.2: only "
+                        "1- and 32-bit; with --residual-bits 0); not accepted by the hardware flow")
     r = p.add_argument_group("recipe (a preset, each knob overridable)")
     r.add_argument("--preset", choices=sorted(PRESETS), help="default: digits / cifar / ablation by data set")
     for f in fields(Recipe):
@@ -518,6 +521,7 @@ def spec_from_args(args) -> RunSpec:
                se_reduction=args.se_reduction, se_weight_bits=se_bits,
                residual_bits=args.residual_bits or None, act_gradient=args.act_gradient, shortcut=args.shortcut,
                block_order=args.block_order, bn_affine=not args.no_bn_affine,
+               real_valued_layers=args.real_valued_layers,
                binary_weights=not args.real_valued and args.stage != "1", binary_acts=not args.real_valued)
     if args.init:
         # fine-tuning / stage 2 continues the checkpoint's network; only the stage and the SE precision change
