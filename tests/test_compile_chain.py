@@ -248,7 +248,7 @@ def test_dense_layers_get_one_input_vector_of_fifo(fixture, vector_bits, request
 
 def _check_random_folding(built, seed: int, cycles: tuple[int, int], stall: int, tmp_path: Path) -> None:
     rtl, manifest, _ = built
-    lowered = Path(manifest["lowered"])
+    lowered = C.lowered_graph_path(rtl, manifest)
     out = C.compile_model(lowered, tmp_path / "rtl", random_folding(lowered, seed, cycles))
     report = cosim.cosim(tmp_path / "rtl", "random", 6, harness="verilator", work=tmp_path / "w", in_stall=stall,
                          out_stall=stall, seed=seed)
@@ -314,7 +314,7 @@ def test_without_the_input_fifos_dense_layers_serialise(tfc, tmp_path, verilator
     """The control: TFC's dense layers at PE = 1 (4,096 cycles each per frame) compiled without their input FIFOs
     run one after the other (about 8,000 cycles per frame); with them, at the analytic 4,096."""
     rtl, manifest, _ = tfc
-    lowered = Path(manifest["lowered"])
+    lowered = C.lowered_graph_path(rtl, manifest)
 
     def mvu_without_fifo(net, module, hint, shape, params, x, out):
         net.block(module, hint, params, {"s_axis": x}, out, facts={"_acc_bits": shape.acc_bits})

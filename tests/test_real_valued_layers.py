@@ -32,7 +32,7 @@ def test_needs_a_real_residual_stream():
 
 def test_exports_but_the_hardware_flow_refuses(tmp_path):
     from instabnn.hw import lower
-    from instabnn.hw.reference import layers as L
+    from instabnn.contract import layers as L
     from instabnn.model.export import export_model
     from instabnn.model.hardware_exact import integer_network
 
