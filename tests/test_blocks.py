@@ -49,5 +49,6 @@ def test_every_block_has_its_spec_rtl_and_bench():
 def test_rtl_index_resolves_shared_modules_from_common():
     index = module_index()
     assert all(path.stem == name and path.is_relative_to(LIBRARY_DIR) for name, path in index.items())
-    assert {p.name for p in rtl_paths("binary_mvu")} == {"popcount.sv", "output_fifo.sv", "binary_mvu.sv"}
+    assert {p.name for p in rtl_paths("binary_mvu")} == {"popcount.sv", "mvu_fold_control.sv", "output_fifo.sv",
+                                                      "binary_mvu.sv"}
     assert index["output_fifo"].parent.name == "common"

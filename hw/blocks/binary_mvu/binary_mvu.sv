@@ -23,7 +23,7 @@
  * neuron fold (nf = 0) every step consumes one s_axis beat and stores it in an input buffer (SF words of SIMD
  * bits); the folds nf = 1 .. NF-1 re-read the buffer while s_axis_tready is low. Each step reads one weight word
  * (all PE lanes) and adds the PE beat popcounts to the PE accumulators; the last step of a fold (sf = SF-1) pushes
- * one output beat.
+ * one output beat. The step counters, the input buffer and the weight read are mvu_fold_control's.
  *
  * Cycle count: with s_axis always valid and m_axis always ready, one vector takes exactly SF*NF = (MW/SIMD)*(MH/PE)
  * clock cycles in steady state (s_axis accepts SF beats, then stalls (NF-1)*SF cycles).
@@ -93,13 +93,10 @@ module binary_mvu #(
 
 localparam int SF = MW / SIMD;           // synapse folds: s_axis beats per vector
 localparam int NF = MH / PE;             // neuron folds: m_axis beats per vector
-localparam int WDEPTH = SF * NF;         // weight memory depth
 localparam int SUM_W = $clog2(MW+1);     // popcount over a vector: 0 .. MW
 localparam int PC_W = $clog2(SIMD+1);    // popcount of one beat: 0 .. SIMD
 localparam int TH_W = ACC_BITS + 1;      // threshold width: [-MW, MW+1]
-localparam int SF_W = SF > 1 ? $clog2(SF) : 1;
 localparam int NF_W = NF > 1 ? $clog2(NF) : 1;
-localparam int WA_W = WDEPTH > 1 ? $clog2(WDEPTH) : 1;
 
 // check configuration
 if (MW < 1 || MH < 1 || SIMD < 1 || PE < 1) begin : g_check_sizes
@@ -114,98 +111,46 @@ end
 if (THRESHOLDS != 0 && THRESHOLDS != 1) begin : g_check_thresholds
     $fatal(0, "Error: THRESHOLDS (%0d) must be 0 or 1 (instance %m)", THRESHOLDS);
 end
-if (WEIGHT_FILE == "") begin : g_check_weight_file
-    $fatal(0, "Error: WEIGHT_FILE must name a $readmemh file (instance %m)");
-end
 if (THRESHOLDS != 0 && THRESH_FILE == "") begin : g_check_thresh_file
     $fatal(0, "Error: THRESHOLDS = 1 needs a THRESH_FILE (instance %m)");
 end
 
 /*
- * Control: step counters and the global pipeline enable
+ * Control, input buffer and stage 1: operands (input word, registered weight memory read)
  */
-logic [SF_W-1:0] sf_reg;           // synapse fold of the next step
-logic [NF_W-1:0] nf_reg;           // neuron fold of the next step
-logic [WA_W-1:0] wa_reg;           // weight address of the next step: nf*SF + sf
-wire logic out_full;                 // the output FIFO is full
+wire logic out_full;               // the output FIFO is full
+wire logic advance;                // pipeline enable: the output FIFO can take a beat
+/* verilator lint_off UNUSEDSIGNAL */
+wire logic [NF_W-1:0] nf;          // neuron fold of the next step (read with THRESHOLDS = 1)
+/* verilator lint_on UNUSEDSIGNAL */
+wire logic s1_valid;
+wire logic s1_first;
+wire logic s1_last;
+wire logic [SIMD-1:0] s1_x;
+wire logic [PE*SIMD-1:0] s1_w;
 
-wire logic advance = !out_full;         // pipeline enable: the output FIFO can take a beat
-wire logic from_stream = nf_reg == '0;              // the first neuron fold reads s_axis, the others the buffer
-wire logic issue = advance && (s_axis_tvalid || !from_stream);
-wire logic first_sf = sf_reg == '0;
-wire logic last_sf = sf_reg == SF_W'(SF-1);
-wire logic last_nf = nf_reg == NF_W'(NF-1);
-wire logic last_wa = wa_reg == WA_W'(WDEPTH-1);
-
-assign s_axis_tready = advance && from_stream;
-
-always_ff @(posedge clk) begin
-    if (issue) begin
-        sf_reg <= last_sf ? '0 : sf_reg + 1'b1;
-        if (last_sf) begin
-            nf_reg <= last_nf ? '0 : nf_reg + 1'b1;
-        end
-        wa_reg <= last_wa ? '0 : wa_reg + 1'b1;
-    end
-
-    if (rst) begin
-        sf_reg <= '0;
-        nf_reg <= '0;
-        wa_reg <= '0;
-    end
-end
-
-/*
- * Input buffer: the vector's SF beats, written in fold nf = 0 and re-read in folds 1 .. NF-1
- */
-wire logic [SIMD-1:0] x_word;
-
-if (NF > 1) begin : g_inbuf
-
-    logic [SIMD-1:0] inbuf_mem[2**SF_W];
-
-    always_ff @(posedge clk) begin
-        if (issue && from_stream) begin
-            inbuf_mem[sf_reg] <= s_axis_tdata;
-        end
-    end
-
-    assign x_word = from_stream ? s_axis_tdata : inbuf_mem[sf_reg];
-
-end else begin : g_no_inbuf
-
-    assign x_word = s_axis_tdata;
-
-end
-
-/*
- * Stage 1: operands (input word, registered weight memory read)
- */
-logic [PE*SIMD-1:0] weight_mem[WDEPTH];
-
-initial begin
-    $readmemh(WEIGHT_FILE, weight_mem);
-end
-
-logic s1_valid_reg;
-logic s1_first_reg;
-logic s1_last_reg;
-logic [SIMD-1:0] s1_x_reg;
-logic [PE*SIMD-1:0] s1_w_reg;
-
-always_ff @(posedge clk) begin
-    if (advance) begin
-        s1_valid_reg <= issue;
-        s1_first_reg <= first_sf;
-        s1_last_reg <= last_sf;
-        s1_x_reg <= x_word;
-        s1_w_reg <= weight_mem[wa_reg];
-    end
-
-    if (rst) begin
-        s1_valid_reg <= 1'b0;
-    end
-end
+mvu_fold_control #(
+    .SF(SF),
+    .NF(NF),
+    .DATA_W(SIMD),
+    .WEIGHT_W(PE*SIMD),
+    .WEIGHT_FILE(WEIGHT_FILE)
+)
+control_inst (
+    .clk(clk),
+    .rst(rst),
+    .s_axis_tdata(s_axis_tdata),
+    .s_axis_tvalid(s_axis_tvalid),
+    .s_axis_tready(s_axis_tready),
+    .out_full(out_full),
+    .advance(advance),
+    .nf(nf),
+    .s1_valid(s1_valid),
+    .s1_first(s1_first),
+    .s1_last(s1_last),
+    .s1_x(s1_x),
+    .s1_w(s1_w)
+);
 
 /*
  * Stage 2: per-lane XNOR + popcount; stage 3: per-lane accumulation (in popcount form, 0 .. MW)
@@ -217,9 +162,9 @@ logic s3_valid_reg;              // the accumulators hold a finished fold
 
 always_ff @(posedge clk) begin
     if (advance) begin
-        s2_valid_reg <= s1_valid_reg;
-        s2_first_reg <= s1_first_reg;
-        s2_last_reg <= s1_last_reg;
+        s2_valid_reg <= s1_valid;
+        s2_first_reg <= s1_first;
+        s2_last_reg <= s1_last;
         s3_valid_reg <= s2_valid_reg && s2_last_reg;
     end
 
@@ -242,7 +187,7 @@ for (genvar pe = 0; pe < PE; pe = pe + 1) begin : g_lane
         .IN_W(SIMD)
     )
     popcount_inst (
-        .data(~(s1_w_reg[pe*SIMD +: SIMD] ^ s1_x_reg)),
+        .data(~(s1_w[pe*SIMD +: SIMD] ^ s1_x)),
         .count(beat_count)
     );
 
@@ -279,7 +224,7 @@ if (THRESHOLDS != 0) begin : g_thresh
 
     always_ff @(posedge clk) begin
         if (advance) begin
-            s1_nf_reg <= nf_reg;
+            s1_nf_reg <= nf;
             s2_nf_reg <= s1_nf_reg;
             if (s2_valid_reg && s2_last_reg) begin
                 s3_thresh_reg <= thresh_mem[s2_nf_reg];

@@ -27,7 +27,8 @@
  * neuron fold every step consumes one s_axis beat and stores it in an input buffer (SF words); the folds
  * nf = 1 .. NF-1 re-read the buffer while s_axis_tready is low. Each step reads one weight word (all PE lanes),
  * multiplies PE x SIMD weight-input pairs, sums each lane's SIMD products in an adder tree and adds the sums to
- * the PE accumulators; the last step of a fold (sf = SF-1) pushes one output beat.
+ * the PE accumulators; the last step of a fold (sf = SF-1) pushes one output beat. The step counters, the input
+ * buffer and the weight read are mvu_fold_control's.
  *
  * Arithmetic: each product is a plain signed multiply of WEIGHT_BITS x (INPUT_BITS + 1 - INPUT_SIGNED) bits
  * (unsigned inputs get a zero sign bit), registered on its own (so that synthesis can put it into a DSP48 with
@@ -140,16 +141,13 @@ endfunction
 
 localparam int SF = MW / SIMD;                          // synapse folds: s_axis beats per vector
 localparam int NF = MH / PE;                            // neuron folds: m_axis beats per vector
-localparam int WDEPTH = SF * NF;                        // weight memory depth
 localparam int X_W = INPUT_BITS + 1 - INPUT_SIGNED;     // signed multiplier operand for one input element
 localparam int PROD_W = WEIGHT_BITS + INPUT_BITS;       // one product, exact (|w*x| <= 2^(WB+IB-2) signed,
                                                         // < 2^(WB+IB-1) unsigned)
 // one lane's sum of SIMD products: exact width, capped at ACC_BITS (|sum| <= the accumulator's worst case)
 localparam int DOT_W = PROD_W + $clog2(SIMD) < ACC_BITS ? PROD_W + $clog2(SIMD) : ACC_BITS;
 localparam int BIAS_W = BIAS_BITS > 0 ? BIAS_BITS : 1;
-localparam int SF_W = SF > 1 ? $clog2(SF) : 1;
 localparam int NF_W = NF > 1 ? $clog2(NF) : 1;
-localparam int WA_W = WDEPTH > 1 ? $clog2(WDEPTH) : 1;
 
 // check configuration
 if (MW < 1 || MH < 1 || SIMD < 1 || PE < 1) begin : g_check_sizes
@@ -177,98 +175,46 @@ if (WEIGHT_BITS + INPUT_BITS + $clog2(MW+1) > 56) begin : g_check_range
     $fatal(0, "Error: WEIGHT_BITS + INPUT_BITS + clog2(MW+1) (%0d) must be <= 56 (instance %m)",
            WEIGHT_BITS + INPUT_BITS + $clog2(MW+1));
 end
-if (WEIGHT_FILE == "") begin : g_check_weight_file
-    $fatal(0, "Error: WEIGHT_FILE must name a $readmemh file (instance %m)");
-end
 if (BIAS_BITS > 0 && BIAS_FILE == "") begin : g_check_bias_file
     $fatal(0, "Error: BIAS_BITS > 0 needs a BIAS_FILE (instance %m)");
 end
 
 /*
- * Control: step counters and the global pipeline enable
+ * Control, input buffer and stage 1: operands (input word, registered weight memory read)
  */
-logic [SF_W-1:0] sf_reg;           // synapse fold of the next step
-logic [NF_W-1:0] nf_reg;           // neuron fold of the next step
-logic [WA_W-1:0] wa_reg;           // weight address of the next step: nf*SF + sf
-wire logic out_full;                 // the output FIFO is full
+wire logic out_full;               // the output FIFO is full
+wire logic advance;                // pipeline enable: the output FIFO can take a beat
+/* verilator lint_off UNUSEDSIGNAL */
+wire logic [NF_W-1:0] nf;          // neuron fold of the next step (read with BIAS_BITS > 0)
+/* verilator lint_on UNUSEDSIGNAL */
+wire logic s1_valid;
+wire logic s1_first;
+wire logic s1_last;
+wire logic [S_DATA_W-1:0] s1_x;
+wire logic [PE*SIMD*WEIGHT_BITS-1:0] s1_w;
 
-wire logic advance = !out_full;         // pipeline enable: the output FIFO can take a beat
-wire logic from_stream = nf_reg == '0;              // the first neuron fold reads s_axis, the others the buffer
-wire logic issue = advance && (s_axis_tvalid || !from_stream);
-wire logic first_sf = sf_reg == '0;
-wire logic last_sf = sf_reg == SF_W'(SF-1);
-wire logic last_nf = nf_reg == NF_W'(NF-1);
-wire logic last_wa = wa_reg == WA_W'(WDEPTH-1);
-
-assign s_axis_tready = advance && from_stream;
-
-always_ff @(posedge clk) begin
-    if (issue) begin
-        sf_reg <= last_sf ? '0 : sf_reg + 1'b1;
-        if (last_sf) begin
-            nf_reg <= last_nf ? '0 : nf_reg + 1'b1;
-        end
-        wa_reg <= last_wa ? '0 : wa_reg + 1'b1;
-    end
-
-    if (rst) begin
-        sf_reg <= '0;
-        nf_reg <= '0;
-        wa_reg <= '0;
-    end
-end
-
-/*
- * Input buffer: the vector's SF beats, written in fold nf = 0 and re-read in folds 1 .. NF-1
- */
-wire logic [S_DATA_W-1:0] x_word;
-
-if (NF > 1) begin : g_inbuf
-
-    logic [S_DATA_W-1:0] inbuf_mem[2**SF_W];
-
-    always_ff @(posedge clk) begin
-        if (issue && from_stream) begin
-            inbuf_mem[sf_reg] <= s_axis_tdata;
-        end
-    end
-
-    assign x_word = from_stream ? s_axis_tdata : inbuf_mem[sf_reg];
-
-end else begin : g_no_inbuf
-
-    assign x_word = s_axis_tdata;
-
-end
-
-/*
- * Stage 1: operands (input word, registered weight and bias memory reads)
- */
-logic [PE*SIMD*WEIGHT_BITS-1:0] weight_mem[WDEPTH];
-
-initial begin
-    $readmemh(WEIGHT_FILE, weight_mem);
-end
-
-logic s1_valid_reg;
-logic s1_first_reg;
-logic s1_last_reg;
-logic [S_DATA_W-1:0] s1_x_reg;
-logic [PE*SIMD*WEIGHT_BITS-1:0] s1_w_reg;
-
-always_ff @(posedge clk) begin
-    if (advance) begin
-        s1_valid_reg <= issue;
-        s1_first_reg <= first_sf;
-        s1_last_reg <= last_sf;
-        s1_x_reg <= x_word;
-        s1_w_reg <= weight_mem[wa_reg];
-    end
-
-    if (rst) begin
-        s1_valid_reg <= 1'b0;
-    end
-end
+mvu_fold_control #(
+    .SF(SF),
+    .NF(NF),
+    .DATA_W(S_DATA_W),
+    .WEIGHT_W(PE*SIMD*WEIGHT_BITS),
+    .WEIGHT_FILE(WEIGHT_FILE)
+)
+control_inst (
+    .clk(clk),
+    .rst(rst),
+    .s_axis_tdata(s_axis_tdata),
+    .s_axis_tvalid(s_axis_tvalid),
+    .s_axis_tready(s_axis_tready),
+    .out_full(out_full),
+    .advance(advance),
+    .nf(nf),
+    .s1_valid(s1_valid),
+    .s1_first(s1_first),
+    .s1_last(s1_last),
+    .s1_x(s1_x),
+    .s1_w(s1_w)
+);
 
 // the fold's biases travel with the pipeline to the accumulator (read at issue like the weights)
 wire logic [PE*BIAS_W-1:0] s3_bias;
@@ -286,7 +232,7 @@ if (BIAS_BITS > 0) begin : g_bias
 
     always_ff @(posedge clk) begin
         if (advance) begin
-            s1_bias_reg <= bias_mem[nf_reg];
+            s1_bias_reg <= bias_mem[nf];
             s2_bias_reg <= s1_bias_reg;
             s3_bias_reg <= s2_bias_reg;
         end
@@ -313,9 +259,9 @@ logic s4_valid_reg;              // the accumulators hold a finished fold
 
 always_ff @(posedge clk) begin
     if (advance) begin
-        s2_valid_reg <= s1_valid_reg;
-        s2_first_reg <= s1_first_reg;
-        s2_last_reg <= s1_last_reg;
+        s2_valid_reg <= s1_valid;
+        s2_first_reg <= s1_first;
+        s2_last_reg <= s1_last;
         s3_valid_reg <= s2_valid_reg;
         s3_first_reg <= s2_first_reg;
         s3_last_reg <= s2_last_reg;
@@ -340,12 +286,12 @@ for (genvar pe = 0; pe < PE; pe = pe + 1) begin : g_lane
 
     for (genvar i = 0; i < SIMD; i = i + 1) begin : g_mul
         wire logic signed [WEIGHT_BITS-1:0] w =
-            $signed(s1_w_reg[(pe*SIMD + i)*WEIGHT_BITS +: WEIGHT_BITS]);
+            $signed(s1_w[(pe*SIMD + i)*WEIGHT_BITS +: WEIGHT_BITS]);
         wire logic signed [X_W-1:0] x;
         if (INPUT_SIGNED != 0) begin : g_signed
-            assign x = $signed(s1_x_reg[i*INPUT_BITS +: INPUT_BITS]);
+            assign x = $signed(s1_x[i*INPUT_BITS +: INPUT_BITS]);
         end else begin : g_unsigned
-            assign x = $signed({1'b0, s1_x_reg[i*INPUT_BITS +: INPUT_BITS]});
+            assign x = $signed({1'b0, s1_x[i*INPUT_BITS +: INPUT_BITS]});
         end
         wire logic signed [PROD_W-1:0] prod = w * x;
 

@@ -16,8 +16,8 @@
  *   s_axis: q over the N pixels, W = IN_BITS, N*CF beats per frame.
  *   m_axis: s, W = OUT_BITS, CF beats per frame (one output pixel).
  *
- * Architecture: one accumulator entry per channel fold (CF entries of PE*OUT_BITS bits), updated by a
- * read-modify-write:
+ * Architecture (partial_sum_memory): one accumulator entry per channel fold (CF entries of PE*OUT_BITS bits),
+ * updated by a read-modify-write:
  *   edge e   (handshake): q registered, the fold's entry read (registered read), first / last pixel flags.
  *   edge e+1: s = (first pixel ? 0 : partial) + q written back; on the last pixel s also goes into the 2-entry
  *             output FIFO (m_axis_tvalid).
@@ -97,15 +97,9 @@ if (IN_BITS < 2 || IN_BITS > 32) begin : g_check_in_bits
 end
 
 /*
- * Control: position counters (channel fold, pixel) and the enable
+ * Control: position counters (channel fold, pixel), advanced on accept
  */
-wire logic full;                     // the output FIFO is full
-
-// the unit moves when the output FIFO can take a sum
-wire logic advance = !full;
-wire logic accept = advance && s_axis_tvalid;
-
-assign s_axis_tready = advance;
+wire logic accept;                   // partial_sum_memory takes the beat
 
 logic [CF_W-1:0] fold_reg;
 logic [PIX_W-1:0] pixel_reg;
@@ -128,62 +122,24 @@ always_ff @(posedge clk) begin
 end
 
 /*
- * Accumulator read-modify-write
+ * Partial sums (read-modify-write) and the output FIFO
  */
-logic [M_DATA_W-1:0] acc_mem[CF];
-
-logic s1_valid_reg;
-logic [S_DATA_W-1:0] s1_data_reg;
-logic [CF_W-1:0] s1_fold_reg;
-logic s1_first_reg;                  // first pixel: the partial is 0
-logic s1_last_reg;                   // last pixel: the sum is complete
-logic [M_DATA_W-1:0] s1_rd_reg;      // the entry as read at the handshake
-logic s1_fwd_reg;                    // ... stale: the beat before wrote the same entry at that edge
-logic [M_DATA_W-1:0] s1_fwd_data_reg;
-
-wire logic [M_DATA_W-1:0] sum;
-
-always_ff @(posedge clk) begin
-    if (advance) begin
-        s1_rd_reg <= acc_mem[fold_reg];
-        s1_data_reg <= s_axis_tdata;
-        s1_fold_reg <= fold_reg;
-        s1_first_reg <= pixel_reg == '0;
-        s1_last_reg <= last_pixel;
-        s1_fwd_reg <= s1_valid_reg && s1_fold_reg == fold_reg;
-        s1_fwd_data_reg <= sum;
-        s1_valid_reg <= accept;
-        if (s1_valid_reg) begin
-            acc_mem[s1_fold_reg] <= sum;
-        end
-    end
-
-    if (rst) begin
-        s1_valid_reg <= 1'b0;
-    end
-end
-
-for (genvar pe = 0; pe < PE; pe = pe + 1) begin : g_lane
-    wire logic signed [IN_BITS-1:0] q = $signed(s1_data_reg[pe*IN_BITS +: IN_BITS]);
-    wire logic signed [OUT_BITS-1:0] partial = s1_first_reg ? '0
-                                               : $signed(s1_fwd_reg ? s1_fwd_data_reg[pe*OUT_BITS +: OUT_BITS]
-                                                                    : s1_rd_reg[pe*OUT_BITS +: OUT_BITS]);
-    assign sum[pe*OUT_BITS +: OUT_BITS] = partial + OUT_BITS'(q);
-end
-
-/*
- * Output FIFO (2 entries): a full FIFO stops the unit; tvalid comes from the occupancy register
- */
-wire logic push = advance && s1_valid_reg && s1_last_reg;
-output_fifo #(
-    .WIDTH(M_DATA_W)
+partial_sum_memory #(
+    .PE(PE),
+    .IN_BITS(IN_BITS),
+    .OUT_BITS(OUT_BITS),
+    .ENTRIES(CF)
 )
-out_fifo_inst (
+sums_inst (
     .clk(clk),
     .rst(rst),
-    .push(push),
-    .push_data(sum),
-    .full(full),
+    .s_axis_tdata(s_axis_tdata),
+    .s_axis_tvalid(s_axis_tvalid),
+    .s_axis_tready(s_axis_tready),
+    .addr(fold_reg),
+    .first(pixel_reg == '0),
+    .last(last_pixel),
+    .accept(accept),
     .m_axis_tdata(m_axis_tdata),
     .m_axis_tvalid(m_axis_tvalid),
     .m_axis_tready(m_axis_tready)

@@ -16,8 +16,9 @@
  *   s_axis: q over the H x W input pixels, W = IN_BITS, H*W*CF beats per frame.
  *   m_axis: s over the (H/K) x (W/K) output pixels, W = OUT_BITS, same order, (H/K)*(W/K)*CF beats per frame.
  *
- * Architecture: a row buffer of partial sums, one entry per (output column ox, channel fold f) = (W/K)*CF entries
- * of PE*OUT_BITS bits (one output row's accumulators; LUT RAM or block RAM), updated by a read-modify-write:
+ * Architecture (partial_sum_memory): a row buffer of partial sums, one entry per (output column ox, channel fold f)
+ * = (W/K)*CF entries of PE*OUT_BITS bits (one output row's accumulators; LUT RAM or block RAM), updated by a
+ * read-modify-write:
  *   edge e   (handshake): q registered, the entry (ox, f) read (registered read), position flags registered.
  *   edge e+1: s = (first beat of the window ? 0 : partial) + q written back to the entry; on the window's last beat
  *             (kx = ky = K-1) s also goes into the 2-entry output FIFO (m_axis_tvalid).
@@ -107,15 +108,9 @@ if (IN_BITS < 2 || IN_BITS > 32) begin : g_check_in_bits
 end
 
 /*
- * Control: position counters (channel fold, column in window, output column, row in window) and the enable
+ * Control: position counters (channel fold, column in window, output column, row in window), advanced on accept
  */
-wire logic full;                     // the output FIFO is full
-
-// the unit moves when the output FIFO can take a sum
-wire logic advance = !full;
-wire logic accept = advance && s_axis_tvalid;
-
-assign s_axis_tready = advance;
+wire logic accept;                   // partial_sum_memory takes the beat
 
 logic [CF_W-1:0] fold_reg;
 logic [LOG_K-1:0] kx_reg;
@@ -149,65 +144,28 @@ always_ff @(posedge clk) begin
     end
 end
 
-/*
- * Row buffer read-modify-write
- */
-logic [M_DATA_W-1:0] row_mem[ENTRIES];
-
+// the row buffer entry of the beat: (output column, channel fold)
 wire logic [ADDR_W-1:0] addr = ADDR_W'(ox_reg) * ADDR_W'(CF) + ADDR_W'(fold_reg);
 
-logic s1_valid_reg;
-logic [S_DATA_W-1:0] s1_data_reg;
-logic [ADDR_W-1:0] s1_addr_reg;
-logic s1_first_reg;                  // first beat of its window: the partial is 0
-logic s1_last_reg;                   // last beat of its window: the sum is complete
-logic [M_DATA_W-1:0] s1_rd_reg;      // the entry as read at the handshake
-logic s1_fwd_reg;                    // ... stale: the beat before wrote the same entry at that edge
-logic [M_DATA_W-1:0] s1_fwd_data_reg;
-
-wire logic [M_DATA_W-1:0] sum;
-
-always_ff @(posedge clk) begin
-    if (advance) begin
-        s1_rd_reg <= row_mem[addr];
-        s1_data_reg <= s_axis_tdata;
-        s1_addr_reg <= addr;
-        s1_first_reg <= kx_reg == '0 && ky_reg == '0;
-        s1_last_reg <= last_kx && last_ky;
-        s1_fwd_reg <= s1_valid_reg && s1_addr_reg == addr;
-        s1_fwd_data_reg <= sum;
-        s1_valid_reg <= accept;
-        if (s1_valid_reg) begin
-            row_mem[s1_addr_reg] <= sum;
-        end
-    end
-
-    if (rst) begin
-        s1_valid_reg <= 1'b0;
-    end
-end
-
-for (genvar pe = 0; pe < PE; pe = pe + 1) begin : g_lane
-    wire logic signed [IN_BITS-1:0] q = $signed(s1_data_reg[pe*IN_BITS +: IN_BITS]);
-    wire logic signed [OUT_BITS-1:0] partial = s1_first_reg ? '0
-                                               : $signed(s1_fwd_reg ? s1_fwd_data_reg[pe*OUT_BITS +: OUT_BITS]
-                                                                    : s1_rd_reg[pe*OUT_BITS +: OUT_BITS]);
-    assign sum[pe*OUT_BITS +: OUT_BITS] = partial + OUT_BITS'(q);
-end
-
 /*
- * Output FIFO (2 entries): a full FIFO stops the unit; tvalid comes from the occupancy register
+ * Partial sums (read-modify-write) and the output FIFO
  */
-wire logic push = advance && s1_valid_reg && s1_last_reg;
-output_fifo #(
-    .WIDTH(M_DATA_W)
+partial_sum_memory #(
+    .PE(PE),
+    .IN_BITS(IN_BITS),
+    .OUT_BITS(OUT_BITS),
+    .ENTRIES(ENTRIES)
 )
-out_fifo_inst (
+sums_inst (
     .clk(clk),
     .rst(rst),
-    .push(push),
-    .push_data(sum),
-    .full(full),
+    .s_axis_tdata(s_axis_tdata),
+    .s_axis_tvalid(s_axis_tvalid),
+    .s_axis_tready(s_axis_tready),
+    .addr(addr),
+    .first(kx_reg == '0 && ky_reg == '0),
+    .last(last_kx && last_ky),
+    .accept(accept),
     .m_axis_tdata(m_axis_tdata),
     .m_axis_tvalid(m_axis_tvalid),
     .m_axis_tready(m_axis_tready)
