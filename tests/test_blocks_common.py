@@ -23,7 +23,7 @@ def test_memfile_round_trip_and_layout(tmp_path):
 def test_memfile_refuses_a_line_of_the_wrong_width(tmp_path):
     path = tmp_path / "m.mem"
     path.write_text("// c\n0a\n1\n")
-    with pytest.raises(ValueError, match=r"m\.mem: line '1' is not 2 hex digits"):
+    with pytest.raises(ValueError, match=r"m\.mem:3: '1' is not 2 hex digits"):
         read_memh(path, 8)
 
 

@@ -158,6 +158,7 @@ def test_mini_cnv_bit_exact(mini_cnv, tmp_path, verilator_path):
     _check(report, manifest)
 
 
+@pytest.mark.slow
 def test_mini_cnv_bit_exact_under_stalls(mini_cnv, tmp_path, verilator_path):
     """Random source idle and sink backpressure on the cocotb harness: still exact, tlast right."""
     rtl, manifest, _ = mini_cnv

@@ -42,10 +42,10 @@ FAST = [
     NetConfig(arch="digits", variant="insta", act_gradient="approxsign", residual_bits=4, g="tanh"),
     NetConfig(arch="resnet20", variant="insta"),
     NetConfig(arch="resnet20", variant="latency_optimized", shortcut="A"),
-    NetConfig(arch="reactnet18", variant="insta", image_size=32),
-    NetConfig(arch="reactnet_a", variant="latency_optimized", image_size=32),
 ]
 SLOW = [
+    NetConfig(arch="reactnet18", variant="insta", image_size=32),
+    NetConfig(arch="reactnet_a", variant="latency_optimized", image_size=32),
     NetConfig(arch="resnet20", variant="insta_plus", se_weight_bits=8, se_reduction=4),
     NetConfig(arch="reactnet18", variant="insta_plus", se_weight_bits=8, se_reduction=16),
     NetConfig(arch="reactnet_a", variant="insta", image_size=224),

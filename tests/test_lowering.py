@@ -326,7 +326,7 @@ def _bnn_pynq(name: str, tmp_path):
     return path, shape[1:]
 
 
-@pytest.mark.parametrize("name", ["tfc_1w1a", "cnv_1w1a"])
+@pytest.mark.parametrize("name", ["tfc_1w1a", pytest.param("cnv_1w1a", marks=pytest.mark.slow)])
 def test_brevitas_w1a1_networks_lower(name, tmp_path):
     path, shape = _bnn_pynq(name, tmp_path)
     net = lower.lower_file(path)

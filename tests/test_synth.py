@@ -30,6 +30,7 @@ def test_parse_stat_groups_cells():
     assert (r["lut"], r["ff"], r["carry4"], r["lutram"], r["bram36"], r["dsp"]) == (177, 185, 47, 3, 2.5, 2)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys not installed (make setup installs it)")
 def test_more_parallel_folding_costs_more_logic(tmp_path):
     small = synth_binary_mvu(BinaryMvuShape(144, 16, 16, 4, 1), tmp_path / "a")

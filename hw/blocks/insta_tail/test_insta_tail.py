@@ -1029,7 +1029,7 @@ needs_yosys = pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys no
 @needs_yosys
 @pytest.mark.parametrize("folding", [
     Folding(2, 1, 2, 4, pooled=True),
-    Folding(2, 1, 2, 4, pooled=True, hidden=2),
+    pytest.param(Folding(2, 1, 2, 4, pooled=True, hidden=2), marks=pytest.mark.slow),
     pytest.param(Folding(4, 2, 4, 6, proj=True, reuse=True), marks=pytest.mark.slow),
 ], ids=lambda f: f.name)
 def test_insta_tail_yosys_synth(folding, tmp_path):

@@ -1084,6 +1084,7 @@ def test_full_rate_se_simd():
 
 
 @needs_yosys
+@pytest.mark.slow
 def test_insta_threshold_plus_yosys_synth(tmp_path):
     """Yosys reads and synthesises the RTL (generic synth; the ROMs initialised from the generated files)."""
     params = _plus_params(PlusFolding(4, 2, 6, 4, 2, shortcut=1), tmp_path)
