@@ -88,7 +88,7 @@ class Design:
             raise StudyError(str(e)) from None
 
 
-REDUCED = Design(severities=(0.0, 2.0), seeds=(0, 1, 2, 3, 4, 5), epochs=10, draws=3, image_size=8)
+REDUCED = Design(severities=(0.0, 2.0), seeds=tuple(range(10)), epochs=10, draws=3, image_size=8)
 FULL = Design(severities=(0.0, 0.5, 1.0, 2.0, 3.0), seeds=tuple(range(10)), epochs=30, draws=5, image_size=16)
 
 
