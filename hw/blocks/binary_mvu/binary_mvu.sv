@@ -27,12 +27,12 @@
  *
  * Cycle count: with s_axis always valid and m_axis always ready, one vector takes exactly SF*NF = (MW/SIMD)*(MH/PE)
  * clock cycles in steady state (s_axis accepts SF beats, then stalls (NF-1)*SF cycles).
- * Latency: 4 cycles. If the last step (nf, SF-1) of output fold nf is issued at clock edge t (for nf = 0: the edge
+ * Latency: 5 cycles. If the last step (nf, SF-1) of output fold nf is issued at clock edge t (for nf = 0: the edge
  * that accepts the vector's last s_axis beat) and the output FIFO is empty, m_axis_tvalid for that fold is high
- * from edge t+3 on and the earliest m_axis handshake is at edge t+4. Pipeline: edge t [issue: operand select,
- * weight read] -> t+1 [XNOR + popcount] -> t+2 [accumulate] -> t+3 [2's-complement / threshold compare into the
- * 2-entry output FIFO] -> m_axis. The first output beat of a vector thus follows its first input beat by
- * SF - 1 + 4 cycles at full rate.
+ * from edge t+4 on and the earliest m_axis handshake is at edge t+5. Pipeline: edge t [issue: operand select,
+ * weight read] -> t+1 [the weight memory's output register] -> t+2 [XNOR + popcount] -> t+3 [accumulate] -> t+4
+ * [2's-complement / threshold compare into the 2-entry output FIFO] -> m_axis. The first output beat of a vector
+ * thus follows its first input beat by SF - 1 + 5 cycles at full rate.
  * Flow control: a global pipeline enable, high while the 2-entry output FIFO is not full; s_axis_tready and
  * m_axis_tvalid come from registers only (no combinational path between m_axis_tready and s_axis_tready).
  * Backpressure on m_axis stalls the whole unit; it never drops or reorders data.
@@ -116,16 +116,16 @@ if (THRESHOLDS != 0 && THRESH_FILE == "") begin : g_check_thresh_file
 end
 
 /*
- * Control, input buffer and stage 1: operands (input word, registered weight memory read)
+ * Control, input buffer and stage 1: operands (input word, weight memory read registered twice)
  */
 wire logic out_full;               // the output FIFO is full
 wire logic advance;                // pipeline enable: the output FIFO can take a beat
-/* verilator lint_off UNUSEDSIGNAL */
-wire logic [NF_W-1:0] nf;          // neuron fold of the next step (read with THRESHOLDS = 1)
-/* verilator lint_on UNUSEDSIGNAL */
 wire logic s1_valid;
 wire logic s1_first;
 wire logic s1_last;
+/* verilator lint_off UNUSEDSIGNAL */
+wire logic [NF_W-1:0] s1_nf;      // the step's neuron fold (read with THRESHOLDS = 1)
+/* verilator lint_on UNUSEDSIGNAL */
 wire logic [SIMD-1:0] s1_x;
 wire logic [PE*SIMD-1:0] s1_w;
 
@@ -144,10 +144,10 @@ control_inst (
     .s_axis_tready(s_axis_tready),
     .out_full(out_full),
     .advance(advance),
-    .nf(nf),
     .s1_valid(s1_valid),
     .s1_first(s1_first),
     .s1_last(s1_last),
+    .s1_nf(s1_nf),
     .s1_x(s1_x),
     .s1_w(s1_w)
 );
@@ -218,14 +218,12 @@ if (THRESHOLDS != 0) begin : g_thresh
     end
 
     // the neuron fold travels with the pipeline to address the threshold of the finished fold
-    logic [NF_W-1:0] s1_nf_reg;
     logic [NF_W-1:0] s2_nf_reg;
     logic [PE*TH_W-1:0] s3_thresh_reg;
 
     always_ff @(posedge clk) begin
         if (advance) begin
-            s1_nf_reg <= nf;
-            s2_nf_reg <= s1_nf_reg;
+            s2_nf_reg <= s1_nf;
             if (s2_valid_reg && s2_last_reg) begin
                 s3_thresh_reg <= thresh_mem[s2_nf_reg];
             end

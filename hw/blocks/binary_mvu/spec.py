@@ -50,12 +50,12 @@ __all__ = [
     "write_threshold_file",
 ]
 
-PIPELINE_LATENCY = 4
+PIPELINE_LATENCY = 5
 """Clock edges from the issue of the last step ``(nf, SF-1)`` of an output fold (for ``nf = 0``: the edge that
 accepts the vector's last ``s_axis`` beat) to the earliest ``m_axis`` handshake of that fold's output beat, with
-the output FIFO empty: issued at edge ``t`` (operand and weight read), XNOR-popcount at ``t+1``, accumulate at
-``t+2``, output FIFO at ``t+3`` (``m_axis_tvalid`` high from here), handshake at ``t+4``. Stated in the RTL
-header; measured by the testbench."""
+the output FIFO empty: issued at edge ``t`` (operand and weight read), the weight memory's output register at
+``t+1``, XNOR-popcount at ``t+2``, accumulate at ``t+3``, output FIFO at ``t+4`` (``m_axis_tvalid`` high from
+here), handshake at ``t+5``. Stated in the RTL header; measured by the testbench."""
 
 
 @dataclass(frozen=True)

@@ -37,11 +37,11 @@
  *
  * Cycle count: with s_axis always valid and m_axis always ready, one vector takes exactly SF*NF clock cycles in
  * steady state (s_axis accepts SF beats, then stalls (NF-1)*SF cycles).
- * Latency: 5 cycles. If the last step (nf, SF-1) of output fold nf is issued at clock edge t (for nf = 0: the edge
+ * Latency: 6 cycles. If the last step (nf, SF-1) of output fold nf is issued at clock edge t (for nf = 0: the edge
  * that accepts the vector's last s_axis beat) and the output FIFO is empty, m_axis_tvalid for that fold is high
- * from edge t+4 on and the earliest m_axis handshake is at edge t+5. Pipeline: edge t [issue: operand select,
- * weight and bias read] -> t+1 [products] -> t+2 [adder trees] -> t+3 [accumulate] -> t+4 [2-entry output FIFO]
- * -> m_axis.
+ * from edge t+5 on and the earliest m_axis handshake is at edge t+6. Pipeline: edge t [issue: operand select,
+ * weight read] -> t+1 [the weight memory's output register, bias read] -> t+2 [products] -> t+3 [adder trees]
+ * -> t+4 [accumulate] -> t+5 [2-entry output FIFO] -> m_axis.
  * Flow control: a global pipeline enable, high while the 2-entry output FIFO is not full; s_axis_tready and
  * m_axis_tvalid come from registers only (no combinational path between m_axis_tready and s_axis_tready).
  * Backpressure on m_axis stalls the whole unit; it never drops or reorders data.
@@ -180,16 +180,16 @@ if (BIAS_BITS > 0 && BIAS_FILE == "") begin : g_check_bias_file
 end
 
 /*
- * Control, input buffer and stage 1: operands (input word, registered weight memory read)
+ * Control, input buffer and stage 1: operands (input word, weight memory read registered twice)
  */
 wire logic out_full;               // the output FIFO is full
 wire logic advance;                // pipeline enable: the output FIFO can take a beat
-/* verilator lint_off UNUSEDSIGNAL */
-wire logic [NF_W-1:0] nf;          // neuron fold of the next step (read with BIAS_BITS > 0)
-/* verilator lint_on UNUSEDSIGNAL */
 wire logic s1_valid;
 wire logic s1_first;
 wire logic s1_last;
+/* verilator lint_off UNUSEDSIGNAL */
+wire logic [NF_W-1:0] s1_nf;      // the step's neuron fold (read with BIAS_BITS > 0)
+/* verilator lint_on UNUSEDSIGNAL */
 wire logic [S_DATA_W-1:0] s1_x;
 wire logic [PE*SIMD*WEIGHT_BITS-1:0] s1_w;
 
@@ -208,21 +208,20 @@ control_inst (
     .s_axis_tready(s_axis_tready),
     .out_full(out_full),
     .advance(advance),
-    .nf(nf),
     .s1_valid(s1_valid),
     .s1_first(s1_first),
     .s1_last(s1_last),
+    .s1_nf(s1_nf),
     .s1_x(s1_x),
     .s1_w(s1_w)
 );
 
-// the fold's biases travel with the pipeline to the accumulator (read at issue like the weights)
+// the fold's biases travel with the pipeline to the accumulator (read in stage 1)
 wire logic [PE*BIAS_W-1:0] s3_bias;
 
 if (BIAS_BITS > 0) begin : g_bias
 
     logic [PE*BIAS_BITS-1:0] bias_mem[NF];
-    logic [PE*BIAS_BITS-1:0] s1_bias_reg;
     logic [PE*BIAS_BITS-1:0] s2_bias_reg;
     logic [PE*BIAS_BITS-1:0] s3_bias_reg;
 
@@ -232,8 +231,7 @@ if (BIAS_BITS > 0) begin : g_bias
 
     always_ff @(posedge clk) begin
         if (advance) begin
-            s1_bias_reg <= bias_mem[nf];
-            s2_bias_reg <= s1_bias_reg;
+            s2_bias_reg <= bias_mem[s1_nf];
             s3_bias_reg <= s2_bias_reg;
         end
     end
