@@ -1,4 +1,4 @@
-"""The integer reference: QONNX lowering (hw/lower.py), the hardware-exact PyTorch mode (model/hardware_exact.py),
+"""The integer reference: QONNX lowering (hw/lower/), the hardware-exact PyTorch mode (model/hardware_exact.py),
 and the arithmetic contract's widths (contract/layers.py)."""
 
 from __future__ import annotations

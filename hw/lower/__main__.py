@@ -1,0 +1,5 @@
+import sys
+
+from instabnn.hw.lower.cli import main
+
+sys.exit(main())
