@@ -16,14 +16,17 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make setup      create .venv with the pinned environment (env/requirements.lock)"
-	@echo "make demo       the whole flow on digits: train (VARIANT=$(VARIANT)), export, lower, fold, compile to RTL, co-simulate the"
+	@echo "make demo       the whole flow on digits (or DATA=digits-iv TRAIN_ARGS='--severity 2'): train (VARIANT=$(VARIANT)),"
+	@echo "                export, lower, fold, compile to RTL, co-simulate the"
 	@echo "                test split -> $(RUN)/, summary in reports/demo.json"
 	@echo "make train      train; TRAIN_ARGS='--data cifar10 --data-dir ... --preset cifar' etc. (--help lists all)"
 	@echo "make export     export CKPT=$(CKPT) to MODEL=$(MODEL)"
 	@echo "make lower      lower MODEL=$(MODEL) to the integer network; report $(dir $(MODEL))lowered.{json,md}"
 	@echo "make fold       PE/SIMD per layer of $(dir $(MODEL))lowered.onnx for FPS=5000 at 100 MHz -> folding.json"
 	@echo "make hw         MODEL=<exported .onnx>: lower, fold for FPS=$(FPS) (or FOLDING=<json>), generate the RTL -> $(dir $(MODEL))rtl/"
-	@echo "make cosim      MODEL=... DATA=digits|cifar10|random N=<images>: co-simulate the RTL vs the reference -> reports/cosim.json"
+	@echo "make cosim      MODEL=... DATA=digits|digits-iv|cifar10|random N=<images>: co-simulate the RTL vs the reference"
+	@echo "                -> reports/cosim.json (default DATA: what the model was trained on; digits-iv takes the run's"
+	@echo "                severity/size/seed, COSIM_ARGS='--severity 2 --test-draw 1' overrides)"
 	@echo "make hls4ml-check  MODEL=<exported .onnx>: hls4ml's QONNX front end + C simulation vs the reference -> reports/hls4ml/"
 	@echo "make analyses   supplementary Sec. E-I analyses on digits -> reports/analyses/ (docs/analyses.md)"
 	@echo "make study      paired multi-seed study of baseline / INSTA-Th / INSTA / INSTA+ / latency-optimized on digits-iv"
@@ -47,12 +50,12 @@ setup: $(STAMP)
 VARIANT ?= insta
 
 demo: setup
-	$(PY) -m instabnn.model.train --data digits --variant $(VARIANT) --out $(RUN) --resume $(TRAIN_ARGS)
+	$(PY) -m instabnn.model.train --data $(or $(DATA),digits) --variant $(VARIANT) --out $(RUN) --resume $(TRAIN_ARGS)
 	$(PY) -m instabnn.model.export --checkpoint $(RUN)/model.pt --out $(RUN)/model.onnx
 	$(PY) -m instabnn.hw.lower $(RUN)/model.onnx --out $(RUN)
 	$(PY) -m instabnn.hw.folding $(RUN)/lowered.onnx --target-fps $(FPS)
 	$(PY) -m instabnn.hw.compile $(RUN)/lowered.onnx --folding $(RUN)/folding.json --out $(RUN)/rtl
-	$(PY) -m instabnn.sim.cosim $(RUN)/rtl --data digits --out $(RUN)/cosim.json
+	$(PY) -m instabnn.sim.cosim $(RUN)/rtl --out $(RUN)/cosim.json
 	$(PY) -m instabnn.sim.demo $(RUN) --out reports/demo.json
 
 train: setup
@@ -71,7 +74,8 @@ fold: setup
 
 LOWERED := $(dir $(MODEL))lowered.onnx
 FOLDING ?=
-DATA ?= digits
+DATA ?=
+COSIM_ARGS ?=
 N ?=
 DATA_DIR ?=
 SHARD ?=
@@ -82,7 +86,7 @@ hw: setup
 	$(if $(FOLDING),,$(PY) -m instabnn.hw.folding $(LOWERED) --target-fps $(FPS))
 	$(PY) -m instabnn.hw.compile $(LOWERED) --folding $(if $(FOLDING),$(FOLDING),$(dir $(MODEL))folding.json) --out $(dir $(MODEL))rtl
 
-COSIM = $(PY) -m instabnn.sim.cosim $(dir $(MODEL))rtl --data $(DATA) --harness $(HARNESS) \
+COSIM = $(PY) -m instabnn.sim.cosim $(dir $(MODEL))rtl $(if $(DATA),--data $(DATA)) --harness $(HARNESS) $(COSIM_ARGS) \
 	--out reports/cosim$(if $(SHARD),-$(subst /,of,$(SHARD)),).json \
 	$(if $(N),-n $(N)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(SHARD),--shard $(SHARD))
 
