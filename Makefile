@@ -26,7 +26,8 @@ help:
 	@echo "make hw         MODEL=<exported .onnx>: lower, fold for FPS=$(FPS) (or FOLDING=<json>), generate the RTL -> $(dir $(MODEL))rtl/"
 	@echo "make cosim      MODEL=... DATA=digits|digits-iv|cifar10|random N=<images>: co-simulate the RTL vs the reference"
 	@echo "                -> reports/cosim.json (default DATA: what the model was trained on; digits-iv takes the run's"
-	@echo "                severity/size/seed, COSIM_ARGS='--severity 2 --test-draw 1' overrides)"
+	@echo "                severity/size/seed, COSIM_ARGS='--severity 2 --test-draw 1' overrides); SHARD=k/n one slice;"
+	@echo "                SHARDS=n all n slices on local Dask workers (SCHEDULER=<dask address>: a cluster), merged"
 	@echo "make hls4ml-check  MODEL=<exported .onnx>: hls4ml's QONNX front end + C simulation vs the reference -> reports/hls4ml/"
 	@echo "make analyses   supplementary Sec. E-I analyses on digits -> reports/analyses/ (docs/analyses.md)"
 	@echo "make study      paired multi-seed study of baseline / INSTA-Th / INSTA / INSTA+ / latency-optimized on digits-iv"
@@ -79,6 +80,7 @@ COSIM_ARGS ?=
 N ?=
 DATA_DIR ?=
 SHARD ?=
+SHARDS ?=
 HARNESS ?= cocotb
 
 hw: setup
@@ -88,7 +90,8 @@ hw: setup
 
 COSIM = $(PY) -m instabnn.sim.cosim $(dir $(MODEL))rtl $(if $(DATA),--data $(DATA)) --harness $(HARNESS) $(COSIM_ARGS) \
 	--out reports/cosim$(if $(SHARD),-$(subst /,of,$(SHARD)),).json \
-	$(if $(N),-n $(N)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(SHARD),--shard $(SHARD))
+	$(if $(N),-n $(N)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(SHARD),--shard $(SHARD)) \
+	$(if $(SHARDS),--shards $(SHARDS) $(if $(SCHEDULER),--scheduler $(SCHEDULER)))
 
 # the arguments are checked before lowering, folding and compiling (a typo in DATA costs nothing)
 cosim: setup

@@ -203,64 +203,15 @@ def run_one(task: RunTask, attempt: int = 0) -> dict:
 
 def execute(tasks: list[RunTask], on_result, on_failure, scheduler: str | None = None, workers: int = 2,
             retries: int = 1, log=print, processes: bool = True) -> None:
-    """Run ``tasks`` with :func:`run_one`; ``on_result(task, record)`` as each finishes, ``on_failure(task, error)``
-    once a task has failed ``retries + 1`` times. Dask workers (a LocalCluster of ``workers`` processes, or of
-    threads in this process with ``processes=False``, or the cluster at ``scheduler``), or inline (``workers=0``)."""
-    if workers == 0 and scheduler is None:
-        for task in tasks:
-            for attempt in range(retries + 1):
-                try:
-                    on_result(task, run_one(task, attempt))
-                    break
-                except Exception as e:  # noqa: BLE001 - a run's failure is reported, never fatal to the study
-                    _report_failure(task, attempt, retries, e, on_failure, log)
-        return
+    """Run ``tasks`` with :func:`run_one` on the engine of :mod:`instabnn.model.engine` (Dask workers, or inline
+    with ``workers=0``): ``on_result(task, record)`` as each finishes, ``on_failure(task, error)`` once a task has
+    failed ``retries + 1`` times."""
+    from instabnn.model.engine import EngineError, run_tasks
 
-    import logging
-
-    from dask.distributed import Client, LocalCluster, as_completed
-
-    cluster = None
-    if scheduler is None:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=None,
-                               silence_logs=logging.ERROR)
     try:
-        client = Client(scheduler or cluster, timeout="60s")
-    except OSError as e:
-        raise StudyError(f"--scheduler {scheduler}: cannot connect ({e})") from None
-    try:
-        pending, futures = {}, []
-        for i, task in enumerate(tasks):  # priority: in the given order (retries go first)
-            futures.append(client.submit(run_one, task, 0, key=f"{task.key}-attempt0", pure=False,
-                                         priority=len(tasks) - i))
-            pending[futures[-1].key] = (task, 0)
-        queue = as_completed(futures)
-        for fut in queue:
-            task, attempt = pending.pop(fut.key)
-            if fut.status == "finished":
-                on_result(task, fut.result())
-                continue
-            error = fut.exception()
-            if _report_failure(task, attempt, retries, error, on_failure, log):
-                retry = client.submit(run_one, task, attempt + 1, key=f"{task.key}-attempt{attempt + 1}", pure=False,
-                                      priority=len(tasks) + 1)
-                pending[retry.key] = (task, attempt + 1)
-                queue.add(retry)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-
-
-def _report_failure(task, attempt, retries, error, on_failure, log) -> bool:
-    """Log a failed attempt; True if it is to be retried, else ``on_failure`` is called."""
-    message = f"{type(error).__name__}: {error}".splitlines()[0]
-    if attempt < retries:
-        log(f"run {task.key} failed (attempt {attempt + 1} of {retries + 1}): {message}; retrying", flush=True)
-        return True
-    log(f"run {task.key} FAILED after {attempt + 1} attempt(s): {message}", flush=True)
-    on_failure(task, message)
-    return False
+        run_tasks(run_one, tasks, on_result, on_failure, scheduler, workers, retries, log, processes)
+    except EngineError as e:
+        raise StudyError(str(e)) from None
 
 
 # ----------------------------------------------------------------------------------------------- statistics

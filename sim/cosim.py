@@ -35,6 +35,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -404,6 +405,8 @@ def cosim(rtl_dir: str | Path, data: str | None = None, n: int | None = None, sh
             raise CosimError(f"--shard {e}") from None
         bounds = np.linspace(0, len(q0), parts + 1).astype(int)
         first = int(bounds[k - 1])
+        if bounds[k] == bounds[k - 1]:
+            raise CosimError(f"--shard {shard}: no images in this slice (there are {len(q0)} images)")
         q0 = q0[bounds[k - 1]:bounds[k]]
         labels = None if labels is None else labels[bounds[k - 1]:bounds[k]]
     work = (Path(work) if work else rtl_dir.parent / "cosim").resolve()
@@ -452,6 +455,93 @@ def cosim(rtl_dir: str | Path, data: str | None = None, n: int | None = None, sh
         report["cocotb_vs_verilator_speed"] = report["cocotb"]["sim_images_per_s"] / \
             report["verilator"]["sim_images_per_s"]
     return report
+
+
+# ------------------------------------------------------------------------------------------ shards on workers
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One shard of a sharded co-simulation: :func:`cosim` with ``request`` (its keyword arguments, JSON values),
+    its report written to ``out``."""
+
+    request: dict
+    out: str
+
+    @property
+    def key(self) -> str:
+        return f"cosim-shard{self.request['shard'].replace('/', 'of')}"
+
+    @property
+    def index(self) -> int:
+        return int(self.request["shard"].split("/")[0])
+
+
+def shard_paths(out: Path, shards: int) -> list[Path]:
+    """The shard reports of ``--shards n --out DIR/NAME.json``: ``DIR/NAME-kofn.json`` (the names of
+    ``make cosim SHARD=k/n``)."""
+    return [out.with_name(f"{out.stem}-{k}of{shards}{out.suffix}") for k in range(1, shards + 1)]
+
+
+def run_shard(task: ShardTask, attempt: int = 0) -> dict:
+    """Co-simulate one shard (on a worker) and write its report, with the request it answers."""
+    from instabnn.outputs import atomic_write_text
+
+    report = {**cosim(**task.request), "request": task.request}
+    Path(task.out).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(task.out), json.dumps(report, indent=1))
+    return {k: report[k] for k in ("shard", "n", "mismatches", "tlast_errors")}
+
+
+def cosim_shards(rtl_dir: str | Path, shards: int, out: str | Path, scheduler: str | None = None, workers: int = 2,
+                 retries: int = 1, work: str | Path | None = None, log=print, processes: bool = True,
+                 **options) -> dict:
+    """Co-simulate ``rtl_dir`` as ``shards`` shards on Dask workers (:mod:`instabnn.model.engine`: local worker
+    processes, or the cluster at ``scheduler``), each writing its report beside ``out`` (:func:`shard_paths`), and
+    merge them (:func:`merge`). A shard whose report exists for the same request and the same RTL is not run
+    again; a failed shard is retried ``retries`` times, and one that still fails is named in the CosimError (the
+    finished shards stay for the next run). ``options``: the keyword arguments of :func:`cosim`."""
+    from instabnn.model.engine import EngineError, run_tasks
+
+    rtl_dir, out = Path(rtl_dir).resolve(), Path(out)
+    digest = rtl_digest(rtl_dir, load_manifest(rtl_dir))
+    work = (Path(work) if work else rtl_dir.parent / "cosim").resolve()
+    tasks, done = [], {}
+    for k, path in enumerate(shard_paths(out, shards), 1):
+        request = {**options, "rtl_dir": str(rtl_dir), "shard": f"{k}/{shards}",
+                   "work": str(work / f"shard{k}of{shards}")}
+        task = ShardTask(json.loads(json.dumps(request)), str(path.resolve()))
+        try:
+            old = json.loads(path.read_text()) if path.is_file() else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise CosimError(f"{path}: exists and is not a co-simulation report (not replaced; move it away)") \
+                from None
+        if old is not None and not (isinstance(old, dict) and "first_image" in old):
+            raise CosimError(f"{path}: exists and is not a co-simulation report (not replaced; move it away)")
+        if isinstance(old, dict) and old.get("request") == task.request and old.get("rtl_sha256") == digest:
+            done[k] = path
+        else:
+            tasks.append(task)
+    log(f"cosim: {shards} shards, {len(done)} already done, {len(tasks)} to run on "
+        f"{scheduler or (f'{workers} local worker process(es)' if workers else 'this process')}", flush=True)
+    failures = {}
+
+    def on_result(task, result):
+        done[task.index] = Path(task.out)
+        log(f"[{len(done)}/{shards}] shard {result['shard']}: {result['n']} images, {result['mismatches']} "
+            f"mismatching -> {task.out}", flush=True)
+
+    try:
+        run_tasks(run_shard, tasks, on_result, lambda task, message: failures.__setitem__(task.key, message),
+                  scheduler, workers, retries, log, processes)
+    except EngineError as e:
+        raise CosimError(str(e)) from None
+    if failures:
+        listed = "; ".join(f"{k}: {m}" for k, m in sorted(failures.items()))
+        raise CosimError(f"{len(failures)} of {shards} shard(s) failed ({listed}); nothing merged, the finished "
+                         "shards are kept and not run again")
+    named = [(str(done[k]), read_report(done[k])) for k in sorted(done)]
+    return {**merge(named), "shard_reports": [name for name, _ in named]}
 
 
 def check_memory_files(rtl_dir: Path, m: dict) -> None:
@@ -577,6 +667,16 @@ def check_arguments(a) -> None:
     for f in a.merge or []:
         if not Path(f).is_file():
             raise CosimError(f"{f}: no such shard report")
+    if a.shards:
+        clash = [flag for flag, given in (("--shard", a.shard), ("--merge", a.merge), ("--image", a.image is not None),
+                                          ("--waves", a.waves)) if given]
+        if clash:
+            raise CosimError(f"--shards runs every shard: not with {', '.join(clash)}")
+    elif a.scheduler is not None or a.workers is not None or a.retries is not None:
+        raise CosimError("--scheduler, --workers and --retries apply to --shards only")
+    for flag, value in (("--workers", a.workers), ("--retries", a.retries)):
+        if value is not None and value < 0:
+            raise CosimError(f"{flag} {value}: must be >= 0")
     if not a.merge and not a.rtl and not a.check_args:
         raise CosimError("an RTL directory is required (or --merge)")
 
@@ -614,6 +714,11 @@ def main(argv=None) -> int:
     p.add_argument("--work", help="build and run directory (default: cosim/ beside the RTL directory)")
     p.add_argument("--out", default="reports/cosim.json", help="JSON report")
     p.add_argument("--merge", nargs="+", help="merge these shard reports into --out instead of simulating")
+    p.add_argument("--shards", type=arguments.positive_int,
+                   help="run n shards on Dask workers (reports OUT-kofn.json beside --out) and merge them into --out")
+    p.add_argument("--scheduler", help="--shards: address of a Dask scheduler (default: local worker processes)")
+    p.add_argument("--workers", type=int, help="--shards: local worker processes (default 2; 0: in this process)")
+    p.add_argument("--retries", type=int, help="--shards: retries of a failed shard (default 1)")
     p.add_argument("--check-args", action="store_true",
                    help="check the arguments and exit (no RTL needed: make cosim runs this before building)")
     a = p.parse_args(argv)
@@ -623,6 +728,12 @@ def main(argv=None) -> int:
             return 0
         if a.merge:
             report = merge([(f, read_report(Path(f))) for f in a.merge])
+        elif a.shards:
+            report = cosim_shards(a.rtl, a.shards, a.out, a.scheduler, 2 if a.workers is None else a.workers,
+                                  1 if a.retries is None else a.retries, work=a.work,
+                                  data=a.data, n=a.n, harness=a.harness, data_dir=a.data_dir, in_stall=a.in_stall,
+                                  out_stall=a.out_stall, seed=a.seed, localize_mismatch=not a.no_localize,
+                                  digits_iv=digits_iv_overrides(a), test_draw=a.test_draw)
         else:
             shard = None if a.shard is None else "/".join(map(str, a.shard))
             report = cosim(a.rtl, a.data, a.n, shard, a.harness, a.work, a.data_dir, a.in_stall, a.out_stall,

@@ -103,3 +103,87 @@ def test_deploy_example_images_are_the_training_data(run):
     model = cosim.lowered_model(m, run / "rtl")
     assert np.array_equal(data["q0"], _quantized(model, x[:6]))
     assert np.array_equal(data["reference_logits"], cosim.reference_logits(model, _quantized(model, x[:6]), False))
+
+
+# ---------------------------------------------------------------------------------- co-simulation shards on workers
+
+
+def _fake_cosim(calls, fail_first=0):
+    """cosim() as far as the shard runner sees it: a report of the requested slice of 7 images (no simulator)."""
+    def fake(rtl_dir, shard, n=None, **kwargs):
+        k, parts = map(int, shard.split("/"))
+        calls.append(shard)
+        if calls.count(shard) <= fail_first:
+            raise cosim.CosimError(f"simulated failure of shard {shard}")
+        bounds = np.linspace(0, n or 7, parts + 1).astype(int)
+        size = int(bounds[k] - bounds[k - 1])
+        return {"rtl": rtl_dir, "rtl_sha256": "r", "top": "t", "model_sha256": "m", "data": "digits-iv (fake)",
+                "in_stall": 0, "out_stall": 0, "cycles_per_frame_analytic": 10, "clock_mhz": 100.0, "shard": shard,
+                "first_image": int(bounds[k - 1]), "n": size, "mismatches": 0, "tlast_errors": 0,
+                "sim_images_per_s": 5.0, "cycles_per_frame": 10.0, "latency_cycles": 30,
+                "predictions_rtl": [k] * size, "predictions_reference": [k] * size, "labels": [1] * size}
+    return fake
+
+
+@pytest.mark.parametrize("engine", [dict(workers=0), dict(workers=2, processes=False)])
+def test_shards_run_retry_merge_and_are_not_repeated(run, tmp_path, monkeypatch, engine):
+    """--shards: every shard runs (a failed one is retried), the reports are merged; a second call runs nothing,
+    a changed request runs every shard again, a shard failing twice is named and nothing is merged."""
+    calls, logs = [], []
+    monkeypatch.setattr(cosim, "cosim", _fake_cosim(calls, fail_first=1))
+    monkeypatch.setattr(cosim, "rtl_digest", lambda rtl_dir, m: "r")
+    out = tmp_path / "rep" / "cosim.json"
+    log = lambda *a, **k: logs.append(" ".join(map(str, a)))  # noqa: E731
+    merged = cosim.cosim_shards(run / "rtl", 3, out, retries=1, log=log, n=7, **engine)
+    assert sorted(calls) == ["1/3", "1/3", "2/3", "2/3", "3/3", "3/3"]
+    assert merged["n"] == 7 and merged["shards"] == 3 and merged["predictions_rtl"] == [1, 1, 2, 2, 3, 3, 3]
+    assert merged["shard_reports"] == [str(p.resolve()) for p in cosim.shard_paths(out, 3)]
+    assert [json.loads(p.read_text())["request"]["shard"] for p in cosim.shard_paths(out, 3)] == ["1/3", "2/3", "3/3"]
+    assert any("failed (attempt 1 of 2)" in line for line in logs)
+
+    calls.clear()
+    again = cosim.cosim_shards(run / "rtl", 3, out, retries=1, log=log, n=7, **engine)
+    assert calls == [] and again["predictions_rtl"] == merged["predictions_rtl"]
+    cosim.cosim_shards(run / "rtl", 3, out, retries=1, log=log, n=6, **engine)
+    assert sorted(set(calls)) == ["1/3", "2/3", "3/3"]
+
+    monkeypatch.setattr(cosim, "cosim", _fake_cosim([], fail_first=2))
+    with pytest.raises(cosim.CosimError, match=r"3 of 3 shard\(s\) failed .*simulated failure.*nothing merged"):
+        cosim.cosim_shards(run / "rtl", 3, tmp_path / "other" / "cosim.json", retries=1, log=log, n=7, **engine)
+    assert not (tmp_path / "other" / "cosim.json").exists()
+
+
+def test_shards_refuse_a_file_they_did_not_write_and_bad_flags(run, tmp_path, capsys):
+    out = tmp_path / "cosim.json"
+    foreign = cosim.shard_paths(out, 2)[1]
+    foreign.write_text("my notes\n")
+    with pytest.raises(cosim.CosimError, match="cosim-2of2.json: exists and is not a co-simulation report"):
+        cosim.cosim_shards(run / "rtl", 2, out, workers=0)
+    assert foreign.read_text() == "my notes\n"
+    for args, culprit in ((["--shards", "2", "--shard", "1/2"], "not with --shard"),
+                          (["--workers", "3"], "apply to --shards only"),
+                          (["--shards", "2", "--retries", "-1"], "--retries -1")):
+        assert cosim.main([str(run / "rtl"), *args, "--out", str(tmp_path / "c.json")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert culprit in err and "\n" not in err, err
+    with pytest.raises(SystemExit):
+        cosim.main([str(run / "rtl"), "--shards", "0", "--out", str(tmp_path / "c.json")])
+    assert "argument --shards: '0' must be a positive integer" in capsys.readouterr().err
+    assert not (tmp_path / "c.json").exists()
+
+
+@pytest.mark.slow
+def test_two_shards_on_local_worker_processes_match_one_run(run, tmp_path, verilator_path):
+    """The real thing: 2 shards of 4 digits-iv images on a LocalCluster of 2 worker processes, merged; the same
+    predictions as one unsharded run, 0 mismatches; a restart runs nothing."""
+    out = tmp_path / "cosim.json"
+    assert cosim.main([str(run / "rtl"), "--shards", "2", "-n", "4", "--harness", "verilator", "--out", str(out),
+                       "--work", str(tmp_path / "w")]) == 0
+    merged = json.loads(out.read_text())
+    whole = cosim.cosim(run / "rtl", None, 4, harness="verilator", work=tmp_path / "w1")
+    assert merged["mismatches"] == 0 and merged["shards"] == 2 and merged["data"] == whole["data"]
+    assert merged["predictions_rtl"] == whole["predictions_rtl"] and merged["labels"] == whole["labels"]
+    logs = []
+    cosim.cosim_shards(run / "rtl", 2, out, n=4, harness="verilator", work=tmp_path / "w",
+                       log=lambda *a, **k: logs.append(" ".join(map(str, a))))
+    assert "2 already done, 0 to run" in logs[0]
