@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -510,7 +511,10 @@ def cosim_shards(rtl_dir: str | Path, shards: int, out: str | Path, scheduler: s
     for k, path in enumerate(shard_paths(out, shards), 1):
         request = {**options, "rtl_dir": str(rtl_dir), "shard": f"{k}/{shards}",
                    "work": str(work / f"shard{k}of{shards}")}
-        task = ShardTask(json.loads(json.dumps(request)), str(path.resolve()))
+        request["digits_iv"] = {o: v for o, v in (request.get("digits_iv") or {}).items() if v is not None}
+        bound = inspect.signature(cosim).bind(**request)  # every argument, defaults included: one form per request
+        bound.apply_defaults()
+        task = ShardTask(json.loads(json.dumps(bound.arguments)), str(path.resolve()))
         try:
             old = json.loads(path.read_text()) if path.is_file() else None
         except (json.JSONDecodeError, UnicodeDecodeError):
