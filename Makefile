@@ -12,7 +12,7 @@ MODEL     ?= $(RUN)/model.onnx
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo train export lower fold hw cosim hls4ml-check analyses study test test-slow bench cost synth-blocks bitstream deploy lock clean
+.PHONY: help setup demo train export lower fold hw cosim hls4ml-check analyses study study-hw test test-slow bench cost synth-blocks bitstream deploy lock clean
 
 help:
 	@echo "make setup      create .venv with the pinned environment (env/requirements.lock)"
@@ -32,6 +32,8 @@ help:
 	@echo "make analyses   supplementary Sec. E-I analyses on digits -> reports/analyses/ (docs/analyses.md)"
 	@echo "make study      paired multi-seed study of baseline / INSTA-Th / INSTA / INSTA+ / latency-optimized on digits-iv"
 	@echo "                -> reports/study.{json,md,png} (reduced design; FULL=1 the full one; SCHEDULER=<dask address>)"
+	@echo "make study-hw   the best-seed baseline and insta of that study at its highest severity through the hardware flow"
+	@echo "                (5000 frames/s, RTL co-simulation of the run's digits-iv test split) -> table in reports/study.md"
 	@echo "make test       the default test run (fast tiers)"
 	@echo "make test-slow  the slow tiers (marked 'slow')"
 	@echo "make bench      digits INSTA-BNN vs baseline, same budget and seed -> reports/bench.json; then compile time,"
@@ -114,9 +116,14 @@ analyses: setup
 FULL ?=
 SCHEDULER ?=
 STUDY_ARGS ?=
+STUDY_HW_ARGS ?=
 
 study: setup
 	$(PY) -m instabnn.model.study --out reports $(if $(FULL),--full) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(STUDY_ARGS)
+
+# the hardware table of the study's models (after make study; a finished model is not run again)
+study-hw: setup
+	$(PY) -m instabnn.model.study --hardware --out reports $(if $(FULL),--full) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(STUDY_HW_ARGS)
 
 test: setup
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
