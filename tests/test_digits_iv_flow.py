@@ -95,7 +95,7 @@ def test_cosim_cli_refuses_bad_digits_iv_options_before_any_work(tmp_path, capsy
     assert culprit in err and "\n" not in err, err
 
 
-def test_deploy_example_images_are_the_training_data(run):
+def test_deploy_example_images_are_the_training_data(run, tmp_path):
     data, description = A.digits_test_images(run / "rtl", 6)
     x, y, expected = digits_test_split("digits-iv", TRAINED)
     assert description == expected and np.array_equal(data["labels"], y[:6])
@@ -103,6 +103,10 @@ def test_deploy_example_images_are_the_training_data(run):
     model = cosim.lowered_model(m, run / "rtl")
     assert np.array_equal(data["q0"], _quantized(model, x[:6]))
     assert np.array_equal(data["reference_logits"], cosim.reference_logits(model, _quantized(model, x[:6]), False))
+    summary = A.assemble(run / "rtl", None, tmp_path / "deploy", n_images=6)
+    assert summary["images_from"] == expected and expected in (tmp_path / "deploy" / "README.md").read_text()
+    with np.load(tmp_path / "deploy" / "test_images.npz") as z:
+        assert np.array_equal(z["q0"], data["q0"])
 
 
 # ---------------------------------------------------------------------------------- co-simulation shards on workers
