@@ -20,6 +20,9 @@ cluster at ``--scheduler ADDRESS`` (workers need this environment and the run fo
 ``--workers 0`` runs them one after another in this process. A failed run is reported and retried (``--retries``);
 a run whose record exists with the same settings is not repeated, and an interrupted training resumes from its
 last epoch. Output: ``<out>/study.json``, ``study.md`` and ``study_*.png``; runs under ``--runs``.
+
+``--hardware`` (``make study-hw``), after the study: the best seed of baseline and insta at the highest severity of
+``--runs`` through the hardware flow, a table added to the report (:mod:`instabnn.model.study_hardware`).
 """
 
 from __future__ import annotations
