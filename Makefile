@@ -12,22 +12,28 @@ MODEL     ?= $(RUN)/model.onnx
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo train export lower fold hw cosim hls4ml-check analyses study test test-slow bench cost synth-blocks bitstream deploy lock clean
+.PHONY: help setup demo train export lower fold hw cosim hls4ml-check analyses study study-hw test test-slow bench cost synth-blocks bitstream deploy lock clean
 
 help:
 	@echo "make setup      create .venv with the pinned environment (env/requirements.lock)"
-	@echo "make demo       the whole flow on digits: train (VARIANT=$(VARIANT)), export, lower, fold, compile to RTL, co-simulate the"
+	@echo "make demo       the whole flow on digits (or DATA=digits-iv TRAIN_ARGS='--severity 2'): train (VARIANT=$(VARIANT)),"
+	@echo "                export, lower, fold, compile to RTL, co-simulate the"
 	@echo "                test split -> $(RUN)/, summary in reports/demo.json"
 	@echo "make train      train; TRAIN_ARGS='--data cifar10 --data-dir ... --preset cifar' etc. (--help lists all)"
 	@echo "make export     export CKPT=$(CKPT) to MODEL=$(MODEL)"
 	@echo "make lower      lower MODEL=$(MODEL) to the integer network; report $(dir $(MODEL))lowered.{json,md}"
 	@echo "make fold       PE/SIMD per layer of $(dir $(MODEL))lowered.onnx for FPS=5000 at 100 MHz -> folding.json"
 	@echo "make hw         MODEL=<exported .onnx>: lower, fold for FPS=$(FPS) (or FOLDING=<json>), generate the RTL -> $(dir $(MODEL))rtl/"
-	@echo "make cosim      MODEL=... DATA=digits|cifar10|random N=<images>: co-simulate the RTL vs the reference -> reports/cosim.json"
+	@echo "make cosim      MODEL=... DATA=digits|digits-iv|cifar10|random N=<images>: co-simulate the RTL vs the reference"
+	@echo "                -> reports/cosim.json (default DATA: what the model was trained on; digits-iv takes the run's"
+	@echo "                severity/size/seed, COSIM_ARGS='--severity 2 --test-draw 1' overrides); SHARD=k/n one slice;"
+	@echo "                SHARDS=n all n slices on local Dask workers (SCHEDULER=<dask address>: a cluster), merged"
 	@echo "make hls4ml-check  MODEL=<exported .onnx>: hls4ml's QONNX front end + C simulation vs the reference -> reports/hls4ml/"
 	@echo "make analyses   supplementary Sec. E-I analyses on digits -> reports/analyses/ (docs/analyses.md)"
 	@echo "make study      paired multi-seed study of baseline / INSTA-Th / INSTA / INSTA+ / latency-optimized on digits-iv"
 	@echo "                -> reports/study.{json,md,png} (reduced design; FULL=1 the full one; SCHEDULER=<dask address>)"
+	@echo "make study-hw   the best-seed baseline and insta of that study at its highest severity through the hardware flow"
+	@echo "                (5000 frames/s, RTL co-simulation of the run's digits-iv test split) -> table in reports/study.md"
 	@echo "make test       the default test run (fast tiers)"
 	@echo "make test-slow  the slow tiers (marked 'slow')"
 	@echo "make bench      digits INSTA-BNN vs baseline, same budget and seed -> reports/bench.json; then compile time,"
@@ -47,12 +53,12 @@ setup: $(STAMP)
 VARIANT ?= insta
 
 demo: setup
-	$(PY) -m instabnn.model.train --data digits --variant $(VARIANT) --out $(RUN) --resume $(TRAIN_ARGS)
+	$(PY) -m instabnn.model.train --data $(or $(DATA),digits) --variant $(VARIANT) --out $(RUN) --resume $(TRAIN_ARGS)
 	$(PY) -m instabnn.model.export --checkpoint $(RUN)/model.pt --out $(RUN)/model.onnx
 	$(PY) -m instabnn.hw.lower $(RUN)/model.onnx --out $(RUN)
 	$(PY) -m instabnn.hw.folding $(RUN)/lowered.onnx --target-fps $(FPS)
 	$(PY) -m instabnn.hw.compile $(RUN)/lowered.onnx --folding $(RUN)/folding.json --out $(RUN)/rtl
-	$(PY) -m instabnn.sim.cosim $(RUN)/rtl --data digits --out $(RUN)/cosim.json
+	$(PY) -m instabnn.sim.cosim $(RUN)/rtl --out $(RUN)/cosim.json
 	$(PY) -m instabnn.sim.demo $(RUN) --out reports/demo.json
 
 train: setup
@@ -71,10 +77,12 @@ fold: setup
 
 LOWERED := $(dir $(MODEL))lowered.onnx
 FOLDING ?=
-DATA ?= digits
+DATA ?=
+COSIM_ARGS ?=
 N ?=
 DATA_DIR ?=
 SHARD ?=
+SHARDS ?=
 HARNESS ?= cocotb
 
 hw: setup
@@ -82,9 +90,10 @@ hw: setup
 	$(if $(FOLDING),,$(PY) -m instabnn.hw.folding $(LOWERED) --target-fps $(FPS))
 	$(PY) -m instabnn.hw.compile $(LOWERED) --folding $(if $(FOLDING),$(FOLDING),$(dir $(MODEL))folding.json) --out $(dir $(MODEL))rtl
 
-COSIM = $(PY) -m instabnn.sim.cosim $(dir $(MODEL))rtl --data $(DATA) --harness $(HARNESS) \
+COSIM = $(PY) -m instabnn.sim.cosim $(dir $(MODEL))rtl $(if $(DATA),--data $(DATA)) --harness $(HARNESS) $(COSIM_ARGS) \
 	--out reports/cosim$(if $(SHARD),-$(subst /,of,$(SHARD)),).json \
-	$(if $(N),-n $(N)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(SHARD),--shard $(SHARD))
+	$(if $(N),-n $(N)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(SHARD),--shard $(SHARD)) \
+	$(if $(SHARDS),--shards $(SHARDS) $(if $(SCHEDULER),--scheduler $(SCHEDULER)))
 
 # the arguments are checked before lowering, folding and compiling (a typo in DATA costs nothing)
 cosim: setup
@@ -107,9 +116,14 @@ analyses: setup
 FULL ?=
 SCHEDULER ?=
 STUDY_ARGS ?=
+STUDY_HW_ARGS ?=
 
 study: setup
 	$(PY) -m instabnn.model.study --out reports $(if $(FULL),--full) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(STUDY_ARGS)
+
+# the hardware table of the study's models (after make study; a finished model is not run again)
+study-hw: setup
+	$(PY) -m instabnn.model.study --hardware --out reports $(if $(FULL),--full) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(STUDY_HW_ARGS)
 
 test: setup
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)

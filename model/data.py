@@ -28,6 +28,7 @@ from torch.utils.data import Dataset, TensorDataset
 DATASETS = ("digits", "digits-iv", "cifar10", "imagenet")
 DATASET_ARCH = {"digits": "digits", "digits-iv": "digits", "cifar10": "resnet20", "imagenet": "reactnet18"}
 DIGITS_IV_SIZES = (8, 16, 32)
+DIGITS_IV_OPTIONS = {"severity", "image_size", "noise", "seed", "limit"}  # a run's data_options
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -156,6 +157,30 @@ def digits_iv_arrays(severity: float = 1.0, image_size: int = 8, seed: int = 0, 
     x_tr, p_tr = perturb(x[idx_tr], idx_tr, severity, seed, "train", 0, noise)
     x_te, p_te = perturb(x[idx_te], idx_te, severity, seed, "test", test_draw, noise)
     return x_tr, y[idx_tr], x_te, y[idx_te], p_tr, p_te
+
+
+def digits_test_split(name: str, options: dict | None = None, test_draw: int = 0):
+    """(x_test, y_test, description) of ``digits`` or ``digits-iv`` with ``options`` (severity, image_size, noise,
+    seed, optionally limit) and perturbation draw ``test_draw``: the images that the export check, the lowering's
+    agreement, the co-simulation and the deployment's example images of one model all use. The description names
+    every option, so two reports on different images never carry the same one."""
+    if name == "digits":
+        if options or test_draw:
+            raise DataError(f"digits: options {', '.join(sorted(options or {'test_draw': 0}))} apply to digits-iv only")
+        return (*digits_arrays()[2:], "digits test split")
+    if name != "digits-iv":
+        raise DataError(f"{name}: not digits or digits-iv")
+    if not isinstance(test_draw, int) or test_draw < 0:
+        raise DataError(f"digits-iv: test draw {test_draw!r} must be an integer >= 0")
+    options = dict(options or {})
+    unknown = sorted(set(options) - DIGITS_IV_OPTIONS)
+    if unknown:
+        raise DataError(f"digits-iv: unknown option(s) {', '.join(unknown)} "
+                        f"(known: {', '.join(sorted(DIGITS_IV_OPTIONS))})")
+    x, y = digits_iv_arrays(**options, test_draw=test_draw)[2:4]
+    described = ", ".join(f"{k} {options[k]:g}" if isinstance(options[k], float) else f"{k} {options[k]}"
+                          for k in sorted(options))
+    return x, y, f"digits-iv test split ({described}; test draw {test_draw})"
 
 
 class AugmentedTensorDataset(Dataset):

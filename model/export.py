@@ -117,9 +117,10 @@ def check_inputs(cfg: NetConfig, n: int, seed: int = 0, data: str | None = None,
     """Test inputs for the equivalence check: the test images of the data set the network was trained on where
     that is digits or digits-iv (``data``, ``data_options`` from its checkpoint), else generated."""
     if data == "digits-iv":
-        from instabnn.model.data import digits_iv_arrays
+        from instabnn.model.data import digits_test_split
 
-        return digits_iv_arrays(**(data_options or {}))[2][:n], f"digits-iv test split ({data_options})"
+        x, _, description = digits_test_split(data, data_options)
+        return x[:n], description
     if cfg.arch == "digits" and cfg.in_channels in (None, 1) and cfg.image_size in (None, 8):
         from instabnn.model.data import digits_arrays
 
@@ -208,7 +209,37 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as e:
         raise ExportError(f"model {path}: not a readable ONNX file ({e})") from e
+    return metadata(proto)
+
+
+def metadata(proto) -> dict[str, str]:
+    """The ``instabnn.*`` model-level metadata of an ONNX ModelProto (prefix removed)."""
     return {p.key[len(META_PREFIX):]: p.value for p in proto.metadata_props if p.key.startswith(META_PREFIX)}
+
+
+TRAINING_DATA_KEYS = ("data", "data_options")
+
+
+def training_data(meta: dict[str, str]) -> tuple[str | None, dict]:
+    """(data set, its options) a model was trained on, from its metadata (:func:`metadata`); (None, {}) where the
+    file does not record them (not exported from a checkpoint of this project, or lowered before they were kept)."""
+    if not meta.get("data"):
+        return None, {}
+    try:
+        options = json.loads(meta.get("data_options") or "{}")
+    except json.JSONDecodeError:
+        raise ExportError(f"metadata data_options {meta['data_options']!r}: not JSON") from None
+    return meta["data"], options
+
+
+def carry_training_data(meta: dict[str, str], target) -> None:
+    """Copy the training-data entries of an export's metadata ``meta`` (:func:`read_metadata`) into ModelProto
+    ``target`` (its lowered graph), so that what runs on the lowered graph (co-simulation, deployment) can use the
+    same test images."""
+    for key in TRAINING_DATA_KEYS:
+        if key in meta:
+            entry = target.metadata_props.add()
+            entry.key, entry.value = META_PREFIX + key, meta[key]
 
 
 def config_from_onnx(path: str | Path) -> NetConfig:

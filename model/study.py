@@ -20,6 +20,9 @@ cluster at ``--scheduler ADDRESS`` (workers need this environment and the run fo
 ``--workers 0`` runs them one after another in this process. A failed run is reported and retried (``--retries``);
 a run whose record exists with the same settings is not repeated, and an interrupted training resumes from its
 last epoch. Output: ``<out>/study.json``, ``study.md`` and ``study_*.png``; runs under ``--runs``.
+
+``--hardware`` (``make study-hw``), after the study: the best seed of baseline and insta at the highest severity of
+``--runs`` through the hardware flow, a table added to the report (:mod:`instabnn.model.study_hardware`).
 """
 
 from __future__ import annotations
@@ -203,64 +206,15 @@ def run_one(task: RunTask, attempt: int = 0) -> dict:
 
 def execute(tasks: list[RunTask], on_result, on_failure, scheduler: str | None = None, workers: int = 2,
             retries: int = 1, log=print, processes: bool = True) -> None:
-    """Run ``tasks`` with :func:`run_one`; ``on_result(task, record)`` as each finishes, ``on_failure(task, error)``
-    once a task has failed ``retries + 1`` times. Dask workers (a LocalCluster of ``workers`` processes, or of
-    threads in this process with ``processes=False``, or the cluster at ``scheduler``), or inline (``workers=0``)."""
-    if workers == 0 and scheduler is None:
-        for task in tasks:
-            for attempt in range(retries + 1):
-                try:
-                    on_result(task, run_one(task, attempt))
-                    break
-                except Exception as e:  # noqa: BLE001 - a run's failure is reported, never fatal to the study
-                    _report_failure(task, attempt, retries, e, on_failure, log)
-        return
+    """Run ``tasks`` with :func:`run_one` on the engine of :mod:`instabnn.model.engine` (Dask workers, or inline
+    with ``workers=0``): ``on_result(task, record)`` as each finishes, ``on_failure(task, error)`` once a task has
+    failed ``retries + 1`` times."""
+    from instabnn.model.engine import EngineError, run_tasks
 
-    import logging
-
-    from dask.distributed import Client, LocalCluster, as_completed
-
-    cluster = None
-    if scheduler is None:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=None,
-                               silence_logs=logging.ERROR)
     try:
-        client = Client(scheduler or cluster, timeout="60s")
-    except OSError as e:
-        raise StudyError(f"--scheduler {scheduler}: cannot connect ({e})") from None
-    try:
-        pending, futures = {}, []
-        for i, task in enumerate(tasks):  # priority: in the given order (retries go first)
-            futures.append(client.submit(run_one, task, 0, key=f"{task.key}-attempt0", pure=False,
-                                         priority=len(tasks) - i))
-            pending[futures[-1].key] = (task, 0)
-        queue = as_completed(futures)
-        for fut in queue:
-            task, attempt = pending.pop(fut.key)
-            if fut.status == "finished":
-                on_result(task, fut.result())
-                continue
-            error = fut.exception()
-            if _report_failure(task, attempt, retries, error, on_failure, log):
-                retry = client.submit(run_one, task, attempt + 1, key=f"{task.key}-attempt{attempt + 1}", pure=False,
-                                      priority=len(tasks) + 1)
-                pending[retry.key] = (task, attempt + 1)
-                queue.add(retry)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-
-
-def _report_failure(task, attempt, retries, error, on_failure, log) -> bool:
-    """Log a failed attempt; True if it is to be retried, else ``on_failure`` is called."""
-    message = f"{type(error).__name__}: {error}".splitlines()[0]
-    if attempt < retries:
-        log(f"run {task.key} failed (attempt {attempt + 1} of {retries + 1}): {message}; retrying", flush=True)
-        return True
-    log(f"run {task.key} FAILED after {attempt + 1} attempt(s): {message}", flush=True)
-    on_failure(task, message)
-    return False
+        run_tasks(run_one, tasks, on_result, on_failure, scheduler, workers, retries, log, processes)
+    except EngineError as e:
+        raise StudyError(str(e)) from None
 
 
 # ----------------------------------------------------------------------------------------------- statistics
@@ -399,6 +353,10 @@ def markdown(report: dict) -> str:
     if report["failures"]:
         lines += ["", "## Failed runs", ""] + [f"- {k}: {m}" for k, m in sorted(report["failures"].items())]
     lines += ["", "Plots: " + ", ".join(f"`{p}`" for p in report["plots"]), ""]
+    if "hardware" in report:
+        from instabnn.model.study_hardware import hardware_markdown
+
+        lines += hardware_markdown(report["hardware"])
     return "\n".join(lines)
 
 
@@ -524,6 +482,38 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def hardware_main(args, runs: Path) -> int:
+    from instabnn.model.study_hardware import HARDWARE_VARIANTS, HardwareError, hardware_table
+
+    design_flags = [f"--{k.replace('_', '-')}" for k in ("severities", "seeds", "epochs", "draws", "image_size",
+                                                         "noise", "limit") if getattr(args, k) is not None]
+    if design_flags:
+        print(f"{PROG}: error: {', '.join(design_flags)}: --hardware takes the models the study folder holds",
+              file=sys.stderr)
+        return 2
+    fps = 5000.0 if args.fps is None else args.fps
+    if not (math.isfinite(fps) and fps > 0):
+        print(f"{PROG}: error: --fps {fps}: must be a finite number > 0", file=sys.stderr)
+        return 2
+    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip()) if args.variants else \
+        HARDWARE_VARIANTS
+    unknown = [v for v in variants if v not in STUDY_VARIANTS]
+    if unknown:
+        print(f"{PROG}: error: --variants: unknown {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    try:
+        table = hardware_table(runs, Path(args.out), variants, fps, scheduler=args.scheduler,
+                               workers=args.workers, retries=args.retries)
+    except HardwareError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    from instabnn.model.study_hardware import hardware_markdown
+
+    print("\n".join(hardware_markdown(table)))
+    print(f"added to {Path(args.out) / 'study.md'} and study.json")
+    return 1 if table["failures"] or any(m["mismatches"] for m in table["models"]) else 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--full", action="store_true", help="the full design (docs/study.md) instead of the reduced one")
@@ -540,6 +530,10 @@ def main(argv=None) -> int:
     p.add_argument("--scheduler", help="address of a Dask scheduler (default: a LocalCluster of --workers)")
     p.add_argument("--workers", type=int, default=2, help="local worker processes (0: run in this process)")
     p.add_argument("--retries", type=int, default=1, help="retries of a failed run")
+    p.add_argument("--hardware", action="store_true",
+                   help="instead of training: the best seed of baseline and insta (or --variants) at the highest "
+                        "severity of --runs through the hardware flow; adds the table to <out>/study.{json,md}")
+    p.add_argument("--fps", type=float, help="--hardware: the folding's target frames/s at 100 MHz (default 5000)")
     args = p.parse_args(argv)
     design, name = (FULL, "full") if args.full else (REDUCED, "reduced")
     changes = {k: getattr(args, k) for k in ("severities", "seeds", "epochs", "draws", "image_size", "noise", "limit")
@@ -552,6 +546,11 @@ def main(argv=None) -> int:
         print(f"{PROG}: error: --workers {args.workers} / --retries {args.retries} must be >= 0", file=sys.stderr)
         return 2
     runs = Path(args.runs or f"runs/study-{'full' if args.full else 'reduced'}")
+    if args.hardware:
+        return hardware_main(args, runs)
+    if args.fps is not None:
+        print(f"{PROG}: error: --fps applies to --hardware only", file=sys.stderr)
+        return 2
     command = " ".join([f"python -m instabnn.model.study", *(argv if argv is not None else sys.argv[1:])])
     try:
         report = run_study(design, Path(args.out), runs, args.scheduler, args.workers, args.retries, name, command)

@@ -17,20 +17,26 @@ integer reference exactly.
    pipeline), ``sim_images_per_s``, the mismatching images with both logit vectors, and the run's settings.
 
 Long runs shard: ``--shard k/n`` takes the k-th of n equal slices of the images (k from 1); ``--merge a.json b.json
-...`` merges shard reports into one. ``DATA``: ``digits`` (scikit-learn's test split, embedded), ``cifar10`` (the
-test batch from ``--data-dir``), ``random`` (uniform integers over the input range, seeded).
+...`` merges shard reports into one. ``DATA``: ``digits`` (scikit-learn's test split, embedded), ``digits-iv`` (the
+same with the per-image perturbation the network was trained with: severity, image size, noise and perturbation
+seed are read from the lowered graph, which keeps what the export recorded from the checkpoint; ``--severity`` ...
+override one, ``--test-draw`` picks another perturbation draw of the test split), ``cifar10`` (the test batch from
+``--data-dir``), ``random`` (uniform integers over the input range, seeded). Without ``--data``: the data set the
+network was trained on (digits or digits-iv), else digits.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -96,8 +102,59 @@ def lowered_model(m: dict, rtl_dir: Path):
         raise CosimError(str(e)) from None
 
 
-def images_for(data: str, n: int | None, model, shape, data_dir: str | None, seed: int = 0):
-    """(integer images q0 (N, C, H, W), labels or None, description)."""
+DIGITS_IV_FLAGS = {"severity": "--severity", "image_size": "--image-size", "noise": "--noise",
+                   "seed": "--perturbation-seed"}
+
+
+def trained_on(model) -> tuple[str | None, dict]:
+    """(data set, options) the lowered graph's network was trained on, as its export recorded them (the lowering
+    keeps them); (None, {}) where nothing is recorded."""
+    from instabnn.model.export import ExportError, metadata, training_data
+
+    try:
+        return training_data(metadata(model.model))
+    except ExportError as e:
+        raise CosimError(f"the lowered graph's {e}") from None
+
+
+def default_data(model) -> str:
+    """The data set co-simulated when none is named: the one the network was trained on where that is digits or
+    digits-iv, else digits."""
+    data, _ = trained_on(model)
+    return data if data in ("digits", "digits-iv") else "digits"
+
+
+def digits_iv_options(model, shape, overrides: dict) -> dict:
+    """The digits-iv options to co-simulate with: those the network was trained on (recorded in the lowered graph),
+    each replaced by an explicit override (``overrides``: option -> value or None), validated. A graph that records
+    no digits-iv training needs ``--severity`` and ``--perturbation-seed``; its image size is the accelerator's."""
+    from instabnn.model.data import DataError, check_digits_iv_options
+
+    given = {k: v for k, v in overrides.items() if v is not None}
+    data, trained = trained_on(model)
+    if data == "digits-iv":
+        options = {**trained, **given}
+    else:
+        missing = [DIGITS_IV_FLAGS[k] for k in ("severity", "seed") if k not in given]
+        if missing:
+            raise CosimError(f"--data digits-iv: the lowered graph records no digits-iv training (trained on "
+                             f"{data or 'unrecorded data'}): give {' and '.join(missing)}")
+        options = {"noise": 0.0, "image_size": int(shape[-1]), **given}
+    try:
+        check_digits_iv_options(options.get("severity"), options.get("image_size"), options.get("noise"),
+                                options.get("seed"))
+    except DataError as e:
+        raise CosimError(str(e)) from None
+    if options["image_size"] != shape[-1]:
+        raise CosimError(f"--image-size {options['image_size']}: the accelerator takes {shape[-1]}x{shape[-1]} "
+                         "images")
+    return options
+
+
+def images_for(data: str, n: int | None, model, shape, data_dir: str | None, seed: int = 0,
+               data_options: dict | None = None, test_draw: int = 0):
+    """(integer images q0 (N, C, H, W), labels or None, description). ``data_options`` and ``test_draw``:
+    digits-iv's (:func:`digits_iv_options`)."""
     from instabnn.contract.layers import quantize_int
 
     props = {p.key: p.value for p in model.model.metadata_props}
@@ -107,11 +164,13 @@ def images_for(data: str, n: int | None, model, shape, data_dir: str | None, see
         lo, hi = (0, 2) if bits == 1 else (-(1 << (bits - 1)), 1 << (bits - 1))  # 1 bit: binarized input, 0/1
         q = rng.integers(lo, hi, size=(n or 16, *shape))
         return q.astype(np.int64), None, f"{n or 16} random {bits}-bit images (seed {seed})"
-    if data == "digits":
-        from instabnn.model.data import digits_arrays
+    if data in ("digits", "digits-iv"):
+        from instabnn.model.data import DataError, digits_test_split
 
-        _, _, x, y = digits_arrays()
-        desc = "digits test split"
+        try:
+            x, y, desc = digits_test_split(data, data_options, test_draw)
+        except DataError as e:
+            raise CosimError(str(e)) from None
     elif data == "cifar10":
         from instabnn.model.data import CIFAR_MEAN, CIFAR_STD, DataError, _normalise, cifar10_arrays
 
@@ -122,7 +181,7 @@ def images_for(data: str, n: int | None, model, shape, data_dir: str | None, see
         x = _normalise(x_u8, CIFAR_MEAN, CIFAR_STD).numpy()
         desc = f"CIFAR-10 test set ({data_dir})"
     else:
-        raise CosimError(f"unknown data {data!r} (digits, cifar10 or random)")
+        raise CosimError(f"unknown data {data!r} (digits, digits-iv, cifar10 or random)")
     if tuple(x.shape[1:]) != tuple(shape):
         raise CosimError(f"{desc} images have shape {tuple(x.shape[1:])}, the accelerator takes {tuple(shape)}")
     x, y = x[:n], y[:n]
@@ -317,15 +376,24 @@ def localize(rtl_dir: Path, m: dict, model, image: np.ndarray, work: Path) -> di
     return {"first_divergent_tensor": None if first is None else first["tensor"], "layers": layers}
 
 
-def cosim(rtl_dir: str | Path, data: str = "digits", n: int | None = None, shard: str | None = None,
+def cosim(rtl_dir: str | Path, data: str | None = None, n: int | None = None, shard: str | None = None,
           harness: str = "cocotb", work: str | Path | None = None, data_dir: str | None = None,
           in_stall: int = 0, out_stall: int = 0, seed: int = 1, progress: bool = False, image: int | None = None,
-          waves: bool = False, localize_mismatch: bool = True) -> dict:
+          waves: bool = False, localize_mismatch: bool = True, digits_iv: dict | None = None,
+          test_draw: int = 0) -> dict:
+    """Co-simulate ``rtl_dir`` on ``data`` (None: the data the network was trained on, :func:`default_data`);
+    ``digits_iv``: explicit digits-iv options overriding the training's (:func:`digits_iv_options`)."""
     rtl_dir = Path(rtl_dir).resolve()  # the simulators run in folders of their own: no relative paths below
     m = load_manifest(rtl_dir)
     check_memory_files(rtl_dir, m)
     model = lowered_model(m, rtl_dir)
-    q0, labels, desc = images_for(data, n, model, m["input_shape"], data_dir, seed)
+    data = data or default_data(model)
+    given = {k: v for k, v in (digits_iv or {}).items() if v is not None}
+    if data != "digits-iv" and (given or test_draw):
+        flags = [DIGITS_IV_FLAGS[k] for k in given] + (["--test-draw"] if test_draw else [])
+        raise CosimError(f"{', '.join(flags)}: apply to --data digits-iv only, not --data {data}")
+    options = digits_iv_options(model, m["input_shape"], given) if data == "digits-iv" else None
+    q0, labels, desc = images_for(data, n, model, m["input_shape"], data_dir, seed, options, test_draw)
     first = 0
     if image is not None:
         if not 0 <= image < len(q0):
@@ -338,6 +406,8 @@ def cosim(rtl_dir: str | Path, data: str = "digits", n: int | None = None, shard
             raise CosimError(f"--shard {e}") from None
         bounds = np.linspace(0, len(q0), parts + 1).astype(int)
         first = int(bounds[k - 1])
+        if bounds[k] == bounds[k - 1]:
+            raise CosimError(f"--shard {shard}: no images in this slice (there are {len(q0)} images)")
         q0 = q0[bounds[k - 1]:bounds[k]]
         labels = None if labels is None else labels[bounds[k - 1]:bounds[k]]
     work = (Path(work) if work else rtl_dir.parent / "cosim").resolve()
@@ -346,6 +416,13 @@ def cosim(rtl_dir: str | Path, data: str = "digits", n: int | None = None, shard
               "model_sha256": m["model_sha256"], "data": desc,
               "shard": shard, "first_image": first, "n": int(len(q0)), "in_stall": in_stall, "out_stall": out_stall,
               "cycles_per_frame_analytic": m["cycles_per_frame_estimate"], "clock_mhz": m["clock_mhz"]}
+    trained_data, trained_options = trained_on(model)
+    report["trained_on"] = {"data": trained_data, "data_options": trained_options}
+    if options is not None:
+        report.update(data_options=options, test_draw=test_draw)
+        if trained_data == "digits-iv":
+            report["data_options_differ_from_training"] = sorted(k for k in options
+                                                                 if options[k] != trained_options.get(k))
     harnesses = ["cocotb", "verilator"] if harness == "both" else [harness]
     for h in harnesses:
         t0 = time.perf_counter()
@@ -379,6 +456,96 @@ def cosim(rtl_dir: str | Path, data: str = "digits", n: int | None = None, shard
         report["cocotb_vs_verilator_speed"] = report["cocotb"]["sim_images_per_s"] / \
             report["verilator"]["sim_images_per_s"]
     return report
+
+
+# ------------------------------------------------------------------------------------------ shards on workers
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One shard of a sharded co-simulation: :func:`cosim` with ``request`` (its keyword arguments, JSON values),
+    its report written to ``out``."""
+
+    request: dict
+    out: str
+
+    @property
+    def key(self) -> str:
+        return f"cosim-shard{self.request['shard'].replace('/', 'of')}"
+
+    @property
+    def index(self) -> int:
+        return int(self.request["shard"].split("/")[0])
+
+
+def shard_paths(out: Path, shards: int) -> list[Path]:
+    """The shard reports of ``--shards n --out DIR/NAME.json``: ``DIR/NAME-kofn.json`` (the names of
+    ``make cosim SHARD=k/n``)."""
+    return [out.with_name(f"{out.stem}-{k}of{shards}{out.suffix}") for k in range(1, shards + 1)]
+
+
+def run_shard(task: ShardTask, attempt: int = 0) -> dict:
+    """Co-simulate one shard (on a worker) and write its report, with the request it answers."""
+    from instabnn.outputs import atomic_write_text
+
+    report = {**cosim(**task.request), "request": task.request}
+    Path(task.out).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(task.out), json.dumps(report, indent=1))
+    return {k: report[k] for k in ("shard", "n", "mismatches", "tlast_errors")}
+
+
+def cosim_shards(rtl_dir: str | Path, shards: int, out: str | Path, scheduler: str | None = None, workers: int = 2,
+                 retries: int = 1, work: str | Path | None = None, log=print, processes: bool = True,
+                 **options) -> dict:
+    """Co-simulate ``rtl_dir`` as ``shards`` shards on Dask workers (:mod:`instabnn.model.engine`: local worker
+    processes, or the cluster at ``scheduler``), each writing its report beside ``out`` (:func:`shard_paths`), and
+    merge them (:func:`merge`). A shard whose report exists for the same request and the same RTL is not run
+    again; a failed shard is retried ``retries`` times, and one that still fails is named in the CosimError (the
+    finished shards stay for the next run). ``options``: the keyword arguments of :func:`cosim`."""
+    from instabnn.model.engine import EngineError, run_tasks
+
+    rtl_dir, out = Path(rtl_dir).resolve(), Path(out)
+    digest = rtl_digest(rtl_dir, load_manifest(rtl_dir))
+    work = (Path(work) if work else rtl_dir.parent / "cosim").resolve()
+    tasks, done = [], {}
+    for k, path in enumerate(shard_paths(out, shards), 1):
+        request = {**options, "rtl_dir": str(rtl_dir), "shard": f"{k}/{shards}",
+                   "work": str(work / f"shard{k}of{shards}")}
+        request["digits_iv"] = {o: v for o, v in (request.get("digits_iv") or {}).items() if v is not None}
+        bound = inspect.signature(cosim).bind(**request)  # every argument, defaults included: one form per request
+        bound.apply_defaults()
+        task = ShardTask(json.loads(json.dumps(bound.arguments)), str(path.resolve()))
+        try:
+            old = json.loads(path.read_text()) if path.is_file() else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise CosimError(f"{path}: exists and is not a co-simulation report (not replaced; move it away)") \
+                from None
+        if old is not None and not (isinstance(old, dict) and "first_image" in old):
+            raise CosimError(f"{path}: exists and is not a co-simulation report (not replaced; move it away)")
+        if isinstance(old, dict) and old.get("request") == task.request and old.get("rtl_sha256") == digest:
+            done[k] = path
+        else:
+            tasks.append(task)
+    log(f"cosim: {shards} shards, {len(done)} already done, {len(tasks)} to run on "
+        f"{scheduler or (f'{workers} local worker process(es)' if workers else 'this process')}", flush=True)
+    failures = {}
+
+    def on_result(task, result):
+        done[task.index] = Path(task.out)
+        log(f"[{len(done)}/{shards}] shard {result['shard']}: {result['n']} images, {result['mismatches']} "
+            f"mismatching -> {task.out}", flush=True)
+
+    try:
+        run_tasks(run_shard, tasks, on_result, lambda task, message: failures.__setitem__(task.key, message),
+                  scheduler, workers, retries, log, processes)
+    except EngineError as e:
+        raise CosimError(str(e)) from None
+    if failures:
+        listed = "; ".join(f"{k}: {m}" for k, m in sorted(failures.items()))
+        raise CosimError(f"{len(failures)} of {shards} shard(s) failed ({listed}); nothing merged, the finished "
+                         "shards are kept and not run again")
+    named = [(str(done[k]), read_report(done[k])) for k in sorted(done)]
+    return {**merge(named), "shard_reports": [name for name, _ in named]}
 
 
 def check_memory_files(rtl_dir: Path, m: dict) -> None:
@@ -432,6 +599,9 @@ def merge(named: list[tuple[str, dict]]) -> dict:
                 "sim_images_per_s": n / sum(r["n"] / r["sim_images_per_s"] for r in reports),
                 "cycles_per_frame": float(np.mean([r["cycles_per_frame"] for r in reports])),
                 "latency_cycles": reports[0]["latency_cycles"]})
+    for key in ("trained_on", "data_options", "test_draw", "data_options_differ_from_training"):
+        if key in reports[0]:  # the same in every shard: the images' description ("data") names them all
+            out[key] = reports[0][key]
     for key in ("predictions_rtl", "predictions_reference", "labels"):
         if all(key in r for r in reports):
             out[key] = [v for r in reports for v in r[key]]
@@ -446,6 +616,9 @@ def merge(named: list[tuple[str, dict]]) -> dict:
 def summary(r: dict) -> str:
     lines = [f"co-simulated {r['n']} images ({r['data']}) through {r['top']}: {r['mismatches']} mismatching "
              f"image(s), {r['tlast_errors']} tlast error(s)"]
+    if r.get("data_options_differ_from_training"):
+        lines.append(f"note: the digits-iv {', '.join(r['data_options_differ_from_training'])} differ from the "
+                     f"training's ({r['trained_on']['data_options']})")
     if "accuracy_rtl" in r:
         lines.append(f"accuracy reference {100 * r['accuracy_reference']:.2f}%, RTL {100 * r['accuracy_rtl']:.2f}%")
     lines.append(f"{r['cycles_per_frame']:.0f} cycles per frame (analytic {r['cycles_per_frame_analytic']}), "
@@ -478,11 +651,43 @@ def check_arguments(a) -> None:
     if a.data == "cifar10" and not (a.data_dir and Path(a.data_dir).is_dir()):
         raise CosimError(f"--data cifar10 needs --data-dir, the cifar-10-batches-py directory"
                          f"{f' ({a.data_dir}: no such directory)' if a.data_dir else ''}")
+    given = [DIGITS_IV_FLAGS[k] for k, v in digits_iv_overrides(a).items() if v is not None]
+    if a.test_draw != 0:
+        given.append("--test-draw")
+    if a.data not in (None, "digits-iv") and given:
+        raise CosimError(f"{', '.join(given)}: apply to --data digits-iv only, not --data {a.data}")
+    if a.test_draw < 0:
+        raise CosimError(f"--test-draw {a.test_draw}: a perturbation draw is >= 0")
+    if given:
+        from instabnn.model.data import DataError, check_digits_iv_options
+
+        o = digits_iv_overrides(a)
+        try:  # each given value alone (the rest as the defaults, which pass)
+            check_digits_iv_options(1.0 if o["severity"] is None else o["severity"],
+                                    8 if o["image_size"] is None else o["image_size"],
+                                    0.0 if o["noise"] is None else o["noise"], 0 if o["seed"] is None else o["seed"])
+        except DataError as e:
+            raise CosimError(str(e)) from None
     for f in a.merge or []:
         if not Path(f).is_file():
             raise CosimError(f"{f}: no such shard report")
+    if a.shards:
+        clash = [flag for flag, given in (("--shard", a.shard), ("--merge", a.merge), ("--image", a.image is not None),
+                                          ("--waves", a.waves)) if given]
+        if clash:
+            raise CosimError(f"--shards runs every shard: not with {', '.join(clash)}")
+    elif a.scheduler is not None or a.workers is not None or a.retries is not None:
+        raise CosimError("--scheduler, --workers and --retries apply to --shards only")
+    for flag, value in (("--workers", a.workers), ("--retries", a.retries)):
+        if value is not None and value < 0:
+            raise CosimError(f"{flag} {value}: must be >= 0")
     if not a.merge and not a.rtl and not a.check_args:
         raise CosimError("an RTL directory is required (or --merge)")
+
+
+def digits_iv_overrides(a) -> dict:
+    """The digits-iv options given on the command line (None: the training's)."""
+    return {"severity": a.severity, "image_size": a.image_size, "noise": a.noise, "seed": a.perturbation_seed}
 
 
 def main(argv=None) -> int:
@@ -490,7 +695,14 @@ def main(argv=None) -> int:
 
     p = arguments.Parser(prog="instabnn-cosim", description=__doc__.split("\n\n")[0])
     p.add_argument("rtl", nargs="?", help="RTL directory written by instabnn.hw.compile")
-    p.add_argument("--data", default="digits", choices=("digits", "cifar10", "random"))
+    p.add_argument("--data", choices=("digits", "digits-iv", "cifar10", "random"),
+                   help="default: the data the network was trained on (digits or digits-iv), else digits")
+    p.add_argument("--severity", type=float, help="digits-iv: override the training's perturbation strength")
+    p.add_argument("--image-size", type=int, help="digits-iv: override the training's image size")
+    p.add_argument("--noise", type=float, help="digits-iv: override the training's pixel noise")
+    p.add_argument("--perturbation-seed", type=int, help="digits-iv: override the training's perturbation seed")
+    p.add_argument("--test-draw", type=int, default=0,
+                   help="digits-iv: perturbation draw of the test split (default 0, the one training reported)")
     p.add_argument("--data-dir", help="CIFAR-10 directory (cifar-10-batches-py)")
     p.add_argument("-n", type=arguments.positive_int, default=None,
                    help="images (default: the whole split; random: 16)")
@@ -506,6 +718,11 @@ def main(argv=None) -> int:
     p.add_argument("--work", help="build and run directory (default: cosim/ beside the RTL directory)")
     p.add_argument("--out", default="reports/cosim.json", help="JSON report")
     p.add_argument("--merge", nargs="+", help="merge these shard reports into --out instead of simulating")
+    p.add_argument("--shards", type=arguments.positive_int,
+                   help="run n shards on Dask workers (reports OUT-kofn.json beside --out) and merge them into --out")
+    p.add_argument("--scheduler", help="--shards: address of a Dask scheduler (default: local worker processes)")
+    p.add_argument("--workers", type=int, help="--shards: local worker processes (default 2; 0: in this process)")
+    p.add_argument("--retries", type=int, help="--shards: retries of a failed shard (default 1)")
     p.add_argument("--check-args", action="store_true",
                    help="check the arguments and exit (no RTL needed: make cosim runs this before building)")
     a = p.parse_args(argv)
@@ -515,11 +732,18 @@ def main(argv=None) -> int:
             return 0
         if a.merge:
             report = merge([(f, read_report(Path(f))) for f in a.merge])
+        elif a.shards:
+            report = cosim_shards(a.rtl, a.shards, a.out, a.scheduler, 2 if a.workers is None else a.workers,
+                                  1 if a.retries is None else a.retries, work=a.work,
+                                  data=a.data, n=a.n, harness=a.harness, data_dir=a.data_dir, in_stall=a.in_stall,
+                                  out_stall=a.out_stall, seed=a.seed, localize_mismatch=not a.no_localize,
+                                  digits_iv=digits_iv_overrides(a), test_draw=a.test_draw)
         else:
             shard = None if a.shard is None else "/".join(map(str, a.shard))
             report = cosim(a.rtl, a.data, a.n, shard, a.harness, a.work, a.data_dir, a.in_stall, a.out_stall,
                            a.seed, progress=sys.stderr.isatty(), image=a.image, waves=a.waves,
-                           localize_mismatch=not a.no_localize)
+                           localize_mismatch=not a.no_localize, digits_iv=digits_iv_overrides(a),
+                           test_draw=a.test_draw)
     except CosimError as e:
         print(f"cosim: error: {e}", file=sys.stderr)
         return 2

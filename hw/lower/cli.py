@@ -46,6 +46,9 @@ def main(argv=None) -> int:
         print(f"instabnn-lower: error: {e}", file=sys.stderr)
         return 2
     lowered = to_onnx(net, images.shape[1:])  # (a plain W1A1 network: its graph starts after preprocessing)
+    from instabnn.model.export import carry_training_data, read_metadata
+
+    carry_training_data(read_metadata(args.model), lowered.model)
     from instabnn.contract.network import BinaryChainNetwork
 
     if isinstance(net, BinaryChainNetwork):

@@ -116,8 +116,10 @@ def agreement(model, net: IntegerNetwork, images: np.ndarray, labels=None, progr
 
 
 def evaluation_inputs(model_path, n: int | None):
-    """Digits test split (with labels) for a digits network, else generated inputs (no labels)."""
-    from instabnn.model.export import ExportError, config_from_onnx
+    """The test split (with labels) of the digits or digits-iv data the network was trained on (its export's
+    metadata), the digits test split for another digits network, else generated inputs (no labels)."""
+    from instabnn.model.data import digits_test_split
+    from instabnn.model.export import ExportError, config_from_onnx, read_metadata, training_data
 
     try:
         cfg = config_from_onnx(model_path)
@@ -126,11 +128,13 @@ def evaluation_inputs(model_path, n: int | None):
         shape = m.get_tensor_shape(m.graph.input[0].name)[1:]
         return np.random.default_rng(0).uniform(0, 1, (n or 16, *shape)).astype(np.float32), None, \
             "generated U(0,1) inputs"
-    if cfg.arch == "digits" and cfg.in_channels in (None, 1):
-        from instabnn.model.data import digits_arrays
-
-        _, _, x, y = digits_arrays()
-        return x[:n], y[:n], "digits test split"
+    data, options = training_data(read_metadata(model_path))
+    if data in ("digits", "digits-iv"):
+        x, y, description = digits_test_split(data, options)
+        return x[:n], y[:n], description
+    if cfg.arch == "digits" and cfg.in_channels in (None, 1) and cfg.image_size in (None, 8):
+        x, y, description = digits_test_split("digits")
+        return x[:n], y[:n], description
     rng = np.random.default_rng(0)
     c, size = cfg.in_channels or 3, cfg.image_size or 32
     return rng.standard_normal((n or 16, c, size, size)).astype(np.float32), None, "generated N(0,1) inputs"
