@@ -10,7 +10,7 @@ The testbench rebuilds the same ``ResidualActivation`` from the stored float par
 deterministic) and checks it against the memory files. All output goes to pytest's tmp directories. The default
 tier runs four foldings with tens of frames (own and reused statistics, shift and projection shortcuts, one folding
 below full rate); ``-m slow`` sweeps more (random C, PE, N, output bits, identity or pooled shortcut, own or reuse,
-plus projection foldings) with over 1000 frames in all. INSTA-PReLU+ (SE = 1, ``insta_shift_plus_compute``): three
+plus projection foldings) with over 1000 frames in all. INSTA-PReLU+ (SE = 1, ``se_mlp``): three
 default foldings (own at full rate, own below full rate, reuse + projection) and the Yosys read; three more foldings
 and a Yosys-netlist simulation in the slow tier.
 
@@ -908,7 +908,8 @@ def test_spec_matches_the_reference_and_the_files(tmp_path):
         assert params["STAT_REUSE"] == int(folding.reuse) and params["SHORTCUT_PROJ"] == int(folding.proj)
         assert ("SE" in params) == spec.se and ("M1_FILE" in params) == spec.se
         if spec.se:
-            assert params["HIDDEN"] == folding.hidden and params["S_SHIFT"] == spec.frac - 8 >= 1
+            # the RTL rounds P to s by S_SHIFT = max FRAC_j - SE_S_FRAC, from the FRAC_j parameters
+            assert params["HIDDEN"] == folding.hidden and max(params[f"FRAC_{j}"] for j in range(4)) - 8 >= 1
             assert spec.compute_edges == 3 * spec.channels + 2 * spec.hidden * spec.channels // spec.se_simd + 14
             assert spec.hidden == act.se.w1.shape[0] and spec.h_shift == act.se.mult_frac1
             assert spec.z_shift == act.se.mult_frac2 - 4

@@ -1,5 +1,5 @@
 """Spec, RTL parameters, stream packing and memory files of the INSTA-Th+ unit (``insta_threshold.sv`` with
-``SE = 1``, its computation ``insta_threshold_plus_compute.sv``).
+``SE = 1``, its computation ``se_mlp.sv`` and the threshold map in ``insta_threshold.sv``).
 
 :class:`InstaThresholdPlusSpec` is the one source of truth for the unit: its folding (channels, PE, pixels, input
 bits, hidden units, shortcut output) and the fixed-point format of its constants, every width derived from a
@@ -380,7 +380,7 @@ class InstaThresholdPlusSpec:
             params[f"COEFF_BITS_{j}"] = self.coeff_bits[j]
         for j in range(4):
             params[f"FRAC_{j}"] = self.fracs[j]
-        params.update({"TACC_BITS": self.tacc_bits, "S_SHIFT": self.s_shift, "W1_BITS": self.w1_bits,
+        params.update({"TACC_BITS": self.tacc_bits, "W1_BITS": self.w1_bits,
                        "W2_BITS": self.w2_bits, "M1_BITS": self.m1_bits, "M2_BITS": self.m2_bits,
                        "B_BITS": self.b_bits, "ACC1_BITS": self.acc1_bits, "Y1_BITS": self.y1_bits,
                        "ACC2_BITS": self.acc2_bits, "Y2_BITS": self.y2_bits, "H_SHIFT": self.h_shift,
