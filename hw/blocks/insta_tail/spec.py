@@ -85,6 +85,7 @@ from instabnn.hw.blocks.insta_threshold.spec import POWER_TABLE_MAX_BITS, sequen
 from instabnn.hw.blocks.common import frames
 from instabnn.hw.blocks.common.lanes import pack_mixed, unpack_mixed
 from instabnn.hw.blocks.common.memfile import read_memh, write_memh
+from instabnn.hw.blocks.common.stream_shape import ChannelFolding, LaneWidth
 from instabnn.contract.fixed_point import signed_bits
 from instabnn.contract.insta import power_sum_bits
 from instabnn.contract.layers import (G_GRID_FRAC, G_IN_FRAC, G_OUT_FRAC, G_RANGE, SE_H_BITS, SE_H_FRAC, SE_S_BITS,
@@ -211,7 +212,7 @@ def se_widths(se: SeMlpFixed, channels: int) -> dict:
 
 
 @dataclass(frozen=True)
-class InstaTailSpec:
+class InstaTailSpec(ChannelFolding):
     """One INSTA-PReLU tail unit: folding, lane widths, constant widths, shifts; see the module docstring."""
 
     channels: int  # C
@@ -261,11 +262,7 @@ class InstaTailSpec:
     power_table: int = 0  # 1: v^2 and v^3 from constant tables in logic instead of multipliers
 
     def __post_init__(self):
-        for name in ("channels", "pe", "pixels", "stat_pixels"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.channels % self.pe:
-            raise ValueError(f"PE ({self.pe}) must divide the channels ({self.channels})")
+        self.check_folding("pixels", "stat_pixels")
         for name in ("acc_bits", "sc_bits", "out_bits"):
             if not 2 <= getattr(self, name) <= 32:
                 raise ValueError(f"{name} must be in 2 .. 32, got {getattr(self, name)}")
@@ -421,35 +418,14 @@ class InstaTailSpec:
         return PROJ_CONST_FIELDS if self.shortcut_proj else CONST_FIELDS
 
     @property
-    def cf(self) -> int:
-        """Channel folds: beats per pixel, ``C / PE``."""
-        return self.channels // self.pe
-
-    @property
-    def frame_beats(self) -> int:
-        """Beats per frame on acc, sc and the output: ``H*W * C / PE``."""
-        return self.pixels * self.cf
-
-    @property
     def stat_beats(self) -> int:
         """Beats per statistic frame (reuse: the block input's; own: = frame_beats)."""
         return self.stat_pixels * self.cf
 
-    @property
-    def acc_width(self) -> int:
-        return self.pe * self.acc_bits
-
-    @property
-    def sc_width(self) -> int:
-        return self.pe * self.sc_bits
-
-    @property
-    def stat_width(self) -> int:
-        return self.pe * self.stat_bits
-
-    @property
-    def out_width(self) -> int:
-        return self.pe * self.out_bits
+    acc_width = LaneWidth("acc_bits")
+    sc_width = LaneWidth("sc_bits")
+    stat_width = LaneWidth("stat_bits")
+    out_width = LaneWidth("out_bits")
 
     @property
     def const_lane_bits(self) -> int:
