@@ -28,7 +28,6 @@ and the port widths) and must agree with the case file.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import zlib
@@ -42,13 +41,13 @@ import cocotb
 from cocotb.triggers import RisingEdge
 
 from instabnn.hw.blocks.binary_mvu.spec import BinaryMvuShape, write_threshold_file, write_weight_file
-from instabnn.hw.blocks.common.axis_tb import (AxisHarness, dut_int, read_case, run_bench,
+from instabnn.hw.blocks.common.axis_tb import (AxisHarness, dut_int, read_case, run_full_rate_bench,
                                                write_result)
-from instabnn.hw.blocks.common.mvu_bench import check_full_rate
+from instabnn.hw.blocks.common.mvu_bench import check_full_rate, check_measurements
 from instabnn.contract.packing import pack_words, unpack_fields, unpack_words
 from instabnn.contract.mvu import binary_matvec, threshold_compare
 from instabnn.hw.rtl_library import rtl_paths
-from instabnn.sim.rtl_runner import VERILATOR_BUILD_ARGS, verilator_lint, yosys_synth
+from instabnn.sim.rtl_runner import verilator_lint, yosys_synth
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -284,35 +283,21 @@ def run_binary_mvu(
     seed = _seed(shape) if seed is None else seed
     case_dir = directory / "case"
     parameters, case = prepare_case(shape, seed, n_vectors, case_dir)
-    sources, build_args = SOURCES, VERILATOR_BUILD_ARGS
-    if yosys_netlist:
-        netlist = directory / "netlist.v"
-        yosys_synth(SOURCES, TOPLEVEL, parameters, case_dir / "synth", netlist)
-        # parameters and weights are baked in; a bit-level netlist has false combinational loops for Verilator
-        sources, parameters, build_args = [netlist], {}, VERILATOR_BUILD_ARGS + ["-Wno-UNOPTFLAT"]
-    run_bench(__file__, case, sources=sources, toplevel=TOPLEVEL, parameters=parameters, directory=case_dir,
-              seed=seed, build_args=build_args)
-    return json.loads((case_dir / "result_stream_full_rate.json").read_text())
-
-
-def _check_measurements(shape: BinaryMvuShape, result: dict):
-    analytic = shape.cycles_per_vector
-    assert result["cycles_per_vector_analytic"] == analytic
-    assert abs(result["cycles_per_vector_measured"] - analytic) <= 0.02 * analytic
-    assert result["latency_measured"] == [shape.latency]
+    return run_full_rate_bench(__file__, case, sources=SOURCES, toplevel=TOPLEVEL, parameters=parameters,
+                               directory=case_dir, seed=seed, yosys_netlist=yosys_netlist)
 
 
 @pytest.mark.parametrize("shape", FAST_SHAPES, ids=lambda s: s.name)
 def test_binary_mvu_sim(shape, verilator_path, tmp_path):
     result = run_binary_mvu(shape, FAST_VECTORS, tmp_path)
-    _check_measurements(shape, result)
+    check_measurements(shape, result)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("shape", SLOW_SHAPES, ids=lambda s: s.name)
 def test_binary_mvu_sim_sweep(shape, verilator_path, tmp_path):
     result = run_binary_mvu(shape, SLOW_VECTORS, tmp_path)
-    _check_measurements(shape, result)
+    check_measurements(shape, result)
 
 
 def _lint(shape: BinaryMvuShape, verilator_path: Path, **overrides) -> subprocess.CompletedProcess:
@@ -361,4 +346,4 @@ def test_binary_mvu_yosys_synth(tmp_path):
 def test_binary_mvu_yosys_netlist_sim(shape, verilator_path, tmp_path):
     """Yosys reads the RTL as Verilator does: its synthesised netlist passes the same cocotb tests, cycle for cycle."""
     result = run_binary_mvu(shape, FAST_VECTORS, tmp_path, yosys_netlist=True)
-    _check_measurements(shape, result)
+    check_measurements(shape, result)

@@ -10,6 +10,15 @@ import numpy as np
 from instabnn.hw.blocks.common.axis_tb import CYCLE_TOLERANCE, write_result
 
 
+def check_measurements(shape, result: dict):
+    """The pytest side: ``result`` (the full-rate test's results) has the shape's cycles per vector, measured within
+    2 %, and its latency, every output beat."""
+    analytic = shape.cycles_per_vector
+    assert result["cycles_per_vector_analytic"] == analytic
+    assert abs(result["cycles_per_vector_measured"] - analytic) <= CYCLE_TOLERANCE * analytic
+    assert result["latency_measured"] == [shape.latency]
+
+
 def check_full_rate(tb, n: int):
     """``tb`` (an :class:`~instabnn.hw.blocks.common.axis_tb.AxisHarness` with ``shape``, ``log`` and ``case_dir``)
     has sent ``n`` vectors at full rate and checked their outputs: from the recorded handshakes, the cycles per

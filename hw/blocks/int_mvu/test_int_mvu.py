@@ -26,7 +26,6 @@ sampled them. Parameters are read back from the DUT where exposed (``ACC_BITS`` 
 
 from __future__ import annotations
 
-import json
 import shutil
 import zlib
 from dataclasses import asdict
@@ -38,10 +37,10 @@ import pytest
 import cocotb
 from cocotb.triggers import RisingEdge
 
-from instabnn.hw.blocks.common.axis_tb import (AxisHarness, dut_int, read_case, run_bench,
+from instabnn.hw.blocks.common.axis_tb import (AxisHarness, dut_int, read_case, run_full_rate_bench,
                                                write_result)
 from instabnn.hw.blocks.common.memfile import read_memh
-from instabnn.hw.blocks.common.mvu_bench import check_full_rate
+from instabnn.hw.blocks.common.mvu_bench import check_full_rate, check_measurements
 from instabnn.hw.blocks.int_mvu.spec import (
     IntMvuShape,
     bias_words,
@@ -53,7 +52,7 @@ from instabnn.hw.blocks.int_mvu.spec import (
 from instabnn.contract.packing import pack_fields, unpack_fields
 from instabnn.contract.mvu import integer_accumulator_bits, integer_accumulator_range, integer_matvec
 from instabnn.hw.rtl_library import rtl_paths
-from instabnn.sim.rtl_runner import VERILATOR_BUILD_ARGS, lint_output_clean, verilator_lint, yosys_synth
+from instabnn.sim.rtl_runner import lint_output_clean, verilator_lint, yosys_synth
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -395,32 +394,19 @@ def run_int_mvu(shape: IntMvuShape, n_vectors: int, directory: Path, seed: int |
     seed = _seed(shape) if seed is None else seed
     case_dir = directory / "case"
     parameters, case = prepare_case(shape, seed, n_vectors, case_dir)
-    sources, build_args = SOURCES, VERILATOR_BUILD_ARGS
-    if yosys_netlist:
-        netlist = directory / "netlist.v"
-        yosys_synth(SOURCES, TOPLEVEL, parameters, case_dir / "synth", netlist)
-        sources, parameters, build_args = [netlist], {}, VERILATOR_BUILD_ARGS + ["-Wno-UNOPTFLAT"]
-    run_bench(__file__, case, sources=sources, toplevel=TOPLEVEL, parameters=parameters, directory=case_dir,
-              seed=seed, build_args=build_args)
-    return json.loads((case_dir / "result_stream_full_rate.json").read_text())
-
-
-def _check_measurements(shape: IntMvuShape, result: dict):
-    analytic = shape.cycles_per_vector
-    assert result["cycles_per_vector_analytic"] == analytic
-    assert abs(result["cycles_per_vector_measured"] - analytic) <= 0.02 * analytic
-    assert result["latency_measured"] == [shape.latency]
+    return run_full_rate_bench(__file__, case, sources=SOURCES, toplevel=TOPLEVEL, parameters=parameters,
+                               directory=case_dir, seed=seed, yosys_netlist=yosys_netlist)
 
 
 @pytest.mark.parametrize("shape", FAST_SHAPES, ids=lambda s: s.name)
 def test_int_mvu_sim(shape, verilator_path, tmp_path):
-    _check_measurements(shape, run_int_mvu(shape, FAST_VECTORS, tmp_path))
+    check_measurements(shape, run_int_mvu(shape, FAST_VECTORS, tmp_path))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("shape", SLOW_SHAPES, ids=lambda s: s.name)
 def test_int_mvu_sim_sweep(shape, verilator_path, tmp_path):
-    _check_measurements(shape, run_int_mvu(shape, SLOW_VECTORS, tmp_path))
+    check_measurements(shape, run_int_mvu(shape, SLOW_VECTORS, tmp_path))
 
 
 def _lint(shape: IntMvuShape, vbin: Path, **overrides):
@@ -472,4 +458,4 @@ def test_int_mvu_yosys_synth(tmp_path):
 @pytest.mark.parametrize("shape", [SYNTH_SHAPE, SLOW_SHAPES[2]], ids=lambda s: s.name)
 def test_int_mvu_yosys_netlist_sim(shape, verilator_path, tmp_path):
     """Yosys reads the RTL as Verilator does: its synthesised netlist passes the same cocotb tests, cycle for cycle."""
-    _check_measurements(shape, run_int_mvu(shape, FAST_VECTORS, tmp_path, yosys_netlist=True))
+    check_measurements(shape, run_int_mvu(shape, FAST_VECTORS, tmp_path, yosys_netlist=True))
