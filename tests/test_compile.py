@@ -228,7 +228,7 @@ def test_insta_th_plus_units_in_a_network(tmp_path_factory, tmp_path, verilator_
     model.graph.initializer.extend(inits)
     onnx.save(model, tmp_path / "hybrid.onnx")
     m = C.compile_model(tmp_path / "hybrid.onnx", tmp_path / "rtl")
-    assert "insta_threshold_plus_compute.sv" in m["sources"] and "insta_tail.sv" in m["sources"]
+    assert "se_mlp.sv" in m["sources"] and "insta_tail.sv" in m["sources"]
     r = cosim.cosim(tmp_path / "rtl", "digits", 6, harness="verilator", work=tmp_path / "w")
     assert r["mismatches"] == 0 and r["tlast_errors"] == 0
 

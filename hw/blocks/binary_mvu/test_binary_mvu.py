@@ -28,7 +28,6 @@ and the port widths) and must agree with the case file.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import zlib
@@ -39,16 +38,15 @@ import numpy as np
 import pytest
 
 import cocotb
-from cocotb.triggers import RisingEdge
 
 from instabnn.hw.blocks.binary_mvu.spec import BinaryMvuShape, write_threshold_file, write_weight_file
-from instabnn.hw.blocks.common.axis_tb import (AxisHarness, dut_int, read_case, run_bench,
-                                               write_result)
-from instabnn.hw.blocks.common.mvu_bench import check_full_rate
+from instabnn.hw.blocks.common import mvu_bench
+from instabnn.hw.blocks.common.axis_tb import run_full_rate_bench
+from instabnn.hw.blocks.common.mvu_bench import MvuBench, check_measurements
 from instabnn.contract.packing import pack_words, unpack_fields, unpack_words
 from instabnn.contract.mvu import binary_matvec, threshold_compare
 from instabnn.hw.rtl_library import rtl_paths
-from instabnn.sim.rtl_runner import VERILATOR_BUILD_ARGS, verilator_lint, yosys_synth
+from instabnn.sim.rtl_runner import verilator_lint, yosys_synth
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -90,32 +88,16 @@ def prepare_case(shape: BinaryMvuShape, seed: int, n_vectors: int, directory: Pa
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class TB(AxisHarness):
-    def __init__(self, dut, test_seed: int, drivers_follow_reset: bool = True):
-        case, self.case_dir = read_case()
-        self.shape = BinaryMvuShape(**case["shape"])
-        self.n_vectors = int(case["n_vectors"])
-        arrays = np.load(case["arrays"])
-        self.weights = arrays["weights"].astype(np.int64)
-        self.thresholds = arrays["thresholds"] if self.shape.thresholds else None
-        self.rng = np.random.default_rng([int(case["seed"]), test_seed])
-        # drivers_follow_reset=False: the source keeps driving through a reset (tvalid may be high at the reset edge)
-        super().__init__(dut, ["s_axis"], ["m_axis"], drivers_follow_reset)
-        self.log = dut._log
-        self._check_parameters()
+class TB(MvuBench):
+    shape_type = BinaryMvuShape
 
-    def _check_parameters(self):
-        s, dut = self.shape, self.dut
-        expected = {
-            "MW": s.mw, "MH": s.mh, "SIMD": s.simd, "PE": s.pe, "THRESHOLDS": s.thresholds, "ACC_BITS": s.acc_bits
-        }
-        read = {name: dut_int(dut, name) for name in expected}
-        self.log.info("DUT parameters %s (None: not exposed by the simulator)", read)
-        for name, value in read.items():
-            assert value is None or value == expected[name], f"DUT {name}={value}, case file says {expected[name]}"
-        for port, width in (("s_axis_tdata", s.in_width), ("m_axis_tdata", s.out_width)):
-            got = len(getattr(dut, port))
-            assert got == width, f"{port} is {got} bits, expected {width}"
+    def __init__(self, dut, test_seed: int, drivers_follow_reset: bool = True):
+        super().__init__(dut, test_seed, drivers_follow_reset)
+        self.thresholds = self.arrays["thresholds"] if self.shape.thresholds else None
+
+    def expected_parameters(self) -> dict:
+        s = self.shape
+        return {"MW": s.mw, "MH": s.mh, "SIMD": s.simd, "PE": s.pe, "THRESHOLDS": s.thresholds, "ACC_BITS": s.acc_bits}
 
     def random_vectors(self, n: int) -> np.ndarray:
         """``n`` bipolar input vectors; the first ones hit the ends of the accumulator range."""
@@ -125,124 +107,38 @@ class TB(AxisHarness):
             x[i + 1] = v  # vector 0 stays random (the latency check wants an ordinary one)
         return x.astype(np.int64)
 
-    async def send_vectors(self, vectors: np.ndarray):
-        for v in vectors:
-            await self.send("s_axis", pack_words(v, self.shape.simd))
+    def words(self, vectors: np.ndarray) -> list[int]:
+        return [w for v in vectors for w in pack_words(v, self.shape.simd)]
+
+    def unpack_inputs(self, words: list[int], n_vectors: int) -> np.ndarray:
+        s = self.shape
+        return np.stack([unpack_words(words[v * s.sf : (v + 1) * s.sf], s.simd) for v in range(n_vectors)])
 
     def expected(self, vectors: np.ndarray) -> np.ndarray:
         acc = binary_matvec(self.weights, vectors)
         return threshold_compare(acc, self.thresholds) if self.shape.thresholds else acc
 
-    def check_outputs(self, tag: str, n_vectors: int):
-        """Scoreboard: the recorded input words (as the DUT sampled them) against the recorded output beats."""
+    def output_lanes(self, tdata: int) -> np.ndarray:
         s = self.shape
-        in_beats, out_beats = self.beats("s_axis"), self.beats("m_axis")
-        for what, beats, per_vector in (("input", in_beats, s.sf), ("output", out_beats, s.nf)):
-            assert len(beats) == n_vectors * per_vector, (
-                f"{tag}: {len(beats)} {what} beats, expected {n_vectors * per_vector}"
-            )
-        words = [w for _, w in in_beats]
-        sampled = np.stack([unpack_words(words[v * s.sf : (v + 1) * s.sf], s.simd) for v in range(n_vectors)])
-        expected = self.expected(sampled)
-        got = np.empty_like(expected)
-        for j, (_, tdata) in enumerate(out_beats):
-            v, nf = divmod(j, s.nf)
-            got[v, nf * s.pe : (nf + 1) * s.pe] = unpack_fields(tdata, s.out_lane_bits, s.pe, signed=not s.thresholds)
-        bad = np.argwhere(got != expected)
-        for v, o in bad[:10]:
-            self.log.error("%s: vector %d channel %d: expected %d, got %d", tag, v, o, expected[v, o], got[v, o])
-        assert not len(bad), (
-            f"{tag}: {len(bad)} mismatches; first at vector {bad[0][0]}, output channel {bad[0][1]}: "
-            f"expected {expected[tuple(bad[0])]}, got {got[tuple(bad[0])]}"
-        )
-        return sampled
+        return unpack_fields(tdata, s.out_lane_bits, s.pe, signed=not s.thresholds)
 
 
 @cocotb.test()
 async def stream_full_rate(dut):
     """No idle, no backpressure: exact outputs, cycles per vector and latency."""
-    tb = TB(dut, test_seed=1)
-    s = tb.shape
-    tb.set_idle_backpressure(None)
-    await tb.reset()
-    n = max(tb.n_vectors, 3)
-    vectors = tb.random_vectors(n)
-    await tb.send_vectors(vectors)  # all queued: the source stays valid from the first beat to the last
-    await tb.wait_beats("m_axis", n * s.nf, timeout_cycles=n * s.cycles_per_vector * 2 + 100)
-    tb.check_outputs("stream_full_rate", n)
-
-    check_full_rate(tb, n)
+    await mvu_bench.stream_full_rate(TB(dut, test_seed=1))
 
 
 @cocotb.test()
 async def stream_idle_backpressure(dut):
     """Random idle on s_axis and random backpressure on m_axis: exact outputs, nothing lost or added."""
-    tb = TB(dut, test_seed=2)
-    s = tb.shape
-    await tb.reset()
-    tb.set_idle_backpressure(seed=int(tb.rng.integers(1 << 30)))
-    n = tb.n_vectors
-    vectors = tb.random_vectors(n)
-    await tb.send_vectors(vectors)
-    await tb.wait_beats("m_axis", n * s.nf, timeout_cycles=n * (s.cycles_per_vector + s.sf + s.nf) * 8 + 200)
-    for _ in range(3 * s.latency):  # nothing extra comes out
-        await RisingEdge(dut.clk)
-    sampled = tb.check_outputs("stream_idle_backpressure", n)
-    assert np.array_equal(sampled, vectors), "the monitored input differs from what the source sent"
-    cycles = tb.beats("m_axis")[-1][0] - tb.beats("s_axis")[0][0] + 1
-    tb.log.info("%d vectors in %d cycles with idle and backpressure (%.2f per vector)", n, cycles, cycles / n)
-    write_result(tb.case_dir, "stream_idle_backpressure", {"n_vectors": n, "total_cycles": cycles})
-    tb.set_idle_backpressure(None)
+    await mvu_bench.stream_idle_backpressure(TB(dut, test_seed=2))
 
 
 @cocotb.test()
 async def reset_mid_vector(dut):
-    """Reset in the middle of a vector, then correct operation (no stale beats, exact outputs).
-
-    The source is not tied to the reset, so s_axis_tvalid may be high at the reset edge and the stream goes on
-    right after it: the unit must start a fresh vector with the first beat accepted after the reset. A single-cycle
-    reset is applied at every cycle offset from the first input handshake up to one vector plus the pipeline
-    latency (input fold, re-read folds, pipeline draining), alternately with idle and backpressure.
-    """
-    tb = TB(dut, test_seed=3, drivers_follow_reset=False)
-    s = tb.shape
-    delays = list(range(min(s.cycles_per_vector + s.latency + 2, 24)))
-    checked = 0
-    for i, delay in enumerate(delays):
-        tag = f"reset_mid_vector[delay={delay}]"
-        tb.set_idle_backpressure(None)
-        await tb.reset()
-        if i % 2:
-            tb.set_idle_backpressure(seed=int(tb.rng.integers(1 << 30)))
-        await tb.send_vectors(tb.random_vectors(3))
-        while not tb.beats("s_axis"):
-            await RisingEdge(dut.clk)
-        for _ in range(delay):
-            await RisingEdge(dut.clk)
-        seen = (len(tb.beats("s_axis")), len(tb.beats("m_axis")))
-        await tb.reset(cycles=1)  # a single-cycle reset must be enough
-        await RisingEdge(dut.clk)  # values seen at this edge are the state the reset left
-        assert not dut.m_axis_tvalid.value, f"{tag}: m_axis_tvalid high right after reset"
-        # the rest of the interrupted stream is the start of new vectors: complete the last one, then more
-        await tb.sources["s_axis"].wait()  # returns at the clock edge that accepted the last beat
-        await RisingEdge(dut.clk)
-        pad = (-len(tb.beats("s_axis"))) % s.sf
-        if pad:
-            await tb.send("s_axis", pack_words(tb.random_vectors(1)[0][: pad * s.simd], s.simd))
-        await tb.send_vectors(tb.random_vectors(tb.n_vectors // 2 if delay == delays[-1] else 2))
-        await tb.sources["s_axis"].wait()
-        await RisingEdge(dut.clk)
-        assert len(tb.beats("s_axis")) % s.sf == 0, f"{tag}: {len(tb.beats('s_axis'))} input beats after the reset"
-        total = len(tb.beats("s_axis")) // s.sf
-        await tb.wait_beats("m_axis", total * s.nf,
-                            timeout_cycles=total * (s.cycles_per_vector + s.sf + s.nf) * 8 + 200)
-        for _ in range(2 * s.latency):  # nothing extra comes out
-            await RisingEdge(dut.clk)
-        tb.check_outputs(tag, total)
-        tb.log.debug("%s: reset after %d input / %d output beats; %d vectors after it exact", tag, *seen, total)
-        checked += total
-    tb.log.info("reset at %d offsets, %d vectors after the resets exact", len(delays), checked)
-    tb.set_idle_backpressure(None)
+    """Reset in the middle of a vector at every offset, then exact outputs (the source keeps driving through it)."""
+    await mvu_bench.reset_mid_vector(TB(dut, test_seed=3, drivers_follow_reset=False))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -284,35 +180,21 @@ def run_binary_mvu(
     seed = _seed(shape) if seed is None else seed
     case_dir = directory / "case"
     parameters, case = prepare_case(shape, seed, n_vectors, case_dir)
-    sources, build_args = SOURCES, VERILATOR_BUILD_ARGS
-    if yosys_netlist:
-        netlist = directory / "netlist.v"
-        yosys_synth(SOURCES, TOPLEVEL, parameters, case_dir / "synth", netlist)
-        # parameters and weights are baked in; a bit-level netlist has false combinational loops for Verilator
-        sources, parameters, build_args = [netlist], {}, VERILATOR_BUILD_ARGS + ["-Wno-UNOPTFLAT"]
-    run_bench(__file__, case, sources=sources, toplevel=TOPLEVEL, parameters=parameters, directory=case_dir,
-              seed=seed, build_args=build_args)
-    return json.loads((case_dir / "result_stream_full_rate.json").read_text())
-
-
-def _check_measurements(shape: BinaryMvuShape, result: dict):
-    analytic = shape.cycles_per_vector
-    assert result["cycles_per_vector_analytic"] == analytic
-    assert abs(result["cycles_per_vector_measured"] - analytic) <= 0.02 * analytic
-    assert result["latency_measured"] == [shape.latency]
+    return run_full_rate_bench(__file__, case, sources=SOURCES, toplevel=TOPLEVEL, parameters=parameters,
+                               directory=case_dir, seed=seed, yosys_netlist=yosys_netlist)
 
 
 @pytest.mark.parametrize("shape", FAST_SHAPES, ids=lambda s: s.name)
 def test_binary_mvu_sim(shape, verilator_path, tmp_path):
     result = run_binary_mvu(shape, FAST_VECTORS, tmp_path)
-    _check_measurements(shape, result)
+    check_measurements(shape, result)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("shape", SLOW_SHAPES, ids=lambda s: s.name)
 def test_binary_mvu_sim_sweep(shape, verilator_path, tmp_path):
     result = run_binary_mvu(shape, SLOW_VECTORS, tmp_path)
-    _check_measurements(shape, result)
+    check_measurements(shape, result)
 
 
 def _lint(shape: BinaryMvuShape, verilator_path: Path, **overrides) -> subprocess.CompletedProcess:
@@ -361,4 +243,4 @@ def test_binary_mvu_yosys_synth(tmp_path):
 def test_binary_mvu_yosys_netlist_sim(shape, verilator_path, tmp_path):
     """Yosys reads the RTL as Verilator does: its synthesised netlist passes the same cocotb tests, cycle for cycle."""
     result = run_binary_mvu(shape, FAST_VECTORS, tmp_path, yosys_netlist=True)
-    _check_measurements(shape, result)
+    check_measurements(shape, result)

@@ -6,7 +6,8 @@ cocotb side in one way only: :func:`run_bench` writes it to ``case.json`` in the
 in the environment variable ``INSTABNN_BENCH_CASE``; the cocotb side reads it back with :func:`read_case`.
 
 * :func:`run_bench` / :func:`read_case`: the two ends of that hand-over (the RTL parameters go to the simulator as
-  parameters, as usual).
+  parameters, as usual); :func:`run_full_rate_bench`: :func:`run_bench` on the RTL or its Yosys netlist, returning
+  the full-rate test's results.
 * :func:`random_pause`: a seeded pause generator for cocotbext-axi sources (idle) and sinks (backpressure).
 * :class:`StreamWatch`: one stream's handshakes and the rule that an offered beat stays offered until taken.
 * :class:`HandshakeMonitor`: records every handshake ``(cycle, tdata)`` of named streams, cycle by cycle, outside
@@ -56,6 +57,30 @@ def run_bench(bench_file: str | Path, case: dict, *, sources, toplevel: str, par
     return run_cocotb(sources=sources, toplevel=toplevel, test_module=bench_module(bench_file),
                       parameters=parameters, directory=directory, test_dir=directory,
                       extra_env={CASE_ENV: str(directory / "case.json")}, seed=seed, **runner_options)
+
+
+def run_full_rate_bench(bench_file: str | Path, case: dict, *, sources, toplevel: str, parameters: dict,
+                        directory: Path, seed: int, yosys_netlist: bool = False) -> dict:
+    """:func:`run_bench` on the RTL, or (``yosys_netlist``) on the flattened netlist Yosys synthesises from it with
+    ``parameters`` (parameters and memory contents baked in, built without the UNOPTFLAT warning: a bit-level
+    netlist has false combinational loops for Verilator). Returns the full-rate test's
+    ``result_stream_full_rate.json``, with ``frames_checked_all_tests`` (the sum of ``frames_checked`` over the
+    tests' results) where the bench counts frames."""
+    from instabnn.sim.rtl_runner import VERILATOR_BUILD_ARGS, yosys_synth
+
+    directory = Path(directory)
+    build_args = VERILATOR_BUILD_ARGS
+    if yosys_netlist:
+        netlist = directory / "synth" / "netlist.v"
+        yosys_synth(sources, toplevel, parameters, directory / "synth", netlist)
+        sources, parameters, build_args = [netlist], {}, VERILATOR_BUILD_ARGS + ["-Wno-UNOPTFLAT"]
+    run_bench(bench_file, case, sources=sources, toplevel=toplevel, parameters=parameters, directory=directory,
+              seed=seed, build_args=build_args)
+    result = json.loads((directory / "result_stream_full_rate.json").read_text())
+    results = [json.loads(p.read_text()) for p in sorted(directory.glob("result_*.json"))]
+    if any("frames_checked" in r for r in results):
+        result["frames_checked_all_tests"] = sum(r["frames_checked"] for r in results)
+    return result
 
 
 def read_case() -> tuple[dict, Path]:

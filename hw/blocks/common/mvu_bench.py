@@ -1,13 +1,162 @@
-"""The full-rate measurement of the two matrix-vector units' testbenches (``binary_mvu``, ``int_mvu``: the same
-FINN MVAU schedule, :class:`~instabnn.hw.blocks.common.mvu_folding.MvuFolding`)."""
+"""What the two matrix-vector units' testbenches share (``binary_mvu``, ``int_mvu``: the same FINN MVAU schedule,
+:class:`~instabnn.hw.blocks.common.mvu_folding.MvuFolding`, and the same ports): :class:`MvuBench` (the case, the
+parameter check, the scoreboard), the three cocotb test bodies (:func:`stream_full_rate`,
+:func:`stream_idle_backpressure`, :func:`reset_mid_vector`: a bench's ``@cocotb.test()``s call them with its
+:class:`MvuBench`), the full-rate measurement (:func:`check_full_rate`) and its pytest-side check
+(:func:`check_measurements`)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 
 import numpy as np
+from cocotb.triggers import RisingEdge
 
-from instabnn.hw.blocks.common.axis_tb import CYCLE_TOLERANCE, write_result
+from instabnn.hw.blocks.common.axis_tb import CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, write_result
+
+
+class MvuBench(AxisHarness):
+    """The cocotb side of an MVU bench: the case (shape, vector count, seed, ``case.npz`` with ``weights``), the
+    DUT's parameters and port widths against the shape, and the scoreboard. A bench sets ``shape_type`` and gives
+    :meth:`expected_parameters`, :meth:`random_vectors`, :meth:`words`, :meth:`unpack_inputs`, :meth:`expected`
+    and :meth:`output_lanes`."""
+
+    shape_type: type
+
+    def __init__(self, dut, test_seed: int, drivers_follow_reset: bool = True):
+        case, self.case_dir = read_case()
+        self.shape = self.shape_type(**case["shape"])
+        self.n_vectors = int(case["n_vectors"])
+        self.arrays = np.load(case["arrays"])
+        self.weights = self.arrays["weights"].astype(np.int64)
+        self.rng = np.random.default_rng([int(case["seed"]), test_seed])
+        # drivers_follow_reset=False: the source keeps driving through a reset (tvalid may be high at the reset edge)
+        super().__init__(dut, ["s_axis"], ["m_axis"], drivers_follow_reset)
+        self.log = dut._log
+        self._check_parameters()
+
+    def _check_parameters(self):
+        s, dut = self.shape, self.dut
+        expected = self.expected_parameters()
+        read = {name: dut_int(dut, name) for name in expected}
+        self.log.info("DUT parameters %s (None: not exposed by the simulator)", read)
+        for name, value in read.items():
+            assert value is None or value == expected[name], f"DUT {name}={value}, case file says {expected[name]}"
+        for port, width in (("s_axis_tdata", s.in_width), ("m_axis_tdata", s.out_width)):
+            got = len(getattr(dut, port))
+            assert got == width, f"{port} is {got} bits, expected {width}"
+
+    async def send_vectors(self, vectors: np.ndarray):
+        await self.send("s_axis", self.words(vectors))
+
+    def check_outputs(self, tag: str, n_vectors: int) -> np.ndarray:
+        """Scoreboard: the recorded input words (as the DUT sampled them) against the recorded output beats."""
+        s = self.shape
+        ins, outs = self.beats("s_axis"), self.beats("m_axis")
+        for what, beats, per_vector in (("input", ins, s.sf), ("output", outs, s.nf)):
+            assert len(beats) == n_vectors * per_vector, (
+                f"{tag}: {len(beats)} {what} beats, expected {n_vectors * per_vector}"
+            )
+        sampled = self.unpack_inputs([w for _, w in ins], n_vectors)
+        expected = self.expected(sampled)
+        got = np.empty_like(expected)
+        for j, (_, tdata) in enumerate(outs):
+            v, nf = divmod(j, s.nf)
+            got[v, nf * s.pe : (nf + 1) * s.pe] = self.output_lanes(tdata)
+        bad = np.argwhere(got != expected)
+        for v, o in bad[:10]:
+            self.log.error("%s: vector %d channel %d: expected %d, got %d", tag, v, o, expected[v, o], got[v, o])
+        assert not len(bad), (
+            f"{tag}: {len(bad)} mismatches; first at vector {bad[0][0]}, output channel {bad[0][1]}: "
+            f"expected {expected[tuple(bad[0])]}, got {got[tuple(bad[0])]}"
+        )
+        return sampled
+
+
+async def stream_full_rate(tb: MvuBench):
+    """No idle, no backpressure: exact outputs, cycles per vector and latency."""
+    s = tb.shape
+    tb.set_idle_backpressure(None)
+    await tb.reset()
+    n = max(tb.n_vectors, 3)
+    vectors = tb.random_vectors(n)
+    await tb.send_vectors(vectors)  # all queued: the source stays valid from the first beat to the last
+    await tb.wait_beats("m_axis", n * s.nf, timeout_cycles=n * s.cycles_per_vector * 2 + 100)
+    sampled = tb.check_outputs("stream_full_rate", n)
+    assert np.array_equal(sampled, vectors), "the monitored input differs from what the source sent"
+    check_full_rate(tb, n)
+
+
+async def stream_idle_backpressure(tb: MvuBench):
+    """Random idle on s_axis and random backpressure on m_axis: exact outputs, nothing lost or added."""
+    s = tb.shape
+    await tb.reset()
+    tb.set_idle_backpressure(seed=int(tb.rng.integers(1 << 30)))
+    n = tb.n_vectors
+    vectors = tb.random_vectors(n)
+    await tb.send_vectors(vectors)
+    await tb.wait_beats("m_axis", n * s.nf, timeout_cycles=n * (s.cycles_per_vector + s.sf + s.nf) * 8 + 200)
+    await tb.idle_cycles(3 * s.latency)  # nothing extra comes out
+    sampled = tb.check_outputs("stream_idle_backpressure", n)
+    assert np.array_equal(sampled, vectors), "the monitored input differs from what the source sent"
+    cycles = tb.beats("m_axis")[-1][0] - tb.beats("s_axis")[0][0] + 1
+    tb.log.info("%d vectors in %d cycles with idle and backpressure (%.2f per vector)", n, cycles, cycles / n)
+    write_result(tb.case_dir, "stream_idle_backpressure", {"n_vectors": n, "total_cycles": cycles})
+    tb.set_idle_backpressure(None)
+
+
+async def reset_mid_vector(tb: MvuBench):
+    """Reset in the middle of a vector, then correct operation (no stale beats, exact outputs).
+
+    ``tb`` is made with ``drivers_follow_reset=False``: the source is not tied to the reset, so s_axis_tvalid may be
+    high at the reset edge and the stream goes on right after it: the unit must start a fresh vector with the first
+    beat accepted after the reset. A single-cycle reset is applied at every cycle offset from the first input
+    handshake up to one vector plus the pipeline latency (input fold, re-read folds, pipeline draining), alternately
+    with idle and backpressure.
+    """
+    s, dut = tb.shape, tb.dut
+    delays = list(range(min(s.cycles_per_vector + s.latency + 2, 24)))
+    checked = 0
+    for i, delay in enumerate(delays):
+        tag = f"reset_mid_vector[delay={delay}]"
+        tb.set_idle_backpressure(None)
+        await tb.reset()
+        if i % 2:
+            tb.set_idle_backpressure(seed=int(tb.rng.integers(1 << 30)))
+        await tb.send_vectors(tb.random_vectors(3))
+        while not tb.beats("s_axis"):
+            await RisingEdge(dut.clk)
+        await tb.idle_cycles(delay)
+        await tb.reset(cycles=1)  # a single-cycle reset must be enough
+        await RisingEdge(dut.clk)  # values seen at this edge are the state the reset left
+        assert not dut.m_axis_tvalid.value, f"{tag}: m_axis_tvalid high right after reset"
+        # the rest of the interrupted stream is the start of new vectors: complete the last one, then more
+        await tb.sources["s_axis"].wait()  # returns at the clock edge that accepted the last beat
+        await RisingEdge(dut.clk)
+        pad = (-len(tb.beats("s_axis"))) % s.sf
+        if pad:
+            await tb.send("s_axis", tb.words(tb.random_vectors(1))[:pad])
+        await tb.send_vectors(tb.random_vectors(tb.n_vectors // 2 if delay == delays[-1] else 2))
+        await tb.sources["s_axis"].wait()
+        await RisingEdge(dut.clk)
+        assert len(tb.beats("s_axis")) % s.sf == 0, f"{tag}: {len(tb.beats('s_axis'))} input beats after the reset"
+        total = len(tb.beats("s_axis")) // s.sf
+        timeout = total * (s.cycles_per_vector + s.sf + s.nf) * 8 + 200
+        await tb.wait_beats("m_axis", total * s.nf, timeout_cycles=timeout, what=f"{tag}: ")
+        await tb.idle_cycles(2 * s.latency)  # nothing extra comes out
+        tb.check_outputs(tag, total)
+        checked += total
+    tb.log.info("reset at %d offsets, %d vectors after the resets exact", len(delays), checked)
+    tb.set_idle_backpressure(None)
+
+
+def check_measurements(shape, result: dict):
+    """The pytest side: ``result`` (the full-rate test's results) has the shape's cycles per vector, measured within
+    2 %, and its latency, every output beat."""
+    analytic = shape.cycles_per_vector
+    assert result["cycles_per_vector_analytic"] == analytic
+    assert abs(result["cycles_per_vector_measured"] - analytic) <= CYCLE_TOLERANCE * analytic
+    assert result["latency_measured"] == [shape.latency]
 
 
 def check_full_rate(tb, n: int):

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: BSD-3-Clause
 /*
  * The SE-like MLP of the INSTA "+" units: per frame, from the power sums, the statistic s of every channel, the MLP
- * across the channels and the g table, G_c per channel in channel order (shared by insta_threshold_plus_compute and
- * insta_shift_plus_compute, which map G_c to their outputs).
+ * across the channels and the g table, G_c per channel in channel order (shared by insta_threshold with SE = 1 and
+ * insta_tail with SE = 1, which map G_c to their outputs).
  *
  * Golden function: instabnn.contract.layers (se_input, SeMlpFixed.__call__, g_lookup). Per frame, channel c
  * (C channels), hidden unit k (HIDDEN units), with SE_S_FRAC = 8, SE_H_FRAC = 8, G_IN_FRAC = 12 and
@@ -16,8 +16,8 @@
  *      z_c   = shift_round(M2[c] * o_c + B[c], Z_SHIFT)                             (Z_SHIFT = mult_frac2 - 4)
  *      G_c   = g_lookup(z_c)                                                        (g_table_interp)
  *
- * Every width is a parameter computed from worst-case bounds by the block's spec (instabnn.hw.insta_plus_files,
- * instabnn.hw.insta_tail_files); arithmetic is exact (P_c modulo 2^ACC_BITS, exact because the final value fits).
+ * Every width is a parameter computed from worst-case bounds by the block's spec
+ * (instabnn.hw.blocks.insta_threshold.spec_plus, instabnn.hw.blocks.insta_tail.spec); arithmetic is exact (P_c modulo 2^ACC_BITS, exact because the final value fits).
  *
  * Schedule (one frame at a time; start is taken while idle, at edge E):
  *   phase A: 3*C steps (channel c, term j) of moment_poly, issued at edges E+1 .. E+3C; pipeline: issue [sums
@@ -91,8 +91,6 @@ module se_mlp #(
     parameter int COEFF_EXTRA_BITS = 0,
     // signed width of the polynomial value P_c
     parameter int ACC_BITS = 48,
-    // FRAC - SE_S_FRAC (>= 1)
-    parameter int S_SHIFT = 8,
     // signed widths of the SE weights and multipliers
     parameter int W1_BITS = 8,
     parameter int W2_BITS = 8,
@@ -165,6 +163,10 @@ module se_mlp #(
 );
 
 localparam int CONST_W = M2_BITS + B_BITS + CONST_EXTRA_BITS;
+localparam int FRAC_01 = FRAC_0 > FRAC_1 ? FRAC_0 : FRAC_1;
+localparam int FRAC_23 = FRAC_2 > FRAC_3 ? FRAC_2 : FRAC_3;
+localparam int FRAC = FRAC_01 > FRAC_23 ? FRAC_01 : FRAC_23;  // the polynomial's fraction bits, max FRAC_j
+localparam int S_SHIFT = FRAC - 8;                           // FRAC - SE_S_FRAC: P_c rounded to s
 localparam int HID_W = HIDDEN > 1 ? $clog2(HIDDEN) : 1;
 localparam int RC_W = CH_W > HID_W ? CH_W : HID_W;          // row / column counters of phases B and C
 localparam int CG = CHANNELS / SE_SIMD;                     // column groups of phase B (s words)

@@ -16,7 +16,7 @@
  *     P_j = sum over the frame's pixels of v^j (j = 1, 2, 3; exact)
  *     Z = C0 2^(FRAC-FRAC_0) + sum_j C_j P_j 2^(FRAC-FRAC_j);  G = g table at Z (interpolated);
  *     T[frame, c] = MEAN[c] + ((GAIN[c] * G + 2^13) >> 14)        (insta_shift_compute)
- *   SE = 1 (INSTA-PReLU+, golden se not None; insta_shift_plus_compute): the polynomial gives the statistic s
+ *   SE = 1 (INSTA-PReLU+, golden se not None; se_mlp, then the map below): the polynomial gives the statistic s
  *     (rounded to SE_S_FRAC = 8 bits, clamped to 16 bits), the SE-like MLP across the channels gives
  *     z = shift_round(M2 W2 clip(shift_round(M1 W1 s)) + B) with G_IN_FRAC bits, G = g table at z, T as above.
  *     D = Y - T
@@ -81,10 +81,14 @@
  *               SLOPE_BITS), in proj mode a fourth field SHORTCUT_MULT (SHORTCUT_MULT_BITS) above SLOPE.
  *   COEFF_FILE: C lines, line c = C0 | C1 | C2 | C3 | MEAN | GAIN of channel c (insta_shift_compute).
  *   G_FILE:     257 lines, line i = BASE | DELTA of the g table (insta_shift_compute).
- *   SE = 1 only: SE_CONST_FILE (M2 | B per channel), M1_FILE, W1_FILE, W2_FILE (insta_shift_plus_compute).
- * Timing with SE = 1 (LIMBS = 1): the shift computation takes COMPUTE_EDGES = 3*C + 2*HIDDEN*C/SE_SIMD + 14 edges from its
- * start to its last T word (instead of 3*C + 8) and may restart 3*C + 2*HIDDEN*C/SE_SIMD + 8 edges after a start
- * (instead of 3*C + 1); ISSUE_LATENCY and LATENCY grow by the difference (InstaTailSpec).
+ *   SE = 1 only (layouts in se_mlp): SE_CONST_FILE (C lines M2 | B from the LSB, M2_BITS and B_BITS), M1_FILE,
+ *               W1_FILE, W2_FILE; se_mlp's phase A reads C0 .. C3 of COEFF_FILE, its phase C MEAN | GAIN.
+ * Timing with SE = 1 (LIMBS = 1): se_mlp's phases A, B, C (MEAN and GAIN read at phase C's +3 stage, with M2 * o_c
+ * + B), then two stages in the g_se branch: +6 [G_c, GAIN * G_c], +7 [T = MEAN + shift_round(GAIN * G_c, 14) into
+ * the lane register; lane_collector writes a fold's PE shifts into the two-bank T memory]. The shift computation
+ * takes COMPUTE_EDGES = 3*C + 2*HIDDEN*C/SE_SIMD + 14 edges from its start to its last T word (instead of 3*C + 8)
+ * and may restart 3*C + 2*HIDDEN*C/SE_SIMD + 8 edges after a start (instead of 3*C + 1); ISSUE_LATENCY and LATENCY
+ * grow by the difference (InstaTailSpec).
  *
  * Reset: rst (synchronous, active high) returns the unit to the start of a frame on every stream and empties the
  * pipelines, the frame buffer and the output FIFO; partly received frames are discarded. The memories keep their
@@ -154,14 +158,12 @@ module insta_tail #(
     parameter CONST_FILE = "",
     parameter COEFF_FILE = "",
     parameter G_FILE = "",
-    // INSTA-PReLU+ (SE = 1): the SE-like MLP between the statistic and the g table (insta_shift_plus_compute);
+    // INSTA-PReLU+ (SE = 1): the SE-like MLP between the statistic and the g table (se_mlp);
     // SE = 0: INSTA-PReLU, the parameters below unused
     parameter int SE = 0,
     // hidden units of the SE MLP, its multipliers (SE_SIMD divides CHANNELS and HIDDEN)
     parameter int HIDDEN = 1,
     parameter int SE_SIMD = 1,
-    // FRAC - SE_S_FRAC (>= 1): the rounding of the polynomial to s
-    parameter int S_SHIFT = 1,
     // signed widths of the SE weights, multipliers and bias; of a_k, M1*a_k, o_c, M2*o_c + B
     parameter int W1_BITS = 8,
     parameter int W2_BITS = 8,
@@ -175,7 +177,7 @@ module insta_tail #(
     // requantization shifts of h and z (>= 1)
     parameter int H_SHIFT = 14,
     parameter int Z_SHIFT = 10,
-    // SE memory init files (insta_shift_plus_compute)
+    // SE memory init files (se_mlp)
     parameter SE_CONST_FILE = "",
     parameter M1_FILE = "",
     parameter W1_FILE = "",
@@ -203,7 +205,7 @@ module insta_tail #(
     localparam int STATS_LATENCY = 3,
     localparam int COMPUTE_STEPS = 3 * CHANNELS * LIMBS,
     localparam int COMPUTE_PIPELINE = 8,
-    // SE: the SE MLP's 2*HIDDEN*C/SE_SIMD steps, waits and pipeline (insta_shift_plus_compute)
+    // SE: the SE MLP's 2*HIDDEN*C/SE_SIMD steps, waits and pipeline (se_mlp and the g_se stages)
     localparam int COMPUTE_EDGES = SE != 0 ? COMPUTE_STEPS + 2 * HIDDEN * CHANNELS / SE_SIMD + 14
                                            : COMPUTE_STEPS + COMPUTE_PIPELINE,
     localparam int ISSUE_LATENCY = FRONT_LATENCY + STATS_LATENCY + 2 + COMPUTE_EDGES + 2,
@@ -437,7 +439,39 @@ if (SE == 0) begin : g_plain
 
 end else begin : g_se
 
-    insta_shift_plus_compute #(
+    /*
+     * INSTA-PReLU+: phases A, B, C up to G_c (se_mlp); MEAN | GAIN of the channel: an asynchronous read of the
+     * coefficient ROM (se_mlp's moment_poly reads C0 .. C3 of the same file; synthesis keeps only the columns each
+     * reads), carried with the channel's G_c
+     */
+    localparam int CH_W = CHANNELS > 1 ? $clog2(CHANNELS) : 1;
+    localparam int AFF_W = MEAN_BITS + GAIN_BITS;
+    localparam int MEAN_BASE = COEFF_BITS_0 + COEFF_BITS_1 + COEFF_BITS_2 + COEFF_BITS_3;
+    localparam int COEFF_W = MEAN_BASE + AFF_W;
+    localparam int G_OUT_FRAC = 14;
+
+    logic [COEFF_W-1:0] coeff_mem[CHANNELS];
+
+    initial begin
+        $readmemh(COEFF_FILE, coeff_mem);
+    end
+
+    wire logic [CH_W-1:0] c_row;
+    wire logic [COEFF_W-1:0] c_coeff_word = coeff_mem[c_row];
+    wire logic [AFF_W-1:0] c_affine = c_coeff_word[MEAN_BASE +: AFF_W];
+    wire logic unused_c_coeff = ^c_coeff_word[MEAN_BASE-1:0];  // phase C reads MEAN and GAIN only
+
+    wire logic c6_valid;
+    /* verilator lint_off UNUSEDSIGNAL */
+    wire logic signed [G_BITS:0] g_wide;  // G sign-extended by one bit: G fits G_BITS
+    /* verilator lint_on UNUSEDSIGNAL */
+    wire logic [AFF_W-1:0] c6_affine;     // {GAIN, MEAN} of the channel
+    wire logic c6_bank;
+    wire logic [CF_W-1:0] c6_fold;
+    wire logic c6_last_lane;
+    wire logic c6_last_fold;
+
+    se_mlp #(
         .CHANNELS(CHANNELS),
         .PE(PE),
         .HIDDEN(HIDDEN),
@@ -453,44 +487,108 @@ end else begin : g_se
         .FRAC_1(FRAC_1),
         .FRAC_2(FRAC_2),
         .FRAC_3(FRAC_3),
-        .ZACC_BITS(ZACC_BITS),
-        .S_SHIFT(S_SHIFT),
+        .COEFF_EXTRA_BITS(AFF_W),
+        .ACC_BITS(ZACC_BITS),
         .W1_BITS(W1_BITS),
         .W2_BITS(W2_BITS),
         .M1_BITS(M1_BITS),
         .M2_BITS(M2_BITS),
         .B_BITS(B_BITS),
+        .CONST_EXTRA_BITS(0),
         .ACC1_BITS(ACC1_BITS),
         .Y1_BITS(Y1_BITS),
         .ACC2_BITS(ACC2_BITS),
         .Y2_BITS(Y2_BITS),
         .H_SHIFT(H_SHIFT),
         .Z_SHIFT(Z_SHIFT),
-        .MEAN_BITS(MEAN_BITS),
-        .GAIN_BITS(GAIN_BITS),
         .G_BITS(G_BITS),
         .G_DELTA_BITS(G_DELTA_BITS),
-        .T_BITS(T_BITS),
+        .SIDE_BITS(AFF_W),
         .COEFF_FILE(COEFF_FILE),
-        .SE_CONST_FILE(SE_CONST_FILE),
+        .CONST_FILE(SE_CONST_FILE),
         .M1_FILE(M1_FILE),
         .W1_FILE(W1_FILE),
         .W2_FILE(W2_FILE),
         .G_FILE(G_FILE)
     )
-    compute_inst (
+    se_inst (
         .clk(clk),
         .rst(rst),
         .start(compute_start),
         .busy(compute_busy),
         .release_stats(compute_release),
-        .done(compute_done),
         .sums_bank(sums_bank),
         .sums_fold(sums_fold),
         .sums(sums),
-        .thr_rd_bank(cons_bank_reg),
-        .thr_rd_fold(cons_fold_reg),
-        .thr_rd_data(thr_word)
+        .row(c_row),
+        /* verilator lint_off PINCONNECTEMPTY */
+        .row_const_extra(),
+        /* verilator lint_on PINCONNECTEMPTY */
+        .row_side(c_affine),
+        .out_valid(c6_valid),
+        .out_g(g_wide),
+        .out_side(c6_affine),
+        .out_bank(c6_bank),
+        .out_fold(c6_fold),
+        .out_last_lane(c6_last_lane),
+        .out_last_fold(c6_last_fold)
+    );
+
+    /*
+     * Phase C, stage 7: GAIN * G (G lies between BASE and BASE + DELTA: fits G_BITS)
+     */
+    localparam int GP_W = GAIN_BITS + G_BITS;
+    wire logic signed [G_BITS-1:0] g_value = G_BITS'(g_wide);
+    wire logic signed [GAIN_BITS-1:0] gain = $signed(c6_affine[MEAN_BITS +: GAIN_BITS]);
+
+    logic c7_valid_reg;
+    logic c7_bank_reg;
+    logic [CF_W-1:0] c7_fold_reg;
+    logic c7_last_lane_reg;
+    logic c7_last_fold_reg;
+    logic signed [GP_W-1:0] c7_gp_reg;
+    logic signed [MEAN_BITS-1:0] c7_mean_reg;
+
+    always_ff @(posedge clk) begin
+        c7_valid_reg <= c6_valid;
+        c7_bank_reg <= c6_bank;
+        c7_fold_reg <= c6_fold;
+        c7_last_lane_reg <= c6_last_lane;
+        c7_last_fold_reg <= c6_last_fold;
+        c7_gp_reg <= GP_W'(gain) * GP_W'(g_value);
+        c7_mean_reg <= $signed(c6_affine[0 +: MEAN_BITS]);
+
+        if (rst) begin
+            c7_valid_reg <= 1'b0;
+        end
+    end
+
+    /*
+     * Stage 8: T = MEAN + shift_round(GAIN * G, G_OUT_FRAC); the lanes of a fold are collected, then written as one
+     * word into the two-bank T memory (done pulses after the frame's last word)
+     */
+    localparam int TT_W = (MEAN_BITS > GP_W ? MEAN_BITS : GP_W) + 2;
+    wire logic signed [TT_W-1:0] gp_half = TT_W'(1) <<< (G_OUT_FRAC - 1);
+    wire logic [T_BITS-1:0] t = T_BITS'(TT_W'(c7_mean_reg) + ((TT_W'(c7_gp_reg) + gp_half) >>> G_OUT_FRAC));
+
+    lane_collector #(
+        .PE(PE),
+        .CF(CF),
+        .LANE_BITS(T_BITS)
+    )
+    collect_inst (
+        .clk(clk),
+        .rst(rst),
+        .in_valid(c7_valid_reg),
+        .in_value(t),
+        .in_bank(c7_bank_reg),
+        .in_fold(c7_fold_reg),
+        .in_last_lane(c7_last_lane_reg),
+        .in_last_fold(c7_last_fold_reg),
+        .done(compute_done),
+        .rd_bank(cons_bank_reg),
+        .rd_fold(cons_fold_reg),
+        .rd_data(thr_word)
     );
 
 end

@@ -42,7 +42,7 @@ multiplier give the period ``P = max(FRAME_BEATS, 3C + 1, (3C + FRAME_BEATS + FR
 (3C + STAT_BEATS + 6) / 2, (3C + FRAME_BEATS + COMPUTE_PIPELINE + 2) / 2)`` (reuse; ``STAT_BEATS`` = the statistic
 frame's beats, four times ``FRAME_BEATS`` after a stride-2 convolution).
 
-INSTA-PReLU+ (``se``): the shift computation (``insta_shift_plus_compute``) adds the SE MLP's
+INSTA-PReLU+ (``se``): the shift computation (``se_mlp`` and the shift map in ``insta_tail.sv``) adds the SE MLP's
 ``2 HIDDEN C / SE_SIMD`` steps: :attr:`InstaTailSpec.compute_edges` = ``3C + 2 HIDDEN C / SE_SIMD + 14`` edges from
 its start to its last T word (plain: ``3C + COMPUTE_PIPELINE``) and :attr:`InstaTailSpec.compute_busy` =
 ``3C + 2 HIDDEN C / SE_SIMD + 8`` edges between starts (plain: ``3C + 1``); both replace the plain numbers in the
@@ -85,6 +85,7 @@ from instabnn.hw.blocks.insta_threshold.spec import POWER_TABLE_MAX_BITS, sequen
 from instabnn.hw.blocks.common import frames
 from instabnn.hw.blocks.common.lanes import pack_mixed, unpack_mixed
 from instabnn.hw.blocks.common.memfile import read_memh, write_memh
+from instabnn.hw.blocks.common.stream_shape import ChannelFolding, LaneWidth
 from instabnn.contract.fixed_point import signed_bits
 from instabnn.contract.insta import power_sum_bits
 from instabnn.contract.layers import (G_GRID_FRAC, G_IN_FRAC, G_OUT_FRAC, G_RANGE, SE_H_BITS, SE_H_FRAC, SE_S_BITS,
@@ -147,7 +148,7 @@ REUSE_LATENCY = 6
 """reuse: edges from an acc/sc handshake to the beat's earliest ``m_axis`` handshake."""
 
 SE_COMPUTE_FIXED = 14
-"""SE (INSTA-PReLU+, ``insta_shift_plus_compute``): the shift computation takes ``3C + 2 HIDDEN C / SE_SIMD +
+"""SE (INSTA-PReLU+, ``se_mlp``): the shift computation takes ``3C + 2 HIDDEN C / SE_SIMD +
 SE_COMPUTE_FIXED`` edges from its start to its last T word (phase A, 3 wait edges, phase B, 4 wait edges, phase C,
 7 pipeline edges after its last issue), instead of ``3C + COMPUTE_PIPELINE``."""
 
@@ -211,7 +212,7 @@ def se_widths(se: SeMlpFixed, channels: int) -> dict:
 
 
 @dataclass(frozen=True)
-class InstaTailSpec:
+class InstaTailSpec(ChannelFolding):
     """One INSTA-PReLU tail unit: folding, lane widths, constant widths, shifts; see the module docstring."""
 
     channels: int  # C
@@ -241,7 +242,7 @@ class InstaTailSpec:
     g: str = "tanh3"  # the nonlinearity (names G_FILE)
     shortcut_proj: bool = False
     shortcut_mult_bits: int = 0
-    # INSTA-PReLU+ (se = True): the SE-like MLP between the statistic s and the g table (insta_shift_plus_compute);
+    # INSTA-PReLU+ (se = True): the SE-like MLP between the statistic s and the g table (se_mlp);
     # the fields below are 0 / unused without it
     se: bool = False
     hidden: int = 0  # hidden units of the SE MLP
@@ -261,11 +262,7 @@ class InstaTailSpec:
     power_table: int = 0  # 1: v^2 and v^3 from constant tables in logic instead of multipliers
 
     def __post_init__(self):
-        for name in ("channels", "pe", "pixels", "stat_pixels"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.channels % self.pe:
-            raise ValueError(f"PE ({self.pe}) must divide the channels ({self.channels})")
+        self.check_folding("pixels", "stat_pixels")
         for name in ("acc_bits", "sc_bits", "out_bits"):
             if not 2 <= getattr(self, name) <= 32:
                 raise ValueError(f"{name} must be in 2 .. 32, got {getattr(self, name)}")
@@ -421,35 +418,14 @@ class InstaTailSpec:
         return PROJ_CONST_FIELDS if self.shortcut_proj else CONST_FIELDS
 
     @property
-    def cf(self) -> int:
-        """Channel folds: beats per pixel, ``C / PE``."""
-        return self.channels // self.pe
-
-    @property
-    def frame_beats(self) -> int:
-        """Beats per frame on acc, sc and the output: ``H*W * C / PE``."""
-        return self.pixels * self.cf
-
-    @property
     def stat_beats(self) -> int:
         """Beats per statistic frame (reuse: the block input's; own: = frame_beats)."""
         return self.stat_pixels * self.cf
 
-    @property
-    def acc_width(self) -> int:
-        return self.pe * self.acc_bits
-
-    @property
-    def sc_width(self) -> int:
-        return self.pe * self.sc_bits
-
-    @property
-    def stat_width(self) -> int:
-        return self.pe * self.stat_bits
-
-    @property
-    def out_width(self) -> int:
-        return self.pe * self.out_bits
+    acc_width = LaneWidth("acc_bits")
+    sc_width = LaneWidth("sc_bits")
+    stat_width = LaneWidth("stat_bits")
+    out_width = LaneWidth("out_bits")
 
     @property
     def const_lane_bits(self) -> int:
@@ -594,11 +570,11 @@ class InstaTailSpec:
             files = {"SE_CONST_FILE": se_const_file, "M1_FILE": m1_file, "W1_FILE": w1_file, "W2_FILE": w2_file}
             if any(v is None for v in files.values()):
                 raise ValueError("an SE unit needs se_const_file, m1_file, w1_file and w2_file")
-            params.update({"SE": 1, "HIDDEN": self.hidden, "SE_SIMD": self.se_simd, "S_SHIFT": self.frac - SE_S_FRAC,
-                           "W1_BITS": self.w1_bits, "W2_BITS": self.w2_bits, "M1_BITS": self.m1_bits,
-                           "M2_BITS": self.m2_bits, "B_BITS": self.b_bits, "ACC1_BITS": self.acc1_bits,
-                           "Y1_BITS": self.y1_bits, "ACC2_BITS": self.acc2_bits, "Y2_BITS": self.y2_bits,
-                           "H_SHIFT": self.h_shift, "Z_SHIFT": self.z_shift})
+            params.update({"SE": 1, "HIDDEN": self.hidden, "SE_SIMD": self.se_simd, "W1_BITS": self.w1_bits,
+                           "W2_BITS": self.w2_bits, "M1_BITS": self.m1_bits, "M2_BITS": self.m2_bits,
+                           "B_BITS": self.b_bits, "ACC1_BITS": self.acc1_bits, "Y1_BITS": self.y1_bits,
+                           "ACC2_BITS": self.acc2_bits, "Y2_BITS": self.y2_bits, "H_SHIFT": self.h_shift,
+                           "Z_SHIFT": self.z_shift})
             params.update({k: f'"{Path(v)}"' for k, v in files.items()})
         return params
 

@@ -10,7 +10,7 @@ The testbench rebuilds the same ``ResidualActivation`` from the stored float par
 deterministic) and checks it against the memory files. All output goes to pytest's tmp directories. The default
 tier runs four foldings with tens of frames (own and reused statistics, shift and projection shortcuts, one folding
 below full rate); ``-m slow`` sweeps more (random C, PE, N, output bits, identity or pooled shortcut, own or reuse,
-plus projection foldings) with over 1000 frames in all. INSTA-PReLU+ (SE = 1, ``insta_shift_plus_compute``): three
+plus projection foldings) with over 1000 frames in all. INSTA-PReLU+ (SE = 1, ``se_mlp``): three
 default foldings (own at full rate, own below full rate, reuse + projection) and the Yosys read; three more foldings
 and a Yosys-netlist simulation in the slow tier.
 
@@ -53,7 +53,7 @@ from cocotb.triggers import RisingEdge
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
 from instabnn.hw.blocks.common.axis_tb import (CLOCK_PERIOD_NS, CYCLE_TOLERANCE, StreamWatch, dut_int, random_pause,
-                                               read_case, run_bench, write_result)
+                                               read_case, run_full_rate_bench, write_result)
 from instabnn.hw.blocks.insta_tail.spec import (CONST_FIELDS, G_ENTRIES, PROJ_CONST_FIELDS, InstaTailSpec,
                                                 coeff_words, const_words, frame_words, frames_from_words, g_words,
                                                 m1_words, read_coeff_file, read_const_file, read_g_file,
@@ -62,7 +62,7 @@ from instabnn.contract.fixed_point import signed_bits
 from instabnn.contract.layers import (G_IN_FRAC, SE_H_FRAC, ResidualActivation, clamp_signed, ptq_int8,
                                           residual_activation, se_input, se_mlp_fixed, shift_round)
 from instabnn.hw.rtl_library import rtl_paths
-from instabnn.sim.rtl_runner import VERILATOR_BUILD_ARGS, verilator_lint, yosys_synth
+from instabnn.sim.rtl_runner import verilator_lint, yosys_synth
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -735,19 +735,8 @@ def run_insta_tail(folding: Folding, n_frames: int, directory: Path, seed: int |
     seed = _seed(folding) if seed is None else seed
     case_dir = directory / "case"
     spec, parameters, case = _prepare(folding, seed, n_frames, case_dir)
-    sources, build_args = SOURCES, VERILATOR_BUILD_ARGS
-    if yosys_netlist:
-        netlist = directory / "netlist.v"
-        yosys_synth(SOURCES, TOPLEVEL, parameters, case_dir / "synth", netlist)
-        # parameters and memory contents are baked in; a bit-level netlist has false combinational loops for
-        # Verilator
-        sources, parameters, build_args = [netlist], {}, VERILATOR_BUILD_ARGS + ["-Wno-UNOPTFLAT"]
-    run_bench(__file__, case, sources=sources, toplevel=TOPLEVEL, parameters=parameters, directory=case_dir,
-              seed=seed, build_args=build_args)
-    result = json.loads((case_dir / "result_stream_full_rate.json").read_text())
-    result["frames_checked_all_tests"] = sum(
-        json.loads(p.read_text())["frames_checked"] for p in case_dir.glob("result_*.json")
-    )
+    result = run_full_rate_bench(__file__, case, sources=SOURCES, toplevel=TOPLEVEL, parameters=parameters,
+                                 directory=case_dir, seed=seed, yosys_netlist=yosys_netlist)
     result["spec_name"] = spec.name
     (directory / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
@@ -908,7 +897,8 @@ def test_spec_matches_the_reference_and_the_files(tmp_path):
         assert params["STAT_REUSE"] == int(folding.reuse) and params["SHORTCUT_PROJ"] == int(folding.proj)
         assert ("SE" in params) == spec.se and ("M1_FILE" in params) == spec.se
         if spec.se:
-            assert params["HIDDEN"] == folding.hidden and params["S_SHIFT"] == spec.frac - 8 >= 1
+            # the RTL rounds P to s by S_SHIFT = max FRAC_j - SE_S_FRAC, from the FRAC_j parameters
+            assert params["HIDDEN"] == folding.hidden and max(params[f"FRAC_{j}"] for j in range(4)) - 8 >= 1
             assert spec.compute_edges == 3 * spec.channels + 2 * spec.hidden * spec.channels // spec.se_simd + 14
             assert spec.hidden == act.se.w1.shape[0] and spec.h_shift == act.se.mult_frac1
             assert spec.z_shift == act.se.mult_frac2 - 4

@@ -53,6 +53,7 @@ import numpy as np
 from instabnn.hw.blocks.common import frames
 from instabnn.hw.blocks.common.lanes import pack_mixed, unpack_mixed
 from instabnn.hw.blocks.common.memfile import read_memh, write_memh
+from instabnn.hw.blocks.common.stream_shape import ChannelFolding, LaneWidth
 from instabnn.contract.insta import InstaThConstants, power_sum_bits
 
 __all__ = [
@@ -114,7 +115,7 @@ condition.)"""
 
 
 @dataclass(frozen=True)
-class InstaThresholdSpec:
+class InstaThresholdSpec(ChannelFolding):
     """One INSTA-Th (or static threshold) unit: folding and constant format; see the module docstring."""
 
     channels: int  # C
@@ -130,11 +131,7 @@ class InstaThresholdSpec:
     power_table: int = 0  # 1: q^2 and q^3 from constant tables in logic instead of multipliers
 
     def __post_init__(self):
-        for name in ("channels", "pe", "pixels"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.channels % self.pe:
-            raise ValueError(f"PE ({self.pe}) must divide the channels ({self.channels})")
+        self.check_folding("pixels")
         if not 2 <= self.input_bits <= 16:
             raise ValueError(f"input_bits must be in 2 .. 16, got {self.input_bits}")
         if len(self.coeff_bits) != 4 or len(self.fracs) != 4 or min(self.coeff_bits) < 1 or min(self.fracs) < 0:
@@ -187,20 +184,7 @@ class InstaThresholdSpec:
 
     # ---- folding and widths ----------------------------------------------------------------------------------
 
-    @property
-    def cf(self) -> int:
-        """Channel folds: beats per pixel, ``C / PE``."""
-        return self.channels // self.pe
-
-    @property
-    def frame_beats(self) -> int:
-        """Beats per frame on every stream: ``N * C / PE``."""
-        return self.pixels * self.cf
-
-    @property
-    def in_width(self) -> int:
-        """``s_axis_tdata`` (and ``m_axis_q_tdata``) width: ``PE * INPUT_BITS``."""
-        return self.pe * self.input_bits
+    in_width = LaneWidth("input_bits")  # s_axis_tdata and m_axis_q_tdata
 
     @property
     def out_width(self) -> int:

@@ -1,5 +1,5 @@
 """Spec, RTL parameters, stream packing and memory files of the INSTA-Th+ unit (``insta_threshold.sv`` with
-``SE = 1``, its computation ``insta_threshold_plus_compute.sv``).
+``SE = 1``, its computation ``se_mlp.sv`` and the threshold map in ``insta_threshold.sv``).
 
 :class:`InstaThresholdPlusSpec` is the one source of truth for the unit: its folding (channels, PE, pixels, input
 bits, hidden units, shortcut output) and the fixed-point format of its constants, every width derived from a
@@ -51,6 +51,7 @@ from instabnn.hw.blocks.insta_threshold import spec as threshold_spec
 from instabnn.hw.blocks.insta_threshold.spec import POWER_TABLE_MAX_BITS
 from instabnn.hw.blocks.common.lanes import pack_mixed
 from instabnn.hw.blocks.common.memfile import write_memh
+from instabnn.hw.blocks.common.stream_shape import ChannelFolding, LaneWidth
 from instabnn.contract.fixed_point import signed_bits
 from instabnn.contract.insta import power_sum_bits
 from instabnn.contract.layers import (G_IN_FRAC, G_OUT_FRAC, SE_H_BITS, SE_H_FRAC, SE_S_BITS, SE_S_FRAC,
@@ -114,7 +115,7 @@ def _dot_range(weights_row, lo: int, hi: int) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
-class InstaThresholdPlusSpec:
+class InstaThresholdPlusSpec(ChannelFolding):
     """One INSTA-Th+ unit: folding and constant format; see the module docstring."""
 
     channels: int
@@ -149,11 +150,7 @@ class InstaThresholdPlusSpec:
     power_table: int = 0  # 1: q^2 and q^3 of the power sums from constant tables instead of multipliers
 
     def __post_init__(self):
-        for name in ("channels", "pe", "pixels", "hidden"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.channels % self.pe:
-            raise ValueError(f"PE ({self.pe}) must divide the channels ({self.channels})")
+        self.check_folding("pixels", "hidden")
         if not 2 <= self.input_bits <= 16:
             raise ValueError(f"input_bits must be in 2 .. 16, got {self.input_bits}")
         if self.shortcut not in (0, 1):
@@ -246,18 +243,7 @@ class InstaThresholdPlusSpec:
 
     # ---- folding and widths ----------------------------------------------------------------------------------
 
-    @property
-    def cf(self) -> int:
-        return self.channels // self.pe
-
-    @property
-    def frame_beats(self) -> int:
-        """Beats per frame on every stream: ``N * C / PE``."""
-        return self.pixels * self.cf
-
-    @property
-    def in_width(self) -> int:
-        return self.pe * self.input_bits
+    in_width = LaneWidth("input_bits")
 
     @property
     def out_width(self) -> int:
@@ -380,7 +366,7 @@ class InstaThresholdPlusSpec:
             params[f"COEFF_BITS_{j}"] = self.coeff_bits[j]
         for j in range(4):
             params[f"FRAC_{j}"] = self.fracs[j]
-        params.update({"TACC_BITS": self.tacc_bits, "S_SHIFT": self.s_shift, "W1_BITS": self.w1_bits,
+        params.update({"TACC_BITS": self.tacc_bits, "W1_BITS": self.w1_bits,
                        "W2_BITS": self.w2_bits, "M1_BITS": self.m1_bits, "M2_BITS": self.m2_bits,
                        "B_BITS": self.b_bits, "ACC1_BITS": self.acc1_bits, "Y1_BITS": self.y1_bits,
                        "ACC2_BITS": self.acc2_bits, "Y2_BITS": self.y2_bits, "H_SHIFT": self.h_shift,

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from instabnn.hw.blocks.common import frames
+from instabnn.hw.blocks.common.stream_shape import ChannelFolding
 
 __all__ = ["LATENCY", "MaxPoolBitsSpec", "maxpool_bits", "bit_frame_words", "bit_frames_from_words"]
 
@@ -42,7 +43,7 @@ def maxpool_bits(bits: np.ndarray, k: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class MaxPoolBitsSpec:
+class MaxPoolBitsSpec(ChannelFolding):
     """One ``maxpool_bits`` unit; see the module docstring."""
 
     channels: int  # C
@@ -52,19 +53,11 @@ class MaxPoolBitsSpec:
     k: int = 2  # window and stride, 2 .. 8
 
     def __post_init__(self):
-        for name in ("channels", "pe", "height", "width"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.channels % self.pe:
-            raise ValueError(f"PE ({self.pe}) must divide the channels ({self.channels})")
+        self.check_folding("height", "width")
         if not 2 <= self.k <= 8:
             raise ValueError(f"k must be in 2 .. 8, got {self.k}")
         if self.height < self.k or self.width < self.k:
             raise ValueError(f"H ({self.height}) and W ({self.width}) must be >= k ({self.k})")
-
-    @property
-    def cf(self) -> int:
-        return self.channels // self.pe
 
     @property
     def out_height(self) -> int:
@@ -81,10 +74,6 @@ class MaxPoolBitsSpec:
     @property
     def out_pixels(self) -> int:
         return self.out_height * self.out_width_px
-
-    @property
-    def frame_beats(self) -> int:
-        return self.pixels * self.cf
 
     @property
     def out_frame_beats(self) -> int:

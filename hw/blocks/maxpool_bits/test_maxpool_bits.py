@@ -27,7 +27,6 @@ names the test, frame, output pixel and channel.
 
 from __future__ import annotations
 
-import json
 import zlib
 from dataclasses import asdict
 from pathlib import Path
@@ -38,7 +37,8 @@ import pytest
 import cocotb
 from cocotb.triggers import RisingEdge
 
-from instabnn.hw.blocks.common.axis_tb import CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, run_bench, write_result
+from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, run_full_rate_bench,
+                                               write_result)
 from instabnn.hw.blocks.maxpool_bits.spec import MaxPoolBitsSpec, bit_frame_words, bit_frames_from_words, maxpool_bits
 from instabnn.contract.network import ChainStage
 from instabnn.hw.rtl_library import rtl_paths
@@ -280,12 +280,8 @@ LINT_SPECS = FAST_SPECS + [
 def run_maxpool(spec: MaxPoolBitsSpec, n_frames: int, directory: Path) -> dict:
     seed = zlib.crc32(spec.name.encode())
     case_dir = directory / "case"
-    run_bench(__file__, make_case(spec, seed, n_frames), sources=SOURCES, toplevel="maxpool_bits",
-              parameters=spec.rtl_parameters(), directory=case_dir, seed=seed)
-    result = json.loads((case_dir / "result_stream_full_rate.json").read_text())
-    result["frames_checked_all_tests"] = sum(
-        json.loads(p.read_text())["frames_checked"] for p in case_dir.glob("result_*.json"))
-    return result
+    return run_full_rate_bench(__file__, make_case(spec, seed, n_frames), sources=SOURCES, toplevel="maxpool_bits",
+                               parameters=spec.rtl_parameters(), directory=case_dir, seed=seed)
 
 
 def _check_measurements(result: dict):

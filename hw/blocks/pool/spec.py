@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from instabnn.hw.blocks.common import frames
+from instabnn.hw.blocks.common.stream_shape import ChannelFolding, LaneWidth
 from instabnn.contract.layers import global_sum, pool_sum
 
 __all__ = ["LATENCY", "PoolSumSpec", "GlobalSumSpec", "frame_words", "frames_from_words"]
@@ -46,7 +47,7 @@ LATENCY = 2
 
 
 @dataclass(frozen=True)
-class _SumSpec:
+class _SumSpec(ChannelFolding):
     channels: int  # C
     pe: int  # channels per beat, divides C
     height: int  # H
@@ -54,39 +55,20 @@ class _SumSpec:
     in_bits: int  # signed width of q
 
     def __post_init__(self):
-        for name in ("channels", "pe", "height", "width"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.channels % self.pe:
-            raise ValueError(f"PE ({self.pe}) must divide the channels ({self.channels})")
+        self.check_folding("height", "width")
         if not 2 <= self.in_bits <= 32:
             raise ValueError(f"in_bits must be in 2 .. 32, got {self.in_bits}")
-
-    @property
-    def cf(self) -> int:
-        """Channel folds: beats per pixel, ``C / PE``."""
-        return self.channels // self.pe
 
     @property
     def pixels(self) -> int:
         return self.height * self.width
 
     @property
-    def frame_beats(self) -> int:
-        """Input beats per frame: ``H*W * C / PE``."""
-        return self.pixels * self.cf
-
-    @property
     def out_frame_beats(self) -> int:
         return self.out_pixels * self.cf
 
-    @property
-    def in_width(self) -> int:
-        return self.pe * self.in_bits
-
-    @property
-    def out_width(self) -> int:
-        return self.pe * self.out_bits
+    in_width = LaneWidth("in_bits")
+    out_width = LaneWidth("out_bits")
 
     @property
     def latency(self) -> int:

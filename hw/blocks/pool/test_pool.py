@@ -42,7 +42,7 @@ import pytest
 import cocotb
 from cocotb.triggers import RisingEdge
 
-from instabnn.hw.blocks.common.axis_tb import CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, run_bench
+from instabnn.hw.blocks.common.axis_tb import CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, run_full_rate_bench
 from instabnn.hw.blocks.pool.spec import GlobalSumSpec, PoolSumSpec, frame_words, frames_from_words
 from instabnn.contract.layers import Classifier, global_sum, pool_sum
 from instabnn.hw.rtl_library import rtl_paths
@@ -344,11 +344,8 @@ def run_pool(spec, n_frames: int, directory: Path) -> dict:
     """Build and simulate one unit; returns the full-rate measurements (plus the frames checked by all tests)."""
     seed = _seed(spec)
     case_dir = directory / "case"
-    run_bench(__file__, make_case(spec, seed, n_frames), sources=SOURCES[_top(spec)], toplevel=_top(spec),
-              parameters=spec.rtl_parameters(), directory=case_dir, seed=seed)
-    result = json.loads((case_dir / "result_stream_full_rate.json").read_text())
-    result["frames_checked_all_tests"] = sum(
-        json.loads(p.read_text())["frames_checked"] for p in case_dir.glob("result_*.json"))
+    result = run_full_rate_bench(__file__, make_case(spec, seed, n_frames), sources=SOURCES[_top(spec)],
+                                 toplevel=_top(spec), parameters=spec.rtl_parameters(), directory=case_dir, seed=seed)
     (directory / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 

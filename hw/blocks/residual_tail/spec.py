@@ -49,6 +49,7 @@ import numpy as np
 from instabnn.hw.blocks.common import frames
 from instabnn.hw.blocks.common.lanes import pack_mixed, unpack_mixed
 from instabnn.hw.blocks.common.memfile import read_memh, write_memh
+from instabnn.hw.blocks.common.stream_shape import ChannelFolding, LaneWidth
 from instabnn.contract.fixed_point import signed_bits
 from instabnn.contract.layers import SLOPE_FRAC, ResidualActivation
 
@@ -80,7 +81,7 @@ def _array_bits(values) -> int:
 
 
 @dataclass(frozen=True)
-class ResidualTailSpec:
+class ResidualTailSpec(ChannelFolding):
     """One residual tail unit: folding, lane widths, constant widths, shifts; see the module docstring."""
 
     channels: int  # C
@@ -101,11 +102,7 @@ class ResidualTailSpec:
     shortcut_mult_bits: int = 0  # signed width of SHORTCUT_MULT (proj only)
 
     def __post_init__(self):
-        for name in ("channels", "pe", "pixels"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.channels % self.pe:
-            raise ValueError(f"PE ({self.pe}) must divide the channels ({self.channels})")
+        self.check_folding("pixels")
         for name in ("acc_bits", "sc_bits", "out_bits"):
             if not 2 <= getattr(self, name) <= 32:
                 raise ValueError(f"{name} must be in 2 .. 32, got {getattr(self, name)}")
@@ -160,27 +157,9 @@ class ResidualTailSpec:
         """The fields of a constant lane from the LSB: :data:`CONST_FIELDS`, or :data:`PROJ_CONST_FIELDS`."""
         return PROJ_CONST_FIELDS if self.shortcut_proj else CONST_FIELDS
 
-    @property
-    def cf(self) -> int:
-        """Channel folds: beats per pixel, ``C / PE``."""
-        return self.channels // self.pe
-
-    @property
-    def frame_beats(self) -> int:
-        """Beats per frame on every stream: ``H*W * C / PE``."""
-        return self.pixels * self.cf
-
-    @property
-    def acc_width(self) -> int:
-        return self.pe * self.acc_bits
-
-    @property
-    def sc_width(self) -> int:
-        return self.pe * self.sc_bits
-
-    @property
-    def out_width(self) -> int:
-        return self.pe * self.out_bits
+    acc_width = LaneWidth("acc_bits")
+    sc_width = LaneWidth("sc_bits")
+    out_width = LaneWidth("out_bits")
 
     @property
     def const_lane_bits(self) -> int:

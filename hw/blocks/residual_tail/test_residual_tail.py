@@ -43,7 +43,8 @@ import pytest
 import cocotb
 from cocotb.triggers import RisingEdge
 
-from instabnn.hw.blocks.common.axis_tb import CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, run_bench, write_result
+from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, run_full_rate_bench,
+                                               write_result)
 from instabnn.hw.blocks.residual_tail.spec import (CONST_FIELDS, PROJ_CONST_FIELDS, ResidualTailSpec, const_words,
                                                    frame_words, frames_from_words, read_const_file, write_const_file)
 from instabnn.contract.fixed_point import signed_bits
@@ -443,12 +444,8 @@ def run_residual_tail(folding: Folding, n_frames: int, directory: Path, seed: in
     seed = _seed(folding) if seed is None else seed
     case_dir = directory / "case"
     spec, parameters, case = _prepare(folding, seed, n_frames, case_dir)
-    run_bench(__file__, case, sources=SOURCES, toplevel=TOPLEVEL, parameters=parameters, directory=case_dir,
-              seed=seed)
-    result = json.loads((case_dir / "result_stream_full_rate.json").read_text())
-    result["frames_checked_all_tests"] = sum(
-        json.loads(p.read_text())["frames_checked"] for p in case_dir.glob("result_*.json")
-    )
+    result = run_full_rate_bench(__file__, case, sources=SOURCES, toplevel=TOPLEVEL, parameters=parameters,
+                                 directory=case_dir, seed=seed)
     result["spec_name"] = spec.name
     (directory / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

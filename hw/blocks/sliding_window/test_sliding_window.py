@@ -26,7 +26,6 @@ output pixel, kernel position and channel on a mismatch. The reference sees the 
 
 from __future__ import annotations
 
-import json
 import shutil
 import zlib
 from dataclasses import asdict
@@ -38,13 +37,13 @@ import pytest
 import cocotb
 from cocotb.triggers import RisingEdge
 
-from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, run_bench,
+from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, run_full_rate_bench,
                                                write_result)
 from instabnn.hw.blocks.sliding_window.spec import SlidingWindowShape
 from instabnn.contract.packing import pack_fields, unpack_fields
 from instabnn.contract.window import feature_map_beats, window_beats
 from instabnn.hw.rtl_library import rtl_paths
-from instabnn.sim.rtl_runner import VERILATOR_BUILD_ARGS, lint_output_clean, verilator_lint, yosys_synth
+from instabnn.sim.rtl_runner import lint_output_clean, verilator_lint, yosys_synth
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -306,15 +305,9 @@ LINT_SHAPES = FAST_SHAPES + SLOW_SHAPES + [
 def run_sliding_window(shape: SlidingWindowShape, n_frames: int, directory: Path, yosys_netlist: bool = False) -> dict:
     seed = zlib.crc32(shape.name.encode())
     case_dir = directory / "case"
-    parameters = shape.rtl_parameters()
-    sources, build_args = SOURCES, VERILATOR_BUILD_ARGS
-    if yosys_netlist:
-        netlist = directory / "netlist.v"
-        yosys_synth(SOURCES, TOPLEVEL, parameters, case_dir / "synth", netlist)
-        sources, parameters, build_args = [netlist], {}, VERILATOR_BUILD_ARGS + ["-Wno-UNOPTFLAT"]
-    run_bench(__file__, make_case(shape, seed, n_frames), sources=sources, toplevel=TOPLEVEL,
-              parameters=parameters, directory=case_dir, seed=seed, build_args=build_args)
-    return json.loads((case_dir / "result_stream_full_rate.json").read_text())
+    return run_full_rate_bench(__file__, make_case(shape, seed, n_frames), sources=SOURCES, toplevel=TOPLEVEL,
+                               parameters=shape.rtl_parameters(), directory=case_dir, seed=seed,
+                               yosys_netlist=yosys_netlist)
 
 
 def _check_measurements(shape: SlidingWindowShape, result: dict):

@@ -27,7 +27,6 @@ the DUT where exposed and the port widths checked.
 
 from __future__ import annotations
 
-import json
 import shutil
 import zlib
 from dataclasses import asdict
@@ -39,13 +38,13 @@ import pytest
 import cocotb
 from cocotb.triggers import RisingEdge
 
-from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, run_bench,
+from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, run_full_rate_bench,
                                                write_result)
 from instabnn.hw.blocks.stream.spec import StreamDuplicateShape, StreamFifoShape, WidthConverterShape
 from instabnn.contract.packing import pack_words
 from instabnn.contract.stream import convert_width, duplicate, fifo
 from instabnn.hw.rtl_library import rtl_paths
-from instabnn.sim.rtl_runner import VERILATOR_BUILD_ARGS, lint_output_clean, verilator_lint, yosys_synth
+from instabnn.sim.rtl_runner import lint_output_clean, verilator_lint, yosys_synth
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -362,15 +361,9 @@ def run_stream_util(block: str, shape, n_frames: int, max_frame: int, directory:
     seed = zlib.crc32(shape.name.encode())
     case_dir = directory / "case"
     case = make_case(block, shape, seed, n_frames, max_frame)
-    parameters = shape.rtl_parameters()
-    sources, build_args = rtl_paths(block), VERILATOR_BUILD_ARGS
-    if yosys_netlist:
-        netlist = directory / "netlist.v"
-        yosys_synth(sources, block, parameters, case_dir / "synth", netlist)
-        sources, parameters, build_args = [netlist], {}, VERILATOR_BUILD_ARGS + ["-Wno-UNOPTFLAT"]
-    run_bench(__file__, case, sources=sources, toplevel=block, parameters=parameters, directory=case_dir,
-              seed=seed, build_args=build_args)
-    return json.loads((case_dir / "result_stream_full_rate.json").read_text())
+    return run_full_rate_bench(__file__, case, sources=rtl_paths(block), toplevel=block,
+                               parameters=shape.rtl_parameters(), directory=case_dir, seed=seed,
+                               yosys_netlist=yosys_netlist)
 
 
 def _check_measurements(shape, result: dict):
