@@ -118,12 +118,13 @@ def test_make_lower_report(digits_insta_ckpt, tmp_path):
     assert "sign agreement" in (tmp_path / "rep" / "lowered.md").read_text()
     assert a["lowered_graph_identical"] is True
     from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.custom_op.registry import getCustomOp
+
+    from instabnn.hw.ops import hw_op
 
     graph = ModelWrapper(str(tmp_path / "rep" / "lowered.onnx"))
     ops = [n.op_type for n in graph.graph.node]
     assert ops[0] == "StemConv" and ops[-1] == "Classifier" and ops.count("BinaryConv") == 4
-    conv = getCustomOp(graph.get_nodes_by_op_type("BinaryConv")[0])
+    conv = hw_op(graph, graph.get_nodes_by_op_type("BinaryConv")[0])
     assert conv.get_exp_cycles() == 8 * 8 * 288 * 32  # PE = SIMD = 1
     assert conv.get_output_datatype().bitwidth() == L.signed_bits(-288, 288)
 
