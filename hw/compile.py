@@ -12,7 +12,7 @@ turns every hardware layer of the lowered graph (:mod:`instabnn.hw.ops`) into in
 * ``accelerator.json``: the manifest (sources in compile order, memory files, stream widths, input shape, the
   folding, the model hash, per-layer cycles) and ``compile.md``, a readable report.
 
-Layer -> RTL (every block's parameters come from its spec class, the one source of each width):
+Layer -> RTL (every block's parameters come from its spec, which the op builds, the one source of each width):
 
     StemConv            sliding_window -> int_mvu -> channel_affine (AffineRequant)
     ThresholdUnit       insta_threshold (static, INSTA-Th, or INSTA-Th+ with SE = 1: the SE-like MLP);
@@ -34,7 +34,11 @@ that no sliding window feeds (:meth:`Netlist.mvu`: the unit stops its input whil
 and without the FIFO its producer would stop with it). The manifest's ``fifo_bits`` (and each layer's) is the
 memory these FIFOs spend. A layer the RTL library does not have yet (option-A shortcuts) stops the compiler
 with an error naming the node, before anything is written. ``compile.md`` and the manifest carry per-layer cycles
-and resource estimates (:mod:`instabnn.hw.estimate`).
+and resource estimates (:mod:`instabnn.hw.estimate`), and a per-block latency table (each instance's cycles per
+frame and latency from its spec).
+
+Every block's spec comes from the lowered op (``op.blocks()`` in :mod:`instabnn.hw.ops`): the emitters place the
+op's specs and build none of their own, so the cycles folding folds by (``get_exp_cycles``) are the report's.
 """
 
 from __future__ import annotations

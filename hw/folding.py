@@ -2,13 +2,16 @@
 
 ``python -m instabnn.hw.folding lowered.onnx --target-fps 5000 --clock-mhz 100`` picks, for every node of a lowered
 graph (:mod:`instabnn.hw.ops`), the least parallel (SIMD, PE) whose expected cycles per frame
-(``get_exp_cycles``) meet the target: SIMD grows first (through the divisors of the input channels), then PE
-(divisors of the output channels), as FINN's SetFolding does. It writes a folding config in FINN's format
-(``{node name: {"PE": .., "SIMD": ..}}``, SIMD only on the nodes that have it), which FINN's ``ApplyConfig``
-applies to the graph, so a user can edit it and feed it back (``--config``, or ``instabnn.hw.compile --folding``).
-A config must name every node of the graph and no other, with only that node's keys, each a positive integer
-dividing the dimension it folds (FINN's ``"Defaults": {}`` is accepted); anything else is an error naming the node
-or key. The report lists per layer the folding and cycles, the bottleneck, and the frames per second it gives at
+(``get_exp_cycles``: the slowest of the block specs the node lowers to, :meth:`instabnn.hw.ops.InstaHwOp.blocks`,
+the compiler's model too) meet the target: SIMD grows first (through the divisors of the input channels), then PE
+(divisors of the output channels), as FINN's SetFolding does. The INSTA units' other knobs, ``LIMBS`` and
+``SE_SIMD``, are chosen for each (SIMD, PE) tried: the cheapest value that keeps the node within the target
+(:func:`choose_knobs`). It writes a folding config in FINN's format (``{node name: {"PE": .., "SIMD": ..}}``, SIMD
+only on the nodes that have it, a knob only on the nodes that have it), which FINN's ``ApplyConfig`` applies to the
+graph, so a user can edit it and feed it back (``--config``, or ``instabnn.hw.compile --folding``). A config must
+name every node of the graph and no other, with only that node's keys, each a positive integer dividing the
+dimension it folds, knobs one of their legal values (FINN's ``"Defaults": {}`` is accepted); anything else is an
+error naming the node or key. The report lists per layer the folding and cycles, the bottleneck, and the frames per second it gives at
 the clock. Resource estimates are not part of it yet.
 
 The config file is written only where no file is, or over one this tool wrote itself and nobody changed since
@@ -70,14 +73,35 @@ def choose_knobs(op, target_cycles: int) -> dict[str, int]:
     for the fastest)."""
     chosen = {}
     for knob, values in op.knob_candidates().items():
-        cycles = {}
-        for v in values:
-            op.set_nodeattr(knob, v)
-            cycles[v] = op.get_exp_cycles()
-        bound = max(target_cycles, min(cycles.values()))
-        chosen[knob] = next(v for v in values if cycles[v] <= bound)
+        def cycles(value, knob=knob):
+            op.set_nodeattr(knob, value)
+            return op.get_exp_cycles()
+
+        chosen[knob] = cheapest(values, cycles, target_cycles)
         op.set_nodeattr(knob, chosen[knob])
     return chosen
+
+
+def with_chosen_limbs(spec, target_cycles: int = 0):
+    """An INSTA-Th / INSTA-PReLU unit's spec (``InstaThresholdSpec``, ``InstaTailSpec``) with LIMBS as folding
+    chooses it (:func:`cheapest` of ``limbs_by_cost``; 1 for a static unit or one with an SE-like MLP): for units
+    built outside a lowered graph (block testbenches, block syntheses)."""
+    from dataclasses import replace
+
+    from instabnn.hw.blocks.insta_threshold.spec import limbs_by_cost
+
+    if getattr(spec, "static", 0) or getattr(spec, "se", False):
+        return replace(spec, limbs=1)
+    return replace(spec, limbs=cheapest(limbs_by_cost(spec.power_sum_bits),
+                                        lambda n: replace(spec, limbs=n).cycles_per_frame, target_cycles))
+
+
+def cheapest(values, cycles_of, target_cycles: int = 0):
+    """The knob rule: the first of ``values`` (cheapest first) whose ``cycles_of(value)`` is within
+    ``target_cycles``, or, where none is, as fast as any of them (``target_cycles = 0``: the fastest)."""
+    cycles = {v: cycles_of(v) for v in values}
+    bound = max(target_cycles, min(cycles.values()))
+    return next(v for v in values if cycles[v] <= bound)
 
 
 def choose_folding(model, target_cycles: int) -> dict:

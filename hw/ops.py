@@ -5,6 +5,12 @@ Each node is one hardware layer of the arithmetic contract (:mod:`instabnn.contr
 the lowered graph with qonnx (``execute_onnx``) *is* the golden reference. The classes subclass FINN's
 ``HWCustomOp`` (shapes, stream widths, expected cycles at the folding in the node's ``PE`` / ``SIMD``).
 
+Each op owns its blocks: :meth:`InstaHwOp.blocks` builds the specs of the RTL blocks the node lowers to (from its
+attributes, its constants and its neighbours, so the op must be bound to its graph: :func:`hw_op`), the compiler
+instantiates exactly those, and ``get_exp_cycles`` is the slowest of their cycles per frame: folding, the compiler
+and the reports use one model. The folding knobs beyond PE / SIMD (``LIMBS``, ``SE_SIMD``) are node attributes
+that ``hw/folding.py`` chooses (:meth:`InstaHwOp.knob_options` lists the legal values).
+
     ChainLayer          bits|q -> bits|acc plain W1A1 layer: binary-weight conv/dense, BN-sign thresholds, max-pool
     AffineLogits        acc -> logits      the last W1A1 layer's affine map, integer logits
     StemConv            q0 -> q            8-bit conv + BN requant (AffineRequant)
@@ -38,7 +44,7 @@ from instabnn.hw.blocks.binary_mvu.spec import BinaryMvuShape
 from instabnn.hw.blocks.channel_affine.spec import ChannelAffineSpec
 from instabnn.hw.blocks.common.mvu_folding import MvuFolding
 from instabnn.hw.blocks.insta_tail.spec import InstaTailSpec
-from instabnn.hw.blocks.insta_threshold.spec import InstaThresholdSpec, sequencer_limbs
+from instabnn.hw.blocks.insta_threshold.spec import InstaThresholdSpec, limbs_by_cost
 from instabnn.hw.blocks.insta_threshold.spec_plus import InstaThresholdPlusSpec
 from instabnn.hw.blocks.int_mvu.spec import IntMvuShape
 from instabnn.hw.blocks.maxpool_bits.spec import MaxPoolBitsSpec
@@ -138,6 +144,18 @@ class Block:
 def weight_bits(w: np.ndarray) -> int:
     """Signed width of an integer weight matrix (at least 2)."""
     return max(2, signed_bits(int(w.min()), int(w.max())))
+
+
+def limbs_options(poly) -> list[int]:
+    """Legal LIMBS of a unit whose power sums are those of ``poly`` (its ``input_bits`` over ``pixels``)."""
+    return list(range(1, max(power_sum_bits(poly.input_bits, poly.pixels)) + 1))
+
+
+def se_simd_options(se) -> list[int]:
+    """Legal SE_SIMD of an SE-like MLP ``se``: the divisors of gcd(channels, hidden units), fewest first."""
+    hidden, channels = np.asarray(se.w1).shape
+    common = math.gcd(channels, hidden)
+    return [d for d in range(1, common + 1) if common % d == 0]
 
 
 def hw_op(model, node):
@@ -383,16 +401,13 @@ class ThresholdUnit(InstaHwOp):
         if self.static(consts):
             return {}
         if isinstance(consts, InstaThConstants):  # limbs of the power sums in the sequencer's multiplier
-            return {"LIMBS": list(range(1, max(power_sum_bits(consts.input_bits, consts.pixels)) + 1))}
-        hidden, channels = np.asarray(consts.se.w1).shape
-        common = math.gcd(channels, hidden)
-        return {"SE_SIMD": [d for d in range(1, common + 1) if common % d == 0]}  # SE-MLP multipliers
+            return {"LIMBS": limbs_options(consts)}
+        return {"SE_SIMD": se_simd_options(consts.se)}  # multipliers of the SE-like MLP
 
     def knob_candidates(self) -> dict[str, list[int]]:
         consts = self.contract_layer()
-        if "LIMBS" in self.knob_options():  # one DSP48E1 (sequencer_limbs), or one limb on a wider multiplier
-            return {"LIMBS": list(dict.fromkeys(
-                (sequencer_limbs(power_sum_bits(consts.input_bits, consts.pixels)), 1)))}
+        if isinstance(consts, InstaThConstants) and not self.static(consts):
+            return {"LIMBS": limbs_by_cost(power_sum_bits(consts.input_bits, consts.pixels))}
         return self.knob_options()  # SE_SIMD: fewest multipliers first
 
     def shortcut(self) -> int:
@@ -489,17 +504,12 @@ class ResidualActivation(InstaHwOp):
         act = self.contract_layer()
         if act.act != "insta":
             return {}
-        if act.se is None:
-            return {"LIMBS": list(range(1, max(power_sum_bits(act.poly.input_bits, act.poly.pixels)) + 1))}
-        hidden, channels = np.asarray(act.se.w1).shape
-        common = math.gcd(channels, hidden)
-        return {"SE_SIMD": [d for d in range(1, common + 1) if common % d == 0]}
+        return {"LIMBS": limbs_options(act.poly)} if act.se is None else {"SE_SIMD": se_simd_options(act.se)}
 
     def knob_candidates(self) -> dict[str, list[int]]:
         act = self.contract_layer()
-        if "LIMBS" in self.knob_options():
-            return {"LIMBS": list(dict.fromkeys(
-                (sequencer_limbs(power_sum_bits(act.poly.input_bits, act.poly.pixels)), 1)))}
+        if act.act == "insta" and act.se is None:
+            return {"LIMBS": limbs_by_cost(power_sum_bits(act.poly.input_bits, act.poly.pixels))}
         return self.knob_options()
 
     def accumulator_bound(self) -> int:

@@ -94,13 +94,13 @@ def resnet20(variant: str, work: Path, fps: float, n: int) -> dict:
 def markdown(report: dict) -> str:
     lines = [f"# Hardware benchmark (digits test split, folding for {report['fps']:g} frames/s at 100 MHz)", "",
              "| variant | compile s | mismatches | accuracy ref / RTL | cycles/frame measured / analytic | "
-             "cocotb / Verilator images/s | cocotb share | estimate LUT / BRAM36 / DSP |",
-             "|---|---|---|---|---|---|---|---|"]
+             "latency (cycles) | cocotb / Verilator images/s | cocotb share | estimate LUT / BRAM36 / DSP |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for v, r in report["variants"].items():
         e = r["resources_estimate"]
         lines.append(f"| {v} | {r['compile_seconds']} | {r['mismatches']} | {100 * r['accuracy_reference']:.2f} / "
                      f"{100 * r['accuracy_rtl']:.2f} % | {r['cycles_per_frame_measured']:.0f} / "
-                     f"{r['cycles_per_frame_analytic']} | {r['cocotb_images_per_s']:.1f} / "
+                     f"{r['cycles_per_frame_analytic']} | {r['latency_cycles']} | {r['cocotb_images_per_s']:.1f} / "
                      f"{r['verilator_images_per_s']:.1f} | {100 * r['cocotb_vs_verilator']:.0f} % | "
                      f"{e['lut']} / {e['bram36']:g} / {e['dsp']} |")
     if report.get("resnet20"):

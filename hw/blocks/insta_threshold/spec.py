@@ -60,6 +60,7 @@ __all__ = [
     "STATIC_LATENCY",
     "POWER_TABLE_MAX_BITS",
     "sequencer_limbs",
+    "limbs_by_cost",
     "InstaThresholdSpec",
     "frame_words",
     "frames_from_words",
@@ -95,6 +96,12 @@ def sequencer_limbs(power_sum_bits) -> int:
     coefficients of up to 25 bits: 1 where the widest sum fits the 18-bit port, else ``ceil(PW / 17)``."""
     pw = max(power_sum_bits)
     return 1 if pw <= DSP_B_BITS else -(-pw // (DSP_B_BITS - 1))
+
+
+def limbs_by_cost(power_sum_bits) -> list[int]:
+    """The LIMBS folding chooses from (``hw/folding.py``), cheapest first: :func:`sequencer_limbs` (one DSP48E1,
+    ``3*C*limbs`` steps), then 1 (a wider multiplier, ``3*C`` steps)."""
+    return list(dict.fromkeys((sequencer_limbs(power_sum_bits), 1)))
 
 
 _TOKEN_EDGES = 2
