@@ -280,10 +280,7 @@ class Compiler(ChainEmitters):
                 continue
             for conv, _ in self.consumers.get(thr.output[0], []):
                 if conv.op_type == "BinaryConv":
-                    scalars, in_shapes, _, _, _ = _attrs(self.getCustomOp(conv))
-                    _, cin, h, w = in_shapes[:4]
-                    k = self.const(conv, "weight").shape[-1]
-                    return SlidingWindowShape(cin, h, w, k, scalars["stride"], scalars["pad"], 1, 1, 0)
+                    return hw_op(self.model, conv).blocks()[0].spec
         return None
 
     def shortcut_fifo(self, s: Stream, q_tensor: str) -> Stream:
@@ -382,7 +379,8 @@ class Compiler(ChainEmitters):
     def place(self, blk, inst: str) -> str:
         """Record instance ``inst`` of the op's block ``blk`` in the layer's latency table."""
         self.net.layer.instances.append({"instance": inst, "module": blk.module,
-                                         "cycles_per_frame": blk.cycles_per_frame, "latency": blk.latency})
+                                         "cycles_per_frame": blk.cycles_per_frame, "latency": blk.latency,
+                                         "beat_latency": blk.beat_latency})
         return inst
 
     @staticmethod
@@ -749,13 +747,14 @@ def markdown(m: dict) -> str:
               "Each block instance of the layers above with its spec's cycles per frame (steady state) and latency "
               "(clock edges; where each block's latency is measured from and to is in its spec: a frame-buffered "
               "INSTA unit's runs from a frame's last input beat to its first output beat, the others' from a beat "
-              "in to the first beat it produces). Stream plumbing (FIFOs, width converters, duplicates) is not "
+              "in to the first beat it produces) and beat latency (a beat in to that beat out at full rate: one "
+              "frame more for a frame-buffered unit). Stream plumbing (FIFOs, width converters, duplicates) is not "
               "listed.", "",
-              "| layer | instance | module | cycles / frame | latency |", "|---|---|---|---|---|"]
+              "| layer | instance | module | cycles / frame | latency | beat latency |", "|---|---|---|---|---|---|"]
     for layer in m["layers"]:
         for inst in layer["instances"]:
             lines.append(f"| {layer['node']} | {inst['instance']} | {inst['module']} | {inst['cycles_per_frame']} | "
-                         f"{inst['latency']} |")
+                         f"{inst['latency']} | {inst['beat_latency']} |")
     lines.append("")
     return "\n".join(lines)
 

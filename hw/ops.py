@@ -140,6 +140,12 @@ class Block:
         """The spec's latency (edges; see each block's spec for where it is measured from)."""
         return int(self.spec.latency)
 
+    @property
+    def beat_latency(self) -> int:
+        """Edges from a beat's input to its output at full rate: a frame-buffered unit's ``beat_latency`` (one
+        frame more than its latency), the latency of the others."""
+        return int(getattr(self.spec, "beat_latency", self.spec.latency))
+
 
 def weight_bits(w: np.ndarray) -> int:
     """Signed width of an integer weight matrix (at least 2)."""
@@ -164,7 +170,7 @@ def hw_op(model, node):
     from qonnx.custom_op.registry import getCustomOp
 
     op = getCustomOp(node)
-    op.model = model
+    op.model, op._stream_bits = model, {}
     return op
 
 
@@ -195,6 +201,7 @@ class InstaHwOp(HWCustomOp):
 
     # -- the graph around the node (hw_op binds it)
     model = None
+    _stream_bits: dict = {}
 
     def graph(self):
         if self.model is None:
@@ -209,8 +216,12 @@ class InstaHwOp(HWCustomOp):
                 for f, t in zip(names, self.onnx_node.input[self.data_inputs:])}
 
     def contract_layer(self):
-        """The node's contract object (its scalars and constants, :func:`unpack`)."""
-        return unpack(json.loads(self.get_nodeattr("scalars")), self.constants())
+        """The node's contract object (its scalars and constants, :func:`unpack`; read once per op)."""
+        if self._layer is None:
+            self._layer = unpack(json.loads(self.get_nodeattr("scalars")), self.constants())
+        return self._layer
+
+    _layer = None
 
     def neighbour(self, node) -> InstaHwOp:
         return hw_op(self.graph(), node)
@@ -220,6 +231,11 @@ class InstaHwOp(HWCustomOp):
         output stream, or, where a threshold unit also reads the tensor, the unit's buffered ``q`` output (the
         compiler gives it to every other reader but a tail reusing the statistics); the image's width for the
         graph input."""
+        if index not in self._stream_bits:  # widths do not depend on the folding: found once per op
+            self._stream_bits[index] = self.find_input_stream_bits(index)
+        return self._stream_bits[index]
+
+    def find_input_stream_bits(self, index: int) -> int:
         model, tensor = self.graph(), self.onnx_node.input[index]
         producer = model.find_producer(tensor)
         if producer is None:
@@ -246,6 +262,15 @@ class InstaHwOp(HWCustomOp):
     def knob_candidates(self) -> dict[str, list[int]]:
         """Per knob, the values folding chooses from, cheapest first (hw/folding.py ``choose_knobs``)."""
         return {}
+
+    def folded_spec(self, build, **folding):
+        """``build()``'s spec with ``folding`` (pe, knobs) replaced in: ``build`` (which derives the widths from the
+        constants, the slow part, and none of them from the folding) runs once per op."""
+        if self._base_spec is None:
+            self._base_spec = build()
+        return dataclasses.replace(self._base_spec, **folding)
+
+    _base_spec = None
 
     def knob(self, name: str) -> int:
         """A knob's value as folded (ValueError naming the node where it was not chosen or is not legal)."""
@@ -405,10 +430,10 @@ class ThresholdUnit(InstaHwOp):
         return {"SE_SIMD": se_simd_options(consts.se)}  # multipliers of the SE-like MLP
 
     def knob_candidates(self) -> dict[str, list[int]]:
-        consts = self.contract_layer()
-        if isinstance(consts, InstaThConstants) and not self.static(consts):
+        options, consts = self.knob_options(), self.contract_layer()
+        if "LIMBS" in options:
             return {"LIMBS": limbs_by_cost(power_sum_bits(consts.input_bits, consts.pixels))}
-        return self.knob_options()  # SE_SIMD: fewest multipliers first
+        return options  # SE_SIMD: fewest multipliers first
 
     def shortcut(self) -> int:
         """1 where another reader (not a tail reusing the statistics) takes the unit's buffered q output."""
@@ -420,11 +445,12 @@ class ThresholdUnit(InstaHwOp):
         consts, pe = self.contract_layer(), self.get_nodeattr("PE")
         if isinstance(consts, InstaThConstants):
             static = self.static(consts)
-            spec = InstaThresholdSpec.from_constants(consts, pe, static=int(static), shortcut=self.shortcut(),
-                                                     limbs=1 if static else self.knob("LIMBS"))
+            spec = self.folded_spec(lambda: InstaThresholdSpec.from_constants(consts, pe, static=int(static),
+                                                                              shortcut=self.shortcut()),
+                                    pe=pe, limbs=1 if static else self.knob("LIMBS"))
         else:
-            spec = InstaThresholdPlusSpec.from_constants(consts, pe, shortcut=self.shortcut(),
-                                                         se_simd=self.knob("SE_SIMD"))
+            spec = self.folded_spec(lambda: InstaThresholdPlusSpec.from_constants(consts, pe, shortcut=self.shortcut()),
+                                    pe=pe, se_simd=self.knob("SE_SIMD"))
         return [Block("insta_threshold", spec)]
 
     def out_stream_bits(self) -> int:
@@ -504,31 +530,38 @@ class ResidualActivation(InstaHwOp):
         act = self.contract_layer()
         if act.act != "insta":
             return {}
+        if act.poly is None:
+            raise ValueError(f"node {self.onnx_node.name}: an INSTA-PReLU tail without its statistic polynomial")
         return {"LIMBS": limbs_options(act.poly)} if act.se is None else {"SE_SIMD": se_simd_options(act.se)}
 
     def knob_candidates(self) -> dict[str, list[int]]:
-        act = self.contract_layer()
-        if act.act == "insta" and act.se is None:
-            return {"LIMBS": limbs_by_cost(power_sum_bits(act.poly.input_bits, act.poly.pixels))}
-        return self.knob_options()
+        options, poly = self.knob_options(), self.contract_layer().poly
+        if "LIMBS" in options:
+            return {"LIMBS": limbs_by_cost(power_sum_bits(poly.input_bits, poly.pixels))}
+        return options
 
     def accumulator_bound(self) -> int:
         """|acc| bound: the vector length of the binary convolution that produces input 0."""
-        producer = self.graph().find_producer(self.onnx_node.input[0])
-        if producer is None or producer.op_type != "BinaryConv":
-            raise ValueError(f"its accumulator input {self.onnx_node.input[0]} is not a BinaryConv output")
-        return self.neighbour(producer).blocks()[0].spec.mw
+        if self._acc_bound is None:
+            producer = self.graph().find_producer(self.onnx_node.input[0])
+            if producer is None or producer.op_type != "BinaryConv":
+                raise ValueError(f"its accumulator input {self.onnx_node.input[0]} is not a BinaryConv output")
+            self._acc_bound = self.neighbour(producer).blocks()[0].spec.mw
+        return self._acc_bound
+
+    _acc_bound = None
 
     def blocks(self) -> list[Block]:
         act, pe = self.contract_layer(), self.get_nodeattr("PE")
         _, c, h, w = self.get_normal_output_shape()
         bound, sc_bits = self.accumulator_bound(), self.input_stream_bits(1)
         if act.act == "rprelu":
-            return [Block("residual_tail", ResidualTailSpec.from_activation(act, bound, sc_bits, pe, h * w))]
+            return [Block("residual_tail", self.folded_spec(
+                lambda: ResidualTailSpec.from_activation(act, bound, sc_bits, pe, h * w), pe=pe))]
         stat_channels = self.get_normal_input_shape(2)[1] if act.stat_source == "reuse" else None
         knob = {"se_simd": self.knob("SE_SIMD")} if act.se is not None else {"limbs": self.knob("LIMBS")}
-        return [Block("insta_tail", InstaTailSpec.from_activation(act, bound, sc_bits, pe, h * w, stat_channels,
-                                                                  **knob))]
+        return [Block("insta_tail", self.folded_spec(
+            lambda: InstaTailSpec.from_activation(act, bound, sc_bits, pe, h * w, stat_channels), pe=pe, **knob))]
 
     def out_stream_bits(self) -> int:
         return int(self.contract_layer().out_bits)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from instabnn.hw import compile as C
 from instabnn.hw import folding, lower
@@ -19,27 +18,16 @@ _LOWERED: dict = {}
 
 
 def untrained_digits(variant: str, tmp_path_factory):
-    """lowered.onnx of an untrained digits network (random weights, BatchNorm statistics and INSTA parameters, as
-    ``sim/bench.py`` makes ResNet-20: the hardware's shapes and widths do not need training), made once per
-    variant."""
+    """lowered.onnx of an untrained digits network (``random_weights_network``: the hardware's shapes and widths do
+    not need training), made once per variant."""
     from instabnn.model.config import NetConfig
     from instabnn.model.export import export_model
-    from instabnn.model.networks import build_network
+    from instabnn.model.networks import random_weights_network
 
     if variant not in _LOWERED:
         out = tmp_path_factory.mktemp(f"cycles-{variant}")
-        torch.manual_seed(0)
         cfg = NetConfig(variant=variant)
-        model = build_network(cfg).eval()
-        with torch.no_grad():
-            for name, buf in model.named_buffers():
-                if name.endswith("running_mean"):
-                    buf.uniform_(-0.5, 0.5)
-                elif name.endswith("running_var"):
-                    buf.uniform_(0.5, 2.0)
-            for name, p in model.named_parameters():
-                if name.endswith(("alpha", "beta", "gamma", "zeta", "threshold")):
-                    p.uniform_(-0.3, 0.3)
+        model = random_weights_network(cfg)
         export_model(model, out / "model.onnx", {"instabnn.config": json.dumps(cfg.to_dict())}, n_check=0)
         assert lower.main([str(out / "model.onnx"), "--out", str(out), "--no-progress", "-n", "2"]) == 0
         _LOWERED[variant] = out / "lowered.onnx"
@@ -51,24 +39,24 @@ def test_folding_cycles_are_the_compile_reports(variant, tmp_path_factory, tmp_p
     from instabnn.hw.ops import hw_op
 
     lowered = untrained_digits(variant, tmp_path_factory)
-    for seed, random_knobs in ((1, True), (2, False)):
-        config = random_folding(lowered, seed, (1000, 20000), random_knobs)
-        m = C.compile_model(lowered, tmp_path / f"rtl{seed}", config)
-        assert m["folding"] == {k: v for k, v in config.items() if k != "Defaults"}  # knobs included
-        model = folding.apply_folding(folding.read_lowered(lowered), config)
-        assert [n.name for n in model.graph.node] == [layer["node"] for layer in m["layers"]]
-        for node, layer in zip(model.graph.node, m["layers"]):
-            op = hw_op(model, node)
-            assert op.get_exp_cycles() == layer["cycles"], (seed, node.name)
-            instances = layer["instances"]
-            assert [i["module"] for i in instances] == [b.module for b in op.blocks()], node.name
-            assert [i["latency"] for i in instances] == [b.spec.latency for b in op.blocks()], node.name
-            assert layer["cycles"] == max(i["cycles_per_frame"] for i in instances), node.name
-        assert m["cycles_per_frame_estimate"] == max(layer["cycles"] for layer in m["layers"])
-        report = (tmp_path / f"rtl{seed}" / "compile.md").read_text()
-        assert "| layer | instance | module | cycles / frame | latency |" in report
+    config = random_folding(lowered, 1, (1000, 20000), random_knobs=True)  # folding's own knob choices:
+    m = C.compile_model(lowered, tmp_path / "rtl", config)  # tests/test_folding.py and the co-simulations
+    assert m["folding"] == {k: v for k, v in config.items() if k != "Defaults"}  # knobs included
+    model = folding.apply_folding(folding.read_lowered(lowered), config)
+    assert [n.name for n in model.graph.node] == [layer["node"] for layer in m["layers"]]
+    for node, layer in zip(model.graph.node, m["layers"]):
+        op = hw_op(model, node)
+        assert op.get_exp_cycles() == layer["cycles"], node.name
+        instances = layer["instances"]
+        assert [i["module"] for i in instances] == [b.module for b in op.blocks()], node.name
+        assert [i["latency"] for i in instances] == [b.spec.latency for b in op.blocks()], node.name
+        assert all(i["beat_latency"] >= i["latency"] for i in instances), node.name
+        assert layer["cycles"] == max(i["cycles_per_frame"] for i in instances), node.name
+    assert m["cycles_per_frame_estimate"] == max(layer["cycles"] for layer in m["layers"])
+    assert "| layer | instance | module | cycles / frame | latency | beat latency |" in \
+        (tmp_path / "rtl" / "compile.md").read_text()
     if variant in ("insta", "insta_plus"):
-        assert any(op_knobs for op_knobs in m["folding"].values() if set(op_knobs) - {"PE", "SIMD"})
+        assert any(set(entry) - {"PE", "SIMD"} for entry in m["folding"].values())
 
 
 def test_knobs_in_a_folding_config_are_checked(tmp_path_factory, tmp_path):
