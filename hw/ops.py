@@ -170,7 +170,7 @@ def hw_op(model, node):
     from qonnx.custom_op.registry import getCustomOp
 
     op = getCustomOp(node)
-    op.model, op._stream_bits = model, {}
+    op.model = model
     return op
 
 
@@ -201,7 +201,7 @@ class InstaHwOp(HWCustomOp):
 
     # -- the graph around the node (hw_op binds it)
     model = None
-    _stream_bits: dict = {}
+    _stream_bits = None  # data input -> its stream's lane width (input_stream_bits), found once per op
 
     def graph(self):
         if self.model is None:
@@ -231,6 +231,8 @@ class InstaHwOp(HWCustomOp):
         output stream, or, where a threshold unit also reads the tensor, the unit's buffered ``q`` output (the
         compiler gives it to every other reader but a tail reusing the statistics); the image's width for the
         graph input."""
+        if self._stream_bits is None:
+            self._stream_bits = {}
         if index not in self._stream_bits:  # widths do not depend on the folding: found once per op
             self._stream_bits[index] = self.find_input_stream_bits(index)
         return self._stream_bits[index]
