@@ -12,7 +12,7 @@ turns every hardware layer of the lowered graph (:mod:`instabnn.hw.ops`) into in
 * ``accelerator.json``: the manifest (sources in compile order, memory files, stream widths, input shape, the
   folding, the model hash, per-layer cycles) and ``compile.md``, a readable report.
 
-Layer -> RTL (every block's parameters come from its spec class, the one source of each width):
+Layer -> RTL (every block's parameters come from its spec, which the op builds, the one source of each width):
 
     StemConv            sliding_window -> int_mvu -> channel_affine (AffineRequant)
     ThresholdUnit       insta_threshold (static, INSTA-Th, or INSTA-Th+ with SE = 1: the SE-like MLP);
@@ -34,7 +34,11 @@ that no sliding window feeds (:meth:`Netlist.mvu`: the unit stops its input whil
 and without the FIFO its producer would stop with it). The manifest's ``fifo_bits`` (and each layer's) is the
 memory these FIFOs spend. A layer the RTL library does not have yet (option-A shortcuts) stops the compiler
 with an error naming the node, before anything is written. ``compile.md`` and the manifest carry per-layer cycles
-and resource estimates (:mod:`instabnn.hw.estimate`).
+and resource estimates (:mod:`instabnn.hw.estimate`), and a per-block latency table (each instance's cycles per
+frame and latency from its spec).
+
+Every block's spec comes from the lowered op (``op.blocks()`` in :mod:`instabnn.hw.ops`): the emitters place the
+op's specs and build none of their own, so the cycles folding folds by (``get_exp_cycles``) are the report's.
 """
 
 from __future__ import annotations
@@ -53,20 +57,17 @@ from pathlib import Path
 import numpy as np
 
 from instabnn.hw import estimate
-from instabnn.hw.blocks.channel_affine.spec import ChannelAffineSpec
 from instabnn.hw.blocks.channel_affine.spec import write_const_file as write_affine_file
 from instabnn.hw.compile_chain import ChainEmitters
 from instabnn.hw.blocks.insta_tail import spec as insta_tail_block
 from instabnn.hw.blocks.insta_threshold import spec_plus as insta_plus_block
-from instabnn.hw.blocks.insta_threshold.spec import InstaThresholdSpec, write_coeff_file
+from instabnn.hw.blocks.insta_threshold.spec import write_coeff_file
 from instabnn.hw.blocks.binary_mvu.spec import BinaryMvuShape, write_weight_file
 from instabnn.hw.blocks.int_mvu.spec import IntMvuShape, write_int_weight_file
-from instabnn.hw.blocks.pool.spec import GlobalSumSpec, PoolSumSpec
-from instabnn.contract.fixed_point import signed_bits
 from instabnn.contract.insta import InstaThConstants
 from instabnn.contract.window import conv_weight_matrix
-from instabnn.hw.blocks.residual_tail.spec import ResidualTailSpec
 from instabnn.hw.blocks.residual_tail.spec import write_const_file as write_tail_file
+from instabnn.hw.ops import hw_op
 from instabnn.hw.rtl_library import LIBRARY_DIR, library_file, rtl_sources
 from instabnn.hw.blocks.sliding_window.spec import SlidingWindowShape
 from instabnn.outputs import OutputDir, OutputError
@@ -108,6 +109,7 @@ class Layer:
     op: str
     blocks: list[str] = field(default_factory=list)
     cycles: int = 0
+    instances: list[dict] = field(default_factory=list)  # per block: instance, module, cycles_per_frame, latency
     memory_bits: int = 0
     fifo_bits: int = 0
     lut: int = 0
@@ -164,19 +166,20 @@ class Netlist:
                 f"{prefix}_tready": f"{s.name}_tready"}
 
     def block(self, module: str, hint: str, params: dict, inputs: dict[str, Stream], out: Stream | None,
-              extra: dict[str, str] | None = None, facts: dict | None = None) -> None:
+              extra: dict[str, str] | None = None, facts: dict | None = None) -> str:
         ports = {}
         for prefix, s in inputs.items():
             ports.update(self.ports(prefix, s))
         if out is not None:
             ports.update(self.ports("m_axis", out))
         ports.update(extra or {})
-        self.instance(module, hint, params, ports, facts)
+        inst = self.instance(module, hint, params, ports, facts)
         if module == "sliding_window" and out is not None:
             self.window_outputs.add(out.name)
+        return inst
 
     def mvu(self, module: str, hint: str, shape: BinaryMvuShape | IntMvuShape, params: dict, x: Stream,
-            out: Stream) -> None:
+            out: Stream) -> str:
         """A matrix-vector unit (``binary_mvu`` / ``int_mvu`` of ``shape``) from ``x`` to
         ``out``, behind the input FIFO that keeps it from serialising with its producer; every MVU of every
         network is made here.
@@ -190,7 +193,7 @@ class Netlist:
         buffer."""
         if shape.nf > 1 and x.name not in self.window_outputs:
             x = self.fifo(x, shape.sf)
-        self.block(module, hint, params, {"s_axis": x}, out, facts={"_acc_bits": shape.acc_bits})
+        return self.block(module, hint, params, {"s_axis": x}, out, facts={"_acc_bits": shape.acc_bits})
 
     # ---- stream plumbing --------------------------------------------------------------------------------------
 
@@ -248,10 +251,6 @@ def _attrs(op) -> tuple[dict, list[int], list[int], int, int]:
         op.get_nodeattr("SIMD"), op.get_nodeattr("PE")
 
 
-def _weight_bits(w: np.ndarray) -> int:
-    return max(2, signed_bits(int(w.min()), int(w.max())))
-
-
 class Compiler(ChainEmitters):
     """Walks the lowered graph in order and emits each node's blocks into a :class:`Netlist` (the plain W1A1 chain
     layers' handlers come from :class:`~instabnn.hw.compile_chain.ChainEmitters`)."""
@@ -269,7 +268,6 @@ class Compiler(ChainEmitters):
                 if t:
                     self.consumers.setdefault(t, []).append((node, i))
         self.ready: dict[tuple[str, int], Stream] = {}  # (reader node, input index) -> its stream
-        self.windows: dict[str, SlidingWindowShape] = {}  # BinaryConv output tensor -> its sliding window
         self.tensor_streams: dict[str, Stream] = {}  # tensor -> the stream that carries it (for probing)
         self.input_stream: Stream | None = None
         self.output_stream: Stream | None = None
@@ -282,10 +280,7 @@ class Compiler(ChainEmitters):
                 continue
             for conv, _ in self.consumers.get(thr.output[0], []):
                 if conv.op_type == "BinaryConv":
-                    scalars, in_shapes, _, _, _ = _attrs(self.getCustomOp(conv))
-                    _, cin, h, w = in_shapes[:4]
-                    k = self.const(conv, "weight").shape[-1]
-                    return SlidingWindowShape(cin, h, w, k, scalars["stride"], scalars["pad"], 1, 1, 0)
+                    return hw_op(self.model, conv).blocks()[0].spec
         return None
 
     def shortcut_fifo(self, s: Stream, q_tensor: str) -> Stream:
@@ -368,11 +363,12 @@ class Compiler(ChainEmitters):
                 raise CompileError(f"node {node.name}: op {node.op_type} has no RTL block in the library")
             self.net.layer = Layer(node.name, node.op_type)
             try:
-                handler(node, self.getCustomOp(node))
+                handler(node, hw_op(self.model, node))
             except CompileError:
                 raise
             except ValueError as e:  # a spec class refusing the folding or the constants
                 raise CompileError(f"node {node.name} ({node.op_type}): {e}") from None
+            self.net.layer.cycles = max((i["cycles_per_frame"] for i in self.net.layer.instances), default=0)
             self.layers.append(self.net.layer)
             self.net.layer = None
         if self.output_stream is None:
@@ -380,156 +376,142 @@ class Compiler(ChainEmitters):
 
     # ---- node handlers ----------------------------------------------------------------------------------------
 
+    def place(self, blk, inst: str) -> str:
+        """Record instance ``inst`` of the op's block ``blk`` in the layer's latency table."""
+        self.net.layer.instances.append({"instance": inst, "module": blk.module,
+                                         "cycles_per_frame": blk.cycles_per_frame, "latency": blk.latency,
+                                         "beat_latency": blk.beat_latency})
+        return inst
+
+    @staticmethod
+    def expect_bits(node, s: Stream, bits: int) -> Stream:
+        """``s`` when its lanes have the width the node's blocks were built for; CompileError otherwise."""
+        if s.bits != bits:
+            raise CompileError(f"node {node.name}: its input stream {s.name} has {s.bits}-bit lanes, its blocks "
+                               f"take {bits}")
+        return s
+
+    def window(self, node, blk, x: Stream) -> Stream:
+        """The sliding window ``blk`` over ``x``; its output stream."""
+        swg = blk.spec
+        win = self.net.stream(f"{node.name}_win", swg.simd, x.bits, swg.out_beats)
+        self.place(blk, self.net.block("sliding_window", f"{node.name}_swg", swg.rtl_parameters(), {"s_axis": x},
+                                       win, facts={"_buffer_words": swg.buffer_rows * swg.width * swg.cf}))
+        return win
+
     def emit_StemConv(self, node, op):
-        scalars, in_shapes, out_shape, simd, pe = _attrs(op)
-        conv = scalars["conv"]
-        _, cin, h, w = in_shapes[:4]
-        cout = out_shape[1]
-        x = self.take(node)
-        x = self.net.lanes_to(x, simd)
-        weight = self.const(node, "weight")
-        k = weight.shape[-1]
-        swg = SlidingWindowShape(cin, h, w, k, conv["stride"], conv["pad"], simd, x.bits, 0)
-        win = self.net.stream(f"{node.name}_win", simd, x.bits, swg.out_beats)
-        self.net.block("sliding_window", f"{node.name}_swg", swg.rtl_parameters(), {"s_axis": x}, win,
-                       facts={"_buffer_words": swg.buffer_rows * w * swg.cf})
-        mvu = IntMvuShape(k * k * cin, cout, simd, pe, _weight_bits(weight), x.bits, 1, 0)
+        window, mvu, affine = op.blocks()
+        x = self.expect_bits(node, self.net.lanes_to(self.take(node), window.spec.simd), window.spec.elem_bits)
+        win = self.window(node, window, x)
         wfile = self.net.mem_file(f"{node.name}_weight")
-        write_int_weight_file(wfile, conv_weight_matrix(weight), mvu)
-        pixels = swg.out_height * swg.out_width
-        acc = self.net.stream(f"{node.name}_acc", pe, mvu.acc_bits, pixels * mvu.nf)
-        self.net.mvu("int_mvu", f"{node.name}_mvu", mvu, mvu.rtl_parameters(wfile.name), win, acc)
-        requant = self.layer_object(node)
-        affine = ChannelAffineSpec.from_requant(requant, mvu.acc_bits, pe)
-        out = self.affine(node, affine, acc, pixels)
-        self.net.layer.cycles = max(swg.cycles_per_frame, pixels * mvu.cycles_per_vector)
-        self.net.layer.memory_bits = mvu.mw * mvu.mh * mvu.weight_bits + swg.buffer_bits
+        write_int_weight_file(wfile, conv_weight_matrix(self.const(node, "weight")), mvu.spec)
+        acc = self.net.stream(f"{node.name}_acc", mvu.spec.pe, mvu.spec.acc_bits, mvu.vectors * mvu.spec.nf)
+        self.place(mvu, self.net.mvu("int_mvu", f"{node.name}_mvu", mvu.spec, mvu.spec.rtl_parameters(wfile.name),
+                                     win, acc))
+        out = self.affine(node, affine, acc)
+        self.net.layer.memory_bits = mvu.spec.mw * mvu.spec.mh * mvu.spec.weight_bits + window.spec.buffer_bits
         self.publish(node.output[0], out)
 
-    def affine(self, node, spec: ChannelAffineSpec, x: Stream, pixels: int) -> Stream:
+    def affine(self, node, blk, x: Stream) -> Stream:
+        spec = blk.spec
         cfile = self.net.mem_file(f"{node.name}_affine")
         write_affine_file(cfile, spec)
-        out = self.net.stream(f"{node.name}_out", spec.pe, spec.out_bits, pixels * spec.cf)
-        self.net.block("channel_affine", f"{node.name}_affine", spec.rtl_parameters(cfile.name),
-                       {"s_axis": self.net.bits_to(self.net.lanes_to(x, spec.pe), spec.in_bits)}, out)
+        out = self.net.stream(f"{node.name}_out", spec.pe, spec.out_bits, blk.vectors * spec.cf)
+        self.place(blk, self.net.block("channel_affine", f"{node.name}_affine", spec.rtl_parameters(cfile.name),
+                                       {"s_axis": self.net.bits_to(self.net.lanes_to(x, spec.pe), spec.in_bits)},
+                                       out))
         return out
 
     def emit_ThresholdUnit(self, node, op):
-        _, in_shapes, _, _, pe = _attrs(op)
-        _, c, h, w = in_shapes[:4]
+        c = op.get_normal_input_shape()[1]
         consts = self.layer_object(node)
-        others = [r for r in self.consumers[node.input[0]] if r[0].name != node.name and not self.reads_statistics(r)]
+        [unit] = op.blocks()
+        spec, pe, shortcut = unit.spec, unit.spec.pe, unit.spec.shortcut
         if isinstance(consts, InstaThConstants):
-            spec = InstaThresholdSpec.from_constants(consts, pe, shortcut=int(bool(others)))
             files = [self.net.mem_file(f"{node.name}_coeffs")]
             write_coeff_file(files[0], consts, spec)
-            module = "insta_threshold"
-        else:  # INSTA-Th+: the SE-like MLP; SE_SIMD: the fewest multipliers that keep full rate
-            spec = insta_plus_block.InstaThresholdPlusSpec.from_constants(consts, pe, shortcut=int(bool(others)),
-                                                                          se_simd=None)
+        else:  # INSTA-Th+: the SE-like MLP (insta_threshold with SE = 1)
             files = []
             for kind in ("coeff", "const", "m1", "w1", "w2"):
                 files.append(self.net.mem_file(f"{node.name}_{kind}"))
                 getattr(insta_plus_block, f"write_{kind}_file")(files[-1], consts, spec)
             files.append(self.net.mem_file(f"{node.name}_g_{consts.g}"))
             insta_plus_block.write_g_file(files[-1], spec)
-            module = "insta_threshold"  # with SE = 1
         q = self.net.bits_to(self.net.lanes_to(self.take(node), pe), spec.input_bits)
         bits = self.net.stream(f"{node.name}_bits", pe, 1, spec.frame_beats)
-        if others:
+        if shortcut:
             qs = self.net.stream(f"{node.name}_q", pe, spec.input_bits, spec.frame_beats)
             extra = self.net.ports("m_axis_q", qs)
         else:
             extra = {"m_axis_q_tdata": "", "m_axis_q_tvalid": "", "m_axis_q_tready": "1'b1"}
-        self.net.block(module, node.name, spec.rtl_parameters(*(f.name for f in files)), {"s_axis": q}, bits, extra,
-                       facts={"_buffer_depth": spec.buffer_depth})
-        self.net.layer.cycles = math.ceil(spec.cycles_per_frame)
+        self.place(unit, self.net.block(unit.module, node.name, spec.rtl_parameters(*(f.name for f in files)),
+                                        {"s_axis": q}, bits, extra, facts={"_buffer_depth": spec.buffer_depth}))
         self.net.layer.memory_bits = spec.buffer_bits + c * spec.coeff_word_bits
         if isinstance(spec, insta_plus_block.InstaThresholdPlusSpec):
             self.net.layer.memory_bits = spec.memory_bits
         self.publish(node.output[0], bits)
-        if others:
+        if shortcut:
             self.publish(node.input[0], qs, skip=node.name)
 
     def emit_BinaryConv(self, node, op):
-        scalars, in_shapes, out_shape, simd, pe = _attrs(op)
-        _, cin, h, w = in_shapes[:4]
-        cout = out_shape[1]
-        weight = self.const(node, "weight")
-        k = weight.shape[-1]
-        bits = self.net.lanes_to(self.take(node), simd)
-        swg = SlidingWindowShape(cin, h, w, k, scalars["stride"], scalars["pad"], simd, 1, 0)
-        win = self.net.stream(f"{node.name}_win", simd, 1, swg.out_beats)
-        self.net.block("sliding_window", f"{node.name}_swg", swg.rtl_parameters(), {"s_axis": bits}, win,
-                       facts={"_buffer_words": swg.buffer_rows * w * swg.cf})
-        mvu = BinaryMvuShape(k * k * cin, cout, simd, pe, 0)
+        window, mvu = op.blocks()
+        win = self.window(node, window, self.net.lanes_to(self.take(node), window.spec.simd))
         wfile = self.net.mem_file(f"{node.name}_weight")
-        write_weight_file(wfile, 2 * conv_weight_matrix(weight) - 1, mvu)
-        pixels = swg.out_height * swg.out_width
-        acc = self.net.stream(f"{node.name}_acc", pe, mvu.acc_bits, pixels * mvu.nf)
-        self.net.mvu("binary_mvu", f"{node.name}_mvu", mvu, mvu.rtl_parameters(wfile.name), win, acc)
-        self.windows[node.output[0]] = swg
-        self.net.layer.cycles = max(swg.cycles_per_frame, pixels * mvu.cycles_per_vector)
-        self.net.layer.memory_bits = mvu.mw * mvu.mh + swg.buffer_bits
+        write_weight_file(wfile, 2 * conv_weight_matrix(self.const(node, "weight")) - 1, mvu.spec)
+        acc = self.net.stream(f"{node.name}_acc", mvu.spec.pe, mvu.spec.acc_bits, mvu.vectors * mvu.spec.nf)
+        self.place(mvu, self.net.mvu("binary_mvu", f"{node.name}_mvu", mvu.spec,
+                                     mvu.spec.rtl_parameters(wfile.name), win, acc))
+        self.net.layer.memory_bits = mvu.spec.mw * mvu.spec.mh + window.spec.buffer_bits
         self.publish(node.output[0], acc)
 
     def emit_ShortcutPath(self, node, op):
-        _, in_shapes, out_shape, simd, pe = _attrs(op)
-        _, cin, h, w = in_shapes[:4]
         shortcut = self.layer_object(node)
-        x = self.take(node)
         if shortcut.kind not in ("pool", "proj"):
             raise CompileError(f"node {node.name}: shortcut kind {shortcut.kind!r} has no RTL block yet "
                                f"(pool and 1x1 projection do)")
-        lanes = simd if shortcut.kind == "proj" else pe
+        blocks = op.blocks()
+        lanes = op.get_nodeattr("SIMD" if op.matrix else "PE")
+        x = self.expect_bits(node, self.take(node), op.input_stream_bits())
         x = self.shortcut_fifo(self.net.lanes_to(x, lanes), node.input[0])
-        cycles = 0
-        if shortcut.pool > 1:
-            pool = PoolSumSpec(cin, lanes, h, w, x.bits, shortcut.pool)
-            pooled = self.net.stream(f"{node.name}_pool", lanes, pool.out_bits, pool.out_frame_beats)
-            self.net.block("pool_sum", f"{node.name}_pool", pool.rtl_parameters(), {"s_axis": x}, pooled)
-            x, cycles = pooled, pool.frame_beats
-        if shortcut.kind == "proj":
-            weight = self.const(node, "weight")
-            mvu = IntMvuShape(cin, out_shape[1], simd, pe, _weight_bits(weight), x.bits, 1, 0)
-            wfile = self.net.mem_file(f"{node.name}_weight")
-            write_int_weight_file(wfile, conv_weight_matrix(weight), mvu)
-            pixels = out_shape[2] * out_shape[3]
-            acc = self.net.stream(f"{node.name}_acc", pe, mvu.acc_bits, pixels * mvu.nf)
-            self.net.mvu("int_mvu", f"{node.name}_mvu", mvu, mvu.rtl_parameters(wfile.name), x, acc)
-            x, cycles = acc, max(cycles, pixels * mvu.cycles_per_vector)
-            self.net.layer.memory_bits += mvu.mw * mvu.mh * mvu.weight_bits
-        self.net.layer.cycles = cycles
+        for blk in blocks:
+            if blk.module == "pool_sum":
+                pool = blk.spec
+                pooled = self.net.stream(f"{node.name}_pool", lanes, pool.out_bits, pool.out_frame_beats)
+                self.place(blk, self.net.block("pool_sum", f"{node.name}_pool", pool.rtl_parameters(),
+                                               {"s_axis": x}, pooled))
+                x = pooled
+            else:  # the 1x1 projection
+                mvu = blk.spec
+                wfile = self.net.mem_file(f"{node.name}_weight")
+                write_int_weight_file(wfile, conv_weight_matrix(self.const(node, "weight")), mvu)
+                acc = self.net.stream(f"{node.name}_acc", mvu.pe, mvu.acc_bits, blk.vectors * mvu.nf)
+                self.place(blk, self.net.mvu("int_mvu", f"{node.name}_mvu", mvu, mvu.rtl_parameters(wfile.name), x,
+                                             acc))
+                x = acc
+                self.net.layer.memory_bits += mvu.mw * mvu.mh * mvu.weight_bits
         self.publish(node.output[0], x)
 
     def emit_ResidualActivation(self, node, op):
-        _, in_shapes, out_shape, _, pe = _attrs(op)
-        _, c, h, w = out_shape
+        _, c, h, w = op.get_normal_output_shape()
         act = self.layer_object(node)
-        swg = self.windows.get(node.input[0])
-        if swg is None:
-            raise CompileError(f"node {node.name}: its accumulator input {node.input[0]} is not a BinaryConv output")
+        [tail] = op.blocks()  # ValueError where input 0 is not a BinaryConv's accumulators
+        spec, pe = tail.spec, tail.spec.pe
         acc = self.net.lanes_to(self.take(node), pe)
-        sc = self.net.lanes_to(self.take(node, 1), pe)
+        sc = self.expect_bits(node, self.net.lanes_to(self.take(node, 1), pe), spec.sc_bits)
         producer = next((n for n in self.model.graph.node if node.input[1] in n.output), None)
         if producer is not None and producer.op_type == "ShortcutPath":
             sc = self.net.fifo(sc, 2 * sc.beats // h + 8)  # two output rows (the path starts with its own FIFO)
         else:
             sc = self.shortcut_fifo(sc, node.input[1])
-        if act.act == "rprelu":
-            spec = ResidualTailSpec.from_activation(act, swg.mw, sc.bits, pe, h * w)
-            acc = self.net.bits_to(acc, spec.acc_bits)
+        acc = self.net.bits_to(acc, spec.acc_bits)
+        out = self.net.stream(f"{node.name}_out", pe, spec.out_bits, spec.frame_beats)
+        if tail.module == "residual_tail":
             cfile = self.net.mem_file(f"{node.name}_consts")
             write_tail_file(cfile, act, spec)
-            out = self.net.stream(f"{node.name}_out", pe, spec.out_bits, spec.frame_beats)
-            self.net.block("residual_tail", node.name, spec.rtl_parameters(cfile.name),
-                           {"s_axis_acc": acc, "s_axis_sc": sc}, out)
+            self.place(tail, self.net.block("residual_tail", node.name, spec.rtl_parameters(cfile.name),
+                                            {"s_axis_acc": acc, "s_axis_sc": sc}, out))
             self.net.layer.memory_bits += c * spec.const_lane_bits
         else:
-            reuse = act.stat_source == "reuse"
-            stat_c = in_shapes[8 + 1] if reuse else None
-            spec = self.insta_tail_spec(act, swg.mw, sc.bits, pe, h * w, stat_c)
-            acc = self.net.bits_to(acc, spec.acc_bits)
             files = {}
             kinds = ("const", "coeff") + (("se_const", "m1", "w1", "w2") if spec.se else ())
             for kind in kinds:
@@ -537,55 +519,36 @@ class Compiler(ChainEmitters):
                 getattr(insta_tail_block, f"write_{kind}_file")(files[f"{kind}_file"], act, spec)
             files["g_file"] = self.net.mem_file(f"{node.name}_g_{spec.g}")
             insta_tail_block.write_g_file(files["g_file"], spec)
-            out = self.net.stream(f"{node.name}_out", pe, spec.out_bits, spec.frame_beats)
-            if reuse:
+            if spec.stat_reuse:
                 stat = self.net.bits_to(self.net.lanes_to(self.take(node, 2), pe), spec.stat_bits)
                 stat = self.shortcut_fifo(stat, node.input[2])
                 extra = self.net.ports("s_axis_stat", stat)
             else:
                 extra = {"s_axis_stat_tdata": f"{spec.stat_bits * pe}'(0)", "s_axis_stat_tvalid": "1'b0",
                          "s_axis_stat_tready": ""}
-            self.net.block("insta_tail", node.name,
-                           spec.rtl_parameters(**{k: v.name for k, v in files.items()}),
-                           {"s_axis_acc": acc, "s_axis_sc": sc}, out, extra,
-                           facts={"_buffer_depth": spec.buffer_depth, "_buffer_width": spec.y_bits})
+            self.place(tail, self.net.block("insta_tail", node.name,
+                                            spec.rtl_parameters(**{k: v.name for k, v in files.items()}),
+                                            {"s_axis_acc": acc, "s_axis_sc": sc}, out, extra,
+                                            facts={"_buffer_depth": spec.buffer_depth, "_buffer_width": spec.y_bits}))
             self.net.layer.memory_bits += spec.buffer_depth * pe * spec.y_bits
-        self.net.layer.cycles = math.ceil(spec.cycles_per_frame)
         self.publish(node.output[0], out)
 
-    @staticmethod
-    def insta_tail_spec(act, acc_bound: int, sc_bits: int, pe: int, pixels: int, stat_channels):
-        """The INSTA-PReLU(+) tail's spec; with the SE-like MLP, the fewest SE multipliers (a divisor of the channels
-        and hidden units) that keep the tail at one beat per clock, else the most."""
-        make = insta_tail_block.InstaTailSpec.from_activation
-        if act.se is None:
-            return make(act, acc_bound, sc_bits, pe, pixels, stat_channels)
-        common = math.gcd(len(act.mult), act.se.w1.shape[0])
-        spec = None
-        for simd in (d for d in range(1, common + 1) if common % d == 0):
-            spec = make(act, acc_bound, sc_bits, pe, pixels, stat_channels, se_simd=simd)
-            if spec.cycles_per_frame <= spec.frame_beats:
-                break
-        return spec
-
     def emit_Classifier(self, node, op):
-        _, in_shapes, out_shape, simd, pe = _attrs(op)
-        _, c, h, w = in_shapes[:4]
-        head = self.layer_object(node)
-        x = self.net.lanes_to(self.take(node), simd)
-        gs = GlobalSumSpec(c, simd, h, w, x.bits)
-        sums = self.net.stream(f"{node.name}_sum", simd, gs.out_bits, gs.out_frame_beats)
-        self.net.block("global_sum", f"{node.name}_gsum", gs.rtl_parameters(), {"s_axis": x}, sums)
-        weight = np.asarray(head.weight, np.int64)
+        total, mvu, affine = op.blocks()
+        gs = total.spec
+        x = self.expect_bits(node, self.net.lanes_to(self.take(node), gs.pe), gs.in_bits)
+        sums = self.net.stream(f"{node.name}_sum", gs.pe, gs.out_bits, gs.out_frame_beats)
+        self.place(total, self.net.block("global_sum", f"{node.name}_gsum", gs.rtl_parameters(), {"s_axis": x},
+                                         sums))
+        weight = np.asarray(self.layer_object(node).weight, np.int64)
         self.classes = weight.shape[0]
-        mvu = IntMvuShape(c, self.classes, simd, pe, _weight_bits(weight), gs.out_bits, 1, 0)
         wfile = self.net.mem_file(f"{node.name}_weight")
-        write_int_weight_file(wfile, weight, mvu)
-        acc = self.net.stream(f"{node.name}_acc", pe, mvu.acc_bits, mvu.nf)
-        self.net.mvu("int_mvu", f"{node.name}_mvu", mvu, mvu.rtl_parameters(wfile.name), sums, acc)
-        logits = self.affine(node, ChannelAffineSpec.from_classifier(head, mvu.acc_bits, pe), acc, 1)
-        self.net.layer.cycles = max(gs.frame_beats, mvu.cycles_per_vector)
-        self.net.layer.memory_bits = mvu.mw * mvu.mh * mvu.weight_bits
+        write_int_weight_file(wfile, weight, mvu.spec)
+        acc = self.net.stream(f"{node.name}_acc", mvu.spec.pe, mvu.spec.acc_bits, mvu.spec.nf)
+        self.place(mvu, self.net.mvu("int_mvu", f"{node.name}_mvu", mvu.spec, mvu.spec.rtl_parameters(wfile.name),
+                                     sums, acc))
+        logits = self.affine(node, affine, acc)
+        self.net.layer.memory_bits = mvu.spec.mw * mvu.spec.mh * mvu.spec.weight_bits
         self.publish(node.output[0], logits)
 
 
@@ -685,7 +648,7 @@ def compile_model(lowered: str | Path, out: str | Path, folding: str | Path | di
     ``max_utilisation``: refuse a folding whose LUT estimate exceeds this fraction of the xc7z020's LUTs (or whose
     BRAM or DSP estimate exceeds the part)."""
     from instabnn.hw import ops  # noqa: F401  (registers the op domain)
-    from instabnn.hw.folding import FoldingError, apply_folding, read_lowered
+    from instabnn.hw.folding import FoldingError, apply_folding, choose_missing_knobs, read_lowered
 
     lowered, out = Path(lowered), Path(out)
     target = OutputDir(out, TOOL)  # refuses a folder this compiler did not write, before any work
@@ -697,7 +660,9 @@ def compile_model(lowered: str | Path, out: str | Path, folding: str | Path | di
         model = read_lowered(lowered)
         if folding is not None:
             model = apply_folding(model, folding)
-    except FoldingError as e:
+        else:
+            choose_missing_knobs(model)
+    except (FoldingError, ValueError) as e:
         raise CompileError(str(e)) from None
     with target as tmp:
         comp = Compiler(model, tmp)
@@ -719,8 +684,8 @@ def compile_model(lowered: str | Path, out: str | Path, folding: str | Path | di
             "input_shape": list(model.get_tensor_shape(model.graph.input[0].name))[1:],
             "lowered": os.path.relpath(os.path.abspath(lowered), os.path.abspath(out)),
             "model_sha256": _sha256(lowered),
-            "folding": {n.name: {k: comp.getCustomOp(n).get_nodeattr(k) for k in comp.getCustomOp(n).fold_options()}
-                        for n in model.graph.node},
+            "folding": {n.name: {k: op.get_nodeattr(k) for k in (*op.fold_options(), *op.knob_options())}
+                        for n, op in ((n, hw_op(model, n)) for n in model.graph.node)},
             "clock_mhz": clock_mhz,
             "commit": _commit(),
             "layers": [vars(layer) for layer in comp.layers],
@@ -778,6 +743,19 @@ def markdown(m: dict) -> str:
               "", f"Resources: analytic estimate (instabnn.hw.estimate) {r['lut']} LUT ({100 * r['lut'] / XC7Z020['lut']:.1f}% "
               f"of the xc7z020), {r['bram36']:g} BRAM36 ({100 * r['bram36'] / XC7Z020['bram36']:.1f}%), {r['dsp']} DSP48E1 "
               f"({100 * r['dsp'] / XC7Z020['dsp']:.1f}%); `make bitstream` synthesises the design for measured figures.", ""]
+    lines += ["## Blocks: cycles per frame and latency", "",
+              "Each block instance of the layers above with its spec's cycles per frame (steady state) and latency "
+              "(clock edges; where each block's latency is measured from and to is in its spec: a frame-buffered "
+              "INSTA unit's runs from a frame's last input beat to its first output beat, the others' from a beat "
+              "in to the first beat it produces) and beat latency (a beat in to that beat out at full rate: one "
+              "frame more for a frame-buffered unit). Stream plumbing (FIFOs, width converters, duplicates) is not "
+              "listed.", "",
+              "| layer | instance | module | cycles / frame | latency | beat latency |", "|---|---|---|---|---|---|"]
+    for layer in m["layers"]:
+        for inst in layer["instances"]:
+            lines.append(f"| {layer['node']} | {inst['instance']} | {inst['module']} | {inst['cycles_per_frame']} | "
+                         f"{inst['latency']} | {inst['beat_latency']} |")
+    lines.append("")
     return "\n".join(lines)
 
 

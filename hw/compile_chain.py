@@ -31,21 +31,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from instabnn.hw.blocks.channel_affine.spec import ChannelAffineSpec
 from instabnn.hw.blocks.channel_affine.spec import write_const_file as write_affine_file
 from instabnn.hw.blocks.common.stream_order import stream_order_columns
-from instabnn.hw.blocks.maxpool_bits.spec import MaxPoolBitsSpec
-from instabnn.hw.blocks.binary_mvu.spec import BinaryMvuShape, write_threshold_file, write_weight_file
-from instabnn.hw.blocks.int_mvu.spec import IntMvuShape, write_int_weight_file
-from instabnn.contract.fixed_point import signed_bits
+from instabnn.hw.blocks.binary_mvu.spec import write_threshold_file, write_weight_file
+from instabnn.hw.blocks.int_mvu.spec import write_int_weight_file
 from instabnn.contract.window import conv_weight_matrix
-from instabnn.hw.blocks.sliding_window.spec import SlidingWindowShape
 
 __all__ = ["ChainEmitters"]
 
 
 class ChainEmitters:
-    """The chain handlers; mixed into the compiler (uses its ``net``, ``take``, ``publish``, ``layer_object``)."""
+    """The chain handlers; mixed into the compiler (uses its ``net``, ``take``, ``publish``, ``layer_object``,
+    ``window``, ``affine``, ``place``). The blocks and their specs come from the op (``ChainLayer.blocks``)."""
 
     def start_chain(self) -> bool:
         """For a chain graph (first node a ``ChainLayer``): make the image stream, one beat per pixel of the
@@ -62,7 +59,6 @@ class ChainEmitters:
         _, in_shapes, _, _, _ = _attrs(op)
         _, cin, h, w = in_shapes[:4]
         self.input_stream = self.net.stream("image", cin, op.get_nodeattr("in_bits")[0], h * w)
-        self.chain_bounds = {}  # accumulator tensor -> its largest magnitude
         return True
 
     # ---- helpers -----------------------------------------------------------------------------------------------
@@ -78,58 +74,51 @@ class ChainEmitters:
     # ---- handlers ----------------------------------------------------------------------------------------------
 
     def emit_ChainLayer(self, node, op):
-        from instabnn.hw.compile import CompileError, _attrs
+        from instabnn.hw.compile import CompileError
 
-        scalars, in_shapes, out_shape, simd, pe = _attrs(op)
-        _, cin, h, w = in_shapes[:4]
+        _, cin, h, w = op.get_normal_input_shape()
+        out_shape = op.get_normal_output_shape()
         stage = self.layer_object(node)
-        integer = bool(scalars.get("integer_input", 0))
         weight = np.asarray(stage.weight_bits, np.int64)
         cout, wcin, k = weight.shape[0], weight.shape[1], weight.shape[-1]
+        blocks = op.blocks()
+        mvu_block = next(b for b in blocks if b.module.endswith("_mvu"))
+        mvu, vectors, simd, pe = mvu_block.spec, mvu_block.vectors, op.get_nodeattr("SIMD"), op.get_nodeattr("PE")
         x = self.take(node)
-        if not integer and x.bits != 1:
-            raise CompileError(f"node {node.name}: a binary-input layer takes a bit stream, got {x.bits}-bit lanes")
-        swg = None
+        if x.bits != op.input_stream_bits():
+            raise CompileError(f"node {node.name}: takes {op.input_stream_bits()}-bit lanes, got {x.bits}-bit lanes")
+        x = self.net.lanes_to(x, simd)
+        swg = blocks[0].spec if blocks[0].module == "sliding_window" else None
         memory = 0
-        if k == 1 and wcin != cin:  # dense layer after a frame: the reference flattens NCHW, the stream is NHWC
-            if wcin != cin * h * w:
-                raise CompileError(f"node {node.name}: dense weights of {wcin} inputs after a {cin}x{h}x{w} frame")
-            matrix, vectors = weight[:, :, 0, 0][:, stream_order_columns(cin, h, w)], 1
-            x = self.net.lanes_to(x, simd)
-        elif k == 1 and stage.stride == 1:  # pointwise: one vector per pixel (a dense layer on a 1x1 frame)
-            matrix, vectors = weight[:, :, 0, 0], h * w
-            x = self.net.lanes_to(x, simd)
+        if swg is None and k == 1 and wcin != cin:  # dense layer after a frame: the reference flattens NCHW
+            matrix = weight[:, :, 0, 0][:, stream_order_columns(cin, h, w)]
+        elif swg is None:  # pointwise: one vector per pixel (a dense layer on a 1x1 frame)
+            matrix = weight[:, :, 0, 0]
         else:
-            x = self.net.lanes_to(x, simd)
-            swg = SlidingWindowShape(cin, h, w, k, stage.stride, 0, simd, x.bits, 0)
-            win = self.net.stream(f"{node.name}_win", simd, x.bits, swg.out_beats)
-            self.net.block("sliding_window", f"{node.name}_swg", swg.rtl_parameters(), {"s_axis": x}, win,
-                           facts={"_buffer_words": swg.buffer_rows * w * swg.cf})
-            matrix, vectors, x = conv_weight_matrix(weight), swg.out_height * swg.out_width, win
+            x = self.window(node, blocks[0], x)
+            matrix = conv_weight_matrix(weight)
             memory += swg.buffer_bits
         mw = matrix.shape[1]
         thresholds = stage.thresholds is not None
         wfile = self.net.mem_file(f"{node.name}_weight")
-        if integer:
-            mvu = IntMvuShape(mw, cout, simd, pe, 2, x.bits, 1, 0)
+        if op.integer_input:
             write_int_weight_file(wfile, 2 * matrix - 1, mvu)
             acc = self.net.stream(f"{node.name}_acc", pe, mvu.acc_bits, vectors * mvu.nf)
-            self.net.mvu("int_mvu", f"{node.name}_mvu", mvu, mvu.rtl_parameters(wfile.name), x, acc)
+            self.place(mvu_block, self.net.mvu("int_mvu", f"{node.name}_mvu", mvu, mvu.rtl_parameters(wfile.name), x,
+                                               acc))
             memory += mw * cout * 2
-            bound = mw * (1 << (x.bits - 1))
             out = acc
             if thresholds:
-                t = np.asarray(stage.thresholds, np.int64)
-                spec = ChannelAffineSpec(cout, pe, mvu.acc_bits, 2, 0, (1,) * cout, tuple(-int(v) for v in t))
+                affine = next(b for b in blocks if b.module == "channel_affine")
+                spec = affine.spec
                 cfile = self.net.mem_file(f"{node.name}_threshold")
                 write_affine_file(cfile, spec)
                 y = self.net.stream(f"{node.name}_cmp", pe, 2, acc.beats)
-                self.net.block("channel_affine", f"{node.name}_threshold", spec.rtl_parameters(cfile.name),
-                               {"s_axis": acc}, y)
+                self.place(affine, self.net.block("channel_affine", f"{node.name}_threshold",
+                                                  spec.rtl_parameters(cfile.name), {"s_axis": acc}, y))
                 out = self._sign_bits(node, y, pe)
                 memory += cout * (spec.mult_bits + spec.bias_bits)
         else:
-            mvu = BinaryMvuShape(mw, cout, simd, pe, int(thresholds))
             write_weight_file(wfile, 2 * matrix - 1, mvu)
             tfile = None
             if thresholds:
@@ -138,55 +127,34 @@ class ChainEmitters:
                 memory += cout * mvu.thresh_bits
             out = self.net.stream(f"{node.name}_{'bits' if thresholds else 'acc'}", pe, mvu.out_lane_bits,
                                   vectors * mvu.nf)
-            self.net.mvu("binary_mvu", f"{node.name}_mvu", mvu,
-                         mvu.rtl_parameters(wfile.name, tfile.name if tfile else None), x, out)
+            self.place(mvu_block, self.net.mvu("binary_mvu", f"{node.name}_mvu", mvu,
+                                               mvu.rtl_parameters(wfile.name, tfile.name if tfile else None), x, out))
             memory += mw * cout
-            bound = mw
-        cycles = [vectors * mvu.cycles_per_vector]
-        if swg is not None:
-            cycles.append(swg.cycles_per_frame)
         oh, ow = (swg.out_height, swg.out_width) if swg is not None else ((1, 1) if vectors == 1 else (h, w))
         if (oh, ow) != tuple(out_shape[2:4]) and stage.pool == 1:
-            raise CompileError(f"node {node.name}: {oh}x{ow} output pixels, the graph says {out_shape}")
+            raise CompileError(f"node {node.name}: {oh}x{ow} output pixels, the graph says {list(out_shape)}")
         if stage.pool > 1:
             if not thresholds:
                 raise CompileError(f"node {node.name}: a max-pool needs the thresholded bits")
-            pool = MaxPoolBitsSpec(cout, pe, oh, ow, stage.pool)
+            pool_block = blocks[-1]
+            pool = pool_block.spec
             pooled = self.net.stream(f"{node.name}_pool", pe, 1, pool.out_frame_beats)
-            self.net.block("maxpool_bits", f"{node.name}_pool", pool.rtl_parameters(), {"s_axis": out}, pooled)
+            self.place(pool_block, self.net.block("maxpool_bits", f"{node.name}_pool", pool.rtl_parameters(),
+                                                  {"s_axis": out}, pooled))
             out = pooled
-            cycles.append(pool.frame_beats)
             memory += pool.row_buffer_bits
-        if not thresholds:
-            self.chain_bounds[node.output[0]] = bound
-        self.net.layer.cycles = int(max(cycles))
         self.net.layer.memory_bits = memory
         self.publish(node.output[0], out)
 
     def emit_AffineLogits(self, node, op):
-        _, in_shapes, out_shape, _, pe = _attrs_of(op)
-        logits = self.layer_object(node)
+        from instabnn.hw.compile import CompileError
+
+        [affine] = op.blocks()
+        spec = affine.spec
         acc = self.take(node)
-        mult = np.asarray(logits.mult, np.int64)
-        bias = np.asarray(logits.bias, np.int64)
-        classes = len(mult)
-        bound = self.chain_bounds.get(node.input[0], 1 << (acc.bits - 1))
-        ends = np.stack([mult * bound + bias, -mult * bound + bias])
-        out_bits = max(2, signed_bits(int(ends.min()), int(ends.max())))
-        spec = ChannelAffineSpec(classes, pe, max(2, acc.bits), out_bits, 0, tuple(int(v) for v in mult),
-                                 tuple(int(v) for v in bias))
-        cfile = self.net.mem_file(f"{node.name}_affine")
-        write_affine_file(cfile, spec)
-        out = self.net.stream(f"{node.name}_out", pe, spec.out_bits, spec.cf)
-        self.net.block("channel_affine", f"{node.name}_affine", spec.rtl_parameters(cfile.name),
-                       {"s_axis": self.net.bits_to(self.net.lanes_to(acc, pe), spec.in_bits)}, out)
-        self.classes = classes
-        self.net.layer.cycles = spec.cycles_per_frame(1)
-        self.net.layer.memory_bits = classes * (spec.mult_bits + spec.bias_bits)
+        if max(2, acc.bits) != spec.in_bits:
+            raise CompileError(f"node {node.name}: its blocks take {spec.in_bits}-bit accumulators, got {acc.bits}")
+        self.classes = spec.channels
+        out = self.affine(node, affine, acc)
+        self.net.layer.memory_bits = spec.channels * (spec.mult_bits + spec.bias_bits)
         self.publish(node.output[0], out)
-
-
-def _attrs_of(op):
-    from instabnn.hw.compile import _attrs
-
-    return _attrs(op)

@@ -2,13 +2,16 @@
 
 ``python -m instabnn.hw.folding lowered.onnx --target-fps 5000 --clock-mhz 100`` picks, for every node of a lowered
 graph (:mod:`instabnn.hw.ops`), the least parallel (SIMD, PE) whose expected cycles per frame
-(``get_exp_cycles``) meet the target: SIMD grows first (through the divisors of the input channels), then PE
-(divisors of the output channels), as FINN's SetFolding does. It writes a folding config in FINN's format
-(``{node name: {"PE": .., "SIMD": ..}}``, SIMD only on the nodes that have it), which FINN's ``ApplyConfig``
-applies to the graph, so a user can edit it and feed it back (``--config``, or ``instabnn.hw.compile --folding``).
-A config must name every node of the graph and no other, with only that node's keys, each a positive integer
-dividing the dimension it folds (FINN's ``"Defaults": {}`` is accepted); anything else is an error naming the node
-or key. The report lists per layer the folding and cycles, the bottleneck, and the frames per second it gives at
+(``get_exp_cycles``: the slowest of the block specs the node lowers to, :meth:`instabnn.hw.ops.InstaHwOp.blocks`,
+the compiler's model too) meet the target: SIMD grows first (through the divisors of the input channels), then PE
+(divisors of the output channels), as FINN's SetFolding does. The INSTA units' other knobs, ``LIMBS`` and
+``SE_SIMD``, are chosen for each (SIMD, PE) tried: the cheapest value that keeps the node within the target
+(:func:`choose_knobs`). It writes a folding config in FINN's format (``{node name: {"PE": .., "SIMD": ..}}``, SIMD
+only on the nodes that have it, a knob only on the nodes that have it), which FINN's ``ApplyConfig`` applies to the
+graph, so a user can edit it and feed it back (``--config``, or ``instabnn.hw.compile --folding``). A config must
+name every node of the graph and no other, with only that node's keys, each a positive integer dividing the
+dimension it folds, knobs one of their legal values (FINN's ``"Defaults": {}`` is accepted); anything else is an
+error naming the node or key. The report lists per layer the folding and cycles, the bottleneck, and the frames per second it gives at
 the clock. Resource estimates are not part of it yet.
 
 The config file is written only where no file is, or over one this tool wrote itself and nobody changed since
@@ -63,23 +66,73 @@ def read_lowered(path: str | Path):
     return ModelWrapper(proto)
 
 
+def choose_knobs(op, target_cycles: int) -> dict[str, int]:
+    """The node's knobs beyond PE / SIMD (``LIMBS``, ``SE_SIMD``; :meth:`~instabnn.hw.ops.InstaHwOp.knob_candidates`)
+    at its current PE / SIMD, set on ``op`` and returned: for each, the cheapest value that keeps the node's cycles
+    per frame within ``target_cycles``, or, where none does, as fast as the knob can make it (so that ``0`` asks
+    for the fastest)."""
+    chosen = {}
+    for knob, values in op.knob_candidates().items():
+        def cycles(value, knob=knob):
+            op.set_nodeattr(knob, value)
+            return op.get_exp_cycles()
+
+        chosen[knob] = cheapest(values, cycles, target_cycles)
+        op.set_nodeattr(knob, chosen[knob])
+    return chosen
+
+
+def with_chosen_limbs(spec, target_cycles: int = 0):
+    """An INSTA-Th / INSTA-PReLU unit's spec (``InstaThresholdSpec``, ``InstaTailSpec``) with LIMBS as folding
+    chooses it (:func:`cheapest` of ``limbs_by_cost``; 1 for a static unit or one with an SE-like MLP): for units
+    built outside a lowered graph (block testbenches, block syntheses)."""
+    from dataclasses import replace
+
+    from instabnn.hw.blocks.insta_threshold.spec import limbs_by_cost
+
+    if getattr(spec, "static", 0) or getattr(spec, "se", False):
+        return replace(spec, limbs=1)
+    return replace(spec, limbs=cheapest(limbs_by_cost(spec.power_sum_bits),
+                                        lambda n: replace(spec, limbs=n).cycles_per_frame, target_cycles))
+
+
+def cheapest(values, cycles_of, target_cycles: int = 0):
+    """The knob rule: the first of ``values`` (cheapest first) whose ``cycles_of(value)`` is within
+    ``target_cycles``, or, where none is, as fast as any of them (``target_cycles = 0``: the fastest)."""
+    cycles = {v: cycles_of(v) for v in values}
+    bound = max(target_cycles, min(cycles.values()))
+    return next(v for v in values if cycles[v] <= bound)
+
+
 def choose_folding(model, target_cycles: int) -> dict:
     """The folding config (FINN ApplyConfig format) meeting ``target_cycles`` per frame where possible; nodes that
-    cannot meet it get their most parallel setting (reported as the bottleneck)."""
-    from qonnx.custom_op.registry import getCustomOp
+    cannot meet it get their most parallel setting (reported as the bottleneck). Each (SIMD, PE) is tried with the
+    knobs :func:`choose_knobs` gives it."""
+    from instabnn.hw.ops import hw_op
 
     config = {}
     for node in model.graph.node:
-        op = getCustomOp(node)
+        op = hw_op(model, node)
         chosen = None
         for cand in _candidates(op):
             for k, v in cand.items():
                 op.set_nodeattr(k, v)
-            chosen = cand
+            chosen = {**cand, **choose_knobs(op, target_cycles)}
             if op.get_exp_cycles() <= target_cycles:
                 break
-        config[node.name] = dict(chosen)
+        config[node.name] = chosen
     return config
+
+
+def choose_missing_knobs(model) -> None:
+    """For a graph compiled without a folding config: every knob the graph does not set (0), as fast as it makes
+    its node (:func:`choose_knobs` with no target)."""
+    from instabnn.hw.ops import hw_op
+
+    for node in model.graph.node:
+        op = hw_op(model, node)
+        if any(op.get_nodeattr(k) == 0 for k in op.knob_options()):
+            choose_knobs(op, 0)
 
 
 def read_folding(path: str | Path) -> dict:
@@ -96,10 +149,11 @@ def read_folding(path: str | Path) -> dict:
 
 
 def validate_folding(model, config, source: str = "folding config") -> None:
-    """``config`` names every node of ``model`` once and nothing else, each with exactly its folding keys (PE, and
-    SIMD where the node has one) as positive integers; FINN's reserved ``"Defaults"`` may be present, empty.
-    FoldingError naming ``source`` and the node or key otherwise (divisibility: :func:`check_folding`)."""
-    from qonnx.custom_op.registry import getCustomOp
+    """``config`` names every node of ``model`` once and nothing else, each with exactly its folding keys (PE, SIMD
+    where the node has one, and its knobs ``LIMBS`` / ``SE_SIMD`` where it has them) as positive integers, each
+    knob one of its legal values; FINN's reserved ``"Defaults"`` may be present, empty. FoldingError naming
+    ``source`` and the node or key otherwise (divisibility: :func:`check_folding`)."""
+    from instabnn.hw.ops import hw_op
 
     if not isinstance(config, dict):
         raise FoldingError(f'{source}: a folding config is a JSON object {{"node": {{"PE": .., "SIMD": ..}}}}, '
@@ -107,7 +161,12 @@ def validate_folding(model, config, source: str = "folding config") -> None:
     if config.get("Defaults", {}) != {}:
         raise FoldingError(f"{source}: \"Defaults\" {json.dumps(config['Defaults'])} is not supported: give every "
                            f"node its own PE / SIMD")
-    options = {n.name: getCustomOp(n).fold_options() for n in model.graph.node}
+    ops = {n.name: hw_op(model, n) for n in model.graph.node}
+    try:
+        knobs = {name: op.knob_options() for name, op in ops.items()}
+    except ValueError as e:
+        raise FoldingError(f"{source}: {e}") from None
+    options = {name: {**op.fold_options(), **knobs[name]} for name, op in ops.items()}
     for name in config:
         if name != "Defaults" and name not in options:
             near = difflib.get_close_matches(name, options, 1)
@@ -127,9 +186,13 @@ def validate_folding(model, config, source: str = "folding config") -> None:
                                    f"{' and '.join(allowed)})")
             if type(value) is not int or value < 1:
                 raise FoldingError(f"{source}: node {name}: {key} = {json.dumps(value)} is not a positive integer")
+            if key in knobs[name] and value not in knobs[name][key]:
+                raise FoldingError(f"{source}: node {name}: {key} = {value} is not one of its legal values "
+                                   f"{knobs[name][key]}")
         absent = [k for k in allowed if k not in entry]
         if absent:
-            raise FoldingError(f"{source}: node {name}: no {' or '.join(absent)}")
+            raise FoldingError(f"{source}: node {name}: no {' or '.join(absent)}" + (
+                " (a folding knob: instabnn-folding chooses it)" if set(absent) & set(knobs[name]) else ""))
 
 
 def apply_folding(model, config: dict | str | Path, source: str = "folding config"):
@@ -161,14 +224,15 @@ def check_folding(model) -> None:
 
 
 def folding_report(model) -> dict:
-    from qonnx.custom_op.registry import getCustomOp
+    from instabnn.hw.ops import hw_op
 
     rows = []
     for node in model.graph.node:
-        op = getCustomOp(node)
+        op = hw_op(model, node)
         rows.append({"node": node.name, "op": node.op_type,
                      "SIMD": op.get_nodeattr("SIMD") if "SIMD" in op.fold_options() else None,
-                     "PE": op.get_nodeattr("PE"), "cycles": int(op.get_exp_cycles())})
+                     "PE": op.get_nodeattr("PE"), "knobs": {k: op.get_nodeattr(k) for k in op.knob_options()},
+                     "cycles": int(op.get_exp_cycles())})
     bottleneck = max(rows, key=lambda r: r["cycles"])
     return {"layers": rows, "bottleneck": bottleneck["node"], "cycles_per_frame": bottleneck["cycles"]}
 
@@ -225,9 +289,10 @@ def main(argv=None) -> int:
         print(f"instabnn-folding: error: {e}", file=sys.stderr)
         return 2
     fps = args.clock_mhz * 1e6 / report["cycles_per_frame"]
-    print("| node | op | SIMD | PE | cycles / frame |\n|---|---|---|---|---|")
+    print("| node | op | SIMD | PE | knobs | cycles / frame |\n|---|---|---|---|---|---|")
     for r in report["layers"]:
-        print(f"| {r['node']} | {r['op']} | {r['SIMD'] or '-'} | {r['PE']} | {r['cycles']} |")
+        knobs = ", ".join(f"{k} {v}" for k, v in r["knobs"].items()) or "-"
+        print(f"| {r['node']} | {r['op']} | {r['SIMD'] or '-'} | {r['PE']} | {knobs} | {r['cycles']} |")
     print(f"\nbottleneck {report['bottleneck']}: {report['cycles_per_frame']} cycles per frame = {fps:.0f} frames/s at "
           f"{args.clock_mhz:g} MHz (target {args.target_fps:g}: {target} cycles)")
     if out is not None:

@@ -34,6 +34,7 @@ from instabnn.hw.blocks.binary_mvu.spec import BinaryMvuShape, write_threshold_f
 from instabnn.hw.blocks.int_mvu.spec import IntMvuShape, write_bias_file, write_int_weight_file
 from instabnn.hw.blocks.pool.spec import GlobalSumSpec, PoolSumSpec
 from instabnn.hw.blocks.sliding_window.spec import SlidingWindowShape
+from instabnn.hw.folding import with_chosen_limbs
 from instabnn.hw.blocks.stream.spec import StreamDuplicateShape, StreamFifoShape, WidthConverterShape
 from instabnn.contract.insta import InstaThConstants, insta_th_constants, static_threshold_constants
 from instabnn.contract.fixed_point import signed_bits
@@ -188,7 +189,7 @@ def synth_insta_threshold(channels: int, pe: int, pixels: int, input_bits: int, 
         raise SynthError("yosys not found (make setup installs it from apt as root; or apt-get install yosys)")
     workdir.mkdir(parents=True, exist_ok=True)
     consts = threshold_unit_constants(channels, pixels, input_bits, static, seed)
-    spec = InstaThresholdSpec.from_constants(consts, pe, static=static, shortcut=shortcut)
+    spec = with_chosen_limbs(InstaThresholdSpec.from_constants(consts, pe, static=static, shortcut=shortcut))
     cfile = write_coeff_file(workdir / "coeffs.memh", consts, spec)
     return spec, _synth_xilinx("insta_threshold", spec.rtl_parameters(cfile), workdir, spec.name)
 
@@ -291,7 +292,7 @@ def synth_insta_tail(channels: int, pe: int, pixels: int, out_bits: int, shortcu
         raise SynthError("yosys not found (make setup installs it from apt as root; or apt-get install yosys)")
     workdir.mkdir(parents=True, exist_ok=True)
     tail, acc_bound, sc_bits = insta_tail_activation(channels, pixels, out_bits, shortcut, stat_source, seed)
-    spec = InstaTailSpec.from_activation(tail, acc_bound, sc_bits, pe, pixels)
+    spec = with_chosen_limbs(InstaTailSpec.from_activation(tail, acc_bound, sc_bits, pe, pixels))
     files = write_insta_tail_memory_files(workdir, tail, spec)
     return spec, _synth_xilinx("insta_tail", spec.rtl_parameters(**files), workdir, spec.name)
 

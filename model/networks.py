@@ -272,3 +272,21 @@ def build_network(cfg: NetConfig | dict) -> InstaBnn:
     if isinstance(cfg, dict):
         cfg = NetConfig.from_dict(cfg)
     return InstaBnn(cfg)
+
+
+def random_weights_network(cfg: NetConfig | dict, seed: int = 0) -> InstaBnn:
+    """An untrained network (in eval mode) with the statistics a trained one has: random BatchNorm running means
+    and variances and random INSTA / RPReLU parameters (an untrained network's are zero, so its INSTA thresholds
+    would be static). For hardware tests and benches, where the shapes and widths matter and the accuracy does not."""
+    torch.manual_seed(seed)
+    model = build_network(cfg).eval()
+    with torch.no_grad():
+        for name, buf in model.named_buffers():
+            if name.endswith("running_mean"):
+                buf.uniform_(-0.5, 0.5)
+            elif name.endswith("running_var"):
+                buf.uniform_(0.5, 2.0)
+        for name, p in model.named_parameters():
+            if name.endswith(("alpha", "beta", "gamma", "zeta", "threshold")):
+                p.uniform_(-0.3, 0.3)
+    return model

@@ -56,28 +56,16 @@ def bench_variant(run: Path, work: Path, fps: float) -> dict:
 def resnet20(variant: str, work: Path, fps: float, n: int) -> dict:
     """ResNet-20 at CIFAR-10 shape with random weights and non-trivial BatchNorm statistics (as the lowering's
     ResNet-20 test makes it), compiled for ``fps`` and co-simulated on ``n`` random images (Verilator harness)."""
-    import torch
-
     from instabnn.hw import compile as C
     from instabnn.hw import folding, lower
     from instabnn.model.config import NetConfig
     from instabnn.model.export import export_model
-    from instabnn.model.networks import build_network
+    from instabnn.model.networks import random_weights_network
     from instabnn.sim import cosim
 
     work.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
     cfg = NetConfig(arch="resnet20", variant=variant)
-    model = build_network(cfg).eval()
-    with torch.no_grad():
-        for name, buf in model.named_buffers():
-            if name.endswith("running_mean"):
-                buf.uniform_(-0.5, 0.5)
-            elif name.endswith("running_var"):
-                buf.uniform_(0.5, 2.0)
-        for name, p in model.named_parameters():
-            if name.endswith(("alpha", "beta", "gamma", "zeta", "threshold")):
-                p.uniform_(-0.3, 0.3)
+    model = random_weights_network(cfg)
     export_model(model, work / "model.onnx", {"instabnn.config": json.dumps(cfg.to_dict())}, n_check=1)
     if lower.main([str(work / "model.onnx"), "--out", str(work), "--no-progress", "-n", "3"]) != 0:
         raise RuntimeError("lowering failed")
@@ -94,13 +82,13 @@ def resnet20(variant: str, work: Path, fps: float, n: int) -> dict:
 def markdown(report: dict) -> str:
     lines = [f"# Hardware benchmark (digits test split, folding for {report['fps']:g} frames/s at 100 MHz)", "",
              "| variant | compile s | mismatches | accuracy ref / RTL | cycles/frame measured / analytic | "
-             "cocotb / Verilator images/s | cocotb share | estimate LUT / BRAM36 / DSP |",
-             "|---|---|---|---|---|---|---|---|"]
+             "latency (cycles) | cocotb / Verilator images/s | cocotb share | estimate LUT / BRAM36 / DSP |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for v, r in report["variants"].items():
         e = r["resources_estimate"]
         lines.append(f"| {v} | {r['compile_seconds']} | {r['mismatches']} | {100 * r['accuracy_reference']:.2f} / "
                      f"{100 * r['accuracy_rtl']:.2f} % | {r['cycles_per_frame_measured']:.0f} / "
-                     f"{r['cycles_per_frame_analytic']} | {r['cocotb_images_per_s']:.1f} / "
+                     f"{r['cycles_per_frame_analytic']} | {r['latency_cycles']} | {r['cocotb_images_per_s']:.1f} / "
                      f"{r['verilator_images_per_s']:.1f} | {100 * r['cocotb_vs_verilator']:.0f} % | "
                      f"{e['lut']} / {e['bram36']:g} / {e['dsp']} |")
     if report.get("resnet20"):

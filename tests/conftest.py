@@ -46,34 +46,40 @@ def fake_run_folder(folder: Path) -> dict[str, str]:
     return tree_hashes(folder)
 
 
-def random_folding(lowered: Path, seed: int, cycles: tuple[int, int]) -> dict:
+def random_folding(lowered: Path, seed: int, cycles: tuple[int, int], random_knobs: bool = False) -> dict:
     """A random legal folding (FINN config) of a lowered graph for a random bottleneck between ``cycles``: per node
     a random (SIMD, PE), each dividing its dimension, among those within the bottleneck, preferring settings within
-    3x of it so that the layers' rates are close (where the streams between them matter most)."""
+    3x of it so that the layers' rates are close (where the streams between them matter most). The knobs (LIMBS,
+    SE_SIMD) are folding's choice for the bottleneck (``choose_knobs``), or, with ``random_knobs``, random legal
+    values."""
     import itertools
 
     import numpy as np
     from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.custom_op.registry import getCustomOp
 
-    from instabnn.hw import ops  # noqa: F401  (registers the op domain)
-    from instabnn.hw.folding import divisors
+    from instabnn.hw.folding import choose_knobs, divisors
+    from instabnn.hw.ops import hw_op
 
     rng = np.random.default_rng(seed)
     target = int(rng.integers(*cycles, endpoint=True))
     model = ModelWrapper(str(lowered))
     config = {"Defaults": {}}
     for node in model.graph.node:
-        op = getCustomOp(node)
+        op = hw_op(model, node)
         dims = op.fold_options()
         settings = []
         for values in itertools.product(*(divisors(d) for d in dims.values())):
             for attr, v in zip(dims, values):
                 op.set_nodeattr(attr, v)
-            settings.append((op.get_exp_cycles(), dict(zip(dims, values))))
+            knobs = choose_knobs(op, target)
+            settings.append((op.get_exp_cycles(), {**dict(zip(dims, values)), **knobs}))
         fits = [s for s in settings if s[0] <= target] or [min(settings, key=lambda s: s[0])]
         close = [s for s in fits if 3 * s[0] >= target] or fits
         config[node.name] = close[int(rng.integers(len(close)))][1]
+    if random_knobs:
+        for node in model.graph.node:
+            for knob, legal in hw_op(model, node).knob_options().items():
+                config[node.name][knob] = int(rng.choice(legal))
     return config
 
 

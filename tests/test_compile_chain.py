@@ -189,15 +189,32 @@ def test_folding_cycle_model_is_the_compilers(fixture, request):
     """ChainLayer / AffineLogits get_exp_cycles (what hw/folding.py folds by) equal the cycles the compiler builds
     for every layer of the folded chain."""
     from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.custom_op.registry import getCustomOp
 
-    from instabnn.hw import ops  # noqa: F401
+    from instabnn.hw.ops import hw_op
 
     rtl, manifest, _ = request.getfixturevalue(fixture)
     folded = ModelWrapper(str(rtl.parent / "folded.onnx"))
     compiled = {layer["node"]: layer["cycles"] for layer in manifest["layers"]}
     for node in folded.graph.node:
-        assert getCustomOp(node).get_exp_cycles() == compiled[node.name], node.name
+        assert hw_op(folded, node).get_exp_cycles() == compiled[node.name], node.name
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_random_chain_foldings_cycle_model_is_the_compilers(seed, mini_cnv, tmp_path):
+    """For random legal foldings of the small CNV, folding's cycles (``get_exp_cycles``) equal the compile report's
+    cycles per frame node by node, and each layer's is the slowest of its blocks' (the latency table's rows)."""
+    from instabnn.hw.folding import apply_folding, read_lowered
+    from instabnn.hw.ops import hw_op
+
+    rtl, manifest, _ = mini_cnv
+    lowered = C.lowered_graph_path(rtl, manifest)
+    config = random_folding(lowered, seed, (1000, 20000))
+    out = C.compile_model(lowered, tmp_path / "rtl", config)
+    folded = apply_folding(read_lowered(lowered), config)
+    for node, layer in zip(folded.graph.node, out["layers"]):
+        assert layer["node"] == node.name
+        assert hw_op(folded, node).get_exp_cycles() == layer["cycles"], node.name
+        assert layer["cycles"] == max(i["cycles_per_frame"] for i in layer["instances"]), node.name
 
 
 def test_folding_chooses_a_chain_folding(mini_cnv, tmp_path):

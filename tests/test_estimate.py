@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from instabnn.hw import estimate
 from instabnn.hw.blocks.insta_threshold.spec import InstaThresholdSpec, sequencer_limbs
+from instabnn.hw.folding import with_chosen_limbs
 from instabnn.hw.synth import threshold_unit_constants
 
 
@@ -26,7 +27,7 @@ def test_sequencer_limbs_fit_the_dsp_port():
 
 def test_insta_threshold_tables_and_limbs_trade_dsp_for_lut():
     consts = threshold_unit_constants(64, 64, 8, static=0)
-    spec = InstaThresholdSpec.from_constants(consts, 1)
+    spec = with_chosen_limbs(InstaThresholdSpec.from_constants(consts, 1))  # LIMBS as folding chooses it
     assert spec.limbs == 2 and spec.power_table == 1 and spec.full_rate  # the defaults at PE = 1
     plain = InstaThresholdSpec.from_constants(consts, 1, limbs=1, power_table=0)
 
@@ -37,5 +38,6 @@ def test_insta_threshold_tables_and_limbs_trade_dsp_for_lut():
     assert fast["dsp"] == 6 and slow["dsp"] == 1  # Yosys: 6 and 1
     assert slow["lut"] > fast["lut"]
     # where two limbs would slow the unit down, it keeps one
-    tight = InstaThresholdSpec.from_constants(threshold_unit_constants(16, 16, 8, static=0), 4)  # 64 beats
+    tight = with_chosen_limbs(InstaThresholdSpec.from_constants(threshold_unit_constants(16, 16, 8, static=0),
+                                                                4))  # 64 beats
     assert tight.limbs == 1 and tight.full_rate

@@ -29,21 +29,27 @@ def _model(path):
 
 @pytest.mark.parametrize("target", [20000, 3000, 1200])
 def test_target_met_with_least_parallelism(lowered, target):
-    from qonnx.custom_op.registry import getCustomOp
+    from instabnn.hw.ops import hw_op
 
     model = _model(lowered)
     config = folding.choose_folding(model, target)
     for node in model.graph.node:
-        op = getCustomOp(node)
+        op = hw_op(model, node)
         assert op.get_exp_cycles() <= target, node.name
         candidates = folding._candidates(op)
-        i = candidates.index(config[node.name])
-        if i > 0:  # one step less parallel would miss the target
+        i = candidates.index({k: v for k, v in config[node.name].items() if k in ("SIMD", "PE")})
+        if i > 0:  # one step less parallel would miss the target, whatever its knobs
             for k, v in candidates[i - 1].items():
                 op.set_nodeattr(k, v)
+            folding.choose_knobs(op, 0)
             assert op.get_exp_cycles() > target, node.name
             for k, v in config[node.name].items():
                 op.set_nodeattr(k, v)
+        for knob, values in op.knob_candidates().items():  # a cheaper knob value would miss the target
+            for v in values[:values.index(config[node.name][knob])]:
+                op.set_nodeattr(knob, v)
+                assert op.get_exp_cycles() > target, (node.name, knob, v)
+            op.set_nodeattr(knob, config[node.name][knob])
     assert folding.folding_report(model)["cycles_per_frame"] <= target
 
 
@@ -51,7 +57,9 @@ def test_config_round_trip_through_finn_apply_config(lowered, tmp_path):
     assert folding.main([str(lowered), "--target-fps", "50000", "--out", str(tmp_path / "f.json")]) == 0
     config = json.loads((tmp_path / "f.json").read_text())
     chosen = folding.folding_report(folding.apply_folding(_model(lowered), config))
-    assert all(config[r["node"]] == {k: r[k] for k in ("SIMD", "PE") if r[k] is not None} for r in chosen["layers"])
+    assert all(config[r["node"]] == {**{k: r[k] for k in ("SIMD", "PE") if r[k] is not None}, **r["knobs"]}
+               for r in chosen["layers"])
+    assert any(r["knobs"] for r in chosen["layers"])  # the INSTA units' LIMBS are in the config
     assert any(r["SIMD"] is None for r in chosen["layers"])  # element-wise units have no SIMD, nor in the config
     assert chosen["cycles_per_frame"] <= 100e6 / 50000
     # the folding does not change what the graph computes

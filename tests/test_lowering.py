@@ -18,7 +18,7 @@ from instabnn.model.config import NetConfig
 from instabnn.model.data import digits_arrays
 from instabnn.model.export import export_checkpoint, export_model
 from instabnn.model.hardware_exact import HardwareExact, integer_network
-from instabnn.model.networks import build_network
+from instabnn.model.networks import build_network, random_weights_network
 
 from conftest import train_digits
 
@@ -118,12 +118,13 @@ def test_make_lower_report(digits_insta_ckpt, tmp_path):
     assert "sign agreement" in (tmp_path / "rep" / "lowered.md").read_text()
     assert a["lowered_graph_identical"] is True
     from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.custom_op.registry import getCustomOp
+
+    from instabnn.hw.ops import hw_op
 
     graph = ModelWrapper(str(tmp_path / "rep" / "lowered.onnx"))
     ops = [n.op_type for n in graph.graph.node]
     assert ops[0] == "StemConv" and ops[-1] == "Classifier" and ops.count("BinaryConv") == 4
-    conv = getCustomOp(graph.get_nodes_by_op_type("BinaryConv")[0])
+    conv = hw_op(graph, graph.get_nodes_by_op_type("BinaryConv")[0])
     assert conv.get_exp_cycles() == 8 * 8 * 288 * 32  # PE = SIMD = 1
     assert conv.get_output_datatype().bitwidth() == L.signed_bits(-288, 288)
 
@@ -137,18 +138,8 @@ def test_resnet20_random_and_trained_weights(tmp_path, steps):
 def _resnet20_case(tmp_path, steps: int, n_inputs: int = 3):
     """ResNet-20 (CIFAR-10 shape, INSTA), random weights with non-trivial statistics, optionally trained for a few
     Adam steps on generated images: the lowered graph equals the hardware-exact mode."""
-    torch.manual_seed(0)
     cfg = NetConfig(arch="resnet20", variant="insta")
-    model = build_network(cfg).eval()
-    with torch.no_grad():
-        for name, buf in model.named_buffers():
-            if name.endswith("running_mean"):
-                buf.uniform_(-0.5, 0.5)
-            elif name.endswith("running_var"):
-                buf.uniform_(0.5, 2.0)
-        for name, p in model.named_parameters():
-            if name.endswith(("alpha", "beta", "gamma", "zeta", "threshold")):
-                p.uniform_(-0.3, 0.3)
+    model = random_weights_network(cfg)
     if steps:
         model.train()
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)

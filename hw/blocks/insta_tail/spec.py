@@ -74,14 +74,13 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
 import numpy as np
 
-from instabnn.hw.blocks.insta_threshold.spec import POWER_TABLE_MAX_BITS, sequencer_limbs
+from instabnn.hw.blocks.insta_threshold.spec import POWER_TABLE_MAX_BITS
 from instabnn.hw.blocks.common import frames
 from instabnn.hw.blocks.common.lanes import pack_mixed, unpack_mixed
 from instabnn.hw.blocks.common.memfile import read_memh, write_memh
@@ -309,14 +308,14 @@ class InstaTailSpec(ChannelFolding):
     @classmethod
     def from_activation(cls, act: ResidualActivation, acc_bound: int, sc_bits: int, pe: int,
                         pixels: int, stat_channels: int | None = None, se_simd: int = 1,
-                        limbs: int | None = None, power_table: int | None = None) -> InstaTailSpec:
+                        limbs: int = 1, power_table: int | None = None) -> InstaTailSpec:
         """The unit for ``act`` (INSTA-PReLU, shift or proj shortcut, own or reused statistics) with
         |acc| <= ``acc_bound`` and a ``sc_bits``-bit shortcut (proj: the projection accumulator's width), folded by
         ``pe``, ``pixels`` output pixels per frame. ``stat_channels``: reuse only, the block input's channels (the
         statistic stream shares the output's folding, so they must equal C; the reference's polynomial needs that
         too). ``se_simd``: INSTA-PReLU+ only, the SE MLP's multipliers (a divisor of C and the hidden units).
-        ``limbs=None``: :func:`~instabnn.hw.blocks.insta_threshold.spec.sequencer_limbs` where they leave the unit
-        as fast as one limb (and there is no SE), else 1; ``power_table=None``: tables for statistics of at most
+        ``limbs``: limbs of the power sums in the multiplier (1 with SE). ``se_simd`` and ``limbs`` are folding
+        knobs, chosen by ``hw/folding.py``; ``power_table=None``: tables for statistics of at most
         :data:`~instabnn.hw.blocks.insta_threshold.spec.POWER_TABLE_MAX_BITS` bits."""
         if act.act != "insta" or act.shortcut not in ("shift", "proj"):
             raise ValueError(f"insta_tail computes act='insta', shortcut='shift' or 'proj'; got {act.act!r}, "
@@ -352,7 +351,7 @@ class InstaTailSpec(ChannelFolding):
         sc_bound = 1 << (sc_bits - 1)
         if power_table is None:
             power_table = int(poly.input_bits <= POWER_TABLE_MAX_BITS)
-        spec = cls(
+        return cls(
             channels=channels, pe=pe, pixels=pixels, acc_bits=signed_bits(-acc_bound, acc_bound), sc_bits=sc_bits,
             out_bits=act.out_bits, **{f"{name}_bits": _array_bits(getattr(act, name)) for name in CONST_FIELDS},
             shortcut_shift=0 if proj else act.shortcut_shift, out_shift=act.frac + act.out_exp,
@@ -364,13 +363,8 @@ class InstaTailSpec(ChannelFolding):
             gain_bits=_array_bits(act.shift_gain), g_bits=_array_bits(table), g_delta_bits=_array_bits(delta),
             t_bits=signed_bits(-_t_bound(act.shift_mean, act.shift_gain, g_abs),
                                _t_bound(act.shift_mean, act.shift_gain, g_abs)),
-            g=act.g, power_table=power_table, **extra,
+            g=act.g, power_table=power_table, limbs=limbs, **extra,
         )
-        if limbs is None:
-            limbs = 1 if spec.se else sequencer_limbs(spec.power_sum_bits)
-            if limbs > 1 and dataclasses.replace(spec, limbs=limbs).cycles_per_frame > spec.cycles_per_frame:
-                limbs = 1
-        return dataclasses.replace(spec, limbs=limbs)
 
     def check_activation(self, act: ResidualActivation) -> None:
         """Refuse constants this unit cannot hold exactly (shape, shifts, statistic format, wider constants)."""

@@ -54,6 +54,7 @@ from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStream
 
 from instabnn.hw.blocks.common.axis_tb import (CLOCK_PERIOD_NS, CYCLE_TOLERANCE, StreamWatch, dut_int, random_pause,
                                                read_case, run_full_rate_bench, write_result)
+from instabnn.hw.folding import with_chosen_limbs
 from instabnn.hw.blocks.insta_tail.spec import (CONST_FIELDS, G_ENTRIES, PROJ_CONST_FIELDS, InstaTailSpec,
                                                 coeff_words, const_words, frame_words, frames_from_words, g_words,
                                                 m1_words, read_coeff_file, read_const_file, read_g_file,
@@ -231,15 +232,18 @@ def prepare_case(channels: int, pe: int, pixels: int, out_bits: int, pooled: boo
                  se_simd: int = 1, limbs: int | None = None,
                  power_table: int | None = None) -> tuple[InstaTailSpec, dict, dict]:
     """Random parameters for the folding (``hidden`` > 0: INSTA-PReLU+ with ``se_simd`` SE multipliers); writes
-    the memory files into ``directory``. ``limbs`` / ``power_table`` None: the spec's defaults.
+    the memory files into ``directory``. ``limbs`` None: folding's choice for the unit's fastest rate
+    (``hw/folding.py`` ``with_chosen_limbs``; 1 with SE); ``power_table`` None: the spec's default.
     Returns ``(spec, rtl_parameters, case)`` for the runner."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     params = random_parameters(rng, channels, pixels, out_bits, pooled, proj, reuse, hidden)
     act = activation_from_parameters(params)
-    choice = {"se_simd": se_simd, "limbs": limbs, "power_table": power_table}
+    choice = {"se_simd": se_simd, "power_table": power_table}
     spec = InstaTailSpec.from_activation(act, params["acc_bound"], params["sc_bits"], pe, pixels, **choice)
+    spec = with_chosen_limbs(spec) if limbs is None else replace(spec, limbs=limbs)
+    choice["limbs"] = spec.limbs
     if hidden:
         params = calibrate_se(rng, params, act, spec)
         act = activation_from_parameters(params)
@@ -658,7 +662,7 @@ class Folding:
     reuse: bool = False  # statistics of the block input (STAT_REUSE = 1; stride 2 with pooled or proj)
     hidden: int = 0  # > 0: INSTA-PReLU+ (SE = 1) with an SE MLP of this many hidden units
     se_simd: int = 1  # SE multipliers (SE = 1 only)
-    limbs: int | None = None  # None: the spec's choice (sequencer_limbs where the rate allows)
+    limbs: int | None = None  # None: folding's choice (sequencer_limbs where the rate allows)
     power_table: int | None = None  # None: the spec's choice (tables for statistics of up to 8 bits)
 
     @property

@@ -43,7 +43,6 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -62,6 +61,7 @@ __all__ = [
     "STATIC_LATENCY",
     "POWER_TABLE_MAX_BITS",
     "sequencer_limbs",
+    "limbs_by_cost",
     "InstaThresholdSpec",
     "frame_words",
     "frames_from_words",
@@ -97,6 +97,12 @@ def sequencer_limbs(power_sum_bits) -> int:
     coefficients of up to 25 bits: 1 where the widest sum fits the 18-bit port, else ``ceil(PW / 17)``."""
     pw = max(power_sum_bits)
     return 1 if pw <= DSP_B_BITS else -(-pw // (DSP_B_BITS - 1))
+
+
+def limbs_by_cost(power_sum_bits) -> list[int]:
+    """The LIMBS folding chooses from (``hw/folding.py``), cheapest first: :func:`sequencer_limbs` (one DSP48E1,
+    ``3*C*limbs`` steps), then 1 (a wider multiplier, ``3*C`` steps)."""
+    return list(dict.fromkeys((sequencer_limbs(power_sum_bits), 1)))
 
 
 _TOKEN_EDGES = 2
@@ -149,22 +155,17 @@ class InstaThresholdSpec(ChannelFolding):
 
     @classmethod
     def from_constants(cls, consts: InstaThConstants, pe: int, static: int | None = None,
-                       shortcut: int = 0, limbs: int | None = None,
+                       shortcut: int = 0, limbs: int = 1,
                        power_table: int | None = None) -> InstaThresholdSpec:
-        """The spec of a unit for ``consts`` folded by ``pe``. ``static=None``: static iff ``C1 = C2 = C3 = 0``.
-        ``limbs=None``: :func:`sequencer_limbs` where they leave the unit as fast as one limb, else 1;
-        ``power_table=None``: tables for inputs of at most :data:`POWER_TABLE_MAX_BITS` bits."""
+        """The spec of a unit for ``consts`` folded by ``pe`` with ``limbs`` (a folding knob, chosen by
+        ``hw/folding.py``). ``static=None``: static iff ``C1 = C2 = C3 = 0``; ``power_table=None``: tables for
+        inputs of at most :data:`POWER_TABLE_MAX_BITS` bits."""
         if static is None:
             static = int(not any(any(c) for c in consts.coeffs[1:]))
         if power_table is None:
             power_table = int(not static and consts.input_bits <= POWER_TABLE_MAX_BITS)
-        spec = cls(consts.channels, pe, consts.pixels, consts.input_bits, tuple(consts.coeff_bits),
-                   tuple(consts.fracs), consts.threshold_accumulator_bits, static, shortcut, 1, power_table)
-        if limbs is None:
-            limbs = 1 if static else sequencer_limbs(spec.power_sum_bits)
-            if limbs > 1 and dataclasses.replace(spec, limbs=limbs).cycles_per_frame > spec.cycles_per_frame:
-                limbs = 1
-        return dataclasses.replace(spec, limbs=limbs)
+        return cls(consts.channels, pe, consts.pixels, consts.input_bits, tuple(consts.coeff_bits),
+                   tuple(consts.fracs), consts.threshold_accumulator_bits, static, shortcut, limbs, power_table)
 
     def check_constants(self, consts: InstaThConstants) -> None:
         """Refuse constants this unit cannot hold exactly (wrong shape, wider coefficients or accumulator)."""

@@ -34,14 +34,13 @@ clocks per frame) iff ``FRAME_BEATS >= COMPUTE_EDGES + 2``: frame ``n+1``'s comp
 
 Example (the compiler)::
 
-    spec = InstaThresholdPlusSpec.from_constants(unit, pe=16, shortcut=1, se_simd=None)  # None: fewest for full rate
+    spec = InstaThresholdPlusSpec.from_constants(unit, pe=16, shortcut=1, se_simd=4)  # SE_SIMD: folding.json
     files = write_memory_files(build / "th_plus0", unit, spec)
     params = spec.rtl_parameters(**files)         # -> insta_threshold parameters (SE = 1)
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -167,29 +166,17 @@ class InstaThresholdPlusSpec(ChannelFolding):
         if self.tacc_bits < self.power_sum_bits[2]:
             raise ValueError(f"tacc_bits ({self.tacc_bits}) narrower than P3 ({self.power_sum_bits[2]} bits)")
 
-    @staticmethod
-    def full_rate_se_simd(channels: int, hidden: int, frame_beats: int) -> int:
-        """The smallest SE_SIMD (a divisor of gcd(C, HIDDEN)) giving full rate, else the largest divisor."""
-        divisors = [d for d in range(1, math.gcd(channels, hidden) + 1) if channels % d == 0 and hidden % d == 0]
-        for d in divisors:
-            if frame_beats >= 3 * channels + 2 * hidden * channels // d + _COMPUTE_FIXED + 2:
-                return d
-        return divisors[-1]
-
     @classmethod
-    def from_constants(cls, unit: ThresholdPlus, pe: int, shortcut: int = 0, se_simd: int | None = 1,
+    def from_constants(cls, unit: ThresholdPlus, pe: int, shortcut: int = 0, se_simd: int = 1,
                        power_table: int | None = None) -> InstaThresholdPlusSpec:
         """The spec of a unit for ``unit`` folded by ``pe``; every width from the worst case over all inputs.
-        ``se_simd=None`` picks :meth:`full_rate_se_simd` (the fewest SE multipliers that keep up with the stream);
-        ``power_table=None``: tables for inputs of at most
+        ``se_simd``: the SE MLP's multipliers (a folding knob, chosen by ``hw/folding.py``); ``power_table=None``: tables for inputs of at most
         :data:`~instabnn.hw.blocks.insta_threshold.spec.POWER_TABLE_MAX_BITS` bits."""
         poly, se = unit.poly, unit.se
         if poly.out_frac != SE_S_FRAC:
             raise ContractError(f"INSTA-Th+: the statistic must have out_frac = SE_S_FRAC, got {poly.out_frac}")
         w1, w2 = np.asarray(se.w1, np.int64), np.asarray(se.w2, np.int64)
         hidden, channels = w1.shape
-        if se_simd is None:
-            se_simd = cls.full_rate_se_simd(channels, hidden, poly.pixels * channels // pe)
         if w2.shape != (channels, hidden) or poly.channels != channels:
             raise ValueError(f"INSTA-Th+: W1 {w1.shape}, W2 {w2.shape} and {poly.channels} statistic channels "
                              "do not agree")

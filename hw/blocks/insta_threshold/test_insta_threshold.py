@@ -49,7 +49,7 @@ import shutil
 import subprocess
 import tempfile
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +64,7 @@ from instabnn.hw.blocks.common.memfile import read_memh
 from instabnn.hw.blocks.common.axis_tb import (CLOCK_PERIOD_NS, CYCLE_TOLERANCE, StreamWatch, dut_int, random_pause,
                                                read_case, run_full_rate_bench, write_result)
 from instabnn.hw.blocks.insta_threshold import spec_plus
+from instabnn.hw.folding import cheapest, with_chosen_limbs
 from instabnn.hw.blocks.insta_threshold.spec import (InstaThresholdSpec, bits_from_words, coeff_words, frame_words,
                                                      frames_from_words, read_coeff_file, write_coeff_file)
 from instabnn.hw.blocks.insta_threshold.spec_plus import (G_ENTRIES, InstaThresholdPlusSpec, const_words,
@@ -138,14 +139,14 @@ def prepare_case(channels: int, pe: int, pixels: int, input_bits: int, static: i
                  n_frames: int, directory: Path, limbs: int | None = None,
                  power_table: int | None = None) -> tuple[InstaThresholdSpec, dict, dict]:
     """INSTA-Th: random constants for the folding; writes the coefficient file into ``directory``.
-    ``limbs`` / ``power_table`` None: the spec's defaults. Returns ``(spec, rtl_parameters, case)`` for the
-    runner."""
+    ``limbs`` None: folding's choice for the unit's fastest rate (``hw/folding.py`` ``with_chosen_limbs``);
+    ``power_table`` None: the spec's default. Returns ``(spec, rtl_parameters, case)`` for the runner."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     consts = random_constants(rng, channels, pixels, input_bits, static)
-    spec = InstaThresholdSpec.from_constants(consts, pe, static=static, shortcut=shortcut, limbs=limbs,
-                                            power_table=power_table)
+    spec = InstaThresholdSpec.from_constants(consts, pe, static=static, shortcut=shortcut, power_table=power_table)
+    spec = with_chosen_limbs(spec) if limbs is None else replace(spec, limbs=limbs)
     coeff_file = write_coeff_file(directory / "coeffs.mem", consts, spec)
     case = {"spec": asdict(spec), "constants": consts.to_dict(), "seed": seed, "n_frames": n_frames}
     return spec, spec.rtl_parameters(coeff_file), case
@@ -634,7 +635,7 @@ class Folding:
     input_bits: int
     static: int = 0
     shortcut: int = 0
-    limbs: int | None = None  # None: the spec's choice (sequencer_limbs where the rate allows)
+    limbs: int | None = None  # None: folding's choice (sequencer_limbs where the rate allows)
     power_table: int | None = None  # None: the spec's choice (tables up to 8-bit inputs)
 
     @property
@@ -1058,16 +1059,22 @@ def test_plus_spec_refuses_mismatched_constants():
         InstaThresholdPlusSpec.from_constants(small, 2, se_simd=4)
 
 
-def test_full_rate_se_simd():
-    """se_simd=None picks the fewest SE multipliers that keep up with the stream (or all of gcd(C, HIDDEN))."""
-    f = InstaThresholdPlusSpec.full_rate_se_simd
-    assert f(64, 16, 64 * 64 // 16) == 16  # ResNet-20 stage 3 at PE = 16: 192 + 2048/16 + 16 = 336 > 256: all 16
-    assert f(64, 16, 64 * 64 // 4) == 4  # PE = 4: 192 + 2048/4 + 16 = 720 <= 1024 < 192 + 1024 + 16
-    assert f(64, 16, 64 * 64) == 1
-    assert f(16, 4, 256) == 1 and f(16, 4, 128) == 2 and f(16, 4, 64) == 4
+def test_folding_chooses_se_simd():
+    """Folding's SE_SIMD rule (``hw/folding.py`` ``cheapest``): the fewest SE multipliers that keep the unit within
+    the target, else (or with target 0) at its fastest, the fewest full-rate ones where it can keep up."""
     unit = random_unit(np.random.default_rng(3), 16, 32, 6, 4)
-    spec = InstaThresholdPlusSpec.from_constants(unit, 4, se_simd=None)
-    assert spec.full_rate and spec.se_simd == 2  # FRAME_BEATS 128 = 48 + 128/2 + 16 < 48 + 128 + 16
+    options = [1, 2, 4]  # the divisors of gcd(C = 16, HIDDEN = 4)
+
+    def cycles(pe):
+        return lambda d: InstaThresholdPlusSpec.from_constants(unit, pe, se_simd=d).cycles_per_frame
+
+    assert cheapest(options, cycles(4)) == 2  # FRAME_BEATS 128 = 48 + 128/2 + 16 < 48 + 128 + 16
+    assert InstaThresholdPlusSpec.from_constants(unit, 4, se_simd=2).full_rate
+    assert cheapest(options, cycles(1)) == 1  # 512 beats: one multiplier keeps up
+    assert cheapest(options, cycles(4), target_cycles=200) == 1  # 48 + 128 + 8 = 184 <= 200: slower, in time
+    assert cheapest(options, cycles(8)) == 4  # 64 beats: no setting keeps up, all four multipliers
+    with pytest.raises(ValueError, match="se_simd"):
+        InstaThresholdPlusSpec.from_constants(unit, 4, se_simd=3)
 
 
 @needs_yosys
