@@ -123,7 +123,7 @@ study: setup
 
 # the hardware table of the study's models (after make study; a finished model is not run again)
 study-hw: setup
-	$(PY) -m instabnn.model.study --hardware --out reports $(if $(FULL),--full) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(STUDY_HW_ARGS)
+	$(PY) -m instabnn.sim.study_hardware --out reports $(if $(FULL),--full) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(STUDY_HW_ARGS)
 
 test: setup
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)

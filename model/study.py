@@ -21,8 +21,8 @@ cluster at ``--scheduler ADDRESS`` (workers need this environment and the run fo
 a run whose record exists with the same settings is not repeated, and an interrupted training resumes from its
 last epoch. Output: ``<out>/study.json``, ``study.md`` and ``study_*.png``; runs under ``--runs``.
 
-``--hardware`` (``make study-hw``), after the study: the best seed of baseline and insta at the highest severity of
-``--runs`` through the hardware flow, a table added to the report (:mod:`instabnn.model.study_hardware`).
+After the study, ``make study-hw`` (:mod:`instabnn.sim.study_hardware`) puts the best seed of baseline and insta at
+the highest severity of ``--runs`` through the hardware flow and adds a table to the report.
 """
 
 from __future__ import annotations
@@ -353,10 +353,6 @@ def markdown(report: dict) -> str:
     if report["failures"]:
         lines += ["", "## Failed runs", ""] + [f"- {k}: {m}" for k, m in sorted(report["failures"].items())]
     lines += ["", "Plots: " + ", ".join(f"`{p}`" for p in report["plots"]), ""]
-    if "hardware" in report:
-        from instabnn.model.study_hardware import hardware_markdown
-
-        lines += hardware_markdown(report["hardware"])
     return "\n".join(lines)
 
 
@@ -482,38 +478,6 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
-def hardware_main(args, runs: Path) -> int:
-    from instabnn.model.study_hardware import HARDWARE_VARIANTS, HardwareError, hardware_table
-
-    design_flags = [f"--{k.replace('_', '-')}" for k in ("severities", "seeds", "epochs", "draws", "image_size",
-                                                         "noise", "limit") if getattr(args, k) is not None]
-    if design_flags:
-        print(f"{PROG}: error: {', '.join(design_flags)}: --hardware takes the models the study folder holds",
-              file=sys.stderr)
-        return 2
-    fps = 5000.0 if args.fps is None else args.fps
-    if not (math.isfinite(fps) and fps > 0):
-        print(f"{PROG}: error: --fps {fps}: must be a finite number > 0", file=sys.stderr)
-        return 2
-    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip()) if args.variants else \
-        HARDWARE_VARIANTS
-    unknown = [v for v in variants if v not in STUDY_VARIANTS]
-    if unknown:
-        print(f"{PROG}: error: --variants: unknown {', '.join(unknown)}", file=sys.stderr)
-        return 2
-    try:
-        table = hardware_table(runs, Path(args.out), variants, fps, scheduler=args.scheduler,
-                               workers=args.workers, retries=args.retries)
-    except HardwareError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
-    from instabnn.model.study_hardware import hardware_markdown
-
-    print("\n".join(hardware_markdown(table)))
-    print(f"added to {Path(args.out) / 'study.md'} and study.json")
-    return 1 if table["failures"] or any(m["mismatches"] for m in table["models"]) else 0
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--full", action="store_true", help="the full design (docs/study.md) instead of the reduced one")
@@ -530,10 +494,6 @@ def main(argv=None) -> int:
     p.add_argument("--scheduler", help="address of a Dask scheduler (default: a LocalCluster of --workers)")
     p.add_argument("--workers", type=int, default=2, help="local worker processes (0: run in this process)")
     p.add_argument("--retries", type=int, default=1, help="retries of a failed run")
-    p.add_argument("--hardware", action="store_true",
-                   help="instead of training: the best seed of baseline and insta (or --variants) at the highest "
-                        "severity of --runs through the hardware flow; adds the table to <out>/study.{json,md}")
-    p.add_argument("--fps", type=float, help="--hardware: the folding's target frames/s at 100 MHz (default 5000)")
     args = p.parse_args(argv)
     design, name = (FULL, "full") if args.full else (REDUCED, "reduced")
     changes = {k: getattr(args, k) for k in ("severities", "seeds", "epochs", "draws", "image_size", "noise", "limit")
@@ -546,11 +506,6 @@ def main(argv=None) -> int:
         print(f"{PROG}: error: --workers {args.workers} / --retries {args.retries} must be >= 0", file=sys.stderr)
         return 2
     runs = Path(args.runs or f"runs/study-{'full' if args.full else 'reduced'}")
-    if args.hardware:
-        return hardware_main(args, runs)
-    if args.fps is not None:
-        print(f"{PROG}: error: --fps applies to --hardware only", file=sys.stderr)
-        return 2
     command = " ".join([f"python -m instabnn.model.study", *(argv if argv is not None else sys.argv[1:])])
     try:
         report = run_study(design, Path(args.out), runs, args.scheduler, args.workers, args.retries, name, command)

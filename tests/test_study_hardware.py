@@ -1,15 +1,16 @@
-"""The study's hardware table (model/study_hardware.py, ``python -m instabnn.model.study --hardware``): which models
+"""The study's hardware table (sim/study_hardware.py, ``python -m instabnn.sim.study_hardware``): which models
 it takes from a study folder, the table it adds to the study report, and that finished models are not run again."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 import pytest
 
 from instabnn.model import study as S
-from instabnn.model import study_hardware as H
+from instabnn.sim import study_hardware as H
 
 
 def _folder(tmp_path, accuracies: dict) -> Path:
@@ -52,7 +53,7 @@ def test_best_seed_at_the_highest_severity_goes_through_once(tmp_path, monkeypat
     runs = _folder(tmp_path, ACCURACIES)
     ran = []
     monkeypatch.setattr(H, "run_hardware", _fake_flow(ran))
-    assert S.main(["--hardware", "--runs", str(runs), "--out", str(tmp_path / "rep"), "--workers", "0"]) == 0
+    assert H.main(["--runs", str(runs), "--out", str(tmp_path / "rep"), "--workers", "0"]) == 0
     # baseline: seeds 1 and 2 tie at 0.93 -> the lower seed; insta: seed 0; severity 0 is never taken
     assert sorted(ran) == ["hardware-severity2-seed0-insta", "hardware-severity2-seed1-baseline"]
     report = json.loads((tmp_path / "rep" / "study.json").read_text())
@@ -67,10 +68,10 @@ def test_best_seed_at_the_highest_severity_goes_through_once(tmp_path, monkeypat
     assert "| 1001 | 2.5 | 7 |" in md
 
     ran.clear()
-    assert S.main(["--hardware", "--runs", str(runs), "--out", str(tmp_path / "rep"), "--workers", "0"]) == 0
+    assert H.main(["--runs", str(runs), "--out", str(tmp_path / "rep"), "--workers", "0"]) == 0
     assert ran == []  # finished models are not run again
     (runs / "severity2" / "seed0" / "insta" / "model.pt").write_bytes(b"retrained")
-    assert S.main(["--hardware", "--runs", str(runs), "--out", str(tmp_path / "rep"), "--workers", "0",
+    assert H.main(["--runs", str(runs), "--out", str(tmp_path / "rep"), "--workers", "0",
                    "--fps", "2000"]) == 0
     assert sorted(ran) == ["hardware-severity2-seed0-insta", "hardware-severity2-seed1-baseline"]
 
@@ -84,7 +85,7 @@ def test_a_failed_model_is_retried_then_reported(tmp_path, monkeypatch):
         raise H.HardwareError(f"{task.run}: compilation failed")
 
     monkeypatch.setattr(H, "run_hardware", broken)
-    assert S.main(["--hardware", "--runs", str(runs), "--out", str(tmp_path / "rep"), "--workers", "0"]) == 1
+    assert H.main(["--runs", str(runs), "--out", str(tmp_path / "rep"), "--workers", "0"]) == 1
     assert len(attempts) == 4
     table = json.loads((tmp_path / "rep" / "study.json").read_text())["hardware"]
     assert table["models"] == [] and "compilation failed" in table["failures"]["hardware-severity2-seed0-insta"]
@@ -93,16 +94,17 @@ def test_a_failed_model_is_retried_then_reported(tmp_path, monkeypatch):
 
 def test_hardware_cli_errors_are_one_line(tmp_path, capsys):
     runs = _folder(tmp_path, {("baseline", 2.0, 0): 0.9})
-    for args, culprit in ((["--hardware", "--runs", str(tmp_path / "none")], "no finished study runs"),
-                          (["--hardware", "--runs", str(runs)], "no finished insta run at severity 2"),
-                          (["--hardware", "--runs", str(runs), "--seeds", "0"], "--seeds: --hardware takes"),
-                          (["--hardware", "--runs", str(runs), "--fps", "0"], "--fps 0"),
-                          (["--hardware", "--runs", str(runs), "--variants", "insta,bogus"], "unknown bogus"),
-                          (["--fps", "100", "--runs", str(runs)], "--fps applies to --hardware only")):
-        assert S.main([*args, "--out", str(tmp_path / "rep")]) == 2
+    for args, culprit in ((["--runs", str(tmp_path / "none")], "no finished study runs"),
+                          (["--runs", str(runs)], "no finished insta run at severity 2"),
+                          (["--runs", str(runs), "--seeds", "0"], "unrecognized arguments: --seeds"),
+                          (["--runs", str(runs), "--fps", "0"], "--fps 0"),
+                          (["--runs", str(runs), "--variants", "insta,bogus"], "unknown bogus"),
+                          (["--runs", str(runs), "--workers", "-1"], "--workers -1")):
+        with pytest.raises(SystemExit) if "unrecognized" in culprit else contextlib.nullcontext():
+            assert H.main([*args, "--out", str(tmp_path / "rep")]) == 2
         err = capsys.readouterr().err.strip()
         assert culprit in err and "\n" not in err, err
-    assert S.main(["--hardware", "--runs", str(runs), "--variants", "baseline", "--out",
+    assert H.main(["--runs", str(runs), "--variants", "baseline", "--out",
                    str(tmp_path / "norep")]) == 2
     assert "norep/study.json: no study report (run the study first" in capsys.readouterr().err
 
@@ -114,7 +116,7 @@ def test_tiny_study_through_the_real_hardware_flow(tmp_path, verilator_path):
     design = S.Design(severities=(2.0,), seeds=(0, 1), variants=("baseline", "insta"), epochs=1, draws=1, limit=64,
                       bootstrap_resamples=99)
     S.run_study(design, tmp_path / "rep", tmp_path / "runs", workers=0, log=lambda *a, **k: None)
-    assert S.main(["--hardware", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "rep"),
+    assert H.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "rep"),
                    "--workers", "0"]) == 0
     table = json.loads((tmp_path / "rep" / "study.json").read_text())["hardware"]
     assert [m["task"]["variant"] for m in table["models"]] == ["baseline", "insta"]

@@ -1,4 +1,5 @@
-"""The hardware side of the study's models (``python -m instabnn.model.study --hardware``, docs/study.md).
+"""The hardware side of the study's models (``python -m instabnn.sim.study_hardware``, ``make study-hw``,
+docs/study.md).
 
 From a finished study run folder (``--runs``) it takes, at the highest severity there, the best seed of each network
 (highest accuracy, mean over its test draws; the lowest seed on a tie) and puts that model through the flow of
@@ -13,13 +14,17 @@ run again. The table is added to ``<out>/study.json`` (key ``hardware``) and ``s
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 HARDWARE_VARIANTS = ("baseline", "insta")
 HARDWARE_FILE = "hardware.json"
+PROG = "instabnn-study-hw"
 
 
 class HardwareError(RuntimeError):
@@ -147,7 +152,7 @@ def hardware_table(runs: Path, out: Path, variants=HARDWARE_VARIANTS, fps: float
              "failures": failures, "wall_seconds": time.time() - t0}
     report["hardware"] = table
     write_json(study_json, report)
-    atomic_write_text(out / "study.md", markdown(report))
+    atomic_write_text(out / "study.md", markdown(report) + "\n".join(hardware_markdown(table)) + "\n")
     return table
 
 
@@ -171,6 +176,48 @@ def hardware_markdown(table: dict) -> list[str]:
                      f"= {m['latency_us_at_100mhz']:.1f} us | {r['lut']} | {r['bram36']:g} | {r['dsp']} |")
     if table["failures"]:
         lines += ["", "Failed (not in the table):"] + [f"- {k}: {m}" for k, m in sorted(table["failures"].items())]
-    lines += ["", f"Run folder `{table['runs']}`: `python -m instabnn.model.study --hardware --runs {table['runs']}` "
+    lines += ["", f"Run folder `{table['runs']}`: `python -m instabnn.sim.study_hardware --runs {table['runs']}` "
               f"({table['wall_seconds']:.0f} s; a model with its hardware.json is not run again).", ""]
     return lines
+
+
+def main(argv=None) -> int:
+    from instabnn.model.arguments import Parser
+    from instabnn.model.study import STUDY_VARIANTS
+
+    p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", help="the study's run folder (default runs/study-reduced, with --full runs/study-full)")
+    p.add_argument("--full", action="store_true", help="the full design's run folder by default")
+    p.add_argument("--out", default="reports", help="folder of the study's study.json / study.md (default reports)")
+    p.add_argument("--variants", help=f"networks (comma-separated; default {','.join(HARDWARE_VARIANTS)})")
+    p.add_argument("--fps", type=float, default=5000.0, help="the folding's target frames/s at 100 MHz (default 5000)")
+    p.add_argument("--scheduler", help="address of a Dask scheduler (default: a LocalCluster of --workers)")
+    p.add_argument("--workers", type=int, default=2, help="local worker processes (0: run in this process)")
+    p.add_argument("--retries", type=int, default=1, help="retries of a failed model")
+    args = p.parse_args(argv)
+    if not (math.isfinite(args.fps) and args.fps > 0):
+        print(f"{PROG}: error: --fps {args.fps}: must be a finite number > 0", file=sys.stderr)
+        return 2
+    if args.workers < 0 or args.retries < 0:
+        print(f"{PROG}: error: --workers {args.workers} / --retries {args.retries} must be >= 0", file=sys.stderr)
+        return 2
+    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip()) if args.variants else \
+        HARDWARE_VARIANTS
+    unknown = [v for v in variants if v not in STUDY_VARIANTS]
+    if unknown or not variants:
+        print(f"{PROG}: error: --variants: unknown {', '.join(unknown) or '(none given)'}", file=sys.stderr)
+        return 2
+    runs = Path(args.runs or f"runs/study-{'full' if args.full else 'reduced'}")
+    try:
+        table = hardware_table(runs, Path(args.out), variants, args.fps, scheduler=args.scheduler,
+                               workers=args.workers, retries=args.retries)
+    except HardwareError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    print("\n".join(hardware_markdown(table)))
+    print(f"added to {Path(args.out) / 'study.md'} and study.json")
+    return 1 if table["failures"] or any(m["mismatches"] for m in table["models"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
