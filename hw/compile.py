@@ -34,7 +34,7 @@ that no sliding window feeds (:meth:`Netlist.mvu`: the unit stops its input whil
 and without the FIFO its producer would stop with it). The manifest's ``fifo_bits`` (and each layer's) is the
 memory these FIFOs spend. A layer the RTL library does not have yet (option-A shortcuts) stops the compiler
 with an error naming the node, before anything is written. ``compile.md`` and the manifest carry per-layer cycles
-and resource estimates (:mod:`instabnn.hw.estimate`).
+and resource estimates (each block spec's ``resources()``, :mod:`instabnn.hw.blocks.common.resources`).
 """
 
 from __future__ import annotations
@@ -52,7 +52,6 @@ from pathlib import Path
 
 import numpy as np
 
-from instabnn.hw import estimate
 from instabnn.hw.blocks.channel_affine.spec import ChannelAffineSpec
 from instabnn.hw.blocks.channel_affine.spec import write_const_file as write_affine_file
 from instabnn.hw.compile_chain import ChainEmitters
@@ -69,6 +68,8 @@ from instabnn.hw.blocks.residual_tail.spec import ResidualTailSpec
 from instabnn.hw.blocks.residual_tail.spec import write_const_file as write_tail_file
 from instabnn.hw.rtl_library import LIBRARY_DIR, library_file, rtl_sources
 from instabnn.hw.blocks.sliding_window.spec import SlidingWindowShape
+from instabnn.hw.blocks.common.resources import total as total_resources
+from instabnn.hw.blocks.stream.spec import StreamDuplicateShape, StreamFifoShape, WidthConverterShape
 from instabnn.outputs import OutputDir, OutputError
 
 MANIFEST = "accelerator.json"
@@ -143,13 +144,16 @@ class Netlist:
         self.mem_files.append(name)
         return self.mem_dir / name
 
-    def instance(self, module: str, hint: str, params: dict, ports: dict[str, str], facts: dict | None = None) -> str:
-        """One block instance; ``facts`` (memory depths, accumulator widths) feed its resource estimate."""
+    def instance(self, module: str, hint: str, params: dict, ports: dict[str, str], spec) -> str:
+        """One block instance; ``spec`` (the block's spec, whose ``rtl_parameters`` are ``params``) gives its
+        resource estimate (``spec.resources()``)."""
         inst = self.unique(hint)
         self.modules.add(module)
         if self.layer is not None:
             self.layer.blocks.append(module)
-            est = estimate.block(module, {**params, **(facts or {})})
+            if not callable(getattr(spec, "resources", None)):
+                raise CompileError(f"{module} {inst}: no block spec with a resource estimate given ({spec!r})")
+            est = spec.resources()
             self.layer.lut += est["lut"]
             self.layer.bram36 += est["bram36"]
             self.layer.dsp += est["dsp"]
@@ -164,14 +168,14 @@ class Netlist:
                 f"{prefix}_tready": f"{s.name}_tready"}
 
     def block(self, module: str, hint: str, params: dict, inputs: dict[str, Stream], out: Stream | None,
-              extra: dict[str, str] | None = None, facts: dict | None = None) -> None:
+              extra: dict[str, str] | None = None, spec=None) -> None:
         ports = {}
         for prefix, s in inputs.items():
             ports.update(self.ports(prefix, s))
         if out is not None:
             ports.update(self.ports("m_axis", out))
         ports.update(extra or {})
-        self.instance(module, hint, params, ports, facts)
+        self.instance(module, hint, params, ports, spec)
         if module == "sliding_window" and out is not None:
             self.window_outputs.add(out.name)
 
@@ -190,7 +194,7 @@ class Netlist:
         buffer."""
         if shape.nf > 1 and x.name not in self.window_outputs:
             x = self.fifo(x, shape.sf)
-        self.block(module, hint, params, {"s_axis": x}, out, facts={"_acc_bits": shape.acc_bits})
+        self.block(module, hint, params, {"s_axis": x}, out, spec=shape)
 
     # ---- stream plumbing --------------------------------------------------------------------------------------
 
@@ -204,7 +208,8 @@ class Netlist:
         if s.elements % lanes:
             raise CompileError(f"cannot regroup {s.elements} elements of {s.name} into beats of {lanes}")
         out = self.stream(f"{s.name}_x{lanes}", lanes, s.bits, s.elements // lanes)
-        self.block("width_converter", f"wc_{s.name}", {"IN_W": s.width, "OUT_W": out.width}, {"s_axis": s}, out)
+        wc = WidthConverterShape(s.width, out.width)
+        self.block("width_converter", f"wc_{s.name}", wc.rtl_parameters(), {"s_axis": s}, out, spec=wc)
         return out
 
     def bits_to(self, s: Stream, bits: int) -> Stream:
@@ -223,7 +228,8 @@ class Netlist:
         if self.layer is not None:
             self.layer.memory_bits += s.width * max(2, depth)
             self.layer.fifo_bits += s.width * max(2, depth)
-        self.block("stream_fifo", f"fifo_{s.name}", {"WIDTH": s.width, "DEPTH": max(2, depth)}, {"s_axis": s}, out)
+        shape = StreamFifoShape(s.width, max(2, depth))
+        self.block("stream_fifo", f"fifo_{s.name}", shape.rtl_parameters(), {"s_axis": s}, out, spec=shape)
         return out
 
     def split(self, s: Stream, n: int) -> list[Stream]:
@@ -232,8 +238,9 @@ class Netlist:
         while n > 1:
             a = self.stream(f"{s.name}_d", s.lanes, s.bits, s.beats)
             b = self.stream(f"{s.name}_d", s.lanes, s.bits, s.beats)
-            self.instance("stream_duplicate", f"dup_{s.name}", {"WIDTH": s.width},
-                          {**self.ports("s_axis", s), **self.ports("m0_axis", a), **self.ports("m1_axis", b)})
+            dup = StreamDuplicateShape(s.width)
+            self.instance("stream_duplicate", f"dup_{s.name}", dup.rtl_parameters(),
+                          {**self.ports("s_axis", s), **self.ports("m0_axis", a), **self.ports("m1_axis", b)}, dup)
             outs.append(a)
             s, n = b, n - 1
         return outs + [s]
@@ -391,8 +398,7 @@ class Compiler(ChainEmitters):
         k = weight.shape[-1]
         swg = SlidingWindowShape(cin, h, w, k, conv["stride"], conv["pad"], simd, x.bits, 0)
         win = self.net.stream(f"{node.name}_win", simd, x.bits, swg.out_beats)
-        self.net.block("sliding_window", f"{node.name}_swg", swg.rtl_parameters(), {"s_axis": x}, win,
-                       facts={"_buffer_words": swg.buffer_rows * w * swg.cf})
+        self.net.block("sliding_window", f"{node.name}_swg", swg.rtl_parameters(), {"s_axis": x}, win, spec=swg)
         mvu = IntMvuShape(k * k * cin, cout, simd, pe, _weight_bits(weight), x.bits, 1, 0)
         wfile = self.net.mem_file(f"{node.name}_weight")
         write_int_weight_file(wfile, conv_weight_matrix(weight), mvu)
@@ -411,7 +417,7 @@ class Compiler(ChainEmitters):
         write_affine_file(cfile, spec)
         out = self.net.stream(f"{node.name}_out", spec.pe, spec.out_bits, pixels * spec.cf)
         self.net.block("channel_affine", f"{node.name}_affine", spec.rtl_parameters(cfile.name),
-                       {"s_axis": self.net.bits_to(self.net.lanes_to(x, spec.pe), spec.in_bits)}, out)
+                       {"s_axis": self.net.bits_to(self.net.lanes_to(x, spec.pe), spec.in_bits)}, out, spec=spec)
         return out
 
     def emit_ThresholdUnit(self, node, op):
@@ -442,7 +448,7 @@ class Compiler(ChainEmitters):
         else:
             extra = {"m_axis_q_tdata": "", "m_axis_q_tvalid": "", "m_axis_q_tready": "1'b1"}
         self.net.block(module, node.name, spec.rtl_parameters(*(f.name for f in files)), {"s_axis": q}, bits, extra,
-                       facts={"_buffer_depth": spec.buffer_depth})
+                       spec=spec)
         self.net.layer.cycles = math.ceil(spec.cycles_per_frame)
         self.net.layer.memory_bits = spec.buffer_bits + c * spec.coeff_word_bits
         if isinstance(spec, insta_plus_block.InstaThresholdPlusSpec):
@@ -460,8 +466,7 @@ class Compiler(ChainEmitters):
         bits = self.net.lanes_to(self.take(node), simd)
         swg = SlidingWindowShape(cin, h, w, k, scalars["stride"], scalars["pad"], simd, 1, 0)
         win = self.net.stream(f"{node.name}_win", simd, 1, swg.out_beats)
-        self.net.block("sliding_window", f"{node.name}_swg", swg.rtl_parameters(), {"s_axis": bits}, win,
-                       facts={"_buffer_words": swg.buffer_rows * w * swg.cf})
+        self.net.block("sliding_window", f"{node.name}_swg", swg.rtl_parameters(), {"s_axis": bits}, win, spec=swg)
         mvu = BinaryMvuShape(k * k * cin, cout, simd, pe, 0)
         wfile = self.net.mem_file(f"{node.name}_weight")
         write_weight_file(wfile, 2 * conv_weight_matrix(weight) - 1, mvu)
@@ -487,7 +492,7 @@ class Compiler(ChainEmitters):
         if shortcut.pool > 1:
             pool = PoolSumSpec(cin, lanes, h, w, x.bits, shortcut.pool)
             pooled = self.net.stream(f"{node.name}_pool", lanes, pool.out_bits, pool.out_frame_beats)
-            self.net.block("pool_sum", f"{node.name}_pool", pool.rtl_parameters(), {"s_axis": x}, pooled)
+            self.net.block("pool_sum", f"{node.name}_pool", pool.rtl_parameters(), {"s_axis": x}, pooled, spec=pool)
             x, cycles = pooled, pool.frame_beats
         if shortcut.kind == "proj":
             weight = self.const(node, "weight")
@@ -523,7 +528,7 @@ class Compiler(ChainEmitters):
             write_tail_file(cfile, act, spec)
             out = self.net.stream(f"{node.name}_out", pe, spec.out_bits, spec.frame_beats)
             self.net.block("residual_tail", node.name, spec.rtl_parameters(cfile.name),
-                           {"s_axis_acc": acc, "s_axis_sc": sc}, out)
+                           {"s_axis_acc": acc, "s_axis_sc": sc}, out, spec=spec)
             self.net.layer.memory_bits += c * spec.const_lane_bits
         else:
             reuse = act.stat_source == "reuse"
@@ -547,8 +552,7 @@ class Compiler(ChainEmitters):
                          "s_axis_stat_tready": ""}
             self.net.block("insta_tail", node.name,
                            spec.rtl_parameters(**{k: v.name for k, v in files.items()}),
-                           {"s_axis_acc": acc, "s_axis_sc": sc}, out, extra,
-                           facts={"_buffer_depth": spec.buffer_depth, "_buffer_width": spec.y_bits})
+                           {"s_axis_acc": acc, "s_axis_sc": sc}, out, extra, spec=spec)
             self.net.layer.memory_bits += spec.buffer_depth * pe * spec.y_bits
         self.net.layer.cycles = math.ceil(spec.cycles_per_frame)
         self.publish(node.output[0], out)
@@ -575,7 +579,7 @@ class Compiler(ChainEmitters):
         x = self.net.lanes_to(self.take(node), simd)
         gs = GlobalSumSpec(c, simd, h, w, x.bits)
         sums = self.net.stream(f"{node.name}_sum", simd, gs.out_bits, gs.out_frame_beats)
-        self.net.block("global_sum", f"{node.name}_gsum", gs.rtl_parameters(), {"s_axis": x}, sums)
+        self.net.block("global_sum", f"{node.name}_gsum", gs.rtl_parameters(), {"s_axis": x}, sums, spec=gs)
         weight = np.asarray(head.weight, np.int64)
         self.classes = weight.shape[0]
         mvu = IntMvuShape(c, self.classes, simd, pe, _weight_bits(weight), gs.out_bits, 1, 0)
@@ -708,7 +712,7 @@ def compile_model(lowered: str | Path, out: str | Path, folding: str | Path | di
         for s in sources:
             shutil.copy2(library_file(s), tmp / s)
         cycles = max(layer.cycles for layer in comp.layers)
-        resources = estimate.total(vars(layer) for layer in comp.layers)
+        resources = total_resources(vars(layer) for layer in comp.layers)
         if max_utilisation is not None:
             check_budget(resources, comp.layers, max_utilisation)
         manifest = {
@@ -775,7 +779,7 @@ def markdown(m: dict) -> str:
               f"FIFOs between layers: {m['fifo_bits']} bits (residual shortcuts, and one input vector in front of "
               f"every matrix-vector unit with several output folds that no sliding window feeds; their LUT / BRAM "
               f"are in the layers' estimates).",
-              "", f"Resources: analytic estimate (instabnn.hw.estimate) {r['lut']} LUT ({100 * r['lut'] / XC7Z020['lut']:.1f}% "
+              "", f"Resources: analytic estimate (the block specs' resources()) {r['lut']} LUT ({100 * r['lut'] / XC7Z020['lut']:.1f}% "
               f"of the xc7z020), {r['bram36']:g} BRAM36 ({100 * r['bram36'] / XC7Z020['bram36']:.1f}%), {r['dsp']} DSP48E1 "
               f"({100 * r['dsp'] / XC7Z020['dsp']:.1f}%); `make bitstream` synthesises the design for measured figures.", ""]
     return "\n".join(lines)

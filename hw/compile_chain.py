@@ -103,8 +103,7 @@ class ChainEmitters:
             x = self.net.lanes_to(x, simd)
             swg = SlidingWindowShape(cin, h, w, k, stage.stride, 0, simd, x.bits, 0)
             win = self.net.stream(f"{node.name}_win", simd, x.bits, swg.out_beats)
-            self.net.block("sliding_window", f"{node.name}_swg", swg.rtl_parameters(), {"s_axis": x}, win,
-                           facts={"_buffer_words": swg.buffer_rows * w * swg.cf})
+            self.net.block("sliding_window", f"{node.name}_swg", swg.rtl_parameters(), {"s_axis": x}, win, spec=swg)
             matrix, vectors, x = conv_weight_matrix(weight), swg.out_height * swg.out_width, win
             memory += swg.buffer_bits
         mw = matrix.shape[1]
@@ -125,7 +124,7 @@ class ChainEmitters:
                 write_affine_file(cfile, spec)
                 y = self.net.stream(f"{node.name}_cmp", pe, 2, acc.beats)
                 self.net.block("channel_affine", f"{node.name}_threshold", spec.rtl_parameters(cfile.name),
-                               {"s_axis": acc}, y)
+                               {"s_axis": acc}, y, spec=spec)
                 out = self._sign_bits(node, y, pe)
                 memory += cout * (spec.mult_bits + spec.bias_bits)
         else:
@@ -153,7 +152,8 @@ class ChainEmitters:
                 raise CompileError(f"node {node.name}: a max-pool needs the thresholded bits")
             pool = MaxPoolBitsSpec(cout, pe, oh, ow, stage.pool)
             pooled = self.net.stream(f"{node.name}_pool", pe, 1, pool.out_frame_beats)
-            self.net.block("maxpool_bits", f"{node.name}_pool", pool.rtl_parameters(), {"s_axis": out}, pooled)
+            self.net.block("maxpool_bits", f"{node.name}_pool", pool.rtl_parameters(), {"s_axis": out}, pooled,
+                           spec=pool)
             out = pooled
             cycles.append(pool.frame_beats)
             memory += pool.row_buffer_bits
@@ -179,7 +179,7 @@ class ChainEmitters:
         write_affine_file(cfile, spec)
         out = self.net.stream(f"{node.name}_out", pe, spec.out_bits, spec.cf)
         self.net.block("channel_affine", f"{node.name}_affine", spec.rtl_parameters(cfile.name),
-                       {"s_axis": self.net.bits_to(self.net.lanes_to(acc, pe), spec.in_bits)}, out)
+                       {"s_axis": self.net.bits_to(self.net.lanes_to(acc, pe), spec.in_bits)}, out, spec=spec)
         self.classes = classes
         self.net.layer.cycles = spec.cycles_per_frame(1)
         self.net.layer.memory_bits = classes * (spec.mult_bits + spec.bias_bits)

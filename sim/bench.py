@@ -53,21 +53,17 @@ def bench_variant(run: Path, work: Path, fps: float) -> dict:
     }
 
 
-def resnet20(variant: str, work: Path, fps: float, n: int) -> dict:
-    """ResNet-20 at CIFAR-10 shape with random weights and non-trivial BatchNorm statistics (as the lowering's
-    ResNet-20 test makes it), compiled for ``fps`` and co-simulated on ``n`` random images (Verilator harness)."""
+def export_random_network(arch: str, variant: str, path: Path) -> Path:
+    """The ``arch`` network of ``variant`` with random weights (seed 0) and non-trivial BatchNorm statistics and
+    INSTA / RPReLU parameters (as the lowering's ResNet-20 test makes it), exported to QONNX at ``path``."""
     import torch
 
-    from instabnn.hw import compile as C
-    from instabnn.hw import folding, lower
     from instabnn.model.config import NetConfig
     from instabnn.model.export import export_model
     from instabnn.model.networks import build_network
-    from instabnn.sim import cosim
 
-    work.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    cfg = NetConfig(arch="resnet20", variant=variant)
+    cfg = NetConfig(arch=arch, variant=variant)
     model = build_network(cfg).eval()
     with torch.no_grad():
         for name, buf in model.named_buffers():
@@ -78,7 +74,19 @@ def resnet20(variant: str, work: Path, fps: float, n: int) -> dict:
         for name, p in model.named_parameters():
             if name.endswith(("alpha", "beta", "gamma", "zeta", "threshold")):
                 p.uniform_(-0.3, 0.3)
-    export_model(model, work / "model.onnx", {"instabnn.config": json.dumps(cfg.to_dict())}, n_check=1)
+    export_model(model, path, {"instabnn.config": json.dumps(cfg.to_dict())}, n_check=1)
+    return path
+
+
+def resnet20(variant: str, work: Path, fps: float, n: int) -> dict:
+    """ResNet-20 at CIFAR-10 shape with random weights (:func:`export_random_network`), compiled for ``fps`` and
+    co-simulated on ``n`` random images (Verilator harness)."""
+    from instabnn.hw import compile as C
+    from instabnn.hw import folding, lower
+    from instabnn.sim import cosim
+
+    work.mkdir(parents=True, exist_ok=True)
+    export_random_network("resnet20", variant, work / "model.onnx")
     if lower.main([str(work / "model.onnx"), "--out", str(work), "--no-progress", "-n", "3"]) != 0:
         raise RuntimeError("lowering failed")
     if folding.main([str(work / "lowered.onnx"), "--target-fps", str(fps)]) != 0:

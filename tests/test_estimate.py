@@ -1,18 +1,20 @@
-"""The analytic resource model (``hw/estimate.py``): multiplier mapping and the INSTA units' DSP / LUT trade-offs."""
+"""The analytic resource model (each block spec's ``resources()``, the shared terms in
+``hw/blocks/common/resources.py``): multiplier mapping, the INSTA units' DSP / LUT trade-offs, the binary MVU's
+weight ROM and popcount, and a missing width refused."""
 
 from __future__ import annotations
 
-from instabnn.hw import estimate
+from instabnn.hw.blocks.common import resources
 from instabnn.hw.blocks.insta_threshold.spec import InstaThresholdSpec, sequencer_limbs
 from instabnn.hw.synth import threshold_unit_constants
 
 
 def test_multiplier_dsp_follows_yosys_slicing():
-    assert estimate.multiplier_dsp(8, 8) == 1
-    assert estimate.multiplier_dsp(25, 18) == estimate.multiplier_dsp(18, 25) == 1
-    assert estimate.multiplier_dsp(30, 18) == 2  # the tail's SLOPE x D
-    assert estimate.multiplier_dsp(28, 25) == 4  # the one-limb sequencer of a C = 64, N = 64 unit (Yosys: 4)
-    assert estimate.multiplier_dsp(25, 15) == 1  # the same with two limbs (Yosys: 1)
+    assert resources.multiplier_dsp(8, 8) == 1
+    assert resources.multiplier_dsp(25, 18) == resources.multiplier_dsp(18, 25) == 1
+    assert resources.multiplier_dsp(30, 18) == 2  # the tail's SLOPE x D
+    assert resources.multiplier_dsp(28, 25) == 4  # the one-limb sequencer of a C = 64, N = 64 unit (Yosys: 4)
+    assert resources.multiplier_dsp(25, 15) == 1  # the same with two limbs (Yosys: 1)
 
 
 def test_sequencer_limbs_fit_the_dsp_port():
@@ -30,10 +32,7 @@ def test_insta_threshold_tables_and_limbs_trade_dsp_for_lut():
     assert spec.limbs == 2 and spec.power_table == 1 and spec.full_rate  # the defaults at PE = 1
     plain = InstaThresholdSpec.from_constants(consts, 1, limbs=1, power_table=0)
 
-    def est(s):
-        return estimate.block("insta_threshold", {**s.rtl_parameters("c.mem"), "_buffer_depth": s.buffer_depth})
-
-    fast, slow = est(plain), est(spec)
+    fast, slow = plain.resources(), spec.resources()
     assert fast["dsp"] == 6 and slow["dsp"] == 1  # Yosys: 6 and 1
     assert slow["lut"] > fast["lut"]
     # where two limbs would slow the unit down, it keeps one

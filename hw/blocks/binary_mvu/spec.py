@@ -36,6 +36,7 @@ import numpy as np
 
 from instabnn.hw.blocks.common.memfile import write_memh
 from instabnn.hw.blocks.common.mvu_folding import MvuFolding
+from instabnn.hw.blocks.common.resources import estimate
 from instabnn.contract.packing import pack_bipolar, pack_fields, unpack_bipolar, unpack_fields
 from instabnn.contract.mvu import accumulator_bits
 
@@ -102,6 +103,11 @@ class BinaryMvuShape(MvuFolding):
     @property
     def name(self) -> str:
         return f"mw{self.mw}_mh{self.mh}_simd{self.simd}_pe{self.pe}_th{self.thresholds}"
+
+    def resources(self) -> dict:
+        """{lut, bram36, dsp} estimate: XNOR-popcount and accumulators, and the weight memory."""
+        return estimate(f"binary_mvu {self.name}", lut=40 + 1.3 * self.pe * self.simd + 3 * self.pe * self.acc_bits,
+                        memories=((self.sf * self.nf, self.pe * self.simd),))
 
     def rtl_parameters(self, weight_file: str | PathLike, thresh_file: str | PathLike | None = None) -> dict:
         """Parameters of ``binary_mvu`` (string parameters quoted for Verilator's ``-G``)."""
