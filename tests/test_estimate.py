@@ -4,6 +4,11 @@ weight ROM and popcount, and a missing width refused."""
 
 from __future__ import annotations
 
+import json
+import shutil
+
+import pytest
+
 from instabnn.hw.blocks.common import resources
 from instabnn.hw.blocks.insta_threshold.spec import InstaThresholdSpec, sequencer_limbs
 from instabnn.hw.synth import threshold_unit_constants
@@ -38,3 +43,31 @@ def test_insta_threshold_tables_and_limbs_trade_dsp_for_lut():
     # where two limbs would slow the unit down, it keeps one
     tight = InstaThresholdSpec.from_constants(threshold_unit_constants(16, 16, 8, static=0), 4)  # 64 beats
     assert tight.limbs == 1 and tight.full_rate
+
+
+def test_a_missing_width_is_an_error_naming_the_block(tmp_path):
+    from instabnn.hw import compile as C
+
+    with pytest.raises(ValueError, match="binary_mvu mw64: memory of depth 36 x width None"):
+        resources.estimate("binary_mvu mw64", lut=10, memories=((36, None),))
+    with pytest.raises(ValueError, match="insta_tail t: LIMBS is None"):
+        resources.moment_poly_sequencer("insta_tail t", 8, 64, 1, None, (8, 8, 8), 0)
+    net = C.Netlist(tmp_path)
+    net.layer = C.Layer("conv1", "BinaryConv")
+    with pytest.raises(C.CompileError, match="binary_mvu conv1_mvu: no block spec"):
+        net.instance("binary_mvu", "conv1_mvu", {"MW": 64}, {}, None)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys not installed (make setup installs it)")
+def test_whole_design_estimates_are_within_tolerance_of_yosys(tmp_path):
+    """issue 16: the estimate within 15 % of Yosys LUTs on the residual digits networks and the W1A1 chains
+    (``make estimate-check``; about half an hour of Yosys)."""
+    from instabnn.sim import estimate_check
+
+    rc = estimate_check.main(["--out", str(tmp_path / "estimate_vs_yosys.json")])
+    report = json.loads((tmp_path / "estimate_vs_yosys.json").read_text())
+    assert set(report["designs"]) == set(estimate_check.DESIGNS)
+    for name, r in report["designs"].items():
+        assert r["lut_within_tolerance"], (name, r["estimate"], r["yosys"])
+    assert rc == 0
