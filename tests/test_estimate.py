@@ -71,3 +71,41 @@ def test_whole_design_estimates_are_within_tolerance_of_yosys(tmp_path):
     for name, r in report["designs"].items():
         assert r["lut_within_tolerance"], (name, r["estimate"], r["yosys"])
     assert rc == 0
+
+
+def test_roms_stay_in_logic_unless_they_fill_their_block_rams():
+    # the calibration points (Yosys 0.23 synth_xilinx -family xc7): 4096 x 1 and 36 x 1024 in logic, 3584 x 14 in
+    # block RAM (3 RAMB18)
+    assert resources.rom(4096, 1) == {"lut": 64, "bram36": 0.0}
+    assert resources.rom(36, 1024) == {"lut": 1024, "bram36": 0.0}
+    assert resources.rom(36, 1024, 1)["lut"] == 2048  # the XNOR with the input: a 7-input function a bit
+    assert resources.rom(3584, 14)["bram36"] == 2.0 and resources.rom(3584, 14)["lut"] == 0
+    assert resources.rom(4, 100) == {"lut": 0, "bram36": 0.0}  # two address bits fold into the reader's LUTs
+
+
+def test_popcount_luts_follow_the_adder_tree():
+    assert resources.popcount_luts(6) == 3  # one leaf: a LUT per count bit
+    assert resources.popcount_luts(12) == 3 + 3 + 4
+    assert resources.popcount_luts(64) == 2 * resources.popcount_luts(32) + 7
+
+
+def test_binary_mvu_estimate_near_its_yosys_calibration_points():
+    from instabnn.hw.blocks.binary_mvu.spec import BinaryMvuShape
+
+    # Yosys 0.23: PE 16 x SIMD 64, 36 weight words: 3,952 LUT, no block RAM (the weights in LUTs);
+    # PE 4 x SIMD 256, one weight word: 1,966 LUT (the popcounts alone)
+    wide = BinaryMvuShape(576, 64, 64, 16, 1).resources()
+    assert wide["bram36"] == 0 and abs(wide["lut"] / 3952 - 1) < 0.1
+    flat = BinaryMvuShape(256, 4, 256, 4, 1).resources()
+    assert flat["bram36"] == 0 and abs(flat["lut"] / 1966 - 1) < 0.1
+    deep = BinaryMvuShape(2304, 256, 32, 1, 1).resources()  # 18,432 x 32 weights: block RAM
+    assert deep["bram36"] >= 16 and deep["lut"] < 500
+
+
+def test_width_converter_estimate_by_direction():
+    from instabnn.hw.blocks.stream.spec import WidthConverterShape
+
+    assert WidthConverterShape(14, 784).resources()["lut"] <= 20  # up: registers with enables
+    down = WidthConverterShape(784, 14).resources()  # Yosys 0.23: 1,689 LUT, 1 DSP (TFC's image to SIMD 14)
+    assert abs(down["lut"] / 1689 - 1) < 0.1 and down["dsp"] == 1
+    assert WidthConverterShape(64, 64).resources()["lut"] == 0

@@ -2,22 +2,34 @@
 ``resources()`` adds these to its own few terms.
 
 An analytic model, as FINN's per-layer estimates are, with coefficients fitted to Yosys ``synth_xilinx -family xc7``
-of the blocks (``make synth-blocks``) and checked on whole accelerators (``make estimate-check``). It exists to
-compare foldings and to check a folding against a part before anything is synthesised; it is not a synthesis
-result.
+of the blocks (``make synth-blocks``, hierarchical runs of whole accelerators) and checked on whole accelerators
+(``make estimate-check``, docs/hardware.md). It exists to compare foldings and to check a folding against a part
+before anything is synthesised; it is not a synthesis result. LUT counts are logic LUTs (Yosys' LUT1..LUT6; LUT RAM
+cells are not in them, as in the reports the model is checked against).
 
-Memories: a memory of ``depth x width`` bits becomes block RAM when it holds at least :data:`BRAM_MIN_BITS` bits
-(BRAM36 = ceil(width / 72) x ceil(depth / 512) in the 512 x 72 shape, or fewer in deeper shapes), else LUT RAM /
-ROM at one LUT per 64 bits (LUT6 as 64 x 1).
+RAMs (:func:`memory`): block RAM from :data:`BRAM_MIN_BITS`, else LUT RAM at one LUT per 64 bits.
+ROMs (:func:`rom`, the constant memories of ``$readmemh``): Yosys' ``memory_libmap`` weighs a ROM in logic
+(1/16 per bit) against the block RAMs it needs; in the syntheses a ROM stays in logic unless it fills its RAMB18s to
+at least :data:`ROM_BRAM_MIN_FILL` on average, so the shallow, wide weight memories of fast foldings become LUTs
+(about ``ceil(depth / 64)`` LUT6 per output bit, the MUXF7 / MUXF8 that join them being free).
 """
 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
-__all__ = ["BRAM_MIN_BITS", "memory", "multiplier_dsp", "moment_poly_sequencer", "estimate", "total"]
+__all__ = ["BRAM_MIN_BITS", "ROM_BRAM_MIN_FILL", "memory", "rom", "popcount_luts", "multiplier_dsp",
+           "moment_poly_sequencer", "estimate", "total"]
 
 BRAM_MIN_BITS = 16 * 1024
+
+ROM_BRAM_MIN_FILL = 0.45
+"""A ROM becomes block RAM when its bits fill the RAMB18s it needs to at least this fraction (Yosys xc7: 4096 x 1
+and 36 x 1024 stay in logic, 3584 x 14 becomes block RAM; between 0.22 and 0.66 all syntheses agree)."""
+
+_RAMB18_SHAPES = ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1))
+_RAMB36_SHAPES = ((512, 72), (1024, 36), (2048, 18), (4096, 9), (8192, 4), (16384, 2), (32768, 1))
 
 
 def _width(block: str, what: str, value) -> int:
@@ -33,9 +45,41 @@ def memory(depth: int, width: int) -> dict:
     if bits < BRAM_MIN_BITS:
         return {"lut": math.ceil(bits / 64), "bram36": 0.0}
     # the cheapest of the xc7 BRAM36 aspect ratios (depth x width): 512x72, 1Kx36, 2Kx18, 4Kx9, 8Kx4, 16Kx2, 32Kx1
-    best = min(math.ceil(width / w) * math.ceil(depth / d)
-               for d, w in ((512, 72), (1024, 36), (2048, 18), (4096, 9), (8192, 4), (16384, 2), (32768, 1)))
-    return {"lut": 0, "bram36": float(best)}
+    return {"lut": 0, "bram36": _bram36(depth, width)}
+
+
+def _bram36(depth: int, width: int) -> float:
+    """BRAM36 of a ``depth x width`` block memory: the cheapest of the RAMB36 aspect ratios, or RAMB18s (0.5 each)."""
+    b36 = min(math.ceil(width / w) * math.ceil(depth / d) for d, w in _RAMB36_SHAPES)
+    b18 = min(math.ceil(width / w) * math.ceil(depth / d) for d, w in _RAMB18_SHAPES)
+    return float(min(b36, b18 / 2))
+
+
+def rom(depth: int, width: int, extra_inputs: int = 0) -> dict:
+    """{lut, bram36} of a ``depth x width`` constant memory read by address; ``extra_inputs``: further signals
+    each output bit is combined with in the same LUTs (the binary MVU's XNOR with the input bit: 1). In logic a
+    bit is a function of ``ceil(log2 depth) + extra_inputs`` inputs: nothing up to two (it folds into the LUTs that
+    read it), one LUT6 up to 6 inputs, else
+    ``ceil(depth / 64)`` LUT6 plus one for the extra inputs. In block RAM the extra inputs cost a LUT per 2 bits."""
+    if depth * width == 0:
+        return {"lut": 0, "bram36": 0.0}
+    b18 = min(math.ceil(width / w) * math.ceil(depth / d) for d, w in _RAMB18_SHAPES)
+    if depth * width >= ROM_BRAM_MIN_FILL * b18 * 18 * 1024:
+        return {"lut": math.ceil(width * extra_inputs / 2), "bram36": _bram36(depth, width)}
+    inputs = max(depth - 1, 1).bit_length() + extra_inputs if depth > 1 else 0
+    # up to two inputs a bit folds into the LUTs that read it
+    per_bit = 0 if inputs <= 2 else 1 if inputs <= 6 else math.ceil(depth / 64) + (1 if extra_inputs else 0)
+    return {"lut": width * per_bit, "bram36": 0.0}
+
+
+@lru_cache(maxsize=None)
+def popcount_luts(width: int, leaf: int = 6) -> int:
+    """LUTs of ``popcount.sv`` over ``width`` bits as built: a leaf of up to ``leaf`` bits is one LUT per count
+    bit, a wider word two halves and an adder of the count's width (one LUT a bit on the carry chain)."""
+    out = width.bit_length()
+    if width <= leaf:
+        return out
+    return popcount_luts(width // 2, leaf) + popcount_luts(width - width // 2, leaf) + out
 
 
 def multiplier_dsp(a_bits: int, b_bits: int) -> int:
@@ -60,18 +104,21 @@ def moment_poly_sequencer(block: str, input_bits: int, pixels: int, pe: int, lim
             "dsp": (0 if power_table else 2 * pe) + multiplier_dsp(cw, op)}
 
 
-def estimate(block: str, lut: float = 0.0, dsp: int = 0, memories: tuple[tuple[int, int], ...] = ()) -> dict:
-    """{lut, bram36, dsp} of a block: its logic (``lut``, ``dsp``) and its ``memories`` (``(depth, width)`` each,
-    mapped by :func:`memory`; an empty one costs nothing). A width that is missing raises, naming ``block``."""
+def estimate(block: str, lut: float = 0.0, dsp: int = 0, memories: tuple[tuple[int, int], ...] = (),
+             roms: tuple[tuple[int, int], ...] = ()) -> dict:
+    """{lut, bram36, dsp} of a block: its logic (``lut``, ``dsp``), its RAMs ``memories`` (:func:`memory`) and its
+    constant memories ``roms`` (:func:`rom`; ``(depth, width)`` or ``(depth, width, extra_inputs)`` each; an empty
+    one costs nothing). A width that is missing raises, naming ``block``."""
     out = {"lut": float(lut), "bram36": 0.0, "dsp": int(dsp)}
-    for depth, width in memories:
-        if depth is None or width is None or depth < 0 or width < 0:
-            raise ValueError(f"{block}: memory of depth {depth!r} x width {width!r}: both are needed for its "
-                             f"resource estimate")
-        if depth * width > 0:
-            m = memory(depth, width)
-            out["lut"] += m["lut"]
-            out["bram36"] += m["bram36"]
+    for kind, shapes in (("memory", memories), ("ROM", roms)):
+        for depth, width, *extra in shapes:
+            if depth is None or width is None or depth < 0 or width < 0:
+                raise ValueError(f"{block}: {kind} of depth {depth!r} x width {width!r}: both are needed for its "
+                                 f"resource estimate")
+            if depth * width > 0:
+                m = memory(depth, width) if kind == "memory" else rom(depth, width, *extra)
+                out["lut"] += m["lut"]
+                out["bram36"] += m["bram36"]
     out["lut"] = int(round(out["lut"]))
     return out
 
