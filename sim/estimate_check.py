@@ -14,7 +14,9 @@ Designs (``--designs``, comma-separated):
     cnv_1w1a          Brevitas bnn_pynq CNV, W1A1, 32 x 32 x 3, folded for 3,050 frames/s
     tfc_1w1a          Brevitas bnn_pynq TFC, W1A1, 28 x 28, folded for 20,000 frames/s
 
-Each Yosys run takes minutes (``cnv_1w1a`` the longest); run it with ``nice``.
+Each Yosys run takes minutes (``cnv_1w1a`` the longest); run it with ``nice``. ``--designs`` with
+``--keep-others`` re-runs some designs and keeps the others' entries from the report at ``--out``; every entry
+names the commit and date of the run that made it.
 """
 
 from __future__ import annotations
@@ -94,16 +96,32 @@ def check_design(name: str, work: Path) -> dict:
             **compare(est, yosys)}
 
 
+def source_commit() -> str:
+    """The checkout's commit (``+dirty`` with uncommitted changes), or "unknown" outside a git checkout."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head + ("+dirty" if dirty else "")) or "unknown"
+
+
 def markdown(report: dict) -> str:
     lines = [f"Estimate vs Yosys `synth_xilinx -family xc7 -flatten` (whole accelerators, random weights; "
              f"LUT tolerance {100 * LUT_TOLERANCE:g} %).", "",
              "| design | frames/s | estimate LUT / BRAM36 / DSP | Yosys LUT / BRAM36 / DSP | LUT estimate / Yosys | "
-             "Yosys seconds |", "|---|---|---|---|---|---|"]
+             "Yosys seconds | commit, date |", "|---|---|---|---|---|---|---|"]
     for name, r in report["designs"].items():
         e, y = r["estimate"], r["yosys"]
         lines.append(f"| {name} | {r['fps']:g} | {e['lut']:,} / {e['bram36']:g} / {e['dsp']} | "
                      f"{y['lut']:,} / {y['bram36']:g} / {y['dsp']} | {r['lut_ratio']:.3f}"
-                     f"{'' if r['lut_within_tolerance'] else ' (outside)'} | {y['seconds']:g} |")
+                     f"{'' if r['lut_within_tolerance'] else ' (outside)'} | {y['seconds']:g} | "
+                     f"{r.get('commit', '?')}, {r.get('date', '?')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -114,6 +132,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="reports/estimate_vs_yosys.json", help="JSON report (and .md beside it)")
     p.add_argument("--designs", default=",".join(DESIGNS), help=f"comma-separated, of: {', '.join(DESIGNS)}")
     p.add_argument("--work", default=None, help="build folder (default: estimate-check/ beside --out)")
+    p.add_argument("--keep-others", action="store_true",
+                   help="keep the entries of the designs not in --designs from the report at --out (each entry "
+                        "names the commit and date of its run)")
     a = p.parse_args(argv)
     names = [d for d in a.designs.split(",") if d]
     unknown = [d for d in names if d not in DESIGNS]
@@ -127,8 +148,12 @@ def main(argv=None) -> int:
         return 1
     work = Path(a.work) if a.work else out.parent / "estimate-check"
     report = {"tool": "yosys synth_xilinx -family xc7 -flatten", "lut_tolerance": LUT_TOLERANCE, "designs": {}}
+    if a.keep_others and out.is_file():
+        earlier = json.loads(out.read_text())
+        report["designs"] = {k: v for k, v in earlier.get("designs", {}).items() if k not in names}
     for name in names:
-        report["designs"][name] = check_design(name, work / name)
+        report["designs"][name] = {"commit": source_commit(), "date": time.strftime("%Y-%m-%d %H:%M"),
+                                   **check_design(name, work / name)}
         print(f"estimate-check: {name}: {json.dumps(report['designs'][name]['estimate'])} estimated, "
               f"{json.dumps(report['designs'][name]['yosys'])} Yosys", flush=True)
     atomic_write_text(out, json.dumps(report, indent=1))
