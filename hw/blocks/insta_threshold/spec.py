@@ -293,7 +293,7 @@ class InstaThresholdSpec:
                             memories=((self.channels // self.pe, self.pe * (self.input_bits + 1)),))
         seq = moment_poly_sequencer(block, self.input_bits, self.pixels, self.pe, self.limbs, self.coeff_bits[1:],
                                     self.power_table)
-        return estimate(block, lut=495 + 89 * self.pe + seq["lut"], dsp=seq["dsp"],
+        return estimate(block, lut=422 + 89 * self.pe + seq["lut"], dsp=seq["dsp"],
                         memories=((self.buffer_depth, self.pe * self.input_bits),))
 
     def rtl_parameters(self, coeff_file: str | PathLike) -> dict:
