@@ -109,3 +109,18 @@ def test_width_converter_estimate_by_direction():
     down = WidthConverterShape(784, 14).resources()  # Yosys 0.23: 1,689 LUT, 1 DSP (TFC's image to SIMD 14)
     assert abs(down["lut"] / 1689 - 1) < 0.1 and down["dsp"] == 1
     assert WidthConverterShape(64, 64).resources()["lut"] == 0
+
+
+def test_estimate_check_compares_and_refuses_unknown_designs(capsys):
+    from instabnn.sim import estimate_check
+
+    yosys = {"lut": 1000, "bram36": 2.0, "dsp": 3, "seconds": 1.0}
+    assert estimate_check.compare({"lut": 1140, "bram36": 2.0, "dsp": 3}, yosys)["lut_within_tolerance"]
+    assert not estimate_check.compare({"lut": 800, "bram36": 2.0, "dsp": 3}, yosys)["lut_within_tolerance"]
+    md = estimate_check.markdown({"designs": {"tfc_1w1a": {"fps": 20000.0, "estimate": {"lut": 800, "bram36": 2.0,
+                                                                                            "dsp": 3},
+                                                           "yosys": yosys, "lut_ratio": 0.8,
+                                                           "lut_within_tolerance": False}}})
+    assert "| tfc_1w1a | 20000 | 800 / 2 / 3 | 1,000 / 2 / 3 | 0.800 (outside) |" in md
+    assert estimate_check.main(["--designs", "cnv_1w1a,bogus"]) == 1
+    assert "unknown ['bogus']" in capsys.readouterr().err
