@@ -122,5 +122,7 @@ def test_estimate_check_compares_and_refuses_unknown_designs(capsys):
                                                            "yosys": yosys, "lut_ratio": 0.8,
                                                            "lut_within_tolerance": False}}})
     assert "| tfc_1w1a | 20000 | 800 / 2 / 3 | 1,000 / 2 / 3 | 0.800 (outside) |" in md
+    with_ram = estimate_check.compare({"lut": 1100, "bram36": 0.0, "dsp": 0}, {**yosys, "lutram_sites": 100})
+    assert with_ram["lut_with_lutram_ratio"] == 1.0
     assert estimate_check.main(["--designs", "cnv_1w1a,bogus"]) == 1
     assert "unknown ['bogus']" in capsys.readouterr().err
