@@ -167,8 +167,9 @@ def main(argv=None) -> int:
     if a.keep_others and out.is_file():
         earlier = json.loads(out.read_text())
         report["designs"] = {k: v for k, v in earlier.get("designs", {}).items() if k not in names}
+    commit = source_commit()  # of the code this process loaded
     for name in names:
-        report["designs"][name] = {"commit": source_commit(), "date": time.strftime("%Y-%m-%d %H:%M"),
+        report["designs"][name] = {"commit": commit, "date": time.strftime("%Y-%m-%d %H:%M"),
                                    **check_design(name, work / name)}
         print(f"estimate-check: {name}: {json.dumps(report['designs'][name]['estimate'])} estimated, "
               f"{json.dumps(report['designs'][name]['yosys'])} Yosys", flush=True)
