@@ -12,7 +12,7 @@ MODEL     ?= $(RUN)/model.onnx
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo train export lower fold hw cosim hls4ml-check analyses study study-hw test test-slow bench cost synth-blocks bitstream deploy lock clean
+.PHONY: help setup demo train export lower fold hw cosim hls4ml-check analyses study study-hw test test-slow bench cost synth-blocks estimate-check bitstream deploy lock clean
 
 help:
 	@echo "make setup      create .venv with the pinned environment (env/requirements.lock)"
@@ -40,6 +40,7 @@ help:
 	@echo "                co-simulation speed (cocotb vs Verilator), measured vs analytic cycles -> reports/bench_hw.json"
 	@echo "make cost       BOPs / FLOPs / OPs / parameter bits of the comparison models -> reports/cost.{json,md}"
 	@echo "make synth-blocks  Yosys synth_xilinx of the RTL blocks at a few foldings -> reports/synth_blocks.{json,md}"
+	@echo "make estimate-check  the compiler's resource estimate vs Yosys on whole accelerators -> reports/estimate_vs_yosys.{json,md}"
 	@echo "make bitstream  BOARD=pynq-z2|ulx3s-85f bitstream of RTL=$(RTL) -> bitstreams/<board>-$(notdir $(RUN))/ (pynq-z2 without Vivado: script + Yosys estimate, exit 3)"
 	@echo "make deploy     folder for the PYNQ board (bitstream, hwh, driver, example, test images) -> build/deploy/"
 	@echo "make lock       re-resolve env/requirements.in into env/requirements.lock"
@@ -141,6 +142,9 @@ cost: setup
 
 synth-blocks: setup
 	$(PY) -m instabnn.hw.synth --out reports/synth_blocks.json
+
+estimate-check: setup
+	nice -n 5 $(PY) -m instabnn.sim.estimate_check --out reports/estimate_vs_yosys.json
 
 BOARD ?= pynq-z2
 RTL   ?= $(RUN)/rtl

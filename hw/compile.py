@@ -34,8 +34,8 @@ that no sliding window feeds (:meth:`Netlist.mvu`: the unit stops its input whil
 and without the FIFO its producer would stop with it). The manifest's ``fifo_bits`` (and each layer's) is the
 memory these FIFOs spend. A layer the RTL library does not have yet (option-A shortcuts) stops the compiler
 with an error naming the node, before anything is written. ``compile.md`` and the manifest carry per-layer cycles
-and resource estimates (:mod:`instabnn.hw.estimate`), and a per-block latency table (each instance's cycles per
-frame and latency from its spec).
+and resource estimates (each block spec's ``resources()``, :mod:`instabnn.hw.blocks.common.resources`), and a
+per-block latency table (each instance's cycles per frame and latency from its spec).
 
 Every block's spec comes from the lowered op (``op.blocks()`` in :mod:`instabnn.hw.ops`): the emitters place the
 op's specs and build none of their own, so the cycles folding folds by (``get_exp_cycles``) are the report's.
@@ -56,7 +56,6 @@ from pathlib import Path
 
 import numpy as np
 
-from instabnn.hw import estimate
 from instabnn.hw.blocks.channel_affine.spec import write_const_file as write_affine_file
 from instabnn.hw.compile_chain import ChainEmitters
 from instabnn.hw.blocks.insta_tail import spec as insta_tail_block
@@ -70,6 +69,8 @@ from instabnn.hw.blocks.residual_tail.spec import write_const_file as write_tail
 from instabnn.hw.ops import hw_op
 from instabnn.hw.rtl_library import LIBRARY_DIR, library_file, rtl_sources
 from instabnn.hw.blocks.sliding_window.spec import SlidingWindowShape
+from instabnn.hw.blocks.common.resources import total as total_resources
+from instabnn.hw.blocks.stream.spec import StreamDuplicateShape, StreamFifoShape, WidthConverterShape
 from instabnn.outputs import OutputDir, OutputError
 
 MANIFEST = "accelerator.json"
@@ -145,13 +146,16 @@ class Netlist:
         self.mem_files.append(name)
         return self.mem_dir / name
 
-    def instance(self, module: str, hint: str, params: dict, ports: dict[str, str], facts: dict | None = None) -> str:
-        """One block instance; ``facts`` (memory depths, accumulator widths) feed its resource estimate."""
+    def instance(self, module: str, hint: str, params: dict, ports: dict[str, str], spec) -> str:
+        """One block instance; ``spec`` (the block's spec, whose ``rtl_parameters`` are ``params``) gives its
+        resource estimate (``spec.resources()``)."""
         inst = self.unique(hint)
         self.modules.add(module)
         if self.layer is not None:
             self.layer.blocks.append(module)
-            est = estimate.block(module, {**params, **(facts or {})})
+            if not callable(getattr(spec, "resources", None)):
+                raise CompileError(f"{module} {inst}: no block spec with a resource estimate given ({spec!r})")
+            est = spec.resources()
             self.layer.lut += est["lut"]
             self.layer.bram36 += est["bram36"]
             self.layer.dsp += est["dsp"]
@@ -166,14 +170,14 @@ class Netlist:
                 f"{prefix}_tready": f"{s.name}_tready"}
 
     def block(self, module: str, hint: str, params: dict, inputs: dict[str, Stream], out: Stream | None,
-              extra: dict[str, str] | None = None, facts: dict | None = None) -> str:
+              extra: dict[str, str] | None = None, spec=None) -> str:
         ports = {}
         for prefix, s in inputs.items():
             ports.update(self.ports(prefix, s))
         if out is not None:
             ports.update(self.ports("m_axis", out))
         ports.update(extra or {})
-        inst = self.instance(module, hint, params, ports, facts)
+        inst = self.instance(module, hint, params, ports, spec)
         if module == "sliding_window" and out is not None:
             self.window_outputs.add(out.name)
         return inst
@@ -193,7 +197,7 @@ class Netlist:
         buffer."""
         if shape.nf > 1 and x.name not in self.window_outputs:
             x = self.fifo(x, shape.sf)
-        return self.block(module, hint, params, {"s_axis": x}, out, facts={"_acc_bits": shape.acc_bits})
+        return self.block(module, hint, params, {"s_axis": x}, out, spec=shape)
 
     # ---- stream plumbing --------------------------------------------------------------------------------------
 
@@ -207,7 +211,8 @@ class Netlist:
         if s.elements % lanes:
             raise CompileError(f"cannot regroup {s.elements} elements of {s.name} into beats of {lanes}")
         out = self.stream(f"{s.name}_x{lanes}", lanes, s.bits, s.elements // lanes)
-        self.block("width_converter", f"wc_{s.name}", {"IN_W": s.width, "OUT_W": out.width}, {"s_axis": s}, out)
+        wc = WidthConverterShape(s.width, out.width)
+        self.block("width_converter", f"wc_{s.name}", wc.rtl_parameters(), {"s_axis": s}, out, spec=wc)
         return out
 
     def bits_to(self, s: Stream, bits: int) -> Stream:
@@ -226,7 +231,8 @@ class Netlist:
         if self.layer is not None:
             self.layer.memory_bits += s.width * max(2, depth)
             self.layer.fifo_bits += s.width * max(2, depth)
-        self.block("stream_fifo", f"fifo_{s.name}", {"WIDTH": s.width, "DEPTH": max(2, depth)}, {"s_axis": s}, out)
+        shape = StreamFifoShape(s.width, max(2, depth))
+        self.block("stream_fifo", f"fifo_{s.name}", shape.rtl_parameters(), {"s_axis": s}, out, spec=shape)
         return out
 
     def split(self, s: Stream, n: int) -> list[Stream]:
@@ -235,8 +241,9 @@ class Netlist:
         while n > 1:
             a = self.stream(f"{s.name}_d", s.lanes, s.bits, s.beats)
             b = self.stream(f"{s.name}_d", s.lanes, s.bits, s.beats)
-            self.instance("stream_duplicate", f"dup_{s.name}", {"WIDTH": s.width},
-                          {**self.ports("s_axis", s), **self.ports("m0_axis", a), **self.ports("m1_axis", b)})
+            dup = StreamDuplicateShape(s.width)
+            self.instance("stream_duplicate", f"dup_{s.name}", dup.rtl_parameters(),
+                          {**self.ports("s_axis", s), **self.ports("m0_axis", a), **self.ports("m1_axis", b)}, dup)
             outs.append(a)
             s, n = b, n - 1
         return outs + [s]
@@ -396,7 +403,7 @@ class Compiler(ChainEmitters):
         swg = blk.spec
         win = self.net.stream(f"{node.name}_win", swg.simd, x.bits, swg.out_beats)
         self.place(blk, self.net.block("sliding_window", f"{node.name}_swg", swg.rtl_parameters(), {"s_axis": x},
-                                       win, facts={"_buffer_words": swg.buffer_rows * swg.width * swg.cf}))
+                                       win, spec=swg))
         return win
 
     def emit_StemConv(self, node, op):
@@ -419,7 +426,7 @@ class Compiler(ChainEmitters):
         out = self.net.stream(f"{node.name}_out", spec.pe, spec.out_bits, blk.vectors * spec.cf)
         self.place(blk, self.net.block("channel_affine", f"{node.name}_affine", spec.rtl_parameters(cfile.name),
                                        {"s_axis": self.net.bits_to(self.net.lanes_to(x, spec.pe), spec.in_bits)},
-                                       out))
+                                       out, spec=spec))
         return out
 
     def emit_ThresholdUnit(self, node, op):
@@ -445,7 +452,7 @@ class Compiler(ChainEmitters):
         else:
             extra = {"m_axis_q_tdata": "", "m_axis_q_tvalid": "", "m_axis_q_tready": "1'b1"}
         self.place(unit, self.net.block(unit.module, node.name, spec.rtl_parameters(*(f.name for f in files)),
-                                        {"s_axis": q}, bits, extra, facts={"_buffer_depth": spec.buffer_depth}))
+                                        {"s_axis": q}, bits, extra, spec=spec))
         self.net.layer.memory_bits = spec.buffer_bits + c * spec.coeff_word_bits
         if isinstance(spec, insta_plus_block.InstaThresholdPlusSpec):
             self.net.layer.memory_bits = spec.memory_bits
@@ -478,7 +485,7 @@ class Compiler(ChainEmitters):
                 pool = blk.spec
                 pooled = self.net.stream(f"{node.name}_pool", lanes, pool.out_bits, pool.out_frame_beats)
                 self.place(blk, self.net.block("pool_sum", f"{node.name}_pool", pool.rtl_parameters(),
-                                               {"s_axis": x}, pooled))
+                                               {"s_axis": x}, pooled, spec=pool))
                 x = pooled
             else:  # the 1x1 projection
                 mvu = blk.spec
@@ -509,7 +516,7 @@ class Compiler(ChainEmitters):
             cfile = self.net.mem_file(f"{node.name}_consts")
             write_tail_file(cfile, act, spec)
             self.place(tail, self.net.block("residual_tail", node.name, spec.rtl_parameters(cfile.name),
-                                            {"s_axis_acc": acc, "s_axis_sc": sc}, out))
+                                            {"s_axis_acc": acc, "s_axis_sc": sc}, out, spec=spec))
             self.net.layer.memory_bits += c * spec.const_lane_bits
         else:
             files = {}
@@ -528,8 +535,7 @@ class Compiler(ChainEmitters):
                          "s_axis_stat_tready": ""}
             self.place(tail, self.net.block("insta_tail", node.name,
                                             spec.rtl_parameters(**{k: v.name for k, v in files.items()}),
-                                            {"s_axis_acc": acc, "s_axis_sc": sc}, out, extra,
-                                            facts={"_buffer_depth": spec.buffer_depth, "_buffer_width": spec.y_bits}))
+                                            {"s_axis_acc": acc, "s_axis_sc": sc}, out, extra, spec=spec))
             self.net.layer.memory_bits += spec.buffer_depth * pe * spec.y_bits
         self.publish(node.output[0], out)
 
@@ -539,7 +545,7 @@ class Compiler(ChainEmitters):
         x = self.expect_bits(node, self.net.lanes_to(self.take(node), gs.pe), gs.in_bits)
         sums = self.net.stream(f"{node.name}_sum", gs.pe, gs.out_bits, gs.out_frame_beats)
         self.place(total, self.net.block("global_sum", f"{node.name}_gsum", gs.rtl_parameters(), {"s_axis": x},
-                                         sums))
+                                         sums, spec=gs))
         weight = np.asarray(self.layer_object(node).weight, np.int64)
         self.classes = weight.shape[0]
         wfile = self.net.mem_file(f"{node.name}_weight")
@@ -673,7 +679,7 @@ def compile_model(lowered: str | Path, out: str | Path, folding: str | Path | di
         for s in sources:
             shutil.copy2(library_file(s), tmp / s)
         cycles = max(layer.cycles for layer in comp.layers)
-        resources = estimate.total(vars(layer) for layer in comp.layers)
+        resources = total_resources(vars(layer) for layer in comp.layers)
         if max_utilisation is not None:
             check_budget(resources, comp.layers, max_utilisation)
         manifest = {
@@ -740,7 +746,7 @@ def markdown(m: dict) -> str:
               f"FIFOs between layers: {m['fifo_bits']} bits (residual shortcuts, and one input vector in front of "
               f"every matrix-vector unit with several output folds that no sliding window feeds; their LUT / BRAM "
               f"are in the layers' estimates).",
-              "", f"Resources: analytic estimate (instabnn.hw.estimate) {r['lut']} LUT ({100 * r['lut'] / XC7Z020['lut']:.1f}% "
+              "", f"Resources: analytic estimate (the block specs' resources()) {r['lut']} LUT ({100 * r['lut'] / XC7Z020['lut']:.1f}% "
               f"of the xc7z020), {r['bram36']:g} BRAM36 ({100 * r['bram36'] / XC7Z020['bram36']:.1f}%), {r['dsp']} DSP48E1 "
               f"({100 * r['dsp'] / XC7Z020['dsp']:.1f}%); `make bitstream` synthesises the design for measured figures.", ""]
     lines += ["## Blocks: cycles per frame and latency", "",

@@ -115,7 +115,7 @@ class ChainEmitters:
                 write_affine_file(cfile, spec)
                 y = self.net.stream(f"{node.name}_cmp", pe, 2, acc.beats)
                 self.place(affine, self.net.block("channel_affine", f"{node.name}_threshold",
-                                                  spec.rtl_parameters(cfile.name), {"s_axis": acc}, y))
+                                                  spec.rtl_parameters(cfile.name), {"s_axis": acc}, y, spec=spec))
                 out = self._sign_bits(node, y, pe)
                 memory += cout * (spec.mult_bits + spec.bias_bits)
         else:
@@ -140,7 +140,7 @@ class ChainEmitters:
             pool = pool_block.spec
             pooled = self.net.stream(f"{node.name}_pool", pe, 1, pool.out_frame_beats)
             self.place(pool_block, self.net.block("maxpool_bits", f"{node.name}_pool", pool.rtl_parameters(),
-                                                  {"s_axis": out}, pooled))
+                                                  {"s_axis": out}, pooled, spec=pool))
             out = pooled
             memory += pool.row_buffer_bits
         self.net.layer.memory_bits = memory

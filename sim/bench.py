@@ -53,20 +53,27 @@ def bench_variant(run: Path, work: Path, fps: float) -> dict:
     }
 
 
-def resnet20(variant: str, work: Path, fps: float, n: int) -> dict:
-    """ResNet-20 at CIFAR-10 shape with random weights and non-trivial BatchNorm statistics (as the lowering's
-    ResNet-20 test makes it), compiled for ``fps`` and co-simulated on ``n`` random images (Verilator harness)."""
-    from instabnn.hw import compile as C
-    from instabnn.hw import folding, lower
+def export_random_network(arch: str, variant: str, path: Path) -> Path:
+    """The ``arch`` network of ``variant`` with random weights (:func:`~instabnn.model.networks.random_weights_network`,
+    seed 0), exported to QONNX at ``path``."""
     from instabnn.model.config import NetConfig
     from instabnn.model.export import export_model
     from instabnn.model.networks import random_weights_network
+
+    cfg = NetConfig(arch=arch, variant=variant)
+    export_model(random_weights_network(cfg), path, {"instabnn.config": json.dumps(cfg.to_dict())}, n_check=1)
+    return path
+
+
+def resnet20(variant: str, work: Path, fps: float, n: int) -> dict:
+    """ResNet-20 at CIFAR-10 shape with random weights (:func:`export_random_network`), compiled for ``fps`` and
+    co-simulated on ``n`` random images (Verilator harness)."""
+    from instabnn.hw import compile as C
+    from instabnn.hw import folding, lower
     from instabnn.sim import cosim
 
     work.mkdir(parents=True, exist_ok=True)
-    cfg = NetConfig(arch="resnet20", variant=variant)
-    model = random_weights_network(cfg)
-    export_model(model, work / "model.onnx", {"instabnn.config": json.dumps(cfg.to_dict())}, n_check=1)
+    export_random_network("resnet20", variant, work / "model.onnx")
     if lower.main([str(work / "model.onnx"), "--out", str(work), "--no-progress", "-n", "3"]) != 0:
         raise RuntimeError("lowering failed")
     if folding.main([str(work / "lowered.onnx"), "--target-fps", str(fps)]) != 0:

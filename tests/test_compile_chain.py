@@ -19,7 +19,6 @@ Random images (``cosim`` ``data="random"``; random bits for the 1-bit TFC input)
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from pathlib import Path
@@ -27,11 +26,11 @@ from unittest import mock
 
 import numpy as np
 import pytest
-import torch
 
 from instabnn.hw import compile as C
 from instabnn.hw import lower
 from instabnn.hw.blocks.common.stream_order import stream_order_columns
+from instabnn.model.bnn_pynq import export_bnn_pynq
 from instabnn.sim import cosim
 
 from conftest import check_rate, random_folding
@@ -45,33 +44,6 @@ CNV_FOLDING = {"Defaults": {}, "layer0": {"SIMD": 3, "PE": 16}, "layer1": {"SIMD
                "layer2": {"SIMD": 64, "PE": 16}, "layer3": {"SIMD": 64, "PE": 32}, "layer4": {"SIMD": 64, "PE": 32},
                "layer5": {"SIMD": 32, "PE": 32}, "layer6": {"SIMD": 64, "PE": 16}, "layer7": {"SIMD": 64, "PE": 16},
                "layer8": {"SIMD": 32, "PE": 5}, "logits_affine": {"PE": 10}}
-
-
-def _randomise_batchnorm(model):
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-                m.running_mean.uniform_(-3, 3)
-                m.running_var.uniform_(0.5, 4)
-                m.weight.uniform_(-1, 1)  # negative gains too: weight rows negated by the lowering
-                m.bias.uniform_(-0.5, 0.5)
-    return model.eval()
-
-
-def export_bnn_pynq(name: str, path: Path, shape: tuple[int, ...], **cnv_layout) -> Path:
-    """A bnn_pynq network with random weights and non-trivial BatchNorm, exported to QONNX. ``cnv_layout``
-    (``CNV_OUT_CH_POOL``, ``INTERMEDIATE_FC_FEATURES``, ``LAST_FC_IN_FEATURES``) overrides the CNV class's layout
-    for a smaller network with the same layer types."""
-    from brevitas.export import export_qonnx
-    from brevitas_examples.bnn_pynq.models import CNV as cnv_module
-    from brevitas_examples.bnn_pynq.models import model_with_cfg
-
-    torch.manual_seed(0)
-    with mock.patch.multiple(cnv_module, **cnv_layout) if cnv_layout else contextlib.nullcontext():
-        model, _ = model_with_cfg(name, pretrained=False)
-    _randomise_batchnorm(model)
-    export_qonnx(model, torch.rand(1, *shape), str(path), dynamo=False)
-    return path
 
 
 def build(tmp: Path, onnx_path: Path, folding: dict) -> tuple[Path, dict, float]:
@@ -335,7 +307,7 @@ def test_without_the_input_fifos_dense_layers_serialise(tfc, tmp_path, verilator
     lowered = C.lowered_graph_path(rtl, manifest)
 
     def mvu_without_fifo(net, module, hint, shape, params, x, out):
-        net.block(module, hint, params, {"s_axis": x}, out, facts={"_acc_bits": shape.acc_bits})
+        net.block(module, hint, params, {"s_axis": x}, out, spec=shape)
 
     with mock.patch.object(C.Netlist, "mvu", mvu_without_fifo):
         bare = C.compile_model(lowered, tmp_path / "bare", TFC_DENSE_PE1)

@@ -295,16 +295,11 @@ def _bnn_pynq_model(name: str):
     """A Brevitas bnn_pynq example network (random weights, non-trivial BatchNorm incl. negative gains) and its
     input shape."""
     from brevitas_examples.bnn_pynq.models import model_with_cfg
+
+    from instabnn.model.bnn_pynq import randomise_batchnorm
     torch.manual_seed(0)
     model, _ = model_with_cfg(name, pretrained=False)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-                m.running_mean.uniform_(-3, 3)
-                m.running_var.uniform_(0.5, 4)
-                m.weight.uniform_(-1, 1)
-                m.bias.uniform_(-0.5, 0.5)
-    return model.eval(), (1, 1, 28, 28) if "fc" in name else (1, 3, 32, 32)
+    return randomise_batchnorm(model), (1, 1, 28, 28) if "fc" in name else (1, 3, 32, 32)
 
 
 def _bnn_pynq(name: str, tmp_path):

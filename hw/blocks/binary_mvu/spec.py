@@ -36,6 +36,7 @@ import numpy as np
 
 from instabnn.hw.blocks.common.memfile import write_memh
 from instabnn.hw.blocks.common.mvu_folding import MvuFolding
+from instabnn.hw.blocks.common.resources import estimate, popcount_luts
 from instabnn.contract.packing import pack_bipolar, pack_fields, unpack_bipolar, unpack_fields
 from instabnn.contract.mvu import accumulator_bits
 
@@ -102,6 +103,20 @@ class BinaryMvuShape(MvuFolding):
     @property
     def name(self) -> str:
         return f"mw{self.mw}_mh{self.mh}_simd{self.simd}_pe{self.pe}_th{self.thresholds}"
+
+    def resources(self) -> dict:
+        """{lut, bram36, dsp} estimate: the PE popcounts of SIMD bits (``popcount.sv`` as built, less what Yosys
+        shares: 0.92), the accumulators and threshold compares, the weight ROM with its XNOR (``SF*NF`` words of
+        ``PE*SIMD`` bits: in LUTs where shallow and wide, see :func:`~instabnn.hw.blocks.common.resources.rom`),
+        the threshold ROM and the input vector buffer. Fitted to Yosys of PE 4 x SIMD 256 at one weight word
+        (1,966 LUT) and PE 16 x SIMD 64 at 36 words (3,952 LUT, no block RAM)."""
+        pe = self.pe
+        roms = [(self.sf * self.nf, pe * self.simd, 1)]
+        if self.thresholds:
+            roms.append((self.nf, pe * self.thresh_bits))
+        return estimate(f"binary_mvu {self.name}",
+                        lut=60 + 0.92 * pe * popcount_luts(self.simd) + 1.5 * pe * self.acc_bits,
+                        memories=((self.sf if self.sf > 1 else 0, self.simd),), roms=tuple(roms))
 
     def rtl_parameters(self, weight_file: str | PathLike, thresh_file: str | PathLike | None = None) -> dict:
         """Parameters of ``binary_mvu`` (string parameters quoted for Verilator's ``-G``)."""

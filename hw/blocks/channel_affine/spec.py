@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from instabnn.hw.blocks.common.resources import estimate
 from instabnn.hw.blocks.common.memfile import write_memh
 from instabnn.contract.packing import pack_fields
 from instabnn.contract.fixed_point import signed_bits
@@ -113,6 +114,13 @@ class ChannelAffineSpec:
         c = (None, slice(None)) + (None,) * (x.ndim - 2)
         y = np.asarray(self.mult, np.int64)[c] * x + np.asarray(self.bias, np.int64)[c]
         return clamp_signed(shift_round(y, self.shift), self.out_bits)
+
+    def resources(self) -> dict:
+        """{lut, bram36, dsp} estimate: a multiplier a lane (two DSPs where the operands outgrow one), rounding and
+        clamping."""
+        wide = self.mult_bits > 18 or self.in_bits > 25
+        return estimate(f"channel_affine c{self.channels}_pe{self.pe}", lut=20 + 2 * self.pe * self.out_bits,
+                        dsp=(2 if wide else 1) * self.pe)
 
     def rtl_parameters(self, const_file: str | PathLike) -> dict:
         return {"CHANNELS": self.channels, "PE": self.pe, "IN_BITS": self.in_bits, "OUT_BITS": self.out_bits,

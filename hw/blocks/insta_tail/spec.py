@@ -80,6 +80,7 @@ from pathlib import Path
 
 import numpy as np
 
+from instabnn.hw.blocks.common.resources import estimate, moment_poly_sequencer, multiplier_dsp
 from instabnn.hw.blocks.insta_threshold.spec import POWER_TABLE_MAX_BITS
 from instabnn.hw.blocks.common import frames
 from instabnn.hw.blocks.common.lanes import pack_mixed, unpack_mixed
@@ -536,6 +537,24 @@ class InstaTailSpec(ChannelFolding):
                 f"{f'_reuse{self.stat_pixels}' if self.stat_reuse else '_own'}"
                 f"{f'_se{self.hidden}x{self.se_simd}' if self.se else ''}"
                 f"{f'_l{self.limbs}' if self.limbs > 1 else ''}{'_pt' if self.power_table else ''}")
+
+    def resources(self) -> dict:
+        """{lut, bram36, dsp} estimate: per lane MULT * acc, SLOPE * D (and SHORTCUT_MULT * sc); the polynomial
+        (without SE: moment_poly), the g interpolation and the gain; the SE-like MLP; the frame buffer of Y with its
+        own statistic. Yosys at C = 64, PE = 1, reuse: 894 LUT / 11 DSP, tables + two limbs 1,079 / 7; reuse at
+        PE = 16: 3,294 LUT; own statistic at C = 32, PE = 1, 64 pixels, two limbs: 1,084 LUT / 2.5 BRAM36 / 10 DSP."""
+        block = f"insta_tail {self.name}"
+        pe = self.pe
+        lane = (multiplier_dsp(self.mult_bits, self.acc_bits) + multiplier_dsp(self.slope_bits, self.d_bits)
+                + (multiplier_dsp(self.shortcut_mult_bits, self.sc_bits) if self.shortcut_proj else 0))
+        seq = moment_poly_sequencer(block, self.stat_bits, self.stat_pixels, pe, self.limbs, self.coeff_bits[1:],
+                                    self.power_table)  # SE: LIMBS = 1, the same full-width multiplier
+        lut, dsp = seq["lut"], pe * lane + seq["dsp"] + 2
+        if self.se:
+            lut, dsp = lut + 400 + 6 * self.se_simd, dsp + self.se_simd + 2
+        if self.stat_reuse:
+            return estimate(block, lut=lut + 734 + 160 * pe, dsp=dsp)
+        return estimate(block, lut=lut + 834 + 165 * pe, dsp=dsp, memories=((self.buffer_depth, pe * self.y_bits),))
 
     def rtl_parameters(self, const_file: str | PathLike, coeff_file: str | PathLike,
                        g_file: str | PathLike, se_const_file: str | PathLike | None = None,

@@ -49,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
+from instabnn.hw.blocks.common.resources import estimate, moment_poly_sequencer
 from instabnn.hw.blocks.common import frames
 from instabnn.hw.blocks.common.lanes import pack_mixed, unpack_mixed
 from instabnn.hw.blocks.common.memfile import read_memh, write_memh
@@ -266,6 +267,19 @@ class InstaThresholdSpec(ChannelFolding):
         return (f"{kind}_c{self.channels}_pe{self.pe}_n{self.pixels}_b{self.input_bits}"
                 + ("_sc" if self.shortcut else "") + (f"_l{self.limbs}" if self.limbs > 1 else "")
                 + ("_pt" if self.power_table else ""))
+
+    def resources(self) -> dict:
+        """{lut, bram36, dsp} estimate. Static: compare lanes and the threshold memory. INSTA-Th (Yosys at C = 64,
+        PE = 1, N = 64: 574 LUT / 6 DSP; with tables and two limbs 750 LUT / 1 DSP): power-sum accumulators, the
+        moment polynomial's sequencer and the frame buffer."""
+        block = f"insta_threshold {self.name}"
+        if self.static:
+            return estimate(block, lut=20 + 14 * self.pe,
+                            memories=((self.channels // self.pe, self.pe * (self.input_bits + 1)),))
+        seq = moment_poly_sequencer(block, self.input_bits, self.pixels, self.pe, self.limbs, self.coeff_bits[1:],
+                                    self.power_table)
+        return estimate(block, lut=422 + 89 * self.pe + seq["lut"], dsp=seq["dsp"],
+                        memories=((self.buffer_depth, self.pe * self.input_bits),))
 
     def rtl_parameters(self, coeff_file: str | PathLike) -> dict:
         """Parameters of ``insta_threshold`` (the string parameter quoted for Verilator's ``-G``)."""

@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from instabnn.hw.blocks.common.resources import estimate
 from instabnn.hw.blocks.insta_threshold import spec as threshold_spec
 from instabnn.hw.blocks.insta_threshold.spec import POWER_TABLE_MAX_BITS
 from instabnn.hw.blocks.common.lanes import pack_mixed
@@ -343,6 +344,15 @@ class InstaThresholdPlusSpec(ChannelFolding):
         return (f"plus_c{self.channels}_pe{self.pe}_n{self.pixels}_b{self.input_bits}_h{self.hidden}"
                 + (f"_s{self.se_simd}" if self.se_simd > 1 else "") + ("_sc" if self.shortcut else "")
                 + ("_pt" if self.power_table else ""))
+
+    def resources(self) -> dict:
+        """{lut, bram36, dsp} estimate (Yosys at C = 64, PE = 16: 3,389 LUT / 45 DSP with SE_SIMD 1, 3,475 / 60 with
+        16): the SE-like MLP's multipliers, the power sums' squares and cubes (2 DSP a lane, or about 90 LUT from
+        tables) and the frame buffer."""
+        pe, simd, table = self.pe, self.se_simd, self.power_table
+        return estimate(f"insta_threshold {self.name}", lut=1300 + (125 + 90 * table) * pe + 6 * simd,
+                        dsp=(0 if table else 2 * pe) + 12 + simd,
+                        memories=((self.buffer_depth, pe * self.input_bits),))
 
     def rtl_parameters(self, coeff_file, const_file, m1_file, w1_file, w2_file, g_file) -> dict:
         """Parameters of ``insta_threshold`` with ``SE = 1`` (file names quoted for Verilator's ``-G``)."""

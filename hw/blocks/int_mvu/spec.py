@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from instabnn.hw.blocks.common.resources import estimate
 from instabnn.hw.blocks.common.memfile import write_memh
 from instabnn.hw.blocks.common.mvu_folding import MvuFolding
 from instabnn.contract.packing import pack_fields, unpack_fields
@@ -106,6 +107,12 @@ class IntMvuShape(MvuFolding):
         sign = "s" if self.input_signed else "u"
         bias = f"_b{self.bias_bits}" if self.bias_bits else ""
         return f"mw{self.mw}_mh{self.mh}_simd{self.simd}_pe{self.pe}_w{self.weight_bits}_x{sign}{self.input_bits}{bias}"
+
+    def resources(self) -> dict:
+        """{lut, bram36, dsp} estimate: one DSP a multiplier, the adder trees, and the weight memory."""
+        pe, simd = self.pe, self.simd
+        return estimate(f"int_mvu {self.name}", lut=40 + 1.2 * pe * simd * self.acc_bits / 2, dsp=pe * simd,
+                        memories=((self.sf * self.nf, pe * simd * self.weight_bits),))
 
     def rtl_parameters(self, weight_file: str | PathLike, bias_file: str | PathLike | None = None) -> dict:
         """Parameters of ``int_mvu`` (string parameters quoted for Verilator's ``-G``)."""

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from instabnn.hw.blocks.common.resources import estimate
 from instabnn.hw.blocks.common import frames
 from instabnn.hw.blocks.common.stream_shape import ChannelFolding
 
@@ -115,6 +116,11 @@ class MaxPoolBitsSpec(ChannelFolding):
     @property
     def name(self) -> str:
         return f"maxpool_c{self.channels}_pe{self.pe}_{self.height}x{self.width}_k{self.k}"
+
+    def resources(self) -> dict:
+        """{lut, bram36, dsp} estimate: the OR lanes and the row buffer of partial maxima."""
+        return estimate(f"maxpool_bits {self.name}", lut=40 + 3 * self.pe,
+                        memories=((self.width // self.k * self.cf, self.pe),))
 
     def rtl_parameters(self) -> dict:
         return {"CHANNELS": self.channels, "PE": self.pe, "HEIGHT": self.height, "WIDTH": self.width, "K": self.k}

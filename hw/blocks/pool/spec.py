@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from instabnn.hw.blocks.common.resources import estimate
 from instabnn.hw.blocks.common import frames
 from instabnn.hw.blocks.common.stream_shape import ChannelFolding, LaneWidth
 from instabnn.contract.layers import global_sum, pool_sum
@@ -78,6 +79,10 @@ class _SumSpec(ChannelFolding):
     def cycles_per_frame(self) -> float:
         """Clocks per frame with the input always valid and the output always ready: ``FRAME_BEATS``."""
         return float(self.frame_beats)
+
+    def resources(self) -> dict:
+        """{lut, bram36, dsp} estimate: the lanes' adders and partial sums."""
+        return estimate(self.name, lut=20 + 12 * self.pe * self.in_bits / 8)
 
     def completing_beats(self) -> np.ndarray:
         """For each output beat of a frame (in stream order), the index of the input beat that completes it."""

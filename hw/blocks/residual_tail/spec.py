@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from instabnn.hw.blocks.common.resources import estimate
 from instabnn.hw.blocks.common import frames
 from instabnn.hw.blocks.common.lanes import pack_mixed, unpack_mixed
 from instabnn.hw.blocks.common.memfile import read_memh, write_memh
@@ -195,6 +196,12 @@ class ResidualTailSpec(ChannelFolding):
     def name(self) -> str:
         return (f"rtail_c{self.channels}_pe{self.pe}_n{self.pixels}_a{self.acc_bits}_s{self.sc_bits}"
                 f"_o{self.out_bits}_d{self.d_bits}{'_proj' if self.shortcut_proj else ''}")
+
+    def resources(self) -> dict:
+        """{lut, bram36, dsp} estimate per lane: the affine, RPReLU and shortcut multipliers and the requantiser."""
+        proj = self.shortcut_proj
+        return estimate(f"residual_tail {self.name}", lut=(175 if proj else 130) * self.pe,
+                        dsp=(5 if proj else 3) * self.pe)
 
     def rtl_parameters(self, const_file: str | PathLike) -> dict:
         """Parameters of ``residual_tail`` (the string parameter quoted for Verilator's ``-G``)."""

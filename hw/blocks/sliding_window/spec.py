@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from instabnn.hw.blocks.common.resources import estimate
 from instabnn.contract.window import conv_output_dim
 
 __all__ = ["SlidingWindowShape", "SLIDING_WINDOW_LATENCY"]
@@ -116,6 +117,11 @@ class SlidingWindowShape:
     def name(self) -> str:
         return (f"c{self.channels}_h{self.height}_w{self.width}_k{self.kernel}_s{self.stride}_p{self.pad}"
                 f"_simd{self.simd}_e{self.elem_bits}_pv{self.pad_value}")
+
+    def resources(self) -> dict:
+        """{lut, bram36, dsp} estimate: address logic, output registers and the line buffer."""
+        return estimate(f"sliding_window {self.name}", lut=80 + 3 * self.data_width,
+                        memories=((self.buffer_rows * self.width * self.cf, self.data_width),))
 
     def rtl_parameters(self) -> dict:
         """Parameters of ``sliding_window``."""
