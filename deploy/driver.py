@@ -80,7 +80,7 @@ def _lowered_input_quantizer(manifest: dict, rtl_dir: Path) -> tuple[int, int]:
         return int(manifest["input_exp"]), int(manifest["input_bits"])
     import onnx
 
-    from instabnn.hw.compile import CompileError, lowered_graph_path  # off the board only (RTL directories)
+    from instabnn.hw.compile.compiler import CompileError, lowered_graph_path  # off the board only (RTL directories)
 
     try:
         path = lowered_graph_path(rtl_dir, manifest)

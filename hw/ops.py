@@ -9,7 +9,7 @@ Each op owns its blocks: :meth:`InstaHwOp.blocks` builds the specs of the RTL bl
 attributes, its constants and its neighbours, so the op must be bound to its graph: :func:`hw_op`), the compiler
 instantiates exactly those, and ``get_exp_cycles`` is the slowest of their cycles per frame: folding, the compiler
 and the reports use one model. The folding knobs beyond PE / SIMD (``LIMBS``, ``SE_SIMD``) are node attributes
-that ``hw/folding.py`` chooses (:meth:`InstaHwOp.knob_options` lists the legal values).
+that ``hw/compile/folding.py`` chooses (:meth:`InstaHwOp.knob_options` lists the legal values).
 
     ChainLayer          bits|q -> bits|acc plain W1A1 layer: binary-weight conv/dense, BN-sign thresholds, max-pool
     AffineLogits        acc -> logits      the last W1A1 layer's affine map, integer logits
@@ -193,7 +193,7 @@ class InstaHwOp(HWCustomOp):
             "out_bits": ("i", True, 1),
             "PE": ("i", False, 1),
             "SIMD": ("i", False, 1),
-            # folding knobs of the units that have them (knob_options), chosen by hw/folding.py; 0: not chosen
+            # folding knobs of the units that have them (knob_options), chosen by hw/compile/folding.py; 0: not chosen
             "LIMBS": ("i", False, 0),
             "SE_SIMD": ("i", False, 0),
         })
@@ -262,7 +262,7 @@ class InstaHwOp(HWCustomOp):
         return {}
 
     def knob_candidates(self) -> dict[str, list[int]]:
-        """Per knob, the values folding chooses from, cheapest first (hw/folding.py ``choose_knobs``)."""
+        """Per knob, the values folding chooses from, cheapest first (hw/compile/folding.py ``choose_knobs``)."""
         return {}
 
     def folded_spec(self, build, **folding):
@@ -280,7 +280,7 @@ class InstaHwOp(HWCustomOp):
         legal = self.knob_options()[name]
         if value == 0:
             raise ValueError(f"node {self.onnx_node.name}: no {name} chosen (fold the graph: python -m "
-                             f"instabnn.hw.folding)")
+                             f"instabnn.hw.compile.folding)")
         if value not in legal:
             raise ValueError(f"node {self.onnx_node.name}: {name} = {value} is not one of {legal}")
         return value
@@ -632,7 +632,7 @@ class ChainLayer(InstaHwOp):
 
     def blocks(self) -> list[Block]:
         """[sliding_window ->] binary_mvu (thresholds as bits) or int_mvu [-> channel_affine threshold]
-        [-> maxpool_bits]; see hw/compile_chain.py."""
+        [-> maxpool_bits]; see hw/compile/chain.py."""
         stage = self.contract_layer()
         simd, pe = self.get_nodeattr("SIMD"), self.get_nodeattr("PE")
         cout = stage.weight_bits.shape[0]

@@ -34,7 +34,7 @@ from instabnn.hw.blocks.binary_mvu.spec import BinaryMvuShape, write_threshold_f
 from instabnn.hw.blocks.int_mvu.spec import IntMvuShape, write_bias_file, write_int_weight_file
 from instabnn.hw.blocks.pool.spec import GlobalSumSpec, PoolSumSpec
 from instabnn.hw.blocks.sliding_window.spec import SlidingWindowShape
-from instabnn.hw.folding import with_chosen_limbs
+from instabnn.hw.compile.folding import with_chosen_limbs
 from instabnn.hw.blocks.stream.spec import StreamDuplicateShape, StreamFifoShape, WidthConverterShape
 from instabnn.contract.insta import InstaThConstants, insta_th_constants, static_threshold_constants
 from instabnn.contract.fixed_point import signed_bits
@@ -43,7 +43,7 @@ from instabnn.hw.blocks.residual_tail.spec import ResidualTailSpec
 from instabnn.hw.blocks.residual_tail.spec import write_const_file as write_residual_const_file
 from instabnn.hw.blocks.insta_tail.spec import InstaTailSpec
 from instabnn.hw.blocks.insta_tail.spec import write_memory_files as write_insta_tail_memory_files
-from instabnn.hw.rtl_library import rtl_paths
+from instabnn.hw.blocks.rtl_library import rtl_paths
 
 XC7Z020 = {"lut": 53_200, "ff": 106_400, "bram36": 140, "dsp": 220}
 

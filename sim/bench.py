@@ -22,8 +22,9 @@ VARIANTS = ("baseline", "insta", "insta_plus", "latency_optimized")
 
 
 def bench_variant(run: Path, work: Path, fps: float) -> dict:
-    from instabnn.hw import compile as C
-    from instabnn.hw import folding, lower
+    from instabnn.hw.compile import compiler as C
+    from instabnn.hw import lower
+    from instabnn.hw.compile import folding
     from instabnn.model.export import export_checkpoint
     from instabnn.sim import cosim
 
@@ -68,8 +69,9 @@ def export_random_network(arch: str, variant: str, path: Path) -> Path:
 def resnet20(variant: str, work: Path, fps: float, n: int) -> dict:
     """ResNet-20 at CIFAR-10 shape with random weights (:func:`export_random_network`), compiled for ``fps`` and
     co-simulated on ``n`` random images (Verilator harness)."""
-    from instabnn.hw import compile as C
-    from instabnn.hw import folding, lower
+    from instabnn.hw.compile import compiler as C
+    from instabnn.hw import lower
+    from instabnn.hw.compile import folding
     from instabnn.sim import cosim
 
     work.mkdir(parents=True, exist_ok=True)

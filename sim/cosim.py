@@ -90,11 +90,11 @@ def load_manifest(rtl_dir: Path) -> dict:
 
 def lowered_model(m: dict, rtl_dir: Path):
     """The lowered graph the accelerator was compiled from (its path relative to the RTL directory, its hash
-    checked: :func:`instabnn.hw.compile.lowered_graph_path`)."""
+    checked: :func:`instabnn.hw.compile.compiler.lowered_graph_path`)."""
     from qonnx.core.modelwrapper import ModelWrapper
 
     from instabnn.hw import ops  # noqa: F401
-    from instabnn.hw.compile import CompileError, lowered_graph_path
+    from instabnn.hw.compile.compiler import CompileError, lowered_graph_path
 
     try:
         return ModelWrapper(str(lowered_graph_path(rtl_dir, m)))
@@ -217,7 +217,7 @@ def _stage_mem_files(rtl_dir: Path, m: dict, run_dir: Path) -> None:
 
 def run_cocotb_harness(rtl_dir: Path, m: dict, work: Path, params: dict, max_cycles: int,
                        waves: bool = False) -> dict:
-    from instabnn.sim.rtl_runner import run_cocotb, verilator_bin
+    from instabnn.hw.blocks.common.rtl_runner import run_cocotb, verilator_bin
 
     vbin = verilator_bin()
     if vbin is None:
@@ -242,7 +242,7 @@ def run_verilator_harness(rtl_dir: Path, m: dict, work: Path, params: dict, max_
                           waves: bool = False) -> dict:
     if waves:
         raise CosimError("waveforms (--waves) come from the cocotb harness: use --harness cocotb")
-    from instabnn.sim.rtl_runner import verilator_bin
+    from instabnn.hw.blocks.common.rtl_runner import verilator_bin
 
     vbin = verilator_bin()
     if vbin is None:
@@ -322,7 +322,7 @@ def localize(rtl_dir: Path, m: dict, model, image: np.ndarray, work: Path) -> di
     element (pixel, channel) and both values. Python samples the streams every clock: one image only."""
     from qonnx.core.onnx_exec import execute_onnx
 
-    from instabnn.sim.rtl_runner import run_cocotb, verilator_bin
+    from instabnn.hw.blocks.common.rtl_runner import run_cocotb, verilator_bin
 
     if "streams" not in m:
         raise CosimError("the manifest has no stream table (compiled by an older version): recompile")

@@ -45,8 +45,9 @@ DESIGNS = {
 
 def build_design(name: str, work: Path) -> dict:
     """Export, lower, fold and compile design ``name`` in ``work``; returns the compiler's manifest."""
-    from instabnn.hw import compile as C
-    from instabnn.hw import folding, lower
+    from instabnn.hw.compile import compiler as C
+    from instabnn.hw import lower
+    from instabnn.hw.compile import folding
 
     kind, net, arg = DESIGNS[name]["source"]
     work.mkdir(parents=True, exist_ok=True)

@@ -77,8 +77,9 @@ def best_models(runs: Path, variants=HARDWARE_VARIANTS) -> list[dict]:
 
 def run_hardware(task: HardwareTask, attempt: int = 0) -> dict:
     """Export, lower, fold, compile, co-simulate and summarise one model in its run folder (as ``make demo``)."""
-    from instabnn.hw import compile as hw_compile
-    from instabnn.hw import folding, lower
+    from instabnn.hw.compile import compiler as hw_compile
+    from instabnn.hw import lower
+    from instabnn.hw.compile import folding
     from instabnn.model.export import export_checkpoint
     from instabnn.outputs import atomic_write_text
     from instabnn.sim import cosim, demo

@@ -57,7 +57,7 @@ def random_folding(lowered: Path, seed: int, cycles: tuple[int, int], random_kno
     import numpy as np
     from qonnx.core.modelwrapper import ModelWrapper
 
-    from instabnn.hw.folding import choose_knobs, divisors
+    from instabnn.hw.compile.folding import choose_knobs, divisors
     from instabnn.hw.ops import hw_op
 
     rng = np.random.default_rng(seed)

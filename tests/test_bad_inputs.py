@@ -15,8 +15,9 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from instabnn.hw import compile as C
-from instabnn.hw import folding, lower
+from instabnn.hw.compile import compiler as C
+from instabnn.hw import lower
+from instabnn.hw.compile import folding
 from instabnn.hw.blocks.common import memfile
 from instabnn.sim import cosim
 

@@ -12,7 +12,7 @@ import pytest
 
 from instabnn.hw import bitstream as bs
 from instabnn.hw.bitstream import flow, pynq_z2, render, ulx3s
-from instabnn.hw.rtl_library import library_file, rtl_sources
+from instabnn.hw.blocks.rtl_library import library_file, rtl_sources
 from instabnn.outputs import install_output_dir, new_staging_dir
 
 from conftest import fake_run_folder, tree_hashes
@@ -554,7 +554,7 @@ def _host_sources(out: Path, top_file: str) -> list[Path]:
 
 
 def _run_host_sim(tmp_path: Path, board: str, out: Path, toplevel: str, top_file: str, case: dict):
-    from instabnn.sim.rtl_runner import run_cocotb
+    from instabnn.hw.blocks.common.rtl_runner import run_cocotb
 
     sim_dir = tmp_path / "sim"
     sim_dir.mkdir()

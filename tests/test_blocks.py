@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 
 from instabnn.hw.blocks import BLOCKS
-from instabnn.hw.rtl_library import LIBRARY_DIR, module_index, rtl_paths
+from instabnn.hw.blocks.rtl_library import LIBRARY_DIR, module_index, rtl_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = sorted(p.name for p in LIBRARY_DIR.iterdir() if (p / "__init__.py").is_file() and p.name != "common")

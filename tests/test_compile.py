@@ -1,4 +1,4 @@
-"""The network compiler (hw/compile.py) and the whole-network co-simulation (sim/cosim.py): a trained digits
+"""The network compiler (hw/compile/compiler.py) and the whole-network co-simulation (sim/cosim.py): a trained digits
 network goes QONNX -> lowered graph -> folding -> RTL directory -> Verilator, and every logit of the RTL equals the
 lowered graph's (the golden reference) exactly."""
 
@@ -10,8 +10,9 @@ import numpy as np
 import onnx
 import pytest
 
-from instabnn.hw import compile as C
-from instabnn.hw import folding, lower
+from instabnn.hw.compile import compiler as C
+from instabnn.hw import lower
+from instabnn.hw.compile import folding
 from instabnn.model.export import export_checkpoint
 from instabnn.sim import cosim
 
@@ -51,7 +52,7 @@ def test_compile_writes_a_self_contained_rtl_directory(baseline, tmp_path, veril
         C.compile_model(baseline / "lowered.onnx", tmp_path / "rtl2", baseline / "folding.json",
                         max_utilisation=r["lut"] / 2 / C.XC7Z020["lut"])
     assert not (tmp_path / "rtl2").exists()
-    from instabnn.sim.rtl_runner import lint_output_clean, verilator_lint
+    from instabnn.hw.blocks.common.rtl_runner import lint_output_clean, verilator_lint
 
     ok, log = lint_output_clean(verilator_lint([rtl / s for s in m["sources"]], m["top"], {}, verilator_path))
     assert ok, log[-3000:]

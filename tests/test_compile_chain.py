@@ -1,6 +1,6 @@
-"""The network compiler on plain W1A1 chains (Brevitas bnn_pynq style, :mod:`instabnn.hw.compile_chain`): a network
+"""The network compiler on plain W1A1 chains (Brevitas bnn_pynq style, :mod:`instabnn.hw.compile.chain`): a network
 with random weights and non-trivial BatchNorm is exported (QONNX), lowered (``lower.main`` -> lowered.onnx), folded
-(fixed configs below, as bnn_pynq's; ``hw/folding.py`` chooses one for a frame rate too), compiled, and
+(fixed configs below, as bnn_pynq's; ``hw/compile/folding.py`` chooses one for a frame rate too), compiled, and
 co-simulated (``sim/cosim.py``) against the lowered graph executed by qonnx: every logit must be equal.
 
 * ``tfc_1w1a`` (the real bnn_pynq TFC: 784 -> 64 -> 64 -> 64 -> 10; binarized 1-bit input, 784 lanes x 1 bit in one
@@ -27,7 +27,7 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from instabnn.hw import compile as C
+from instabnn.hw.compile import compiler as C
 from instabnn.hw import lower
 from instabnn.hw.blocks.common.stream_order import stream_order_columns
 from instabnn.model.bnn_pynq import export_bnn_pynq
@@ -50,7 +50,7 @@ def build(tmp: Path, onnx_path: Path, folding: dict) -> tuple[Path, dict, float]
     """lower.main -> folding -> compile; returns the RTL directory, the manifest and the seconds taken."""
     from qonnx.core.modelwrapper import ModelWrapper
 
-    from instabnn.hw.folding import apply_folding
+    from instabnn.hw.compile.folding import apply_folding
 
     start = time.time()
     assert lower.main([str(onnx_path), "-n", "4", "--out", str(tmp), "--no-progress"]) == 0
@@ -158,8 +158,8 @@ def test_flatten_permutation_matters(mini_cnv):
 
 @pytest.mark.parametrize("fixture", ["tfc", "mini_cnv"])
 def test_folding_cycle_model_is_the_compilers(fixture, request):
-    """ChainLayer / AffineLogits get_exp_cycles (what hw/folding.py folds by) equal the cycles the compiler builds
-    for every layer of the folded chain."""
+    """ChainLayer / AffineLogits get_exp_cycles (what hw/compile/folding.py folds by) equal the cycles the compiler
+    builds for every layer of the folded chain."""
     from qonnx.core.modelwrapper import ModelWrapper
 
     from instabnn.hw.ops import hw_op
@@ -175,7 +175,7 @@ def test_folding_cycle_model_is_the_compilers(fixture, request):
 def test_random_chain_foldings_cycle_model_is_the_compilers(seed, mini_cnv, tmp_path):
     """For random legal foldings of the small CNV, folding's cycles (``get_exp_cycles``) equal the compile report's
     cycles per frame node by node, and each layer's is the slowest of its blocks' (the latency table's rows)."""
-    from instabnn.hw.folding import apply_folding, read_lowered
+    from instabnn.hw.compile.folding import apply_folding, read_lowered
     from instabnn.hw.ops import hw_op
 
     rtl, manifest, _ = mini_cnv
@@ -190,8 +190,8 @@ def test_random_chain_foldings_cycle_model_is_the_compilers(seed, mini_cnv, tmp_
 
 
 def test_folding_chooses_a_chain_folding(mini_cnv, tmp_path):
-    """hw/folding.py folds a W1A1 chain for a frame rate; the compiled design's analytic bound meets it."""
-    from instabnn.hw import folding
+    """hw/compile/folding.py folds a W1A1 chain for a frame rate; the compiled design's analytic bound meets it."""
+    from instabnn.hw.compile import folding
 
     rtl, manifest, _ = mini_cnv
     lowered = C.lowered_graph_path(rtl, manifest)
@@ -277,7 +277,7 @@ def test_tfc_bit_exact_under_stalls(tfc, tmp_path, verilator_path):
 def test_cosim_detects_a_missing_flatten_permutation(mini_cnv, tmp_path, verilator_path):
     """Compiled without the NCHW -> stream-order permutation of the dense layer after the 32 x 2 x 2 frame, the
     accelerator disagrees with the reference (so the exact runs above do check the flatten order)."""
-    from instabnn.hw import compile_chain
+    from instabnn.hw.compile import chain as compile_chain
 
     rtl, manifest, _ = mini_cnv
     with mock.patch.object(compile_chain, "stream_order_columns", lambda c, h, w: np.arange(c * h * w)):
@@ -319,9 +319,9 @@ def test_without_the_input_fifos_dense_layers_serialise(tfc, tmp_path, verilator
 
 @pytest.mark.slow
 def test_full_cnv_1w1a_at_3050_frames_per_second(tmp_path, verilator_path):
-    """issue 16: ``cnv_1w1a`` folded by hw/folding.py for 3,050 frames/s (dense layers at PE = 1) measured 64,388
-    cycles per frame against 32,768 analytic before the dense layers had input FIFOs."""
-    from instabnn.hw import folding
+    """issue 16: ``cnv_1w1a`` folded by hw/compile/folding.py for 3,050 frames/s (dense layers at PE = 1) measured
+    64,388 cycles per frame against 32,768 analytic before the dense layers had input FIFOs."""
+    from instabnn.hw.compile import folding
 
     onnx = export_bnn_pynq("cnv_1w1a", tmp_path / "cnv.onnx", (3, 32, 32))
     assert lower.main([str(onnx), "-n", "2", "--out", str(tmp_path), "--no-progress"]) == 0

@@ -9,8 +9,9 @@ import json
 
 import pytest
 
-from instabnn.hw import compile as C
-from instabnn.hw import folding, lower
+from instabnn.hw.compile import compiler as C
+from instabnn.hw import lower
+from instabnn.hw.compile import folding
 
 from conftest import random_folding
 

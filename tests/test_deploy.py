@@ -490,8 +490,9 @@ _BUILT: dict = {}
 def rtl(tmp_path_factory):
     """The RTL directory of a digits baseline network trained for one epoch (made once per session)."""
     if "rtl" not in _BUILT:
-        from instabnn.hw import compile as C
-        from instabnn.hw import folding, lower
+        from instabnn.hw.compile import compiler as C
+        from instabnn.hw import lower
+        from instabnn.hw.compile import folding
         from instabnn.model.export import export_checkpoint
 
         out = tmp_path_factory.mktemp("deploy-baseline")

@@ -11,8 +11,9 @@ import pytest
 
 from instabnn.contract.layers import quantize_int
 from instabnn.deploy import assemble as A
-from instabnn.hw import compile as C
-from instabnn.hw import folding, lower
+from instabnn.hw.compile import compiler as C
+from instabnn.hw import lower
+from instabnn.hw.compile import folding
 from instabnn.model.data import digits_test_split
 from instabnn.model.export import export_checkpoint, read_metadata
 from instabnn.sim import cosim

@@ -11,7 +11,7 @@ import pytest
 
 from instabnn.hw.blocks.common import resources
 from instabnn.hw.blocks.insta_threshold.spec import InstaThresholdSpec, sequencer_limbs
-from instabnn.hw.folding import with_chosen_limbs
+from instabnn.hw.compile.folding import with_chosen_limbs
 from instabnn.hw.synth import threshold_unit_constants
 
 
@@ -48,7 +48,7 @@ def test_insta_threshold_tables_and_limbs_trade_dsp_for_lut():
 
 
 def test_a_missing_width_is_an_error_naming_the_block(tmp_path):
-    from instabnn.hw import compile as C
+    from instabnn.hw.compile import compiler as C
 
     with pytest.raises(ValueError, match="binary_mvu mw64: memory of depth 36 x width None"):
         resources.estimate("binary_mvu mw64", lut=10, memories=((36, None),))

@@ -1,4 +1,4 @@
-"""Folding of a lowered graph (hw/folding.py): target met with the least parallelism, FINN config round trip."""
+"""Folding of a lowered graph (hw/compile/folding.py): target met with the least parallelism, FINN config round trip."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from instabnn.hw import folding, lower
+from instabnn.hw import lower
+from instabnn.hw.compile import folding
 from instabnn.model.export import export_checkpoint
 
 

@@ -1,4 +1,4 @@
-"""The accelerator RTL directory and its manifest ``accelerator.json`` (written by ``hw/compile.py``)."""
+"""The accelerator RTL directory and its manifest ``accelerator.json`` (written by ``hw/compile/compiler.py``)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def load_accelerator(rtl_dir: str | Path) -> Accelerator:
     rtl_dir = Path(rtl_dir)
     if not rtl_dir.exists():
         raise BitstreamError(f"RTL directory {rtl_dir}: no such directory (make the accelerator RTL first, "
-                             "hw/compile.py)")
+                             "hw/compile/compiler.py)")
     if not rtl_dir.is_dir():
         raise BitstreamError(f"RTL directory {rtl_dir}: not a directory")
     path = rtl_dir / "accelerator.json"

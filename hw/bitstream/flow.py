@@ -1,8 +1,8 @@
 """Bitstreams from a generated accelerator RTL directory: PYNQ-Z2 (Vivado) and ULX3S-85F (open ECP5 flow).
 
 ``python -m instabnn.hw.bitstream RTL_DIR --board pynq-z2|ulx3s-85f --out bitstreams/<name>`` (``make bitstream``)
-reads ``RTL_DIR/accelerator.json`` (written by the network generator, ``hw/compile.py``) and builds into a fresh
-temporary folder beside ``--out``, which replaces ``--out`` only once the build has finished, and only where
+reads ``RTL_DIR/accelerator.json`` (written by the network generator, ``hw/compile/compiler.py``) and builds into a
+fresh temporary folder beside ``--out``, which replaces ``--out`` only once the build has finished, and only where
 ``--out`` is empty or an earlier build folder of this tool (:mod:`instabnn.outputs`; anything else is refused before
 the build); a failed build leaves an earlier build folder as it was (its own work files stay in the temporary
 folder, named in the error).

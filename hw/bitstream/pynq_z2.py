@@ -134,7 +134,7 @@ def yosys_xc7_estimate(srcs: list[Path], mems: list[Path], top: str, workdir: Pa
     """Yosys ``synth_xilinx -family xc7`` of the accelerator (the project's :func:`yosys_synth` and
     :func:`parse_stat`), as % of the xc7z020."""
     from instabnn.hw.synth import XC7Z020 as CAPACITY, parse_stat
-    from instabnn.sim.rtl_runner import yosys_synth
+    from instabnn.hw.blocks.common.rtl_runner import yosys_synth
 
     if shutil.which("yosys") is None:
         raise BitstreamError("yosys not found either (make setup installs it; or apt-get install yosys)")

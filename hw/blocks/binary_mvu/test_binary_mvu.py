@@ -45,8 +45,8 @@ from instabnn.hw.blocks.common.axis_tb import run_full_rate_bench
 from instabnn.hw.blocks.common.mvu_bench import MvuBench, check_measurements
 from instabnn.contract.packing import pack_words, unpack_fields, unpack_words
 from instabnn.contract.mvu import binary_matvec, threshold_compare
-from instabnn.hw.rtl_library import rtl_paths
-from instabnn.sim.rtl_runner import verilator_lint, yosys_synth
+from instabnn.hw.blocks.rtl_library import rtl_paths
+from instabnn.hw.blocks.common.rtl_runner import verilator_lint, yosys_synth
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -27,8 +27,8 @@ from instabnn.hw.blocks.channel_affine.spec import LATENCY, ChannelAffineSpec, w
 from instabnn.hw.blocks.common.axis_tb import AxisHarness, read_case, run_bench
 from instabnn.hw.blocks.pool.spec import frame_words, frames_from_words
 from instabnn.contract import layers as L
-from instabnn.hw.rtl_library import rtl_paths
-from instabnn.sim.rtl_runner import lint_output_clean, verilator_lint
+from instabnn.hw.blocks.rtl_library import rtl_paths
+from instabnn.hw.blocks.common.rtl_runner import lint_output_clean, verilator_lint
 
 SOURCES = rtl_paths("channel_affine")
 

@@ -48,8 +48,8 @@ def run_bench(bench_file: str | Path, case: dict, *, sources, toplevel: str, par
     """Build ``toplevel`` with ``parameters`` in ``directory`` and run the ``@cocotb.test()``s of ``bench_file`` (the
     calling bench's ``__file__``) on it, with ``case`` (JSON-serialisable) for :func:`read_case`. The testbench
     writes its results into ``directory``. ``runner_options``: the rest of
-    :func:`instabnn.sim.rtl_runner.run_cocotb` (build_args, public_flat_rw, test_args)."""
-    from instabnn.sim.rtl_runner import run_cocotb
+    :func:`instabnn.hw.blocks.common.rtl_runner.run_cocotb` (build_args, public_flat_rw, test_args)."""
+    from instabnn.hw.blocks.common.rtl_runner import run_cocotb
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -66,7 +66,7 @@ def run_full_rate_bench(bench_file: str | Path, case: dict, *, sources, toplevel
     netlist has false combinational loops for Verilator). Returns the full-rate test's
     ``result_stream_full_rate.json``, with ``frames_checked_all_tests`` (the sum of ``frames_checked`` over the
     tests' results) where the bench counts frames."""
-    from instabnn.sim.rtl_runner import VERILATOR_BUILD_ARGS, yosys_synth
+    from instabnn.hw.blocks.common.rtl_runner import VERILATOR_BUILD_ARGS, yosys_synth
 
     directory = Path(directory)
     build_args = VERILATOR_BUILD_ARGS

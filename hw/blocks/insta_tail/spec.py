@@ -316,7 +316,7 @@ class InstaTailSpec(ChannelFolding):
         statistic stream shares the output's folding, so they must equal C; the reference's polynomial needs that
         too). ``se_simd``: INSTA-PReLU+ only, the SE MLP's multipliers (a divisor of C and the hidden units).
         ``limbs``: limbs of the power sums in the multiplier (1 with SE). ``se_simd`` and ``limbs`` are folding
-        knobs, chosen by ``hw/folding.py``; ``power_table=None``: tables for statistics of at most
+        knobs, chosen by ``hw/compile/folding.py``; ``power_table=None``: tables for statistics of at most
         :data:`~instabnn.hw.blocks.insta_threshold.spec.POWER_TABLE_MAX_BITS` bits."""
         if act.act != "insta" or act.shortcut not in ("shift", "proj"):
             raise ValueError(f"insta_tail computes act='insta', shortcut='shift' or 'proj'; got {act.act!r}, "

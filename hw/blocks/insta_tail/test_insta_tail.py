@@ -54,7 +54,7 @@ from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStream
 
 from instabnn.hw.blocks.common.axis_tb import (CLOCK_PERIOD_NS, CYCLE_TOLERANCE, StreamWatch, dut_int, random_pause,
                                                read_case, run_full_rate_bench, write_result)
-from instabnn.hw.folding import with_chosen_limbs
+from instabnn.hw.compile.folding import with_chosen_limbs
 from instabnn.hw.blocks.insta_tail.spec import (CONST_FIELDS, G_ENTRIES, PROJ_CONST_FIELDS, InstaTailSpec,
                                                 coeff_words, const_words, frame_words, frames_from_words, g_words,
                                                 m1_words, read_coeff_file, read_const_file, read_g_file,
@@ -62,8 +62,8 @@ from instabnn.hw.blocks.insta_tail.spec import (CONST_FIELDS, G_ENTRIES, PROJ_CO
 from instabnn.contract.fixed_point import signed_bits
 from instabnn.contract.layers import (G_IN_FRAC, SE_H_FRAC, ResidualActivation, clamp_signed, ptq_int8,
                                           residual_activation, se_input, se_mlp_fixed, shift_round)
-from instabnn.hw.rtl_library import rtl_paths
-from instabnn.sim.rtl_runner import verilator_lint, yosys_synth
+from instabnn.hw.blocks.rtl_library import rtl_paths
+from instabnn.hw.blocks.common.rtl_runner import verilator_lint, yosys_synth
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -233,7 +233,7 @@ def prepare_case(channels: int, pe: int, pixels: int, out_bits: int, pooled: boo
                  power_table: int | None = None) -> tuple[InstaTailSpec, dict, dict]:
     """Random parameters for the folding (``hidden`` > 0: INSTA-PReLU+ with ``se_simd`` SE multipliers); writes
     the memory files into ``directory``. ``limbs`` None: folding's choice for the unit's fastest rate
-    (``hw/folding.py`` ``with_chosen_limbs``; 1 with SE); ``power_table`` None: the spec's default.
+    (``hw/compile/folding.py`` ``with_chosen_limbs``; 1 with SE); ``power_table`` None: the spec's default.
     Returns ``(spec, rtl_parameters, case)`` for the runner."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

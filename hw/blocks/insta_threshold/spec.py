@@ -101,7 +101,7 @@ def sequencer_limbs(power_sum_bits) -> int:
 
 
 def limbs_by_cost(power_sum_bits) -> list[int]:
-    """The LIMBS folding chooses from (``hw/folding.py``), cheapest first: :func:`sequencer_limbs` (one DSP48E1,
+    """The LIMBS folding chooses from (``hw/compile/folding.py``), cheapest first: :func:`sequencer_limbs` (one DSP48E1,
     ``3*C*limbs`` steps), then 1 (a wider multiplier, ``3*C`` steps)."""
     return list(dict.fromkeys((sequencer_limbs(power_sum_bits), 1)))
 
@@ -159,7 +159,7 @@ class InstaThresholdSpec(ChannelFolding):
                        shortcut: int = 0, limbs: int = 1,
                        power_table: int | None = None) -> InstaThresholdSpec:
         """The spec of a unit for ``consts`` folded by ``pe`` with ``limbs`` (a folding knob, chosen by
-        ``hw/folding.py``). ``static=None``: static iff ``C1 = C2 = C3 = 0``; ``power_table=None``: tables for
+        ``hw/compile/folding.py``). ``static=None``: static iff ``C1 = C2 = C3 = 0``; ``power_table=None``: tables for
         inputs of at most :data:`POWER_TABLE_MAX_BITS` bits."""
         if static is None:
             static = int(not any(any(c) for c in consts.coeffs[1:]))

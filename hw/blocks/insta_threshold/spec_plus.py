@@ -171,7 +171,8 @@ class InstaThresholdPlusSpec(ChannelFolding):
     def from_constants(cls, unit: ThresholdPlus, pe: int, shortcut: int = 0, se_simd: int = 1,
                        power_table: int | None = None) -> InstaThresholdPlusSpec:
         """The spec of a unit for ``unit`` folded by ``pe``; every width from the worst case over all inputs.
-        ``se_simd``: the SE MLP's multipliers (a folding knob, chosen by ``hw/folding.py``); ``power_table=None``: tables for inputs of at most
+        ``se_simd``: the SE MLP's multipliers (a folding knob, chosen by ``hw/compile/folding.py``);
+        ``power_table=None``: tables for inputs of at most
         :data:`~instabnn.hw.blocks.insta_threshold.spec.POWER_TABLE_MAX_BITS` bits."""
         poly, se = unit.poly, unit.se
         if poly.out_frac != SE_S_FRAC:

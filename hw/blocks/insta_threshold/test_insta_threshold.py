@@ -64,7 +64,7 @@ from instabnn.hw.blocks.common.memfile import read_memh
 from instabnn.hw.blocks.common.axis_tb import (CLOCK_PERIOD_NS, CYCLE_TOLERANCE, StreamWatch, dut_int, random_pause,
                                                read_case, run_full_rate_bench, write_result)
 from instabnn.hw.blocks.insta_threshold import spec_plus
-from instabnn.hw.folding import cheapest, with_chosen_limbs
+from instabnn.hw.compile.folding import cheapest, with_chosen_limbs
 from instabnn.hw.blocks.insta_threshold.spec import (InstaThresholdSpec, bits_from_words, coeff_words, frame_words,
                                                      frames_from_words, read_coeff_file, write_coeff_file)
 from instabnn.hw.blocks.insta_threshold.spec_plus import (G_ENTRIES, InstaThresholdPlusSpec, const_words,
@@ -73,8 +73,8 @@ from instabnn.contract.insta import (InstaThConstants, frame_thresholds, insta_t
                                          insta_threshold_compare, static_threshold_constants)
 from instabnn.contract.layers import (G_IN_FRAC, SE_H_FRAC, ThresholdPlus, binarize, g_lookup, g_table, ptq_int8,
                                           se_input, se_mlp_fixed, shift_round, threshold_plus)
-from instabnn.hw.rtl_library import rtl_paths
-from instabnn.sim.rtl_runner import verilator_lint, yosys_synth
+from instabnn.hw.blocks.rtl_library import rtl_paths
+from instabnn.hw.blocks.common.rtl_runner import verilator_lint, yosys_synth
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -139,7 +139,7 @@ def prepare_case(channels: int, pe: int, pixels: int, input_bits: int, static: i
                  n_frames: int, directory: Path, limbs: int | None = None,
                  power_table: int | None = None) -> tuple[InstaThresholdSpec, dict, dict]:
     """INSTA-Th: random constants for the folding; writes the coefficient file into ``directory``.
-    ``limbs`` None: folding's choice for the unit's fastest rate (``hw/folding.py`` ``with_chosen_limbs``);
+    ``limbs`` None: folding's choice for the unit's fastest rate (``hw/compile/folding.py`` ``with_chosen_limbs``);
     ``power_table`` None: the spec's default. Returns ``(spec, rtl_parameters, case)`` for the runner."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -1060,8 +1060,8 @@ def test_plus_spec_refuses_mismatched_constants():
 
 
 def test_folding_chooses_se_simd():
-    """Folding's SE_SIMD rule (``hw/folding.py`` ``cheapest``): the fewest SE multipliers that keep the unit within
-    the target, else (or with target 0) at its fastest, the fewest full-rate ones where it can keep up."""
+    """Folding's SE_SIMD rule (``hw/compile/folding.py`` ``cheapest``): the fewest SE multipliers that keep the unit
+    within the target, else (or with target 0) at its fastest, the fewest full-rate ones where it can keep up."""
     unit = random_unit(np.random.default_rng(3), 16, 32, 6, 4)
     options = [1, 2, 4]  # the divisors of gcd(C = 16, HIDDEN = 4)
 

@@ -50,8 +50,8 @@ from instabnn.hw.blocks.int_mvu.spec import (
 )
 from instabnn.contract.packing import pack_fields, unpack_fields
 from instabnn.contract.mvu import integer_accumulator_bits, integer_accumulator_range, integer_matvec
-from instabnn.hw.rtl_library import rtl_paths
-from instabnn.sim.rtl_runner import lint_output_clean, verilator_lint, yosys_synth
+from instabnn.hw.blocks.rtl_library import rtl_paths
+from instabnn.hw.blocks.common.rtl_runner import lint_output_clean, verilator_lint, yosys_synth
 
 
 # ----------------------------------------------------------------------------------------------------------------

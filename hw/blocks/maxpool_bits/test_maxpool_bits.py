@@ -41,8 +41,8 @@ from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, dut
                                                write_result)
 from instabnn.hw.blocks.maxpool_bits.spec import MaxPoolBitsSpec, bit_frame_words, bit_frames_from_words, maxpool_bits
 from instabnn.contract.network import ChainStage
-from instabnn.hw.rtl_library import rtl_paths
-from instabnn.sim.rtl_runner import verilator_lint
+from instabnn.hw.blocks.rtl_library import rtl_paths
+from instabnn.hw.blocks.common.rtl_runner import verilator_lint
 
 
 # ----------------------------------------------------------------------------------------------------------------

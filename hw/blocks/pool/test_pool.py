@@ -45,8 +45,8 @@ from cocotb.triggers import RisingEdge
 from instabnn.hw.blocks.common.axis_tb import CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, run_full_rate_bench
 from instabnn.hw.blocks.pool.spec import GlobalSumSpec, PoolSumSpec, frame_words, frames_from_words
 from instabnn.contract.layers import Classifier, global_sum, pool_sum
-from instabnn.hw.rtl_library import rtl_paths
-from instabnn.sim.rtl_runner import verilator_lint, yosys_synth
+from instabnn.hw.blocks.rtl_library import rtl_paths
+from instabnn.hw.blocks.common.rtl_runner import verilator_lint, yosys_synth
 
 
 # ----------------------------------------------------------------------------------------------------------------

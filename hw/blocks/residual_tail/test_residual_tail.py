@@ -49,8 +49,8 @@ from instabnn.hw.blocks.residual_tail.spec import (CONST_FIELDS, PROJ_CONST_FIEL
                                                    frame_words, frames_from_words, read_const_file, write_const_file)
 from instabnn.contract.fixed_point import signed_bits
 from instabnn.contract.layers import ResidualActivation, residual_activation
-from instabnn.hw.rtl_library import rtl_paths
-from instabnn.sim.rtl_runner import verilator_lint, yosys_synth
+from instabnn.hw.blocks.rtl_library import rtl_paths
+from instabnn.hw.blocks.common.rtl_runner import verilator_lint, yosys_synth
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -42,8 +42,8 @@ from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, dut
 from instabnn.hw.blocks.sliding_window.spec import SlidingWindowShape
 from instabnn.contract.packing import pack_fields, unpack_fields
 from instabnn.contract.window import feature_map_beats, window_beats
-from instabnn.hw.rtl_library import rtl_paths
-from instabnn.sim.rtl_runner import lint_output_clean, verilator_lint, yosys_synth
+from instabnn.hw.blocks.rtl_library import rtl_paths
+from instabnn.hw.blocks.common.rtl_runner import lint_output_clean, verilator_lint, yosys_synth
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -43,8 +43,8 @@ from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, dut
 from instabnn.hw.blocks.stream.spec import StreamDuplicateShape, StreamFifoShape, WidthConverterShape
 from instabnn.contract.packing import pack_words
 from instabnn.contract.stream import convert_width, duplicate, fifo
-from instabnn.hw.rtl_library import rtl_paths
-from instabnn.sim.rtl_runner import lint_output_clean, verilator_lint, yosys_synth
+from instabnn.hw.blocks.rtl_library import rtl_paths
+from instabnn.hw.blocks.common.rtl_runner import lint_output_clean, verilator_lint, yosys_synth
 
 
 # ----------------------------------------------------------------------------------------------------------------

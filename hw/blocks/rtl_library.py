@@ -13,7 +13,7 @@ import re
 from functools import cache
 from pathlib import Path
 
-LIBRARY_DIR = Path(__file__).resolve().parent / "blocks"
+LIBRARY_DIR = Path(__file__).resolve().parent
 """The folder of the block folders."""
 
 

@@ -1,6 +1,7 @@
 """Compiler support for plain W1A1 chains (Brevitas bnn_pynq TFC / SFC / LFC / CNV style): the ``emit_*`` handlers
 of the lowered ops ``ChainLayer`` and ``AffineLogits`` (:mod:`instabnn.hw.ops`) as a mixin of
-:class:`instabnn.hw.compile.Compiler`, and :meth:`ChainEmitters.start_chain`, the image stream of a chain graph.
+:class:`instabnn.hw.compile.compiler.Compiler`, and :meth:`ChainEmitters.start_chain`, the image stream of a chain
+graph.
 
 Layer -> RTL (FINN stream order throughout: pixel-major, channel-minor):
 
@@ -24,7 +25,8 @@ takes one 1-bit lane per pixel of the flattened image (784 lanes, one beat); CNV
 Folding (PE / SIMD in the node, as for the other ops): SIMD input elements per beat (divides the input channels of
 a convolution, or the vector length of a dense layer), PE output channels per beat (divides the output channels);
 the maximum pool and the threshold path run at the MVU's PE. ``AffineLogits``: PE logits per beat.
-:class:`~instabnn.hw.compile.Compiler` inherits these handlers; its ``run`` calls :meth:`ChainEmitters.start_chain`.
+:class:`~instabnn.hw.compile.compiler.Compiler` inherits these handlers; its ``run`` calls
+:meth:`ChainEmitters.start_chain`.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class ChainEmitters:
         """For a chain graph (first node a ``ChainLayer``): make the image stream, one beat per pixel of the
         ``image`` input with its channels as lanes of its width (``in_bits`` of the first node), and return True.
         Any other graph: False, nothing made."""
-        from instabnn.hw.compile import CompileError, _attrs
+        from instabnn.hw.compile.compiler import CompileError, _attrs
 
         first = self.model.graph.node[0]
         if first.op_type != "ChainLayer":
@@ -74,7 +76,7 @@ class ChainEmitters:
     # ---- handlers ----------------------------------------------------------------------------------------------
 
     def emit_ChainLayer(self, node, op):
-        from instabnn.hw.compile import CompileError
+        from instabnn.hw.compile.compiler import CompileError
 
         _, cin, h, w = op.get_normal_input_shape()
         out_shape = op.get_normal_output_shape()
@@ -147,7 +149,7 @@ class ChainEmitters:
         self.publish(node.output[0], out)
 
     def emit_AffineLogits(self, node, op):
-        from instabnn.hw.compile import CompileError
+        from instabnn.hw.compile.compiler import CompileError
 
         [affine] = op.blocks()
         spec = affine.spec

@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 VERILATOR_BUILD_ARGS = [
     # registers that miss a reset start random instead of 0 (with +verilator+rand+reset+2 at run time)

@@ -1,7 +1,7 @@
 """Folding: PE / SIMD per hardware layer of a lowered graph for a target throughput, FINN style.
 
-``python -m instabnn.hw.folding lowered.onnx --target-fps 5000 --clock-mhz 100`` picks, for every node of a lowered
-graph (:mod:`instabnn.hw.ops`), the least parallel (SIMD, PE) whose expected cycles per frame
+``python -m instabnn.hw.compile.folding lowered.onnx --target-fps 5000 --clock-mhz 100`` picks, for every node of a
+lowered graph (:mod:`instabnn.hw.ops`), the least parallel (SIMD, PE) whose expected cycles per frame
 (``get_exp_cycles``: the slowest of the block specs the node lowers to, :meth:`instabnn.hw.ops.InstaHwOp.blocks`,
 the compiler's model too) meet the target: SIMD grows first (through the divisors of the input channels), then PE
 (divisors of the output channels), as FINN's SetFolding does. The INSTA units' other knobs, ``LIMBS`` and

@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from instabnn.hw.blocks.channel_affine.spec import write_const_file as write_affine_file
-from instabnn.hw.compile_chain import ChainEmitters
+from instabnn.hw.compile.chain import ChainEmitters
 from instabnn.hw.blocks.insta_tail import spec as insta_tail_block
 from instabnn.hw.blocks.insta_threshold import spec_plus as insta_plus_block
 from instabnn.hw.blocks.insta_threshold.spec import write_coeff_file
@@ -67,7 +67,7 @@ from instabnn.contract.insta import InstaThConstants
 from instabnn.contract.window import conv_weight_matrix
 from instabnn.hw.blocks.residual_tail.spec import write_const_file as write_tail_file
 from instabnn.hw.ops import hw_op
-from instabnn.hw.rtl_library import LIBRARY_DIR, library_file, rtl_sources
+from instabnn.hw.blocks.rtl_library import LIBRARY_DIR, library_file, rtl_sources
 from instabnn.hw.blocks.sliding_window.spec import SlidingWindowShape
 from instabnn.hw.blocks.common.resources import total as total_resources
 from instabnn.hw.blocks.stream.spec import StreamDuplicateShape, StreamFifoShape, WidthConverterShape
@@ -260,7 +260,7 @@ def _attrs(op) -> tuple[dict, list[int], list[int], int, int]:
 
 class Compiler(ChainEmitters):
     """Walks the lowered graph in order and emits each node's blocks into a :class:`Netlist` (the plain W1A1 chain
-    layers' handlers come from :class:`~instabnn.hw.compile_chain.ChainEmitters`)."""
+    layers' handlers come from :class:`~instabnn.hw.compile.chain.ChainEmitters`)."""
 
     def __init__(self, model, mem_dir: Path):
         from qonnx.custom_op.registry import getCustomOp
@@ -654,7 +654,7 @@ def compile_model(lowered: str | Path, out: str | Path, folding: str | Path | di
     ``max_utilisation``: refuse a folding whose LUT estimate exceeds this fraction of the xc7z020's LUTs (or whose
     BRAM or DSP estimate exceeds the part)."""
     from instabnn.hw import ops  # noqa: F401  (registers the op domain)
-    from instabnn.hw.folding import FoldingError, apply_folding, choose_missing_knobs, read_lowered
+    from instabnn.hw.compile.folding import FoldingError, apply_folding, choose_missing_knobs, read_lowered
 
     lowered, out = Path(lowered), Path(out)
     target = OutputDir(out, TOOL)  # refuses a folder this compiler did not write, before any work

@@ -1,0 +1,5 @@
+import sys
+
+from instabnn.hw.compile.compiler import main
+
+sys.exit(main())
