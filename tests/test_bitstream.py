@@ -513,8 +513,18 @@ def test_parse_nextpnr_report():
     data = {"utilization": {"TRELLIS_COMB": {"used": 100, "available": 83640},
                             "TRELLIS_FF": {"used": 50, "available": 83640},
                             "DP16KD": {"used": 1, "available": 208}},
-            "fmax": {"$glbnet$clk": {"achieved": 120.5, "constraint": 25.0}}}
+            "fmax": {"$glbnet$clk": {"achieved": 120.5, "constraint": 25.0}},
+            "critical_paths": [{"from": "posedge clk", "to": "posedge clk", "path": [
+                {"type": "clk-to-q", "delay": 5.83, "from": {"cell": "mvu.weight_mem.0.1", "port": "DOB17"},
+                 "to": {"cell": "mvu.weight_mem.0.1", "port": "DOB17"}},
+                {"type": "routing", "delay": 1.25, "from": {"cell": "mvu.weight_mem.0.1", "port": "DOB17"},
+                 "to": {"cell": "mvu.s1_w_FF", "port": "M"}},
+                {"type": "setup", "delay": 0.5, "from": {"cell": "mvu.s1_w_FF", "port": "M"},
+                 "to": {"cell": "mvu.s1_w_FF", "port": "M"}}]}]}
     r = ulx3s.parse_nextpnr_report(data)
+    assert r["critical_paths"] == [{"from_clock": "posedge clk", "to_clock": "posedge clk",
+                                    "start": "mvu.weight_mem.0.1.DOB17", "end": "mvu.s1_w_FF.M", "delay_ns": 7.58,
+                                    "logic_ns": 6.33, "routing_ns": 1.25, "steps": 3}]
     assert r["resources"]["lut4"] == {"used": 100, "available": 83640, "pct": 0.12}
     assert r["resources"]["mult18x18d"]["used"] == 0 and r["resources"]["mult18x18d"]["available"] == 156
     assert r["clocks"]["$glbnet$clk"]["met"]

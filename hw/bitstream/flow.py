@@ -116,6 +116,10 @@ def report_markdown(rep: dict) -> str:
             for clk, c in t["clocks"].items():
                 lines.append(f"| `{clk}` | {c['achieved_mhz']:.2f} | {c['constraint_mhz']:.2f} | "
                              f"{'yes' if c['met'] else '**no**'} |")
+            for cp in t.get("critical_paths", []):
+                lines += ["", f"Critical path ({cp['from_clock']} -> {cp['to_clock']}): {cp['delay_ns']:.2f} ns "
+                          f"({cp['logic_ns']:.2f} logic, {cp['routing_ns']:.2f} routing, {cp['steps']} steps) from "
+                          f"`{cp['start']}` to `{cp['end']}`"]
         else:
             lines.append(f"WNS {t['wns_ns']} ns, WHS {t['whs_ns']} ns at {t['period_ns']} ns: Fmax "
                          f"{t['fmax_mhz']} MHz, {'met' if t['met'] else '**not met**'}")

@@ -74,7 +74,27 @@ def parse_nextpnr_report(data: dict) -> dict:
         achieved, constraint = float(f.get("achieved", 0.0)), float(f.get("constraint", 0.0))
         clocks[clk] = {"achieved_mhz": round(achieved, 2), "constraint_mhz": round(constraint, 2),
                        "met": achieved >= constraint}
-    return {"resources": res, "clocks": clocks}
+    return {"resources": res, "clocks": clocks, "critical_paths": critical_paths(data)}
+
+
+def critical_paths(data: dict) -> list[dict]:
+    """Each critical path of nextpnr's ``--report`` JSON as its start (the first step's cell and port: a register
+    or a block RAM's output), its end (the last step's cell and port) and its delay, split into logic (clock-to-q,
+    cells, setup) and routing, in ns."""
+    paths = []
+    for cp in data.get("critical_paths") or []:
+        steps = cp.get("path") or []
+        if not steps:
+            continue
+        routing = sum(float(s.get("delay", 0.0)) for s in steps if s.get("type") == "routing")
+        total = sum(float(s.get("delay", 0.0)) for s in steps)
+        start, end = steps[0]["from"], steps[-1]["to"]
+        paths.append({"from_clock": cp.get("from", ""), "to_clock": cp.get("to", ""),
+                      "start": f"{start.get('cell', '?')}.{start.get('port', '?')}",
+                      "end": f"{end.get('cell', '?')}.{end.get('port', '?')}",
+                      "delay_ns": round(total, 3), "logic_ns": round(total - routing, 3),
+                      "routing_ns": round(routing, 3), "steps": len(steps)})
+    return paths
 
 
 def build_ulx3s(acc: Accelerator, root: Path, name: str, dry_run: bool, baud: int, seed: int,
@@ -154,7 +174,8 @@ def build_ulx3s(acc: Accelerator, root: Path, name: str, dry_run: bool, baud: in
     parsed = parse_nextpnr_report(report)
     fmax = parsed["clocks"]
     met = bool(fmax) and all(c["met"] for c in fmax.values())
-    timing = {"nextpnr": {"clocks": fmax, "target_mhz": round(freq, 4), "met": met,
+    timing = {"nextpnr": {"clocks": fmax, "critical_paths": parsed["critical_paths"], "target_mhz": round(freq, 4),
+                          "met": met,
                           "fmax_mhz": round(min(c["achieved_mhz"] for c in fmax.values()), 2) if fmax else None}}
     log_path = work / "nextpnr.log"
     before_packing = parse_nextpnr_log(log_path.read_text()) if log_path.exists() else {}
