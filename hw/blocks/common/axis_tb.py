@@ -14,6 +14,8 @@ in the environment variable ``INSTABNN_BENCH_CASE``; the cocotb side reads it ba
   reset; the scoreboards compare these records (what the DUT actually sampled and sent) with the golden functions.
 * :class:`AxisHarness`: the clock, one or more cocotbext-axi sources and sinks with ``byte_lanes=1`` (one beat =
   one integer), a monitor on all of them, reset and idle/backpressure switching.
+* :func:`reset_mid_stream`: the body of the benches' reset-in-mid-stream test (single-cycle resets while the
+  sources drive through them, then exact operation), parameterised by the bench's streams, frames and checks.
 * :func:`dut_int`, :func:`case_from_env`, :func:`write_result`.
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import cocotb
@@ -252,6 +255,12 @@ class AxisHarness:
         if len(words):
             await self.sources[prefix].send(AxiStreamFrame([int(w) for w in words]))
 
+    async def wait_sources(self):
+        """Until every source has driven all it was given; returns one edge after the last beat was taken."""
+        for source in self.sources.values():
+            await source.wait()  # returns at the clock edge that accepted the last beat
+        await RisingEdge(self.dut.clk)
+
     async def wait_beats(self, prefix: str, n: int, timeout_cycles: int, what: str = ""):
         start = self.cycle
         while len(self.beats(prefix)) < n:
@@ -263,3 +272,64 @@ class AxisHarness:
     async def idle_cycles(self, n: int):
         for _ in range(n):
             await RisingEdge(self.dut.clk)
+
+
+async def reset_mid_stream(tb, name: str, delays: list[int], *, frame_beats: int, input_beats: Callable[[], int],
+                           send_frames: Callable[[int], Awaitable], wait_outputs: Callable[[str, int], Awaitable],
+                           check_outputs: Callable[[str, int], object] | None = None,
+                           outputs: tuple[str, ...] = ("m_axis",), frames_before: int = 3, frames_after: int = 2,
+                           frames_after_last: int | None = None) -> int:
+    """The body of a bench's reset-in-mid-stream test; returns the frames checked after the resets.
+
+    ``tb`` is made with its sources not tied to the reset: a source may be valid at the reset edge and its stream
+    goes on right after it, so the unit must start a fresh frame with the first beat taken after the reset. For
+    each offset in ``delays`` (clock edges after the first input handshake), alternately at full rate and with idle
+    and backpressure: ``frames_before`` frames queued, a single-cycle reset at that offset, no stream in
+    ``outputs`` valid at the next edge, the interrupted frame completed (the rest of the stream is the start of new
+    frames), ``frames_after`` more (``frames_after_last`` at the last offset), and then every output of the frames
+    the DUT took after the reset exact, with nothing stale or extra.
+
+    ``tb`` has ``dut`` (``clk``, ``rst``), ``rng``, ``log``, ``reset(cycles)`` (returns right after the last reset
+    edge, records cleared), ``set_idle_backpressure(seed)``, ``send_tail(k)`` (queues the last ``k`` beats of a
+    random frame), ``wait_sources()`` (as :meth:`AxisHarness.wait_sources`) and ``check_outputs(tag, n)`` (the
+    scoreboard of the ``n`` frames recorded; ``check_outputs`` replaces it). The rest is the bench's:
+    ``input_beats()``, input beats recorded since the last reset (``frame_beats`` a frame: an MVU's vector is its
+    frame); ``send_frames(n)``, queue ``n`` random frames; ``wait_outputs(tag, n)``, until the outputs of ``n``
+    frames are out, then long enough that anything extra would be seen.
+    """
+    dut = tb.dut
+    check_outputs = check_outputs or tb.check_outputs
+    checked = 0
+    for i, delay in enumerate(delays):
+        tag = f"{name}[delay={delay}]"
+        tb.set_idle_backpressure(None)
+        await tb.reset()
+        if i % 2:
+            tb.set_idle_backpressure(seed=int(tb.rng.integers(1 << 30)))
+        await send_frames(frames_before)
+        while not input_beats():
+            await RisingEdge(dut.clk)
+        for _ in range(delay):
+            await RisingEdge(dut.clk)
+        before = input_beats()
+        await tb.reset(cycles=1)  # a single-cycle reset must be enough
+        await RisingEdge(dut.clk)  # values seen at this edge are the state the reset left
+        for port in outputs:
+            assert not getattr(dut, f"{port}_tvalid").value, f"{tag}: {port}_tvalid high right after reset"
+        # the rest of the interrupted stream is the start of new frames: complete the last one, then more
+        await tb.wait_sources()
+        pad = (-input_beats()) % frame_beats
+        if pad:
+            await tb.send_tail(pad)
+        last = i == len(delays) - 1
+        await send_frames(frames_after_last if last and frames_after_last is not None else frames_after)
+        await tb.wait_sources()
+        assert input_beats() % frame_beats == 0, f"{tag}: {input_beats()} input beats after the reset"
+        total = input_beats() // frame_beats
+        await wait_outputs(tag, total)
+        check_outputs(tag, total)
+        tb.log.debug("%s: reset after %d input beats; %d frames after it exact", tag, before, total)
+        checked += total
+    tb.log.info("%s: reset at %d offsets %s, %d frames after the resets exact", name, len(delays), delays, checked)
+    tb.set_idle_backpressure(None)
+    return checked

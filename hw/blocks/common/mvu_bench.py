@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import numpy as np
-from cocotb.triggers import RisingEdge
 
-from instabnn.hw.blocks.common.axis_tb import CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, write_result
+from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, reset_mid_stream,
+                                               write_result)
 
 
 class MvuBench(AxisHarness):
@@ -48,6 +48,10 @@ class MvuBench(AxisHarness):
 
     async def send_vectors(self, vectors: np.ndarray):
         await self.send("s_axis", self.words(vectors))
+
+    async def send_tail(self, beats: int):
+        """The last ``beats`` beats of one random vector (completes an interrupted vector)."""
+        await self.send("s_axis", self.words(self.random_vectors(1))[-beats:])
 
     def check_outputs(self, tag: str, n_vectors: int) -> np.ndarray:
         """Scoreboard: the recorded input words (as the DUT sampled them) against the recorded output beats."""
@@ -106,48 +110,21 @@ async def stream_idle_backpressure(tb: MvuBench):
 
 
 async def reset_mid_vector(tb: MvuBench):
-    """Reset in the middle of a vector, then correct operation (no stale beats, exact outputs).
+    """Reset in the middle of a vector, then correct operation (no stale beats, exact outputs):
+    :func:`~instabnn.hw.blocks.common.axis_tb.reset_mid_stream` with a single-cycle reset at every cycle offset
+    from the first input handshake up to one vector plus the pipeline latency (input fold, re-read folds, pipeline
+    draining). ``tb`` is made with ``drivers_follow_reset=False``."""
+    s = tb.shape
 
-    ``tb`` is made with ``drivers_follow_reset=False``: the source is not tied to the reset, so s_axis_tvalid may be
-    high at the reset edge and the stream goes on right after it: the unit must start a fresh vector with the first
-    beat accepted after the reset. A single-cycle reset is applied at every cycle offset from the first input
-    handshake up to one vector plus the pipeline latency (input fold, re-read folds, pipeline draining), alternately
-    with idle and backpressure.
-    """
-    s, dut = tb.shape, tb.dut
-    delays = list(range(min(s.cycles_per_vector + s.latency + 2, 24)))
-    checked = 0
-    for i, delay in enumerate(delays):
-        tag = f"reset_mid_vector[delay={delay}]"
-        tb.set_idle_backpressure(None)
-        await tb.reset()
-        if i % 2:
-            tb.set_idle_backpressure(seed=int(tb.rng.integers(1 << 30)))
-        await tb.send_vectors(tb.random_vectors(3))
-        while not tb.beats("s_axis"):
-            await RisingEdge(dut.clk)
-        await tb.idle_cycles(delay)
-        await tb.reset(cycles=1)  # a single-cycle reset must be enough
-        await RisingEdge(dut.clk)  # values seen at this edge are the state the reset left
-        assert not dut.m_axis_tvalid.value, f"{tag}: m_axis_tvalid high right after reset"
-        # the rest of the interrupted stream is the start of new vectors: complete the last one, then more
-        await tb.sources["s_axis"].wait()  # returns at the clock edge that accepted the last beat
-        await RisingEdge(dut.clk)
-        pad = (-len(tb.beats("s_axis"))) % s.sf
-        if pad:
-            await tb.send("s_axis", tb.words(tb.random_vectors(1))[:pad])
-        await tb.send_vectors(tb.random_vectors(tb.n_vectors // 2 if delay == delays[-1] else 2))
-        await tb.sources["s_axis"].wait()
-        await RisingEdge(dut.clk)
-        assert len(tb.beats("s_axis")) % s.sf == 0, f"{tag}: {len(tb.beats('s_axis'))} input beats after the reset"
-        total = len(tb.beats("s_axis")) // s.sf
-        timeout = total * (s.cycles_per_vector + s.sf + s.nf) * 8 + 200
-        await tb.wait_beats("m_axis", total * s.nf, timeout_cycles=timeout, what=f"{tag}: ")
+    async def wait_outputs(tag: str, n: int):
+        timeout = n * (s.cycles_per_vector + s.sf + s.nf) * 8 + 200
+        await tb.wait_beats("m_axis", n * s.nf, timeout_cycles=timeout, what=f"{tag}: ")
         await tb.idle_cycles(2 * s.latency)  # nothing extra comes out
-        tb.check_outputs(tag, total)
-        checked += total
-    tb.log.info("reset at %d offsets, %d vectors after the resets exact", len(delays), checked)
-    tb.set_idle_backpressure(None)
+
+    await reset_mid_stream(
+        tb, "reset_mid_vector", list(range(min(s.cycles_per_vector + s.latency + 2, 24))), frame_beats=s.sf,
+        input_beats=lambda: len(tb.beats("s_axis")), send_frames=lambda n: tb.send_vectors(tb.random_vectors(n)),
+        wait_outputs=wait_outputs, frames_after_last=tb.n_vectors // 2)
 
 
 def check_measurements(shape, result: dict):

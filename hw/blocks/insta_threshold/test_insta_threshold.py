@@ -62,7 +62,7 @@ from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStream
 
 from instabnn.hw.blocks.common.memfile import read_memh
 from instabnn.hw.blocks.common.axis_tb import (CLOCK_PERIOD_NS, CYCLE_TOLERANCE, StreamWatch, dut_int, random_pause,
-                                               read_case, run_full_rate_bench, write_result)
+                                               read_case, reset_mid_stream, run_full_rate_bench, write_result)
 from instabnn.hw.blocks.insta_threshold import spec_plus
 from instabnn.hw.compile.folding import cheapest, with_chosen_limbs
 from instabnn.hw.blocks.insta_threshold.spec import (InstaThresholdSpec, bits_from_words, coeff_words, frame_words,
@@ -371,9 +371,13 @@ class TB:
         for words in frame_words(frames, self.spec):
             await self.source.send(AxiStreamFrame(words))
 
-    async def send_words(self, words: list[int]):
-        if words:
-            await self.source.send(AxiStreamFrame(words))
+    async def send_tail(self, beats: int):
+        """The last ``beats`` beats of one random frame (completes an interrupted frame)."""
+        await self.source.send(AxiStreamFrame(frame_words(self.random_frames(1), self.spec)[0][-beats:]))
+
+    async def wait_sources(self):
+        await self.source.wait()  # returns at the clock edge that accepted the last beat
+        await RisingEdge(self.dut.clk)
 
     async def wait_outputs(self, n_beats: int, timeout_cycles: int):
         start = self.cycle
@@ -577,44 +581,18 @@ async def reset_mid_frame(dut):
     tb = TB(dut, test_seed=3, drivers_follow_reset=False)
     s = tb.spec
     delays = reset_delays(s)
-    checked = 0
-    for i, delay in enumerate(delays):
-        tag = f"reset_mid_frame[delay={delay}]"
-        tb.set_idle_backpressure(None)
-        await tb.reset()
-        if i % 2:
-            tb.set_idle_backpressure(seed=int(tb.rng.integers(1 << 30)))
-        await tb.send(tb.random_frames(3))
-        while not tb.in_beats:
-            await RisingEdge(dut.clk)
-        for _ in range(delay):
-            await RisingEdge(dut.clk)
-        seen = (len(tb.in_beats), len(tb.out.beats))
-        await tb.reset(cycles=1)  # a single-cycle reset must be enough
-        await RisingEdge(dut.clk)  # values seen at this edge are the state the reset left
-        assert not dut.m_axis_tvalid.value, f"{tag}: m_axis_tvalid high right after reset"
-        assert not dut.m_axis_q_tvalid.value, f"{tag}: m_axis_q_tvalid high right after reset"
-        # the rest of the interrupted stream is the start of new frames: complete the last one, then more
-        await tb.source.wait()  # returns at the clock edge that accepted the last beat
-        await RisingEdge(dut.clk)
-        pad = (-len(tb.in_beats)) % s.frame_beats
-        if pad:
-            await tb.send_words(frame_words(tb.random_frames(1), s)[0][-pad:])
-        more = max(2, tb.n_frames // 4) if delay == delays[-1] else 2
-        await tb.send(tb.random_frames(more))
-        await tb.source.wait()
-        await RisingEdge(dut.clk)
-        assert len(tb.in_beats) % s.frame_beats == 0, f"{tag}: {len(tb.in_beats)} input beats after the reset"
-        total = len(tb.in_beats) // s.frame_beats
-        await tb.wait_outputs(total * s.frame_beats, timeout_cycles=tb.timeout(total, slowdown=8))
+
+    async def wait_outputs(tag: str, n: int):
+        await tb.wait_outputs(n * s.frame_beats, timeout_cycles=tb.timeout(n, slowdown=8))
         for _ in range(2 * s.latency + 10):  # nothing extra comes out
             await RisingEdge(dut.clk)
-        tb.check_outputs(tag, total, check_internals=False)
-        tb.log.debug("%s: reset after %d input / %d output beats; %d frames after it exact", tag, *seen, total)
-        checked += total
-    tb.log.info("reset at %d offsets, %d frames after the resets exact", len(delays), checked)
+
+    checked = await reset_mid_stream(
+        tb, "reset_mid_frame", delays, frame_beats=s.frame_beats, input_beats=lambda: len(tb.in_beats),
+        send_frames=lambda n: tb.send(tb.random_frames(n)), wait_outputs=wait_outputs,
+        check_outputs=lambda tag, n: tb.check_outputs(tag, n, check_internals=False), outputs=("m_axis", "m_axis_q"),
+        frames_after_last=max(2, tb.n_frames // 4))
     write_result(tb.case_dir, "reset_mid_frame", {"delays": delays, "frames_checked": checked})
-    tb.set_idle_backpressure(None)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -37,8 +37,8 @@ import pytest
 import cocotb
 from cocotb.triggers import RisingEdge
 
-from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, run_full_rate_bench,
-                                               write_result)
+from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, reset_mid_stream,
+                                               run_full_rate_bench, write_result)
 from instabnn.hw.blocks.maxpool_bits.spec import MaxPoolBitsSpec, bit_frame_words, bit_frames_from_words, maxpool_bits
 from instabnn.contract.network import ChainStage
 from instabnn.hw.blocks.rtl_library import rtl_paths
@@ -96,6 +96,9 @@ class TB:
 
     async def reset(self, cycles: int = 3):
         await self.axis.reset(cycles)
+
+    def set_idle_backpressure(self, seed: int | None):
+        self.axis.set_idle_backpressure(seed)
 
     def random_inputs(self, n: int) -> np.ndarray:
         return random_inputs(self.rng, self.spec, n)
@@ -208,38 +211,13 @@ async def reset_mid_frame(dut):
     """Reset in the middle of a frame (source not tied to the reset, so the stream goes on right after it): the unit
     starts a fresh frame with the first beat taken after the reset. Alternately with idle and backpressure."""
     tb = TB(dut, test_seed=3, drivers_follow_reset=False)
-    s = tb.spec
-    delays = reset_delays(s)
-    checked = 0
-    for i, delay in enumerate(delays):
-        tag = f"reset_mid_frame[delay={delay}]"
-        tb.axis.set_idle_backpressure(None)
-        await tb.reset()
-        if i % 2:
-            tb.axis.set_idle_backpressure(seed=int(tb.rng.integers(1 << 30)))
-        await tb.send(tb.random_inputs(3))
-        while not tb.in_beats:
-            await RisingEdge(dut.clk)
-        for _ in range(delay):
-            await RisingEdge(dut.clk)
-        await tb.reset(cycles=1)
-        await RisingEdge(dut.clk)
-        assert not dut.m_axis_tvalid.value, f"{tag}: m_axis_tvalid high right after reset"
-        await tb.wait_sources()
-        pad = (-len(tb.in_beats)) % s.frame_beats
-        if pad:
-            await tb.send_tail(pad)
-        more = max(2, tb.n_frames // 4) if delay == delays[-1] else 2
-        await tb.send(tb.random_inputs(more))
-        await tb.wait_sources()
-        assert len(tb.in_beats) % s.frame_beats == 0, f"{tag}: {len(tb.in_beats)} input beats after the reset"
-        total = len(tb.in_beats) // s.frame_beats
-        await tb.wait_outputs(total, slowdown=8)
-        tb.check_outputs(tag, total)
-        checked += total
-    tb.log.info("reset at %d offsets, %d frames after the resets exact", len(delays), checked)
+    delays = reset_delays(tb.spec)
+    checked = await reset_mid_stream(tb, "reset_mid_frame", delays, frame_beats=tb.spec.frame_beats,
+                                     input_beats=lambda: len(tb.in_beats),
+                                     send_frames=lambda n: tb.send(tb.random_inputs(n)),
+                                     wait_outputs=lambda tag, n: tb.wait_outputs(n, slowdown=8),
+                                     frames_after_last=max(2, tb.n_frames // 4))
     write_result(tb.case_dir, "reset_mid_frame", {"delays": delays, "frames_checked": checked})
-    tb.axis.set_idle_backpressure(None)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -43,8 +43,8 @@ import pytest
 import cocotb
 from cocotb.triggers import RisingEdge
 
-from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, run_full_rate_bench,
-                                               write_result)
+from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, reset_mid_stream,
+                                               run_full_rate_bench, write_result)
 from instabnn.hw.blocks.residual_tail.spec import (CONST_FIELDS, PROJ_CONST_FIELDS, ResidualTailSpec, const_words,
                                                    frame_words, frames_from_words, read_const_file, write_const_file)
 from instabnn.contract.fixed_point import signed_bits
@@ -227,11 +227,6 @@ class TB(AxisHarness):
         await self.send("s_axis_acc", frame_words(acc, s, s.acc_bits)[0][-beats:])
         await self.send("s_axis_sc", frame_words(sc, s, s.sc_bits)[0][-beats:])
 
-    async def wait_sources(self):
-        await self.sources["s_axis_acc"].wait()
-        await self.sources["s_axis_sc"].wait()
-        await RisingEdge(self.dut.clk)
-
     def timeout(self, n_frames: int, slowdown: float = 1.0) -> int:
         return int((n_frames + 2) * self.spec.frame_beats * 2 * slowdown + 4 * self.spec.latency + 200)
 
@@ -342,39 +337,16 @@ async def reset_mid_frame(dut):
     tb = TB(dut, test_seed=3, drivers_follow_reset=False)
     s = tb.spec
     delays = reset_delays(s)
-    checked = 0
-    for i, delay in enumerate(delays):
-        tag = f"reset_mid_frame[delay={delay}]"
-        tb.set_idle_backpressure(None)
-        await tb.reset()
-        if i % 2:
-            tb.set_idle_backpressure(seed=int(tb.rng.integers(1 << 30)))
-        await tb.send_frames(*tb.random_inputs(3))
-        while not tb.in_beats:
-            await RisingEdge(dut.clk)
-        for _ in range(delay):
-            await RisingEdge(dut.clk)
-        await tb.reset(cycles=1)  # a single-cycle reset must be enough
-        await RisingEdge(dut.clk)  # values seen at this edge are the state the reset left
-        assert not dut.m_axis_tvalid.value, f"{tag}: m_axis_tvalid high right after reset"
-        # the rest of the interrupted stream is the start of new frames: complete the last one, then more
-        await tb.wait_sources()
-        pad = (-len(tb.in_beats)) % s.frame_beats
-        if pad:
-            await tb.send_tail(pad)
-        more = max(2, tb.n_frames // 4) if delay == delays[-1] else 2
-        await tb.send_frames(*tb.random_inputs(more))
-        await tb.wait_sources()
-        assert len(tb.in_beats) % s.frame_beats == 0, f"{tag}: {len(tb.in_beats)} input beats after the reset"
-        total = len(tb.in_beats) // s.frame_beats
-        await tb.wait_beats("m_axis", total * s.frame_beats, timeout_cycles=tb.timeout(total, slowdown=8))
-        for _ in range(2 * s.latency + 10):  # nothing extra comes out
-            await RisingEdge(dut.clk)
-        tb.check_outputs(tag, total)
-        checked += total
-    tb.log.info("reset at %d offsets, %d frames after the resets exact", len(delays), checked)
+
+    async def wait_outputs(tag: str, n: int):
+        await tb.wait_beats("m_axis", n * s.frame_beats, timeout_cycles=tb.timeout(n, slowdown=8), what=f"{tag}: ")
+        await tb.idle_cycles(2 * s.latency + 10)  # nothing extra comes out
+
+    checked = await reset_mid_stream(tb, "reset_mid_frame", delays, frame_beats=s.frame_beats,
+                                     input_beats=lambda: len(tb.in_beats),
+                                     send_frames=lambda n: tb.send_frames(*tb.random_inputs(n)),
+                                     wait_outputs=wait_outputs, frames_after_last=max(2, tb.n_frames // 4))
     write_result(tb.case_dir, "reset_mid_frame", {"delays": delays, "frames_checked": checked})
-    tb.set_idle_backpressure(None)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -35,10 +35,9 @@ import numpy as np
 import pytest
 
 import cocotb
-from cocotb.triggers import RisingEdge
 
-from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, run_full_rate_bench,
-                                               write_result)
+from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, reset_mid_stream,
+                                               run_full_rate_bench, write_result)
 from instabnn.hw.blocks.sliding_window.spec import SlidingWindowShape
 from instabnn.contract.packing import pack_fields, unpack_fields
 from instabnn.contract.window import feature_map_beats, window_beats
@@ -100,6 +99,10 @@ class TB(AxisHarness):
 
     async def send_frames(self, frames: np.ndarray):
         await self.send("s_axis", self.words(frames))
+
+    async def send_tail(self, beats: int):
+        """The last ``beats`` beats of one random frame (completes an interrupted frame)."""
+        await self.send("s_axis", self.words(self.random_frames(1))[-beats:])
 
     def expected_words(self, frames: np.ndarray) -> np.ndarray:
         s = self.shape
@@ -224,37 +227,16 @@ async def reset_mid_frame(dut):
     s = tb.shape
     span = s.cycles_per_frame + 2 * s.in_beats + s.latency
     delays = sorted({0, 1, 3, span // 2, span - 1, *tb.rng.integers(0, span, size=2).tolist()})
-    checked = 0
-    for i, delay in enumerate(delays):
-        tag = f"reset_mid_frame[delay={delay}]"
-        tb.set_idle_backpressure(None)
-        await tb.reset()
-        if i % 2:
-            tb.set_idle_backpressure(seed=int(tb.rng.integers(1 << 30)))
-        await tb.send_frames(tb.random_frames(2))
-        while not tb.beats("s_axis"):
-            await RisingEdge(dut.clk)
-        await tb.idle_cycles(delay)
-        await tb.reset(cycles=1)  # a single-cycle reset must be enough
-        await RisingEdge(dut.clk)  # values seen at this edge are the state the reset left
-        assert not dut.m_axis_tvalid.value, f"{tag}: m_axis_tvalid high right after reset"
-        await tb.sources["s_axis"].wait()  # returns at the clock edge that accepted the last beat
-        await RisingEdge(dut.clk)
-        pad = (-len(tb.beats("s_axis"))) % s.in_beats
-        if pad:
-            await tb.send("s_axis", tb.words(tb.random_frames(1))[:pad])
-        await tb.send_frames(tb.random_frames(1))
-        await tb.sources["s_axis"].wait()
-        await RisingEdge(dut.clk)
-        assert len(tb.beats("s_axis")) % s.in_beats == 0, f"{tag}: {len(tb.beats('s_axis'))} input beats after reset"
-        total = len(tb.beats("s_axis")) // s.in_beats
-        await tb.wait_beats("m_axis", total * s.out_beats,
-                            timeout_cycles=total * (s.in_beats + s.out_beats) * 8 + 400, what=f"{tag}: ")
+
+    async def wait_outputs(tag: str, n: int):
+        await tb.wait_beats("m_axis", n * s.out_beats, timeout_cycles=n * (s.in_beats + s.out_beats) * 8 + 400,
+                            what=f"{tag}: ")
         await tb.idle_cycles(2 * s.latency + 8)  # nothing extra comes out
-        tb.check_outputs(tag, total)
-        checked += total
-    tb.log.info("reset at %d offsets %s, %d frames after the resets exact", len(delays), delays, checked)
-    tb.set_idle_backpressure(None)
+
+    await reset_mid_stream(tb, "reset_mid_frame", delays, frame_beats=s.in_beats,
+                           input_beats=lambda: len(tb.beats("s_axis")),
+                           send_frames=lambda n: tb.send_frames(tb.random_frames(n)), wait_outputs=wait_outputs,
+                           frames_before=2, frames_after=1)
 
 
 # ----------------------------------------------------------------------------------------------------------------
