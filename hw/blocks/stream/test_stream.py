@@ -36,8 +36,8 @@ import numpy as np
 import pytest
 
 import cocotb
-from cocotb.triggers import RisingEdge
 
+from instabnn.hw.blocks.common import axis_tb
 from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, run_full_rate_bench,
                                                write_result)
 from instabnn.hw.blocks.stream.spec import StreamDuplicateShape, StreamFifoShape, WidthConverterShape
@@ -127,6 +127,10 @@ class TB(AxisHarness):
     async def send_frames(self, frames: list[list[int]]):
         for words in frames:
             await self.send("s_axis", words)
+
+    async def send_tail(self, beats: int):
+        """The last ``beats`` beats of one random frame (completes an interrupted group)."""
+        await self.send("s_axis", self.random_frames(1)[0][-beats:])
 
     def check_outputs(self, tag: str, frames: list[list[int]] | None = None) -> list[int]:
         """Scoreboard: every output stream against the golden function of the recorded input (as sampled)."""
@@ -252,33 +256,20 @@ async def capacity(dut):
 async def reset_mid_stream(dut):
     """Single-cycle resets while the source drives, then exact operation (nothing stale comes out)."""
     tb = TB(dut, test_seed=3, drivers_follow_reset=False)
-    delays = [0, 1, 2, 3, 5, 8, 13, 21]
-    for i, delay in enumerate(delays):
-        tag = f"reset_mid_stream[delay={delay}]"
-        tb.set_idle_backpressure(None)
-        await tb.reset()
-        if i % 2:
-            tb.set_idle_backpressure(seed=int(tb.rng.integers(1 << 30)))
-        await tb.send_frames(tb.random_frames(2))
-        while not tb.beats("s_axis"):
-            await RisingEdge(dut.clk)
-        await tb.idle_cycles(delay)
-        await tb.reset(cycles=1)
-        await RisingEdge(dut.clk)  # values seen at this edge are the state the reset left
-        for port in tb.outputs if tb.latency_cycles else []:  # (equal widths: wires, nothing to empty)
-            assert not getattr(dut, f"{port}_tvalid").value, f"{tag}: {port}_tvalid high right after reset"
-        await tb.sources["s_axis"].wait()
-        await RisingEdge(dut.clk)
-        pad = (-len(tb.beats("s_axis"))) % tb.group
-        frames = tb.random_frames(1)
-        await tb.send("s_axis", [0] * pad + frames[0])
-        await tb.sources["s_axis"].wait()
-        await RisingEdge(dut.clk)
-        n_in = len(tb.beats("s_axis"))
+
+    async def wait_outputs(tag: str, groups: int):
+        n_in = groups * tb.group
         await tb.wait_all(n_in, 64 * n_in + 200, tag)
         await tb.idle_cycles(16)
-        tb.check_outputs(tag)
-    tb.set_idle_backpressure(None)
+
+    # a frame of the shared body is a group (input beats that make whole output beats); equal widths are wires,
+    # with nothing to empty at a reset
+    await axis_tb.reset_mid_stream(tb, "reset_mid_stream", [0, 1, 2, 3, 5, 8, 13, 21], frame_beats=tb.group,
+                                   input_beats=lambda: len(tb.beats("s_axis")),
+                                   send_frames=lambda n: tb.send_frames(tb.random_frames(n)),
+                                   wait_outputs=wait_outputs, check_outputs=lambda tag, _: tb.check_outputs(tag),
+                                   outputs=tuple(tb.outputs) if tb.latency_cycles else (), frames_before=2,
+                                   frames_after=1)
 
 
 # ----------------------------------------------------------------------------------------------------------------
