@@ -278,27 +278,31 @@ async def reset_mid_stream(tb, name: str, delays: list[int], *, frame_beats: int
                            send_frames: Callable[[int], Awaitable], wait_outputs: Callable[[str, int], Awaitable],
                            check_outputs: Callable[[str, int], object] | None = None,
                            outputs: tuple[str, ...] = ("m_axis",), frames_before: int = 3, frames_after: int = 2,
-                           frames_after_last: int | None = None) -> int:
+                           frames_after_last: int | None = None, started: Callable[[], bool] | None = None,
+                           complete_frames: Callable[[str], Awaitable] | None = None) -> int:
     """The body of a bench's reset-in-mid-stream test; returns the frames checked after the resets.
 
     ``tb`` is made with its sources not tied to the reset: a source may be valid at the reset edge and its stream
     goes on right after it, so the unit must start a fresh frame with the first beat taken after the reset. For
-    each offset in ``delays`` (clock edges after the first input handshake), alternately at full rate and with idle
-    and backpressure: ``frames_before`` frames queued, a single-cycle reset at that offset, no stream in
-    ``outputs`` valid at the next edge, the interrupted frame completed (the rest of the stream is the start of new
-    frames), ``frames_after`` more (``frames_after_last`` at the last offset), and then every output of the frames
-    the DUT took after the reset exact, with nothing stale or extra.
+    each offset in ``delays`` (clock edges after the first input handshake, or after ``started()`` turns true),
+    alternately at full rate and with idle and backpressure: ``frames_before`` frames queued, a single-cycle reset
+    at that offset, no stream in ``outputs`` valid at the next edge, the interrupted frame completed (the rest of
+    the stream is the start of new frames), ``frames_after`` more (``frames_after_last`` at the last offset), and
+    then every output of the frames the DUT took after the reset exact, with nothing stale or extra.
 
     ``tb`` has ``dut`` (``clk``, ``rst``), ``rng``, ``log``, ``reset(cycles)`` (returns right after the last reset
     edge, records cleared), ``set_idle_backpressure(seed)``, ``send_tail(k)`` (queues the last ``k`` beats of a
     random frame), ``wait_sources()`` (as :meth:`AxisHarness.wait_sources`) and ``check_outputs(tag, n)`` (the
-    scoreboard of the ``n`` frames recorded; ``check_outputs`` replaces it). The rest is the bench's:
+    scoreboard of the ``n`` frames recorded; ``check_outputs`` replaces it). Where completing the interrupted
+    frame takes more than ``send_tail`` once the sources are done (several streams that must stay in step),
+    ``complete_frames(tag)`` does it instead, called right after the reset check. The rest is the bench's:
     ``input_beats()``, input beats recorded since the last reset (``frame_beats`` a frame: an MVU's vector is its
     frame); ``send_frames(n)``, queue ``n`` random frames; ``wait_outputs(tag, n)``, until the outputs of ``n``
     frames are out, then long enough that anything extra would be seen.
     """
     dut = tb.dut
     check_outputs = check_outputs or tb.check_outputs
+    started = started or (lambda: input_beats() > 0)
     checked = 0
     for i, delay in enumerate(delays):
         tag = f"{name}[delay={delay}]"
@@ -307,7 +311,7 @@ async def reset_mid_stream(tb, name: str, delays: list[int], *, frame_beats: int
         if i % 2:
             tb.set_idle_backpressure(seed=int(tb.rng.integers(1 << 30)))
         await send_frames(frames_before)
-        while not input_beats():
+        while not started():
             await RisingEdge(dut.clk)
         for _ in range(delay):
             await RisingEdge(dut.clk)
@@ -317,10 +321,12 @@ async def reset_mid_stream(tb, name: str, delays: list[int], *, frame_beats: int
         for port in outputs:
             assert not getattr(dut, f"{port}_tvalid").value, f"{tag}: {port}_tvalid high right after reset"
         # the rest of the interrupted stream is the start of new frames: complete the last one, then more
-        await tb.wait_sources()
-        pad = (-input_beats()) % frame_beats
-        if pad:
-            await tb.send_tail(pad)
+        if complete_frames is not None:
+            await complete_frames(tag)
+        else:
+            await tb.wait_sources()
+            if pad := (-input_beats()) % frame_beats:
+                await tb.send_tail(pad)
         last = i == len(delays) - 1
         await send_frames(frames_after_last if last and frames_after_last is not None else frames_after)
         await tb.wait_sources()

@@ -53,7 +53,7 @@ from cocotb.triggers import RisingEdge
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
 from instabnn.hw.blocks.common.axis_tb import (CLOCK_PERIOD_NS, CYCLE_TOLERANCE, StreamWatch, dut_int, random_pause,
-                                               read_case, run_full_rate_bench, write_result)
+                                               read_case, reset_mid_stream, run_full_rate_bench, write_result)
 from instabnn.hw.compile.folding import with_chosen_limbs
 from instabnn.hw.blocks.insta_tail.spec import (CONST_FIELDS, G_ENTRIES, PROJ_CONST_FIELDS, InstaTailSpec,
                                                 coeff_words, const_words, frame_words, frames_from_words, g_words,
@@ -591,23 +591,10 @@ async def reset_mid_frame(dut):
     tb = TB(dut, test_seed=3, drivers_follow_reset=False)
     s = tb.spec
     delays = reset_delays(s)
-    checked = 0
-    for i, delay in enumerate(delays):
-        tag = f"reset_mid_frame[delay={delay}]"
-        tb.set_idle_backpressure(None)
-        await tb.reset()
-        if i % 2:
-            tb.set_idle_backpressure(seed=int(tb.rng.integers(1 << 30)))
-        await tb.send(*tb.random_inputs(3))
-        while not (tb.in_beats or tb.stat_beats):
-            await RisingEdge(dut.clk)
-        for _ in range(delay):
-            await RisingEdge(dut.clk)
-        await tb.reset(cycles=1)  # a single-cycle reset must be enough
-        await RisingEdge(dut.clk)  # values seen at this edge are the state the reset left
-        assert not dut.m_axis_tvalid.value, f"{tag}: m_axis_tvalid high right after reset"
-        # the rest of the interrupted streams are the start of new frames: complete them, balance the frame counts
-        # of acc/sc and the statistic (reuse: acc/sc frame k takes statistic frame k), then more
+
+    async def complete_frames(tag: str):
+        """Complete the interrupted streams and balance the frame counts of acc/sc and the statistic (reuse: acc/sc
+        frame k takes statistic frame k)."""
         acc_total = tb.beats_after_reset("s_axis_acc", len(tb.in_beats))
         assert acc_total == tb.beats_after_reset("s_axis_sc", len(tb.in_beats)), f"{tag}: acc and sc out of step"
         acc_pad = (-acc_total) % s.frame_beats
@@ -624,21 +611,20 @@ async def reset_mid_frame(dut):
                 await tb.send(None, None, stat)
             elif acc_frames < stat_frames:
                 await tb.send(acc, sc, None)
-        more = max(2, tb.n_frames // 4) if delay == delays[-1] else 2
-        await tb.send(*tb.random_inputs(more))
-        await tb.wait_sources()
-        assert len(tb.in_beats) % s.frame_beats == 0, f"{tag}: {len(tb.in_beats)} input beats after the reset"
-        total = len(tb.in_beats) // s.frame_beats
+
+    async def wait_outputs(tag: str, n: int):
         if s.stat_reuse:
-            assert len(tb.stat_beats) == total * s.stat_beats, f"{tag}: {len(tb.stat_beats)} statistic beats"
-        await tb.wait_outputs(total * s.frame_beats, timeout_cycles=tb.timeout(total, slowdown=8))
+            assert len(tb.stat_beats) == n * s.stat_beats, f"{tag}: {len(tb.stat_beats)} statistic beats"
+        await tb.wait_outputs(n * s.frame_beats, timeout_cycles=tb.timeout(n, slowdown=8))
         for _ in range(2 * s.latency + 10):  # nothing extra comes out
             await RisingEdge(dut.clk)
-        tb.check_outputs(tag, total)
-        checked += total
-    tb.log.info("reset at %d offsets, %d frames after the resets exact", len(delays), checked)
+
+    checked = await reset_mid_stream(
+        tb, "reset_mid_frame", delays, frame_beats=s.frame_beats, input_beats=lambda: len(tb.in_beats),
+        send_frames=lambda n: tb.send(*tb.random_inputs(n)), wait_outputs=wait_outputs,
+        frames_after_last=max(2, tb.n_frames // 4), started=lambda: bool(tb.in_beats or tb.stat_beats),
+        complete_frames=complete_frames)
     write_result(tb.case_dir, "reset_mid_frame", {"delays": delays, "frames_checked": checked})
-    tb.set_idle_backpressure(None)
 
 
 # ----------------------------------------------------------------------------------------------------------------
