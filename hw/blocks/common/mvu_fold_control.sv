@@ -87,9 +87,11 @@ end
 if (WEIGHT_FILE == "") begin : g_check_weight_file
     $fatal(0, "Error: WEIGHT_FILE must name a $readmemh file (instance %m)");
 end
+/* verilator lint_off WIDTHEXPAND */  // string parameters compare at their lengths
 if (WEIGHT_RAM_STYLE != "auto" && WEIGHT_RAM_STYLE != "block") begin : g_check_weight_ram_style
     $fatal(0, "Error: WEIGHT_RAM_STYLE must be \"auto\" or \"block\" (instance %m)");
 end
+/* verilator lint_on WIDTHEXPAND */
 
 /*
  * Step counters and the global pipeline enable
