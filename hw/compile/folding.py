@@ -177,13 +177,25 @@ def choose_ram_styles(model, bram36_budget: float = BRAM36_BUDGET) -> dict[str, 
 
 def choose_missing_knobs(model) -> None:
     """For a graph compiled without a folding config: every knob the graph does not set (0), as fast as it makes
-    its node (:func:`choose_knobs` with no target)."""
+    its node (:func:`choose_knobs` with no target); the optional ones at their default."""
     from instabnn.hw.ops import hw_op
 
     for node in model.graph.node:
         op = hw_op(model, node)
         if any(op.get_nodeattr(k) == 0 for k in op.knob_options()):
             choose_knobs(op, 0)
+    set_optional_knobs(model)
+
+
+def set_optional_knobs(model) -> None:
+    """Every knob of :data:`OPTIONAL_KNOBS` a node has and the graph does not set, at its default."""
+    from instabnn.hw.ops import hw_op
+
+    for node in model.graph.node:
+        op = hw_op(model, node)
+        for knob, default in OPTIONAL_KNOBS.items():
+            if knob in op.knob_options() and not op.get_nodeattr(knob):
+                op.set_nodeattr(knob, default)
 
 
 def read_folding(path: str | Path) -> dict:
@@ -202,8 +214,9 @@ def read_folding(path: str | Path) -> dict:
 def validate_folding(model, config, source: str = "folding config") -> None:
     """``config`` names every node of ``model`` once and nothing else, each with exactly its folding keys (PE, SIMD
     where the node has one, and its knobs ``LIMBS`` / ``SE_SIMD`` where it has them) as positive integers, each
-    knob one of its legal values (``ram_style``, a string, may be left out: :data:`OPTIONAL_KNOBS`); FINN's reserved ``"Defaults"`` may be present, empty. FoldingError naming
-    ``source`` and the node or key otherwise (divisibility: :func:`check_folding`)."""
+    knob one of its legal values (``ram_style``, a string, may be left out: :data:`OPTIONAL_KNOBS`); FINN's
+    reserved ``"Defaults"`` may be present, empty. FoldingError naming ``source`` and the node or key otherwise
+    (divisibility: :func:`check_folding`)."""
     from instabnn.hw.ops import hw_op
 
     if not isinstance(config, dict):
@@ -257,17 +270,11 @@ def apply_folding(model, config: dict | str | Path, source: str = "folding confi
     ApplyConfig, after :func:`validate_folding` and before :func:`check_folding`."""
     from finn.transformation.general import ApplyConfig
 
-    from instabnn.hw.ops import hw_op
-
     if isinstance(config, (str, Path)):
         source, config = str(config), read_folding(config)
     validate_folding(model, config, source)
     model = model.transform(ApplyConfig(config))
-    for node in model.graph.node:  # the knobs left out take their default
-        op = hw_op(model, node)
-        for knob, default in OPTIONAL_KNOBS.items():
-            if knob in op.knob_options() and not op.get_nodeattr(knob):
-                op.set_nodeattr(knob, default)
+    set_optional_knobs(model)
     try:
         check_folding(model)
     except FoldingError as e:
