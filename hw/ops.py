@@ -8,8 +8,9 @@ the lowered graph with qonnx (``execute_onnx``) *is* the golden reference. The c
 Each op owns its blocks: :meth:`InstaHwOp.blocks` builds the specs of the RTL blocks the node lowers to (from its
 attributes, its constants and its neighbours, so the op must be bound to its graph: :func:`hw_op`), the compiler
 instantiates exactly those, and ``get_exp_cycles`` is the slowest of their cycles per frame: folding, the compiler
-and the reports use one model. The folding knobs beyond PE / SIMD (``LIMBS``, ``SE_SIMD``) are node attributes
-that ``hw/compile/folding.py`` chooses (:meth:`InstaHwOp.knob_options` lists the legal values).
+and the reports use one model. The folding knobs beyond PE / SIMD (``LIMBS``, ``SE_SIMD``, and ``ram_style`` of a
+binary MVU's weight memory) are node attributes that ``hw/compile/folding.py`` chooses
+(:meth:`InstaHwOp.knob_options` lists the legal values).
 
     ChainLayer          bits|q -> bits|acc plain W1A1 layer: binary-weight conv/dense, BN-sign thresholds, max-pool
     AffineLogits        acc -> logits      the last W1A1 layer's affine map, integer logits
@@ -43,6 +44,7 @@ from instabnn.contract.insta import InstaThConstants, power_sum_bits
 from instabnn.hw.blocks.binary_mvu.spec import BinaryMvuShape
 from instabnn.hw.blocks.channel_affine.spec import ChannelAffineSpec
 from instabnn.hw.blocks.common.mvu_folding import MvuFolding
+from instabnn.hw.blocks.common.resources import RAM_STYLES
 from instabnn.hw.blocks.insta_tail.spec import InstaTailSpec
 from instabnn.hw.blocks.insta_threshold.spec import InstaThresholdSpec, limbs_by_cost
 from instabnn.hw.blocks.insta_threshold.spec_plus import InstaThresholdPlusSpec
@@ -196,6 +198,8 @@ class InstaHwOp(HWCustomOp):
             # folding knobs of the units that have them (knob_options), chosen by hw/compile/folding.py; 0: not chosen
             "LIMBS": ("i", False, 0),
             "SE_SIMD": ("i", False, 0),
+            # the weight memory of a binary MVU (FINN's ram_style, RAM_STYLES); "": not chosen, "auto"
+            "ram_style": ("s", False, ""),
         })
         return attrs
 
@@ -278,12 +282,17 @@ class InstaHwOp(HWCustomOp):
         """A knob's value as folded (ValueError naming the node where it was not chosen or is not legal)."""
         value = self.get_nodeattr(name)
         legal = self.knob_options()[name]
-        if value == 0:
+        if value in (0, ""):
             raise ValueError(f"node {self.onnx_node.name}: no {name} chosen (fold the graph: python -m "
                              f"instabnn.hw.compile.folding)")
         if value not in legal:
             raise ValueError(f"node {self.onnx_node.name}: {name} = {value} is not one of {legal}")
         return value
+
+    def weight_ram_style(self) -> str:
+        """The MVU weight memory's style (knob ``ram_style``): ``auto`` where none was chosen (the style changes no
+        cycle count, so folding reads the cycles before choosing it), else the chosen one, checked."""
+        return self.knob("ram_style") if self.get_nodeattr("ram_style") else "auto"
 
     # -- layer constants
     def layer(self, context):
@@ -475,10 +484,14 @@ class BinaryConv(ConvolutionOp):
     def input_stream_bits(self, index: int = 0) -> int:
         return 1
 
+    def knob_options(self) -> dict[str, list]:
+        return {"ram_style": list(RAM_STYLES)}
+
     def blocks(self) -> list[Block]:
         """sliding_window (pad code 0 = -1) -> binary_mvu (accumulators)."""
         cout, simd, pe = self.get_normal_output_shape()[1], self.get_nodeattr("SIMD"), self.get_nodeattr("PE")
-        return self.window_and_mvu(lambda mw, bits: BinaryMvuShape(mw, cout, simd, pe, 0))
+        style = self.weight_ram_style()
+        return self.window_and_mvu(lambda mw, bits: BinaryMvuShape(mw, cout, simd, pe, 0, style))
 
     def out_stream_bits(self) -> int:
         return self.blocks()[-1].spec.acc_bits
@@ -630,6 +643,9 @@ class ChainLayer(InstaHwOp):
                                  0)
         return swg.mw, swg.out_height * swg.out_width, swg
 
+    def knob_options(self) -> dict[str, list]:
+        return {} if self.integer_input else {"ram_style": list(RAM_STYLES)}
+
     def blocks(self) -> list[Block]:
         """[sliding_window ->] binary_mvu (thresholds as bits) or int_mvu [-> channel_affine threshold]
         [-> maxpool_bits]; see hw/compile/chain.py."""
@@ -647,7 +663,8 @@ class ChainLayer(InstaHwOp):
                 blocks.append(Block("channel_affine", ChannelAffineSpec(cout, pe, mvu.acc_bits, 2, 0, (1,) * cout,
                                                                         tuple(-int(v) for v in t)), vectors))
         else:
-            blocks.append(Block("binary_mvu", BinaryMvuShape(mw, cout, simd, pe, int(thresholds)), vectors))
+            blocks.append(Block("binary_mvu", BinaryMvuShape(mw, cout, simd, pe, int(thresholds),
+                                                             self.weight_ram_style()), vectors))
         if stage.pool > 1:
             oh, ow = (swg.out_height, swg.out_width) if swg is not None else \
                 ((1, 1) if vectors == 1 else self.get_normal_input_shape()[2:])

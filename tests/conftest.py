@@ -50,8 +50,8 @@ def random_folding(lowered: Path, seed: int, cycles: tuple[int, int], random_kno
     """A random legal folding (FINN config) of a lowered graph for a random bottleneck between ``cycles``: per node
     a random (SIMD, PE), each dividing its dimension, among those within the bottleneck, preferring settings within
     3x of it so that the layers' rates are close (where the streams between them matter most). The knobs (LIMBS,
-    SE_SIMD) are folding's choice for the bottleneck (``choose_knobs``), or, with ``random_knobs``, random legal
-    values."""
+    SE_SIMD) are folding's choice for the bottleneck (``choose_knobs``; ram_style left out: auto), or, with
+    ``random_knobs``, random legal values."""
     import itertools
 
     import numpy as np
@@ -79,7 +79,7 @@ def random_folding(lowered: Path, seed: int, cycles: tuple[int, int], random_kno
     if random_knobs:
         for node in model.graph.node:
             for knob, legal in hw_op(model, node).knob_options().items():
-                config[node.name][knob] = int(rng.choice(legal))
+                config[node.name][knob] = legal[int(rng.integers(len(legal)))]  # an int, or a string
     return config
 
 

@@ -84,6 +84,10 @@ def test_roms_stay_in_logic_unless_they_fill_their_block_rams():
     assert resources.rom(36, 1024, 1)["lut"] == 2048  # the XNOR with the input: a 7-input function a bit
     assert resources.rom(3584, 14)["bram36"] == 2.0 and resources.rom(3584, 14)["lut"] == 0
     assert resources.rom(4, 100) == {"lut": 0, "bram36": 0.0}  # two address bits fold into the reader's LUTs
+    # ram_style "block": block RAM at any depth, the XNOR a LUT a bit (Yosys: 29 RAMB18 for 36 x 1024)
+    assert resources.rom(36, 1024, 1, "block") == {"lut": 1024, "bram36": 14.5}
+    with pytest.raises(ValueError, match="ROM style 'ultra'"):
+        resources.rom(36, 1024, 1, "ultra")
 
 
 def test_popcount_luts_follow_the_adder_tree():

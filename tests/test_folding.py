@@ -79,3 +79,54 @@ def test_infeasible_target_reports_the_bottleneck(lowered):
 
 def test_bad_input(tmp_path):
     assert folding.main([str(tmp_path / "missing.onnx")]) == 2
+
+
+def test_ram_style_moves_weight_memories_to_block_ram_within_the_budget(lowered):
+    """choose_ram_styles: with no room for block RAM every weight memory stays "auto"; with room, each one it moves
+    to "block" saves LUTs in its node's estimate, and the layers' BRAM36 stay within the budget; cycles unchanged."""
+    from instabnn.hw.blocks.common.resources import total
+    from instabnn.hw.ops import hw_op
+
+    model = _model(lowered)
+    config = folding.choose_folding(model, 3000)
+    ops = [hw_op(model, n) for n in model.graph.node]
+    styled = [op for op in ops if "ram_style" in op.knob_options()]
+    assert styled and all(config[op.onnx_node.name]["ram_style"] in ("auto", "block") for op in styled)
+
+    def design():
+        return total(b.spec.resources() for op in ops for b in op.blocks())
+
+    cycles = folding.folding_report(model)["cycles_per_frame"]
+    for op in styled:
+        op.set_nodeattr("ram_style", "auto")
+    start = design()["bram36"]
+    assert set(folding.choose_ram_styles(model, start).values()) == {"auto"}  # no room: nothing moves
+    auto = design()
+    chosen = folding.choose_ram_styles(model, start + 1000)
+    assert "block" in chosen.values()
+    for op in styled:
+        name = op.onnx_node.name
+        est = {}
+        for style in ("auto", "block"):
+            op.set_nodeattr("ram_style", style)
+            est[style] = total(b.spec.resources() for b in op.blocks())
+        op.set_nodeattr("ram_style", chosen[name])
+        if chosen[name] == "block":
+            assert est["block"]["lut"] < est["auto"]["lut"] and est["block"]["bram36"] > est["auto"]["bram36"]
+    assert design()["lut"] < auto["lut"] and design()["bram36"] <= start + 1000
+    assert folding.folding_report(model)["cycles_per_frame"] == cycles
+
+
+def test_ram_style_in_a_config_is_checked_and_may_be_left_out(lowered):
+    from instabnn.hw.ops import hw_op
+
+    model = _model(lowered)
+    config = folding.choose_folding(model, 3000)
+    name = next(n for n, e in config.items() if "ram_style" in e)
+    bad = {**config, name: {**config[name], "ram_style": "ultra"}}
+    with pytest.raises(folding.FoldingError, match=f'node {name}: ram_style = "ultra" is not one of "auto", "block"'):
+        folding.apply_folding(_model(lowered), bad, "f.json")
+    left_out = {**config, name: {k: v for k, v in config[name].items() if k != "ram_style"}}
+    folded = folding.apply_folding(_model(lowered), left_out)
+    node = next(n for n in folded.graph.node if n.name == name)
+    assert hw_op(folded, node).get_nodeattr("ram_style") == "auto"

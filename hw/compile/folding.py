@@ -6,13 +6,18 @@ lowered graph (:mod:`instabnn.hw.ops`), the least parallel (SIMD, PE) whose expe
 the compiler's model too) meet the target: SIMD grows first (through the divisors of the input channels), then PE
 (divisors of the output channels), as FINN's SetFolding does. The INSTA units' other knobs, ``LIMBS`` and
 ``SE_SIMD``, are chosen for each (SIMD, PE) tried: the cheapest value that keeps the node within the target
-(:func:`choose_knobs`). It writes a folding config in FINN's format (``{node name: {"PE": .., "SIMD": ..}}``, SIMD
-only on the nodes that have it, a knob only on the nodes that have it), which FINN's ``ApplyConfig`` applies to the
+(:func:`choose_knobs`). Then the weight memory of each binary MVU (knob ``ram_style``, FINN's name: ``auto``, the
+synthesis tool's choice, or ``block``) goes to block RAM where that saves LUTs, the layers that save the most LUTs
+per BRAM36 first, as long as the layers' estimated BRAM36 stay within ``--bram36-budget`` (default
+:data:`BRAM36_BUDGET`: 90 % of the PYNQ boards' xc7z020; :func:`choose_ram_styles`). It writes a folding config in
+FINN's format (``{node name: {"PE": .., "SIMD": ..}}``, SIMD
+only on the nodes that have it, a knob only on the nodes that have it; ``ram_style`` may be left out: ``auto``),
+which FINN's ``ApplyConfig`` applies to the
 graph, so a user can edit it and feed it back (``--config``, or ``instabnn.hw.compile --folding``). A config must
 name every node of the graph and no other, with only that node's keys, each a positive integer dividing the
 dimension it folds, knobs one of their legal values (FINN's ``"Defaults": {}`` is accepted); anything else is an
 error naming the node or key. The report lists per layer the folding and cycles, the bottleneck, and the frames per second it gives at
-the clock. Resource estimates are not part of it yet.
+the clock. Resource estimates enter only the ``ram_style`` choice.
 
 The config file is written only where no file is, or over one this tool wrote itself and nobody changed since
 (the sha256 of what it wrote is kept beside it in ``.<name>.sha256``): a folding you edited or passed is never
@@ -27,6 +32,14 @@ import hashlib
 import json
 import sys
 from pathlib import Path
+
+
+BRAM36_BUDGET = 126.0
+"""Default BRAM36 the weight memories may take in all when :func:`choose_ram_styles` moves them to block RAM: 90 % of
+the xc7z020's 140 (the limit issue 14 sets for a design to fit the PYNQ part)."""
+
+OPTIONAL_KNOBS = {"ram_style": "auto"}
+"""Knobs a folding config may leave out, with the value they then take (FINN's default too)."""
 
 
 class FoldingError(ValueError):
@@ -104,10 +117,11 @@ def cheapest(values, cycles_of, target_cycles: int = 0):
     return next(v for v in values if cycles[v] <= bound)
 
 
-def choose_folding(model, target_cycles: int) -> dict:
+def choose_folding(model, target_cycles: int, bram36_budget: float = BRAM36_BUDGET) -> dict:
     """The folding config (FINN ApplyConfig format) meeting ``target_cycles`` per frame where possible; nodes that
     cannot meet it get their most parallel setting (reported as the bottleneck). Each (SIMD, PE) is tried with the
-    knobs :func:`choose_knobs` gives it."""
+    knobs :func:`choose_knobs` gives it; then :func:`choose_ram_styles` places the weight memories within
+    ``bram36_budget``."""
     from instabnn.hw.ops import hw_op
 
     config = {}
@@ -121,18 +135,67 @@ def choose_folding(model, target_cycles: int) -> dict:
             if op.get_exp_cycles() <= target_cycles:
                 break
         config[node.name] = chosen
+    for name, style in choose_ram_styles(model, bram36_budget).items():
+        config[name]["ram_style"] = style
     return config
+
+
+def choose_ram_styles(model, bram36_budget: float = BRAM36_BUDGET) -> dict[str, str]:
+    """Knob ``ram_style`` of every node that has it, set on the graph's ops and returned: ``block`` where the
+    node's estimate (its blocks' ``resources()``) has fewer LUTs with its weight memory in block RAM than with
+    ``auto``, the nodes that save the most LUTs per BRAM36 they add first, as long as the estimated BRAM36 of all
+    the layers' blocks stay within ``bram36_budget``; ``auto`` elsewhere. The style changes no cycle count."""
+    from instabnn.hw.blocks.common.resources import total
+    from instabnn.hw.ops import hw_op
+
+    ops = {node.name: hw_op(model, node) for node in model.graph.node}
+    styled = {name: op for name, op in ops.items() if "ram_style" in op.knob_options()}
+
+    def node_estimate(op) -> dict:
+        return total(block.spec.resources() for block in op.blocks())
+
+    for op in styled.values():
+        op.set_nodeattr("ram_style", "auto")
+    bram36 = sum(node_estimate(op)["bram36"] for op in ops.values())
+    gains = []
+    for name, op in styled.items():
+        auto = node_estimate(op)
+        op.set_nodeattr("ram_style", "block")
+        block = node_estimate(op)
+        op.set_nodeattr("ram_style", "auto")
+        saved, added = auto["lut"] - block["lut"], block["bram36"] - auto["bram36"]
+        if saved > 0 and added > 0:
+            gains.append((saved / added, name, added))
+    chosen = {name: "auto" for name in styled}
+    for _, name, added in sorted(gains, key=lambda g: (-g[0], g[1])):
+        if bram36 + added <= bram36_budget:
+            bram36 += added
+            chosen[name] = "block"
+            styled[name].set_nodeattr("ram_style", "block")
+    return chosen
 
 
 def choose_missing_knobs(model) -> None:
     """For a graph compiled without a folding config: every knob the graph does not set (0), as fast as it makes
-    its node (:func:`choose_knobs` with no target)."""
+    its node (:func:`choose_knobs` with no target); the optional ones at their default."""
     from instabnn.hw.ops import hw_op
 
     for node in model.graph.node:
         op = hw_op(model, node)
         if any(op.get_nodeattr(k) == 0 for k in op.knob_options()):
             choose_knobs(op, 0)
+    set_optional_knobs(model)
+
+
+def set_optional_knobs(model) -> None:
+    """Every knob of :data:`OPTIONAL_KNOBS` a node has and the graph does not set, at its default."""
+    from instabnn.hw.ops import hw_op
+
+    for node in model.graph.node:
+        op = hw_op(model, node)
+        for knob, default in OPTIONAL_KNOBS.items():
+            if knob in op.knob_options() and not op.get_nodeattr(knob):
+                op.set_nodeattr(knob, default)
 
 
 def read_folding(path: str | Path) -> dict:
@@ -151,8 +214,9 @@ def read_folding(path: str | Path) -> dict:
 def validate_folding(model, config, source: str = "folding config") -> None:
     """``config`` names every node of ``model`` once and nothing else, each with exactly its folding keys (PE, SIMD
     where the node has one, and its knobs ``LIMBS`` / ``SE_SIMD`` where it has them) as positive integers, each
-    knob one of its legal values; FINN's reserved ``"Defaults"`` may be present, empty. FoldingError naming
-    ``source`` and the node or key otherwise (divisibility: :func:`check_folding`)."""
+    knob one of its legal values (``ram_style``, a string, may be left out: :data:`OPTIONAL_KNOBS`); FINN's
+    reserved ``"Defaults"`` may be present, empty. FoldingError naming ``source`` and the node or key otherwise
+    (divisibility: :func:`check_folding`)."""
     from instabnn.hw.ops import hw_op
 
     if not isinstance(config, dict):
@@ -184,12 +248,18 @@ def validate_folding(model, config, source: str = "folding config") -> None:
             if key not in allowed:
                 raise FoldingError(f"{source}: node {name}: unknown key {key!r} (this node folds by "
                                    f"{' and '.join(allowed)})")
+            legal = knobs[name].get(key)
+            if legal and isinstance(legal[0], str):
+                if value not in legal:
+                    raise FoldingError(f"{source}: node {name}: {key} = {json.dumps(value)} is not one of "
+                                       f"{', '.join(json.dumps(v) for v in legal)}")
+                continue
             if type(value) is not int or value < 1:
                 raise FoldingError(f"{source}: node {name}: {key} = {json.dumps(value)} is not a positive integer")
-            if key in knobs[name] and value not in knobs[name][key]:
+            if legal and value not in legal:
                 raise FoldingError(f"{source}: node {name}: {key} = {value} is not one of its legal values "
-                                   f"{knobs[name][key]}")
-        absent = [k for k in allowed if k not in entry]
+                                   f"{legal}")
+        absent = [k for k in allowed if k not in entry and k not in OPTIONAL_KNOBS]
         if absent:
             raise FoldingError(f"{source}: node {name}: no {' or '.join(absent)}" + (
                 " (a folding knob: instabnn-folding chooses it)" if set(absent) & set(knobs[name]) else ""))
@@ -204,6 +274,7 @@ def apply_folding(model, config: dict | str | Path, source: str = "folding confi
         source, config = str(config), read_folding(config)
     validate_folding(model, config, source)
     model = model.transform(ApplyConfig(config))
+    set_optional_knobs(model)
     try:
         check_folding(model)
     except FoldingError as e:
@@ -268,6 +339,9 @@ def main(argv=None) -> int:
     p.add_argument("model", help="a lowered.onnx written by instabnn-lower")
     p.add_argument("--target-fps", type=positive_float, default=5000.0)
     p.add_argument("--clock-mhz", type=positive_float, default=100.0)
+    p.add_argument("--bram36-budget", type=positive_float, default=BRAM36_BUDGET,
+                   help="BRAM36 the layers may use in all when binary MVU weight memories move to block RAM "
+                        f"(ram_style block; default {BRAM36_BUDGET:g}, 90 %% of the xc7z020)")
     p.add_argument("--config", help="apply this folding config (FINN format) instead of choosing one")
     p.add_argument("--out", help="folding config to write (default: folding.json next to the model; with --config: "
                                  "none)")
@@ -283,7 +357,7 @@ def main(argv=None) -> int:
             config = read_folding(args.config)
             model = apply_folding(model, config, args.config)
         else:
-            config = choose_folding(model, target)
+            config = choose_folding(model, target, args.bram36_budget)
         report = folding_report(model)
     except FoldingError as e:
         print(f"instabnn-folding: error: {e}", file=sys.stderr)

@@ -36,7 +36,7 @@ import numpy as np
 
 from instabnn.hw.blocks.common.memfile import write_memh
 from instabnn.hw.blocks.common.mvu_folding import MvuFolding
-from instabnn.hw.blocks.common.resources import estimate, popcount_luts
+from instabnn.hw.blocks.common.resources import RAM_STYLES, estimate, popcount_luts
 from instabnn.contract.packing import pack_bipolar, pack_fields, unpack_bipolar, unpack_fields
 from instabnn.contract.mvu import accumulator_bits
 
@@ -64,11 +64,14 @@ class BinaryMvuShape(MvuFolding):
     """Folding of a ``MH x MW`` binary matrix-vector unit: ``SIMD`` inputs x ``PE`` outputs per clock."""
 
     thresholds: int = 0  # 0: output accumulators; 1: output acc >= T[o] bits
+    ram_style: str = "auto"  # the weight memory: "auto" (the synthesis tool's choice) or "block" (block RAM)
 
     def __post_init__(self):
         self.check_folding()
         if self.thresholds not in (0, 1):
             raise ValueError(f"THRESHOLDS must be 0 or 1, got {self.thresholds}")
+        if self.ram_style not in RAM_STYLES:
+            raise ValueError(f"RAM_STYLE must be one of {', '.join(RAM_STYLES)}, got {self.ram_style!r}")
 
     @property
     def acc_bits(self) -> int:
@@ -102,16 +105,18 @@ class BinaryMvuShape(MvuFolding):
 
     @property
     def name(self) -> str:
-        return f"mw{self.mw}_mh{self.mh}_simd{self.simd}_pe{self.pe}_th{self.thresholds}"
+        style = "" if self.ram_style == "auto" else f"_{self.ram_style}"
+        return f"mw{self.mw}_mh{self.mh}_simd{self.simd}_pe{self.pe}_th{self.thresholds}{style}"
 
     def resources(self) -> dict:
         """{lut, bram36, dsp} estimate: the PE popcounts of SIMD bits (``popcount.sv`` as built, less what Yosys
         shares: 0.92), the accumulators and threshold compares, the weight ROM with its XNOR (``SF*NF`` words of
         ``PE*SIMD`` bits: in LUTs where shallow and wide, see :func:`~instabnn.hw.blocks.common.resources.rom`),
         the threshold ROM and the input vector buffer. Fitted to Yosys of PE 4 x SIMD 256 at one weight word
-        (1,966 LUT) and PE 16 x SIMD 64 at 36 words (3,952 LUT, no block RAM)."""
+        (1,966 LUT) and PE 16 x SIMD 64 at 36 words (3,952 LUT, no block RAM). ``ram_style = "block"`` puts the
+        weight ROM in block RAM at any depth."""
         pe = self.pe
-        roms = [(self.sf * self.nf, pe * self.simd, 1)]
+        roms = [(self.sf * self.nf, pe * self.simd, 1, self.ram_style)]
         if self.thresholds:
             roms.append((self.nf, pe * self.thresh_bits))
         return estimate(f"binary_mvu {self.name}",
@@ -120,7 +125,8 @@ class BinaryMvuShape(MvuFolding):
 
     def rtl_parameters(self, weight_file: str | PathLike, thresh_file: str | PathLike | None = None) -> dict:
         """Parameters of ``binary_mvu`` (string parameters quoted for Verilator's ``-G``)."""
-        params = {"MW": self.mw, "MH": self.mh, "SIMD": self.simd, "PE": self.pe, "THRESHOLDS": self.thresholds}
+        params = {"MW": self.mw, "MH": self.mh, "SIMD": self.simd, "PE": self.pe, "THRESHOLDS": self.thresholds,
+                  "RAM_STYLE": f'"{self.ram_style}"'}
         params["WEIGHT_FILE"] = f'"{Path(weight_file)}"'
         if self.thresholds:
             if thresh_file is None:

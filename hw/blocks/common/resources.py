@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
-__all__ = ["BRAM_MIN_BITS", "ROM_BRAM_MIN_FILL", "memory", "rom", "popcount_luts", "multiplier_dsp",
+__all__ = ["BRAM_MIN_BITS", "ROM_BRAM_MIN_FILL", "RAM_STYLES", "memory", "rom", "popcount_luts", "multiplier_dsp",
            "moment_poly_sequencer", "estimate", "total"]
 
 BRAM_MIN_BITS = 16 * 1024
@@ -55,17 +55,25 @@ def _bram36(depth: int, width: int) -> float:
     return float(min(b36, b18 / 2))
 
 
-def rom(depth: int, width: int, extra_inputs: int = 0) -> dict:
+RAM_STYLES = ("auto", "block")
+"""Weight memory styles (FINN's ``ram_style``): ``auto`` is the synthesis tool's choice (:func:`rom`'s rule),
+``block`` asks for block RAM (the ``rom_style`` / ``ram_style`` attributes)."""
+
+
+def rom(depth: int, width: int, extra_inputs: int = 0, style: str = "auto") -> dict:
     """{lut, bram36} of a ``depth x width`` constant memory read by address; ``extra_inputs``: further signals
     each output bit is combined with in the same LUTs (the binary MVU's XNOR with the input bit: 1). In logic a
     bit is a function of ``ceil(log2 depth) + extra_inputs`` inputs: nothing up to two (it folds into the LUTs that
     read it), one LUT6 up to 6 inputs, else
     ``ceil(depth / 64)`` LUT6 plus one for the extra inputs. In block RAM the extra inputs cost a LUT a bit (PE 4 x SIMD 128 binary MVU at 288 words: 7.5 BRAM36 and
-    1,633 LUT in Yosys)."""
+    1,633 LUT in Yosys). ``style`` (:data:`RAM_STYLES`): ``auto``, block RAM where the ROM fills its RAMB18s to
+    :data:`ROM_BRAM_MIN_FILL`, as Yosys decides; ``block``, block RAM at any size."""
+    if style not in RAM_STYLES:
+        raise ValueError(f"ROM style {style!r}: one of {', '.join(RAM_STYLES)} expected")
     if depth * width == 0:
         return {"lut": 0, "bram36": 0.0}
     b18 = min(math.ceil(width / w) * math.ceil(depth / d) for d, w in _RAMB18_SHAPES)
-    if depth * width >= ROM_BRAM_MIN_FILL * b18 * 18 * 1024:
+    if style == "block" or depth * width >= ROM_BRAM_MIN_FILL * b18 * 18 * 1024:
         return {"lut": width * extra_inputs, "bram36": _bram36(depth, width)}
     inputs = max(depth - 1, 1).bit_length() + extra_inputs if depth > 1 else 0
     # up to two inputs a bit folds into the LUTs that read it
@@ -108,8 +116,9 @@ def moment_poly_sequencer(block: str, input_bits: int, pixels: int, pe: int, lim
 def estimate(block: str, lut: float = 0.0, dsp: int = 0, memories: tuple[tuple[int, int], ...] = (),
              roms: tuple[tuple[int, int], ...] = ()) -> dict:
     """{lut, bram36, dsp} of a block: its logic (``lut``, ``dsp``), its RAMs ``memories`` (:func:`memory`) and its
-    constant memories ``roms`` (:func:`rom`; ``(depth, width)`` or ``(depth, width, extra_inputs)`` each; an empty
-    one costs nothing). A width that is missing raises, naming ``block``."""
+    constant memories ``roms`` (:func:`rom`; ``(depth, width)``, ``(depth, width, extra_inputs)`` or
+    ``(depth, width, extra_inputs, style)`` each; an empty one costs nothing). A width that is missing raises, naming
+    ``block``."""
     out = {"lut": float(lut), "bram36": 0.0, "dsp": int(dsp)}
     for kind, shapes in (("memory", memories), ("ROM", roms)):
         for depth, width, *extra in shapes:
