@@ -80,7 +80,7 @@ from pathlib import Path
 
 import numpy as np
 
-from instabnn.hw.blocks.common.resources import estimate, moment_poly_sequencer, multiplier_dsp
+from instabnn.hw.blocks.common.resources import estimate, memory, moment_poly_sequencer, multiplier_dsp
 from instabnn.hw.blocks.insta_threshold.spec import POWER_TABLE_MAX_BITS
 from instabnn.hw.blocks.common import frames
 from instabnn.hw.blocks.common.lanes import pack_mixed, unpack_mixed
@@ -99,6 +99,7 @@ __all__ = [
     "OUTPUT_EDGES",
     "REUSE_LATENCY",
     "G_ENTRIES",
+    "G_BRAM_MAX_BUFFER_BRAM36",
     "CONST_FIELDS",
     "PROJ_CONST_FIELDS",
     "COEFF_FIELDS",
@@ -163,6 +164,12 @@ _TOKEN_EDGES = 2
 
 G_ENTRIES = 2 * G_RANGE * (1 << G_GRID_FRAC) + 1
 """Entries of the g table (257)."""
+
+G_BRAM_MAX_BUFFER_BRAM36 = 4.0
+"""The g table goes into block RAM (half a BRAM36 for about 100 LUTs, Yosys xc7) in units whose frame buffer takes
+at most this many BRAM36: small maps, where the unit's logic outweighs its memory (the digits network's tails,
+1.5 - 2.5 BRAM36). Units with larger frame buffers (ResNet-20's, where block RAM is the scarce resource), with
+reused statistics or with the SE-like MLP keep it in logic."""
 
 CONST_FIELDS = ("mult", "bias", "slope")
 PROJ_CONST_FIELDS = CONST_FIELDS + ("shortcut_mult",)
@@ -514,6 +521,13 @@ class InstaTailSpec(ChannelFolding):
         return self.buffer_depth * self.pe * self.y_bits
 
     @property
+    def g_bram(self) -> bool:
+        """The g table (257 x (G_BITS + G_DELTA_BITS) ROM) in a RAMB18 instead of logic (RTL ``G_BRAM``): for a
+        plain unit with its own statistic whose frame buffer takes at most :data:`G_BRAM_MAX_BUFFER_BRAM36`."""
+        return (not self.se and not self.stat_reuse
+                and memory(self.buffer_depth, self.pe * self.y_bits)["bram36"] <= G_BRAM_MAX_BUFFER_BRAM36)
+
+    @property
     def cycles_per_frame(self) -> float:
         """Clocks per frame in steady state with every input always valid and the output always ready (see the
         module docstring): the slowest of the streams, the multiplier and the two token cycles."""
@@ -577,6 +591,7 @@ class InstaTailSpec(ChannelFolding):
                        "G_BITS": self.g_bits, "G_DELTA_BITS": self.g_delta_bits, "T_BITS": self.t_bits,
                        "SHORTCUT_PROJ": int(self.shortcut_proj),
                        "SHORTCUT_MULT_BITS": self.shortcut_mult_bits if self.shortcut_proj else 1,
+                       "G_BRAM": int(self.g_bram),
                        "CONST_FILE": f'"{Path(const_file)}"', "COEFF_FILE": f'"{Path(coeff_file)}"',
                        "G_FILE": f'"{Path(g_file)}"'})
         if self.se:
