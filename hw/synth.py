@@ -14,6 +14,11 @@ The residual block tail with RPReLU (``residual_tail``) is synthesised with the 
 the 1x1-projection shortcut (``SHORTCUT_PROJ = 1``) of the same folding, with seeded, trained-like constants fixed
 by the contract's constructor. The block tail with INSTA-PReLU (``insta_tail``) is synthesised for the same block
 with its own statistic (frame buffer of Y) beside statistics reused from the block input (``STAT_REUSE = 1``).
+
+``python -m instabnn.hw.synth --rtl RTL_DIR --instances a,b --out X.json`` synthesises block instances of a compiled
+accelerator instead (each instance's module with its parameters from ``instabnn_top.sv`` and its memory files,
+hierarchically: ``synth_xilinx`` without ``-flatten``), and reports logic LUTs, LUT-RAM sites, FF, BRAM36 and
+DSP48E1 per submodule (JSON, and a Markdown table beside it).
 """
 
 from __future__ import annotations
