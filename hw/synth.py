@@ -155,14 +155,16 @@ def parse_hierarchy(log: str) -> dict[str, dict]:
 
 def synth_instance(rtl_dir: str | Path, instance: str, workdir: Path) -> dict[str, dict]:
     """Hierarchical ``synth_xilinx -family xc7`` of one block instance of a compiled accelerator (its module with the
-    instance's parameters from the top, its memory files read from ``rtl_dir``): :func:`parse_hierarchy` of it."""
+    instance's parameters from the top; the folder's sources and memory files, as compiled): :func:`parse_hierarchy`
+    of it."""
     if shutil.which("yosys") is None:
         raise SynthError("yosys not found (make setup installs it from apt as root; or apt-get install yosys)")
     rtl_dir = Path(rtl_dir).resolve()
     module, params = instance_parameters(rtl_dir / "instabnn_top.sv", instance)
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    sources = " ".join(str(p) for p in rtl_paths(module))
+    # the folder's own sources (as compiled), the top left out
+    sources = " ".join(str(p) for p in sorted(rtl_dir.glob("*.sv")) if p.name != "instabnn_top.sv")
     chparam = " ".join(f"-set {k} {v}" for k, v in params.items())
     script = workdir / "synth.ys"
     script.write_text(f"read_verilog -defer -sv {sources}\nchparam {chparam} {module}\n"
