@@ -4,8 +4,9 @@
 An analytic model, as FINN's per-layer estimates are, with coefficients fitted to Yosys ``synth_xilinx -family xc7``
 of the blocks (``make synth-blocks``, hierarchical runs of whole accelerators) and checked on whole accelerators
 (``make estimate-check``, docs/hardware.md). It exists to compare foldings and to check a folding against a part
-before anything is synthesised; it is not a synthesis result. LUT counts are logic LUTs (Yosys' LUT1..LUT6; LUT RAM
-cells are not in them, as in the reports the model is checked against).
+before anything is synthesised; it is not a synthesis result. LUT counts are LUT sites: logic LUTs (Yosys' LUT1..LUT6)
+and the LUTs small RAMs take (:func:`memory`, :func:`lut_ram`), as Vivado's "Slice LUTs" counts them and as
+``make estimate-check`` compares them.
 
 RAMs (:func:`memory`): block RAM from :data:`BRAM_MIN_BITS`, else LUT RAM at one LUT per 64 bits.
 ROMs (:func:`rom`, the constant memories of ``$readmemh``): Yosys' ``memory_libmap`` weighs a ROM in logic
