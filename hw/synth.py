@@ -14,6 +14,11 @@ The residual block tail with RPReLU (``residual_tail``) is synthesised with the 
 the 1x1-projection shortcut (``SHORTCUT_PROJ = 1``) of the same folding, with seeded, trained-like constants fixed
 by the contract's constructor. The block tail with INSTA-PReLU (``insta_tail``) is synthesised for the same block
 with its own statistic (frame buffer of Y) beside statistics reused from the block input (``STAT_REUSE = 1``).
+
+``python -m instabnn.hw.synth --rtl RTL_DIR --instances a,b --out X.json`` synthesises block instances of a compiled
+accelerator instead (each instance's module with its parameters from ``instabnn_top.sv`` and its memory files,
+hierarchically: ``synth_xilinx`` without ``-flatten``), and reports logic LUTs, LUT-RAM sites, FF, BRAM36 and
+DSP48E1 per submodule (JSON, and a Markdown table beside it).
 """
 
 from __future__ import annotations
@@ -98,6 +103,11 @@ class SynthError(RuntimeError):
     """Yosys is missing or failed; the message names the block and the log."""
 
 
+LUTRAM_SITES = {"RAM32M": 4, "RAM64M": 4, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4, "RAM32X1S": 1,
+                "RAM64X1S": 1, "RAM128X1S": 2, "RAM256X1S": 4}
+"""LUT sites of the xc7 LUT RAM primitives Yosys maps small memories to (as Vivado counts "LUT as Memory")."""
+
+
 def parse_stat(log: str) -> dict:
     """Cell counts from the last ``stat`` of a Yosys log, grouped into xc7 resource classes."""
     start = log.rfind("Number of cells:")
@@ -110,6 +120,73 @@ def parse_stat(log: str) -> dict:
     bram36 = cells.get("RAMB36E1", 0) + 0.5 * cells.get("RAMB18E1", 0)
     return {"lut": lut, "ff": ff, "carry4": cells.get("CARRY4", 0), "lutram": lutram, "bram36": bram36,
             "dsp": cells.get("DSP48E1", 0), "cells": cells}
+
+
+def instance_parameters(top_sv: str | Path, instance: str) -> tuple[str, dict[str, str]]:
+    """The module and parameters of ``instance`` in a compiled accelerator's top (``instabnn_top.sv``), as
+    written there (strings, quotes kept); SynthError naming the file when the instance is not in it."""
+    text = Path(top_sv).read_text()
+    end = re.search(rf"^\) {re.escape(instance)} \(", text, re.M)
+    heads = list(re.finditer(r"^(\w+) #\($", text[:end.start()] if end else "", re.M))
+    if end is None or not heads:
+        raise SynthError(f"{top_sv}: no instance {instance} with parameters")
+    return heads[-1].group(1), dict(re.findall(r"\.(\w+)\(([^()]*)\)", text[heads[-1].end():end.start()]))
+
+
+def parse_hierarchy(log: str) -> dict[str, dict]:
+    """Per module of a hierarchical ``stat`` (``synth_xilinx`` without ``-flatten``), and ``total`` for the design
+    hierarchy: logic LUTs, LUT-RAM sites (:data:`LUTRAM_SITES`), FF, BRAM36, DSP48E1; parameterised modules under
+    their plain names (instances of one module with different parameters summed)."""
+    start = log.rfind("Printing statistics")
+    if start < 0:
+        raise SynthError("no 'stat' output in the Yosys log")
+    parts = re.split(r"^=== (.*?) ===$", log[start:], flags=re.M)
+    out: dict[str, dict] = {}
+    for name, body in zip(parts[1::2], parts[2::2]):
+        cells = {c: int(n) for c, n in re.findall(r"^\s+(\S+)\s+(\d+)\s*$", body, re.M)}
+        key = "total" if name == "design hierarchy" else re.sub(r"^\$paramod(\$[0-9a-f]+)?\\", "", name).split("\\")[0]
+        res = parse_stat("Number of cells:\n" + "".join(f"     {c} {n}\n" for c, n in cells.items()))
+        res["lutram_sites"] = sum(LUTRAM_SITES.get(c, 0) * n for c, n in cells.items())
+        if key in out and key != "total":
+            res = {k: out[key][k] + res[k] for k in ("lut", "lutram_sites", "ff", "bram36", "dsp")}
+        out[key] = {k: res[k] for k in ("lut", "lutram_sites", "ff", "bram36", "dsp")}
+    return out
+
+
+def synth_instance(rtl_dir: str | Path, instance: str, workdir: Path) -> dict[str, dict]:
+    """Hierarchical ``synth_xilinx -family xc7`` of one block instance of a compiled accelerator (its module with the
+    instance's parameters from the top; the folder's sources and memory files, as compiled): :func:`parse_hierarchy`
+    of it."""
+    if shutil.which("yosys") is None:
+        raise SynthError("yosys not found (make setup installs it from apt as root; or apt-get install yosys)")
+    rtl_dir = Path(rtl_dir).resolve()
+    module, params = instance_parameters(rtl_dir / "instabnn_top.sv", instance)
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    # the folder's own sources (as compiled), the top left out
+    sources = " ".join(str(p) for p in sorted(rtl_dir.glob("*.sv")) if p.name != "instabnn_top.sv")
+    chparam = " ".join(f"-set {k} {v}" for k, v in params.items())
+    script = workdir / "synth.ys"
+    script.write_text(f"read_verilog -defer -sv {sources}\nchparam {chparam} {module}\n"
+                      f"synth_xilinx -family xc7 -top {module}\nstat\n")
+    log_path = workdir / "synth.log"
+    proc = subprocess.run(["yosys", "-q", "-l", str(log_path), str(script)], cwd=rtl_dir, capture_output=True,
+                          text=True, timeout=3600)
+    log = log_path.read_text() if log_path.exists() else ""
+    if proc.returncode != 0:
+        raise SynthError(f"yosys failed on {instance} ({module}, log {log_path}): {(proc.stderr or log)[-500:].strip()}")
+    return parse_hierarchy(log)
+
+
+def instances_markdown(rows: dict[str, dict[str, dict]]) -> list[str]:
+    """Per instance and submodule: logic LUTs / LUT-RAM sites / BRAM36 / DSP."""
+    lines = ["| instance | submodule | logic LUT | LUT-RAM sites | LUT sites | BRAM36 | DSP |", "|---|---|---|---|---|---|---|"]
+    for inst, mods in rows.items():
+        for name, r in sorted(mods.items(), key=lambda kv: (kv[0] == "total", -kv[1]["lut"])):
+            label = f"**{name}**" if name == "total" else name
+            lines.append(f"| {inst} | {label} | {r['lut']} | {r['lutram_sites']} | {r['lut'] + r['lutram_sites']} | "
+                         f"{r['bram36']:g} | {r['dsp']} |")
+    return lines
 
 
 def _synth_xilinx(top: str, params: dict, workdir: Path, label: str) -> dict:
@@ -433,13 +510,47 @@ def run(shapes, out: Path, threshold_units=DEFAULT_THRESHOLD_UNITS, residual_tai
     return report
 
 
+def run_instances(rtl_dir: Path, instances: list[str], out: Path) -> dict:
+    """:func:`synth_instance` of each of ``instances`` of the accelerator in ``rtl_dir``: JSON at ``out``, the
+    Markdown table beside it."""
+    from instabnn.outputs import atomic_write_text
+
+    rows = {}
+    with tempfile.TemporaryDirectory(prefix="instabnn-synth-") as tmp:
+        for inst in instances:
+            print(f"synth_xilinx (hierarchical) {inst} ...", flush=True)
+            rows[inst] = synth_instance(rtl_dir, inst, Path(tmp) / inst)
+    version = subprocess.run(["yosys", "-V"], capture_output=True, text=True).stdout.strip()
+    report = {"tool": version, "flow": "synth_xilinx -family xc7 (hierarchical)", "rtl": str(rtl_dir),
+              "instances": rows}
+    atomic_write_text(out, json.dumps(report, indent=1))
+    md = "\n".join([f"# Block instances of {rtl_dir} ({version}, synth_xilinx -family xc7, hierarchical)", ""]
+                    + instances_markdown(rows)) + "\n"
+    atomic_write_text(out.with_suffix(".md"), md)
+    print(md)
+    return report
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="instabnn-synth-blocks", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="reports/synth_blocks.json")
+    p.add_argument("--rtl", default=None,
+                   help="a compiled accelerator's folder: synthesise --instances of it (hierarchical, per submodule) "
+                        "instead of the default block set")
+    p.add_argument("--instances", default="", help="comma-separated instance names of --rtl's top")
     args = p.parse_args(argv)
+    if bool(args.rtl) != bool(args.instances):
+        print("instabnn-synth-blocks: error: --rtl and --instances go together", file=sys.stderr)
+        return 1
+    if args.out and not args.out.endswith(".json"):
+        print(f"instabnn-synth-blocks: error: --out {args.out}: a .json path expected", file=sys.stderr)
+        return 1
     try:
-        run(DEFAULT_SHAPES, Path(args.out))
+        if args.rtl:
+            run_instances(Path(args.rtl), [i for i in args.instances.split(",") if i], Path(args.out))
+        else:
+            run(DEFAULT_SHAPES, Path(args.out))
     except SynthError as e:
         print(f"instabnn-synth-blocks: error: {e}", file=sys.stderr)
         return 2

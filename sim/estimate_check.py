@@ -28,12 +28,11 @@ import sys
 import time
 from pathlib import Path
 
+from instabnn.hw.synth import LUTRAM_SITES
+
 LUT_TOLERANCE = 0.15
 """Largest relative LUT error of the estimate against Yosys on a whole design (issue 16)."""
 
-LUTRAM_SITES = {"RAM32M": 4, "RAM64M": 4, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4, "RAM32X1S": 1,
-                "RAM64X1S": 1, "RAM128X1S": 2, "RAM256X1S": 4}
-"""LUT sites of the xc7 LUT RAM primitives Yosys maps small memories to (as Vivado counts "LUT as Memory")."""
 
 DESIGNS = {
     "digits-baseline": {"source": ("instabnn", "digits", "baseline"), "fps": 5000.0},

@@ -40,6 +40,8 @@ module g_table_interp #(
     parameter int G_DELTA_BITS = 12,
     // width of the payload carried alongside each value (flags, per-channel constants)
     parameter int SIDE_BITS = 1,
+    // 1: the g ROM in block RAM (synthesis attribute rom_style = "block"); 0: left to synthesis (rom_style = "auto"; logic in Yosys)
+    parameter int G_BRAM = 0,
     // memory-init file, layout above
     parameter G_FILE = "",
     // G, sign-extended by one bit (the value fits G_BITS)
@@ -76,6 +78,9 @@ localparam int GS_W = (IP_W > G_BITS ? IP_W : G_BITS) + 2;
 // check configuration
 if (IN_BITS < 2 || SHIFT < 1) begin : g_check_input
     $fatal(0, "Error: IN_BITS (%0d) must be >= 2 and SHIFT (%0d) >= 1 (instance %m)", IN_BITS, SHIFT);
+end
+if (G_BRAM != 0 && G_BRAM != 1) begin : g_check_g_bram
+    $fatal(0, "Error: G_BRAM (%0d) must be 0 or 1 (instance %m)", G_BRAM);
 end
 if (INDEX_REG != 0 && INDEX_REG != 1) begin : g_check_index_reg
     $fatal(0, "Error: INDEX_REG (%0d) must be 0 or 1 (instance %m)", INDEX_REG);
@@ -135,9 +140,14 @@ end else begin : g_index_comb
 end
 
 /*
- * Registered g ROM read: BASE | DELTA at i
+ * Registered g ROM read: BASE | DELTA at i (G_BRAM = 1: in block RAM)
  */
-logic [G_W-1:0] g_mem[G_ENTRIES];
+// read by synthesis only (the attribute below)
+/* verilator lint_off UNUSEDPARAM */
+localparam ROM_STYLE = G_BRAM != 0 ? "block" : "auto";
+/* verilator lint_on UNUSEDPARAM */
+
+(* rom_style = ROM_STYLE *) logic [G_W-1:0] g_mem[G_ENTRIES];
 
 initial begin
     $readmemh(G_FILE, g_mem);

@@ -4,8 +4,9 @@
 An analytic model, as FINN's per-layer estimates are, with coefficients fitted to Yosys ``synth_xilinx -family xc7``
 of the blocks (``make synth-blocks``, hierarchical runs of whole accelerators) and checked on whole accelerators
 (``make estimate-check``, docs/hardware.md). It exists to compare foldings and to check a folding against a part
-before anything is synthesised; it is not a synthesis result. LUT counts are logic LUTs (Yosys' LUT1..LUT6; LUT RAM
-cells are not in them, as in the reports the model is checked against).
+before anything is synthesised; it is not a synthesis result. LUT counts are LUT sites: logic LUTs (Yosys' LUT1..LUT6)
+and the LUTs small RAMs take (:func:`memory`, :func:`lut_ram`), as Vivado's "Slice LUTs" counts them and as
+``make estimate-check`` compares them.
 
 RAMs (:func:`memory`): block RAM from :data:`BRAM_MIN_BITS`, else LUT RAM at one LUT per 64 bits.
 ROMs (:func:`rom`, the constant memories of ``$readmemh``): Yosys' ``memory_libmap`` weighs a ROM in logic
@@ -19,8 +20,8 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
-__all__ = ["BRAM_MIN_BITS", "ROM_BRAM_MIN_FILL", "RAM_STYLES", "memory", "rom", "popcount_luts", "multiplier_dsp",
-           "moment_poly_sequencer", "estimate", "total"]
+__all__ = ["BRAM_MIN_BITS", "ROM_BRAM_MIN_FILL", "RAM_STYLES", "memory", "rom", "lut_ram", "power_sum_memories",
+           "popcount_luts", "multiplier_dsp", "moment_poly_sequencer", "estimate", "total"]
 
 BRAM_MIN_BITS = 16 * 1024
 
@@ -79,6 +80,27 @@ def rom(depth: int, width: int, extra_inputs: int = 0, style: str = "auto") -> d
     # up to two inputs a bit folds into the LUTs that read it
     per_bit = 0 if inputs <= 2 else 1 if inputs <= 6 else math.ceil(depth / 64) + (1 if extra_inputs else 0)
     return {"lut": width * per_bit, "bram36": 0.0}
+
+
+def lut_ram(depth: int, width: int) -> int:
+    """LUT sites (and read-mux LUTs) of a ``depth x width`` distributed RAM with one asynchronous read port as Yosys
+    maps it on xc7: up to 32 words, RAM32M (6 bits of 32 words in 4 sites); else per 64 words RAM64M (3 bits in 4
+    sites), with a 2:1 mux LUT a bit for each further 64 words. (The INSTA units' power sums, threshold and T
+    memories: 32 x 76 -> 52, 64 x 76 -> 104, 128 x 70 -> 192 sites and 70 LUTs, as synthesised.)"""
+    if depth * width == 0:
+        return 0
+    if depth <= 32:
+        return 4 * math.ceil(width / 6)
+    pages = math.ceil(depth / 64)
+    return pages * 4 * math.ceil(width / 3) + (pages - 1) * width
+
+
+def power_sum_memories(pe: int, folds: int, sum_bits: int) -> int:
+    """LUT sites of ``stats_accumulate``'s two distributed RAMs: the accumulator (one word of ``pe`` lanes of
+    ``sum_bits`` per fold) and the two banks of sums (:func:`lut_ram` each; depths rounded up to powers of two as the
+    RTL declares them)."""
+    depth = 1 << max(folds - 1, 1).bit_length()
+    return lut_ram(depth, pe * sum_bits) + lut_ram(2 * depth, pe * sum_bits)
 
 
 @lru_cache(maxsize=None)

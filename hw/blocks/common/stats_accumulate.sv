@@ -7,11 +7,13 @@
  * The sums are exact: P1_BITS, P2_BITS and P3_BITS hold the worst case over every frame of N pixels of signed
  * INPUT_BITS-bit values (instabnn.contract.insta.power_sum_bits; the parent derives them).
  *
- * Storage: one memory word per (bank, fold) holds the PE lanes' {P3, P2, P1} (lane pe at bits
- * [pe*SUM_W +: SUM_W], P1 in the low bits). It has one synchronous write port and two asynchronous read ports (the
- * read-modify-write of the accumulation, and rd_*), so it maps to distributed RAM. Two banks: frame n accumulates
- * in bank n mod 2 while the threshold computation reads frame n-1's sums from the other bank through rd_*. The
- * parent must not start a frame in a bank whose sums are still being read.
+ * Storage: a memory word holds the PE lanes' {P3, P2, P1} (lane pe at bits [pe*SUM_W +: SUM_W], P1 in the low
+ * bits), in two distributed RAMs of one read port each: the accumulator memory (one word per fold) is read and
+ * written at the same address by the accumulation; the sums memory (one word per bank and fold) gets the same
+ * writes and is read only through rd_*. (One memory with both read ports takes about a third more LUT sites in
+ * Yosys' xc7 mapping.) Two banks: frame n's sums go into bank n mod 2 while the threshold computation reads frame
+ * n-1's from the other bank through rd_*. The parent must not start a frame in a bank whose sums are still being
+ * read.
  *
  * Powers: q^2 and q^3 come from multipliers (POWER_TABLE = 0: two per lane, DSP slices on FPGAs) or from
  * constant tables of all 2^INPUT_BITS codes (POWER_TABLE = 1, INPUT_BITS <= 8: logic, no DSP); same timing.
@@ -21,7 +23,7 @@
  * for one cycle after the edge that writes a frame's last beat (in_last): from then on that bank holds the frame's
  * final sums. Latency from the beat of in_last to done: 3 edges (STATS_LATENCY in instabnn.hw.blocks.insta_threshold.spec).
  *
- * Reset: rst (synchronous, active high) empties the pipeline; the memory keeps stale contents, which are never read
+ * Reset: rst (synchronous, active high) empties the pipeline; the memories keep stale contents, which are never read
  * because every frame starts its words from 0.
  */
 
@@ -137,17 +139,19 @@ end
 assign done = done_reg;
 
 /*
- * Accumulator memory: word {bank, fold}, read-modify-write in stage c
+ * Accumulator memory: word {fold} of the frame in progress, read-modify-write in stage c (one read port, at the
+ * write address); the sums memory: word {bank, fold}, written with the same value, read by the parent only
  */
+logic [PE*SUM_W-1:0] acc_mem[2**CF_W];
 logic [PE*SUM_W-1:0] sum_mem[2**(CF_W+1)];
 
-wire logic [CF_W:0] acc_addr = {c_bank_reg, c_fold_reg};
-wire logic [PE*SUM_W-1:0] acc_old = sum_mem[acc_addr];
+wire logic [PE*SUM_W-1:0] acc_old = acc_mem[c_fold_reg];
 wire logic [PE*SUM_W-1:0] acc_new;
 
 always_ff @(posedge clk) begin
     if (c_valid_reg) begin
-        sum_mem[acc_addr] <= acc_new;
+        acc_mem[c_fold_reg] <= acc_new;
+        sum_mem[{c_bank_reg, c_fold_reg}] <= acc_new;
     end
 end
 

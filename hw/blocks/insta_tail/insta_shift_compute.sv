@@ -73,6 +73,8 @@ module insta_shift_compute #(
     parameter int G_BITS = 17,
     parameter int G_DELTA_BITS = 12,
     parameter int T_BITS = 20,
+    // 1: the g ROM in block RAM (g_table_interp)
+    parameter int G_BRAM = 0,
     // memory init files ($readmemh), layouts above
     parameter COEFF_FILE = "",
     parameter G_FILE = "",
@@ -203,6 +205,7 @@ g_table_interp #(
     .G_BITS(G_BITS),
     .G_DELTA_BITS(G_DELTA_BITS),
     .SIDE_BITS(FLAGS_W + AFF_W),
+    .G_BRAM(G_BRAM),
     .G_FILE(G_FILE)
 )
 g_inst (

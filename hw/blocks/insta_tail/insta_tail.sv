@@ -45,7 +45,8 @@
  * Architecture:
  *   - stats_accumulate (P1..P3, two banks; q^2 and q^3 on multipliers or, POWER_TABLE = 1, from tables) and
  *     insta_shift_compute (one multiplier, S = 3*C*LIMBS steps per frame, the g ROM, two multipliers for the
- *     interpolation and the gain; two banks of T in distributed RAM).
+ *     interpolation and the gain; two banks of T in distributed RAM). G_BRAM = 1 puts the g ROM into block RAM
+ *     (a synthesis attribute; the spec decides per unit, InstaTailSpec.g_bram).
  *   - own (STAT_REUSE = 0): a front pipeline computes Y of every accepted beat (one multiplier per lane, a second
  *     in proj mode) and writes Y into the frame buffer and v into the power sums, FRONT_LATENCY = 4 edges after the
  *     handshake, without stalls. The frame buffer (simple dual-port block RAM, registered read) holds BUF_DEPTH =
@@ -154,6 +155,8 @@ module insta_tail #(
     parameter int SHORTCUT_PROJ = 0,
     // signed width of SHORTCUT_MULT (1 .. 48; proj mode only)
     parameter int SHORTCUT_MULT_BITS = 16,
+    // 1: the g ROM in block RAM (g_table_interp; SE = 0 only: se_mlp keeps its table in logic)
+    parameter int G_BRAM = 0,
     // memory init files ($readmemh), layouts above
     parameter CONST_FILE = "",
     parameter COEFF_FILE = "",
@@ -323,6 +326,9 @@ end
 if (SE != 0 && LIMBS != 1) begin : g_check_se_limbs
     $fatal(0, "Error: LIMBS (%0d) must be 1 with SE = 1 (instance %m)", LIMBS);
 end
+if (G_BRAM != 0 && (SE != 0 || G_BRAM != 1)) begin : g_check_g_bram
+    $fatal(0, "Error: G_BRAM (%0d) must be 0, or 1 with SE = 0 (instance %m)", G_BRAM);
+end
 if (SE != 0 && SE != 1) begin : g_check_se
     $fatal(0, "Error: SE (%0d) must be 0 or 1 (instance %m)", SE);
 end
@@ -419,6 +425,7 @@ if (SE == 0) begin : g_plain
         .G_BITS(G_BITS),
         .G_DELTA_BITS(G_DELTA_BITS),
         .T_BITS(T_BITS),
+        .G_BRAM(G_BRAM),
         .COEFF_FILE(COEFF_FILE),
         .G_FILE(G_FILE)
     )

@@ -80,7 +80,8 @@ from pathlib import Path
 
 import numpy as np
 
-from instabnn.hw.blocks.common.resources import estimate, moment_poly_sequencer, multiplier_dsp
+from instabnn.hw.blocks.common.resources import (estimate, lut_ram, memory, moment_poly_sequencer, multiplier_dsp,
+                                                  power_sum_memories)
 from instabnn.hw.blocks.insta_threshold.spec import POWER_TABLE_MAX_BITS
 from instabnn.hw.blocks.common import frames
 from instabnn.hw.blocks.common.lanes import pack_mixed, unpack_mixed
@@ -99,6 +100,7 @@ __all__ = [
     "OUTPUT_EDGES",
     "REUSE_LATENCY",
     "G_ENTRIES",
+    "G_BRAM_MAX_BUFFER_BRAM36",
     "CONST_FIELDS",
     "PROJ_CONST_FIELDS",
     "COEFF_FIELDS",
@@ -163,6 +165,23 @@ _TOKEN_EDGES = 2
 
 G_ENTRIES = 2 * G_RANGE * (1 << G_GRID_FRAC) + 1
 """Entries of the g table (257)."""
+
+G_TABLE_LUTS = 100
+"""LUTs of the g table in logic (257 x 29 bits, tanh3; Yosys xc7: g_table_interp 143 LUT, 43 with the table in a
+RAMB18)."""
+
+_OWN_LUT = 700
+"""The own-statistic unit's LUTs besides the per-lane terms, the sequencer, the g table and the memories: fitted to
+Yosys, see ``resources``."""
+
+_REUSE_LUT = 600
+"""The same for reused statistics."""
+
+G_BRAM_MAX_BUFFER_BRAM36 = 4.0
+"""The g table goes into block RAM (half a BRAM36 for about 100 LUTs, Yosys xc7) in units whose frame buffer takes
+at most this many BRAM36: small maps, where the unit's logic outweighs its memory (the digits network's tails,
+1.5 - 2.5 BRAM36). Units with larger frame buffers (ResNet-20's, where block RAM is the scarce resource), with
+reused statistics or with the SE-like MLP keep it in logic."""
 
 CONST_FIELDS = ("mult", "bias", "slope")
 PROJ_CONST_FIELDS = CONST_FIELDS + ("shortcut_mult",)
@@ -514,6 +533,13 @@ class InstaTailSpec(ChannelFolding):
         return self.buffer_depth * self.pe * self.y_bits
 
     @property
+    def g_bram(self) -> bool:
+        """The g table (257 x (G_BITS + G_DELTA_BITS) ROM) in a RAMB18 instead of logic (RTL ``G_BRAM``): for a
+        plain unit with its own statistic whose frame buffer takes at most :data:`G_BRAM_MAX_BUFFER_BRAM36`."""
+        return (not self.se and not self.stat_reuse
+                and memory(self.buffer_depth, self.pe * self.y_bits)["bram36"] <= G_BRAM_MAX_BUFFER_BRAM36)
+
+    @property
     def cycles_per_frame(self) -> float:
         """Clocks per frame in steady state with every input always valid and the output always ready (see the
         module docstring): the slowest of the streams, the multiplier and the two token cycles."""
@@ -539,22 +565,29 @@ class InstaTailSpec(ChannelFolding):
                 f"{f'_l{self.limbs}' if self.limbs > 1 else ''}{'_pt' if self.power_table else ''}")
 
     def resources(self) -> dict:
-        """{lut, bram36, dsp} estimate: per lane MULT * acc, SLOPE * D (and SHORTCUT_MULT * sc); the polynomial
-        (without SE: moment_poly), the g interpolation and the gain; the SE-like MLP; the frame buffer of Y with its
-        own statistic. Yosys at C = 64, PE = 1, reuse: 894 LUT / 11 DSP, tables + two limbs 1,079 / 7; reuse at
-        PE = 16: 3,294 LUT; own statistic at C = 32, PE = 1, 64 pixels, two limbs: 1,084 LUT / 2.5 BRAM36 / 10 DSP."""
+        """{lut, bram36, dsp} estimate (LUT sites: logic and LUT RAM): per lane MULT * acc, SLOPE * D (and
+        SHORTCUT_MULT * sc); the polynomial (without SE: moment_poly), the g table (:data:`G_TABLE_LUTS`, or half a
+        BRAM36 with :attr:`g_bram`), its interpolation and the gain; the SE-like MLP; the power sums' two LUT RAMs,
+        the two-bank T memory; the frame buffer of Y with its own statistic. The constants fitted to hierarchical
+        Yosys syntheses of the digits network's four own-statistic units (C = 32 / 64, PE = 1, two limbs: 924 - 1,174
+        logic LUTs and 192 - 392 LUT-RAM sites, docs/hardware.md); reuse shifted by the same memory terms from its
+        earlier fit (Yosys at C = 64, PE = 1: 894 LUT / 11 DSP)."""
         block = f"insta_tail {self.name}"
         pe = self.pe
         lane = (multiplier_dsp(self.mult_bits, self.acc_bits) + multiplier_dsp(self.slope_bits, self.d_bits)
                 + (multiplier_dsp(self.shortcut_mult_bits, self.sc_bits) if self.shortcut_proj else 0))
         seq = moment_poly_sequencer(block, self.stat_bits, self.stat_pixels, pe, self.limbs, self.coeff_bits[1:],
                                     self.power_table)  # SE: LIMBS = 1, the same full-width multiplier
-        lut, dsp = seq["lut"], pe * lane + seq["dsp"] + 2
+        folds = 1 << max(self.cf - 1, 1).bit_length()  # the RTL's memory depths: powers of two
+        stores = (power_sum_memories(pe, self.cf, sum(self.power_sum_bits)) + lut_ram(2 * folds, pe * self.t_bits)
+                  + (0 if self.g_bram else G_TABLE_LUTS))
+        lut, dsp = seq["lut"] + stores, pe * lane + seq["dsp"] + 2
         if self.se:
             lut, dsp = lut + 400 + 6 * self.se_simd, dsp + self.se_simd + 2
         if self.stat_reuse:
-            return estimate(block, lut=lut + 734 + 160 * pe, dsp=dsp)
-        return estimate(block, lut=lut + 834 + 165 * pe, dsp=dsp, memories=((self.buffer_depth, pe * self.y_bits),))
+            return estimate(block, lut=lut + _REUSE_LUT + 160 * pe, dsp=dsp)
+        out = estimate(block, lut=lut + _OWN_LUT + 165 * pe, dsp=dsp, memories=((self.buffer_depth, pe * self.y_bits),))
+        return {**out, "bram36": out["bram36"] + (0.5 if self.g_bram else 0.0)}
 
     def rtl_parameters(self, const_file: str | PathLike, coeff_file: str | PathLike,
                        g_file: str | PathLike, se_const_file: str | PathLike | None = None,
@@ -577,6 +610,7 @@ class InstaTailSpec(ChannelFolding):
                        "G_BITS": self.g_bits, "G_DELTA_BITS": self.g_delta_bits, "T_BITS": self.t_bits,
                        "SHORTCUT_PROJ": int(self.shortcut_proj),
                        "SHORTCUT_MULT_BITS": self.shortcut_mult_bits if self.shortcut_proj else 1,
+                       "G_BRAM": int(self.g_bram),
                        "CONST_FILE": f'"{Path(const_file)}"', "COEFF_FILE": f'"{Path(coeff_file)}"',
                        "G_FILE": f'"{Path(g_file)}"'})
         if self.se:

@@ -829,6 +829,7 @@ def test_insta_tail_lint_clean(folding, verilator_path):
         ({"G_FILE": '""'}, "COEFF_FILE and G_FILE must name"),
         ({"SHORTCUT_PROJ": 2}, "SHORTCUT_PROJ (2) must be 0 or 1"),
         ({"SHORTCUT_PROJ": 1, "SHORTCUT_MULT_BITS": 49}, "SHORTCUT_MULT_BITS (49) must be in 1 .. 48"),
+        ({"G_BRAM": 2}, "G_BRAM (2) must be 0, or 1 with SE = 0"),
     ],
 )
 def test_insta_tail_rejects_illegal_parameters(overrides, message, verilator_path):
@@ -844,6 +845,7 @@ def test_insta_tail_rejects_illegal_parameters(overrides, message, verilator_pat
         ({"SE_SIMD": 3}, "SE_SIMD (3) must divide CHANNELS (4) and HIDDEN (2)"),
         ({"Z_SHIFT": 0}, "S_SHIFT, H_SHIFT and Z_SHIFT must be >= 1"),
         ({"W2_FILE": '""'}, "M1/W1/W2_FILE and G_FILE must name"),
+        ({"G_BRAM": 1}, "G_BRAM (1) must be 0, or 1 with SE = 0"),
     ],
 )
 def test_insta_tail_se_rejects_illegal_parameters(overrides, message, verilator_path):
@@ -858,6 +860,8 @@ def test_spec_matches_the_reference_and_the_files(tmp_path):
     from instabnn.contract.fixed_point import signed_bits
     from instabnn.contract.insta import power_sum_bits
     from instabnn.contract.layers import STAT_EXTRA_BITS, g_table
+    from instabnn.hw.blocks.common.resources import memory
+    from instabnn.hw.blocks.insta_tail.spec import G_BRAM_MAX_BUFFER_BRAM36
 
     rng = np.random.default_rng(11)
     for folding in FAST_FOLDINGS + SLOW_FOLDINGS + SE_FAST_FOLDINGS:
@@ -886,6 +890,10 @@ def test_spec_matches_the_reference_and_the_files(tmp_path):
         params = spec.rtl_parameters("c.mem", "k.mem", "g.mem", *se_files)
         assert params["STAT_REUSE"] == int(folding.reuse) and params["SHORTCUT_PROJ"] == int(folding.proj)
         assert ("SE" in params) == spec.se and ("M1_FILE" in params) == spec.se
+        # the g table in block RAM for plain own-statistic units with small frame buffers (the fast foldings')
+        small_buffer = memory(spec.buffer_depth, spec.pe * spec.y_bits)["bram36"] <= G_BRAM_MAX_BUFFER_BRAM36
+        assert params["G_BRAM"] == int(not spec.se and not folding.reuse and small_buffer)
+        assert small_buffer or folding not in FAST_FOLDINGS
         if spec.se:
             # the RTL rounds P to s by S_SHIFT = max FRAC_j - SE_S_FRAC, from the FRAC_j parameters
             assert params["HIDDEN"] == folding.hidden and max(params[f"FRAC_{j}"] for j in range(4)) - 8 >= 1

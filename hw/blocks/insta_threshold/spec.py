@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from instabnn.hw.blocks.common.resources import estimate, moment_poly_sequencer
+from instabnn.hw.blocks.common.resources import estimate, lut_ram, moment_poly_sequencer, power_sum_memories
 from instabnn.hw.blocks.common import frames
 from instabnn.hw.blocks.common.lanes import pack_mixed, unpack_mixed
 from instabnn.hw.blocks.common.memfile import read_memh, write_memh
@@ -105,6 +105,10 @@ def limbs_by_cost(power_sum_bits) -> list[int]:
     ``3*C*limbs`` steps), then 1 (a wider multiplier, ``3*C`` steps)."""
     return list(dict.fromkeys((sequencer_limbs(power_sum_bits), 1)))
 
+
+_INSTA_LUT = 378
+"""INSTA-Th's LUTs besides the per-lane terms, the sequencer and the memories (counters, tokens, the coefficient ROM,
+the accumulator, ceil and clamp, the output FIFOs): fitted to Yosys, see ``resources``."""
 
 _TOKEN_EDGES = 2
 """Each hand-over between the units goes through a registered frame counter and a registered start: 2 edges."""
@@ -269,16 +273,21 @@ class InstaThresholdSpec(ChannelFolding):
                 + ("_pt" if self.power_table else ""))
 
     def resources(self) -> dict:
-        """{lut, bram36, dsp} estimate. Static: compare lanes and the threshold memory. INSTA-Th (Yosys at C = 64,
-        PE = 1, N = 64: 574 LUT / 6 DSP; with tables and two limbs 750 LUT / 1 DSP): power-sum accumulators, the
-        moment polynomial's sequencer and the frame buffer."""
+        """{lut, bram36, dsp} estimate (LUT sites: logic and LUT RAM). Static: compare lanes and the threshold
+        memory. INSTA-Th: the power sums' adders and their two LUT RAMs, the moment polynomial's sequencer, the
+        two-bank threshold memory and the frame buffer; the constant fitted to hierarchical Yosys syntheses of the
+        digits network's four units (C = 32 / 64, PE = 1, tables, two limbs: 634 - 683 logic LUTs and 144 - 264
+        LUT-RAM sites, docs/hardware.md)."""
         block = f"insta_threshold {self.name}"
         if self.static:
             return estimate(block, lut=20 + 14 * self.pe,
                             memories=((self.channels // self.pe, self.pe * (self.input_bits + 1)),))
         seq = moment_poly_sequencer(block, self.input_bits, self.pixels, self.pe, self.limbs, self.coeff_bits[1:],
                                     self.power_table)
-        return estimate(block, lut=422 + 89 * self.pe + seq["lut"], dsp=seq["dsp"],
+        folds = 1 << max(self.cf - 1, 1).bit_length()  # the RTL's memory depths: powers of two
+        stores = (power_sum_memories(self.pe, self.cf, sum(self.power_sum_bits))
+                  + lut_ram(2 * folds, self.pe * (self.input_bits + 1)))
+        return estimate(block, lut=_INSTA_LUT + 89 * self.pe + seq["lut"] + stores, dsp=seq["dsp"],
                         memories=((self.buffer_depth, self.pe * self.input_bits),))
 
     def rtl_parameters(self, coeff_file: str | PathLike) -> dict:
