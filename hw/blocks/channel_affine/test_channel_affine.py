@@ -24,7 +24,7 @@ import cocotb
 from cocotb.triggers import RisingEdge
 
 from instabnn.hw.blocks.channel_affine.spec import LATENCY, ChannelAffineSpec, write_const_file
-from instabnn.hw.blocks.common.axis_tb import AxisHarness, read_case, run_bench
+from instabnn.hw.blocks.common.axis_tb import AxisHarness, idle_backpressure, read_case, run_bench
 from instabnn.hw.blocks.pool.spec import frame_words, frames_from_words
 from instabnn.contract import layers as L
 from instabnn.hw.blocks.rtl_library import rtl_paths
@@ -72,6 +72,19 @@ class TB:
                                  f"expected {expected[f, c, p, 0]}, got {got[f, c, p, 0]}")
         return x
 
+    async def wait_outputs(self, tag: str, n_frames: int, slowdown: float = 1.0):
+        """Until the outputs of ``n_frames`` frames are out, then long enough that anything extra would be seen."""
+        total = n_frames * self.beats_per_frame()
+        await self.axis.wait_beats("m_axis", total, int(total * 2 * slowdown) + 200, f"{tag}: ")
+        await self.axis.idle_cycles(40)  # nothing extra comes out
+
+    def check_outputs(self, tag: str, n_frames: int) -> np.ndarray:
+        """:meth:`check` on the beats recorded, which must be those of ``n_frames`` frames on either side."""
+        x_beats, y_beats = self.axis.beats("s_axis"), self.axis.beats("m_axis")
+        total = n_frames * self.beats_per_frame()
+        assert len(x_beats) == len(y_beats) == total, f"{tag}: {len(x_beats)} in, {len(y_beats)} out, expected {total}"
+        return self.check(tag, x_beats, y_beats)
+
     def beats_per_frame(self) -> int:
         return self.pixels * self.spec.cf
 
@@ -83,12 +96,9 @@ async def stream_full_rate(dut):
     n = max(tb.n_frames, 3)
     x = tb.frames(n)
     await tb.send(x)
-    total = n * tb.beats_per_frame()
-    await tb.axis.wait_beats("m_axis", total, total * 2 + 100)
-    await tb.axis.idle_cycles(20)
+    await tb.wait_outputs("stream_full_rate", n)
+    assert np.array_equal(tb.check_outputs("stream_full_rate", n), x), "the monitored input differs from the sent"
     xin, yout = tb.axis.beats("s_axis"), tb.axis.beats("m_axis")
-    assert len(xin) == len(yout) == total, f"{len(xin)} in, {len(yout)} out, expected {total}"
-    assert np.array_equal(tb.check("stream_full_rate", xin, yout), x)
     cin, cout = np.array([c for c, _ in xin]), np.array([c for c, _ in yout])
     latencies = sorted(set((cout - cin).tolist()))
     (tb.case_dir / "result_stream_full_rate.json").write_text(json.dumps(
@@ -100,16 +110,9 @@ async def stream_full_rate(dut):
 @cocotb.test()
 async def stream_idle_backpressure(dut):
     tb = TB(dut, 2)
-    await tb.axis.reset()
-    tb.axis.set_idle_backpressure(seed=int(tb.rng.integers(1 << 30)))
-    x = tb.frames(tb.n_frames)
-    await tb.send(x)
-    total = tb.n_frames * tb.beats_per_frame()
-    await tb.axis.wait_beats("m_axis", total, total * 20 + 200)
-    await tb.axis.idle_cycles(40)
-    assert len(tb.axis.beats("m_axis")) == total, "beats added"
-    assert np.array_equal(tb.check("stream_idle_backpressure", tb.axis.beats("s_axis"), tb.axis.beats("m_axis")), x)
-    tb.axis.set_idle_backpressure(None)
+    await idle_backpressure(tb.axis, int(tb.rng.integers(1 << 30)), tb.n_frames, random_frames=tb.frames,
+                            send_frames=tb.send, wait_outputs=lambda tag, n: tb.wait_outputs(tag, n, slowdown=10),
+                            check_outputs=tb.check_outputs, result_dir=tb.case_dir)
 
 
 @cocotb.test()
@@ -125,11 +128,8 @@ async def reset_mid_stream(dut):
     await tb.axis.reset()
     x = tb.frames(2)
     await tb.send(x)
-    total = 2 * tb.beats_per_frame()
-    await tb.axis.wait_beats("m_axis", total, total * 2 + 100)
-    await tb.axis.idle_cycles(20)
-    assert len(tb.axis.beats("m_axis")) == total, "stale beats after the reset"
-    assert np.array_equal(tb.check("reset_mid_stream", tb.axis.beats("s_axis"), tb.axis.beats("m_axis")), x)
+    await tb.wait_outputs("reset_mid_stream", 2)
+    assert np.array_equal(tb.check_outputs("reset_mid_stream", 2), x)  # nothing stale from before the reset
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -14,9 +14,11 @@ in the environment variable ``INSTABNN_BENCH_CASE``; the cocotb side reads it ba
   reset; the scoreboards compare these records (what the DUT actually sampled and sent) with the golden functions.
 * :class:`AxisHarness`: the clock, one or more cocotbext-axi sources and sinks with ``byte_lanes=1`` (one beat =
   one integer), a monitor on all of them, reset and idle/backpressure switching.
+* :func:`idle_backpressure`: the body of the benches' idle/backpressure test (random source idle and sink
+  backpressure, then every output exact, nothing lost or added), parameterised by the bench's frames and checks.
 * :func:`reset_mid_stream`: the body of the benches' reset-in-mid-stream test (single-cycle resets while the
   sources drive through them, then exact operation), parameterised by the bench's streams, frames and checks.
-* :func:`dut_int`, :func:`case_from_env`, :func:`write_result`.
+* :func:`dut_int`, :func:`check_dut_parameters`, :func:`case_from_env`, :func:`write_result`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import os
 import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+import numpy as np
 
 import cocotb
 from cocotb.clock import Clock
@@ -107,6 +111,18 @@ def dut_int(dut, name: str) -> int | None:
         return int(getattr(dut, name).value)
     except (AttributeError, TypeError, ValueError):
         return None
+
+
+def check_dut_parameters(dut, expected: dict, port_widths: dict):
+    """The DUT's parameters, where the simulator exposes them (:func:`dut_int`), and its port widths (``tdata``
+    port name -> bits) against the case's."""
+    read = {name: dut_int(dut, name) for name in expected}
+    dut._log.info("DUT parameters %s (None: not exposed by the simulator)", read)
+    for name, value in read.items():
+        assert value is None or value == expected[name], f"DUT {name}={value}, the case says {expected[name]}"
+    for port, width in port_widths.items():
+        got = len(getattr(dut, port))
+        assert got == width, f"{port} is {got} bits, expected {width}"
 
 
 def case_from_env(env_name: str, runner_hint: str) -> tuple[dict, Path]:
@@ -272,6 +288,50 @@ class AxisHarness:
     async def idle_cycles(self, n: int):
         for _ in range(n):
             await RisingEdge(self.dut.clk)
+
+
+def same_frames(sampled, sent) -> bool:
+    """Whether the inputs a scoreboard read back from the monitor are the frames sent: equal arrays, or (a DUT with
+    several input streams) tuples of them, equal stream by stream."""
+    if isinstance(sent, tuple):
+        return isinstance(sampled, tuple) and len(sampled) == len(sent) and all(map(same_frames, sampled, sent))
+    return np.array_equal(sampled, sent)
+
+
+async def idle_backpressure(axis: AxisHarness, seed: int, n_frames: int, *, random_frames: Callable[[int], object],
+                            send_frames: Callable[[object], Awaitable], wait_outputs: Callable[[str, int], Awaitable],
+                            check_outputs: Callable[[str, int], object], result_dir: Path,
+                            same_inputs: Callable[[object, object], bool] = same_frames, count_frames: bool = False,
+                            name: str = "stream_idle_backpressure") -> int:
+    """The body of a bench's idle/backpressure test; returns the cycles from the first input handshake to the last
+    output handshake.
+
+    After a reset, seeded (``seed``) random idle on every source and backpressure on every sink of ``axis`` (the
+    bench's :class:`AxisHarness`), ``n_frames`` frames sent; then every output exact, nothing lost or added: the
+    bench's scoreboard ``check_outputs(name, n_frames)`` (which returns the inputs as the DUT sampled them) passes
+    and those inputs are the frames sent (``same_inputs(sampled, frames)``). The bench gives ``random_frames(n)``
+    (``n`` random frames), ``send_frames(frames)`` (queue them) and ``wait_outputs(tag, n)`` (until the outputs of
+    ``n`` frames are out, then long enough that anything extra would be seen), as for :func:`reset_mid_stream`.
+    ``result_name.json`` in ``result_dir`` gets the frames and cycles; with ``count_frames`` also
+    ``frames_checked`` (a bench whose results :func:`run_full_rate_bench` sums)."""
+    await axis.reset()
+    axis.set_idle_backpressure(seed)
+    frames = random_frames(n_frames)
+    await send_frames(frames)
+    await wait_outputs(name, n_frames)
+    sampled = check_outputs(name, n_frames)
+    assert same_inputs(sampled, frames), f"{name}: the monitored input differs from what the source sent"
+    first_in = min(beats[0][0] for beats in map(axis.beats, axis.sources) if beats)
+    last_out = max(beats[-1][0] for beats in map(axis.beats, axis.sinks) if beats)
+    cycles = last_out - first_in + 1
+    axis.dut._log.info("%s: %d frames in %d cycles with idle and backpressure (%.1f per frame)", name, n_frames,
+                       cycles, cycles / n_frames)
+    result = {"n_frames": n_frames, "total_cycles": cycles}
+    if count_frames:
+        result["frames_checked"] = n_frames
+    write_result(result_dir, name, result)
+    axis.set_idle_backpressure(None)
+    return cycles
 
 
 async def reset_mid_stream(tb, name: str, delays: list[int], *, frame_beats: int, input_beats: Callable[[], int],

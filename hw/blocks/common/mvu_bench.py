@@ -11,8 +11,8 @@ from dataclasses import asdict
 
 import numpy as np
 
-from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, reset_mid_stream,
-                                               write_result)
+from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, check_dut_parameters, idle_backpressure,
+                                               read_case, reset_mid_stream, write_result)
 
 
 class MvuBench(AxisHarness):
@@ -33,18 +33,8 @@ class MvuBench(AxisHarness):
         # drivers_follow_reset=False: the source keeps driving through a reset (tvalid may be high at the reset edge)
         super().__init__(dut, ["s_axis"], ["m_axis"], drivers_follow_reset)
         self.log = dut._log
-        self._check_parameters()
-
-    def _check_parameters(self):
-        s, dut = self.shape, self.dut
-        expected = self.expected_parameters()
-        read = {name: dut_int(dut, name) for name in expected}
-        self.log.info("DUT parameters %s (None: not exposed by the simulator)", read)
-        for name, value in read.items():
-            assert value is None or value == expected[name], f"DUT {name}={value}, case file says {expected[name]}"
-        for port, width in (("s_axis_tdata", s.in_width), ("m_axis_tdata", s.out_width)):
-            got = len(getattr(dut, port))
-            assert got == width, f"{port} is {got} bits, expected {width}"
+        s = self.shape
+        check_dut_parameters(dut, self.expected_parameters(), {"s_axis_tdata": s.in_width, "m_axis_tdata": s.out_width})
 
     async def send_vectors(self, vectors: np.ndarray):
         await self.send("s_axis", self.words(vectors))
@@ -52,6 +42,14 @@ class MvuBench(AxisHarness):
     async def send_tail(self, beats: int):
         """The last ``beats`` beats of one random vector (completes an interrupted vector)."""
         await self.send("s_axis", self.words(self.random_vectors(1))[-beats:])
+
+    async def wait_outputs(self, tag: str, n_vectors: int):
+        """Until the outputs of ``n_vectors`` vectors are out (with idle and backpressure), then long enough that
+        anything extra would be seen."""
+        s = self.shape
+        timeout = n_vectors * (s.cycles_per_vector + s.sf + s.nf) * 8 + 200
+        await self.wait_beats("m_axis", n_vectors * s.nf, timeout_cycles=timeout, what=f"{tag}: ")
+        await self.idle_cycles(3 * s.latency)  # nothing extra comes out
 
     def check_outputs(self, tag: str, n_vectors: int) -> np.ndarray:
         """Scoreboard: the recorded input words (as the DUT sampled them) against the recorded output beats."""
@@ -92,21 +90,11 @@ async def stream_full_rate(tb: MvuBench):
 
 
 async def stream_idle_backpressure(tb: MvuBench):
-    """Random idle on s_axis and random backpressure on m_axis: exact outputs, nothing lost or added."""
-    s = tb.shape
-    await tb.reset()
-    tb.set_idle_backpressure(seed=int(tb.rng.integers(1 << 30)))
-    n = tb.n_vectors
-    vectors = tb.random_vectors(n)
-    await tb.send_vectors(vectors)
-    await tb.wait_beats("m_axis", n * s.nf, timeout_cycles=n * (s.cycles_per_vector + s.sf + s.nf) * 8 + 200)
-    await tb.idle_cycles(3 * s.latency)  # nothing extra comes out
-    sampled = tb.check_outputs("stream_idle_backpressure", n)
-    assert np.array_equal(sampled, vectors), "the monitored input differs from what the source sent"
-    cycles = tb.beats("m_axis")[-1][0] - tb.beats("s_axis")[0][0] + 1
-    tb.log.info("%d vectors in %d cycles with idle and backpressure (%.2f per vector)", n, cycles, cycles / n)
-    write_result(tb.case_dir, "stream_idle_backpressure", {"n_vectors": n, "total_cycles": cycles})
-    tb.set_idle_backpressure(None)
+    """Random idle on s_axis and random backpressure on m_axis: exact outputs, nothing lost or added
+    (:func:`~instabnn.hw.blocks.common.axis_tb.idle_backpressure`, a vector being a frame)."""
+    await idle_backpressure(tb, int(tb.rng.integers(1 << 30)), tb.n_vectors, random_frames=tb.random_vectors,
+                            send_frames=tb.send_vectors, wait_outputs=tb.wait_outputs, check_outputs=tb.check_outputs,
+                            result_dir=tb.case_dir)
 
 
 async def reset_mid_vector(tb: MvuBench):
@@ -115,16 +103,10 @@ async def reset_mid_vector(tb: MvuBench):
     from the first input handshake up to one vector plus the pipeline latency (input fold, re-read folds, pipeline
     draining). ``tb`` is made with ``drivers_follow_reset=False``."""
     s = tb.shape
-
-    async def wait_outputs(tag: str, n: int):
-        timeout = n * (s.cycles_per_vector + s.sf + s.nf) * 8 + 200
-        await tb.wait_beats("m_axis", n * s.nf, timeout_cycles=timeout, what=f"{tag}: ")
-        await tb.idle_cycles(2 * s.latency)  # nothing extra comes out
-
     await reset_mid_stream(
         tb, "reset_mid_vector", list(range(min(s.cycles_per_vector + s.latency + 2, 24))), frame_beats=s.sf,
         input_beats=lambda: len(tb.beats("s_axis")), send_frames=lambda n: tb.send_vectors(tb.random_vectors(n)),
-        wait_outputs=wait_outputs, frames_after_last=tb.n_vectors // 2)
+        wait_outputs=tb.wait_outputs, frames_after_last=tb.n_vectors // 2)
 
 
 def check_measurements(shape, result: dict):

@@ -23,6 +23,9 @@ cocotb tests (each starts with a reset):
 Every test checks the output protocol (an offered beat stays offered, unchanged, until taken). The scoreboard
 unpacks the input words the DUT actually sampled, calls the golden function and compares in order; a mismatch
 names the test, frame, output pixel and channel.
+
+The test bodies, the scoreboard and the harness are :mod:`~instabnn.hw.blocks.common.pool_bench`, shared by the
+pooling benches (``pool``, ``maxpool_bits``); this file gives the spec, the parameters, the stimulus and the packing.
 """
 
 from __future__ import annotations
@@ -35,10 +38,10 @@ import numpy as np
 import pytest
 
 import cocotb
-from cocotb.triggers import RisingEdge
 
-from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, reset_mid_stream,
-                                               run_full_rate_bench, write_result)
+from instabnn.hw.blocks.common import pool_bench
+from instabnn.hw.blocks.common.axis_tb import run_full_rate_bench
+from instabnn.hw.blocks.common.pool_bench import PoolBench, check_measurements
 from instabnn.hw.blocks.maxpool_bits.spec import MaxPoolBitsSpec, bit_frame_words, bit_frames_from_words, maxpool_bits
 from instabnn.contract.network import ChainStage
 from instabnn.hw.blocks.rtl_library import rtl_paths
@@ -66,158 +69,45 @@ def random_inputs(rng: np.random.Generator, spec: MaxPoolBitsSpec, n: int) -> np
     return q
 
 
-class TB:
-    def __init__(self, dut, test_seed: int, drivers_follow_reset: bool = True):
-        self.dut = dut
-        self.log = dut._log
-        case, self.case_dir = read_case()
-        self.spec = MaxPoolBitsSpec(**case["spec"])
-        self.n_frames = int(case["n_frames"])
-        self.rng = np.random.default_rng([int(case["seed"]), test_seed])
+class TB(PoolBench):
+    def spec_from_case(self, case: dict) -> MaxPoolBitsSpec:
+        return MaxPoolBitsSpec(**case["spec"])
+
+    def expected_parameters(self) -> dict:
         s = self.spec
-        expected = {"CHANNELS": s.channels, "PE": s.pe, "HEIGHT": s.height, "WIDTH": s.width, "K": s.k, "CF": s.cf,
-                    "OUT_HEIGHT": s.out_height, "OUT_WIDTH": s.out_width_px, "LATENCY": s.latency}
-        for name, value in expected.items():
-            got = dut_int(dut, name)
-            assert got is None or got == value, f"DUT {name}={got}, the spec says {value}"
-        for port in ("s_axis_tdata", "m_axis_tdata"):
-            assert len(getattr(dut, port)) == s.pe, f"{port} is {len(getattr(dut, port))} bits, expected {s.pe}"
-        self.axis = AxisHarness(dut, ["s_axis"], ["m_axis"], drivers_follow_reset=drivers_follow_reset,
-                                check_held=True)
-        self.frames_checked = 0
-
-    @property
-    def in_beats(self):
-        return self.axis.beats("s_axis")
-
-    @property
-    def out_beats(self):
-        return self.axis.beats("m_axis")
-
-    async def reset(self, cycles: int = 3):
-        await self.axis.reset(cycles)
-
-    def set_idle_backpressure(self, seed: int | None):
-        self.axis.set_idle_backpressure(seed)
+        return {"CHANNELS": s.channels, "PE": s.pe, "HEIGHT": s.height, "WIDTH": s.width, "K": s.k, "CF": s.cf,
+                "OUT_HEIGHT": s.out_height, "OUT_WIDTH": s.out_width_px, "LATENCY": s.latency}
 
     def random_inputs(self, n: int) -> np.ndarray:
         return random_inputs(self.rng, self.spec, n)
 
-    async def send(self, q: np.ndarray):
-        for words in bit_frame_words(q, self.spec.channels, self.spec.pe):
-            await self.axis.send("s_axis", words)
+    def frame_words(self, a: np.ndarray) -> list[list[int]]:
+        return bit_frame_words(a, self.spec.channels, self.spec.pe)
 
-    async def send_tail(self, beats: int):
+    def input_frames(self, words: list[int]) -> np.ndarray:
         s = self.spec
-        await self.axis.send("s_axis", bit_frame_words(self.random_inputs(1), s.channels, s.pe)[0][-beats:])
+        return bit_frames_from_words(words, (s.channels, s.height, s.width), s.pe)
 
-    async def wait_sources(self):
-        await self.axis.sources["s_axis"].wait()
-        await RisingEdge(self.dut.clk)
-
-    async def wait_outputs(self, n_frames: int, slowdown: float = 1.0):
-        s = self.spec
-        timeout = int((n_frames + 2) * s.frame_beats * 2 * slowdown + 4 * s.latency + 200)
-        await self.axis.wait_beats("m_axis", n_frames * s.out_frame_beats, timeout)
-        # cropped rows after the last window: the frame's input goes on after its last output
-        await self.axis.wait_beats("s_axis", n_frames * s.frame_beats, timeout)
-        await self.axis.idle_cycles(2 * s.latency + 10)  # nothing extra comes out
-
-    def check_outputs(self, tag: str, n_frames: int) -> np.ndarray:
-        s = self.spec
-        for what, beats, per_frame in (("input", self.in_beats, s.frame_beats),
-                                       ("output", self.out_beats, s.out_frame_beats)):
-            assert len(beats) == n_frames * per_frame, (
-                f"{tag}: {len(beats)} {what} beats, expected {n_frames * per_frame} ({n_frames} frames)")
-        violations = self.axis.protocol_violations
-        assert not violations, f"{tag}: stream protocol: " + "; ".join(violations[:5])
-        a = bit_frames_from_words([w for _, w in self.in_beats], (s.channels, s.height, s.width), s.pe)
-        expected = s.reference(a)
-        got = bit_frames_from_words([w for _, w in self.out_beats], s.out_shape, s.pe)
-        bad = np.argwhere(got != expected)
-        if len(bad):
-            for f, c, y, x in bad[:10]:
-                self.log.error("%s: frame %d output pixel (%d, %d) channel %d: expected %d, got %d", tag, f, y, x, c,
-                               expected[f, c, y, x], got[f, c, y, x])
-            f, c, y, x = bad[0]
-            raise AssertionError(f"{tag}: {len(bad)} mismatches; first at frame {f}, output pixel (row {y}, column "
-                                 f"{x}), channel {c}: expected {expected[f, c, y, x]}, got {got[f, c, y, x]}")
-        self.frames_checked += n_frames
-        return a
+    def output_frames(self, words: list[int]) -> np.ndarray:
+        return bit_frames_from_words(words, self.spec.out_shape, self.spec.pe)
 
 
 @cocotb.test()
 async def stream_full_rate(dut):
     """No idle, no backpressure: exact outputs, clocks per frame and latency."""
-    tb = TB(dut, test_seed=1)
-    s = tb.spec
-    await tb.reset()
-    n = max(tb.n_frames, 4)
-    q = tb.random_inputs(n)
-    await tb.send(q)
-    await tb.wait_outputs(n)
-    got_q = tb.check_outputs("stream_full_rate", n)
-    assert np.array_equal(got_q, q), "the monitored inputs differ from the sent"
-    in_cycles = np.array([c for c, _ in tb.in_beats])
-    out_cycles = np.array([c for c, _ in tb.out_beats])
-    in_starts, out_starts = in_cycles[::s.frame_beats], out_cycles[::s.out_frame_beats]
-    measured = (in_starts[-1] - in_starts[0]) / (n - 1)
-    out_measured = (out_starts[-1] - out_starts[0]) / (n - 1)
-    completing = (np.arange(n)[:, None] * s.frame_beats + s.completing_beats()[None, :]).reshape(-1)
-    beat_latencies = sorted(set((out_cycles - in_cycles[completing]).tolist()))
-    analytic = s.cycles_per_frame
-    tb.log.info("%s: cycles per frame measured %.3f (input), %.3f (output), analytic %.3f; per-beat latency %s",
-                s.name, measured, out_measured, analytic, beat_latencies)
-    write_result(tb.case_dir, "stream_full_rate", {
-        "spec": asdict(s), "n_frames": n, "frame_beats": s.frame_beats, "out_frame_beats": s.out_frame_beats,
-        "cycles_per_frame_measured": measured, "cycles_per_frame_measured_output": out_measured,
-        "cycles_per_frame_analytic": analytic, "latency_measured": beat_latencies, "latency_stated": s.latency,
-        "frames_checked": tb.frames_checked,
-    })
-    assert abs(measured - analytic) <= CYCLE_TOLERANCE * analytic, f"{measured} cycles per frame, analytic {analytic}"
-    assert abs(out_measured - analytic) <= CYCLE_TOLERANCE * analytic, f"{out_measured} cycles per frame at the output"
-    assert np.all(np.diff(in_cycles) == 1), "the input was not taken at one beat per clock"
-    assert beat_latencies == [s.latency], f"per-beat latencies {beat_latencies}, stated {s.latency}"
+    await pool_bench.stream_full_rate(TB(dut, test_seed=1))
 
 
 @cocotb.test()
 async def stream_idle_backpressure(dut):
     """Random idle on the input, random backpressure on the output: exact, nothing lost."""
-    tb = TB(dut, test_seed=2)
-    await tb.reset()
-    tb.axis.set_idle_backpressure(seed=int(tb.rng.integers(1 << 30)))
-    n = tb.n_frames
-    q = tb.random_inputs(n)
-    await tb.send(q)
-    await tb.wait_outputs(n, slowdown=8)
-    got_q = tb.check_outputs("stream_idle_backpressure", n)
-    assert np.array_equal(got_q, q), "the monitored inputs differ from the sent"
-    write_result(tb.case_dir, "stream_idle_backpressure", {"n_frames": n, "frames_checked": tb.frames_checked})
-    tb.axis.set_idle_backpressure(None)
-
-
-def reset_delays(spec: MaxPoolBitsSpec) -> list[int]:
-    """Clock offsets (from the first input handshake) for the resets: inside the first frame, with a result in the
-    pipeline and in the output FIFO, at the frame's end, inside the second frame."""
-    fb, lat = spec.frame_beats, spec.latency
-    first_out = int(spec.completing_beats()[0])
-    points = [0, 1, 2, first_out, first_out + 1, first_out + lat, fb // 2, fb - 1, fb, fb + 1, fb + lat + 1,
-              fb + fb // 2 + 1]
-    return sorted(set(p for p in points if p >= 0))
+    await pool_bench.stream_idle_backpressure(TB(dut, test_seed=2))
 
 
 @cocotb.test()
 async def reset_mid_frame(dut):
-    """Reset in the middle of a frame (source not tied to the reset, so the stream goes on right after it): the unit
-    starts a fresh frame with the first beat taken after the reset. Alternately with idle and backpressure."""
-    tb = TB(dut, test_seed=3, drivers_follow_reset=False)
-    delays = reset_delays(tb.spec)
-    checked = await reset_mid_stream(tb, "reset_mid_frame", delays, frame_beats=tb.spec.frame_beats,
-                                     input_beats=lambda: len(tb.in_beats),
-                                     send_frames=lambda n: tb.send(tb.random_inputs(n)),
-                                     wait_outputs=lambda tag, n: tb.wait_outputs(n, slowdown=8),
-                                     frames_after_last=max(2, tb.n_frames // 4))
-    write_result(tb.case_dir, "reset_mid_frame", {"delays": delays, "frames_checked": checked})
+    """Reset in the middle of a frame (the source drives through it), then exact operation."""
+    await pool_bench.reset_mid_frame(TB(dut, test_seed=3, drivers_follow_reset=False))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -262,24 +152,16 @@ def run_maxpool(spec: MaxPoolBitsSpec, n_frames: int, directory: Path) -> dict:
                                parameters=spec.rtl_parameters(), directory=case_dir, seed=seed)
 
 
-def _check_measurements(result: dict):
-    analytic = result["cycles_per_frame_analytic"]
-    assert analytic == result["frame_beats"]
-    assert abs(result["cycles_per_frame_measured"] - analytic) <= 0.02 * analytic
-    assert abs(result["cycles_per_frame_measured_output"] - analytic) <= 0.02 * analytic
-    assert result["latency_measured"] == [result["latency_stated"]]
-
-
 @pytest.mark.parametrize("spec", FAST_SPECS, ids=lambda s: s.name)
 def test_maxpool_bits_sim(spec, verilator_path, tmp_path):
-    _check_measurements(run_maxpool(spec, FAST_FRAMES, tmp_path))
+    check_measurements(run_maxpool(spec, FAST_FRAMES, tmp_path))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("spec", SLOW_SPECS, ids=lambda s: s.name)
 def test_maxpool_bits_sim_sweep(spec, verilator_path, tmp_path):
     result = run_maxpool(spec, SLOW_FRAMES, tmp_path)
-    _check_measurements(result)
+    check_measurements(result)
     assert result["frames_checked_all_tests"] >= 2 * SLOW_FRAMES
 
 

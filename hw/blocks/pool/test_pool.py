@@ -25,6 +25,9 @@ cocotb tests (each starts with a reset):
 Every test checks the protocol on the output (an offered beat stays offered, unchanged, until taken). The
 scoreboard unpacks the input words the DUT actually sampled, calls the golden function and compares in order; a
 mismatch names the test, frame, output pixel (row, column) and channel with expected and got.
+
+The test bodies, the scoreboard and the harness are :mod:`~instabnn.hw.blocks.common.pool_bench`, shared by the
+pooling benches (``pool``, ``maxpool_bits``); this file gives the spec, the parameters, the stimulus and the packing.
 """
 
 from __future__ import annotations
@@ -40,10 +43,10 @@ import numpy as np
 import pytest
 
 import cocotb
-from cocotb.triggers import RisingEdge
 
-from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, reset_mid_stream,
-                                               run_full_rate_bench)
+from instabnn.hw.blocks.common import pool_bench
+from instabnn.hw.blocks.common.axis_tb import run_full_rate_bench
+from instabnn.hw.blocks.common.pool_bench import PoolBench, check_measurements
 from instabnn.hw.blocks.pool.spec import GlobalSumSpec, PoolSumSpec, frame_words, frames_from_words
 from instabnn.contract.layers import Classifier, global_sum, pool_sum
 from instabnn.hw.blocks.rtl_library import rtl_paths
@@ -88,180 +91,50 @@ def random_inputs(rng: np.random.Generator, spec, n: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class TB:
-    def __init__(self, dut, test_seed: int, drivers_follow_reset: bool = True):
-        self.dut = dut
-        self.log = dut._log
-        case, self.case_dir = read_case()
-        self.top = case["top"]
-        self.spec = SPECS[self.top](**case["spec"])
-        self.n_frames = int(case["n_frames"])
-        self.rng = np.random.default_rng([int(case["seed"]), test_seed])
-        self._check_parameters()
-        self.axis = AxisHarness(dut, ["s_axis"], ["m_axis"], drivers_follow_reset=drivers_follow_reset,
-                                check_held=True)
-        self.frames_checked = 0
+class TB(PoolBench):
+    def spec_from_case(self, case: dict) -> PoolSumSpec | GlobalSumSpec:
+        return SPECS[case["top"]](**case["spec"])
 
-    def _check_parameters(self):
-        s, dut = self.spec, self.dut
+    def expected_parameters(self) -> dict:
+        s = self.spec
         expected = {"CHANNELS": s.channels, "PE": s.pe, "HEIGHT": s.height, "WIDTH": s.width, "IN_BITS": s.in_bits,
                     "OUT_BITS": s.out_bits, "CF": s.cf, "LATENCY": s.latency}
         if isinstance(s, PoolSumSpec):
             expected.update({"K": s.k, "OUT_WIDTH": s.out_width_px})
-        read = {name: dut_int(dut, name) for name in expected}
-        self.log.info("DUT parameters %s (None: not exposed by the simulator)", read)
-        for name, value in read.items():
-            assert value is None or value == expected[name], f"DUT {name}={value}, the spec says {expected[name]}"
-        for port, width in (("s_axis_tdata", s.in_width), ("m_axis_tdata", s.out_width)):
-            got = len(getattr(dut, port))
-            assert got == width, f"{port} is {got} bits, expected {width}"
-
-    @property
-    def in_beats(self) -> list[tuple[int, int]]:
-        return self.axis.beats("s_axis")
-
-    @property
-    def out_beats(self) -> list[tuple[int, int]]:
-        return self.axis.beats("m_axis")
-
-    async def reset(self, cycles: int = 3):
-        await self.axis.reset(cycles)
-
-    def set_idle_backpressure(self, seed: int | None):
-        self.axis.set_idle_backpressure(seed)
+        return expected
 
     def random_inputs(self, n: int) -> np.ndarray:
         return random_inputs(self.rng, self.spec, n)
 
-    async def send(self, q: np.ndarray):
+    def frame_words(self, q: np.ndarray) -> list[list[int]]:
         s = self.spec
-        for words in frame_words(q, s.channels, s.pe, s.in_bits):
-            await self.axis.send("s_axis", words)
+        return frame_words(q, s.channels, s.pe, s.in_bits)
 
-    async def send_tail(self, beats: int):
-        """The last ``beats`` beats of one random frame (completes an interrupted frame)."""
+    def input_frames(self, words: list[int]) -> np.ndarray:
         s = self.spec
-        await self.axis.send("s_axis", frame_words(self.random_inputs(1), s.channels, s.pe, s.in_bits)[0][-beats:])
+        return frames_from_words(words, (s.channels, s.height, s.width), s.pe, s.in_bits)
 
-    async def wait_sources(self):
-        await self.axis.sources["s_axis"].wait()
-        await RisingEdge(self.dut.clk)
-
-    def timeout(self, n_frames: int, slowdown: float = 1.0) -> int:
-        return int((n_frames + 2) * self.spec.frame_beats * 2 * slowdown + 4 * self.spec.latency + 200)
-
-    async def wait_outputs(self, n_frames: int, slowdown: float = 1.0):
-        await self.axis.wait_beats("m_axis", n_frames * self.spec.out_frame_beats, self.timeout(n_frames, slowdown))
-        await self.axis.idle_cycles(2 * self.spec.latency + 10)  # nothing extra comes out
-
-    def check_outputs(self, tag: str, n_frames: int) -> np.ndarray:
-        """Scoreboard: the recorded input words (as the DUT sampled them) against the recorded output beats."""
+    def output_frames(self, words: list[int]) -> np.ndarray:
         s = self.spec
-        for what, beats, per_frame in (("input", self.in_beats, s.frame_beats),
-                                       ("output", self.out_beats, s.out_frame_beats)):
-            assert len(beats) == n_frames * per_frame, (
-                f"{tag}: {len(beats)} {what} beats, expected {n_frames * per_frame} ({n_frames} frames)")
-        violations = self.axis.protocol_violations
-        assert not violations, f"{tag}: stream protocol: " + "; ".join(violations[:5])
-        q = frames_from_words([w for _, w in self.in_beats], (s.channels, s.height, s.width), s.pe, s.in_bits)
-        expected = s.reference(q)
-        got = frames_from_words([w for _, w in self.out_beats], s.out_shape, s.pe, s.out_bits)
-        bad = np.argwhere(got != expected)
-        if len(bad):
-            for f, c, y, x in bad[:10]:
-                self.log.error("%s: frame %d output pixel (%d, %d) channel %d: expected %d, got %d", tag, f, y, x, c,
-                               expected[f, c, y, x], got[f, c, y, x])
-            f, c, y, x = bad[0]
-            raise AssertionError(f"{tag}: {len(bad)} mismatches; first at frame {f}, output pixel (row {y}, column "
-                                 f"{x}), channel {c}: expected {expected[f, c, y, x]}, got {got[f, c, y, x]}")
-        self.frames_checked += n_frames
-        return q
-
-    def write_result(self, name: str, result: dict):
-        (self.case_dir / f"result_{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+        return frames_from_words(words, s.out_shape, s.pe, s.out_bits)
 
 
 @cocotb.test()
 async def stream_full_rate(dut):
     """No idle, no backpressure: exact outputs, clocks per frame and latency."""
-    tb = TB(dut, test_seed=1)
-    s = tb.spec
-    await tb.reset()
-    n = max(tb.n_frames, 4)
-    q = tb.random_inputs(n)
-    await tb.send(q)  # all queued: the source stays valid from the first beat to the last
-    await tb.wait_outputs(n)
-    got_q = tb.check_outputs("stream_full_rate", n)
-    assert np.array_equal(got_q, q), "the monitored inputs differ from the sent"
-
-    in_cycles = np.array([c for c, _ in tb.in_beats])
-    out_cycles = np.array([c for c, _ in tb.out_beats])
-    in_starts, out_starts = in_cycles[::s.frame_beats], out_cycles[::s.out_frame_beats]
-    measured = (in_starts[-1] - in_starts[0]) / (n - 1)
-    out_measured = (out_starts[-1] - out_starts[0]) / (n - 1)
-    completing = (np.arange(n)[:, None] * s.frame_beats + s.completing_beats()[None, :]).reshape(-1)
-    beat_latencies = sorted(set((out_cycles - in_cycles[completing]).tolist()))
-    analytic = s.cycles_per_frame
-    tb.log.info("%s: cycles per frame measured %.3f (input), %.3f (output), analytic %.3f; per-beat latency %s, "
-                "stated %d", s.name, measured, out_measured, analytic, beat_latencies, s.latency)
-    tb.write_result("stream_full_rate", {
-        "spec": asdict(s), "top": tb.top, "n_frames": n, "frame_beats": s.frame_beats,
-        "out_frame_beats": s.out_frame_beats,
-        "cycles_per_frame_measured": measured, "cycles_per_frame_measured_output": out_measured,
-        "cycles_per_frame_analytic": analytic, "latency_measured": beat_latencies, "latency_stated": s.latency,
-        "total_cycles": int(out_cycles[-1] - in_cycles[0] + 1), "frames_checked": tb.frames_checked,
-    })
-    assert abs(measured - analytic) <= CYCLE_TOLERANCE * analytic, f"{measured} cycles per frame, analytic {analytic}"
-    assert abs(out_measured - analytic) <= CYCLE_TOLERANCE * analytic, f"{out_measured} cycles per frame at the output"
-    assert np.all(np.diff(in_cycles) == 1), "the input was not taken at one beat per clock"
-    assert beat_latencies == [s.latency], f"per-beat latencies {beat_latencies}, stated {s.latency}"
+    await pool_bench.stream_full_rate(TB(dut, test_seed=1))
 
 
 @cocotb.test()
 async def stream_idle_backpressure(dut):
     """Random idle on the input, random backpressure on the output: exact, nothing lost."""
-    tb = TB(dut, test_seed=2)
-    await tb.reset()
-    tb.axis.set_idle_backpressure(seed=int(tb.rng.integers(1 << 30)))
-    n = tb.n_frames
-    q = tb.random_inputs(n)
-    await tb.send(q)
-    await tb.wait_outputs(n, slowdown=8)
-    got_q = tb.check_outputs("stream_idle_backpressure", n)
-    assert np.array_equal(got_q, q), "the monitored inputs differ from the sent"
-    cycles = tb.out_beats[-1][0] - tb.in_beats[0][0] + 1
-    tb.log.info("%d frames in %d cycles with idle and backpressure (%.1f per frame)", n, cycles, cycles / n)
-    tb.write_result("stream_idle_backpressure", {"n_frames": n, "total_cycles": cycles,
-                                                  "frames_checked": tb.frames_checked})
-    tb.axis.set_idle_backpressure(None)
-
-
-def reset_delays(spec) -> list[int]:
-    """Clock offsets (from the first input handshake) for the resets: inside the first frame, at its end, with a
-    sum in the pipeline and in the output FIFO, inside the second frame."""
-    fb, lat = spec.frame_beats, spec.latency
-    first_out = int(spec.completing_beats()[0])
-    points = [0, 1, 2, first_out, first_out + 1, first_out + lat, fb // 2, fb - 1, fb, fb + 1, fb + lat + 1,
-              fb + fb // 2 + 1]
-    return sorted(set(p for p in points if p >= 0))
+    await pool_bench.stream_idle_backpressure(TB(dut, test_seed=2))
 
 
 @cocotb.test()
 async def reset_mid_frame(dut):
-    """Reset in the middle of a frame, then correct operation.
-
-    The source is not tied to the reset, so the input may be valid at the reset edge and the stream goes on right
-    after it: the unit must start a fresh frame with the first beat taken after the reset. Alternately with idle
-    and backpressure.
-    """
-    tb = TB(dut, test_seed=3, drivers_follow_reset=False)
-    delays = reset_delays(tb.spec)
-    checked = await reset_mid_stream(tb, "reset_mid_frame", delays, frame_beats=tb.spec.frame_beats,
-                                     input_beats=lambda: len(tb.in_beats),
-                                     send_frames=lambda n: tb.send(tb.random_inputs(n)),
-                                     wait_outputs=lambda tag, n: tb.wait_outputs(n, slowdown=8),
-                                     frames_after_last=max(2, tb.n_frames // 4))
-    tb.write_result("reset_mid_frame", {"delays": delays, "frames_checked": checked})
+    """Reset in the middle of a frame (the source drives through it), then exact operation."""
+    await pool_bench.reset_mid_frame(TB(dut, test_seed=3, drivers_follow_reset=False))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -328,25 +201,17 @@ def run_pool(spec, n_frames: int, directory: Path) -> dict:
     return result
 
 
-def _check_measurements(result: dict):
-    analytic = result["cycles_per_frame_analytic"]
-    assert analytic == result["frame_beats"]
-    assert abs(result["cycles_per_frame_measured"] - analytic) <= 0.02 * analytic
-    assert abs(result["cycles_per_frame_measured_output"] - analytic) <= 0.02 * analytic
-    assert result["latency_measured"] == [result["latency_stated"]]
-
-
 @pytest.mark.parametrize("spec", FAST_SPECS, ids=lambda s: s.name)
 def test_pool_sim(spec, verilator_path, tmp_path):
     result = run_pool(spec, FAST_FRAMES, tmp_path)
-    _check_measurements(result)
+    check_measurements(result)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("spec", SLOW_SPECS, ids=lambda s: s.name)
 def test_pool_sim_sweep(spec, verilator_path, tmp_path):
     result = run_pool(spec, SLOW_FRAMES, tmp_path)
-    _check_measurements(result)
+    check_measurements(result)
     assert result["frames_checked_all_tests"] >= 2 * SLOW_FRAMES
 
 

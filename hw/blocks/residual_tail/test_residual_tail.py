@@ -41,10 +41,9 @@ import numpy as np
 import pytest
 
 import cocotb
-from cocotb.triggers import RisingEdge
 
-from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, reset_mid_stream,
-                                               run_full_rate_bench, write_result)
+from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, check_dut_parameters, idle_backpressure,
+                                               read_case, reset_mid_stream, run_full_rate_bench, write_result)
 from instabnn.hw.blocks.residual_tail.spec import (CONST_FIELDS, PROJ_CONST_FIELDS, ResidualTailSpec, const_words,
                                                    frame_words, frames_from_words, read_const_file, write_const_file)
 from instabnn.contract.fixed_point import signed_bits
@@ -191,7 +190,7 @@ class TB(AxisHarness):
         return [(c, acc, sc_at[c]) for c, acc in self.beats("s_axis_acc") if c in sc_at]
 
     def _check_parameters(self):
-        s, dut = self.spec, self.dut
+        s = self.spec
         expected = {
             "CHANNELS": s.channels, "PE": s.pe, "ACC_BITS": s.acc_bits, "SC_BITS": s.sc_bits,
             "OUT_BITS": s.out_bits, "D_BITS": s.d_bits, "SHORTCUT_SHIFT": s.shortcut_shift,
@@ -200,14 +199,8 @@ class TB(AxisHarness):
             **{f"{n.upper()}_BITS": getattr(s, f"{n}_bits") for n in s.const_fields},
             "SHORTCUT_PROJ": int(s.shortcut_proj),
         }
-        read = {name: dut_int(dut, name) for name in expected}
-        self.log.info("DUT parameters %s (None: not exposed by the simulator)", read)
-        for name, value in read.items():
-            assert value is None or value == expected[name], f"DUT {name}={value}, the spec says {expected[name]}"
-        for port, width in (("s_axis_acc_tdata", s.acc_width), ("s_axis_sc_tdata", s.sc_width),
-                            ("m_axis_tdata", s.out_width)):
-            got = len(getattr(dut, port))
-            assert got == width, f"{port} is {got} bits, expected {width}"
+        check_dut_parameters(self.dut, expected, {"s_axis_acc_tdata": s.acc_width, "s_axis_sc_tdata": s.sc_width,
+                                                  "m_axis_tdata": s.out_width})
 
     def random_inputs(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         proj = self.params.get("proj")
@@ -229,6 +222,13 @@ class TB(AxisHarness):
 
     def timeout(self, n_frames: int, slowdown: float = 1.0) -> int:
         return int((n_frames + 2) * self.spec.frame_beats * 2 * slowdown + 4 * self.spec.latency + 200)
+
+    async def wait_outputs(self, tag: str, n_frames: int):
+        """Until the outputs of ``n_frames`` frames are out (with idle and backpressure), then long enough that
+        anything extra would be seen."""
+        timeout = self.timeout(n_frames, slowdown=8)
+        await self.wait_beats("m_axis", n_frames * self.spec.frame_beats, timeout_cycles=timeout, what=f"{tag}: ")
+        await self.idle_cycles(2 * self.spec.latency + 10)  # nothing extra comes out
 
     def check_outputs(self, tag: str, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
         """Scoreboard: the recorded input words (as the DUT sampled them) against the recorded output beats."""
@@ -300,22 +300,9 @@ async def stream_full_rate(dut):
 async def stream_idle_backpressure(dut):
     """Independent random idle on the two inputs, random backpressure on the output: exact, nothing lost."""
     tb = TB(dut, test_seed=2)
-    s = tb.spec
-    await tb.reset()
-    tb.set_idle_backpressure(seed=int(tb.rng.integers(1 << 30)))
-    n = tb.n_frames
-    acc, sc = tb.random_inputs(n)
-    await tb.send_frames(acc, sc)
-    await tb.wait_beats("m_axis", n * s.frame_beats, timeout_cycles=tb.timeout(n, slowdown=8))
-    for _ in range(2 * s.latency + 10):  # nothing extra comes out
-        await RisingEdge(dut.clk)
-    got_acc, got_sc = tb.check_outputs("stream_idle_backpressure", n)
-    assert np.array_equal(got_acc, acc) and np.array_equal(got_sc, sc), "the monitored inputs differ from the sent"
-    cycles = tb.beats("m_axis")[-1][0] - tb.in_beats[0][0] + 1
-    tb.log.info("%d frames in %d cycles with idle and backpressure (%.1f per frame)", n, cycles, cycles / n)
-    write_result(tb.case_dir, "stream_idle_backpressure", {"n_frames": n, "total_cycles": cycles,
-                                                  "frames_checked": tb.frames_checked})
-    tb.set_idle_backpressure(None)
+    await idle_backpressure(tb, int(tb.rng.integers(1 << 30)), tb.n_frames, random_frames=tb.random_inputs,
+                            send_frames=lambda inputs: tb.send_frames(*inputs), wait_outputs=tb.wait_outputs,
+                            check_outputs=tb.check_outputs, result_dir=tb.case_dir, count_frames=True)
 
 
 def reset_delays(spec: ResidualTailSpec) -> list[int]:
@@ -337,15 +324,10 @@ async def reset_mid_frame(dut):
     tb = TB(dut, test_seed=3, drivers_follow_reset=False)
     s = tb.spec
     delays = reset_delays(s)
-
-    async def wait_outputs(tag: str, n: int):
-        await tb.wait_beats("m_axis", n * s.frame_beats, timeout_cycles=tb.timeout(n, slowdown=8), what=f"{tag}: ")
-        await tb.idle_cycles(2 * s.latency + 10)  # nothing extra comes out
-
     checked = await reset_mid_stream(tb, "reset_mid_frame", delays, frame_beats=s.frame_beats,
                                      input_beats=lambda: len(tb.in_beats),
                                      send_frames=lambda n: tb.send_frames(*tb.random_inputs(n)),
-                                     wait_outputs=wait_outputs, frames_after_last=max(2, tb.n_frames // 4))
+                                     wait_outputs=tb.wait_outputs, frames_after_last=max(2, tb.n_frames // 4))
     write_result(tb.case_dir, "reset_mid_frame", {"delays": delays, "frames_checked": checked})
 
 

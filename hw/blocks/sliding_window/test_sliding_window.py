@@ -36,8 +36,8 @@ import pytest
 
 import cocotb
 
-from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, dut_int, read_case, reset_mid_stream,
-                                               run_full_rate_bench, write_result)
+from instabnn.hw.blocks.common.axis_tb import (CYCLE_TOLERANCE, AxisHarness, check_dut_parameters, idle_backpressure,
+                                               read_case, reset_mid_stream, run_full_rate_bench, write_result)
 from instabnn.hw.blocks.sliding_window.spec import SlidingWindowShape
 from instabnn.contract.packing import pack_fields, unpack_fields
 from instabnn.contract.window import feature_map_beats, window_beats
@@ -62,18 +62,8 @@ class TB(AxisHarness):
         self.rng = np.random.default_rng([int(case["seed"]), test_seed])
         super().__init__(dut, ["s_axis"], ["m_axis"], drivers_follow_reset)
         self.log = dut._log
-        self._check_parameters()
-
-    def _check_parameters(self):
-        s, dut = self.shape, self.dut
-        expected = {name: value for name, value in s.rtl_parameters().items()}
-        read = {name: dut_int(dut, name) for name in expected}
-        self.log.info("DUT parameters %s (None: not exposed by the simulator)", read)
-        for name, value in read.items():
-            assert value is None or value == expected[name], f"DUT {name}={value}, case file says {expected[name]}"
-        for port in ("s_axis_tdata", "m_axis_tdata"):
-            got = len(getattr(dut, port))
-            assert got == s.data_width, f"{port} is {got} bits, expected {s.data_width}"
+        check_dut_parameters(dut, self.shape.rtl_parameters(),
+                             {port: self.shape.data_width for port in ("s_axis_tdata", "m_axis_tdata")})
 
     def random_frames(self, n: int) -> np.ndarray:
         """``n`` random frames ``(n, H, W, C)`` of element codes; frame 1 is all ones, frame 2 all pad values
@@ -117,6 +107,16 @@ class TB(AxisHarness):
         pos, cf = divmod(r, s.cf)
         ky, kx = divmod(pos, s.kernel)
         return frame, oy, ox, ky, kx, cf
+
+    async def wait_outputs(self, tag: str, n_frames: int):
+        """Until the outputs of ``n_frames`` frames are out and their inputs in (with idle and backpressure), then
+        long enough that anything extra would be seen."""
+        s = self.shape
+        await self.wait_beats("m_axis", n_frames * s.out_beats,
+                              timeout_cycles=n_frames * (s.in_beats + s.out_beats) * 8 + 400, what=f"{tag}: ")
+        # rows no window uses may arrive after the last output
+        await self.wait_beats("s_axis", n_frames * s.in_beats, timeout_cycles=s.in_beats * 8 + 100, what=f"{tag}: ")
+        await self.idle_cycles(3 * s.latency + 8)  # nothing extra comes out
 
     def check_outputs(self, tag: str, n_frames: int) -> np.ndarray:
         """Scoreboard: the recorded input words (as the DUT sampled them) against the recorded output beats."""
@@ -199,21 +199,9 @@ async def stream_full_rate(dut):
 async def stream_idle_backpressure(dut):
     """Random idle on s_axis and random backpressure on m_axis: exact outputs, nothing lost or added."""
     tb = TB(dut, test_seed=2)
-    s = tb.shape
-    await tb.reset()
-    tb.set_idle_backpressure(seed=int(tb.rng.integers(1 << 30)))
-    n = tb.n_frames
-    frames = tb.random_frames(n)
-    await tb.send_frames(frames)
-    await tb.wait_beats("m_axis", n * s.out_beats, timeout_cycles=n * (s.in_beats + s.out_beats) * 8 + 400)
-    await tb.wait_beats("s_axis", n * s.in_beats, timeout_cycles=s.in_beats * 8 + 100)
-    await tb.idle_cycles(3 * s.latency + 8)  # nothing extra comes out
-    sampled = tb.check_outputs("stream_idle_backpressure", n)
-    assert np.array_equal(sampled, frames), "the monitored input differs from what the source sent"
-    cycles = tb.beats("m_axis")[-1][0] - tb.beats("s_axis")[0][0] + 1
-    tb.log.info("%d frames in %d cycles with idle and backpressure (%.1f per frame)", n, cycles, cycles / n)
-    write_result(tb.case_dir, "stream_idle_backpressure", {"n_frames": n, "total_cycles": cycles})
-    tb.set_idle_backpressure(None)
+    await idle_backpressure(tb, int(tb.rng.integers(1 << 30)), tb.n_frames, random_frames=tb.random_frames,
+                            send_frames=tb.send_frames, wait_outputs=tb.wait_outputs, check_outputs=tb.check_outputs,
+                            result_dir=tb.case_dir)
 
 
 @cocotb.test()
@@ -227,15 +215,9 @@ async def reset_mid_frame(dut):
     s = tb.shape
     span = s.cycles_per_frame + 2 * s.in_beats + s.latency
     delays = sorted({0, 1, 3, span // 2, span - 1, *tb.rng.integers(0, span, size=2).tolist()})
-
-    async def wait_outputs(tag: str, n: int):
-        await tb.wait_beats("m_axis", n * s.out_beats, timeout_cycles=n * (s.in_beats + s.out_beats) * 8 + 400,
-                            what=f"{tag}: ")
-        await tb.idle_cycles(2 * s.latency + 8)  # nothing extra comes out
-
     await reset_mid_stream(tb, "reset_mid_frame", delays, frame_beats=s.in_beats,
                            input_beats=lambda: len(tb.beats("s_axis")),
-                           send_frames=lambda n: tb.send_frames(tb.random_frames(n)), wait_outputs=wait_outputs,
+                           send_frames=lambda n: tb.send_frames(tb.random_frames(n)), wait_outputs=tb.wait_outputs,
                            frames_before=2, frames_after=1)
 
 
