@@ -22,8 +22,10 @@
  * Schedule: start (accepted while idle) begins a frame; the unit then issues one step (channel c, term j, limb k)
  * per clock, c = 0 .. C-1 (fold f = c / PE, lane pe = c mod PE), j = 1, 2, 3, k = 0 .. LIMBS-1: STEPS = 3*C*LIMBS
  * steps per frame. Pipeline from the issue edge I of a step: I [lane / term / limb select of the sums (asynchronous
- * read of the stats memory), registered coefficient ROM read] -> I+1 [multiply] -> I+2 [shift and accumulate; the
- * channel's first step starts from C0 * 2^(FRAC-FRAC_0)]. out_valid is high for one cycle after the edge that
+ * read of the stats memory); the channel's coefficient word from the coefficient register] -> I+1 [multiply] -> I+2
+ * [shift and accumulate; the channel's first step starts from C0 * 2^(FRAC-FRAC_0)]. The coefficient ROM is read one
+ * edge ahead of the issue (at I-1, at the address of the step issued at I; channel 0 while idle), so that only a
+ * register follows the block RAM's clock-to-out and the multiplier's operands both come from registers. out_valid is high for one cycle after the edge that
  * accumulates a channel's last step, with V, the channel's EXTRA field, its bank, fold and lane flags.
  * release_stats pulses after the edge that issues a frame's last step (the stats bank may be reused from then on).
  * A new start may follow right after the last issue: frames overlap in the pipeline.
@@ -210,14 +212,26 @@ assign sums_bank = bank_reg;
 assign sums_fold = fold_reg;
 
 /*
- * Stage 1: operands. Limb k of P_j of the lane (asynchronous stats read, lane, term and limb select); the channel's
- * coefficient word (registered ROM read)
+ * Stage 0: the coefficient ROM, read one edge ahead of the issue: the channel of the step issued at the next edge
+ * (channel 0 while idle or at a frame's last step, where the next step can only be a new frame's first)
  */
 logic [COEFF_W-1:0] coeff_mem[CHANNELS];
 
 initial begin
     $readmemh(COEFF_FILE, coeff_mem);
 end
+
+wire logic [CH_W-1:0] next_chan = !busy_reg || last_step ? '0 : last_of_channel ? chan_reg + 1'b1 : chan_reg;
+logic [COEFF_W-1:0] rom_coeff_reg;   // the block RAM's read register
+
+always_ff @(posedge clk) begin
+    rom_coeff_reg <= coeff_mem[next_chan];
+end
+
+/*
+ * Stage 1: operands. Limb k of P_j of the lane (asynchronous stats read, lane, term and limb select); the channel's
+ * coefficient word (from the ROM's read register)
+ */
 
 // lane and limb selects as array indices (plain muxes; a variable part-select would become a barrel shifter)
 wire logic [SUM_W-1:0] sums_lanes[PE];
@@ -273,7 +287,7 @@ always_ff @(posedge clk) begin
     s1_first_reg <= term_reg == 2'd0 && limb_reg == '0;
     s1_last_reg <= last_of_channel;
     s1_op_reg <= op_sel;
-    s1_coeff_reg <= coeff_mem[chan_reg];
+    s1_coeff_reg <= rom_coeff_reg;
 
     if (rst) begin
         s1_valid_reg <= 1'b0;

@@ -30,9 +30,9 @@
  *   4 wait edges (the last h_k is written before phase C reads h_0).
  *   phase C: C*HIDDEN/SE_SIMD steps (c, g) on the same SE_SIMD multipliers; pipeline: issue [registered reads of
  *            the W2 word and the h banks] -> +1 [W2 * h per lane] -> +2 [sum, accumulate] -> +3 [M2 * o_c + B;
- *            row_side registered] -> +4 [round, clamp, index, registered g ROM read] -> +5 [DELTA * r] -> out_*
- *            (combinational G_c from the +5 registers).
- *   Hence, with MACS = 2*HIDDEN*C/SE_SIMD, out_valid of the last channel is high after edge E + 3C + MACS + 12 (the
+ *            row_side registered] -> +4 [round, clamp, index, registered g ROM read] -> +5 [ROM word register]
+ *            -> +6 [DELTA * r] -> out_* (combinational G_c from the +6 registers).
+ *   Hence, with MACS = 2*HIDDEN*C/SE_SIMD, out_valid of the last channel is high after edge E + 3C + MACS + 13 (the
  *   block's output map adds its own stages); busy is high from E+1 to the last phase-C issue (E + 3C + MACS + 7);
  *   release_stats pulses after the last phase-A issue (E + 3C: the stats bank may be reused). A new start may
  *   follow right after the last phase-C issue: frames overlap in the output pipeline only.

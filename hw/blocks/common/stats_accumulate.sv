@@ -16,8 +16,8 @@
  * Powers: q^2 and q^3 come from multipliers (POWER_TABLE = 0: two per lane, DSP slices on FPGAs) or from
  * constant tables of all 2^INPUT_BITS codes (POWER_TABLE = 1, INPUT_BITS <= 8: logic, no DSP); same timing.
  *
- * Pipeline (no stall: every accepted beat enters it): edge t samples the beat, t+1 squares, t+2 cubes,
- * t+3 adds into the memory word (the first pixel of a frame starts from 0 instead of the stored sum). done is high
+ * Pipeline (no stall: every accepted beat enters it): edge t samples the beat, t+1 squares (tables: reads both
+ * tables), t+2 cubes (tables: registers the table words), t+3 adds into the memory word (the first pixel of a frame starts from 0 instead of the stored sum). done is high
  * for one cycle after the edge that writes a frame's last beat (in_last): from then on that bank holds the frame's
  * final sums. Latency from the beat of in_last to done: 3 edges (STATS_LATENCY in instabnn.hw.blocks.insta_threshold.spec).
  *
@@ -177,12 +177,17 @@ for (genvar pe = 0; pe < PE; pe = pe + 1) begin : g_lane
             end
         end
 
+        // both tables are read at t+1 and their words registered once more at t+2: the adders see registers, not
+        // a block RAM's clock-to-out
+        logic signed [CUBE_W-1:0] b_cube_reg;
+
         always_ff @(posedge clk) begin
             b_q_reg <= q;
             b_sq_reg <= square_rom[$unsigned(q)];
+            b_cube_reg <= cube_rom[$unsigned(q)];
             c_q_reg <= b_q_reg;
             c_sq_reg <= b_sq_reg;
-            c_cube_reg <= cube_rom[$unsigned(b_q_reg)];
+            c_cube_reg <= b_cube_reg;
         end
 
     end else begin : g_multiply

@@ -20,11 +20,11 @@
  *
  * Schedule (moment_poly, as insta_threshold_compute): start (taken while idle) begins a frame; one step (channel c,
  * term j, limb k) per clock: 3*C*LIMBS steps per frame. Pipeline from the issue edge I of a step: I [operand select,
- * registered coefficient ROM read] -> I+1 [multiply] -> I+2 [shift and accumulate] -> I+3 [round, clamp, index] -> I+4 [g ROM,
- * registered read] -> I+5 [DELTA * r] -> I+6 [G] -> I+7 [GAIN * G] -> I+8 [T into the lane register; the last lane of
- * a fold writes the fold's PE shifts into the T memory]. release_stats pulses after the edge that issues a frame's
+ * coefficient word (read one edge ahead)] -> I+1 [multiply] -> I+2 [shift and accumulate] -> I+3 [round, clamp, index]
+ * -> I+4 [g ROM, registered read] -> I+5 [ROM word register] -> I+6 [DELTA * r] -> I+7 [G] -> I+8 [GAIN * G] -> I+9
+ * [T into the lane register; the last lane of a fold writes the fold's PE shifts into the T memory]. release_stats pulses after the edge that issues a frame's
  * last step (the stats bank may be reused from then on); done pulses after the edge that writes the frame's last T
- * word, COMPUTE_PIPELINE = 8 edges after the last issue. A new start may follow right after the last issue.
+ * word, COMPUTE_PIPELINE = 9 edges after the last issue. A new start may follow right after the last issue.
  *
  * Banks: frame n reads stats bank n mod 2 and writes T bank n mod 2 (the unit counts frames itself).
  *
@@ -182,8 +182,8 @@ poly_inst (
 );
 
 /*
- * Stages 4 .. 6: G = g_lookup(round(Z / 2^ZS)) (g_table_interp, index registered), with the flags and {GAIN, MEAN}
- * alongside; stage 7: G registered
+ * Stages 4 .. 7: G = g_lookup(round(Z / 2^ZS)) (g_table_interp, index registered: s6_* are its outputs), with the
+ * flags and {GAIN, MEAN} alongside; stage 8: G registered (s7_*)
  */
 // {last fold, last lane, fold, bank}; the PE > 0 guard lets an illegal PE = 0 reach the parent's $fatal
 localparam int FLAGS_W = (PE > 0 ? CF_W : 1) + 3;
@@ -236,7 +236,7 @@ always_ff @(posedge clk) begin
 end
 
 /*
- * Stage 8: GAIN * G
+ * Stage 9: GAIN * G (s8_*)
  */
 wire logic signed [GAIN_BITS-1:0] gain = $signed(s7_affine_reg[MEAN_BITS +: GAIN_BITS]);
 
@@ -263,7 +263,7 @@ always_ff @(posedge clk) begin
 end
 
 /*
- * Stage 9: T = MEAN + round(GAIN * G / 2^G_OUT_FRAC); the lanes of a fold are collected, then written as one word
+ * Stage 10: T = MEAN + round(GAIN * G / 2^G_OUT_FRAC); the lanes of a fold are collected, then written as one word
  */
 wire logic signed [TS_W-1:0] gp_half = TS_W'(1) <<< (G_OUT_FRAC - 1);
 wire logic [T_BITS-1:0] t = T_BITS'(TS_W'(s8_mean_reg) + ((TS_W'(s8_gp_reg) + gp_half) >>> G_OUT_FRAC));

@@ -675,7 +675,7 @@ class Folding:
 
 
 FAST_FOLDINGS = [
-    Folding(4, 2, 16, 8),  # own, identity: FRAME_BEATS = 32 >= 3C + 10, full rate
+    Folding(4, 2, 16, 8),  # own, identity: FRAME_BEATS = 32 >= 3C + 11, full rate
     Folding(8, 4, 9, 6, pooled=True),  # own, below full rate (the shift computation sets the pace)
     Folding(4, 2, 4, 8, pooled=True, reuse=True),  # reuse, stride 2: 16 statistic pixels per 4 output pixels
     Folding(4, 4, 9, 8, proj=True, reuse=True),  # reuse with the projection shortcut (stride 2)
@@ -685,7 +685,7 @@ FAST_FOLDINGS = [
 FAST_FRAMES = 12
 
 SE_FAST_FOLDINGS = [
-    Folding(4, 2, 25, 8, hidden=2),  # INSTA-PReLU+, own: FRAME_BEATS = 50 >= 3C + 2 HIDDEN C + 16, full rate
+    Folding(4, 2, 25, 8, hidden=2),  # INSTA-PReLU+, own: FRAME_BEATS = 50 >= 3C + 2 HIDDEN C + 17, full rate
     Folding(8, 4, 9, 6, pooled=True, hidden=4),  # own, below full rate: the SE MLP (one multiplier) sets the pace
     Folding(4, 4, 9, 8, proj=True, reuse=True, hidden=4, se_simd=2),  # reuse + projection, two SE multipliers
 ]
@@ -986,7 +986,7 @@ def test_spec_se_refuses_mismatched_constants():
     act = activation_from_parameters(p)
     spec = InstaTailSpec.from_activation(act, p["acc_bound"], p["sc_bits"], 4, 9, se_simd=2)
     assert spec.se and spec.hidden == 4 and spec.mac_steps == 2 * 4 * 8 // 2
-    assert spec.compute_busy == 3 * 8 + spec.mac_steps + 8 and spec.compute_edges == spec.compute_busy + 6
+    assert spec.compute_busy == 3 * 8 + spec.mac_steps + 8 and spec.compute_edges == spec.compute_busy + 7
     assert len(w2_words(act, spec)) == 8 * 4 // 2 and len(m1_words(act, spec)) == 4
     plain = activation_from_parameters(random_parameters(rng, 8, 9, 8, False))
     with pytest.raises(ValueError, match="stat_source, se"):

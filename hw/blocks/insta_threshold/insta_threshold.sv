@@ -44,10 +44,10 @@
  *   - insta_threshold_compute: one multiplier, 3*LIMBS steps per channel, S = 3*C*LIMBS clocks per frame after the
  *     frame's sums are complete; writes the frame's thresholds into a two-bank threshold memory. SE = 1: se_mlp
  *     instead: phase A (the statistic, 3 steps per channel), phase B (HIDDEN*C multiply-accumulates, SE_SIMD per
- *     clock), phase C (C*HIDDEN on the same multipliers, then M2 and the g table), then two stages here: +6 [G_c,
- *     t_fx = OFFSET * 2^14 + GAIN * G_c], +7 [ceil, clamp into the lane register; lane_collector writes a fold's
+ *     clock), phase C (C*HIDDEN on the same multipliers, then M2 and the g table), then two stages here: +7 [G_c,
+ *     t_fx = OFFSET * 2^14 + GAIN * G_c], +8 [ceil, clamp into the lane register; lane_collector writes a fold's
  *     PE thresholds into the two-bank threshold memory]; from its start to its last threshold word COMPUTE_EDGES
- *     = 3C + 2*HIDDEN*C/SE_SIMD + 14 edges (S + 3 for SE = 0).
+ *     = 3C + 2*HIDDEN*C/SE_SIMD + 15 edges (S + 3 for SE = 0).
  *   - frame buffer: one circular buffer (simple dual-port block RAM, registered read) of BUF_DEPTH = FRAME_BEATS +
  *     ISSUE_LATENCY beats. A frame is read out (and compared) once its thresholds exist; meanwhile the next frame
  *     is written behind it. BUF_DEPTH is exactly the occupancy at full rate, so writes never overtake reads and
@@ -165,7 +165,7 @@ module insta_threshold #(
     localparam int STATS_LATENCY = 3,
     localparam int COMPUTE_STEPS = 3 * CHANNELS * LIMBS,
     localparam int COMPUTE_PIPELINE = 3,
-    localparam int COMPUTE_EDGES = SE != 0 ? 3 * CHANNELS + 2 * HIDDEN * CHANNELS / SE_SIMD + 14
+    localparam int COMPUTE_EDGES = SE != 0 ? 3 * CHANNELS + 2 * HIDDEN * CHANNELS / SE_SIMD + 15
                                            : COMPUTE_STEPS + COMPUTE_PIPELINE,
     localparam int ISSUE_LATENCY = STATS_LATENCY + 2 + COMPUTE_EDGES + 2,
     // read back by the testbench

@@ -14,8 +14,8 @@
  * fits.
  *
  * Schedule (moment_poly): start (accepted while idle) begins a frame; the unit then issues one step (channel c,
- * term j, limb k) per clock: 3*C*LIMBS steps per frame. Pipeline: issue edge [operand select, registered coefficient
- * ROM read] -> +1 [multiply] -> +2 [shift and accumulate] -> +3 [ceil and clamp into the lane register; the last
+ * term j, limb k) per clock: 3*C*LIMBS steps per frame. Pipeline: issue edge [operand select, coefficient word
+ * (the ROM is read one edge ahead)] -> +1 [multiply] -> +2 [shift and accumulate] -> +3 [ceil and clamp into the lane register; the last
  * lane of a fold writes the PE thresholds of the fold into the threshold memory]. release pulses after the edge that issues a frame's last step (the stats bank may be reused
  * from then on); done pulses after the edge that writes the frame's last threshold word (its thresholds are
  * readable from then on), COMPUTE_PIPELINE = 3 edges after the last issue. A new start may follow right after the

@@ -883,7 +883,7 @@ class PlusFolding:
 
 
 PLUS_FAST_FOLDINGS = [
-    PlusFolding(4, 1, 11, 6, 2),  # FRAME_BEATS = 44 = COMPUTE_EDGES + 2: full rate just holds (PE = 1)
+    PlusFolding(4, 1, 11, 6, 2),  # FRAME_BEATS = 44 = COMPUTE_EDGES + 1: just below full rate (PE = 1)
     PlusFolding(8, 2, 36, 8, 2, shortcut=1),  # 6x6 frames, full rate, shortcut output
     PlusFolding(16, 4, 25, 6, 4),  # 5x5 frames: the computation (2*4*16 MACs on one multiplier) sets the pace
     PlusFolding(16, 4, 64, 7, 4, shortcut=1, se_simd=4),  # 8x8: 4 SE multipliers (2*4*16/4 MAC steps) keep full rate
@@ -891,7 +891,7 @@ PLUS_FAST_FOLDINGS = [
 PLUS_FAST_FRAMES = 20
 
 PLUS_SLOW_FOLDINGS = [
-    PlusFolding(4, 4, 43, 5, 2, shortcut=1),  # FRAME_BEATS = COMPUTE_EDGES + 1: just below full rate
+    PlusFolding(4, 4, 45, 5, 2, shortcut=1),  # FRAME_BEATS = 45 = COMPUTE_EDGES + 2: full rate just holds
     PlusFolding(12, 3, 49, 7, 3, g="sigmoid"),  # 7x7, full rate
     PlusFolding(16, 8, 64, 8, 4, shortcut=1, g="tanh"),  # computation-bound
     PlusFolding(6, 6, 4, 4, 1),  # CF = 1, tiny frames
@@ -1009,7 +1009,7 @@ def test_plus_spec_matches_the_reference_and_the_files(tmp_path):
         unit = random_unit(rng, folding.channels, folding.pixels, folding.input_bits, folding.hidden, folding.g)
         spec = InstaThresholdPlusSpec.from_constants(unit, folding.pe, folding.shortcut, folding.se_simd)
         assert spec.tacc_bits == unit.poly.accumulator_bits()
-        assert spec.compute_edges == 3 * spec.channels + 2 * spec.hidden * spec.channels // spec.se_simd + 14
+        assert spec.compute_edges == 3 * spec.channels + 2 * spec.hidden * spec.channels // spec.se_simd + 15
         assert spec.latency == spec.compute_edges + 9
         assert spec.buffer_depth == spec.frame_beats + spec.compute_edges + 7
         assert spec.full_rate == (spec.frame_beats >= spec.compute_edges + 2)
