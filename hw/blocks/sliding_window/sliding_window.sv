@@ -200,17 +200,35 @@ wire logic last_oy = oy_reg == OY_W'(OH-1);
 wire logic first_of_row = ox_reg == '0 && ky_reg == '0 && kx_reg == '0 && cf_reg == '0;
 wire logic last_of_row = last_cf && last_kx && last_ky && last_ox;
 
-// rows of the current output row: lo .. hi
-wire logic signed [COORD_W-1:0] lo = iy0_reg < 0 ? '0 : iy0_reg;
-wire logic signed [COORD_W-1:0] iy0_end = iy0_reg + COORD_W'(K-1);
-wire logic signed [COORD_W-1:0] hi = iy0_end > COORD_W'(H-1) ? COORD_W'(H-1) : iy0_end;
-wire logic signed [COORD_W-1:0] need = hi - lo + COORD_W'(1);
-// rows released after the current output row: up to the next output row's first row, or the frame's end
-wire logic signed [COORD_W-1:0] iy0_next = iy0_reg + COORD_W'(STRIDE);
-wire logic signed [COORD_W-1:0] lo_next = iy0_next < 0 ? '0 : iy0_next;
-wire logic signed [COORD_W-1:0] release_rows = last_oy ? COORD_W'(H) - lo : lo_next - lo;
+// first input row max(0, y0) of the output row whose window rows start at y0
+function automatic logic signed [COORD_W-1:0] first_row(input logic signed [COORD_W-1:0] y0);
+    return y0 < 0 ? '0 : y0;
+endfunction
 
-wire logic rows_ok = !first_of_row || ready_rows_reg >= RC_W'(need);
+// input rows lo .. hi that the output row starting at y0 needs: hi - lo + 1, hi = min(H-1, y0 + K-1)
+function automatic logic signed [COORD_W-1:0] rows_needed(input logic signed [COORD_W-1:0] y0);
+    logic signed [COORD_W-1:0] y_end;
+    y_end = y0 + COORD_W'(K-1);
+    return (y_end > COORD_W'(H-1) ? COORD_W'(H-1) : y_end) - first_row(y0) + COORD_W'(1);
+endfunction
+
+// rows released after the output row starting at y0: up to the next output row's first row, or (the frame's last
+// output row) the frame's end
+function automatic logic signed [COORD_W-1:0] rows_released(input logic signed [COORD_W-1:0] y0, input logic last);
+    return last ? COORD_W'(H) - first_row(y0) : first_row(y0 + COORD_W'(STRIDE)) - first_row(y0);
+endfunction
+
+// the current output row's rows: lo (its first input row), need and release_rows (registered, computed for the
+// next output row when the row changes, so that the issue decision starts from registers)
+wire logic signed [COORD_W-1:0] lo = first_row(iy0_reg);
+wire logic signed [COORD_W-1:0] iy0_next = iy0_reg + COORD_W'(STRIDE);
+wire logic signed [COORD_W-1:0] iy0_after = last_oy ? COORD_W'(-PAD) : iy0_next;
+wire logic last_oy_after = last_oy ? OH == 1 : oy_reg == OY_W'(OH-2);
+logic signed [COORD_W-1:0] need_reg;
+logic signed [COORD_W-1:0] release_rows_reg;
+wire logic signed [COORD_W-1:0] release_rows = release_rows_reg;
+
+wire logic rows_ok = !first_of_row || ready_rows_reg >= RC_W'(need_reg);
 wire logic issue = advance && rows_ok;
 wire logic release_now = issue && last_of_row;
 
@@ -231,7 +249,9 @@ always_ff @(posedge clk) begin
                     ix0_reg <= last_ox ? COORD_W'(-PAD) : ix0_reg + COORD_W'(STRIDE);
                     if (last_ox) begin
                         oy_reg <= last_oy ? '0 : oy_reg + 1'b1;
-                        iy0_reg <= last_oy ? COORD_W'(-PAD) : iy0_next;
+                        iy0_reg <= iy0_after;
+                        need_reg <= rows_needed(iy0_after);
+                        release_rows_reg <= rows_released(iy0_after, last_oy_after);
                         base_slot_reg <= base_slot_next;
                     end
                 end
@@ -247,6 +267,8 @@ always_ff @(posedge clk) begin
         oy_reg <= '0;
         ix0_reg <= COORD_W'(-PAD);
         iy0_reg <= COORD_W'(-PAD);
+        need_reg <= rows_needed(COORD_W'(-PAD));
+        release_rows_reg <= rows_released(COORD_W'(-PAD), OH == 1);
         base_slot_reg <= '0;
     end
 end
