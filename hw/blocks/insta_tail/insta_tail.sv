@@ -60,18 +60,18 @@
  *   - the back pipeline stalls as a whole under one enable (the 2-entry output FIFO is not full).
  *
  * Cycle count (inputs always valid, output always ready): the period P of instabnn.hw.blocks.insta_tail.spec
- * (InstaTailSpec.cycles_per_frame): FRAME_BEATS clocks per frame where FRAME_BEATS >= S + 11 (own; reuse also
+ * (InstaTailSpec.cycles_per_frame): FRAME_BEATS clocks per frame where FRAME_BEATS >= S + 14 (own; reuse also
  * needs STAT_BEATS <= FRAME_BEATS and STAT_BEATS >= S + 6), otherwise set by the shift computation or the
  * statistic stream.
  * Latency (own): a frame's first m_axis handshake follows the handshake of its last acc/sc beat by LATENCY =
- * S + 25 edges; at full rate every beat leaves FRAME_BEATS - 1 + LATENCY edges after it entered:
+ * S + 28 edges; at full rate every beat leaves FRAME_BEATS - 1 + LATENCY edges after it entered:
  *   edge e: last beat accepted -> e+4 Y into the buffer, v into the sums -> e+7 sums complete -> e+8 token ->
- *   e+9 computation starts -> e+10 .. e+9+S steps -> e+18+S last T word written -> e+19+S token -> e+20+S
- *   first readout issued (ISSUE_LATENCY = S + 20; buffer read, T and SLOPE registered) -> e+21+S D -> e+22+S
- *   slope product -> e+23+S round -> e+24+S clamp into the output FIFO -> e+25+S earliest handshake.
+ *   e+9 computation starts -> e+10 .. e+9+S steps -> e+21+S last T word written -> e+22+S token -> e+23+S
+ *   first readout issued (ISSUE_LATENCY = S + 23; buffer read, T and SLOPE registered) -> e+24+S D -> e+25+S
+ *   slope product -> e+26+S round -> e+27+S clamp into the output FIFO -> e+28+S earliest handshake.
  * Latency (reuse): LATENCY = 6 edges from an acc/sc handshake to its m_axis handshake (constants and T registered,
  *   products, D, slope product, round, clamp into the FIFO, handshake); the acc/sc beats of frame n can be taken
- *   from STAT_LATENCY = S + 16 edges after the handshake of frame n's last statistic beat.
+ *   from STAT_LATENCY = S + 19 edges after the handshake of frame n's last statistic beat.
  * Flow control: every tready depends on registers and on the other joined input's tvalid only; m_axis_tvalid
  * comes from a register; nothing is dropped or reordered.
  *
@@ -86,8 +86,8 @@
  * Timing with SE = 1 (LIMBS = 1): se_mlp's phases A, B, C (MEAN and GAIN read at phase C's +3 stage, with M2 * o_c
  * + B), then two stages in the g_se branch: +7 [G_c, GAIN * G_c], +8 [T = MEAN + shift_round(GAIN * G_c, 14) into
  * the lane register; lane_collector writes a fold's PE shifts into the two-bank T memory]. The shift computation
- * takes COMPUTE_EDGES = 3*C + 2*HIDDEN*C/SE_SIMD + 15 edges from its start to its last T word (instead of 3*C + 9)
- * and may restart 3*C + 2*HIDDEN*C/SE_SIMD + 8 edges after a start (instead of 3*C + 1); ISSUE_LATENCY and LATENCY
+ * takes COMPUTE_EDGES = 3*C + 2*HIDDEN*C/SE_SIMD + 16 edges from its start to its last T word (instead of 3*C + 12)
+ * and may restart 3*C + 2*HIDDEN*C/SE_SIMD + 9 edges after a start (instead of 3*C + 1); ISSUE_LATENCY and LATENCY
  * grow by the difference (InstaTailSpec).
  *
  * Reset: rst (synchronous, active high) returns the unit to the start of a frame on every stream and empties the
@@ -204,9 +204,9 @@ module insta_tail #(
     localparam int FRONT_LATENCY = STAT_REUSE != 0 ? 0 : 4,
     localparam int STATS_LATENCY = 3,
     localparam int COMPUTE_STEPS = 3 * CHANNELS * LIMBS,
-    localparam int COMPUTE_PIPELINE = 9,
+    localparam int COMPUTE_PIPELINE = 12,
     // SE: the SE MLP's 2*HIDDEN*C/SE_SIMD steps, waits and pipeline (se_mlp and the g_se stages)
-    localparam int COMPUTE_EDGES = SE != 0 ? COMPUTE_STEPS + 2 * HIDDEN * CHANNELS / SE_SIMD + 15
+    localparam int COMPUTE_EDGES = SE != 0 ? COMPUTE_STEPS + 2 * HIDDEN * CHANNELS / SE_SIMD + 16
                                            : COMPUTE_STEPS + COMPUTE_PIPELINE,
     localparam int ISSUE_LATENCY = FRONT_LATENCY + STATS_LATENCY + 2 + COMPUTE_EDGES + 2,
     // read back by the testbench

@@ -43,11 +43,11 @@ multiplier give the period ``P = max(FRAME_BEATS, 3C + 1, (3C + FRAME_BEATS + FR
 frame's beats, four times ``FRAME_BEATS`` after a stride-2 convolution).
 
 INSTA-PReLU+ (``se``): the shift computation (``se_mlp`` and the shift map in ``insta_tail.sv``) adds the SE MLP's
-``2 HIDDEN C / SE_SIMD`` steps: :attr:`InstaTailSpec.compute_edges` = ``3C + 2 HIDDEN C / SE_SIMD + 15`` edges from
+``2 HIDDEN C / SE_SIMD`` steps: :attr:`InstaTailSpec.compute_edges` = ``3C + 2 HIDDEN C / SE_SIMD + 16`` edges from
 its start to its last T word (plain: ``3C + COMPUTE_PIPELINE``) and :attr:`InstaTailSpec.compute_busy` =
-``3C + 2 HIDDEN C / SE_SIMD + 8`` edges between starts (plain: ``3C + 1``); both replace the plain numbers in the
+``3C + 2 HIDDEN C / SE_SIMD + 9`` edges between starts (plain: ``3C + 1``); both replace the plain numbers in the
 latencies and the period ``P = max(FRAME_BEATS, compute_busy, (compute_edges + FRAME_BEATS + 2) / 2, own or reuse
-stats-bank bound as above)``. Full rate (own) iff ``FRAME_BEATS >= 3C + 2 HIDDEN C / SE_SIMD + 17``.
+stats-bank bound as above)``. Full rate (own) iff ``FRAME_BEATS >= 3C + 2 HIDDEN C / SE_SIMD + 18``.
 
 Memory-init files (``$readmemh``; the first line is a ``//`` comment saying they are generated)
 ------------------------------------------------------------------------------------------------
@@ -136,10 +136,10 @@ power sums (constant read, multiply, add, round)."""
 STATS_LATENCY = 3
 """Edges from the entry of a frame's last statistic value into ``stats_accumulate`` to its ``done`` pulse."""
 
-COMPUTE_PIPELINE = 9
-"""Edges from the issue of the shift computation's last step to the write of its last T word (operands, product,
-accumulate, round/clamp/index, g ROM, ROM word register, interpolation product, G, gain product; T is written with
-the last)."""
+COMPUTE_PIPELINE = 12
+"""Edges from the issue of the shift computation's last step to the write of its last T word (chunk products,
+product, accumulate, round/clamp/index, g ROM, ROM word register, interpolation product, G, gain chunk products, gain
+product, T, write)."""
 
 OUTPUT_EDGES = 5
 """own: edges from a readout issue to the beat's earliest ``m_axis`` handshake (buffer read, D, slope product,
@@ -148,12 +148,12 @@ round, clamp into the output FIFO)."""
 REUSE_LATENCY = 6
 """reuse: edges from an acc/sc handshake to the beat's earliest ``m_axis`` handshake."""
 
-SE_COMPUTE_FIXED = 15
+SE_COMPUTE_FIXED = 16
 """SE (INSTA-PReLU+, ``se_mlp``): the shift computation takes ``3C + 2 HIDDEN C / SE_SIMD +
-SE_COMPUTE_FIXED`` edges from its start to its last T word (phase A, 3 wait edges, phase B, 4 wait edges, phase C,
+SE_COMPUTE_FIXED`` edges from its start to its last T word (phase A, 4 wait edges, phase B, 4 wait edges, phase C,
 8 pipeline edges after its last issue), instead of ``3C + COMPUTE_PIPELINE``."""
 
-SE_BUSY_FIXED = 8
+SE_BUSY_FIXED = 9
 """SE: minimum edges between two starts of the shift computation, ``3C + 2 HIDDEN C / SE_SIMD + SE_BUSY_FIXED``
 (plain: ``3C + 1``)."""
 

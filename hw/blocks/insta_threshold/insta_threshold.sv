@@ -47,7 +47,7 @@
  *     clock), phase C (C*HIDDEN on the same multipliers, then M2 and the g table), then two stages here: +7 [G_c,
  *     t_fx = OFFSET * 2^14 + GAIN * G_c], +8 [ceil, clamp into the lane register; lane_collector writes a fold's
  *     PE thresholds into the two-bank threshold memory]; from its start to its last threshold word COMPUTE_EDGES
- *     = 3C + 2*HIDDEN*C/SE_SIMD + 15 edges (S + 3 for SE = 0).
+ *     = 3C + 2*HIDDEN*C/SE_SIMD + 16 edges (S + 5 for SE = 0).
  *   - frame buffer: one circular buffer (simple dual-port block RAM, registered read) of BUF_DEPTH = FRAME_BEATS +
  *     ISSUE_LATENCY beats. A frame is read out (and compared) once its thresholds exist; meanwhile the next frame
  *     is written behind it. BUF_DEPTH is exactly the occupancy at full rate, so writes never overtake reads and
@@ -59,16 +59,16 @@
  *   - one comparator per PE lane, INPUT_BITS + 1 bits wide.
  *
  * Cycle count (s_axis always valid, outputs always ready): FRAME_BEATS = N*C/PE clocks per frame, provided
- * FRAME_BEATS >= S + 6 (the threshold computation and the bank hand-over fit in one frame time; SE = 1:
+ * FRAME_BEATS >= S + 8 (the threshold computation and the bank hand-over fit in one frame time; SE = 1:
  * FRAME_BEATS >= COMPUTE_EDGES + 2); otherwise the threshold computation sets the rate (about S + 1 clocks per
  * frame; instabnn.hw.blocks.insta_threshold.spec and spec_plus give the exact figures).
  * Latency (STATIC = 0): a frame's first m_axis handshake follows the handshake of its last s_axis beat by
- * LATENCY = S + 12 edges; at full rate every beat leaves FRAME_BEATS - 1 + LATENCY edges after it entered:
+ * LATENCY = S + 14 edges; at full rate every beat leaves FRAME_BEATS - 1 + LATENCY edges after it entered:
  *   edge e: last beat accepted (buffer write, stats stage a) -> e+3 sums complete (stats done) -> e+4 token ->
- *   e+5 computation starts -> e+6 .. e+5+S steps issued -> e+8+S last threshold word written (done) ->
- *   e+9+S token -> e+10+S first read issued (ISSUE_LATENCY = S + 10; block RAM read, thresholds registered) ->
- *   e+11+S compare into the output FIFO (m_axis_tvalid) -> e+12+S earliest handshake. SE = 1: LATENCY =
- *   COMPUTE_EDGES + 9, the same steps with COMPUTE_EDGES in place of S + 3.
+ *   e+5 computation starts -> e+6 .. e+5+S steps issued -> e+10+S last threshold word written (done) ->
+ *   e+11+S token -> e+12+S first read issued (ISSUE_LATENCY = S + 12; block RAM read, thresholds registered) ->
+ *   e+13+S compare into the output FIFO (m_axis_tvalid) -> e+14+S earliest handshake. SE = 1: LATENCY =
+ *   COMPUTE_EDGES + 9, the same steps with COMPUTE_EDGES in place of S + 5.
  * Latency (STATIC = 1): LATENCY = 2: handshake at edge e (q and the threshold word registered), compare into the
  * output FIFO at e+1, earliest m_axis handshake at e+2. One frame per FRAME_BEATS clocks.
  * Flow control: s_axis_tready, m_axis_tvalid and m_axis_q_tvalid are functions of registers only; backpressure on
@@ -164,8 +164,8 @@ module insta_threshold #(
     // timing (see above)
     localparam int STATS_LATENCY = 3,
     localparam int COMPUTE_STEPS = 3 * CHANNELS * LIMBS,
-    localparam int COMPUTE_PIPELINE = 3,
-    localparam int COMPUTE_EDGES = SE != 0 ? 3 * CHANNELS + 2 * HIDDEN * CHANNELS / SE_SIMD + 15
+    localparam int COMPUTE_PIPELINE = 5,
+    localparam int COMPUTE_EDGES = SE != 0 ? 3 * CHANNELS + 2 * HIDDEN * CHANNELS / SE_SIMD + 16
                                            : COMPUTE_STEPS + COMPUTE_PIPELINE,
     localparam int ISSUE_LATENCY = STATS_LATENCY + 2 + COMPUTE_EDGES + 2,
     // read back by the testbench

@@ -15,10 +15,11 @@
  *
  * Schedule (moment_poly): start (accepted while idle) begins a frame; the unit then issues one step (channel c,
  * term j, limb k) per clock: 3*C*LIMBS steps per frame. Pipeline: issue edge [operand select, coefficient word
- * (the ROM is read one edge ahead)] -> +1 [multiply] -> +2 [shift and accumulate] -> +3 [ceil and clamp into the lane register; the last
- * lane of a fold writes the PE thresholds of the fold into the threshold memory]. release pulses after the edge that issues a frame's last step (the stats bank may be reused
- * from then on); done pulses after the edge that writes the frame's last threshold word (its thresholds are
- * readable from then on), COMPUTE_PIPELINE = 3 edges after the last issue. A new start may follow right after the
+ * (the ROM is read one edge ahead)] -> +1 [chunk products] -> +2 [product] -> +3 [shift and accumulate] -> +4 [ceil
+ * and clamp, registered] -> +5 [into the lane register; the last lane of a fold writes the PE thresholds of the fold
+ * into the threshold memory]. release pulses after the edge that issues a frame's last step (the stats bank may be
+ * reused from then on); done pulses after the edge that writes the frame's last threshold word (its thresholds are
+ * readable from then on), COMPUTE_PIPELINE = 5 edges after the last issue. A new start may follow right after the
  * last issue: frames overlap in the pipeline.
  *
  * Banks: frame n reads stats bank n mod 2 and writes threshold bank n mod 2 (the unit counts frames itself).
@@ -106,7 +107,7 @@ if (CHANNELS < 1 || PE < 1 || CHANNELS % PE != 0) begin : g_check_pe
 end
 
 /*
- * Stages 1 .. 3: T_fx per channel (moment_poly)
+ * Stages 1 .. 4: T_fx per channel (moment_poly; s3_* are its outputs)
  */
 wire logic s3_valid;
 wire logic signed [TACC_BITS-1:0] s3_acc;
@@ -156,7 +157,8 @@ poly_inst (
 );
 
 /*
- * Stage 4: t = clamp(ceil(T_fx / 2^FRAC)); the lanes of a fold are collected, then written as one word
+ * Stage 5: t = clamp(ceil(T_fx / 2^FRAC)), registered with its flags; stage 6: the lanes of a fold are collected,
+ * then written as one word (the register keeps the ceil / clamp apart from the distributed RAM's write port)
  */
 wire logic [TH_W-1:0] t;
 
@@ -170,6 +172,26 @@ ceil_clamp_inst (
     .t(t)
 );
 
+logic t_valid_reg;
+logic [TH_W-1:0] t_reg;
+logic t_bank_reg;
+logic [CF_W-1:0] t_fold_reg;
+logic t_last_lane_reg;
+logic t_last_fold_reg;
+
+always_ff @(posedge clk) begin
+    t_valid_reg <= s3_valid;
+    t_reg <= t;
+    t_bank_reg <= s3_bank;
+    t_fold_reg <= s3_fold;
+    t_last_lane_reg <= s3_last_lane;
+    t_last_fold_reg <= s3_last_fold;
+
+    if (rst) begin
+        t_valid_reg <= 1'b0;
+    end
+end
+
 lane_collector #(
     .PE(PE),
     .CF(CF),
@@ -178,12 +200,12 @@ lane_collector #(
 collect_inst (
     .clk(clk),
     .rst(rst),
-    .in_valid(s3_valid),
-    .in_value(t),
-    .in_bank(s3_bank),
-    .in_fold(s3_fold),
-    .in_last_lane(s3_last_lane),
-    .in_last_fold(s3_last_fold),
+    .in_valid(t_valid_reg),
+    .in_value(t_reg),
+    .in_bank(t_bank_reg),
+    .in_fold(t_fold_reg),
+    .in_last_lane(t_last_lane_reg),
+    .in_last_fold(t_last_fold_reg),
     .done(done),
     .rd_bank(thr_rd_bank),
     .rd_fold(thr_rd_fold),
