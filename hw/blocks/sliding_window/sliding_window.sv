@@ -200,30 +200,24 @@ wire logic last_oy = oy_reg == OY_W'(OH-1);
 wire logic first_of_row = ox_reg == '0 && ky_reg == '0 && kx_reg == '0 && cf_reg == '0;
 wire logic last_of_row = last_cf && last_kx && last_ky && last_ox;
 
-// first input row max(0, y0) of the output row whose window rows start at y0
-function automatic logic signed [COORD_W-1:0] first_row(input logic signed [COORD_W-1:0] y0);
-    return y0 < 0 ? '0 : y0;
-endfunction
-
-// input rows lo .. hi that the output row starting at y0 needs: hi - lo + 1, hi = min(H-1, y0 + K-1)
-function automatic logic signed [COORD_W-1:0] rows_needed(input logic signed [COORD_W-1:0] y0);
-    logic signed [COORD_W-1:0] y_end;
-    y_end = y0 + COORD_W'(K-1);
-    return (y_end > COORD_W'(H-1) ? COORD_W'(H-1) : y_end) - first_row(y0) + COORD_W'(1);
-endfunction
-
-// rows released after the output row starting at y0: up to the next output row's first row, or (the frame's last
-// output row) the frame's end
-function automatic logic signed [COORD_W-1:0] rows_released(input logic signed [COORD_W-1:0] y0, input logic last);
-    return last ? COORD_W'(H) - first_row(y0) : first_row(y0 + COORD_W'(STRIDE)) - first_row(y0);
-endfunction
-
-// the current output row's rows: lo (its first input row), need and release_rows (registered, computed for the
-// next output row when the row changes, so that the issue decision starts from registers)
-wire logic signed [COORD_W-1:0] lo = first_row(iy0_reg);
+// the current output row's first input row lo = max(0, iy0); the rows it needs (need, rows lo .. min(H-1, iy0 + K-1))
+// and releases once done (release_rows: up to the next output row's first row, or at the frame's last output row
+// the frame's end) are registers, computed for the next output row (iy0_after) when the row changes, so that the
+// issue decision starts from registers
+wire logic signed [COORD_W-1:0] lo = iy0_reg < 0 ? '0 : iy0_reg;
 wire logic signed [COORD_W-1:0] iy0_next = iy0_reg + COORD_W'(STRIDE);
 wire logic signed [COORD_W-1:0] iy0_after = last_oy ? COORD_W'(-PAD) : iy0_next;
 wire logic last_oy_after = last_oy ? OH == 1 : oy_reg == OY_W'(OH-2);
+wire logic signed [COORD_W-1:0] lo_after = iy0_after < 0 ? '0 : iy0_after;
+wire logic signed [COORD_W-1:0] end_after = iy0_after + COORD_W'(K-1);
+wire logic signed [COORD_W-1:0] hi_after = end_after > COORD_W'(H-1) ? COORD_W'(H-1) : end_after;
+wire logic signed [COORD_W-1:0] next_after = iy0_after + COORD_W'(STRIDE);
+wire logic signed [COORD_W-1:0] lo_next_after = next_after < 0 ? '0 : next_after;
+wire logic signed [COORD_W-1:0] need_after = hi_after - lo_after + COORD_W'(1);
+wire logic signed [COORD_W-1:0] release_after = last_oy_after ? COORD_W'(H) - lo_after : lo_next_after - lo_after;
+// the same for the frame's first output row (iy0 = -PAD), the values after reset
+localparam int NEED_FIRST = (K - 1 - PAD < H - 1 ? K - 1 - PAD : H - 1) + 1;
+localparam int RELEASE_FIRST = OH == 1 ? H : STRIDE - PAD > 0 ? STRIDE - PAD : 0;
 logic signed [COORD_W-1:0] need_reg;
 logic signed [COORD_W-1:0] release_rows_reg;
 wire logic signed [COORD_W-1:0] release_rows = release_rows_reg;
@@ -250,8 +244,8 @@ always_ff @(posedge clk) begin
                     if (last_ox) begin
                         oy_reg <= last_oy ? '0 : oy_reg + 1'b1;
                         iy0_reg <= iy0_after;
-                        need_reg <= rows_needed(iy0_after);
-                        release_rows_reg <= rows_released(iy0_after, last_oy_after);
+                        need_reg <= need_after;
+                        release_rows_reg <= release_after;
                         base_slot_reg <= base_slot_next;
                     end
                 end
@@ -267,8 +261,8 @@ always_ff @(posedge clk) begin
         oy_reg <= '0;
         ix0_reg <= COORD_W'(-PAD);
         iy0_reg <= COORD_W'(-PAD);
-        need_reg <= rows_needed(COORD_W'(-PAD));
-        release_rows_reg <= rows_released(COORD_W'(-PAD), OH == 1);
+        need_reg <= COORD_W'(NEED_FIRST);
+        release_rows_reg <= COORD_W'(RELEASE_FIRST);
         base_slot_reg <= '0;
     end
 end
