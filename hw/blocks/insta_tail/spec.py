@@ -27,14 +27,13 @@ sums are complete :data:`STATS_LATENCY` edges later, the shift computation start
 steps, one multiplier for the polynomial), its last T word is written :data:`COMPUTE_PIPELINE` edges after its last
 step, and the readout of the frame issues its first beat 2 edges later: ``issue_latency = 3*C + FRONT_LATENCY +
 STATS_LATENCY + COMPUTE_PIPELINE + 4`` edges after the frame's last input handshake. The readout pipeline (buffer
-read, subtract, slope product, round, clamp into the output FIFO) adds :data:`OUTPUT_EDGES` edges to the first
+read and its register, subtract, slope product in two stages, round, clamp into the output FIFO) adds :data:`OUTPUT_EDGES` edges to the first
 output handshake: :attr:`InstaTailSpec.latency`. At full rate every beat leaves ``FRAME_BEATS - 1 + latency`` edges
 after its handshake. The frame buffer holds ``FRAME_BEATS + issue_latency`` beats of Y (the occupancy at full rate).
 
 reuse: no frame buffer. The statistic stream's frame ``n`` is summed as it arrives; the acc/sc beats of frame ``n``
 are taken once its T exist (``3*C + STATS_LATENCY + COMPUTE_PIPELINE + 4`` edges after the last statistic beat:
-:attr:`InstaTailSpec.stat_latency`); each then leaves :data:`REUSE_LATENCY` = 6 edges after its handshake (as in
-``residual_tail``).
+:attr:`InstaTailSpec.stat_latency`); each then leaves :data:`REUSE_LATENCY` = 8 edges after its handshake.
 
 Steady state (:attr:`InstaTailSpec.cycles_per_frame`): the bank tokens (two stats banks, two T banks) and the one
 multiplier give the period ``P = max(FRAME_BEATS, 3C + 1, (3C + FRAME_BEATS + FRONT_LATENCY + 6) / 2,
@@ -129,9 +128,9 @@ __all__ = [
     "read_g_file",
 ]
 
-FRONT_LATENCY = 4
+FRONT_LATENCY = 5
 """own: edges from a beat's input handshake to the edge that writes its Y into the frame buffer and its v into the
-power sums (constant read, multiply, add, round)."""
+power sums (constant read, chunk products, products, add, round)."""
 
 STATS_LATENCY = 3
 """Edges from the entry of a frame's last statistic value into ``stats_accumulate`` to its ``done`` pulse."""
@@ -141,11 +140,11 @@ COMPUTE_PIPELINE = 12
 product, accumulate, round/clamp/index, g ROM, ROM word register, interpolation product, G, gain chunk products, gain
 product, T, write)."""
 
-OUTPUT_EDGES = 5
-"""own: edges from a readout issue to the beat's earliest ``m_axis`` handshake (buffer read, D, slope product,
-round, clamp into the output FIFO)."""
+OUTPUT_EDGES = 7
+"""own: edges from a readout issue to the beat's earliest ``m_axis`` handshake (buffer read, its register, D, slope
+chunk products, slope product, round, clamp into the output FIFO)."""
 
-REUSE_LATENCY = 6
+REUSE_LATENCY = 8
 """reuse: edges from an acc/sc handshake to the beat's earliest ``m_axis`` handshake."""
 
 SE_COMPUTE_FIXED = 16

@@ -20,7 +20,7 @@ cocotb tests (each starts with a reset):
   exactly; clocks per frame in steady state (second half of the frames; input and output side) within 2 % of
   ``spec.cycles_per_frame``; own: the first frame's output starts exactly ``spec.latency`` edges after its last
   input beat, every frame at least that, and at full rate every beat leaves exactly ``spec.beat_latency`` edges
-  after it entered; reuse: every beat leaves exactly ``spec.latency`` = 6 edges after its acc/sc handshake, the
+  after it entered; reuse: every beat leaves exactly ``spec.latency`` = 8 edges after its acc/sc handshake, the
   first frame's first acc/sc beat is taken exactly ``spec.stat_latency`` edges after its last statistic beat.
 * ``stream_idle_backpressure``: independent random idle on every input and random backpressure on ``m_axis``;
   every output exact, nothing lost or added.
@@ -890,11 +890,11 @@ def test_spec_matches_the_reference_and_the_files(tmp_path):
             assert spec.stat_reuse and spec.stat_bits == p["reuse"]["bits"]
             assert spec.stat_pixels == p["reuse"]["pixels"] == (4 if (folding.pooled or folding.proj) else 1) * \
                 folding.pixels
-            assert spec.buffer_depth == 0 and spec.latency == 6
+            assert spec.buffer_depth == 0 and spec.latency == 8
         else:
             assert not spec.stat_reuse and spec.stat_bits == folding.out_bits + STAT_EXTRA_BITS
             assert spec.stat_pixels == folding.pixels and spec.buffer_depth == spec.frame_beats + spec.issue_latency
-            assert spec.latency == 3 * folding.channels + 24 + (spec.compute_edges - 3 * folding.channels - 8)
+            assert spec.latency == 3 * folding.channels + 31 + (spec.compute_edges - 3 * folding.channels - 12)
         assert spec.const_fields == (PROJ_CONST_FIELDS if folding.proj else CONST_FIELDS)
         se_files = ("s.mem", "m1.mem", "w1.mem", "w2.mem") if spec.se else ()
         params = spec.rtl_parameters("c.mem", "k.mem", "g.mem", *se_files)

@@ -25,10 +25,10 @@ Timing (s_axis always valid, outputs always ready)
 INSTA-Th (``static = 0``): the sums of a frame are complete :data:`STATS_LATENCY` edges after its last beat is
 accepted; two edges later the threshold computation starts (``S = 3*C*limbs`` steps on one multiplier), its last
 threshold word is written :data:`COMPUTE_PIPELINE` edges after the last step, and two edges later the readout of the
-frame issues its first beat; the compare reaches ``m_axis`` two edges after that. Hence
-:attr:`InstaThresholdSpec.latency` ``= S + 14`` edges from the last input handshake of a frame to its first output
+frame issues its first beat; the compare reaches ``m_axis`` three edges after that. Hence
+:attr:`InstaThresholdSpec.latency` ``= S + 15`` edges from the last input handshake of a frame to its first output
 handshake, and at full rate each beat leaves ``FRAME_BEATS - 1 + latency`` edges after it entered (one frame plus
-``S + 13``). The frame buffer holds ``FRAME_BEATS + S + 12`` beats, the occupancy at full rate. Full rate
+``S + 14``). The frame buffer holds ``FRAME_BEATS + S + 12`` beats, the occupancy at full rate. Full rate
 (``FRAME_BEATS`` clocks per frame) needs ``FRAME_BEATS >= S + 8``; below that the threshold computation sets the pace
 (:attr:`InstaThresholdSpec.cycles_per_frame`). Static (``static = 1``): 2 edges, no buffer, ``FRAME_BEATS`` clocks
 per frame.
@@ -109,8 +109,8 @@ def limbs_by_cost(power_sum_bits) -> list[int]:
 _TOKEN_EDGES = 2
 """Each hand-over between the units goes through a registered frame counter and a registered start: 2 edges."""
 
-_OUTPUT_EDGES = 2
-"""Readout issue (block RAM read) -> output FIFO -> handshake."""
+_OUTPUT_EDGES = 3
+"""Readout issue (block RAM read) -> its register -> output FIFO -> handshake."""
 
 _BANK_MARGIN = COMPUTE_PIPELINE + 3
 """Full rate needs ``FRAME_BEATS >= S + _BANK_MARGIN`` (``S`` the computation's steps). With frame ``n``'s last

@@ -793,7 +793,7 @@ def test_spec_matches_the_reference_and_the_files(tmp_path):
             assert spec.latency == 2 and spec.buffer_depth == 0
         else:
             assert spec.compute_steps == 3 * spec.channels * spec.limbs
-            assert spec.latency == spec.compute_steps + 14
+            assert spec.latency == spec.compute_steps + 15
             assert spec.buffer_depth == spec.frame_beats + spec.compute_steps + 12
             assert spec.beat_latency == spec.frame_beats - 1 + spec.latency
 
@@ -1010,7 +1010,7 @@ def test_plus_spec_matches_the_reference_and_the_files(tmp_path):
         spec = InstaThresholdPlusSpec.from_constants(unit, folding.pe, folding.shortcut, folding.se_simd)
         assert spec.tacc_bits == unit.poly.accumulator_bits()
         assert spec.compute_edges == 3 * spec.channels + 2 * spec.hidden * spec.channels // spec.se_simd + 16
-        assert spec.latency == spec.compute_edges + 9
+        assert spec.latency == spec.compute_edges + 10
         assert spec.buffer_depth == spec.frame_beats + spec.compute_edges + 7
         assert spec.full_rate == (spec.frame_beats >= spec.compute_edges + 2)
         q = random_frames(rng, unit.poly.channels, unit.poly.pixels, unit.input_bits, 6)

@@ -200,24 +200,25 @@ wire logic last_oy = oy_reg == OY_W'(OH-1);
 wire logic first_of_row = ox_reg == '0 && ky_reg == '0 && kx_reg == '0 && cf_reg == '0;
 wire logic last_of_row = last_cf && last_kx && last_ky && last_ox;
 
-// the current output row's first input row lo = max(0, iy0); the rows it needs (need, rows lo .. min(H-1, iy0 + K-1))
+// the current output row's first input row lo = max(0, iy0). The rows it needs (need: rows lo .. min(H-1, iy0 + K-1))
 // and releases once done (release_rows: up to the next output row's first row, or at the frame's last output row
-// the frame's end) are registers, computed for the next output row (iy0_after) when the row changes, so that the
-// issue decision starts from registers
+// the frame's end) are registers, loaded from constant tables indexed by the next output row when the row changes,
+// so that the issue decision starts from registers
 wire logic signed [COORD_W-1:0] lo = iy0_reg < 0 ? '0 : iy0_reg;
 wire logic signed [COORD_W-1:0] iy0_next = iy0_reg + COORD_W'(STRIDE);
-wire logic signed [COORD_W-1:0] iy0_after = last_oy ? COORD_W'(-PAD) : iy0_next;
-wire logic last_oy_after = last_oy ? OH == 1 : oy_reg == OY_W'(OH-2);
-wire logic signed [COORD_W-1:0] lo_after = iy0_after < 0 ? '0 : iy0_after;
-wire logic signed [COORD_W-1:0] end_after = iy0_after + COORD_W'(K-1);
-wire logic signed [COORD_W-1:0] hi_after = end_after > COORD_W'(H-1) ? COORD_W'(H-1) : end_after;
-wire logic signed [COORD_W-1:0] next_after = iy0_after + COORD_W'(STRIDE);
-wire logic signed [COORD_W-1:0] lo_next_after = next_after < 0 ? '0 : next_after;
-wire logic signed [COORD_W-1:0] need_after = hi_after - lo_after + COORD_W'(1);
-wire logic signed [COORD_W-1:0] release_after = last_oy_after ? COORD_W'(H) - lo_after : lo_next_after - lo_after;
-// the same for the frame's first output row (iy0 = -PAD), the values after reset
-localparam int NEED_FIRST = (K - 1 - PAD < H - 1 ? K - 1 - PAD : H - 1) + 1;
-localparam int RELEASE_FIRST = OH == 1 ? H : STRIDE - PAD > 0 ? STRIDE - PAD : 0;
+wire logic [OY_W-1:0] oy_after = last_oy ? '0 : oy_reg + 1'b1;
+wire logic signed [COORD_W-1:0] need_table[OH];
+wire logic signed [COORD_W-1:0] release_table[OH];
+
+for (genvar o = 0; o < OH; o = o + 1) begin : g_row_table
+    localparam int Y0 = o * STRIDE - PAD;
+    localparam int LO = Y0 > 0 ? Y0 : 0;
+    localparam int HI = Y0 + K - 1 < H - 1 ? Y0 + K - 1 : H - 1;
+    localparam int LO_NEXT = Y0 + STRIDE > 0 ? Y0 + STRIDE : 0;
+    assign need_table[o] = COORD_W'(HI - LO + 1);
+    assign release_table[o] = COORD_W'(o == OH - 1 ? H - LO : LO_NEXT - LO);
+end
+
 logic signed [COORD_W-1:0] need_reg;
 logic signed [COORD_W-1:0] release_rows_reg;
 wire logic signed [COORD_W-1:0] release_rows = release_rows_reg;
@@ -243,9 +244,9 @@ always_ff @(posedge clk) begin
                     ix0_reg <= last_ox ? COORD_W'(-PAD) : ix0_reg + COORD_W'(STRIDE);
                     if (last_ox) begin
                         oy_reg <= last_oy ? '0 : oy_reg + 1'b1;
-                        iy0_reg <= iy0_after;
-                        need_reg <= need_after;
-                        release_rows_reg <= release_after;
+                        iy0_reg <= last_oy ? COORD_W'(-PAD) : iy0_next;
+                        need_reg <= need_table[oy_after];
+                        release_rows_reg <= release_table[oy_after];
                         base_slot_reg <= base_slot_next;
                     end
                 end
@@ -261,8 +262,8 @@ always_ff @(posedge clk) begin
         oy_reg <= '0;
         ix0_reg <= COORD_W'(-PAD);
         iy0_reg <= COORD_W'(-PAD);
-        need_reg <= COORD_W'(NEED_FIRST);
-        release_rows_reg <= COORD_W'(RELEASE_FIRST);
+        need_reg <= need_table[0];
+        release_rows_reg <= release_table[0];
         base_slot_reg <= '0;
     end
 end
@@ -322,11 +323,14 @@ end
  * Row counters: +1 per written row; the reader's view -release at issue, the writer's once the beat is read
  */
 wire logic signed [RC_W-1:0] written = RC_W'(row_written);
-wire logic signed [RC_W-1:0] ready_release = release_now ? RC_W'(release_rows) : '0;
 wire logic signed [RC_W-1:0] used_release = advance ? RC_W'(a_release_reg) : '0;
 
+// both outcomes of the issue decision computed beside it (it only selects one)
+wire logic signed [RC_W-1:0] ready_kept = ready_rows_reg + written;
+wire logic signed [RC_W-1:0] ready_released = ready_kept - RC_W'(release_rows_reg);
+
 always_ff @(posedge clk) begin
-    ready_rows_reg <= ready_rows_reg + written - ready_release;
+    ready_rows_reg <= release_now ? ready_released : ready_kept;
     used_rows_reg <= used_rows_reg + written - used_release;
 
     if (rst) begin
