@@ -24,8 +24,8 @@
  * steps per frame. Pipeline from the issue edge I of a step: I [lane / term / limb select of the sums (asynchronous
  * read of the stats memory); C_j of the step's term from the coefficient word] -> I+1 [chunk products] -> I+2
  * [product: split_mult] -> I+3 [shift and accumulate; the channel's first step starts from C0 * 2^(FRAC-FRAC_0)].
- * The coefficient ROM is read one edge ahead of the issue (at I-1, at the address of the step issued at I; channel 0
- * while idle), so that only a register follows the block RAM's clock-to-out; the product takes two stages because
+ * The coefficient ROM is read one edge ahead of the issue (at I-1, at the channel of the step issued at I, held in an
+ * address register loaded at I-2; channel 0 while idle), so that only registers feed and follow the ROM; the product takes two stages because
  * its operands are wider than an 18 x 18 multiplier. out_valid is high for one cycle after the edge that accumulates a
  * channel's last step (3 edges after its issue), with V, the channel's EXTRA field, its bank, fold and lane flags.
  * release_stats pulses after the edge that issues a frame's last step (the stats bank may be reused from then on).
@@ -213,8 +213,10 @@ assign sums_bank = bank_reg;
 assign sums_fold = fold_reg;
 
 /*
- * Stage 0: the coefficient ROM, read one edge ahead of the issue: the channel of the step issued at the next edge
- * (channel 0 while idle or at a frame's last step, where the next step can only be a new frame's first)
+ * Stage 0: the coefficient ROM, read one edge ahead of the issue at an address register loaded one more edge ahead:
+ * at the edge that issues step s, rom_addr_reg takes the channel of step s+2 (the next channel where step s is one of
+ * its channel's last two; 0 past the frame's end or while idle, where the next step can only be a frame's first)
+ * and the ROM's read register the word of step s+1's channel. Both the ROM's address and its output are registers.
  */
 logic [COEFF_W-1:0] coeff_mem[CHANNELS];
 
@@ -222,11 +224,33 @@ initial begin
     $readmemh(COEFF_FILE, coeff_mem);
 end
 
-wire logic [CH_W-1:0] next_chan = !busy_reg || last_step ? '0 : last_of_channel ? chan_reg + 1'b1 : chan_reg;
-logic [COEFF_W-1:0] rom_coeff_reg;   // the block RAM's read register
+// step s is one of the last two of its channel (3*LIMBS >= 3 steps a channel)
+wire logic near_channel_end;
+
+if (LIMBS == 1) begin : g_near_one_limb
+    assign near_channel_end = term_reg != 2'd0;
+end else if (LIMBS == 2) begin : g_near_two_limbs
+    assign near_channel_end = last_term;
+end else begin : g_near_limbs
+    assign near_channel_end = last_term && limb_reg >= LIMB_IW'(LIMBS-2);
+end
+wire logic last_channel = chan_reg == CH_W'(CHANNELS-1);
+logic [CH_W-1:0] rom_addr_reg;
+logic [COEFF_W-1:0] rom_coeff_reg;   // the ROM's read register
 
 always_ff @(posedge clk) begin
-    rom_coeff_reg <= coeff_mem[next_chan];
+    if (!busy_reg || (near_channel_end && last_channel)) begin
+        rom_addr_reg <= '0;
+    end else if (near_channel_end) begin
+        rom_addr_reg <= chan_reg + 1'b1;
+    end else begin
+        rom_addr_reg <= chan_reg;
+    end
+    rom_coeff_reg <= coeff_mem[rom_addr_reg];
+
+    if (rst) begin
+        rom_addr_reg <= '0;
+    end
 end
 
 /*
