@@ -137,13 +137,23 @@ end
 assign done = done_reg;
 
 /*
- * Accumulator memory: word {bank, fold}, read-modify-write in stage c
+ * Accumulator memory: word {bank, fold}, read in stage b (registered), added to and written in stage c. Where stage
+ * c writes the very word stage b reads (consecutive beats of one fold, CF = 1), the value being written is taken
+ * instead; an earlier write is in the memory already. So the adders start from a register, not from the
+ * distributed RAM's read multiplexers.
  */
 logic [PE*SUM_W-1:0] sum_mem[2**(CF_W+1)];
 
 wire logic [CF_W:0] acc_addr = {c_bank_reg, c_fold_reg};
-wire logic [PE*SUM_W-1:0] acc_old = sum_mem[acc_addr];
+wire logic [CF_W:0] b_addr = {b_bank_reg, b_fold_reg};
 wire logic [PE*SUM_W-1:0] acc_new;
+logic [PE*SUM_W-1:0] c_old_reg;
+
+always_ff @(posedge clk) begin
+    c_old_reg <= c_valid_reg && acc_addr == b_addr ? acc_new : sum_mem[b_addr];
+end
+
+wire logic [PE*SUM_W-1:0] acc_old = c_old_reg;
 
 always_ff @(posedge clk) begin
     if (c_valid_reg) begin

@@ -159,21 +159,28 @@ logic signed [RC_W-1:0] used_rows_reg;    // writer's view: complete rows not ye
 logic [ADDR_W-1:0] waddr_reg;
 logic [WPOS_W-1:0] wpos_reg;
 
-assign s_axis_tready = used_rows_reg < RC_W'(ROWS);
+// registers: there is room for a row (used_rows < ROWS, computed from the next count), the next word ends a row
+logic tready_reg;
+logic last_word_reg;
+
+assign s_axis_tready = tready_reg;
 
 wire logic write = s_axis_tvalid && s_axis_tready;
-wire logic row_written = write && wpos_reg == WPOS_W'(ROW_WORDS-1);
+wire logic row_written = write && last_word_reg;
+wire logic [WPOS_W-1:0] wpos_next = row_written ? '0 : wpos_reg + 1'b1;
 
 always_ff @(posedge clk) begin
     if (write) begin
         line_mem[waddr_reg] <= s_axis_tdata;
         waddr_reg <= waddr_reg == ADDR_W'(DEPTH-1) ? '0 : waddr_reg + 1'b1;
-        wpos_reg <= row_written ? '0 : wpos_reg + 1'b1;
+        wpos_reg <= wpos_next;
+        last_word_reg <= wpos_next == WPOS_W'(ROW_WORDS-1);
     end
 
     if (rst) begin
         waddr_reg <= '0;
         wpos_reg <= '0;
+        last_word_reg <= ROW_WORDS == 1;
     end
 end
 
@@ -325,17 +332,21 @@ end
 wire logic signed [RC_W-1:0] written = RC_W'(row_written);
 wire logic signed [RC_W-1:0] used_release = advance ? RC_W'(a_release_reg) : '0;
 
+wire logic signed [RC_W-1:0] used_rows_next = used_rows_reg + written - used_release;
+
 // both outcomes of the issue decision computed beside it (it only selects one)
 wire logic signed [RC_W-1:0] ready_kept = ready_rows_reg + written;
 wire logic signed [RC_W-1:0] ready_released = ready_kept - RC_W'(release_rows_reg);
 
 always_ff @(posedge clk) begin
     ready_rows_reg <= release_now ? ready_released : ready_kept;
-    used_rows_reg <= used_rows_reg + written - used_release;
+    used_rows_reg <= used_rows_next;
+    tready_reg <= used_rows_next < RC_W'(ROWS);
 
     if (rst) begin
         ready_rows_reg <= '0;
         used_rows_reg <= '0;
+        tready_reg <= 1'b1;
     end
 end
 
