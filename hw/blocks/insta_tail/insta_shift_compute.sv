@@ -275,43 +275,34 @@ always_ff @(posedge clk) begin
 end
 
 /*
- * Stage 12: T = MEAN + round(GAIN * G / 2^G_OUT_FRAC), registered with its flags (the adder apart from the
- * distributed RAM's write port); stage 13: the lanes of a fold are collected, then written as one word
+ * Stage 12: T = MEAN + round(GAIN * G / 2^G_OUT_FRAC), registered with its flags (lane_collector IN_REG: the adder
+ * kept apart from the distributed RAM's write port); stage 13: the lanes of a fold are collected, then written as
+ * one word
  */
 wire logic signed [TS_W-1:0] gp_half = TS_W'(1) <<< (G_OUT_FRAC - 1);
 wire logic [T_BITS-1:0] t = T_BITS'(TS_W'(s9_mean_reg) + ((TS_W'(s9_gp) + gp_half) >>> G_OUT_FRAC));
+wire logic t_bank;
+wire logic [CF_W-1:0] t_fold;
+wire logic t_last_lane;
+wire logic t_last_fold;
 
-logic t_valid_reg;
-logic [T_BITS-1:0] t_reg;
-logic t_bank_reg;
-logic [CF_W-1:0] t_fold_reg;
-logic t_last_lane_reg;
-logic t_last_fold_reg;
-
-always_ff @(posedge clk) begin
-    t_valid_reg <= s9_valid_reg;
-    t_reg <= t;
-    {t_last_fold_reg, t_last_lane_reg, t_fold_reg, t_bank_reg} <= s9_flags_reg;
-
-    if (rst) begin
-        t_valid_reg <= 1'b0;
-    end
-end
+assign {t_last_fold, t_last_lane, t_fold, t_bank} = s9_flags_reg;
 
 lane_collector #(
     .PE(PE),
     .CF(CF),
-    .LANE_BITS(T_BITS)
+    .LANE_BITS(T_BITS),
+    .IN_REG(1)
 )
 collect_inst (
     .clk(clk),
     .rst(rst),
-    .in_valid(t_valid_reg),
-    .in_value(t_reg),
-    .in_bank(t_bank_reg),
-    .in_fold(t_fold_reg),
-    .in_last_lane(t_last_lane_reg),
-    .in_last_fold(t_last_fold_reg),
+    .in_valid(s9_valid_reg),
+    .in_value(t),
+    .in_bank(t_bank),
+    .in_fold(t_fold),
+    .in_last_lane(t_last_lane),
+    .in_last_fold(t_last_fold),
     .done(done),
     .rd_bank(thr_rd_bank),
     .rd_fold(thr_rd_fold),

@@ -157,8 +157,8 @@ poly_inst (
 );
 
 /*
- * Stage 5: t = clamp(ceil(T_fx / 2^FRAC)), registered with its flags; stage 6: the lanes of a fold are collected,
- * then written as one word (the register keeps the ceil / clamp apart from the distributed RAM's write port)
+ * Stage 5: t = clamp(ceil(T_fx / 2^FRAC)), registered with its flags (lane_collector IN_REG: the ceil / clamp kept
+ * apart from the distributed RAM's write port); stage 6: the lanes of a fold are collected, then written as one word
  */
 wire logic [TH_W-1:0] t;
 
@@ -172,40 +172,22 @@ ceil_clamp_inst (
     .t(t)
 );
 
-logic t_valid_reg;
-logic [TH_W-1:0] t_reg;
-logic t_bank_reg;
-logic [CF_W-1:0] t_fold_reg;
-logic t_last_lane_reg;
-logic t_last_fold_reg;
-
-always_ff @(posedge clk) begin
-    t_valid_reg <= s3_valid;
-    t_reg <= t;
-    t_bank_reg <= s3_bank;
-    t_fold_reg <= s3_fold;
-    t_last_lane_reg <= s3_last_lane;
-    t_last_fold_reg <= s3_last_fold;
-
-    if (rst) begin
-        t_valid_reg <= 1'b0;
-    end
-end
 
 lane_collector #(
     .PE(PE),
     .CF(CF),
-    .LANE_BITS(TH_W)
+    .LANE_BITS(TH_W),
+    .IN_REG(1)
 )
 collect_inst (
     .clk(clk),
     .rst(rst),
-    .in_valid(t_valid_reg),
-    .in_value(t_reg),
-    .in_bank(t_bank_reg),
-    .in_fold(t_fold_reg),
-    .in_last_lane(t_last_lane_reg),
-    .in_last_fold(t_last_fold_reg),
+    .in_valid(s3_valid),
+    .in_value(t),
+    .in_bank(s3_bank),
+    .in_fold(s3_fold),
+    .in_last_lane(s3_last_lane),
+    .in_last_fold(s3_last_fold),
     .done(done),
     .rd_bank(thr_rd_bank),
     .rd_fold(thr_rd_fold),
