@@ -59,7 +59,7 @@
  *   - one comparator per PE lane, INPUT_BITS + 1 bits wide.
  *
  * Cycle count (s_axis always valid, outputs always ready): FRAME_BEATS = N*C/PE clocks per frame, provided
- * FRAME_BEATS >= S + 8 (the threshold computation and the bank hand-over fit in one frame time; SE = 1:
+ * FRAME_BEATS >= S + 7 (the threshold computation and the bank hand-over fit in one frame time; SE = 1:
  * FRAME_BEATS >= COMPUTE_EDGES + 2); otherwise the threshold computation sets the rate (about S + 1 clocks per
  * frame; instabnn.hw.blocks.insta_threshold.spec and spec_plus give the exact figures).
  * Latency (STATIC = 0): a frame's first m_axis handshake follows the handshake of its last s_axis beat by

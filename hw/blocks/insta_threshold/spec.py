@@ -29,7 +29,7 @@ frame issues its first beat; the compare reaches ``m_axis`` three edges after th
 :attr:`InstaThresholdSpec.latency` ``= S + 15`` edges from the last input handshake of a frame to its first output
 handshake, and at full rate each beat leaves ``FRAME_BEATS - 1 + latency`` edges after it entered (one frame plus
 ``S + 14``). The frame buffer holds ``FRAME_BEATS + S + 12`` beats, the occupancy at full rate. Full rate
-(``FRAME_BEATS`` clocks per frame) needs ``FRAME_BEATS >= S + 8``; below that the threshold computation sets the pace
+(``FRAME_BEATS`` clocks per frame) needs ``FRAME_BEATS >= S + 7``; below that the threshold computation sets the pace
 (:attr:`InstaThresholdSpec.cycles_per_frame`). Static (``static = 1``): 2 edges, no buffer, ``FRAME_BEATS`` clocks
 per frame.
 
@@ -112,13 +112,14 @@ _TOKEN_EDGES = 2
 _OUTPUT_EDGES = 3
 """Readout issue (block RAM read) -> its register -> output FIFO -> handshake."""
 
-_BANK_MARGIN = COMPUTE_PIPELINE + 3
+_BANK_MARGIN = max(6, COMPUTE_PIPELINE + 2)
 """Full rate needs ``FRAME_BEATS >= S + _BANK_MARGIN`` (``S`` the computation's steps). With frame ``n``'s last
 beat accepted at edge ``e``, its computation issues its last step at ``e + 5 + S`` and frees the stats bank at
 ``e + 6 + S``; frame ``n+2``'s first beat wants edge ``e + FRAME_BEATS + 1`` and needs the freed bank one edge
-earlier: ``FRAME_BEATS >= S + 6``. The threshold bank of frame ``n-1``, freed when frame ``n``'s readout starts
-(``e + S + COMPUTE_PIPELINE + 7``), is needed by frame ``n+1``'s computation at ``e + FRAME_BEATS + 4``:
-``FRAME_BEATS >= S + COMPUTE_PIPELINE + 3``, the binding one of the two (``COMPUTE_PIPELINE >= 3``)."""
+earlier: ``FRAME_BEATS >= S + 6``. The threshold bank of frame ``n-1`` is freed as frame ``n``'s readout starts
+(``e + S + COMPUTE_PIPELINE + 7``) and frame ``n+1``'s computation takes it at ``e + FRAME_BEATS + 5``:
+``FRAME_BEATS >= S + COMPUTE_PIPELINE + 2``, the binding one of the two from ``COMPUTE_PIPELINE = 5`` on (the
+slow bench sweep's 6-channel 4 x 2 frames, 24 beats for 18 steps, sit between the two)."""
 
 
 @dataclass(frozen=True)

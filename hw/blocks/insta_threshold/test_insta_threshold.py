@@ -651,7 +651,7 @@ class Folding:
 
 
 FAST_FOLDINGS = [
-    Folding(8, 4, 16, 8, static=0, shortcut=1),  # N*C/PE = 32 = S + 8: full rate just holds
+    Folding(8, 4, 16, 8, static=0, shortcut=1),  # N*C/PE = 32 >= S + 7: full rate
     Folding(12, 4, 9, 5, static=1, shortcut=0),  # 3x3 frames, static
     Folding(16, 4, 25, 6, static=0, shortcut=0),
     Folding(4, 2, 36, 7, static=0, shortcut=1, limbs=3, power_table=0),  # limb-serial multiplier, multipliers
