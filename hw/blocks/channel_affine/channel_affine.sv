@@ -23,11 +23,12 @@
  * Architecture: one multiplier per lane, a stall-all pipeline under one enable (advance = the output FIFO is not
  * full, a register), a 2-entry output FIFO:
  *   edge e   (handshake): x registered; the fold's constant word read (registered read).
- *   edge e+1: MULT * x registered.
- *   edge e+2: y + 2^(SHIFT-1) registered.
- *   edge e+3: shift and clamp into the output FIFO (m_axis_tvalid).
- *   edge e+4: earliest m_axis handshake.
- * LATENCY = 4 edges from a beat's input handshake to its output handshake (output ready); one beat per clock, so a
+ *   edge e+1: the chunk products of MULT * x registered (split_mult).
+ *   edge e+2: MULT * x registered.
+ *   edge e+3: y + 2^(SHIFT-1) registered.
+ *   edge e+4: shift and clamp into the output FIFO (m_axis_tvalid).
+ *   edge e+5: earliest m_axis handshake.
+ * LATENCY = 5 edges from a beat's input handshake to its output handshake (output ready); one beat per clock, so a
  * frame of N pixels takes N*C/PE clocks.
  * Flow control: s_axis_tready and m_axis_tvalid come from registers only. Backpressure on m_axis fills the FIFO and
  * stops the pipeline; nothing is dropped or reordered.
@@ -133,14 +134,14 @@ assign s_axis_tready = advance;
 logic [CF_W-1:0] fold_reg;
 wire logic last_fold = fold_reg == CF_W'(CF-1);
 
-logic [2:0] valid_reg;               // stage valid bits, stage 1 (after the handshake) .. stage 3
+logic [3:0] valid_reg;               // stage valid bits, stage 1 (after the handshake) .. stage 4
 
 always_ff @(posedge clk) begin
     if (accept) begin
         fold_reg <= last_fold ? '0 : fold_reg + 1'b1;
     end
     if (advance) begin
-        valid_reg <= {valid_reg[1:0], accept};
+        valid_reg <= {valid_reg[2:0], accept};
     end
 
     if (rst) begin
@@ -186,19 +187,32 @@ for (genvar pe = 0; pe < PE; pe = pe + 1) begin : g_lane
     wire logic signed [BIAS_BITS-1:0] bias_1 = $signed(s1_const_reg[BASE + MULT_BITS +: BIAS_BITS]);
     wire logic signed [IN_BITS-1:0] x = $signed(s1_x_reg[pe*IN_BITS +: IN_BITS]);
 
-    logic signed [PROD_BITS-1:0] s2_prod_reg;
-    logic signed [BIAS_BITS-1:0] s2_bias_reg;
-    logic signed [Y_BITS-1:0] s3_y_reg;
+    wire logic signed [PROD_BITS-1:0] s3_prod;
+    logic signed [BIAS_BITS-1:0] s2_bias_reg, s3_bias_reg;
+    logic signed [Y_BITS-1:0] s4_y_reg;
 
-    wire logic signed [Y_BITS-1:0] shifted = s3_y_reg >>> SHIFT;
+    split_mult #(
+        .A_BITS(MULT_BITS),
+        .B_BITS(IN_BITS),
+        .P_BITS(PROD_BITS)
+    )
+    mult_inst (
+        .clk(clk),
+        .en(advance),
+        .a(mult),
+        .b(x),
+        .p(s3_prod)
+    );
+
+    wire logic signed [Y_BITS-1:0] shifted = s4_y_reg >>> SHIFT;
     assign out_data[pe*OUT_BITS +: OUT_BITS] = shifted > Q_MAX ? OUT_BITS'(Q_MAX)
                                                : shifted < Q_MIN ? OUT_BITS'(Q_MIN) : OUT_BITS'(shifted);
 
     always_ff @(posedge clk) begin
         if (advance) begin
-            s2_prod_reg <= PROD_BITS'(mult) * PROD_BITS'(x);
             s2_bias_reg <= bias_1;
-            s3_y_reg <= Y_BITS'(s2_prod_reg) + Y_BITS'(s2_bias_reg) + HALF;
+            s3_bias_reg <= s2_bias_reg;
+            s4_y_reg <= Y_BITS'(s3_prod) + Y_BITS'(s3_bias_reg) + HALF;
         end
     end
 end
@@ -206,7 +220,7 @@ end
 /*
  * Output FIFO (2 entries): a full FIFO stops the pipeline; tvalid comes from the occupancy register
  */
-wire logic push = advance && valid_reg[2];
+wire logic push = advance && valid_reg[3];
 output_fifo #(
     .WIDTH(M_DATA_W)
 )

@@ -13,7 +13,7 @@ up; ``SHIFT = 0``: no rounding). Two layers of the arithmetic contract are this 
 ``shift_round`` and ``clamp_signed``, so it equals the layer it was built from (a test checks both).
 
 Timing: one beat per clock, ``FRAME_BEATS = N*C/PE`` clocks per frame of N pixels; a beat leaves :data:`LATENCY`
-= 4 edges after its input handshake.
+= 5 edges after its input handshake.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from instabnn.contract.layers import AffineRequant, Classifier, clamp_signed, sh
 
 __all__ = ["LATENCY", "ChannelAffineSpec", "const_words", "write_const_file"]
 
-LATENCY = 4
+LATENCY = 5
 """Edges from a beat's input handshake to its earliest ``m_axis`` handshake (see the RTL header)."""
 
 

@@ -12,10 +12,13 @@
  * Every step is exact: the rounding, clamp and index use widths that hold the operands with room for the bounds.
  *
  * Pipeline, from the edge E that samples in_valid / in_value / in_side:
- *   INDEX_REG = 0: E [round, clamp, index; registered g ROM read] -> E+1 [DELTA * r] -> out (combinational G).
- *   INDEX_REG = 1: E [round, clamp, index] -> E+1 [registered g ROM read] -> E+2 [DELTA * r] -> out.
- * So out_valid / out_g / out_side belong to the input sampled LATENCY = 2 + INDEX_REG edges earlier; one value per
- * clock, no stall.
+ *   INDEX_REG = 0: E [round, clamp, index; registered g ROM read] -> E+1 [the ROM word registered once more]
+ *                  -> E+2 [DELTA * r] -> out (combinational G).
+ *   INDEX_REG = 1: E [round, clamp, index] -> E+1 [registered g ROM read] -> E+2 [ROM word register]
+ *                  -> E+3 [DELTA * r] -> out.
+ * So out_valid / out_g / out_side belong to the input sampled LATENCY = 3 + INDEX_REG edges earlier; one value per
+ * clock, no stall. The ROM word register keeps the block RAM's clock-to-out (5.8 ns on the ECP5) apart from the
+ * multiplier.
  *
  * Memory-init file ($readmemh, "//" comment lines allowed):
  *   G_FILE: 257 lines, line i = BASE | DELTA from the LSB (signed G_BITS, G_DELTA_BITS bits), BASE = g_table[i],
@@ -170,10 +173,29 @@ always_ff @(posedge clk) begin
 end
 
 /*
+ * The ROM word registered once more
+ */
+logic wd_valid_reg;
+logic [G_W-1:0] wd_g_reg;
+logic [LOW_BITS-1:0] wd_r_reg;
+logic [SIDE_BITS-1:0] wd_side_reg;
+
+always_ff @(posedge clk) begin
+    wd_valid_reg <= rd_valid_reg;
+    wd_g_reg <= rd_g_reg;
+    wd_r_reg <= rd_r_reg;
+    wd_side_reg <= rd_side_reg;
+
+    if (rst) begin
+        wd_valid_reg <= 1'b0;
+    end
+end
+
+/*
  * DELTA * r
  */
-wire logic signed [G_DELTA_BITS-1:0] g_delta = $signed(rd_g_reg[G_BITS +: G_DELTA_BITS]);
-wire logic signed [IP_W-1:0] r_ext = $signed(IP_W'(rd_r_reg));
+wire logic signed [G_DELTA_BITS-1:0] g_delta = $signed(wd_g_reg[G_BITS +: G_DELTA_BITS]);
+wire logic signed [IP_W-1:0] r_ext = $signed(IP_W'(wd_r_reg));
 
 logic ip_valid_reg;
 logic signed [IP_W-1:0] ip_reg;
@@ -181,10 +203,10 @@ logic signed [G_BITS-1:0] ip_base_reg;
 logic [SIDE_BITS-1:0] ip_side_reg;
 
 always_ff @(posedge clk) begin
-    ip_valid_reg <= rd_valid_reg;
+    ip_valid_reg <= wd_valid_reg;
     ip_reg <= IP_W'(g_delta) * r_ext;
-    ip_base_reg <= $signed(rd_g_reg[0 +: G_BITS]);
-    ip_side_reg <= rd_side_reg;
+    ip_base_reg <= $signed(wd_g_reg[0 +: G_BITS]);
+    ip_side_reg <= wd_side_reg;
 
     if (rst) begin
         ip_valid_reg <= 1'b0;

@@ -22,9 +22,12 @@
  * Schedule: start (accepted while idle) begins a frame; the unit then issues one step (channel c, term j, limb k)
  * per clock, c = 0 .. C-1 (fold f = c / PE, lane pe = c mod PE), j = 1, 2, 3, k = 0 .. LIMBS-1: STEPS = 3*C*LIMBS
  * steps per frame. Pipeline from the issue edge I of a step: I [lane / term / limb select of the sums (asynchronous
- * read of the stats memory), registered coefficient ROM read] -> I+1 [multiply] -> I+2 [shift and accumulate; the
- * channel's first step starts from C0 * 2^(FRAC-FRAC_0)]. out_valid is high for one cycle after the edge that
- * accumulates a channel's last step, with V, the channel's EXTRA field, its bank, fold and lane flags.
+ * read of the stats memory); C_j of the step's term from the coefficient word] -> I+1 [chunk products] -> I+2
+ * [product: split_mult] -> I+3 [shift and accumulate; the channel's first step starts from C0 * 2^(FRAC-FRAC_0)].
+ * The coefficient ROM is read one edge ahead of the issue (at I-1, at the channel of the step issued at I, held in an
+ * address register loaded at I-2; channel 0 while idle), so that only registers feed and follow the ROM; the product takes two stages because
+ * its operands are wider than an 18 x 18 multiplier. out_valid is high for one cycle after the edge that accumulates a
+ * channel's last step (3 edges after its issue), with V, the channel's EXTRA field, its bank, fold and lane flags.
  * release_stats pulses after the edge that issues a frame's last step (the stats bank may be reused from then on).
  * A new start may follow right after the last issue: frames overlap in the pipeline.
  *
@@ -210,14 +213,50 @@ assign sums_bank = bank_reg;
 assign sums_fold = fold_reg;
 
 /*
- * Stage 1: operands. Limb k of P_j of the lane (asynchronous stats read, lane, term and limb select); the channel's
- * coefficient word (registered ROM read)
+ * Stage 0: the coefficient ROM, read one edge ahead of the issue at an address register loaded one more edge ahead:
+ * at the edge that issues step s, rom_addr_reg takes the channel of step s+2 (the next channel where step s is one of
+ * its channel's last two; 0 past the frame's end or while idle, where the next step can only be a frame's first)
+ * and the ROM's read register the word of step s+1's channel. Both the ROM's address and its output are registers.
  */
 logic [COEFF_W-1:0] coeff_mem[CHANNELS];
 
 initial begin
     $readmemh(COEFF_FILE, coeff_mem);
 end
+
+// step s is one of the last two of its channel (3*LIMBS >= 3 steps a channel)
+wire logic near_channel_end;
+
+if (LIMBS == 1) begin : g_near_one_limb
+    assign near_channel_end = term_reg != 2'd0;
+end else if (LIMBS == 2) begin : g_near_two_limbs
+    assign near_channel_end = last_term;
+end else begin : g_near_limbs
+    assign near_channel_end = last_term && limb_reg >= LIMB_IW'(LIMBS-2);
+end
+wire logic last_channel = chan_reg == CH_W'(CHANNELS-1);
+logic [CH_W-1:0] rom_addr_reg;
+logic [COEFF_W-1:0] rom_coeff_reg;   // the ROM's read register
+
+always_ff @(posedge clk) begin
+    if (!busy_reg || (near_channel_end && last_channel)) begin
+        rom_addr_reg <= '0;
+    end else if (near_channel_end) begin
+        rom_addr_reg <= chan_reg + 1'b1;
+    end else begin
+        rom_addr_reg <= chan_reg;
+    end
+    rom_coeff_reg <= coeff_mem[rom_addr_reg];
+
+    if (rst) begin
+        rom_addr_reg <= '0;
+    end
+end
+
+/*
+ * Stage 1: operands. Limb k of P_j of the lane (asynchronous stats read, lane, term and limb select); the channel's
+ * coefficient word (from the ROM's read register)
+ */
 
 // lane and limb selects as array indices (plain muxes; a variable part-select would become a barrel shifter)
 wire logic [SUM_W-1:0] sums_lanes[PE];
@@ -260,7 +299,28 @@ logic [LIMB_IW-1:0] s1_limb_reg;
 logic s1_first_reg;                  // the channel's first step
 logic s1_last_reg;                   // the channel's last step
 logic signed [OP_W-1:0] s1_op_reg;
-logic [COEFF_W-1:0] s1_coeff_reg;
+logic signed [CW-1:0] s1_coeff_reg;  // C_j of the step's term
+logic signed [CB0-1:0] s1_c0_reg;
+logic [EXTRA_W-1:0] s1_extra_reg;
+
+// C_j of the term being issued, from the ROM's read register
+logic signed [CW-1:0] coeff_sel;
+
+always_comb begin
+    case (term_reg)
+        2'd0: coeff_sel = CW'($signed(rom_coeff_reg[CB0 +: CB1]));
+        2'd1: coeff_sel = CW'($signed(rom_coeff_reg[CB0+CB1 +: CB2]));
+        default: coeff_sel = CW'($signed(rom_coeff_reg[CB0+CB1+CB2 +: CB3]));
+    endcase
+end
+
+wire logic [EXTRA_W-1:0] rom_extra;
+
+if (EXTRA_BITS > 0) begin : g_extra
+    assign rom_extra = rom_coeff_reg[CB_SUM +: EXTRA_W];
+end else begin : g_no_extra
+    assign rom_extra = '0;
+end
 
 always_ff @(posedge clk) begin
     s1_valid_reg <= busy_reg;
@@ -273,7 +333,9 @@ always_ff @(posedge clk) begin
     s1_first_reg <= term_reg == 2'd0 && limb_reg == '0;
     s1_last_reg <= last_of_channel;
     s1_op_reg <= op_sel;
-    s1_coeff_reg <= coeff_mem[chan_reg];
+    s1_coeff_reg <= coeff_sel;
+    s1_c0_reg <= $signed(rom_coeff_reg[0 +: CB0]);
+    s1_extra_reg <= rom_extra;
 
     if (rst) begin
         s1_valid_reg <= 1'b0;
@@ -281,69 +343,70 @@ always_ff @(posedge clk) begin
 end
 
 /*
- * Stage 2: product C_j * limb_k(P_j)
+ * Stages 2 and 3: product C_j * limb_k(P_j) (split_mult: chunk products, then their sum); the step's flags
+ * alongside
  */
-wire logic signed [CB0-1:0] coeff_0 = $signed(s1_coeff_reg[0 +: CB0]);
-logic signed [CW-1:0] coeff_sel;
+wire logic signed [PROD_W-1:0] s3_prod;
 
-always_comb begin
-    case (s1_term_reg)
-        2'd0: coeff_sel = CW'($signed(s1_coeff_reg[CB0 +: CB1]));
-        2'd1: coeff_sel = CW'($signed(s1_coeff_reg[CB0+CB1 +: CB2]));
-        default: coeff_sel = CW'($signed(s1_coeff_reg[CB0+CB1+CB2 +: CB3]));
-    endcase
-end
+split_mult #(
+    .A_BITS(CW),
+    .B_BITS(OP_W),
+    .P_BITS(PROD_W)
+)
+mult_inst (
+    .clk(clk),
+    .en(1'b1),
+    .a(s1_coeff_reg),
+    .b(s1_op_reg),
+    .p(s3_prod)
+);
 
-wire logic [EXTRA_W-1:0] s1_extra;
-
-if (EXTRA_BITS > 0) begin : g_extra
-    assign s1_extra = s1_coeff_reg[CB_SUM +: EXTRA_W];
-end else begin : g_no_extra
-    assign s1_extra = '0;
-end
-
-logic s2_valid_reg;
-logic s2_bank_reg;
-logic [CF_W-1:0] s2_fold_reg;
-logic s2_last_lane_reg;
-logic s2_last_fold_reg;
-logic [1:0] s2_term_reg;
-/* verilator lint_off UNUSEDSIGNAL */
-logic [LIMB_IW-1:0] s2_limb_reg;     // unused where LIMBS = 1
-/* verilator lint_on UNUSEDSIGNAL */
-logic s2_first_reg;
-logic s2_last_reg;
-logic signed [PROD_W-1:0] s2_prod_reg;
-logic signed [ACC_BITS-1:0] s2_c0_reg;
-logic [EXTRA_W-1:0] s2_extra_reg;
+// {bank, fold, last lane, last fold, term, limb, first, last}; the PE > 0 guard lets an illegal PE = 0 reach the
+// $fatal above
+localparam int FLAGS_W = 1 + (PE > 0 ? CF_W : 1) + 1 + 1 + 2 + LIMB_IW + 1 + 1;
+logic s2_valid_reg, s3_valid_reg;
+logic [FLAGS_W-1:0] s2_flags_reg, s3_flags_reg;
+logic signed [ACC_BITS-1:0] s2_c0_reg, s3_c0_reg;
+logic [EXTRA_W-1:0] s2_extra_reg, s3_extra_reg;
 
 always_ff @(posedge clk) begin
     s2_valid_reg <= s1_valid_reg;
-    s2_bank_reg <= s1_bank_reg;
-    s2_fold_reg <= s1_fold_reg;
-    s2_last_lane_reg <= s1_last_lane_reg;
-    s2_last_fold_reg <= s1_last_fold_reg;
-    s2_term_reg <= s1_term_reg;
-    s2_limb_reg <= s1_limb_reg;
-    s2_first_reg <= s1_first_reg;
-    s2_last_reg <= s1_last_reg;
-    s2_prod_reg <= PROD_W'(coeff_sel) * PROD_W'(s1_op_reg);
-    s2_c0_reg <= ACC_BITS'(coeff_0) <<< (FRAC - FRAC_0);
-    s2_extra_reg <= s1_extra;
+    s2_flags_reg <= {s1_bank_reg, s1_fold_reg, s1_last_lane_reg, s1_last_fold_reg, s1_term_reg, s1_limb_reg,
+                     s1_first_reg, s1_last_reg};
+    s2_c0_reg <= ACC_BITS'(s1_c0_reg) <<< (FRAC - FRAC_0);
+    s2_extra_reg <= s1_extra_reg;
+    s3_valid_reg <= s2_valid_reg;
+    s3_flags_reg <= s2_flags_reg;
+    s3_c0_reg <= s2_c0_reg;
+    s3_extra_reg <= s2_extra_reg;
 
     if (rst) begin
         s2_valid_reg <= 1'b0;
+        s3_valid_reg <= 1'b0;
     end
 end
 
+wire logic s3_bank;
+wire logic [CF_W-1:0] s3_fold;
+wire logic s3_last_lane;
+wire logic s3_last_fold;
+wire logic [1:0] s3_term;
+/* verilator lint_off UNUSEDSIGNAL */
+wire logic [LIMB_IW-1:0] s3_limb;    // unused where LIMBS = 1
+/* verilator lint_on UNUSEDSIGNAL */
+wire logic s3_first;
+wire logic s3_last;
+
+assign {s3_bank, s3_fold, s3_last_lane, s3_last_fold, s3_term, s3_limb, s3_first, s3_last} = s3_flags_reg;
+
 /*
- * Stage 3: V += C_j * limb_k(P_j) * 2^(FRAC - FRAC_j + k*LIMB_W)
+ * Stage 4: V += C_j * limb_k(P_j) * 2^(FRAC - FRAC_j + k*LIMB_W)
  */
-wire logic signed [ACC_BITS-1:0] prod_ext = ACC_BITS'(s2_prod_reg);
+wire logic signed [ACC_BITS-1:0] prod_ext = ACC_BITS'(s3_prod);
 logic signed [ACC_BITS-1:0] term_shifted;
 
 always_comb begin
-    case (s2_term_reg)
+    case (s3_term)
         2'd0: term_shifted = prod_ext <<< (FRAC - FRAC_1);
         2'd1: term_shifted = prod_ext <<< (FRAC - FRAC_2);
         default: term_shifted = prod_ext <<< (FRAC - FRAC_3);
@@ -359,40 +422,40 @@ end else begin : g_limb_shift
     for (genvar k = 0; k < LIMBS; k = k + 1) begin : g_shift
         assign limb_shifted[k] = term_shifted <<< (k * LIMB_W);
     end
-    assign step_value = limb_shifted[s2_limb_reg];
+    assign step_value = limb_shifted[s3_limb];
 end
 
-logic s3_valid_reg;                  // the accumulator holds a channel's complete V
-logic s3_bank_reg;
-logic [CF_W-1:0] s3_fold_reg;
-logic s3_last_lane_reg;
-logic s3_last_fold_reg;
-logic signed [ACC_BITS-1:0] s3_acc_reg;
-logic [EXTRA_W-1:0] s3_extra_reg;
+logic s4_valid_reg;                  // the accumulator holds a channel's complete V
+logic s4_bank_reg;
+logic [CF_W-1:0] s4_fold_reg;
+logic s4_last_lane_reg;
+logic s4_last_fold_reg;
+logic signed [ACC_BITS-1:0] s4_acc_reg;
+logic [EXTRA_W-1:0] s4_extra_reg;
 
 always_ff @(posedge clk) begin
-    s3_valid_reg <= s2_valid_reg && s2_last_reg;
-    s3_bank_reg <= s2_bank_reg;
-    s3_fold_reg <= s2_fold_reg;
-    s3_last_lane_reg <= s2_last_lane_reg;
-    s3_last_fold_reg <= s2_last_fold_reg;
-    s3_extra_reg <= s2_extra_reg;
-    if (s2_valid_reg) begin
-        s3_acc_reg <= (s2_first_reg ? s2_c0_reg : s3_acc_reg) + step_value;
+    s4_valid_reg <= s3_valid_reg && s3_last;
+    s4_bank_reg <= s3_bank;
+    s4_fold_reg <= s3_fold;
+    s4_last_lane_reg <= s3_last_lane;
+    s4_last_fold_reg <= s3_last_fold;
+    s4_extra_reg <= s3_extra_reg;
+    if (s3_valid_reg) begin
+        s4_acc_reg <= (s3_first ? s3_c0_reg : s4_acc_reg) + step_value;
     end
 
     if (rst) begin
-        s3_valid_reg <= 1'b0;
+        s4_valid_reg <= 1'b0;
     end
 end
 
-assign out_valid = s3_valid_reg;
-assign out_value = s3_acc_reg;
-assign out_extra = s3_extra_reg;
-assign out_bank = s3_bank_reg;
-assign out_fold = s3_fold_reg;
-assign out_last_lane = s3_last_lane_reg;
-assign out_last_fold = s3_last_fold_reg;
+assign out_valid = s4_valid_reg;
+assign out_value = s4_acc_reg;
+assign out_extra = s4_extra_reg;
+assign out_bank = s4_bank_reg;
+assign out_fold = s4_fold_reg;
+assign out_last_lane = s4_last_lane_reg;
+assign out_last_fold = s4_last_fold_reg;
 
 endmodule
 

@@ -21,19 +21,19 @@
  *
  * Schedule (one frame at a time; start is taken while idle, at edge E):
  *   phase A: 3*C steps (channel c, term j) of moment_poly, issued at edges E+1 .. E+3C; pipeline: issue [sums
- *            select, registered coefficient read] -> +1 [C_j * P_j] -> +2 [accumulate] -> +3 [round, clamp,
- *            write s_c].
- *   3 wait edges (the last s_c is written before phase B reads s_0).
+ *            select, coefficient word] -> +1 [chunk products] -> +2 [C_j * P_j] -> +3 [accumulate] -> +4 [round,
+ *            clamp, write s_c].
+ *   4 wait edges (the last s_c is written before phase B reads s_0).
  *   phase B: HIDDEN*C/SE_SIMD steps (k, column group g), SE_SIMD multiplies each (columns c = g*SE_SIMD + l, lane
  *            l); pipeline: issue [registered reads of the W1 word and the SE_SIMD s banks] -> +1 [W1 * s per lane]
  *            -> +2 [sum of the lanes, accumulate] -> +3 [M1 * a_k] -> +4 [round, clamp, write h_k].
  *   4 wait edges (the last h_k is written before phase C reads h_0).
  *   phase C: C*HIDDEN/SE_SIMD steps (c, g) on the same SE_SIMD multipliers; pipeline: issue [registered reads of
  *            the W2 word and the h banks] -> +1 [W2 * h per lane] -> +2 [sum, accumulate] -> +3 [M2 * o_c + B;
- *            row_side registered] -> +4 [round, clamp, index, registered g ROM read] -> +5 [DELTA * r] -> out_*
- *            (combinational G_c from the +5 registers).
- *   Hence, with MACS = 2*HIDDEN*C/SE_SIMD, out_valid of the last channel is high after edge E + 3C + MACS + 12 (the
- *   block's output map adds its own stages); busy is high from E+1 to the last phase-C issue (E + 3C + MACS + 7);
+ *            row_side registered] -> +4 [round, clamp, index, registered g ROM read] -> +5 [ROM word register]
+ *            -> +6 [DELTA * r] -> out_* (combinational G_c from the +6 registers).
+ *   Hence, with MACS = 2*HIDDEN*C/SE_SIMD, out_valid of the last channel is high after edge E + 3C + MACS + 14 (the
+ *   block's output map adds its own stages); busy is high from E+1 to the last phase-C issue (E + 3C + MACS + 8);
  *   release_stats pulses after the last phase-A issue (E + 3C: the stats bank may be reused). A new start may
  *   follow right after the last phase-C issue: frames overlap in the output pipeline only.
  *   Multipliers: C_j * P_j (phase A), SE_SIMD x (8 x 17 bits) shared by phases B and C, M1 * a, M2 * o, DELTA * r.
@@ -259,7 +259,7 @@ always_ff @(posedge clk) begin
         end
         PH_WAIT_A, PH_WAIT_B: begin
             wait_reg <= wait_reg + 2'd1;
-            if (wait_reg == (phase_reg == PH_WAIT_A ? 2'd1 : 2'd3)) begin
+            if (wait_reg == (phase_reg == PH_WAIT_A ? 2'd2 : 2'd3)) begin
                 phase_reg <= phase_reg == PH_WAIT_A ? PH_B : PH_C;
                 row_reg <= '0;
                 col_reg <= '0;

@@ -18,8 +18,8 @@
  * Powers: q^2 and q^3 come from multipliers (POWER_TABLE = 0: two per lane, DSP slices on FPGAs) or from
  * constant tables of all 2^INPUT_BITS codes (POWER_TABLE = 1, INPUT_BITS <= 8: logic, no DSP); same timing.
  *
- * Pipeline (no stall: every accepted beat enters it): edge t samples the beat, t+1 squares, t+2 cubes,
- * t+3 adds into the memory word (the first pixel of a frame starts from 0 instead of the stored sum). done is high
+ * Pipeline (no stall: every accepted beat enters it): edge t samples the beat, t+1 squares (tables: reads both
+ * tables), t+2 cubes (tables: registers the table words), t+3 adds into the memory word (the first pixel of a frame starts from 0 instead of the stored sum). done is high
  * for one cycle after the edge that writes a frame's last beat (in_last): from then on that bank holds the frame's
  * final sums. Latency from the beat of in_last to done: 3 edges (STATS_LATENCY in instabnn.hw.blocks.insta_threshold.spec).
  *
@@ -139,14 +139,23 @@ end
 assign done = done_reg;
 
 /*
- * Accumulator memory: word {fold} of the frame in progress, read-modify-write in stage c (one read port, at the
- * write address); the sums memory: word {bank, fold}, written with the same value, read by the parent only
+ * Accumulator memory: word {fold} of the frame in progress, read in stage b (registered), added to and written in
+ * stage c. Where stage c writes the very word stage b reads (consecutive beats of one fold, CF = 1), the value being
+ * written is taken instead; an earlier write is in the memory already. So the adders start from a register, not
+ * from the distributed RAM's read multiplexers. The sums memory: word {bank, fold}, written with the same value,
+ * read by the parent only.
  */
 logic [PE*SUM_W-1:0] acc_mem[2**CF_W];
 logic [PE*SUM_W-1:0] sum_mem[2**(CF_W+1)];
 
-wire logic [PE*SUM_W-1:0] acc_old = acc_mem[c_fold_reg];
 wire logic [PE*SUM_W-1:0] acc_new;
+logic [PE*SUM_W-1:0] c_old_reg;
+
+always_ff @(posedge clk) begin
+    c_old_reg <= c_valid_reg && c_fold_reg == b_fold_reg ? acc_new : acc_mem[b_fold_reg];
+end
+
+wire logic [PE*SUM_W-1:0] acc_old = c_old_reg;
 
 always_ff @(posedge clk) begin
     if (c_valid_reg) begin
@@ -181,12 +190,17 @@ for (genvar pe = 0; pe < PE; pe = pe + 1) begin : g_lane
             end
         end
 
+        // both tables are read at t+1 and their words registered once more at t+2: the adders see registers, not
+        // a block RAM's clock-to-out
+        logic signed [CUBE_W-1:0] b_cube_reg;
+
         always_ff @(posedge clk) begin
             b_q_reg <= q;
             b_sq_reg <= square_rom[$unsigned(q)];
+            b_cube_reg <= cube_rom[$unsigned(q)];
             c_q_reg <= b_q_reg;
             c_sq_reg <= b_sq_reg;
-            c_cube_reg <= cube_rom[$unsigned(b_q_reg)];
+            c_cube_reg <= b_cube_reg;
         end
 
     end else begin : g_multiply

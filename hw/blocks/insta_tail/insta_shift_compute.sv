@@ -20,11 +20,12 @@
  *
  * Schedule (moment_poly, as insta_threshold_compute): start (taken while idle) begins a frame; one step (channel c,
  * term j, limb k) per clock: 3*C*LIMBS steps per frame. Pipeline from the issue edge I of a step: I [operand select,
- * registered coefficient ROM read] -> I+1 [multiply] -> I+2 [shift and accumulate] -> I+3 [round, clamp, index] -> I+4 [g ROM,
- * registered read] -> I+5 [DELTA * r] -> I+6 [G] -> I+7 [GAIN * G] -> I+8 [T into the lane register; the last lane of
- * a fold writes the fold's PE shifts into the T memory]. release_stats pulses after the edge that issues a frame's
+ * coefficient word (read one edge ahead)] -> I+1 [chunk products] -> I+2 [product] -> I+3 [shift and accumulate]
+ * -> I+4 [round, clamp, index] -> I+5 [g ROM, registered read] -> I+6 [ROM word register] -> I+7 [DELTA * r] -> I+8
+ * [G] -> I+9 [GAIN * G chunk products] -> I+10 [GAIN * G] -> I+11 [T] -> I+12 [T into the lane register; the last lane
+ * of a fold writes the fold's PE shifts into the T memory]. release_stats pulses after the edge that issues a frame's
  * last step (the stats bank may be reused from then on); done pulses after the edge that writes the frame's last T
- * word, COMPUTE_PIPELINE = 8 edges after the last issue. A new start may follow right after the last issue.
+ * word, COMPUTE_PIPELINE = 12 edges after the last issue. A new start may follow right after the last issue.
  *
  * Banks: frame n reads stats bank n mod 2 and writes T bank n mod 2 (the unit counts frames itself).
  *
@@ -136,7 +137,7 @@ if (COEFF_FILE == "" || G_FILE == "") begin : g_check_files
 end
 
 /*
- * Stages 1 .. 3: Z per channel, with its {GAIN, MEAN} (moment_poly)
+ * Stages 1 .. 4: Z per channel, with its {GAIN, MEAN} (moment_poly; s3_* are its outputs)
  */
 wire logic s3_valid;
 wire logic signed [ZACC_BITS-1:0] s3_acc;
@@ -184,8 +185,8 @@ poly_inst (
 );
 
 /*
- * Stages 4 .. 6: G = g_lookup(round(Z / 2^ZS)) (g_table_interp, index registered), with the flags and {GAIN, MEAN}
- * alongside; stage 7: G registered
+ * Stages 5 .. 8: G = g_lookup(round(Z / 2^ZS)) (g_table_interp, index registered: s6_* are its outputs), with the
+ * flags and {GAIN, MEAN} alongside; stage 9: G registered (s7_*)
  */
 // {last fold, last lane, fold, bank}; the PE > 0 guard lets an illegal PE = 0 reach the parent's $fatal
 localparam int FLAGS_W = (PE > 0 ? CF_W : 1) + 3;
@@ -239,52 +240,72 @@ always_ff @(posedge clk) begin
 end
 
 /*
- * Stage 8: GAIN * G
+ * Stages 10 and 11: GAIN * G (split_mult), MEAN and the flags alongside (s8_* after the first stage, s9_* after the
+ * second)
  */
 wire logic signed [GAIN_BITS-1:0] gain = $signed(s7_affine_reg[MEAN_BITS +: GAIN_BITS]);
+wire logic signed [GP_W-1:0] s9_gp;
 
-logic s8_valid_reg;
-logic s8_bank_reg;
-logic [CF_W-1:0] s8_fold_reg;
-logic s8_last_lane_reg;
-logic s8_last_fold_reg;
-logic signed [GP_W-1:0] s8_gp_reg;
-logic signed [MEAN_BITS-1:0] s8_mean_reg;
+split_mult #(
+    .A_BITS(GAIN_BITS),
+    .B_BITS(G_BITS),
+    .P_BITS(GP_W)
+)
+gain_mult_inst (
+    .clk(clk),
+    .en(1'b1),
+    .a(gain),
+    .b(s7_g_reg),
+    .p(s9_gp)
+);
+
+logic s8_valid_reg, s9_valid_reg;
+logic [FLAGS_W-1:0] s8_flags_reg, s9_flags_reg;
+logic signed [MEAN_BITS-1:0] s8_mean_reg, s9_mean_reg;
 
 always_ff @(posedge clk) begin
     s8_valid_reg <= s7_valid_reg;
-    s8_bank_reg <= s7_bank_reg;
-    s8_fold_reg <= s7_fold_reg;
-    s8_last_lane_reg <= s7_last_lane_reg;
-    s8_last_fold_reg <= s7_last_fold_reg;
-    s8_gp_reg <= GP_W'(gain) * GP_W'(s7_g_reg);
+    s8_flags_reg <= {s7_last_fold_reg, s7_last_lane_reg, s7_fold_reg, s7_bank_reg};
     s8_mean_reg <= $signed(s7_affine_reg[0 +: MEAN_BITS]);
+    s9_valid_reg <= s8_valid_reg;
+    s9_flags_reg <= s8_flags_reg;
+    s9_mean_reg <= s8_mean_reg;
 
     if (rst) begin
         s8_valid_reg <= 1'b0;
+        s9_valid_reg <= 1'b0;
     end
 end
 
 /*
- * Stage 9: T = MEAN + round(GAIN * G / 2^G_OUT_FRAC); the lanes of a fold are collected, then written as one word
+ * Stage 12: T = MEAN + round(GAIN * G / 2^G_OUT_FRAC), registered with its flags (lane_collector IN_REG: the adder
+ * kept apart from the distributed RAM's write port); stage 13: the lanes of a fold are collected, then written as
+ * one word
  */
 wire logic signed [TS_W-1:0] gp_half = TS_W'(1) <<< (G_OUT_FRAC - 1);
-wire logic [T_BITS-1:0] t = T_BITS'(TS_W'(s8_mean_reg) + ((TS_W'(s8_gp_reg) + gp_half) >>> G_OUT_FRAC));
+wire logic [T_BITS-1:0] t = T_BITS'(TS_W'(s9_mean_reg) + ((TS_W'(s9_gp) + gp_half) >>> G_OUT_FRAC));
+wire logic t_bank;
+wire logic [CF_W-1:0] t_fold;
+wire logic t_last_lane;
+wire logic t_last_fold;
+
+assign {t_last_fold, t_last_lane, t_fold, t_bank} = s9_flags_reg;
 
 lane_collector #(
     .PE(PE),
     .CF(CF),
-    .LANE_BITS(T_BITS)
+    .LANE_BITS(T_BITS),
+    .IN_REG(1)
 )
 collect_inst (
     .clk(clk),
     .rst(rst),
-    .in_valid(s8_valid_reg),
+    .in_valid(s9_valid_reg),
     .in_value(t),
-    .in_bank(s8_bank_reg),
-    .in_fold(s8_fold_reg),
-    .in_last_lane(s8_last_lane_reg),
-    .in_last_fold(s8_last_fold_reg),
+    .in_bank(t_bank),
+    .in_fold(t_fold),
+    .in_last_lane(t_last_lane),
+    .in_last_fold(t_last_fold),
     .done(done),
     .rd_bank(thr_rd_bank),
     .rd_fold(thr_rd_fold),

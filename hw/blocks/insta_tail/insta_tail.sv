@@ -48,7 +48,7 @@
  *     interpolation and the gain; two banks of T in distributed RAM). G_BRAM = 1 puts the g ROM into block RAM
  *     (a synthesis attribute; the spec decides per unit, InstaTailSpec.g_bram).
  *   - own (STAT_REUSE = 0): a front pipeline computes Y of every accepted beat (one multiplier per lane, a second
- *     in proj mode) and writes Y into the frame buffer and v into the power sums, FRONT_LATENCY = 4 edges after the
+ *     in proj mode) and writes Y into the frame buffer and v into the power sums, FRONT_LATENCY = 5 edges after the
  *     handshake, without stalls. The frame buffer (simple dual-port block RAM, registered read) holds BUF_DEPTH =
  *     FRAME_BEATS + ISSUE_LATENCY beats of Y, exactly the occupancy at full rate; the input is taken only while the
  *     buffer has room (counting the beats in the front pipeline), so writes never overtake reads. A frame is read
@@ -61,18 +61,20 @@
  *   - the back pipeline stalls as a whole under one enable (the 2-entry output FIFO is not full).
  *
  * Cycle count (inputs always valid, output always ready): the period P of instabnn.hw.blocks.insta_tail.spec
- * (InstaTailSpec.cycles_per_frame): FRAME_BEATS clocks per frame where FRAME_BEATS >= S + 10 (own; reuse also
+ * (InstaTailSpec.cycles_per_frame): FRAME_BEATS clocks per frame where FRAME_BEATS >= S + 14 (own; reuse also
  * needs STAT_BEATS <= FRAME_BEATS and STAT_BEATS >= S + 6), otherwise set by the shift computation or the
  * statistic stream.
  * Latency (own): a frame's first m_axis handshake follows the handshake of its last acc/sc beat by LATENCY =
- * S + 24 edges; at full rate every beat leaves FRAME_BEATS - 1 + LATENCY edges after it entered:
- *   edge e: last beat accepted -> e+4 Y into the buffer, v into the sums -> e+7 sums complete -> e+8 token ->
- *   e+9 computation starts -> e+10 .. e+9+S steps -> e+17+S last T word written -> e+18+S token -> e+19+S
- *   first readout issued (ISSUE_LATENCY = S + 19; buffer read, T and SLOPE registered) -> e+20+S D -> e+21+S
- *   slope product -> e+22+S round -> e+23+S clamp into the output FIFO -> e+24+S earliest handshake.
- * Latency (reuse): LATENCY = 6 edges from an acc/sc handshake to its m_axis handshake (constants and T registered,
- *   products, D, slope product, round, clamp into the FIFO, handshake); the acc/sc beats of frame n can be taken
- *   from STAT_LATENCY = S + 15 edges after the handshake of frame n's last statistic beat.
+ * S + 31 edges; at full rate every beat leaves FRAME_BEATS - 1 + LATENCY edges after it entered:
+ *   edge e: last beat accepted -> e+5 Y into the buffer, v into the sums -> e+8 sums complete -> e+9 token ->
+ *   e+10 computation starts -> e+11 .. e+10+S steps -> e+22+S last T word written -> e+23+S token -> e+24+S
+ *   first readout issued (ISSUE_LATENCY = S + 24; buffer read, T and SLOPE registered) -> e+25+S the same
+ *   registered once more -> e+26+S D -> e+27+S slope chunk products -> e+28+S slope product -> e+29+S round ->
+ *   e+30+S clamp into the output FIFO -> e+31+S earliest handshake.
+ * Latency (reuse): LATENCY = 8 edges from an acc/sc handshake to its m_axis handshake (constants and T registered,
+ *   chunk products, products, D, slope chunk products, slope product, round, clamp into the FIFO, handshake); the
+ *   acc/sc beats of frame n can be taken
+ *   from STAT_LATENCY = S + 19 edges after the handshake of frame n's last statistic beat.
  * Flow control: every tready depends on registers and on the other joined input's tvalid only; m_axis_tvalid
  * comes from a register; nothing is dropped or reordered.
  *
@@ -85,10 +87,10 @@
  *   SE = 1 only (layouts in se_mlp): SE_CONST_FILE (C lines M2 | B from the LSB, M2_BITS and B_BITS), M1_FILE,
  *               W1_FILE, W2_FILE; se_mlp's phase A reads C0 .. C3 of COEFF_FILE, its phase C MEAN | GAIN.
  * Timing with SE = 1 (LIMBS = 1): se_mlp's phases A, B, C (MEAN and GAIN read at phase C's +3 stage, with M2 * o_c
- * + B), then two stages in the g_se branch: +6 [G_c, GAIN * G_c], +7 [T = MEAN + shift_round(GAIN * G_c, 14) into
+ * + B), then two stages in the g_se branch: +7 [G_c, GAIN * G_c], +8 [T = MEAN + shift_round(GAIN * G_c, 14) into
  * the lane register; lane_collector writes a fold's PE shifts into the two-bank T memory]. The shift computation
- * takes COMPUTE_EDGES = 3*C + 2*HIDDEN*C/SE_SIMD + 14 edges from its start to its last T word (instead of 3*C + 8)
- * and may restart 3*C + 2*HIDDEN*C/SE_SIMD + 8 edges after a start (instead of 3*C + 1); ISSUE_LATENCY and LATENCY
+ * takes COMPUTE_EDGES = 3*C + 2*HIDDEN*C/SE_SIMD + 16 edges from its start to its last T word (instead of 3*C + 12)
+ * and may restart 3*C + 2*HIDDEN*C/SE_SIMD + 9 edges after a start (instead of 3*C + 1); ISSUE_LATENCY and LATENCY
  * grow by the difference (InstaTailSpec).
  *
  * Reset: rst (synchronous, active high) returns the unit to the start of a frame on every stream and empties the
@@ -204,17 +206,17 @@ module insta_tail #(
     localparam int P2_BITS = 2 * (STAT_BITS - 1) + $clog2(STAT_PIXELS + 1) + 1,
     localparam int P3_BITS = 3 * (STAT_BITS - 1) + $clog2(STAT_PIXELS) + 1,
     // timing (see above)
-    localparam int FRONT_LATENCY = STAT_REUSE != 0 ? 0 : 4,
+    localparam int FRONT_LATENCY = STAT_REUSE != 0 ? 0 : 5,
     localparam int STATS_LATENCY = 3,
     localparam int COMPUTE_STEPS = 3 * CHANNELS * LIMBS,
-    localparam int COMPUTE_PIPELINE = 8,
+    localparam int COMPUTE_PIPELINE = 12,
     // SE: the SE MLP's 2*HIDDEN*C/SE_SIMD steps, waits and pipeline (se_mlp and the g_se stages)
-    localparam int COMPUTE_EDGES = SE != 0 ? COMPUTE_STEPS + 2 * HIDDEN * CHANNELS / SE_SIMD + 14
+    localparam int COMPUTE_EDGES = SE != 0 ? COMPUTE_STEPS + 2 * HIDDEN * CHANNELS / SE_SIMD + 16
                                            : COMPUTE_STEPS + COMPUTE_PIPELINE,
     localparam int ISSUE_LATENCY = FRONT_LATENCY + STATS_LATENCY + 2 + COMPUTE_EDGES + 2,
     // read back by the testbench
     /* verilator lint_off UNUSEDPARAM */
-    localparam int LATENCY = STAT_REUSE != 0 ? 6 : ISSUE_LATENCY + 5,
+    localparam int LATENCY = STAT_REUSE != 0 ? 8 : ISSUE_LATENCY + 7,
     localparam int STAT_LATENCY = ISSUE_LATENCY,
     /* verilator lint_on UNUSEDPARAM */
     // frame buffer depth in beats (own)
@@ -641,8 +643,8 @@ initial begin
 end
 
 /*
- * Pre pipeline (per lane): p1 = operands (registered), p2 = products and offset, p3 = their sum.
- * own: Y, never stalls (enable 1); reuse: D = Y - T, stalls with the back pipeline (enable advance).
+ * Pre pipeline (per lane): p1 = operands (registered), p2 = chunk products and offset, p3 = products (split_mult),
+ * p4 = their sum. own: Y, never stalls (enable 1); reuse: D = Y - T, stalls with the back pipeline (enable advance).
  */
 logic pre_en;
 logic [ACC_DATA_W-1:0] p1_acc_reg;
@@ -654,23 +656,26 @@ logic [PE*T_BITS-1:0] p1_thr_reg;    // reuse: the frame's T of the fold (own: 0
 logic d_valid;
 logic [PE*D_BITS-1:0] d_lanes;
 logic [PE*SLOPE_BITS-1:0] d_slopes;
-// own: Y from p3 (the buffer write and the statistic)
-wire logic [PE*D_BITS-1:0] p3_sums;
-wire logic [PE*SLOPE_BITS-1:0] p3_slopes;
+// own: Y from p4 (the buffer write and the statistic)
+wire logic [PE*D_BITS-1:0] p4_sums;
+wire logic [PE*SLOPE_BITS-1:0] p4_slopes;
 
 /*
- * Back pipeline valid bits: n (slope product), o (rounded), push into the FIFO
+ * Back pipeline valid bits: m (slope chunk products), n (slope product), o (rounded), push into the FIFO
  */
+logic m_valid_reg;
 logic n_valid_reg;
 logic o_valid_reg;
 
 always_ff @(posedge clk) begin
     if (advance) begin
-        n_valid_reg <= d_valid;
+        m_valid_reg <= d_valid;
+        n_valid_reg <= m_valid_reg;
         o_valid_reg <= n_valid_reg;
     end
 
     if (rst) begin
+        m_valid_reg <= 1'b0;
         n_valid_reg <= 1'b0;
         o_valid_reg <= 1'b0;
     end
@@ -708,12 +713,12 @@ if (STAT_REUSE == 0) begin : g_own
 
     wire logic unused_stat = ^{s_axis_stat_tdata, s_axis_stat_tvalid};
 
-    // front pipeline control: stages 1 .. 4 (stage 4 writes the buffer and enters the sums)
-    logic [3:0] f_valid_reg;
-    logic [CF_W-1:0] f_fold_reg[4];
-    logic [3:0] f_first_reg;
-    logic [3:0] f_last_reg;
-    logic [3:0] f_bank_reg;
+    // front pipeline control: stages 1 .. 5 (stage 5 writes the buffer and enters the sums)
+    logic [4:0] f_valid_reg;
+    logic [CF_W-1:0] f_fold_reg[5];
+    logic [4:0] f_first_reg;
+    logic [4:0] f_last_reg;
+    logic [4:0] f_bank_reg;
 
     always_ff @(posedge clk) begin
         if (accept) begin
@@ -725,12 +730,12 @@ if (STAT_REUSE == 0) begin : g_own
                 in_bank_reg <= !in_bank_reg;
             end
         end
-        f_valid_reg <= {f_valid_reg[2:0], accept};
+        f_valid_reg <= {f_valid_reg[3:0], accept};
         f_fold_reg[0] <= in_fold_reg;
-        f_first_reg <= {f_first_reg[2:0], in_first_pixel};
-        f_last_reg <= {f_last_reg[2:0], in_last};
-        f_bank_reg <= {f_bank_reg[2:0], in_bank_reg};
-        for (int k = 1; k < 4; k = k + 1) begin
+        f_first_reg <= {f_first_reg[3:0], in_first_pixel};
+        f_last_reg <= {f_last_reg[3:0], in_last};
+        f_bank_reg <= {f_bank_reg[3:0], in_bank_reg};
+        for (int k = 1; k < 5; k = k + 1) begin
             f_fold_reg[k] <= f_fold_reg[k-1];
         end
 
@@ -749,7 +754,7 @@ if (STAT_REUSE == 0) begin : g_own
     assign p1_thr_reg = '0;
 
     /*
-     * Stage 4: Y and Y + 2^(OUT_SHIFT-1); v = clamp(round(Y / 2^OUT_SHIFT), STAT_BITS) into the sums, Y into the buffer
+     * Stage 5: Y and Y + 2^(OUT_SHIFT-1); v = clamp(round(Y / 2^OUT_SHIFT), STAT_BITS) into the sums, Y into the buffer
      */
     logic [PE*Y_BITS-1:0] f4_y_reg;
     logic [PE*YH_BITS-1:0] f4_yh_reg;
@@ -758,7 +763,7 @@ if (STAT_REUSE == 0) begin : g_own
     localparam logic signed [YH_BITS-1:0] V_MIN = YH_BITS'(-(64'sd1 <<< (STAT_BITS - 1)));
 
     for (genvar pe = 0; pe < PE; pe = pe + 1) begin : g_stat_lane
-        wire logic signed [Y_BITS-1:0] y = $signed(p3_sums[pe*D_BITS +: Y_BITS]);  // Y fits Y_BITS
+        wire logic signed [Y_BITS-1:0] y = $signed(p4_sums[pe*D_BITS +: Y_BITS]);  // Y fits Y_BITS
         wire logic signed [YH_BITS-1:0] y_half = YH_BITS'(1) <<< (OUT_SHIFT - 1);
         wire logic signed [YH_BITS-1:0] yh = $signed(f4_yh_reg[pe*YH_BITS +: YH_BITS]);
         wire logic signed [YH_BITS-1:0] v_round = yh >>> OUT_SHIFT;
@@ -772,13 +777,13 @@ if (STAT_REUSE == 0) begin : g_own
                                                     : v_round < V_MIN ? STAT_BITS'(V_MIN) : STAT_BITS'(v_round);
     end
 
-    wire logic unused_p3 = ^{p3_slopes, p3_sums};  // own: only Y's low Y_BITS are read
+    wire logic unused_p4 = ^{p4_slopes, p4_sums};  // own: only Y's low Y_BITS are read
 
-    assign st_valid = f_valid_reg[3];
-    assign st_fold = f_fold_reg[3];
-    assign st_first = f_first_reg[3];
-    assign st_last = f_last_reg[3];
-    assign st_bank = f_bank_reg[3];
+    assign st_valid = f_valid_reg[4];
+    assign st_fold = f_fold_reg[4];
+    assign st_first = f_first_reg[4];
+    assign st_last = f_last_reg[4];
+    assign st_bank = f_bank_reg[4];
 
     /*
      * Frame buffer: simple dual-port RAM, registered read (block RAM)
@@ -803,10 +808,16 @@ if (STAT_REUSE == 0) begin : g_own
     wire logic issue = advance && thr_full_reg != 2'd0;
     assign consume = issue;
 
+    // r1: the buffer's read register (block RAM), T and the constants; r2: the same registered once more, so that
+    // only a register follows the block RAM's clock-to-out
     logic r1_valid_reg;
     logic [PE*Y_BITS-1:0] r1_y_reg;
     logic [PE*T_BITS-1:0] r1_thr_reg;
     logic [PE*CONST_W-1:0] r1_const_reg;
+    logic r2_valid_reg;
+    logic [PE*Y_BITS-1:0] r2_y_reg;
+    logic [PE*T_BITS-1:0] r2_thr_reg;
+    logic [PE*SLOPE_BITS-1:0] r2_slope_reg;
     logic d_valid_reg;
     logic [PE*D_BITS-1:0] d_reg;
     logic [PE*SLOPE_BITS-1:0] d_slope_reg;
@@ -820,26 +831,31 @@ if (STAT_REUSE == 0) begin : g_own
             r1_y_reg <= buf_mem[rd_ptr_reg];
             r1_thr_reg <= thr_word;
             r1_const_reg <= const_mem[cons_fold_reg];
-            d_valid_reg <= r1_valid_reg;
+            r2_valid_reg <= r1_valid_reg;
+            r2_y_reg <= r1_y_reg;
+            r2_thr_reg <= r1_thr_reg;
+            d_valid_reg <= r2_valid_reg;
         end
         buf_count_reg <= buf_count_reg + COUNT_W'(accept) - COUNT_W'(issue);
 
         if (rst) begin
             rd_ptr_reg <= '0;
             r1_valid_reg <= 1'b0;
+            r2_valid_reg <= 1'b0;
             d_valid_reg <= 1'b0;
             buf_count_reg <= '0;
         end
     end
 
     for (genvar pe = 0; pe < PE; pe = pe + 1) begin : g_d_lane
-        wire logic signed [Y_BITS-1:0] y = $signed(r1_y_reg[pe*Y_BITS +: Y_BITS]);
-        wire logic signed [T_BITS-1:0] t = $signed(r1_thr_reg[pe*T_BITS +: T_BITS]);
+        wire logic signed [Y_BITS-1:0] y = $signed(r2_y_reg[pe*Y_BITS +: Y_BITS]);
+        wire logic signed [T_BITS-1:0] t = $signed(r2_thr_reg[pe*T_BITS +: T_BITS]);
 
         always_ff @(posedge clk) begin
             if (advance) begin
+                r2_slope_reg[pe*SLOPE_BITS +: SLOPE_BITS] <= r1_const_reg[pe*CONST_W + SLOPE_BASE +: SLOPE_BITS];
                 d_reg[pe*D_BITS +: D_BITS] <= D_BITS'(y) - D_BITS'(t);
-                d_slope_reg[pe*SLOPE_BITS +: SLOPE_BITS] <= r1_const_reg[pe*CONST_W + SLOPE_BASE +: SLOPE_BITS];
+                d_slope_reg[pe*SLOPE_BITS +: SLOPE_BITS] <= r2_slope_reg[pe*SLOPE_BITS +: SLOPE_BITS];
             end
         end
 
@@ -907,12 +923,14 @@ end else begin : g_reuse
     logic p1_valid_reg;
     logic p2_valid_reg;
     logic p3_valid_reg;
+    logic p4_valid_reg;
 
     always_ff @(posedge clk) begin
         if (advance) begin
             p1_valid_reg <= accept;
             p2_valid_reg <= p1_valid_reg;
             p3_valid_reg <= p2_valid_reg;
+            p4_valid_reg <= p3_valid_reg;
             p1_acc_reg <= s_axis_acc_tdata;
             p1_sc_reg <= s_axis_sc_tdata;
             p1_const_reg <= const_mem[cons_fold_reg];
@@ -922,12 +940,13 @@ end else begin : g_reuse
             p1_valid_reg <= 1'b0;
             p2_valid_reg <= 1'b0;
             p3_valid_reg <= 1'b0;
+            p4_valid_reg <= 1'b0;
         end
     end
 
-    assign d_valid = p3_valid_reg;
-    assign d_lanes = p3_sums;
-    assign d_slopes = p3_slopes;
+    assign d_valid = p4_valid_reg;
+    assign d_lanes = p4_sums;
+    assign d_slopes = p4_slopes;
 
 end
 
@@ -944,11 +963,25 @@ for (genvar pe = 0; pe < PE; pe = pe + 1) begin : g_lane
     wire logic signed [SC_BITS-1:0] sc = $signed(p1_sc_reg[pe*SC_BITS +: SC_BITS]);
     wire logic signed [T_BITS-1:0] t_1 = $signed(p1_thr_reg[pe*T_BITS +: T_BITS]);
 
-    logic signed [PR_BITS-1:0] p2_prod_reg;
-    logic signed [D_BITS-1:0] p2_offset_reg;
-    logic signed [SLOPE_BITS-1:0] p2_slope_reg;
-    logic signed [D_BITS-1:0] p3_sum_reg;
-    logic signed [SLOPE_BITS-1:0] p3_slope_reg;
+    // p2 / p3: MULT * acc (split_mult: chunk products, product), the offset and SLOPE alongside; p4: the sum
+    wire logic signed [PR_BITS-1:0] p3_prod;
+    logic signed [D_BITS-1:0] p2_offset_reg, p3_offset_reg;
+    logic signed [SLOPE_BITS-1:0] p2_slope_reg, p3_slope_reg;
+    logic signed [D_BITS-1:0] p4_sum_reg;
+    logic signed [SLOPE_BITS-1:0] p4_slope_reg;
+
+    split_mult #(
+        .A_BITS(MULT_BITS),
+        .B_BITS(ACC_BITS),
+        .P_BITS(PR_BITS)
+    )
+    mult_inst (
+        .clk(clk),
+        .en(pre_en),
+        .a(mult),
+        .b(acc),
+        .p(p3_prod)
+    );
 
     // the shortcut on the common grid, bias and T folded in (modulo 2^D_BITS: the sum fits); sum_next is Y or D
     wire logic signed [D_BITS-1:0] offset;
@@ -957,52 +990,76 @@ for (genvar pe = 0; pe < PE; pe = pe + 1) begin : g_lane
     if (SHORTCUT_PROJ == 0) begin : g_shift
         wire logic signed [D_BITS-1:0] sc_shifted = D_BITS'(sc) <<< SHORTCUT_SHIFT;
         assign offset = sc_shifted + D_BITS'(bias) - D_BITS'(t_1);
-        assign sum_next = D_BITS'(p2_prod_reg) + p2_offset_reg;
+        assign sum_next = D_BITS'(p3_prod) + p3_offset_reg;
     end else begin : g_proj
         wire logic signed [SHORTCUT_MULT_BITS-1:0] smult =
             $signed(p1_const_reg[BASE + SMULT_BASE +: SHORTCUT_MULT_BITS]);
-        logic signed [SR_BITS-1:0] p2_sc_prod_reg;
+        wire logic signed [SR_BITS-1:0] p3_sc_prod;
 
-        always_ff @(posedge clk) begin
-            if (pre_en) begin
-                p2_sc_prod_reg <= SR_BITS'(SM_BITS'(smult) * SM_BITS'(sc));
-            end
-        end
+        split_mult #(
+            .A_BITS(SHORTCUT_MULT_BITS),
+            .B_BITS(SC_BITS),
+            .P_BITS(SR_BITS)
+        )
+        sc_mult_inst (
+            .clk(clk),
+            .en(pre_en),
+            .a(smult),
+            .b(sc),
+            .p(p3_sc_prod)
+        );
 
         assign offset = D_BITS'(bias) - D_BITS'(t_1);
-        assign sum_next = D_BITS'(p2_prod_reg) + D_BITS'(p2_sc_prod_reg) + p2_offset_reg;
+        assign sum_next = D_BITS'(p3_prod) + D_BITS'(p3_sc_prod) + p3_offset_reg;
     end
 
     always_ff @(posedge clk) begin
         if (pre_en) begin
-            p2_prod_reg <= PR_BITS'(MA_BITS'(mult) * MA_BITS'(acc));
             p2_offset_reg <= offset;
             p2_slope_reg <= slope_1;
-            p3_sum_reg <= sum_next;
+            p3_offset_reg <= p2_offset_reg;
             p3_slope_reg <= p2_slope_reg;
+            p4_sum_reg <= sum_next;
+            p4_slope_reg <= p3_slope_reg;
         end
     end
 
-    assign p3_sums[pe*D_BITS +: D_BITS] = p3_sum_reg;
-    assign p3_slopes[pe*SLOPE_BITS +: SLOPE_BITS] = p3_slope_reg;
+    assign p4_sums[pe*D_BITS +: D_BITS] = p4_sum_reg;
+    assign p4_slopes[pe*SLOPE_BITS +: SLOPE_BITS] = p4_slope_reg;
 
     /*
-     * Back pipeline: slope product (n), P + half (o), shift and clamp into the FIFO
+     * Back pipeline: slope product (split_mult: chunk products m, product n), P + half (o), shift and clamp into
+     * the FIFO
      */
     wire logic signed [D_BITS-1:0] d = $signed(d_lanes[pe*D_BITS +: D_BITS]);
     wire logic signed [SLOPE_BITS-1:0] slope = $signed(d_slopes[pe*SLOPE_BITS +: SLOPE_BITS]);
 
-    logic signed [PN_BITS-1:0] n_neg_reg;
+    wire logic signed [PM_BITS-1:0] n_prod;
+    logic signed [D_BITS-1:0] m_d_reg;
     logic signed [D_BITS-1:0] n_d_reg;
     logic signed [O_BITS-1:0] o_reg;
 
-    wire logic signed [P_BITS-1:0] p = n_d_reg[D_BITS-1] ? P_BITS'(n_neg_reg) : P_BITS'(n_d_reg);
+    split_mult #(
+        .A_BITS(SLOPE_BITS),
+        .B_BITS(D_BITS),
+        .P_BITS(PM_BITS)
+    )
+    slope_mult_inst (
+        .clk(clk),
+        .en(advance),
+        .a(slope),
+        .b(d),
+        .p(n_prod)
+    );
+
+    wire logic signed [PN_BITS-1:0] n_neg = PN_BITS'(n_prod >>> SLOPE_FRAC);
+    wire logic signed [P_BITS-1:0] p = n_d_reg[D_BITS-1] ? P_BITS'(n_neg) : P_BITS'(n_d_reg);
     wire logic signed [O_BITS-1:0] half = O_BITS'(1) <<< (OUT_SHIFT - 1);
 
     always_ff @(posedge clk) begin
         if (advance) begin
-            n_neg_reg <= PN_BITS'((PM_BITS'(slope) * PM_BITS'(d)) >>> SLOPE_FRAC);
-            n_d_reg <= d;
+            m_d_reg <= d;
+            n_d_reg <= m_d_reg;
             o_reg <= O_BITS'(p) + half;
         end
     end

@@ -27,14 +27,13 @@ sums are complete :data:`STATS_LATENCY` edges later, the shift computation start
 steps, one multiplier for the polynomial), its last T word is written :data:`COMPUTE_PIPELINE` edges after its last
 step, and the readout of the frame issues its first beat 2 edges later: ``issue_latency = 3*C + FRONT_LATENCY +
 STATS_LATENCY + COMPUTE_PIPELINE + 4`` edges after the frame's last input handshake. The readout pipeline (buffer
-read, subtract, slope product, round, clamp into the output FIFO) adds :data:`OUTPUT_EDGES` edges to the first
+read and its register, subtract, slope product in two stages, round, clamp into the output FIFO) adds :data:`OUTPUT_EDGES` edges to the first
 output handshake: :attr:`InstaTailSpec.latency`. At full rate every beat leaves ``FRAME_BEATS - 1 + latency`` edges
 after its handshake. The frame buffer holds ``FRAME_BEATS + issue_latency`` beats of Y (the occupancy at full rate).
 
 reuse: no frame buffer. The statistic stream's frame ``n`` is summed as it arrives; the acc/sc beats of frame ``n``
 are taken once its T exist (``3*C + STATS_LATENCY + COMPUTE_PIPELINE + 4`` edges after the last statistic beat:
-:attr:`InstaTailSpec.stat_latency`); each then leaves :data:`REUSE_LATENCY` = 6 edges after its handshake (as in
-``residual_tail``).
+:attr:`InstaTailSpec.stat_latency`); each then leaves :data:`REUSE_LATENCY` = 8 edges after its handshake.
 
 Steady state (:attr:`InstaTailSpec.cycles_per_frame`): the bank tokens (two stats banks, two T banks) and the one
 multiplier give the period ``P = max(FRAME_BEATS, 3C + 1, (3C + FRAME_BEATS + FRONT_LATENCY + 6) / 2,
@@ -43,11 +42,11 @@ multiplier give the period ``P = max(FRAME_BEATS, 3C + 1, (3C + FRAME_BEATS + FR
 frame's beats, four times ``FRAME_BEATS`` after a stride-2 convolution).
 
 INSTA-PReLU+ (``se``): the shift computation (``se_mlp`` and the shift map in ``insta_tail.sv``) adds the SE MLP's
-``2 HIDDEN C / SE_SIMD`` steps: :attr:`InstaTailSpec.compute_edges` = ``3C + 2 HIDDEN C / SE_SIMD + 14`` edges from
+``2 HIDDEN C / SE_SIMD`` steps: :attr:`InstaTailSpec.compute_edges` = ``3C + 2 HIDDEN C / SE_SIMD + 16`` edges from
 its start to its last T word (plain: ``3C + COMPUTE_PIPELINE``) and :attr:`InstaTailSpec.compute_busy` =
-``3C + 2 HIDDEN C / SE_SIMD + 8`` edges between starts (plain: ``3C + 1``); both replace the plain numbers in the
+``3C + 2 HIDDEN C / SE_SIMD + 9`` edges between starts (plain: ``3C + 1``); both replace the plain numbers in the
 latencies and the period ``P = max(FRAME_BEATS, compute_busy, (compute_edges + FRAME_BEATS + 2) / 2, own or reuse
-stats-bank bound as above)``. Full rate (own) iff ``FRAME_BEATS >= 3C + 2 HIDDEN C / SE_SIMD + 16``.
+stats-bank bound as above)``. Full rate (own) iff ``FRAME_BEATS >= 3C + 2 HIDDEN C / SE_SIMD + 18``.
 
 Memory-init files (``$readmemh``; the first line is a ``//`` comment saying they are generated)
 ------------------------------------------------------------------------------------------------
@@ -131,30 +130,31 @@ __all__ = [
     "read_g_file",
 ]
 
-FRONT_LATENCY = 4
+FRONT_LATENCY = 5
 """own: edges from a beat's input handshake to the edge that writes its Y into the frame buffer and its v into the
-power sums (constant read, multiply, add, round)."""
+power sums (constant read, chunk products, products, add, round)."""
 
 STATS_LATENCY = 3
 """Edges from the entry of a frame's last statistic value into ``stats_accumulate`` to its ``done`` pulse."""
 
-COMPUTE_PIPELINE = 8
-"""Edges from the issue of the shift computation's last step to the write of its last T word (operands, product,
-accumulate, round/clamp/index, g ROM, interpolation product, G, gain product; T is written with the last)."""
+COMPUTE_PIPELINE = 12
+"""Edges from the issue of the shift computation's last step to the write of its last T word (chunk products,
+product, accumulate, round/clamp/index, g ROM, ROM word register, interpolation product, G, gain chunk products, gain
+product, T, write)."""
 
-OUTPUT_EDGES = 5
-"""own: edges from a readout issue to the beat's earliest ``m_axis`` handshake (buffer read, D, slope product,
-round, clamp into the output FIFO)."""
+OUTPUT_EDGES = 7
+"""own: edges from a readout issue to the beat's earliest ``m_axis`` handshake (buffer read, its register, D, slope
+chunk products, slope product, round, clamp into the output FIFO)."""
 
-REUSE_LATENCY = 6
+REUSE_LATENCY = 8
 """reuse: edges from an acc/sc handshake to the beat's earliest ``m_axis`` handshake."""
 
-SE_COMPUTE_FIXED = 14
+SE_COMPUTE_FIXED = 16
 """SE (INSTA-PReLU+, ``se_mlp``): the shift computation takes ``3C + 2 HIDDEN C / SE_SIMD +
-SE_COMPUTE_FIXED`` edges from its start to its last T word (phase A, 3 wait edges, phase B, 4 wait edges, phase C,
-7 pipeline edges after its last issue), instead of ``3C + COMPUTE_PIPELINE``."""
+SE_COMPUTE_FIXED`` edges from its start to its last T word (phase A, 4 wait edges, phase B, 4 wait edges, phase C,
+8 pipeline edges after its last issue), instead of ``3C + COMPUTE_PIPELINE``."""
 
-SE_BUSY_FIXED = 8
+SE_BUSY_FIXED = 9
 """SE: minimum edges between two starts of the shift computation, ``3C + 2 HIDDEN C / SE_SIMD + SE_BUSY_FIXED``
 (plain: ``3C + 1``)."""
 

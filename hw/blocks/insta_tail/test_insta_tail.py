@@ -20,7 +20,7 @@ cocotb tests (each starts with a reset):
   exactly; clocks per frame in steady state (second half of the frames; input and output side) within 2 % of
   ``spec.cycles_per_frame``; own: the first frame's output starts exactly ``spec.latency`` edges after its last
   input beat, every frame at least that, and at full rate every beat leaves exactly ``spec.beat_latency`` edges
-  after it entered; reuse: every beat leaves exactly ``spec.latency`` = 6 edges after its acc/sc handshake, the
+  after it entered; reuse: every beat leaves exactly ``spec.latency`` = 8 edges after its acc/sc handshake, the
   first frame's first acc/sc beat is taken exactly ``spec.stat_latency`` edges after its last statistic beat.
 * ``stream_idle_backpressure``: independent random idle on every input and random backpressure on ``m_axis``;
   every output exact, nothing lost or added.
@@ -661,7 +661,7 @@ class Folding:
 
 
 FAST_FOLDINGS = [
-    Folding(4, 2, 16, 8),  # own, identity: FRAME_BEATS = 32 >= 3C + 10, full rate
+    Folding(4, 2, 16, 8),  # own, identity: FRAME_BEATS = 32 >= 3C + 14, full rate
     Folding(8, 4, 9, 6, pooled=True),  # own, below full rate (the shift computation sets the pace)
     Folding(4, 2, 4, 8, pooled=True, reuse=True),  # reuse, stride 2: 16 statistic pixels per 4 output pixels
     Folding(4, 4, 9, 8, proj=True, reuse=True),  # reuse with the projection shortcut (stride 2)
@@ -671,7 +671,7 @@ FAST_FOLDINGS = [
 FAST_FRAMES = 12
 
 SE_FAST_FOLDINGS = [
-    Folding(4, 2, 25, 8, hidden=2),  # INSTA-PReLU+, own: FRAME_BEATS = 50 >= 3C + 2 HIDDEN C + 16, full rate
+    Folding(4, 2, 25, 8, hidden=2),  # INSTA-PReLU+, own: FRAME_BEATS = 50 >= 3C + 2 HIDDEN C + 18, full rate
     Folding(8, 4, 9, 6, pooled=True, hidden=4),  # own, below full rate: the SE MLP (one multiplier) sets the pace
     Folding(4, 4, 9, 8, proj=True, reuse=True, hidden=4, se_simd=2),  # reuse + projection, two SE multipliers
 ]
@@ -762,7 +762,7 @@ def test_insta_tail_se_sim(folding, verilator_path, tmp_path):
     assert spec["se"] and spec["hidden"] == folding.hidden and spec["se_simd"] == folding.se_simd
     assert result["cycles_per_frame_measured"] == result["cycles_per_frame_analytic"]
     assert result["full_rate"] == (result["frame_beats"] >= 3 * folding.channels
-                                   + 2 * folding.hidden * folding.channels // folding.se_simd + 16
+                                   + 2 * folding.hidden * folding.channels // folding.se_simd + 18
                                    and (not folding.reuse or result["stat_beats"] <= result["frame_beats"]))
     assert result["t_distinct_min"] >= 3  # the SE path is live: T differs between frames in every channel
 
@@ -880,11 +880,11 @@ def test_spec_matches_the_reference_and_the_files(tmp_path):
             assert spec.stat_reuse and spec.stat_bits == p["reuse"]["bits"]
             assert spec.stat_pixels == p["reuse"]["pixels"] == (4 if (folding.pooled or folding.proj) else 1) * \
                 folding.pixels
-            assert spec.buffer_depth == 0 and spec.latency == 6
+            assert spec.buffer_depth == 0 and spec.latency == 8
         else:
             assert not spec.stat_reuse and spec.stat_bits == folding.out_bits + STAT_EXTRA_BITS
             assert spec.stat_pixels == folding.pixels and spec.buffer_depth == spec.frame_beats + spec.issue_latency
-            assert spec.latency == 3 * folding.channels + 24 + (spec.compute_edges - 3 * folding.channels - 8)
+            assert spec.latency == 3 * folding.channels + 31 + (spec.compute_edges - 3 * folding.channels - 12)
         assert spec.const_fields == (PROJ_CONST_FIELDS if folding.proj else CONST_FIELDS)
         se_files = ("s.mem", "m1.mem", "w1.mem", "w2.mem") if spec.se else ()
         params = spec.rtl_parameters("c.mem", "k.mem", "g.mem", *se_files)
@@ -897,7 +897,7 @@ def test_spec_matches_the_reference_and_the_files(tmp_path):
         if spec.se:
             # the RTL rounds P to s by S_SHIFT = max FRAC_j - SE_S_FRAC, from the FRAC_j parameters
             assert params["HIDDEN"] == folding.hidden and max(params[f"FRAC_{j}"] for j in range(4)) - 8 >= 1
-            assert spec.compute_edges == 3 * spec.channels + 2 * spec.hidden * spec.channels // spec.se_simd + 14
+            assert spec.compute_edges == 3 * spec.channels + 2 * spec.hidden * spec.channels // spec.se_simd + 16
             assert spec.hidden == act.se.w1.shape[0] and spec.h_shift == act.se.mult_frac1
             assert spec.z_shift == act.se.mult_frac2 - 4
         for name in spec.const_fields:
@@ -980,7 +980,7 @@ def test_spec_se_refuses_mismatched_constants():
     act = activation_from_parameters(p)
     spec = InstaTailSpec.from_activation(act, p["acc_bound"], p["sc_bits"], 4, 9, se_simd=2)
     assert spec.se and spec.hidden == 4 and spec.mac_steps == 2 * 4 * 8 // 2
-    assert spec.compute_busy == 3 * 8 + spec.mac_steps + 8 and spec.compute_edges == spec.compute_busy + 6
+    assert spec.compute_busy == 3 * 8 + spec.mac_steps + 9 and spec.compute_edges == spec.compute_busy + 7
     assert len(w2_words(act, spec)) == 8 * 4 // 2 and len(m1_words(act, spec)) == 4
     plain = activation_from_parameters(random_parameters(rng, 8, 9, 8, False))
     with pytest.raises(ValueError, match="stat_source, se"):
@@ -999,13 +999,13 @@ def test_spec_se_refuses_mismatched_constants():
 
 
 def test_cycle_model():
-    """Full rate from FRAME_BEATS >= 3C + 10 (own); reuse runs at the slower of the two streams."""
+    """Full rate from FRAME_BEATS >= 3C + 14 (own); reuse runs at the slower of the two streams."""
 
     rng = np.random.default_rng(5)
-    p = random_parameters(rng, 8, 17, 8, False)
-    spec = InstaTailSpec.from_activation(activation_from_parameters(p), p["acc_bound"], p["sc_bits"], 4, 17)
-    assert spec.frame_beats == 34 == 3 * 8 + 10 and spec.full_rate and spec.cycles_per_frame == 34
-    assert replace(spec, pixels=16, stat_pixels=16).cycles_per_frame == (24 + 32 + 10) / 2
+    p = random_parameters(rng, 8, 19, 8, False)
+    spec = InstaTailSpec.from_activation(activation_from_parameters(p), p["acc_bound"], p["sc_bits"], 4, 19)
+    assert spec.frame_beats == 38 == 3 * 8 + 14 and spec.full_rate and spec.cycles_per_frame == 38
+    assert replace(spec, pixels=16, stat_pixels=16).cycles_per_frame == (24 + 32 + 14) / 2
     pr = random_parameters(rng, 8, 16, 8, True, reuse=True)
     rspec = InstaTailSpec.from_activation(activation_from_parameters(pr), pr["acc_bound"], pr["sc_bits"], 4, 16)
     assert rspec.stat_beats == 4 * rspec.frame_beats and rspec.cycles_per_frame == rspec.stat_beats

@@ -44,10 +44,10 @@
  *   - insta_threshold_compute: one multiplier, 3*LIMBS steps per channel, S = 3*C*LIMBS clocks per frame after the
  *     frame's sums are complete; writes the frame's thresholds into a two-bank threshold memory. SE = 1: se_mlp
  *     instead: phase A (the statistic, 3 steps per channel), phase B (HIDDEN*C multiply-accumulates, SE_SIMD per
- *     clock), phase C (C*HIDDEN on the same multipliers, then M2 and the g table), then two stages here: +6 [G_c,
- *     t_fx = OFFSET * 2^14 + GAIN * G_c], +7 [ceil, clamp into the lane register; lane_collector writes a fold's
+ *     clock), phase C (C*HIDDEN on the same multipliers, then M2 and the g table), then two stages here: +7 [G_c,
+ *     t_fx = OFFSET * 2^14 + GAIN * G_c], +8 [ceil, clamp into the lane register; lane_collector writes a fold's
  *     PE thresholds into the two-bank threshold memory]; from its start to its last threshold word COMPUTE_EDGES
- *     = 3C + 2*HIDDEN*C/SE_SIMD + 14 edges (S + 3 for SE = 0).
+ *     = 3C + 2*HIDDEN*C/SE_SIMD + 16 edges (S + 5 for SE = 0).
  *   - frame buffer: one circular buffer (simple dual-port block RAM, registered read) of BUF_DEPTH = FRAME_BEATS +
  *     ISSUE_LATENCY beats. A frame is read out (and compared) once its thresholds exist; meanwhile the next frame
  *     is written behind it. BUF_DEPTH is exactly the occupancy at full rate, so writes never overtake reads and
@@ -59,16 +59,16 @@
  *   - one comparator per PE lane, INPUT_BITS + 1 bits wide.
  *
  * Cycle count (s_axis always valid, outputs always ready): FRAME_BEATS = N*C/PE clocks per frame, provided
- * FRAME_BEATS >= S + 6 (the threshold computation and the bank hand-over fit in one frame time; SE = 1:
+ * FRAME_BEATS >= S + 7 (the threshold computation and the bank hand-over fit in one frame time; SE = 1:
  * FRAME_BEATS >= COMPUTE_EDGES + 2); otherwise the threshold computation sets the rate (about S + 1 clocks per
  * frame; instabnn.hw.blocks.insta_threshold.spec and spec_plus give the exact figures).
  * Latency (STATIC = 0): a frame's first m_axis handshake follows the handshake of its last s_axis beat by
- * LATENCY = S + 12 edges; at full rate every beat leaves FRAME_BEATS - 1 + LATENCY edges after it entered:
+ * LATENCY = S + 15 edges; at full rate every beat leaves FRAME_BEATS - 1 + LATENCY edges after it entered:
  *   edge e: last beat accepted (buffer write, stats stage a) -> e+3 sums complete (stats done) -> e+4 token ->
- *   e+5 computation starts -> e+6 .. e+5+S steps issued -> e+8+S last threshold word written (done) ->
- *   e+9+S token -> e+10+S first read issued (ISSUE_LATENCY = S + 10; block RAM read, thresholds registered) ->
- *   e+11+S compare into the output FIFO (m_axis_tvalid) -> e+12+S earliest handshake. SE = 1: LATENCY =
- *   COMPUTE_EDGES + 9, the same steps with COMPUTE_EDGES in place of S + 3.
+ *   e+5 computation starts -> e+6 .. e+5+S steps issued -> e+10+S last threshold word written (done) ->
+ *   e+11+S token -> e+12+S first read issued (ISSUE_LATENCY = S + 12; block RAM read, thresholds registered) ->
+ *   e+13+S both registered once more -> e+14+S compare into the output FIFO (m_axis_tvalid) -> e+15+S earliest
+ *   handshake. SE = 1: LATENCY = COMPUTE_EDGES + 10, the same steps with COMPUTE_EDGES in place of S + 5.
  * Latency (STATIC = 1): LATENCY = 2: handshake at edge e (q and the threshold word registered), compare into the
  * output FIFO at e+1, earliest m_axis handshake at e+2. One frame per FRAME_BEATS clocks.
  * Flow control: s_axis_tready, m_axis_tvalid and m_axis_q_tvalid are functions of registers only; backpressure on
@@ -164,13 +164,13 @@ module insta_threshold #(
     // timing (see above)
     localparam int STATS_LATENCY = 3,
     localparam int COMPUTE_STEPS = 3 * CHANNELS * LIMBS,
-    localparam int COMPUTE_PIPELINE = 3,
-    localparam int COMPUTE_EDGES = SE != 0 ? 3 * CHANNELS + 2 * HIDDEN * CHANNELS / SE_SIMD + 14
+    localparam int COMPUTE_PIPELINE = 5,
+    localparam int COMPUTE_EDGES = SE != 0 ? 3 * CHANNELS + 2 * HIDDEN * CHANNELS / SE_SIMD + 16
                                            : COMPUTE_STEPS + COMPUTE_PIPELINE,
     localparam int ISSUE_LATENCY = STATS_LATENCY + 2 + COMPUTE_EDGES + 2,
     // read back by the testbench
     /* verilator lint_off UNUSEDPARAM */
-    localparam int LATENCY = STATIC != 0 ? 2 : ISSUE_LATENCY + 2,
+    localparam int LATENCY = STATIC != 0 ? 2 : ISSUE_LATENCY + 3,
     /* verilator lint_on UNUSEDPARAM */
     // frame buffer depth in beats (STATIC = 0)
     localparam int BUF_DEPTH = FRAME_BEATS + ISSUE_LATENCY,
@@ -558,6 +558,11 @@ if (STATIC == 0) begin : g_insta
      * Readout: once a frame's thresholds exist, one beat per clock (while the output FIFOs take them)
      */
     logic [BUF_W-1:0] rd_ptr_reg;
+    // the buffer's read register (block RAM) and the thresholds, registered once more into s1_* so that only a
+    // register follows the block RAM's clock-to-out
+    logic r_valid_reg;
+    logic [S_DATA_W-1:0] r_q_reg;
+    logic [PE*TH_W-1:0] r_thr_reg;
 
     wire logic out_last_fold = out_fold_reg == CF_W'(CF-1);
     wire logic out_last_pixel = out_pix_reg == PIX_W'(PIXELS-1);
@@ -576,9 +581,12 @@ if (STATIC == 0) begin : g_insta
             rd_ptr_reg <= rd_ptr_reg == BUF_W'(BUF_DEPTH-1) ? '0 : rd_ptr_reg + 1'b1;
         end
         if (advance) begin
-            s1_valid_reg <= issue;
-            s1_q_reg <= buf_mem[rd_ptr_reg];
-            s1_thr_reg <= thr_word;
+            r_valid_reg <= issue;
+            r_q_reg <= buf_mem[rd_ptr_reg];
+            r_thr_reg <= thr_word;
+            s1_valid_reg <= r_valid_reg;
+            s1_q_reg <= r_q_reg;
+            s1_thr_reg <= r_thr_reg;
         end
 
         count_reg <= count_reg + COUNT_W'(accept) - COUNT_W'(issue);
@@ -592,6 +600,7 @@ if (STATIC == 0) begin : g_insta
             out_pix_reg <= '0;
             out_bank_reg <= 1'b0;
             rd_ptr_reg <= '0;
+            r_valid_reg <= 1'b0;
             s1_valid_reg <= 1'b0;
             count_reg <= '0;
             stats_used_reg <= '0;

@@ -14,11 +14,12 @@
  * fits.
  *
  * Schedule (moment_poly): start (accepted while idle) begins a frame; the unit then issues one step (channel c,
- * term j, limb k) per clock: 3*C*LIMBS steps per frame. Pipeline: issue edge [operand select, registered coefficient
- * ROM read] -> +1 [multiply] -> +2 [shift and accumulate] -> +3 [ceil and clamp into the lane register; the last
- * lane of a fold writes the PE thresholds of the fold into the threshold memory]. release pulses after the edge that issues a frame's last step (the stats bank may be reused
- * from then on); done pulses after the edge that writes the frame's last threshold word (its thresholds are
- * readable from then on), COMPUTE_PIPELINE = 3 edges after the last issue. A new start may follow right after the
+ * term j, limb k) per clock: 3*C*LIMBS steps per frame. Pipeline: issue edge [operand select, coefficient word
+ * (the ROM is read one edge ahead)] -> +1 [chunk products] -> +2 [product] -> +3 [shift and accumulate] -> +4 [ceil
+ * and clamp, registered] -> +5 [into the lane register; the last lane of a fold writes the PE thresholds of the fold
+ * into the threshold memory]. release pulses after the edge that issues a frame's last step (the stats bank may be
+ * reused from then on); done pulses after the edge that writes the frame's last threshold word (its thresholds are
+ * readable from then on), COMPUTE_PIPELINE = 5 edges after the last issue. A new start may follow right after the
  * last issue: frames overlap in the pipeline.
  *
  * Banks: frame n reads stats bank n mod 2 and writes threshold bank n mod 2 (the unit counts frames itself).
@@ -106,7 +107,7 @@ if (CHANNELS < 1 || PE < 1 || CHANNELS % PE != 0) begin : g_check_pe
 end
 
 /*
- * Stages 1 .. 3: T_fx per channel (moment_poly)
+ * Stages 1 .. 4: T_fx per channel (moment_poly; s3_* are its outputs)
  */
 wire logic s3_valid;
 wire logic signed [TACC_BITS-1:0] s3_acc;
@@ -156,7 +157,8 @@ poly_inst (
 );
 
 /*
- * Stage 4: t = clamp(ceil(T_fx / 2^FRAC)); the lanes of a fold are collected, then written as one word
+ * Stage 5: t = clamp(ceil(T_fx / 2^FRAC)), registered with its flags (lane_collector IN_REG: the ceil / clamp kept
+ * apart from the distributed RAM's write port); stage 6: the lanes of a fold are collected, then written as one word
  */
 wire logic [TH_W-1:0] t;
 
@@ -170,10 +172,12 @@ ceil_clamp_inst (
     .t(t)
 );
 
+
 lane_collector #(
     .PE(PE),
     .CF(CF),
-    .LANE_BITS(TH_W)
+    .LANE_BITS(TH_W),
+    .IN_REG(1)
 )
 collect_inst (
     .clk(clk),

@@ -25,11 +25,11 @@ Timing (s_axis always valid, outputs always ready)
 INSTA-Th (``static = 0``): the sums of a frame are complete :data:`STATS_LATENCY` edges after its last beat is
 accepted; two edges later the threshold computation starts (``S = 3*C*limbs`` steps on one multiplier), its last
 threshold word is written :data:`COMPUTE_PIPELINE` edges after the last step, and two edges later the readout of the
-frame issues its first beat; the compare reaches ``m_axis`` two edges after that. Hence
-:attr:`InstaThresholdSpec.latency` ``= S + 12`` edges from the last input handshake of a frame to its first output
+frame issues its first beat; the compare reaches ``m_axis`` three edges after that. Hence
+:attr:`InstaThresholdSpec.latency` ``= S + 15`` edges from the last input handshake of a frame to its first output
 handshake, and at full rate each beat leaves ``FRAME_BEATS - 1 + latency`` edges after it entered (one frame plus
-``S + 11``). The frame buffer holds ``FRAME_BEATS + S + 10`` beats, the occupancy at full rate. Full rate
-(``FRAME_BEATS`` clocks per frame) needs ``FRAME_BEATS >= S + 6``; below that the threshold computation sets the pace
+``S + 14``). The frame buffer holds ``FRAME_BEATS + S + 12`` beats, the occupancy at full rate. Full rate
+(``FRAME_BEATS`` clocks per frame) needs ``FRAME_BEATS >= S + 7``; below that the threshold computation sets the pace
 (:attr:`InstaThresholdSpec.cycles_per_frame`). Static (``static = 1``): 2 edges, no buffer, ``FRAME_BEATS`` clocks
 per frame.
 
@@ -76,9 +76,9 @@ STATS_LATENCY = 3
 """Edges from the handshake of a frame's last ``s_axis`` beat to the pulse saying its power sums are complete
 (``stats_accumulate``: sample, square, cube, add)."""
 
-COMPUTE_PIPELINE = 3
+COMPUTE_PIPELINE = 5
 """Edges from the issue of the threshold computation's last step to the write of its last threshold word
-(``insta_threshold_compute``: multiply, accumulate, ceil/clamp and write)."""
+(``insta_threshold_compute``: chunk products, product, accumulate, ceil/clamp, write)."""
 
 STATIC_LATENCY = 2
 """Static unit: edges from an ``s_axis`` handshake to the earliest ``m_axis`` handshake of the same beat (register
@@ -113,16 +113,17 @@ the accumulator, ceil and clamp, the output FIFOs): fitted to Yosys, see ``resou
 _TOKEN_EDGES = 2
 """Each hand-over between the units goes through a registered frame counter and a registered start: 2 edges."""
 
-_OUTPUT_EDGES = 2
-"""Readout issue (block RAM read) -> output FIFO -> handshake."""
+_OUTPUT_EDGES = 3
+"""Readout issue (block RAM read) -> its register -> output FIFO -> handshake."""
 
-_BANK_MARGIN = 6
+_BANK_MARGIN = max(6, COMPUTE_PIPELINE + 2)
 """Full rate needs ``FRAME_BEATS >= S + _BANK_MARGIN`` (``S`` the computation's steps). With frame ``n``'s last
 beat accepted at edge ``e``, its computation issues its last step at ``e + 5 + S`` and frees the stats bank at
 ``e + 6 + S``; frame ``n+2``'s first beat wants edge ``e + FRAME_BEATS + 1`` and needs the freed bank one edge
-earlier. (The threshold bank of frame
-``n-1``, freed at ``e + S + 10``, is needed by frame ``n+1``'s computation at ``e + FRAME_BEATS + 4``: the same
-condition.)"""
+earlier: ``FRAME_BEATS >= S + 6``. The threshold bank of frame ``n-1`` is freed as frame ``n``'s readout starts
+(``e + S + COMPUTE_PIPELINE + 7``) and frame ``n+1``'s computation takes it at ``e + FRAME_BEATS + 5``:
+``FRAME_BEATS >= S + COMPUTE_PIPELINE + 2``, the binding one of the two from ``COMPUTE_PIPELINE = 5`` on (the
+slow bench sweep's 6-channel 4 x 2 frames, 24 beats for 18 steps, sit between the two)."""
 
 
 @dataclass(frozen=True)
@@ -253,10 +254,11 @@ class InstaThresholdSpec(ChannelFolding):
     def cycles_per_frame(self) -> float:
         """Clocks per frame in steady state with ``s_axis`` always valid and the outputs always ready.
 
-        Full rate: ``FRAME_BEATS``. Otherwise the stats bank of frame ``n`` is released ``S + 1`` edges after
-        the computation of frame ``n`` starts, and frame ``n+2`` may start at the input one edge later; the
-        computation of frame ``n+1`` starts when frame ``n+1`` has been received (or when frame ``n``'s ends).
-        In steady state that gives period ``P`` with ``2P = S + max(FRAME_BEATS + 6, P + 1)``.
+        Full rate: ``FRAME_BEATS``. Otherwise the banks set the period: the stats bank of frame ``n`` is released
+        ``S + 1`` edges after the computation of frame ``n`` starts, and frame ``n+2`` may start at the input one
+        edge later; the computation of frame ``n+1`` starts when frame ``n+1`` has been received (or when frame
+        ``n``'s ends), and once the threshold bank of frame ``n-1`` is free (``_BANK_MARGIN``). In steady state
+        that gives period ``P`` with ``2P = S + max(FRAME_BEATS + _BANK_MARGIN, P + 1)``.
         """
         if self.full_rate:
             return float(self.frame_beats)

@@ -25,9 +25,9 @@ Memory-init files (``$readmemh``; the first line is a ``//`` comment saying they
 
 Timing (s_axis always valid, outputs always ready)
 --------------------------------------------------
-The computation takes ``COMPUTE_EDGES = 3C + 2*HIDDEN*C/SE_SIMD + 14`` edges from its start to its last threshold
+The computation takes ``COMPUTE_EDGES = 3C + 2*HIDDEN*C/SE_SIMD + 16`` edges from its start to its last threshold
 write (phase A: 3C steps for s; phases B and C: ``HIDDEN*C`` multiply-accumulates each on ``SE_SIMD`` multipliers;
-waits and pipelines). ``latency = COMPUTE_EDGES + 9`` edges from a frame's last input handshake to its first output
+waits and pipelines). ``latency = COMPUTE_EDGES + 10`` edges from a frame's last input handshake to its first output
 handshake; the frame buffer holds ``FRAME_BEATS + COMPUTE_EDGES + 7`` beats. Full rate (``FRAME_BEATS = N*C/PE``
 clocks per frame) iff ``FRAME_BEATS >= COMPUTE_EDGES + 2``: frame ``n+1``'s computation may start only once frame
 ``n-1``'s readout has ended (two threshold banks). Below that, :attr:`InstaThresholdPlusSpec.cycles_per_frame`.
@@ -83,14 +83,14 @@ STATS_LATENCY = 3
 """Edges from a frame's last ``s_axis`` handshake to the pulse saying its power sums are complete."""
 
 G_ENTRIES = 257
-_COMPUTE_FIXED = 14
-"""COMPUTE_EDGES = 3C + 2 HIDDEN C / SE_SIMD + 14: the 3C + 2 HIDDEN C / SE_SIMD issue edges after the start edge,
-3 + 4 wait edges between the phases, and 7 pipeline edges after the last phase-C issue (W*h, accumulate, M2*o+B,
-g ROM, DELTA*r, G and t_fx, ceil/clamp and write)."""
-_BUSY_FIXED = 8
-"""Start-to-start minimum of the computation: 3C + 2 HIDDEN C / SE_SIMD + 8 edges."""
+_COMPUTE_FIXED = 16
+"""COMPUTE_EDGES = 3C + 2 HIDDEN C / SE_SIMD + 16: the 3C + 2 HIDDEN C / SE_SIMD issue edges after the start edge,
+4 + 4 wait edges between the phases, and 8 pipeline edges after the last phase-C issue (W*h, accumulate, M2*o+B,
+g ROM, ROM word register, DELTA*r, G and t_fx, ceil/clamp and write)."""
+_BUSY_FIXED = 9
+"""Start-to-start minimum of the computation: 3C + 2 HIDDEN C / SE_SIMD + 9 edges."""
 _TOKEN_EDGES = 2
-_OUTPUT_EDGES = 2
+_OUTPUT_EDGES = 3
 
 
 def _bits(values) -> int:
@@ -305,7 +305,7 @@ class InstaThresholdPlusSpec(ChannelFolding):
     @property
     def latency(self) -> int:
         """Edges from the handshake of a frame's last ``s_axis`` beat to the earliest ``m_axis`` handshake of its
-        first beat: ``COMPUTE_EDGES + 9``."""
+        first beat: ``COMPUTE_EDGES + 10``."""
         return self.issue_latency + _OUTPUT_EDGES
 
     @property

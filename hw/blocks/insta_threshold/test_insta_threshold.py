@@ -629,7 +629,7 @@ class Folding:
 
 
 FAST_FOLDINGS = [
-    Folding(8, 4, 16, 8, static=0, shortcut=1),  # N*C/PE = 32 = 3C + 8: full rate just holds
+    Folding(8, 4, 16, 8, static=0, shortcut=1),  # N*C/PE = 32 >= S + 7: full rate
     Folding(12, 4, 9, 5, static=1, shortcut=0),  # 3x3 frames, static
     Folding(16, 4, 25, 6, static=0, shortcut=0),
     Folding(4, 2, 36, 7, static=0, shortcut=1, limbs=3, power_table=0),  # limb-serial multiplier, multipliers
@@ -771,8 +771,8 @@ def test_spec_matches_the_reference_and_the_files(tmp_path):
             assert spec.latency == 2 and spec.buffer_depth == 0
         else:
             assert spec.compute_steps == 3 * spec.channels * spec.limbs
-            assert spec.latency == spec.compute_steps + 12
-            assert spec.buffer_depth == spec.frame_beats + spec.compute_steps + 10
+            assert spec.latency == spec.compute_steps + 15
+            assert spec.buffer_depth == spec.frame_beats + spec.compute_steps + 12
             assert spec.beat_latency == spec.frame_beats - 1 + spec.latency
 
 
@@ -861,7 +861,7 @@ class PlusFolding:
 
 
 PLUS_FAST_FOLDINGS = [
-    PlusFolding(4, 1, 11, 6, 2),  # FRAME_BEATS = 44 = COMPUTE_EDGES + 2: full rate just holds (PE = 1)
+    PlusFolding(4, 1, 11, 6, 2),  # FRAME_BEATS = 44 = COMPUTE_EDGES + 1: just below full rate (PE = 1)
     PlusFolding(8, 2, 36, 8, 2, shortcut=1),  # 6x6 frames, full rate, shortcut output
     PlusFolding(16, 4, 25, 6, 4),  # 5x5 frames: the computation (2*4*16 MACs on one multiplier) sets the pace
     PlusFolding(16, 4, 64, 7, 4, shortcut=1, se_simd=4),  # 8x8: 4 SE multipliers (2*4*16/4 MAC steps) keep full rate
@@ -869,7 +869,7 @@ PLUS_FAST_FOLDINGS = [
 PLUS_FAST_FRAMES = 20
 
 PLUS_SLOW_FOLDINGS = [
-    PlusFolding(4, 4, 43, 5, 2, shortcut=1),  # FRAME_BEATS = COMPUTE_EDGES + 1: just below full rate
+    PlusFolding(4, 4, 45, 5, 2, shortcut=1),  # FRAME_BEATS = 45 = COMPUTE_EDGES + 2: full rate just holds
     PlusFolding(12, 3, 49, 7, 3, g="sigmoid"),  # 7x7, full rate
     PlusFolding(16, 8, 64, 8, 4, shortcut=1, g="tanh"),  # computation-bound
     PlusFolding(6, 6, 4, 4, 1),  # CF = 1, tiny frames
@@ -987,8 +987,8 @@ def test_plus_spec_matches_the_reference_and_the_files(tmp_path):
         unit = random_unit(rng, folding.channels, folding.pixels, folding.input_bits, folding.hidden, folding.g)
         spec = InstaThresholdPlusSpec.from_constants(unit, folding.pe, folding.shortcut, folding.se_simd)
         assert spec.tacc_bits == unit.poly.accumulator_bits()
-        assert spec.compute_edges == 3 * spec.channels + 2 * spec.hidden * spec.channels // spec.se_simd + 14
-        assert spec.latency == spec.compute_edges + 9
+        assert spec.compute_edges == 3 * spec.channels + 2 * spec.hidden * spec.channels // spec.se_simd + 16
+        assert spec.latency == spec.compute_edges + 10
         assert spec.buffer_depth == spec.frame_beats + spec.compute_edges + 7
         assert spec.full_rate == (spec.frame_beats >= spec.compute_edges + 2)
         q = random_frames(rng, unit.poly.channels, unit.poly.pixels, unit.input_bits, 6)
@@ -1040,17 +1040,17 @@ def test_plus_spec_refuses_mismatched_constants():
 def test_folding_chooses_se_simd():
     """Folding's SE_SIMD rule (``hw/compile/folding.py`` ``cheapest``): the fewest SE multipliers that keep the unit
     within the target, else (or with target 0) at its fastest, the fewest full-rate ones where it can keep up."""
-    unit = random_unit(np.random.default_rng(3), 16, 32, 6, 4)
+    unit = random_unit(np.random.default_rng(3), 16, 36, 6, 4)
     options = [1, 2, 4]  # the divisors of gcd(C = 16, HIDDEN = 4)
 
     def cycles(pe):
         return lambda d: InstaThresholdPlusSpec.from_constants(unit, pe, se_simd=d).cycles_per_frame
 
-    assert cheapest(options, cycles(4)) == 2  # FRAME_BEATS 128 = 48 + 128/2 + 16 < 48 + 128 + 16
+    assert cheapest(options, cycles(4)) == 2  # FRAME_BEATS 144 >= 48 + 128/2 + 16 + 2, < 48 + 128 + 16 + 2
     assert InstaThresholdPlusSpec.from_constants(unit, 4, se_simd=2).full_rate
-    assert cheapest(options, cycles(1)) == 1  # 512 beats: one multiplier keeps up
-    assert cheapest(options, cycles(4), target_cycles=200) == 1  # 48 + 128 + 8 = 184 <= 200: slower, in time
-    assert cheapest(options, cycles(8)) == 4  # 64 beats: no setting keeps up, all four multipliers
+    assert cheapest(options, cycles(1)) == 1  # 576 beats: one multiplier keeps up
+    assert cheapest(options, cycles(4), target_cycles=200) == 1  # 48 + 128 + 9 = 185 <= 200: slower, in time
+    assert cheapest(options, cycles(8)) == 4  # 72 beats: no setting keeps up, all four multipliers
     with pytest.raises(ValueError, match="se_simd"):
         InstaThresholdPlusSpec.from_constants(unit, 4, se_simd=3)
 

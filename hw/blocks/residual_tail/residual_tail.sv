@@ -36,14 +36,16 @@
  * for SHORTCUT_MULT * sc; a stall-all pipeline under one enable (advance = the output FIFO is not full, a
  * register), a 2-entry output FIFO:
  *   edge e   (handshake): acc, sc registered; the fold's constant word read (registered read).
- *   edge e+1: MULT * acc; OFF = (sc << SHORTCUT_SHIFT) + BIAS - GAMMA (proj: OFF = BIAS - GAMMA and
- *             SHORTCUT_MULT * sc registered beside MULT * acc).
- *   edge e+2: D = MULT * acc + OFF (proj: + SHORTCUT_MULT * sc, a three-input add).
- *   edge e+3: SLOPE * D >>> SLOPE_FRAC; D carried.
- *   edge e+4: O + 2^(OUT_SHIFT-1) with O = (D >= 0 ? D : the shifted product) + ZETA.
- *   edge e+5: shift and clamp into the output FIFO (m_axis_tvalid).
- *   edge e+6: earliest m_axis handshake.
- * LATENCY = 6 edges (both modes) from a beat's input handshake to its output handshake (outputs ready); one beat
+ *   edge e+1: chunk products of MULT * acc (split_mult); OFF = (sc << SHORTCUT_SHIFT) + BIAS - GAMMA (proj:
+ *             OFF = BIAS - GAMMA and the chunk products of SHORTCUT_MULT * sc beside).
+ *   edge e+2: MULT * acc (proj: and SHORTCUT_MULT * sc).
+ *   edge e+3: D = MULT * acc + OFF (proj: + SHORTCUT_MULT * sc, a three-input add).
+ *   edge e+4: chunk products of SLOPE * D; D carried.
+ *   edge e+5: SLOPE * D; D carried.
+ *   edge e+6: O + 2^(OUT_SHIFT-1) with O = (D >= 0 ? D : SLOPE * D >>> SLOPE_FRAC) + ZETA.
+ *   edge e+7: shift and clamp into the output FIFO (m_axis_tvalid).
+ *   edge e+8: earliest m_axis handshake.
+ * LATENCY = 8 edges (both modes) from a beat's input handshake to its output handshake (outputs ready); one beat
  * per clock, so a frame of H*W pixels takes H*W*C/PE clocks.
  * Flow control: s_axis_*_tready depends on a register and on the other input's tvalid only; m_axis_tvalid comes
  * from a register. Backpressure on m_axis fills the FIFO and stops the pipeline; nothing is dropped or reordered.
@@ -106,7 +108,7 @@ module residual_tail #(
                              + (SHORTCUT_PROJ != 0 ? SHORTCUT_MULT_BITS : 0),
     // read back by the testbench
     /* verilator lint_off UNUSEDPARAM */
-    localparam int LATENCY = 6,
+    localparam int LATENCY = 8,
     /* verilator lint_on UNUSEDPARAM */
     // stream widths
     localparam int ACC_DATA_W = PE * ACC_BITS,
@@ -203,14 +205,14 @@ assign s_axis_sc_tready = advance && s_axis_acc_tvalid;
 logic [CF_W-1:0] fold_reg;
 wire logic last_fold = fold_reg == CF_W'(CF-1);
 
-logic [4:0] valid_reg;               // stage valid bits, stage 1 (after the handshake) .. stage 5
+logic [6:0] valid_reg;               // stage valid bits, stage 1 (after the handshake) .. stage 7
 
 always_ff @(posedge clk) begin
     if (accept) begin
         fold_reg <= last_fold ? '0 : fold_reg + 1'b1;
     end
     if (advance) begin
-        valid_reg <= {valid_reg[3:0], accept};
+        valid_reg <= {valid_reg[5:0], accept};
     end
 
     if (rst) begin
@@ -258,17 +260,28 @@ for (genvar pe = 0; pe < PE; pe = pe + 1) begin : g_lane
     wire logic signed [ACC_BITS-1:0] acc = $signed(s1_acc_reg[pe*ACC_BITS +: ACC_BITS]);
     wire logic signed [SC_BITS-1:0] sc = $signed(s1_sc_reg[pe*SC_BITS +: SC_BITS]);
 
-    logic signed [PR_BITS-1:0] s2_prod_reg;
-    logic signed [D_BITS-1:0] s2_offset_reg;
-    logic signed [SLOPE_BITS-1:0] s2_slope_reg;
-    logic signed [ZETA_BITS-1:0] s2_zeta_reg;
-    logic signed [D_BITS-1:0] s3_d_reg;
-    logic signed [SLOPE_BITS-1:0] s3_slope_reg;
-    logic signed [ZETA_BITS-1:0] s3_zeta_reg;
-    logic signed [PN_BITS-1:0] s4_neg_reg;
-    logic signed [D_BITS-1:0] s4_d_reg;
-    logic signed [ZETA_BITS-1:0] s4_zeta_reg;
-    logic signed [O_BITS-1:0] s5_o_reg;
+    // stages 2 and 3: MULT * acc (and SHORTCUT_MULT * sc) on split_mult (chunk products, products), the offset and
+    // the constants alongside; stage 4: D
+    wire logic signed [PR_BITS-1:0] s3_prod;
+    logic signed [D_BITS-1:0] s2_offset_reg, s3_offset_reg;
+    logic signed [SLOPE_BITS-1:0] s2_slope_reg, s3_slope_reg, s4_slope_reg;
+    logic signed [ZETA_BITS-1:0] s2_zeta_reg, s3_zeta_reg, s4_zeta_reg, s5_zeta_reg, s6_zeta_reg;
+    logic signed [D_BITS-1:0] s4_d_reg, s5_d_reg, s6_d_reg;
+    wire logic signed [PM_BITS-1:0] s6_slope_prod;
+    logic signed [O_BITS-1:0] s7_o_reg;
+
+    split_mult #(
+        .A_BITS(MULT_BITS),
+        .B_BITS(ACC_BITS),
+        .P_BITS(PR_BITS)
+    )
+    mult_inst (
+        .clk(clk),
+        .en(advance),
+        .a(mult),
+        .b(acc),
+        .p(s3_prod)
+    );
 
     // the shortcut on the common grid, bias and gamma folded in (modulo 2^D_BITS: D fits); d_next is D
     wire logic signed [D_BITS-1:0] offset;
@@ -277,50 +290,75 @@ for (genvar pe = 0; pe < PE; pe = pe + 1) begin : g_lane
     if (SHORTCUT_PROJ == 0) begin : g_shift
         wire logic signed [D_BITS-1:0] sc_shifted = D_BITS'(sc) <<< SHORTCUT_SHIFT;
         assign offset = sc_shifted + D_BITS'(bias) - D_BITS'(gamma);
-        assign d_next = D_BITS'(s2_prod_reg) + s2_offset_reg;
+        assign d_next = D_BITS'(s3_prod) + s3_offset_reg;
     end else begin : g_proj
-        // SC = SHORTCUT_MULT * sc: a second product in stage 2, added with the offset in stage 3
+        // SC = SHORTCUT_MULT * sc: a second product beside the first, added with the offset in stage 4
         wire logic signed [SHORTCUT_MULT_BITS-1:0] smult =
             $signed(s1_const_reg[BASE + SMULT_BASE +: SHORTCUT_MULT_BITS]);
-        logic signed [SR_BITS-1:0] s2_sc_prod_reg;
+        wire logic signed [SR_BITS-1:0] s3_sc_prod;
 
-        always_ff @(posedge clk) begin
-            if (advance) begin
-                s2_sc_prod_reg <= SR_BITS'(SM_BITS'(smult) * SM_BITS'(sc));
-            end
-        end
+        split_mult #(
+            .A_BITS(SHORTCUT_MULT_BITS),
+            .B_BITS(SC_BITS),
+            .P_BITS(SR_BITS)
+        )
+        sc_mult_inst (
+            .clk(clk),
+            .en(advance),
+            .a(smult),
+            .b(sc),
+            .p(s3_sc_prod)
+        );
 
         assign offset = D_BITS'(bias) - D_BITS'(gamma);
-        assign d_next = D_BITS'(s2_prod_reg) + D_BITS'(s2_sc_prod_reg) + s2_offset_reg;
+        assign d_next = D_BITS'(s3_prod) + D_BITS'(s3_sc_prod) + s3_offset_reg;
     end
 
-    // RPReLU: D, or (in s4_neg_reg) the slope product floored by SLOPE_FRAC bits
-    wire logic signed [P_BITS-1:0] p = s4_d_reg[D_BITS-1] ? P_BITS'(s4_neg_reg) : P_BITS'(s4_d_reg);
+    // stages 5 and 6: SLOPE * D on split_mult
+    split_mult #(
+        .A_BITS(SLOPE_BITS),
+        .B_BITS(D_BITS),
+        .P_BITS(PM_BITS)
+    )
+    slope_mult_inst (
+        .clk(clk),
+        .en(advance),
+        .a(s4_slope_reg),
+        .b(s4_d_reg),
+        .p(s6_slope_prod)
+    );
+
+    // RPReLU: D, or the slope product floored by SLOPE_FRAC bits
+    wire logic signed [PN_BITS-1:0] s6_neg = PN_BITS'(s6_slope_prod >>> SLOPE_FRAC);
+    wire logic signed [P_BITS-1:0] p = s6_d_reg[D_BITS-1] ? P_BITS'(s6_neg) : P_BITS'(s6_d_reg);
     wire logic signed [O_BITS-1:0] half = O_BITS'(1) <<< (OUT_SHIFT - 1);
 
-    // requantization: round half up (the half is in s5_o_reg), clamp
+    // requantization: round half up (the half is in s7_o_reg), clamp
     localparam logic signed [O_BITS-1:0] Q_MAX = O_BITS'((64'sd1 <<< (OUT_BITS - 1)) - 1);
     localparam logic signed [O_BITS-1:0] Q_MIN = O_BITS'(-(64'sd1 <<< (OUT_BITS - 1)));
-    wire logic signed [O_BITS-1:0] rounded = s5_o_reg >>> OUT_SHIFT;
+    wire logic signed [O_BITS-1:0] rounded = s7_o_reg >>> OUT_SHIFT;
     assign out_data[pe*OUT_BITS +: OUT_BITS] = rounded > Q_MAX ? OUT_BITS'(Q_MAX)
                                                : rounded < Q_MIN ? OUT_BITS'(Q_MIN) : OUT_BITS'(rounded);
 
     always_ff @(posedge clk) begin
         if (advance) begin
-            s2_prod_reg <= PR_BITS'(MA_BITS'(mult) * MA_BITS'(acc));
             s2_offset_reg <= offset;
             s2_slope_reg <= slope_1;
             s2_zeta_reg <= zeta_1;
-
-            s3_d_reg <= d_next;
+            s3_offset_reg <= s2_offset_reg;
             s3_slope_reg <= s2_slope_reg;
             s3_zeta_reg <= s2_zeta_reg;
 
-            s4_neg_reg <= PN_BITS'((PM_BITS'(s3_slope_reg) * PM_BITS'(s3_d_reg)) >>> SLOPE_FRAC);
-            s4_d_reg <= s3_d_reg;
+            s4_d_reg <= d_next;
+            s4_slope_reg <= s3_slope_reg;
             s4_zeta_reg <= s3_zeta_reg;
 
-            s5_o_reg <= O_BITS'(p) + O_BITS'(s4_zeta_reg) + half;
+            s5_d_reg <= s4_d_reg;
+            s5_zeta_reg <= s4_zeta_reg;
+            s6_d_reg <= s5_d_reg;
+            s6_zeta_reg <= s5_zeta_reg;
+
+            s7_o_reg <= O_BITS'(p) + O_BITS'(s6_zeta_reg) + half;
         end
     end
 end
@@ -328,7 +366,7 @@ end
 /*
  * Output FIFO (2 entries): a full FIFO stops the pipeline; tvalid comes from the occupancy register
  */
-wire logic push = advance && valid_reg[4];
+wire logic push = advance && valid_reg[6];
 output_fifo #(
     .WIDTH(M_DATA_W)
 )

@@ -15,9 +15,9 @@ constants), an accumulator bound and the shortcut's width, it gives every RTL pa
 constants' ranges, ``D_BITS`` from :meth:`ResidualActivation.pre_activation_bits`), the derived internal widths,
 the stream widths, cycles and latency.
 
-Timing: one beat per clock, ``FRAME_BEATS = H*W*C/PE`` clocks per frame; a beat leaves :data:`LATENCY` = 6 edges
-after its input handshake (constant read, multiply, add, slope multiply, select + offset + round, shift + clamp
-into the output FIFO, handshake).
+Timing: one beat per clock, ``FRAME_BEATS = H*W*C/PE`` clocks per frame; a beat leaves :data:`LATENCY` = 8 edges
+after its input handshake (constant read, chunk products, products, add, slope chunk products, slope product,
+select + offset + round, shift + clamp into the output FIFO, handshake).
 
 ``CONST_FILE``: ``C/PE`` lines; line f, lane pe at bits ``[pe*CONST_W +: CONST_W]`` = channel ``f*PE + pe``'s
 ``MULT | BIAS | GAMMA | ZETA | SLOPE`` (from the LSB, signed ``MULT_BITS .. SLOPE_BITS``), in proj mode followed by
@@ -66,7 +66,7 @@ __all__ = [
     "read_const_file",
 ]
 
-LATENCY = 6
+LATENCY = 8
 """Edges from a beat's input handshake to its earliest ``m_axis`` handshake (see the RTL header)."""
 
 CONST_FIELDS = ("mult", "bias", "gamma", "zeta", "slope")

@@ -521,7 +521,7 @@ def test_spec_matches_the_reference_and_the_files(tmp_path):
             assert -lim <= y.min() and y.max() < lim and -lim <= d.min() and d.max() < lim
             pn = (act.slope[None, :, None, None] * d) >> SLOPE_FRAC
             assert -(1 << (spec.p_bits - 1)) <= pn.min() and pn.max() < (1 << (spec.p_bits - 1))
-        assert spec.cycles_per_frame == spec.pixels * spec.channels / spec.pe and spec.latency == 6
+        assert spec.cycles_per_frame == spec.pixels * spec.channels / spec.pe and spec.latency == 8
 
 
 def test_spec_refuses_mismatched_constants():

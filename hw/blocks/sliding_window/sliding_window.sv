@@ -159,21 +159,28 @@ logic signed [RC_W-1:0] used_rows_reg;    // writer's view: complete rows not ye
 logic [ADDR_W-1:0] waddr_reg;
 logic [WPOS_W-1:0] wpos_reg;
 
-assign s_axis_tready = used_rows_reg < RC_W'(ROWS);
+// registers: there is room for a row (used_rows < ROWS, computed from the next count), the next word ends a row
+logic tready_reg;
+logic last_word_reg;
+
+assign s_axis_tready = tready_reg;
 
 wire logic write = s_axis_tvalid && s_axis_tready;
-wire logic row_written = write && wpos_reg == WPOS_W'(ROW_WORDS-1);
+wire logic row_written = write && last_word_reg;
+wire logic [WPOS_W-1:0] wpos_next = row_written ? '0 : wpos_reg + 1'b1;
 
 always_ff @(posedge clk) begin
     if (write) begin
         line_mem[waddr_reg] <= s_axis_tdata;
         waddr_reg <= waddr_reg == ADDR_W'(DEPTH-1) ? '0 : waddr_reg + 1'b1;
-        wpos_reg <= row_written ? '0 : wpos_reg + 1'b1;
+        wpos_reg <= wpos_next;
+        last_word_reg <= wpos_next == WPOS_W'(ROW_WORDS-1);
     end
 
     if (rst) begin
         waddr_reg <= '0;
         wpos_reg <= '0;
+        last_word_reg <= ROW_WORDS == 1;
     end
 end
 
@@ -200,17 +207,30 @@ wire logic last_oy = oy_reg == OY_W'(OH-1);
 wire logic first_of_row = ox_reg == '0 && ky_reg == '0 && kx_reg == '0 && cf_reg == '0;
 wire logic last_of_row = last_cf && last_kx && last_ky && last_ox;
 
-// rows of the current output row: lo .. hi
+// the current output row's first input row lo = max(0, iy0). The rows it needs (need: rows lo .. min(H-1, iy0 + K-1))
+// and releases once done (release_rows: up to the next output row's first row, or at the frame's last output row
+// the frame's end) are registers, loaded from constant tables indexed by the next output row when the row changes,
+// so that the issue decision starts from registers
 wire logic signed [COORD_W-1:0] lo = iy0_reg < 0 ? '0 : iy0_reg;
-wire logic signed [COORD_W-1:0] iy0_end = iy0_reg + COORD_W'(K-1);
-wire logic signed [COORD_W-1:0] hi = iy0_end > COORD_W'(H-1) ? COORD_W'(H-1) : iy0_end;
-wire logic signed [COORD_W-1:0] need = hi - lo + COORD_W'(1);
-// rows released after the current output row: up to the next output row's first row, or the frame's end
 wire logic signed [COORD_W-1:0] iy0_next = iy0_reg + COORD_W'(STRIDE);
-wire logic signed [COORD_W-1:0] lo_next = iy0_next < 0 ? '0 : iy0_next;
-wire logic signed [COORD_W-1:0] release_rows = last_oy ? COORD_W'(H) - lo : lo_next - lo;
+wire logic [OY_W-1:0] oy_after = last_oy ? '0 : oy_reg + 1'b1;
+wire logic signed [COORD_W-1:0] need_table[OH];
+wire logic signed [COORD_W-1:0] release_table[OH];
 
-wire logic rows_ok = !first_of_row || ready_rows_reg >= RC_W'(need);
+for (genvar o = 0; o < OH; o = o + 1) begin : g_row_table
+    localparam int Y0 = o * STRIDE - PAD;
+    localparam int LO = Y0 > 0 ? Y0 : 0;
+    localparam int HI = Y0 + K - 1 < H - 1 ? Y0 + K - 1 : H - 1;
+    localparam int LO_NEXT = Y0 + STRIDE > 0 ? Y0 + STRIDE : 0;
+    assign need_table[o] = COORD_W'(HI - LO + 1);
+    assign release_table[o] = COORD_W'(o == OH - 1 ? H - LO : LO_NEXT - LO);
+end
+
+logic signed [COORD_W-1:0] need_reg;
+logic signed [COORD_W-1:0] release_rows_reg;
+wire logic signed [COORD_W-1:0] release_rows = release_rows_reg;
+
+wire logic rows_ok = !first_of_row || ready_rows_reg >= RC_W'(need_reg);
 wire logic issue = advance && rows_ok;
 wire logic release_now = issue && last_of_row;
 
@@ -232,6 +252,8 @@ always_ff @(posedge clk) begin
                     if (last_ox) begin
                         oy_reg <= last_oy ? '0 : oy_reg + 1'b1;
                         iy0_reg <= last_oy ? COORD_W'(-PAD) : iy0_next;
+                        need_reg <= need_table[oy_after];
+                        release_rows_reg <= release_table[oy_after];
                         base_slot_reg <= base_slot_next;
                     end
                 end
@@ -247,6 +269,8 @@ always_ff @(posedge clk) begin
         oy_reg <= '0;
         ix0_reg <= COORD_W'(-PAD);
         iy0_reg <= COORD_W'(-PAD);
+        need_reg <= need_table[0];
+        release_rows_reg <= release_table[0];
         base_slot_reg <= '0;
     end
 end
@@ -306,16 +330,23 @@ end
  * Row counters: +1 per written row; the reader's view -release at issue, the writer's once the beat is read
  */
 wire logic signed [RC_W-1:0] written = RC_W'(row_written);
-wire logic signed [RC_W-1:0] ready_release = release_now ? RC_W'(release_rows) : '0;
 wire logic signed [RC_W-1:0] used_release = advance ? RC_W'(a_release_reg) : '0;
 
+wire logic signed [RC_W-1:0] used_rows_next = used_rows_reg + written - used_release;
+
+// both outcomes of the issue decision computed beside it (it only selects one)
+wire logic signed [RC_W-1:0] ready_kept = ready_rows_reg + written;
+wire logic signed [RC_W-1:0] ready_released = ready_kept - RC_W'(release_rows_reg);
+
 always_ff @(posedge clk) begin
-    ready_rows_reg <= ready_rows_reg + written - ready_release;
-    used_rows_reg <= used_rows_reg + written - used_release;
+    ready_rows_reg <= release_now ? ready_released : ready_kept;
+    used_rows_reg <= used_rows_next;
+    tready_reg <= used_rows_next < RC_W'(ROWS);
 
     if (rst) begin
         ready_rows_reg <= '0;
         used_rows_reg <= '0;
+        tready_reg <= 1'b1;
     end
 end
 
