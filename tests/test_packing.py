@@ -190,5 +190,8 @@ def test_shape_derived_values():
             BinaryMvuShape(**bad)
     params = BinaryMvuShape(64, 8, 16, 4, 1).rtl_parameters("w.mem", "t.mem")
     assert params == {
-        "MW": 64, "MH": 8, "SIMD": 16, "PE": 4, "THRESHOLDS": 1, "WEIGHT_FILE": '"w.mem"', "THRESH_FILE": '"t.mem"'
+        "MW": 64, "MH": 8, "SIMD": 16, "PE": 4, "THRESHOLDS": 1, "RAM_STYLE": '"auto"', "WEIGHT_FILE": '"w.mem"',
+        "THRESH_FILE": '"t.mem"'
     }
+    block = BinaryMvuShape(64, 8, 16, 4, 1, ram_style="block").rtl_parameters("w.mem", "t.mem")
+    assert block["RAM_STYLE"] == '"block"'
