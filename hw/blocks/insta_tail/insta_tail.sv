@@ -196,9 +196,12 @@ module insta_tail #(
     /* verilator lint_off UNUSEDPARAM */
     localparam int STAT_BEATS = STAT_PIXELS * CF,
     /* verilator lint_on UNUSEDPARAM */
-    // width of P = D or the shifted slope product, and of P + 2^(OUT_SHIFT-1)
+    // width of P = D or the shifted slope product, and of P + 2^(OUT_SHIFT-1), as prelu_requant derives them (read
+    // back by the testbench against the spec)
+    /* verilator lint_off UNUSEDPARAM */
     localparam int P_BITS = D_BITS > SLOPE_BITS + D_BITS - SLOPE_FRAC ? D_BITS : SLOPE_BITS + D_BITS - SLOPE_FRAC,
     localparam int O_BITS = (P_BITS > OUT_SHIFT ? P_BITS : OUT_SHIFT) + 2,
+    /* verilator lint_on UNUSEDPARAM */
     // one constant lane
     localparam int CONST_W = MULT_BITS + BIAS_BITS + SLOPE_BITS + (SHORTCUT_PROJ != 0 ? SHORTCUT_MULT_BITS : 0),
     // exact power-sum widths (= instabnn.contract.insta.power_sum_bits)
@@ -262,8 +265,6 @@ module insta_tail #(
 localparam int CF_W = CF > 1 ? $clog2(CF) : 1;
 localparam int PIX_W = PIXELS > 1 ? $clog2(PIXELS) : 1;
 localparam int SPIX_W = STAT_PIXELS > 1 ? $clog2(STAT_PIXELS) : 1;
-localparam int PM_BITS = SLOPE_BITS + D_BITS;
-localparam int PN_BITS = PM_BITS > SLOPE_FRAC ? PM_BITS - SLOPE_FRAC : 1;
 localparam int MA_BITS = MULT_BITS + ACC_BITS;
 localparam int PR_BITS = MA_BITS < D_BITS ? MA_BITS : D_BITS;
 localparam int SM_BITS = SHORTCUT_MULT_BITS + SC_BITS;
@@ -1028,47 +1029,29 @@ for (genvar pe = 0; pe < PE; pe = pe + 1) begin : g_lane
     assign p4_slopes[pe*SLOPE_BITS +: SLOPE_BITS] = p4_slope_reg;
 
     /*
-     * Back pipeline: slope product (split_mult: chunk products m, product n), P + half (o), shift and clamp into
-     * the FIFO
+     * Back pipeline (prelu_requant): slope product (chunk products m, product n), P + half (o), shift and clamp
+     * into the FIFO
      */
     wire logic signed [D_BITS-1:0] d = $signed(d_lanes[pe*D_BITS +: D_BITS]);
     wire logic signed [SLOPE_BITS-1:0] slope = $signed(d_slopes[pe*SLOPE_BITS +: SLOPE_BITS]);
+    wire logic signed [0:0] no_add = 1'sb0;
 
-    wire logic signed [PM_BITS-1:0] n_prod;
-    logic signed [D_BITS-1:0] m_d_reg;
-    logic signed [D_BITS-1:0] n_d_reg;
-    logic signed [O_BITS-1:0] o_reg;
-
-    split_mult #(
-        .A_BITS(SLOPE_BITS),
-        .B_BITS(D_BITS),
-        .P_BITS(PM_BITS)
+    prelu_requant #(
+        .D_BITS(D_BITS),
+        .SLOPE_BITS(SLOPE_BITS),
+        .SLOPE_FRAC(SLOPE_FRAC),
+        .ADD_BITS(1),
+        .OUT_SHIFT(OUT_SHIFT),
+        .OUT_BITS(OUT_BITS)
     )
-    slope_mult_inst (
+    prelu_inst (
         .clk(clk),
         .en(advance),
-        .a(slope),
-        .b(d),
-        .p(n_prod)
+        .d(d),
+        .slope(slope),
+        .add(no_add),
+        .q(out_data[pe*OUT_BITS +: OUT_BITS])
     );
-
-    wire logic signed [PN_BITS-1:0] n_neg = PN_BITS'(n_prod >>> SLOPE_FRAC);
-    wire logic signed [P_BITS-1:0] p = n_d_reg[D_BITS-1] ? P_BITS'(n_neg) : P_BITS'(n_d_reg);
-    wire logic signed [O_BITS-1:0] half = O_BITS'(1) <<< (OUT_SHIFT - 1);
-
-    always_ff @(posedge clk) begin
-        if (advance) begin
-            m_d_reg <= d;
-            n_d_reg <= m_d_reg;
-            o_reg <= O_BITS'(p) + half;
-        end
-    end
-
-    localparam logic signed [O_BITS-1:0] Q_MAX = O_BITS'((64'sd1 <<< (OUT_BITS - 1)) - 1);
-    localparam logic signed [O_BITS-1:0] Q_MIN = O_BITS'(-(64'sd1 <<< (OUT_BITS - 1)));
-    wire logic signed [O_BITS-1:0] rounded = o_reg >>> OUT_SHIFT;
-    assign out_data[pe*OUT_BITS +: OUT_BITS] = rounded > Q_MAX ? OUT_BITS'(Q_MAX)
-                                               : rounded < Q_MIN ? OUT_BITS'(Q_MIN) : OUT_BITS'(rounded);
 end
 
 /*

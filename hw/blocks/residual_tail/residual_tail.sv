@@ -97,12 +97,14 @@ module residual_tail #(
     localparam int SLOPE_FRAC = 16,
     // channel folds: beats per pixel
     localparam int CF = CHANNELS / PE,
-    // width of P = D or the shifted slope product
+    // width of P = D or the shifted slope product, and of O + 2^(OUT_SHIFT-1), as prelu_requant derives them (read
+    // back by the testbench against the spec)
+    /* verilator lint_off UNUSEDPARAM */
     localparam int P_BITS = D_BITS > SLOPE_BITS + D_BITS - SLOPE_FRAC ? D_BITS : SLOPE_BITS + D_BITS - SLOPE_FRAC,
-    // width of O + 2^(OUT_SHIFT-1)
     localparam int O_MAX = P_BITS > ZETA_BITS ? (P_BITS > OUT_SHIFT ? P_BITS : OUT_SHIFT)
                                               : (ZETA_BITS > OUT_SHIFT ? ZETA_BITS : OUT_SHIFT),
     localparam int O_BITS = O_MAX + 2,
+    /* verilator lint_on UNUSEDPARAM */
     // one constant lane
     localparam int CONST_W = MULT_BITS + BIAS_BITS + GAMMA_BITS + ZETA_BITS + SLOPE_BITS
                              + (SHORTCUT_PROJ != 0 ? SHORTCUT_MULT_BITS : 0),
@@ -141,8 +143,6 @@ module residual_tail #(
 );
 
 localparam int CF_W = CF > 1 ? $clog2(CF) : 1;
-localparam int PM_BITS = SLOPE_BITS + D_BITS;
-localparam int PN_BITS = PM_BITS > SLOPE_FRAC ? PM_BITS - SLOPE_FRAC : 1;
 localparam int MA_BITS = MULT_BITS + ACC_BITS;
 // the registered product keeps at most D_BITS bits (D is computed modulo 2^D_BITS)
 localparam int PR_BITS = MA_BITS < D_BITS ? MA_BITS : D_BITS;
@@ -265,10 +265,8 @@ for (genvar pe = 0; pe < PE; pe = pe + 1) begin : g_lane
     wire logic signed [PR_BITS-1:0] s3_prod;
     logic signed [D_BITS-1:0] s2_offset_reg, s3_offset_reg;
     logic signed [SLOPE_BITS-1:0] s2_slope_reg, s3_slope_reg, s4_slope_reg;
-    logic signed [ZETA_BITS-1:0] s2_zeta_reg, s3_zeta_reg, s4_zeta_reg, s5_zeta_reg, s6_zeta_reg;
-    logic signed [D_BITS-1:0] s4_d_reg, s5_d_reg, s6_d_reg;
-    wire logic signed [PM_BITS-1:0] s6_slope_prod;
-    logic signed [O_BITS-1:0] s7_o_reg;
+    logic signed [ZETA_BITS-1:0] s2_zeta_reg, s3_zeta_reg, s4_zeta_reg;
+    logic signed [D_BITS-1:0] s4_d_reg;
 
     split_mult #(
         .A_BITS(MULT_BITS),
@@ -314,31 +312,24 @@ for (genvar pe = 0; pe < PE; pe = pe + 1) begin : g_lane
         assign d_next = D_BITS'(s3_prod) + D_BITS'(s3_sc_prod) + s3_offset_reg;
     end
 
-    // stages 5 and 6: SLOPE * D on split_mult
-    split_mult #(
-        .A_BITS(SLOPE_BITS),
-        .B_BITS(D_BITS),
-        .P_BITS(PM_BITS)
+    // stages 5 - 7 (prelu_requant): SLOPE * D on split_mult; RPReLU: D, or the slope product floored by SLOPE_FRAC
+    // bits; requantization: + zeta, round half up (the half is added in stage 7), clamp
+    prelu_requant #(
+        .D_BITS(D_BITS),
+        .SLOPE_BITS(SLOPE_BITS),
+        .SLOPE_FRAC(SLOPE_FRAC),
+        .ADD_BITS(ZETA_BITS),
+        .OUT_SHIFT(OUT_SHIFT),
+        .OUT_BITS(OUT_BITS)
     )
-    slope_mult_inst (
+    prelu_inst (
         .clk(clk),
         .en(advance),
-        .a(s4_slope_reg),
-        .b(s4_d_reg),
-        .p(s6_slope_prod)
+        .d(s4_d_reg),
+        .slope(s4_slope_reg),
+        .add(s4_zeta_reg),
+        .q(out_data[pe*OUT_BITS +: OUT_BITS])
     );
-
-    // RPReLU: D, or the slope product floored by SLOPE_FRAC bits
-    wire logic signed [PN_BITS-1:0] s6_neg = PN_BITS'(s6_slope_prod >>> SLOPE_FRAC);
-    wire logic signed [P_BITS-1:0] p = s6_d_reg[D_BITS-1] ? P_BITS'(s6_neg) : P_BITS'(s6_d_reg);
-    wire logic signed [O_BITS-1:0] half = O_BITS'(1) <<< (OUT_SHIFT - 1);
-
-    // requantization: round half up (the half is in s7_o_reg), clamp
-    localparam logic signed [O_BITS-1:0] Q_MAX = O_BITS'((64'sd1 <<< (OUT_BITS - 1)) - 1);
-    localparam logic signed [O_BITS-1:0] Q_MIN = O_BITS'(-(64'sd1 <<< (OUT_BITS - 1)));
-    wire logic signed [O_BITS-1:0] rounded = s7_o_reg >>> OUT_SHIFT;
-    assign out_data[pe*OUT_BITS +: OUT_BITS] = rounded > Q_MAX ? OUT_BITS'(Q_MAX)
-                                               : rounded < Q_MIN ? OUT_BITS'(Q_MIN) : OUT_BITS'(rounded);
 
     always_ff @(posedge clk) begin
         if (advance) begin
@@ -352,13 +343,6 @@ for (genvar pe = 0; pe < PE; pe = pe + 1) begin : g_lane
             s4_d_reg <= d_next;
             s4_slope_reg <= s3_slope_reg;
             s4_zeta_reg <= s3_zeta_reg;
-
-            s5_d_reg <= s4_d_reg;
-            s5_zeta_reg <= s4_zeta_reg;
-            s6_d_reg <= s5_d_reg;
-            s6_zeta_reg <= s5_zeta_reg;
-
-            s7_o_reg <= O_BITS'(p) + O_BITS'(s6_zeta_reg) + half;
         end
     end
 end
