@@ -148,7 +148,7 @@ estimate-check: setup
 
 BOARD ?= pynq-z2
 RTL   ?= $(RUN)/rtl
-# the ECP5 open flow closes timing near 50 MHz (the digits accelerator: 53 MHz routed); PYNQ-Z2: 100 MHz
+# the ECP5 open flow: 50 MHz by default (the digits INSTA accelerator routed at 67.7 MHz on the ULX3S, docs/hardware.md); PYNQ-Z2: 100 MHz
 CLOCK_MHZ ?= $(if $(filter ulx3s-85f,$(BOARD)),50,100)
 
 bitstream: setup
