@@ -10,14 +10,13 @@ the compiler's model too) meet the target: SIMD grows first (through the divisor
 synthesis tool's choice, or ``block``) goes to block RAM where that saves LUTs, the layers that save the most LUTs
 per BRAM36 first, as long as the layers' estimated BRAM36 stay within ``--bram36-budget`` (default
 :data:`BRAM36_BUDGET`: 90 % of the PYNQ boards' xc7z020; :func:`choose_ram_styles`). It writes a folding config in
-FINN's format (``{node name: {"PE": .., "SIMD": ..}}``, SIMD
-only on the nodes that have it, a knob only on the nodes that have it; ``ram_style`` may be left out: ``auto``),
-which FINN's ``ApplyConfig`` applies to the
-graph, so a user can edit it and feed it back (``--config``, or ``instabnn.hw.compile --folding``). A config must
-name every node of the graph and no other, with only that node's keys, each a positive integer dividing the
-dimension it folds, knobs one of their legal values (FINN's ``"Defaults": {}`` is accepted); anything else is an
-error naming the node or key. The report lists per layer the folding and cycles, the bottleneck, and the frames per second it gives at
-the clock. Resource estimates enter only the ``ram_style`` choice.
+FINN's format (``{node name: {"PE": .., "SIMD": ..}}``, SIMD only on the nodes that have it, a knob only on the
+nodes that have it; ``ram_style`` may be left out: ``auto``), which FINN's ``ApplyConfig`` applies to the graph, so
+a user can edit it and feed it back (``--config``, or ``instabnn.hw.compile --folding``). A config must name every
+node of the graph and no other, with only that node's keys, each a positive integer dividing the dimension it folds,
+knobs one of their legal values (FINN's ``"Defaults": {}`` is accepted); anything else is an error naming the node
+or key. The report lists per layer the folding and cycles, the bottleneck, and the frames per second it gives at the
+clock. Resource estimates enter only the ``ram_style`` choice.
 
 The config file is written only where no file is, or over one this tool wrote itself and nobody changed since
 (the sha256 of what it wrote is kept beside it in ``.<name>.sha256``): a folding you edited or passed is never
