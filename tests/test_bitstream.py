@@ -666,11 +666,37 @@ def test_ecp5_timing_refuses_bad_input_in_one_line(tmp_path, capsys):
                            "--param 'W8': expected NAME=VALUE"),
                           ([str(tmp_path / "none"), "--out", str(tmp_path / "o")], "none: not a directory"),
                           ([str(rtl), "--out", str(tmp_path / "o")], "no accelerator.json"),
-                          ([str(rtl), "--out", str(user), "--top", "counter"], "did not write")):
+                          ([str(rtl), "--out", str(user), "--top", "counter"], "did not write"),
+                          ([str(rtl), "--out", str(tmp_path / "o"), "--instance", "block0_tail"],
+                           "instabnn_top.sv: not found"),
+                          ([str(rtl), "--out", str(tmp_path / "o"), "--instance", "block0_tail", "--top", "counter"],
+                           "not with --top / --param")):
         assert ecp5_timing.main(args) == 2
         err = capsys.readouterr().err.strip()
         assert culprit in err and "\n" not in err, err
     assert (user / "notes.txt").read_text() == "keep" and sorted(p.name for p in user.iterdir()) == ["notes.txt"]
+    (rtl / "instabnn_top.sv").write_text("module instabnn_top;\ncounter #(\n    .W(4)\n) count_inst (\n);\nendmodule\n")
+    assert ecp5_timing.main([str(rtl), "--out", str(tmp_path / "o"), "--instance", "block0_tail"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no instance block0_tail" in err and "\n" not in err, err
+
+
+def test_ecp5_timing_instance_takes_module_and_parameters_from_the_top(tmp_path, monkeypatch):
+    from instabnn.hw.bitstream import ecp5_timing
+
+    rtl = tmp_path / "rtl"
+    rtl.mkdir()
+    (rtl / "instabnn_top.sv").write_text('module instabnn_top;\ncounter #(\n    .W(8),\n    .F("c.mem")\n) '
+                                         'block1_tail (\n    .clk(clk)\n);\nendmodule\n')
+    seen = {}
+
+    def fake_time_rtl(rtl_dir, out, top, params, freq, seed):
+        seen.update(top=top, params=params)
+        return {"top": top, "clocks": {}}
+
+    monkeypatch.setattr(ecp5_timing, "time_rtl", fake_time_rtl)
+    assert ecp5_timing.main([str(rtl), "--out", str(tmp_path / "o"), "--instance", "block1_tail"]) == 0
+    assert seen == {"top": "counter", "params": {"W": "8", "F": '"c.mem"'}}
 
 
 @pytest.mark.slow

@@ -8,7 +8,9 @@ routing split (:func:`instabnn.hw.bitstream.ulx3s.parse_nextpnr_report`), utilis
 answers "which block limits the clock" in minutes for one block and without the UART top that ``make bitstream
 BOARD=ulx3s-85f`` adds. ``--top`` defaults to the manifest's top (``accelerator.json``); a block of the library is
 timed with its parameters, e.g. ``--top binary_mvu --param MW=576 --param MH=64 --param SIMD=32 --param PE=1
---param WEIGHT_FILE='"block3_conv_weight.mem"'`` in a compiled RTL directory (the memory files are there).
+--param WEIGHT_FILE='"block3_conv_weight.mem"'`` in a compiled RTL directory (the memory files are there), or, in a
+compiled accelerator, by its instance name: ``--instance block1_tail`` takes the module and the parameters that
+``instabnn_top.sv`` gives that instance.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from instabnn.hw.bitstream.tools import BitstreamError, Recorder
 from instabnn.hw.bitstream.ulx3s import ULX3S_85F, ecp5_tools, parse_nextpnr_report
+from instabnn.hw.synth import SynthError, instance_parameters
 from instabnn.outputs import OutputDir, OutputError, atomic_write_text
 
 TOOL = "instabnn-ecp5-timing"
@@ -65,7 +68,8 @@ def time_rtl(rtl: str | Path, out: str | Path, top: str | None = None, params: d
         work = staging / "rtl"
         shutil.copytree(rtl, work)
         # YoWASP tools run sandboxed: every path they see is a bare name or starts with ".." (see ulx3s.py)
-        script = [f"read_verilog -defer -sv {s}" for s in sources]
+        # INSTABNN_MULT18X18: products cut for the ECP5's 18 x 18 multipliers (split_mult.sv), as in the ULX3S flow
+        script = [f"read_verilog -defer -sv -DINSTABNN_MULT18X18 {s}" for s in sources]
         if params:
             script.append("chparam " + " ".join(f"-set {k} {v}" for k, v in params.items()) + f" {top}")
         script += [f"synth_ecp5 -top {top} -json ../synth.json", "stat"]
@@ -110,6 +114,8 @@ def main(argv=None) -> int:
     p.add_argument("--top", help="the module to time (default: the manifest's top)")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="a parameter of --top (repeatable; a string value in double quotes)")
+    p.add_argument("--instance", help="a block instance of the compiled accelerator's top (instabnn_top.sv): its "
+                   "module with the parameters given there (not with --top / --param)")
     p.add_argument("--freq", type=float, default=100.0, help="target clock in MHz (default 100)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
     args = p.parse_args(argv)
@@ -117,8 +123,17 @@ def main(argv=None) -> int:
         print(f"{TOOL}: error: --freq {args.freq}: must be > 0", file=sys.stderr)
         return 2
     try:
-        rep = time_rtl(args.rtl, args.out, args.top, parse_params(args.param), args.freq, args.seed)
-    except (BitstreamError, OutputError) as e:
+        top, params = args.top, parse_params(args.param)
+        if args.instance:
+            if top or params:
+                raise BitstreamError("--instance takes the module and parameters from the top: not with --top / "
+                                     "--param")
+            top_sv = Path(args.rtl) / "instabnn_top.sv"
+            if not top_sv.is_file():
+                raise BitstreamError(f"{top_sv}: not found (--instance needs a compiled accelerator's RTL directory)")
+            top, params = instance_parameters(top_sv, args.instance)
+        rep = time_rtl(args.rtl, args.out, top, params, args.freq, args.seed)
+    except (BitstreamError, OutputError, SynthError) as e:
         print(f"{TOOL}: error: {e}", file=sys.stderr)
         return 2
     fmax = ", ".join(f"{clk} {c['achieved_mhz']:.2f} MHz" for clk, c in rep["clocks"].items())

@@ -162,9 +162,11 @@ def run_cocotb(
     return results
 
 
-def verilator_lint(sources: list[Path], toplevel: str, parameters: dict, vbin: Path) -> subprocess.CompletedProcess:
-    """``verilator --lint-only -Wall`` of ``toplevel`` with ``parameters`` (``-G``; strings already quoted)."""
-    cmd = [str(vbin / "verilator"), "--lint-only", "-Wall", "--top-module", toplevel]
+def verilator_lint(sources: list[Path], toplevel: str, parameters: dict, vbin: Path,
+                   extra_args: list[str] | None = None) -> subprocess.CompletedProcess:
+    """``verilator --lint-only -Wall`` of ``toplevel`` with ``parameters`` (``-G``; strings already quoted) and
+    ``extra_args`` (e.g. ``-DMACRO``)."""
+    cmd = [str(vbin / "verilator"), "--lint-only", "-Wall", "--top-module", toplevel, *(extra_args or [])]
     cmd += [f"-G{k}={v}" for k, v in parameters.items()] + [str(s) for s in sources]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 

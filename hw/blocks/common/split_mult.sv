@@ -5,9 +5,11 @@
  * The operands are cut into chunks as Yosys cuts a wide product for DSP48E1 slices (25 x 18 bits;
  * instabnn.hw.blocks.common.resources.multiplier_dsp): the wider operand into 24-bit chunks, the narrower into 17-bit
  * ones, the low chunks unsigned and the top one signed (an operand that fits its port, 25 or 18 bits, is one signed
- * chunk). Stage 1 registers every chunk product (one DSP48E1 each; on the ECP5 at most two MULT18X18D and their
- * adder); stage 2 registers their sum, each chunk product shifted by its chunks' offsets. Exact: the sum of the
- * shifted chunk products is a * b, taken modulo 2^P_BITS (P_BITS >= A_BITS + B_BITS keeps all of it).
+ * chunk). With the macro INSTABNN_MULT18X18 defined (the ECP5 flows define it: the MULT18X18D is 18 x 18 bits) both
+ * operands are cut into 17-bit chunks, so that every chunk product is one multiplier there too, without the adder
+ * that joins two. Stage 1 registers every chunk product; stage 2 registers their sum, each chunk product shifted by
+ * its chunks' offsets. Exact either way: the sum of the shifted chunk products is a * b, taken modulo 2^P_BITS
+ * (P_BITS >= A_BITS + B_BITS keeps all of it).
  *
  * Timing: en (a pipeline enable) gates both stages; a and b sampled at an enabled edge e give p after the next
  * enabled edge (LATENCY = 2 enabled edges). On the ECP5 a single-stage product of several multipliers and the adders
@@ -34,10 +36,15 @@ module split_mult #(
     output wire logic signed [P_BITS-1:0]  p
 );
 
-// X: the wider operand (25-bit port, 24-bit chunks), Y: the narrower (18-bit port, 17-bit chunks)
+// X: the wider operand (25-bit port, 24-bit chunks; 18 / 17 with INSTABNN_MULT18X18), Y: the narrower (18-bit
+// port, 17-bit chunks)
 localparam int X_BITS = A_BITS >= B_BITS ? A_BITS : B_BITS;
 localparam int Y_BITS = A_BITS >= B_BITS ? B_BITS : A_BITS;
+`ifdef INSTABNN_MULT18X18
+localparam int X_CHUNK = 17;
+`else
 localparam int X_CHUNK = 24;
+`endif
 localparam int Y_CHUNK = 17;
 localparam int NX = X_BITS <= X_CHUNK + 1 ? 1 : (X_BITS - 1 + X_CHUNK - 1) / X_CHUNK;
 localparam int NY = Y_BITS <= Y_CHUNK + 1 ? 1 : (Y_BITS - 1 + Y_CHUNK - 1) / Y_CHUNK;

@@ -16,7 +16,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
 from instabnn.hw.blocks.common.axis_tb import CLOCK_PERIOD_NS, read_case, run_bench
-from instabnn.hw.blocks.common.rtl_runner import lint_output_clean, verilator_lint
+from instabnn.hw.blocks.common.rtl_runner import VERILATOR_BUILD_ARGS, lint_output_clean, verilator_lint
 from instabnn.hw.blocks.rtl_library import rtl_paths
 
 SOURCES = rtl_paths("split_mult")
@@ -71,16 +71,20 @@ async def products(dut):
     assert mismatches == 0
 
 
-CASES = [(25, 18, 43), (23, 23, 46), (48, 40, 60), (3, 60, 63)]
+CASES = [(25, 18, 43, ""), (23, 23, 46, ""), (48, 40, 60, ""), (3, 60, 63, ""),
+         (25, 18, 43, "INSTABNN_MULT18X18"), (48, 40, 60, "INSTABNN_MULT18X18")]
 
 
-@pytest.mark.parametrize("a_bits,b_bits,p_bits", CASES, ids=[f"{a}x{b}_p{p}" for a, b, p in CASES])
-def test_split_mult_products_are_exact(a_bits, b_bits, p_bits, tmp_path, verilator_path):
+@pytest.mark.parametrize("a_bits,b_bits,p_bits,define", CASES,
+                         ids=[f"{a}x{b}_p{p}" + (f"_{d}" if d else "") for a, b, p, d in CASES])
+def test_split_mult_products_are_exact(a_bits, b_bits, p_bits, define, tmp_path, verilator_path):
+    """Both chunkings: DSP48E1-sized (the default) and MULT18X18D-sized (``INSTABNN_MULT18X18``, the ECP5 flows)."""
     params = {"A_BITS": a_bits, "B_BITS": b_bits, "P_BITS": p_bits}
-    ok, log = lint_output_clean(verilator_lint(SOURCES, "split_mult", params, verilator_path))
+    defines = [f"-D{define}"] if define else []
+    ok, log = lint_output_clean(verilator_lint(SOURCES, "split_mult", params, verilator_path, extra_args=defines))
     assert ok, log
     case = {"a_bits": a_bits, "b_bits": b_bits, "p_bits": p_bits, "cycles": 400, "seed": a_bits * 100 + b_bits}
     run_bench(__file__, case, sources=SOURCES, toplevel="split_mult", parameters=params, directory=tmp_path,
-              seed=a_bits)
+              seed=a_bits, build_args=VERILATOR_BUILD_ARGS + defines)
     result = json.loads((tmp_path / "result_products.json").read_text())
     assert result["mismatches"] == 0 and result["checked"] > 200

@@ -696,14 +696,17 @@ if (STAT_REUSE == 0) begin : g_own
     logic [PIX_W-1:0] in_pix_reg;
     logic in_bank_reg;
     logic [COUNT_W-1:0] buf_count_reg;   // beats accepted (in the front pipeline or the buffer), not yet issued
+    // the ready's terms as registers, so that the join's tready (into the FIFO in front) is one LUT of registers
+    logic in_frame_start_reg;            // in_pix_reg == 0 && in_fold_reg == 0
+    logic buf_full_reg;                  // buf_count_reg == BUF_DEPTH
 
     wire logic in_first_pixel = in_pix_reg == '0;
-    wire logic in_frame_start = in_first_pixel && in_fold_reg == '0;
+    wire logic in_frame_start = in_frame_start_reg;
     wire logic in_last_fold = in_fold_reg == CF_W'(CF-1);
     wire logic in_last_pixel = in_pix_reg == PIX_W'(PIXELS-1);
     wire logic in_last = in_last_pixel && in_last_fold;
 
-    wire logic in_ready = buf_count_reg != COUNT_W'(BUF_DEPTH) && !(in_frame_start && stats_used_reg == 2'd2);
+    wire logic in_ready = !buf_full_reg && !(in_frame_start && stats_used_reg == 2'd2);
     wire logic accept = s_axis_acc_tvalid && s_axis_sc_tvalid && in_ready;
 
     assign s_axis_acc_tready = in_ready && s_axis_sc_tvalid;
@@ -730,6 +733,7 @@ if (STAT_REUSE == 0) begin : g_own
             if (in_last) begin
                 in_bank_reg <= !in_bank_reg;
             end
+            in_frame_start_reg <= in_last;
         end
         f_valid_reg <= {f_valid_reg[3:0], accept};
         f_fold_reg[0] <= in_fold_reg;
@@ -748,6 +752,7 @@ if (STAT_REUSE == 0) begin : g_own
             in_fold_reg <= '0;
             in_pix_reg <= '0;
             in_bank_reg <= 1'b0;
+            in_frame_start_reg <= 1'b1;
             f_valid_reg <= '0;
         end
     end
@@ -808,6 +813,7 @@ if (STAT_REUSE == 0) begin : g_own
      */
     wire logic issue = advance && thr_full_reg != 2'd0;
     assign consume = issue;
+    wire logic [COUNT_W-1:0] buf_count_next = buf_count_reg + COUNT_W'(accept) - COUNT_W'(issue);
 
     // r1: the buffer's read register (block RAM), T and the constants; r2: the same registered once more, so that
     // only a register follows the block RAM's clock-to-out
@@ -837,7 +843,8 @@ if (STAT_REUSE == 0) begin : g_own
             r2_thr_reg <= r1_thr_reg;
             d_valid_reg <= r2_valid_reg;
         end
-        buf_count_reg <= buf_count_reg + COUNT_W'(accept) - COUNT_W'(issue);
+        buf_count_reg <= buf_count_next;
+        buf_full_reg <= buf_count_next == COUNT_W'(BUF_DEPTH);
 
         if (rst) begin
             rd_ptr_reg <= '0;
@@ -845,6 +852,7 @@ if (STAT_REUSE == 0) begin : g_own
             r2_valid_reg <= 1'b0;
             d_valid_reg <= 1'b0;
             buf_count_reg <= '0;
+            buf_full_reg <= 1'b0;
         end
     end
 

@@ -286,14 +286,17 @@ if (STATIC == 0) begin : g_insta
     logic [1:0] stats_full_reg;          // frames with complete sums whose threshold computation has not started
     logic [1:0] thr_used_reg;            // frames holding a threshold bank: computation started, readout not done
     logic [1:0] thr_full_reg;            // frames with complete thresholds, readout not done
+    // the ready's terms as registers, so that s_axis_tready is one LUT of registers
+    logic in_frame_start_reg;            // in_pix_reg == 0 && in_fold_reg == 0
+    logic buf_full_reg;                  // count_reg == BUF_DEPTH
 
     wire logic in_first_pixel = in_pix_reg == '0;
-    wire logic in_frame_start = in_first_pixel && in_fold_reg == '0;
+    wire logic in_frame_start = in_frame_start_reg;
     wire logic in_last_fold = in_fold_reg == CF_W'(CF-1);
     wire logic in_last_pixel = in_pix_reg == PIX_W'(PIXELS-1);
     wire logic in_last = in_last_pixel && in_last_fold;
 
-    wire logic in_ready = count_reg != COUNT_W'(BUF_DEPTH) && !(in_frame_start && stats_used_reg == 2'd2);
+    wire logic in_ready = !buf_full_reg && !(in_frame_start && stats_used_reg == 2'd2);
     wire logic accept = s_axis_tvalid && in_ready;
 
     assign s_axis_tready = in_ready;
@@ -307,6 +310,7 @@ if (STATIC == 0) begin : g_insta
             if (in_last) begin
                 in_bank_reg <= !in_bank_reg;
             end
+            in_frame_start_reg <= in_last;
             wr_ptr_reg <= wr_ptr_reg == BUF_W'(BUF_DEPTH-1) ? '0 : wr_ptr_reg + 1'b1;
         end
 
@@ -314,6 +318,7 @@ if (STATIC == 0) begin : g_insta
             in_fold_reg <= '0;
             in_pix_reg <= '0;
             in_bank_reg <= 1'b0;
+            in_frame_start_reg <= 1'b1;
             wr_ptr_reg <= '0;
         end
     end
@@ -568,6 +573,7 @@ if (STATIC == 0) begin : g_insta
     wire logic out_last_pixel = out_pix_reg == PIX_W'(PIXELS-1);
     wire logic issue = advance && thr_full_reg != 2'd0;
     wire logic out_frame_end = issue && out_last_fold && out_last_pixel;
+    wire logic [COUNT_W-1:0] count_next = count_reg + COUNT_W'(accept) - COUNT_W'(issue);
 
     always_ff @(posedge clk) begin
         if (issue) begin
@@ -589,7 +595,8 @@ if (STATIC == 0) begin : g_insta
             s1_thr_reg <= r_thr_reg;
         end
 
-        count_reg <= count_reg + COUNT_W'(accept) - COUNT_W'(issue);
+        count_reg <= count_next;
+        buf_full_reg <= count_next == COUNT_W'(BUF_DEPTH);
         stats_used_reg <= stats_used_reg + 2'(accept && in_frame_start) - 2'(compute_release);
         stats_full_reg <= stats_full_reg + 2'(stats_done) - 2'(compute_start);
         thr_used_reg <= thr_used_reg + 2'(compute_start) - 2'(out_frame_end);
@@ -603,6 +610,7 @@ if (STATIC == 0) begin : g_insta
             r_valid_reg <= 1'b0;
             s1_valid_reg <= 1'b0;
             count_reg <= '0;
+            buf_full_reg <= 1'b0;
             stats_used_reg <= '0;
             stats_full_reg <= '0;
             thr_used_reg <= '0;

@@ -7,8 +7,10 @@
  * are the ends of the signed INPUT_BITS-bit input range. For every integer q in that range,
  * q >= t  <=>  q * 2^FRAC >= value, so the clamp changes no comparison. t is a signed INPUT_BITS+1-bit integer.
  *
- * ceil is floor + (any fraction bit set): the floor is the arithmetic right shift (wires only), so the logic is one
- * incrementer on the integer part and two compares for the clamp.
+ * ceil is floor + (any fraction bit set): the floor is the arithmetic right shift (wires only). The clamp decisions
+ * are taken on the floor, in parallel with the increment (ceil < q_min <=> floor < q_min - nz, ceil > q_max + 1 <=>
+ * floor > q_max + 1 - nz, nz the fraction flag: constant compares chosen by nz), so that no compare waits for the
+ * increment's carry; only the low INPUT_BITS + 1 bits of the increment are kept.
  */
 
 `resetall
@@ -50,11 +52,14 @@ end else begin : g_no_frac
     assign frac_nonzero = 1'b0;
 end
 
-wire logic signed [INT_W-1:0] ceil_part = floor_part + INT_W'(frac_nonzero);
 localparam logic signed [INT_W-1:0] LOW = -(INT_W'(1) <<< (INPUT_BITS - 1));      // q_min
 localparam logic signed [INT_W-1:0] HIGH = INT_W'(1) <<< (INPUT_BITS - 1);        // q_max + 1
 
-assign t = ceil_part < LOW ? TH_W'(LOW) : ceil_part > HIGH ? TH_W'(HIGH) : TH_W'(ceil_part);
+wire logic below = frac_nonzero ? floor_part < LOW - INT_W'(1) : floor_part < LOW;    // ceil < q_min
+wire logic above = frac_nonzero ? floor_part >= HIGH : floor_part > HIGH;             // ceil > q_max + 1
+wire logic [TH_W-1:0] ceil_low = TH_W'(floor_part) + TH_W'(frac_nonzero);              // ceil mod 2^TH_W
+
+assign t = below ? TH_W'(LOW) : above ? TH_W'(HIGH) : ceil_low;
 
 endmodule
 
