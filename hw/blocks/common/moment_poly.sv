@@ -21,8 +21,8 @@
  *
  * Schedule: start (accepted while idle) begins a frame; the unit then issues one step (channel c, term j, limb k)
  * per clock, c = 0 .. C-1 (fold f = c / PE, lane pe = c mod PE), j = 1, 2, 3, k = 0 .. LIMBS-1: STEPS = 3*C*LIMBS
- * steps per frame. Pipeline from the issue edge I of a step: I [lane / term / limb select of the sums (asynchronous
- * read of the stats memory); C_j of the step's term from the coefficient word] -> I+1 [chunk products] -> I+2
+ * steps per frame. Pipeline from the issue edge I of a step: I [lane / term / limb select of the sums (the stats
+ * memory read one edge ahead, below); C_j of the step's term from the coefficient word] -> I+1 [chunk products] -> I+2
  * [product: split_mult] -> I+3 [shift and accumulate; the channel's first step starts from C0 * 2^(FRAC-FRAC_0)].
  * The coefficient ROM is read one edge ahead of the issue (at I-1, at the channel of the step issued at I, held in an
  * address register loaded at I-2; channel 0 while idle), so that only registers feed and follow the ROM; the product takes two stages because
@@ -88,7 +88,7 @@ module moment_poly #(
     output wire logic                       release_stats,  // pulse: the frame's sums have all been read
 
     /*
-     * Stats read port (asynchronous, stats_accumulate)
+     * Stats read port (stats_accumulate's asynchronous read; the address and the data are registered here)
      */
     output wire logic                       sums_bank,
     output wire logic [CF_W-1:0]            sums_fold,
@@ -209,8 +209,6 @@ end
 
 assign busy = busy_reg;
 assign release_stats = release_reg;
-assign sums_bank = bank_reg;
-assign sums_fold = fold_reg;
 
 /*
  * Stage 0: the coefficient ROM, read one edge ahead of the issue at an address register loaded one more edge ahead:
@@ -254,15 +252,48 @@ always_ff @(posedge clk) begin
 end
 
 /*
- * Stage 1: operands. Limb k of P_j of the lane (asynchronous stats read, lane, term and limb select); the channel's
- * coefficient word (from the ROM's read register)
+ * Stage 0, power sums: the stats memory (read asynchronously) is read one edge ahead of the issue, like the ROM: at
+ * the edge that issues step s, the read address (sums_bank, sums_fold) takes step s+2's bank and fold, and sums_reg
+ * the word of step s+1's. So the stats memory's address is a register and its output goes into a register only.
+ * A frame's first step reads its bank one edge before the issue, two edges after the edge that started the frame
+ * at the earliest, when the parent has seen done of the stats and the last sums are written.
+ */
+logic sums_bank_reg;
+logic [CF_W-1:0] sums_fold_reg;
+logic [PE*SUM_W-1:0] sums_reg;
+
+always_ff @(posedge clk) begin
+    if (!busy_reg) begin
+        sums_bank_reg <= bank_reg;
+        sums_fold_reg <= '0;
+    end else if (near_channel_end && last_channel) begin
+        sums_bank_reg <= !bank_reg;
+        sums_fold_reg <= '0;
+    end else begin
+        sums_bank_reg <= bank_reg;
+        sums_fold_reg <= near_channel_end && last_lane ? fold_reg + 1'b1 : fold_reg;
+    end
+    sums_reg <= sums;
+
+    if (rst) begin
+        sums_bank_reg <= 1'b0;
+        sums_fold_reg <= '0;
+    end
+end
+
+assign sums_bank = sums_bank_reg;
+assign sums_fold = sums_fold_reg;
+
+/*
+ * Stage 1: operands. Limb k of P_j of the lane (lane, term and limb select of sums_reg); the channel's coefficient
+ * word (from the ROM's read register)
  */
 
 // lane and limb selects as array indices (plain muxes; a variable part-select would become a barrel shifter)
 wire logic [SUM_W-1:0] sums_lanes[PE];
 
 for (genvar pe = 0; pe < PE; pe = pe + 1) begin : g_sums_lane
-    assign sums_lanes[pe] = sums[pe*SUM_W +: SUM_W];
+    assign sums_lanes[pe] = sums_reg[pe*SUM_W +: SUM_W];
 end
 
 wire logic [SUM_W-1:0] lane_sums = sums_lanes[lane_reg];
