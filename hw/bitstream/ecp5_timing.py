@@ -9,6 +9,10 @@ answers "which block limits the clock" in minutes for one block and without the 
 BOARD=ulx3s-85f`` adds. ``--top`` defaults to the manifest's top (``accelerator.json``); a block of the library is
 timed with its parameters, e.g. ``--top binary_mvu --param MW=576 --param MH=64 --param SIMD=32 --param PE=1
 --param WEIGHT_FILE='"block3_conv_weight.mem"'`` in a compiled RTL directory (the memory files are there).
+
+Between Yosys and nextpnr, :mod:`instabnn.hw.bitstream.ecp5_outreg` moves the fabric register after each block-RAM
+read into the RAM's output register (``synth.json`` -> ``synth_outreg.json``, summary in ``outreg.json`` and in the
+report's ``outreg``); ``--no-outreg`` skips it, for comparison.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import sys
 from pathlib import Path
 
 from instabnn.hw.bitstream.tools import BitstreamError, Recorder
+from instabnn.hw.bitstream.ecp5_outreg import outreg_command
 from instabnn.hw.bitstream.ulx3s import ULX3S_85F, ecp5_tools, parse_nextpnr_report
 from instabnn.outputs import OutputDir, OutputError, atomic_write_text
 
@@ -46,8 +51,10 @@ def default_top(rtl: Path) -> str:
 
 
 def time_rtl(rtl: str | Path, out: str | Path, top: str | None = None, params: dict[str, str] | None = None,
-             freq_mhz: float = 100.0, seed: int = 1) -> dict:
-    """Synthesise and place-and-route ``rtl`` out of context into ``out``; returns the report (also written)."""
+             freq_mhz: float = 100.0, seed: int = 1, outreg: bool = True) -> dict:
+    """Synthesise and place-and-route ``rtl`` out of context into ``out``; returns the report (also written).
+    ``outreg``: run :mod:`instabnn.hw.bitstream.ecp5_outreg` on Yosys' netlist before nextpnr (the block RAMs'
+    output registers); its summary is the report's ``outreg``."""
     rtl = Path(rtl)
     if not rtl.is_dir():
         raise BitstreamError(f"{rtl}: not a directory")
@@ -73,14 +80,20 @@ def time_rtl(rtl: str | Path, out: str | Path, top: str | None = None, params: d
         rec = Recorder(staging)
         rec.run([tools["yosys"], "-q", "-l", "../yosys.log", "-s", "../synth.ys"], work, staging / "yosys.stdout.log",
                 3 * 3600, "yosys synth_ecp5")
+        outreg_summary, netlist = None, "synth.json"
+        if outreg:
+            netlist = "synth_outreg.json"
+            rec.run(outreg_command("synth.json", netlist, "outreg.json"), staging, staging / "outreg.log", 3600,
+                    "ecp5_outreg (block-RAM output registers)")
+            outreg_summary = json.loads((staging / "outreg.json").read_text())
         rec.run([tools["nextpnr-ecp5"], f"--{ULX3S_85F['device']}", "--package", ULX3S_85F["package"],
-                 "--out-of-context", "--json", "synth.json", "--freq", f"{freq_mhz:g}", "--seed", str(seed),
+                 "--out-of-context", "--json", netlist, "--freq", f"{freq_mhz:g}", "--seed", str(seed),
                  "--timing-allow-fail", "--report", "nextpnr_report.json", "--log", "nextpnr.log"],
                 staging, staging / "nextpnr.stdout.log", 6 * 3600, "nextpnr-ecp5 --out-of-context")
         parsed = parse_nextpnr_report(json.loads((staging / "nextpnr_report.json").read_text()))
         shutil.rmtree(work)
         report = {"rtl": str(rtl), "top": top, "params": params, "target_mhz": freq_mhz, "seed": seed, **parsed,
-                  "commands": rec.commands}
+                  "outreg": outreg_summary, "commands": rec.commands}
         atomic_write_text(staging / "timing.json", json.dumps(report, indent=1) + "\n")
         atomic_write_text(staging / "timing.md", markdown(report))
     return report
@@ -92,6 +105,12 @@ def markdown(rep: dict) -> str:
              "| clock | Fmax (MHz) | met |", "|---|---|---|"]
     for clk, c in rep["clocks"].items():
         lines.append(f"| `{clk}` | {c['achieved_mhz']:.2f} | {'yes' if c['met'] else '**no**'} |")
+    if rep.get("outreg") is not None:
+        from instabnn.hw.bitstream.ecp5_outreg import summary_line
+
+        lines += ["", f"Block-RAM output registers (ecp5_outreg): {summary_line(rep['outreg'])}."]
+    else:
+        lines += ["", "Block-RAM output registers: pass off (--no-outreg)."]
     for cp in rep["critical_paths"]:
         lines += ["", f"Critical path ({cp['from_clock']} -> {cp['to_clock']}): {cp['delay_ns']:.2f} ns "
                   f"({cp['logic_ns']:.2f} logic, {cp['routing_ns']:.2f} routing) from `{cp['start']}` to "
@@ -112,12 +131,15 @@ def main(argv=None) -> int:
                    help="a parameter of --top (repeatable; a string value in double quotes)")
     p.add_argument("--freq", type=float, default=100.0, help="target clock in MHz (default 100)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    p.add_argument("--no-outreg", action="store_true",
+                   help="leave Yosys' netlist as it is (no block-RAM output-register pass; for comparison)")
     args = p.parse_args(argv)
     if not args.freq > 0:
         print(f"{TOOL}: error: --freq {args.freq}: must be > 0", file=sys.stderr)
         return 2
     try:
-        rep = time_rtl(args.rtl, args.out, args.top, parse_params(args.param), args.freq, args.seed)
+        rep = time_rtl(args.rtl, args.out, args.top, parse_params(args.param), args.freq, args.seed,
+                       outreg=not args.no_outreg)
     except (BitstreamError, OutputError) as e:
         print(f"{TOOL}: error: {e}", file=sys.stderr)
         return 2
