@@ -201,6 +201,12 @@ module tb;
   task check(input integer g, input [31:0] ref_, input [31:0] got);
     integer b;
     begin
+      if (^ref_ !== 1'bx && got === ref_) begin  // the common case, all bits defined and equal
+        if (g == 0) begin
+          total = total + 32;
+          defined = defined + 32;
+        end
+      end else
       for (b = 0; b < 32; b = b + 1) begin
         if (g == 0) total = total + 1;
         if (ref_[b] === 1'b0 || ref_[b] === 1'b1) begin
