@@ -254,8 +254,8 @@ def test_outreg_netlist_equivalent_to_rtl(tmp_path):
     (tmp_path / "broken.json").write_text(json.dumps(broken))
     gates = ["gate_plain", "gate_merged", "gate_broken"]
     for src, gate in zip(("synth.json", "merged.json", "broken.json"), gates):
-        subprocess.run([yosys, "-q", "-p", f"read_json {src}; rename outreg_dut {gate}; write_verilog -noattr {gate}.v"],
-                       cwd=tmp_path, check=True, timeout=300)
+        script = f"read_json {src}; rename outreg_dut {gate}; write_verilog -noattr {gate}.v"
+        subprocess.run([yosys, "-q", "-p", script], cwd=tmp_path, check=True, timeout=300)
     (tmp_path / "cells.v").write_text(sim.lattice_cells(share) + sim.dp16kd_model())
     (tmp_path / "tb.sv").write_text(sim.testbench(gates, 600, 7))
     subprocess.run(["iverilog", "-g2012", "-o", "sim.vvp", "tb.sv", "dut.sv", *[f"{g}.v" for g in gates], "cells.v"],
@@ -268,3 +268,15 @@ def test_outreg_netlist_equivalent_to_rtl(tmp_path):
         assert int(fields["defined"]) > 0.95 * int(fields["total"]), line
         assert fields["gate_plain"] == "0" and fields["gate_merged"] == "0", (plusargs, out[-2000:])
         assert int(fields["gate_broken"]) > 0, line
+
+
+def test_outreg_hand_instantiated_pdpw16kd():
+    conns = {"CLKR": [CLK], "CER": [CE], "OCER": ["1"], "RST": ["0"], "CLKW": [CLK], "CEW": ["1"],
+             "DO0": [10], "DO1": [11]}
+    pdpw = {"hide_name": 0, "type": "PDPW16KD", "parameters": {"REGMODE": "NOREG", "CLKRMUX": "CLKR"},
+            "attributes": {}, "port_directions": _dirs([p for p in conns if not p.startswith("DO")], ["DO0", "DO1"]),
+            "connections": conns}
+    n = netlist({"mem": pdpw, "r2_0": ff(10, 50), "r2_1": ff(11, 51)}, [50, 51])
+    s = merge_outregs(n)
+    assert s["merged"] == 1 and s["ports"][0]["port"] == "R"
+    assert pdpw["parameters"]["REGMODE"] == "OUTREG" and conns["OCER"] == [CE] and conns["DO1"] == [51]

@@ -7,19 +7,27 @@ block-RAM read twice (``r1 <= mem[addr]``, then ``r2 <= r1``, both under the sam
 the RAM and leaves ``r2`` as TRELLIS_FF cells in the fabric. This pass, run on Yosys' JSON netlist before nextpnr,
 deletes those fabric registers and turns on the RAM's output register instead.
 
-A read port is merged only when the result is cycle-exact whichever way the output register's enable works (the
-Yosys DP16KD model is a blackbox; the Lattice documentation calls OCE the output register's clock enable, and
-whether the read clock enable CE gates it too is not modelled here): every used data-out bit drives exactly one
-sink, the DI of a TRELLIS_FF; the FFs are clocked by the RAM port's clock net (both non-inverted), share one
-enable that is the very net (or the constant 1) of the RAM port's read enable CE, have no set/reset in use (LSR
-unconnected or constant 0, no PRLD), power up at 0 (REGSET RESET), and the RAM port's reset is the constant 0.
-Then REGMODE becomes OUTREG, OCE is tied to that enable, each data-out bit takes over its FF's Q net and the FFs
-are deleted. Any other port is left as it is, with a one-word reason in the summary.
+Yosys seldom leaves that register right at the RAM output: a memory split in depth over several DP16KDs has its
+read mux (LUT4s selected by a registered address bit) in between, a written memory its read-during-write bypass
+(LUT4s selecting registered write data). So the register is retimed backwards across up to ``max_depth`` levels
+of LUT4s: the read ports whose outputs meet in one LUT4 cone are merged together, every other input of the cone
+gets a new TRELLIS_FF with the same clock and enable, the cone's outputs take over the old registers' nets.
+
+A group is merged only when that is cycle-exact whichever way the output register's enable works (the Yosys
+DP16KD model is a blackbox; the Lattice documentation calls OCE the output register's clock enable, and whether
+the read enable CE gates it too is not modelled here): every used data-out bit and every cone output drives only
+cone LUT4s or exactly one sink, the DI of a TRELLIS_FF; those FFs are clocked by the RAM ports' clock net (both
+non-inverted), their enable is provably the RAM ports' read enable CE (the same net or constant 1, or through an
+inverted CEMUX the complement LUT4 of the same nets, compared by truth table), they have no set/reset in use (LSR
+unconnected or constant 0, no PRLD), power up at 0 (REGSET RESET; with an RTL initial value also the cone must
+give 0 from all-zero registers), none of their outputs feeds the cone back, no GSR cell in the design, and the
+RAM ports' resets are the constant 0. Then REGMODE becomes OUTREG and OCE is tied to CE, which is exact under
+either reading. Any other port is left as it is, with a one-word reason in the summary.
 
 A DP16KD in Yosys' pseudo-dual-port form (``DATA_WIDTH_A = 36``: port A writes, port B reads, the read data on
 DOA0..17 and DOB0..17) is one read port; it is merged by setting both REGMODE_A and REGMODE_B and both OCEA and
 OCEB, and only when both clocks are the same net, CEA is the constant 1 or the enable, and both resets are 0, so
-that it does not matter which half's controls the hardware takes the output register's from. PDPW16KD cells
+that it does not matter which half's controls the hardware's output register follows. PDPW16KD cells
 (which Yosys does not emit, but a hand-instantiated design may hold) are handled with their own port names.
 
 CLI: ``python -m instabnn.hw.bitstream.ecp5_outreg IN.json --out OUT.json`` prints the summary (``--summary
@@ -299,7 +307,8 @@ def _components(mod: dict, ports: dict, sinks: dict, max_depth: int) -> list[tup
     return [g for g in groups.values() if g[0]]
 
 
-def _component(mod: dict, group: tuple, ports: dict, sinks: dict, drivers: dict) -> tuple[str | None, dict]:
+def _component(mod: dict, group: tuple, ports: dict, sinks: dict, drivers: dict, ram_nets: set,
+               inits: dict) -> tuple[str | None, dict]:
     """Check one group of :func:`_components`: (reason, {"ports": [...]}) when it cannot be merged, else
     (None, plan) with the end FFs, the cone's LUT4s and the nets feeding the cone from outside."""
     cells = mod["cells"]
@@ -348,12 +357,10 @@ def _component(mod: dict, group: tuple, ports: dict, sinks: dict, drivers: dict)
     # from here on the enable is the RAM's CE pin: "1" or its net
     en = "1" if en == "1" else en[0]
     driven = {n for k in comp_ports for _, n in ports[k]["used"]} | {_bit(cells[l], "Z") for l in luts}
-    ram_nets = {b for b, n in drivers.items() if cells.get(n, {}).get("type") in ("DP16KD", "PDPW16KD")}
     end_q = {_bit(cells[f], "Q") for f in end_ffs}
     outside = []
     # before the first enabled clock edge the end registers read 0 (REGSET RESET); after the retiming, the cone
     # of zeros. That only matters where the RTL gave the register an initial value (an init attribute)
-    inits = _init_bits(mod)
     defined = any(inits.get(_bit(cells[f], "Q"), "x") in ("0", "1") for f in end_ffs)
     for lut in luts:
         if defined and not _lut_zero(cells[lut]):
@@ -444,6 +451,8 @@ def merge_outregs(netlist: dict, max_depth: int = 3) -> dict:
         sinks = _sinks(mod)
         drivers = {b: n for n, c in cells.items() for p, bits in c.get("connections", {}).items()
                    if c.get("port_directions", {}).get(p) == "output" for b in bits if isinstance(b, int)}
+        ram_nets = {b for b, n in drivers.items() if cells[n].get("type") in ("DP16KD", "PDPW16KD")}
+        inits = _init_bits(mod)
         ports, result = {}, {}
         for cname, cell in rams:
             for spec in _port_specs(cell):
@@ -462,7 +471,7 @@ def merge_outregs(netlist: dict, max_depth: int = 3) -> dict:
                     ports[key] = {**port, "cell": cname, "spec": spec}
         for group in _components(mod, ports, sinks, max_depth):
             try:
-                reason, plan = _component(mod, group, ports, sinks, drivers)
+                reason, plan = _component(mod, group, ports, sinks, drivers, ram_nets, inits)
             except OutregError as e:
                 reason, plan = f"unreadable: {e}", {"ports": group[0]}
             if reason is not None:
