@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -506,7 +507,14 @@ def test_ulx3s_dry_run(tmp_path, no_git):
     script = (out / "project" / "run_ecp5.sh").read_text()
     assert "synth_ecp5.ys" in script and "--85k --package CABGA381" in script and "--freq 25" in script
     assert "ecppack --compress" in script
+    # the block-RAM output-register pass between yosys and nextpnr, run by this venv's interpreter
+    assert f"{sys.executable} -m instabnn.hw.bitstream.ecp5_outreg synth.json --out synth_outreg.json" in script
+    assert "--json synth_outreg.json" in script
     assert rep["host_interface"]["bytes_per_pixel"] == 2 and rep["host_interface"]["bytes_per_logit"] == 3
+    out2 = tmp_path / "bitstreams" / "ulx3s-85f-noreg"
+    rc, rep = bs.build(rtl, "ulx3s-85f", out2, dry_run=True, outreg=False)
+    script = (out2 / "project" / "run_ecp5.sh").read_text()
+    assert rc == bs.EXIT_OK and "ecp5_outreg" not in script and "--json synth.json" in script
 
 
 def test_parse_nextpnr_report():
@@ -549,7 +557,8 @@ def test_ulx3s_open_flow(tmp_path, no_git):
     timing = rep["timing"]["nextpnr"]
     assert timing["met"] and timing["fmax_mhz"] >= 25
     assert {"yosys", "nextpnr-ecp5", "ecppack"} <= set(rep["tools"])
-    assert [c["step"] for c in rep["commands"]] == ["yosys synth_ecp5", "nextpnr-ecp5", "ecppack"]
+    assert [c["step"] for c in rep["commands"]] == ["yosys synth_ecp5", "ecp5_outreg", "nextpnr-ecp5", "ecppack"]
+    assert timing["outreg"]["merged"] >= 0 and "skipped" in timing["outreg"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["bitstream"] == bit.name and manifest["clock_mhz"] == 25
 
@@ -690,7 +699,7 @@ def test_ecp5_timing_instance_takes_module_and_parameters_from_the_top(tmp_path,
                                          'block1_tail (\n    .clk(clk)\n);\nendmodule\n')
     seen = {}
 
-    def fake_time_rtl(rtl_dir, out, top, params, freq, seed):
+    def fake_time_rtl(rtl_dir, out, top, params, freq, seed, outreg=True):
         seen.update(top=top, params=params)
         return {"top": top, "clocks": {}}
 
@@ -710,5 +719,6 @@ def test_ecp5_timing_out_of_context(tmp_path):
                                     "\nalways_ff @(posedge clk) q <= q + 1'b1;\nendmodule\n")
     rep = ecp5_timing.time_rtl(rtl, tmp_path / "out", "counter", {"W": "8"})
     assert rep["clocks"] and all(c["achieved_mhz"] > 100 for c in rep["clocks"].values())
+    assert rep["outreg"]["merged"] == 0 and [c["step"] for c in rep["commands"]][1].startswith("ecp5_outreg")
     assert rep["critical_paths"] and rep["critical_paths"][0]["end"].startswith("q")
     assert (tmp_path / "out" / "timing.md").read_text().startswith("# Out-of-context timing of `counter`")

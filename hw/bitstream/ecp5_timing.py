@@ -11,6 +11,10 @@ timed with its parameters, e.g. ``--top binary_mvu --param MW=576 --param MH=64 
 --param WEIGHT_FILE='"block3_conv_weight.mem"'`` in a compiled RTL directory (the memory files are there), or, in a
 compiled accelerator, by its instance name: ``--instance block1_tail`` takes the module and the parameters that
 ``instabnn_top.sv`` gives that instance.
+
+Between Yosys and nextpnr, :mod:`instabnn.hw.bitstream.ecp5_outreg` moves the fabric register after each block-RAM
+read into the RAM's output register (``synth.json`` -> ``synth_outreg.json``, summary in ``outreg.json`` and in the
+report's ``outreg``); ``--no-outreg`` skips it, for comparison.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import sys
 from pathlib import Path
 
 from instabnn.hw.bitstream.tools import BitstreamError, Recorder
+from instabnn.hw.bitstream.ecp5_outreg import outreg_command
 from instabnn.hw.bitstream.ulx3s import ULX3S_85F, ecp5_tools, parse_nextpnr_report
 from instabnn.hw.synth import SynthError, instance_parameters
 from instabnn.outputs import OutputDir, OutputError, atomic_write_text
@@ -49,8 +54,10 @@ def default_top(rtl: Path) -> str:
 
 
 def time_rtl(rtl: str | Path, out: str | Path, top: str | None = None, params: dict[str, str] | None = None,
-             freq_mhz: float = 100.0, seed: int = 1) -> dict:
-    """Synthesise and place-and-route ``rtl`` out of context into ``out``; returns the report (also written)."""
+             freq_mhz: float = 100.0, seed: int = 1, outreg: bool = True) -> dict:
+    """Synthesise and place-and-route ``rtl`` out of context into ``out``; returns the report (also written).
+    ``outreg``: run :mod:`instabnn.hw.bitstream.ecp5_outreg` on Yosys' netlist before nextpnr (the block RAMs'
+    output registers); its summary is the report's ``outreg``."""
     rtl = Path(rtl)
     if not rtl.is_dir():
         raise BitstreamError(f"{rtl}: not a directory")
@@ -77,14 +84,20 @@ def time_rtl(rtl: str | Path, out: str | Path, top: str | None = None, params: d
         rec = Recorder(staging)
         rec.run([tools["yosys"], "-q", "-l", "../yosys.log", "-s", "../synth.ys"], work, staging / "yosys.stdout.log",
                 3 * 3600, "yosys synth_ecp5")
+        outreg_summary, netlist = None, "synth.json"
+        if outreg:
+            netlist = "synth_outreg.json"
+            rec.run(outreg_command("synth.json", netlist, "outreg.json"), staging, staging / "outreg.log", 3600,
+                    "ecp5_outreg (block-RAM output registers)")
+            outreg_summary = json.loads((staging / "outreg.json").read_text())
         rec.run([tools["nextpnr-ecp5"], f"--{ULX3S_85F['device']}", "--package", ULX3S_85F["package"],
-                 "--out-of-context", "--json", "synth.json", "--freq", f"{freq_mhz:g}", "--seed", str(seed),
+                 "--out-of-context", "--json", netlist, "--freq", f"{freq_mhz:g}", "--seed", str(seed),
                  "--timing-allow-fail", "--report", "nextpnr_report.json", "--log", "nextpnr.log"],
                 staging, staging / "nextpnr.stdout.log", 6 * 3600, "nextpnr-ecp5 --out-of-context")
         parsed = parse_nextpnr_report(json.loads((staging / "nextpnr_report.json").read_text()))
         shutil.rmtree(work)
         report = {"rtl": str(rtl), "top": top, "params": params, "target_mhz": freq_mhz, "seed": seed, **parsed,
-                  "commands": rec.commands}
+                  "outreg": outreg_summary, "commands": rec.commands}
         atomic_write_text(staging / "timing.json", json.dumps(report, indent=1) + "\n")
         atomic_write_text(staging / "timing.md", markdown(report))
     return report
@@ -96,6 +109,12 @@ def markdown(rep: dict) -> str:
              "| clock | Fmax (MHz) | met |", "|---|---|---|"]
     for clk, c in rep["clocks"].items():
         lines.append(f"| `{clk}` | {c['achieved_mhz']:.2f} | {'yes' if c['met'] else '**no**'} |")
+    if rep.get("outreg") is not None:
+        from instabnn.hw.bitstream.ecp5_outreg import summary_line
+
+        lines += ["", f"Block-RAM output registers (ecp5_outreg): {summary_line(rep['outreg'])}."]
+    else:
+        lines += ["", "Block-RAM output registers: pass off (--no-outreg)."]
     for cp in rep["critical_paths"]:
         lines += ["", f"Critical path ({cp['from_clock']} -> {cp['to_clock']}): {cp['delay_ns']:.2f} ns "
                   f"({cp['logic_ns']:.2f} logic, {cp['routing_ns']:.2f} routing) from `{cp['start']}` to "
@@ -118,6 +137,8 @@ def main(argv=None) -> int:
                    "module with the parameters given there (not with --top / --param)")
     p.add_argument("--freq", type=float, default=100.0, help="target clock in MHz (default 100)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    p.add_argument("--no-outreg", action="store_true",
+                   help="leave Yosys' netlist as it is (no block-RAM output-register pass; for comparison)")
     args = p.parse_args(argv)
     if not args.freq > 0:
         print(f"{TOOL}: error: --freq {args.freq}: must be > 0", file=sys.stderr)
@@ -132,7 +153,7 @@ def main(argv=None) -> int:
             if not top_sv.is_file():
                 raise BitstreamError(f"{top_sv}: not found (--instance needs a compiled accelerator's RTL directory)")
             top, params = instance_parameters(top_sv, args.instance)
-        rep = time_rtl(args.rtl, args.out, top, params, args.freq, args.seed)
+        rep = time_rtl(args.rtl, args.out, top, params, args.freq, args.seed, outreg=not args.no_outreg)
     except (BitstreamError, OutputError, SynthError) as e:
         print(f"{TOOL}: error: {e}", file=sys.stderr)
         return 2

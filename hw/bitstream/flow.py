@@ -136,7 +136,7 @@ def report_markdown(rep: dict) -> str:
 
 def build(rtl_dir: str | Path, board: str, out: str | Path, *, dry_run: bool = False, jobs: int = 2,
           baud: int = 115_200, seed: int = 1, allow_timing_fail: bool = False,
-          replace_bitstream: bool = False, clock_mhz: float | None = None) -> tuple[int, dict]:
+          replace_bitstream: bool = False, clock_mhz: float | None = None, outreg: bool = True) -> tuple[int, dict]:
     """Build ``board``'s bitstream of the accelerator in ``rtl_dir`` into ``out``; returns ``(exit status,
     report)``. Raises :class:`BitstreamError` on bad input or a failed tool (``out`` then stays as it was)."""
     if board not in BOARDS:
@@ -162,7 +162,7 @@ def build(rtl_dir: str | Path, board: str, out: str | Path, *, dry_run: bool = F
             b = build_pynq(acc, tmp, name, dry_run, jobs, rec)
             part = PYNQ_Z2["part"]
         else:
-            b = build_ulx3s(acc, tmp, name, dry_run, baud, seed, rec)
+            b = build_ulx3s(acc, tmp, name, dry_run, baud, seed, rec, outreg=outreg)
             part = ULX3S_85F["part"]
     except BaseException as e:
         if isinstance(e, BitstreamError):
@@ -214,13 +214,17 @@ def main(argv=None) -> int:
                         "no PLL)")
     p.add_argument("--allow-timing-fail", action="store_true",
                    help="install a build whose timing is not met (else it goes to <out>.timing-failed, exit 4)")
+    p.add_argument("--no-outreg", action="store_true",
+                   help="ulx3s-85f: no block-RAM output-register pass between yosys and nextpnr (ecp5_outreg), for "
+                        "comparison")
     p.add_argument("--replace-bitstream", action="store_true",
                    help="let a build without bitstream (dry run, no Vivado) replace a folder that holds one")
     args = p.parse_args(argv)
     try:
         status, rep = build(args.rtl_dir, args.board, args.out, dry_run=args.dry_run, jobs=args.jobs,
                             baud=args.baud, seed=args.seed, allow_timing_fail=args.allow_timing_fail,
-                            replace_bitstream=args.replace_bitstream, clock_mhz=args.clock_mhz)
+                            replace_bitstream=args.replace_bitstream, clock_mhz=args.clock_mhz,
+                            outreg=not args.no_outreg)
     except (BitstreamError, OutputError) as e:
         print(f"instabnn-bitstream: error: {e}", file=sys.stderr)
         return EXIT_FAILED

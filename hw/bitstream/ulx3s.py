@@ -10,6 +10,7 @@ import shlex
 from pathlib import Path
 
 from .accelerator import Accelerator, BitstreamError, copy_rtl
+from .ecp5_outreg import outreg_command, summary_line
 from .render import render
 from .tools import Build, Recorder, find_tool, tool_version
 
@@ -98,7 +99,9 @@ def critical_paths(data: dict) -> list[dict]:
 
 
 def build_ulx3s(acc: Accelerator, root: Path, name: str, dry_run: bool, baud: int, seed: int,
-                rec: Recorder) -> Build:
+                rec: Recorder, outreg: bool = True) -> Build:
+    """The ULX3S-85F open flow in ``root``: yosys, the block-RAM output-register pass (``outreg``; see
+    :mod:`instabnn.hw.bitstream.ecp5_outreg`), nextpnr, ecppack; ``project/run_ecp5.sh`` reruns it."""
     tools = ecp5_tools()
     project = root / "project"
     rtl = project / "rtl"
@@ -142,17 +145,21 @@ def build_ulx3s(acc: Accelerator, root: Path, name: str, dry_run: bool, baud: in
     (project / "synth_ecp5.ys").write_text(render("ulx3s_synth_ecp5.ys", sv_sources=rel_srcs, v_sources=sources_v,
                                                   top=ULX3S_TOP))
     freq = clock_hz / 1e6
+    netlist = "synth_outreg.json" if outreg else "synth.json"
+    outreg_cmd = outreg_command("synth.json", netlist, "outreg.json") if outreg else None
     nextpnr_cmd = [tools["nextpnr-ecp5"] or "nextpnr-ecp5", f"--{ULX3S_85F['device']}", "--package",
-                   ULX3S_85F["package"], "--speed", str(ULX3S_85F["speed"]), "--json", "synth.json",
+                   ULX3S_85F["package"], "--speed", str(ULX3S_85F["speed"]), "--json", netlist,
                    "--lpf", "../project/ulx3s.lpf", "--textcfg", "ulx3s.config", "--report",
                    "nextpnr_report.json", "--freq", f"{freq:g}", "--seed", str(seed), "--timing-allow-fail",
                    "--log", "nextpnr.log"]
     yosys_cmd = [tools["yosys"] or "yosys", "-q", "-l", "../../work/yosys.log", "-s", "../synth_ecp5.ys"]
     pack_cmd = [tools["ecppack"] or "ecppack", "--compress", "ulx3s.config", f"../{name}.bit"]
-    commands += [("project/rtl", yosys_cmd), ("work", nextpnr_cmd), ("work", pack_cmd)]
+    commands += [("project/rtl", yosys_cmd)] + ([("work", outreg_cmd)] if outreg else []) + \
+        [("work", nextpnr_cmd), ("work", pack_cmd)]
     script = project / "run_ecp5.sh"
-    script.write_text(render("run_ecp5.sh", commands=[f"(cd {cwd} && {shlex.join([Path(c[0]).name, *c[1:]])})"
-                                                      for cwd, c in commands]))
+    # the tools by name (on PATH), the pass with this venv's interpreter (its absolute path)
+    script.write_text(render("run_ecp5.sh", commands=[
+        f"(cd {cwd} && {shlex.join(c if c is outreg_cmd else [Path(c[0]).name, *c[1:]])})" for cwd, c in commands]))
     script.chmod(0o755)
     baud_note = (f"Host interface: UART 8N1 {baud} baud on the FT231X (/dev/ttyUSB*); send {acc.pixels} pixels x "
                  f"{acc.in_width // 8} byte(s), read {acc.classes} logits x {acc.out_width // 8} byte(s), "
@@ -168,6 +175,11 @@ def build_ulx3s(acc: Accelerator, root: Path, name: str, dry_run: bool, baud: in
                 "ecppack": tool_version([tools["ecppack"], "--version"])}
     versions.update(_yowasp_versions())
     rec.run(yosys_cmd, rtl, work / "yosys.stdout.log", 3 * 3600, "yosys synth_ecp5")
+    outreg_summary = None
+    if outreg:
+        rec.run(outreg_cmd, work, work / "outreg.log", 3600, "ecp5_outreg")
+        outreg_summary = json.loads((work / "outreg.json").read_text())
+        notes.append(f"Block-RAM output registers (ecp5_outreg): {summary_line(outreg_summary)}.")
     rec.run(nextpnr_cmd, work, work / "nextpnr.stdout.log", 6 * 3600, "nextpnr-ecp5")
     rec.run(pack_cmd, work, work / "ecppack.log", 1800, "ecppack")
     report = json.loads((work / "nextpnr_report.json").read_text())
@@ -176,7 +188,8 @@ def build_ulx3s(acc: Accelerator, root: Path, name: str, dry_run: bool, baud: in
     met = bool(fmax) and all(c["met"] for c in fmax.values())
     timing = {"nextpnr": {"clocks": fmax, "critical_paths": parsed["critical_paths"], "target_mhz": round(freq, 4),
                           "met": met,
-                          "fmax_mhz": round(min(c["achieved_mhz"] for c in fmax.values()), 2) if fmax else None}}
+                          "fmax_mhz": round(min(c["achieved_mhz"] for c in fmax.values()), 2) if fmax else None,
+                          "outreg": outreg_summary}}
     log_path = work / "nextpnr.log"
     before_packing = parse_nextpnr_log(log_path.read_text()) if log_path.exists() else {}
     status = "built" if met else "timing-failed"
