@@ -10,7 +10,6 @@ import shlex
 from pathlib import Path
 
 from .accelerator import Accelerator, BitstreamError, copy_rtl
-from .ecp5_outreg import outreg_command, summary_line
 from .render import render
 from .tools import Build, Recorder, find_tool, tool_version
 
@@ -102,6 +101,10 @@ def build_ulx3s(acc: Accelerator, root: Path, name: str, dry_run: bool, baud: in
                 rec: Recorder, outreg: bool = True) -> Build:
     """The ULX3S-85F open flow in ``root``: yosys, the block-RAM output-register pass (``outreg``; see
     :mod:`instabnn.hw.bitstream.ecp5_outreg`), nextpnr, ecppack; ``project/run_ecp5.sh`` reruns it."""
+    # imported here: the package imports this module, and ``python -m instabnn.hw.bitstream.ecp5_outreg`` (a step
+    # of run_ecp5.sh) must not find ecp5_outreg imported already
+    from .ecp5_outreg import outreg_command, summary_line
+
     tools = ecp5_tools()
     project = root / "project"
     rtl = project / "rtl"
