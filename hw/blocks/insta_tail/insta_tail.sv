@@ -813,7 +813,6 @@ if (STAT_REUSE == 0) begin : g_own
      */
     wire logic issue = advance && thr_full_reg != 2'd0;
     assign consume = issue;
-    wire logic [COUNT_W-1:0] buf_count_next = buf_count_reg + COUNT_W'(accept) - COUNT_W'(issue);
 
     // r1: the buffer's read register (block RAM), T and the constants; r2: the same registered once more, so that
     // only a register follows the block RAM's clock-to-out
@@ -843,8 +842,9 @@ if (STAT_REUSE == 0) begin : g_own
             r2_thr_reg <= r1_thr_reg;
             d_valid_reg <= r2_valid_reg;
         end
-        buf_count_reg <= buf_count_next;
-        buf_full_reg <= buf_count_next == COUNT_W'(BUF_DEPTH);
+        buf_count_reg <= buf_count_reg + COUNT_W'(accept) - COUNT_W'(issue);
+        // buf_count_reg + accept - issue == BUF_DEPTH, without the adder (a full buffer accepts nothing)
+        buf_full_reg <= !issue && (accept ? buf_count_reg == COUNT_W'(BUF_DEPTH - 1) : buf_full_reg);
 
         if (rst) begin
             rd_ptr_reg <= '0;

@@ -573,7 +573,6 @@ if (STATIC == 0) begin : g_insta
     wire logic out_last_pixel = out_pix_reg == PIX_W'(PIXELS-1);
     wire logic issue = advance && thr_full_reg != 2'd0;
     wire logic out_frame_end = issue && out_last_fold && out_last_pixel;
-    wire logic [COUNT_W-1:0] count_next = count_reg + COUNT_W'(accept) - COUNT_W'(issue);
 
     always_ff @(posedge clk) begin
         if (issue) begin
@@ -595,8 +594,9 @@ if (STATIC == 0) begin : g_insta
             s1_thr_reg <= r_thr_reg;
         end
 
-        count_reg <= count_next;
-        buf_full_reg <= count_next == COUNT_W'(BUF_DEPTH);
+        count_reg <= count_reg + COUNT_W'(accept) - COUNT_W'(issue);
+        // count_reg + accept - issue == BUF_DEPTH, without the adder (a full buffer accepts nothing)
+        buf_full_reg <= !issue && (accept ? count_reg == COUNT_W'(BUF_DEPTH - 1) : buf_full_reg);
         stats_used_reg <= stats_used_reg + 2'(accept && in_frame_start) - 2'(compute_release);
         stats_full_reg <= stats_full_reg + 2'(stats_done) - 2'(compute_start);
         thr_used_reg <= thr_used_reg + 2'(compute_start) - 2'(out_frame_end);
