@@ -19,9 +19,11 @@
  * constant tables of all 2^INPUT_BITS codes (POWER_TABLE = 1, INPUT_BITS <= 8: logic, no DSP); same timing.
  *
  * Pipeline (no stall: every accepted beat enters it): edge t samples the beat, t+1 squares (tables: reads both
- * tables), t+2 cubes (tables: registers the table words), t+3 adds into the memory word (the first pixel of a frame starts from 0 instead of the stored sum). done is high
- * for one cycle after the edge that writes a frame's last beat (in_last): from then on that bank holds the frame's
- * final sums. Latency from the beat of in_last to done: 3 edges (STATS_LATENCY in instabnn.hw.blocks.insta_threshold.spec).
+ * tables), t+2 cubes (tables: registers the table words), t+3 adds into the memory word (the first pixel of a frame starts from 0 instead of the stored sum), t+4 writes
+ * the sum into the sums memory. done is high for one cycle after the edge that adds a frame's last beat (in_last),
+ * the cycle whose closing edge writes its last sums word: the bank holds the frame's final sums from the edge after
+ * done, the earliest a parent that sees done at an edge can read them. Latency from the beat of in_last to done:
+ * 3 edges (STATS_LATENCY in instabnn.hw.blocks.insta_threshold.spec).
  *
  * Reset: rst (synchronous, active high) empties the pipeline; the memories keep stale contents, which are never read
  * because every frame starts its words from 0.
@@ -160,10 +162,28 @@ end
 
 wire logic [PE*SUM_W-1:0] acc_old = c_old_reg;
 
+// the sums memory is written one edge after the accumulator memory, from registers of its own (stage d): its
+// write address then is not the accumulator's (one register would drive every cell of both memories) and its data
+// leaves the adders through a register
+logic d_valid_reg;
+logic d_bank_reg;
+logic [CF_W-1:0] d_fold_reg;
+logic [PE*SUM_W-1:0] d_sums_reg;
+
 always_ff @(posedge clk) begin
     if (c_valid_reg) begin
         acc_mem[c_fold_reg] <= acc_new;
-        sum_mem[{c_bank_reg, c_fold_reg}] <= acc_new;
+    end
+    d_valid_reg <= c_valid_reg;
+    d_bank_reg <= c_bank_reg;
+    d_fold_reg <= c_fold_reg;
+    d_sums_reg <= acc_new;
+    if (d_valid_reg) begin
+        sum_mem[{d_bank_reg, d_fold_reg}] <= d_sums_reg;
+    end
+
+    if (rst) begin
+        d_valid_reg <= 1'b0;
     end
 end
 
