@@ -255,8 +255,8 @@ end
  * Stage 0, power sums: the stats memory (read asynchronously) is read one edge ahead of the issue, like the ROM: at
  * the edge that issues step s, the read address (sums_bank, sums_fold) takes step s+2's bank and fold, and sums_reg
  * the word of step s+1's. So the stats memory's address is a register and its output goes into a register only.
- * A frame's first step reads its bank one edge before the issue, two edges after the edge that started the frame
- * at the earliest, when the parent has seen done of the stats and the last sums are written.
+ * A frame's first word is read in the cycle that ends at the edge taking start (its first step issues one edge
+ * later): the parent asserts start only after an edge that saw the stats' done, when the last sums are written.
  */
 logic sums_bank_reg;
 logic [CF_W-1:0] sums_fold_reg;

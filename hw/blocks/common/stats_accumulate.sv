@@ -19,11 +19,12 @@
  * constant tables of all 2^INPUT_BITS codes (POWER_TABLE = 1, INPUT_BITS <= 8: logic, no DSP); same timing.
  *
  * Pipeline (no stall: every accepted beat enters it): edge t samples the beat, t+1 squares (tables: reads both
- * tables), t+2 cubes (tables: registers the table words), t+3 adds into the memory word (the first pixel of a frame starts from 0 instead of the stored sum), t+4 writes
- * the sum into the sums memory. done is high for one cycle after the edge that adds a frame's last beat (in_last),
- * the cycle whose closing edge writes its last sums word: the bank holds the frame's final sums from the edge after
- * done, the earliest a parent that sees done at an edge can read them. Latency from the beat of in_last to done:
- * 3 edges (STATS_LATENCY in instabnn.hw.blocks.insta_threshold.spec).
+ * tables), t+2 cubes (tables: registers the table words), t+3 adds into the accumulator word (the first pixel of a
+ * frame starts from 0 instead of the stored sum), t+4 writes the sum into the sums memory. done is high for one
+ * cycle after the edge that adds a frame's last beat (in_last), the cycle whose closing edge writes its last sums
+ * word: the bank holds the frame's final sums from the edge that samples done, so a parent that reads after that
+ * edge reads them. Latency from the beat of in_last to done: 3 edges (STATS_LATENCY in
+ * instabnn.hw.blocks.insta_threshold.spec).
  *
  * Reset: rst (synchronous, active high) empties the pipeline; the memories keep stale contents, which are never read
  * because every frame starts its words from 0.
