@@ -130,23 +130,24 @@ def test_outreg_leaves_a_port_alone(mutate, reason):
     assert _skip(mutate) == reason
 
 
-def test_outreg_proves_an_inverted_enable_equal_to_the_ram_enable():
-    # Yosys drives the RAM's CE from one LUT and the register's from the complement LUT (CEMUX INV)
+def _inverted_enable_netlist(register_lut: str):
+    """The RAM's CE from one LUT, the registers' (CEMUX INV) from ``register_lut`` on the same inputs."""
     n = simple(CEB=[70])
     cells = n["modules"]["top"]["cells"]
     cells["ce_lut"] = lut("1111111100001111", "0", "0", 80, 81, 70)
-    cells["ce_lut_n"] = lut("0000000011110000", "0", "0", 80, 81, 71)
+    cells["ce_lut_n"] = lut(register_lut, "0", "0", 80, 81, 71)
     for i in range(4):
         cells[f"r2_{i}"] = ff(10 + i, 50 + i, ce=71, cemux="INV")
+    return n, cells
+
+
+def test_outreg_proves_an_inverted_enable_equal_to_the_ram_enable():
+    # Yosys drives the RAM's CE from one LUT and the register's from the complement LUT (CEMUX INV)
+    n, cells = _inverted_enable_netlist("0000000011110000")
     s = merge_outregs(n)
     assert s["merged"] == 1 and cells["mem"]["connections"]["OCEB"] == [70]
     # a LUT that is not the complement: left alone
-    n = simple(CEB=[70])
-    cells = n["modules"]["top"]["cells"]
-    cells["ce_lut"] = lut("1111111100001111", "0", "0", 80, 81, 70)
-    cells["ce_lut_n"] = lut("0000000011110001", "0", "0", 80, 81, 71)
-    for i in range(4):
-        cells[f"r2_{i}"] = ff(10 + i, 50 + i, ce=71, cemux="INV")
+    n, cells = _inverted_enable_netlist("0000000011110001")
     assert merge_outregs(n)["skipped"] == {"ff-enable-not-ram-ce": 1}
 
 
@@ -217,6 +218,15 @@ def test_outreg_cli(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert name in err and culprit in err and "\n" not in err, err
     assert not (tmp_path / "x.json").exists()
+    # a file of the user's is never replaced: not as the netlist written, not as the summary; a rerun replaces its own
+    (tmp_path / "notes.txt").write_text("keep")
+    for args in (["--out", str(tmp_path / "notes.txt")],
+                 ["--out", str(tmp_path / "o.json"), "--summary", str(tmp_path / "notes.txt")]):
+        assert ecp5_outreg.main([str(src), *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "notes.txt: exists and is not" in err and "\n" not in err, err
+        assert (tmp_path / "notes.txt").read_text() == "keep"
+    assert ecp5_outreg.main([str(src), "--out", str(tmp_path / "o.json"), "--summary", str(tmp_path / "s.json")]) == 0
 
 
 # ---------------------------------------------------------------------------------------------------------------

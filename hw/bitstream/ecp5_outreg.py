@@ -548,9 +548,25 @@ def summary_line(summary: dict) -> str:
             f"{summary['skipped_total']} skipped" + (f" ({skips})" if skips else ""))
 
 
+def _check_replaceable(path: str | Path, key: str, what: str) -> None:
+    """An existing ``path`` is replaced only when it is what this step writes (a JSON object with ``key``): a Yosys
+    netlist, or this pass's summary; anything else is the user's, and an error."""
+    path = Path(path)
+    if not path.exists():
+        return
+    try:
+        ok = key in json.loads(path.read_text())
+    except (OSError, ValueError, TypeError):
+        ok = False
+    if not ok:
+        raise OutregError(f"{path}: exists and is not {what}; not replaced")
+
+
 def process_file(src: str | Path, dst: str | Path, max_depth: int = 3) -> dict:
-    """Read the netlist ``src``, merge, write ``dst`` atomically; returns the summary."""
+    """Read the netlist ``src``, merge, write ``dst`` atomically; returns the summary. An existing ``dst`` that is
+    not a Yosys JSON netlist is refused."""
     src = Path(src)
+    _check_replaceable(dst, "modules", "a Yosys JSON netlist")
     try:
         netlist = json.loads(src.read_text())
     except OSError as e:
@@ -578,6 +594,8 @@ def main(argv=None) -> int:
                         "only a register right at the RAM output)")
     args = p.parse_args(argv)
     try:
+        if args.summary:
+            _check_replaceable(args.summary, "merged", "a summary of this pass")
         summary = process_file(args.netlist, args.out, args.max_depth)
         if args.summary:
             atomic_write_text(args.summary, json.dumps(summary, indent=1) + "\n")
