@@ -28,7 +28,7 @@ from pathlib import Path
 
 from instabnn.hw.bitstream.tools import BitstreamError, Recorder
 from instabnn.hw.bitstream.ecp5_outreg import outreg_command
-from instabnn.hw.bitstream.ulx3s import ULX3S_85F, ecp5_tools, parse_nextpnr_report
+from instabnn.hw.bitstream.ulx3s import ECP5_DEFINES, ULX3S_85F, ecp5_tools, parse_nextpnr_report
 from instabnn.hw.synth import SynthError, instance_parameters
 from instabnn.outputs import OutputDir, OutputError, atomic_write_text
 
@@ -75,8 +75,7 @@ def time_rtl(rtl: str | Path, out: str | Path, top: str | None = None, params: d
         work = staging / "rtl"
         shutil.copytree(rtl, work)
         # YoWASP tools run sandboxed: every path they see is a bare name or starts with ".." (see ulx3s.py)
-        # INSTABNN_MULT18X18: products cut for the ECP5's 18 x 18 multipliers (split_mult.sv), as in the ULX3S flow
-        script = [f"read_verilog -defer -sv -DINSTABNN_MULT18X18 {s}" for s in sources]
+        script = [f"read_verilog -defer -sv {ECP5_DEFINES} {s}" for s in sources]
         if params:
             script.append("chparam " + " ".join(f"-set {k} {v}" for k, v in params.items()) + f" {top}")
         script += [f"synth_ecp5 -top {top} -json ../synth.json", "stat"]

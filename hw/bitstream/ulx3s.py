@@ -19,6 +19,9 @@ LFE5U_85F = {"TRELLIS_COMB": 83_640, "TRELLIS_FF": 83_640, "DP16KD": 208, "MULT1
 
 
 ULX3S_TOP = "instabnn_ulx3s_top"
+# Verilog defines of every ECP5 synthesis (ULX3S flow and ecp5_timing): INSTABNN_MULT18X18 cuts products for the
+# 18 x 18 MULT18X18D (split_mult.sv)
+ECP5_DEFINES = "-DINSTABNN_MULT18X18"
 PLL_MODULE = "instabnn_pll"
 
 
@@ -146,7 +149,7 @@ def build_ulx3s(acc: Accelerator, root: Path, name: str, dry_run: bool, baud: in
     # nextpnr and ecppack in work/.
     rel_srcs = ["../rtl/" + Path(os.path.relpath(s, rtl)).as_posix() for s in srcs]
     (project / "synth_ecp5.ys").write_text(render("ulx3s_synth_ecp5.ys", sv_sources=rel_srcs, v_sources=sources_v,
-                                                  top=ULX3S_TOP))
+                                                  defines=ECP5_DEFINES, top=ULX3S_TOP))
     freq = clock_hz / 1e6
     netlist = "synth_outreg.json" if outreg else "synth.json"
     outreg_cmd = outreg_command("synth.json", netlist, "outreg.json") if outreg else None
