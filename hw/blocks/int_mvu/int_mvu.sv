@@ -31,17 +31,18 @@
  * buffer and the weight read are mvu_fold_control's.
  *
  * Arithmetic: each product is a plain signed multiply of WEIGHT_BITS x (INPUT_BITS + 1 - INPUT_SIGNED) bits
- * (unsigned inputs get a zero sign bit), registered on its own (so that synthesis can put it into a DSP48 with
- * its A/B/M registers, or into LUTs for narrow operands); the lane's SIMD products are summed by a combinational
+ * (unsigned inputs get a zero sign bit) of registered operands, registered on its own (so that synthesis can put it
+ * into a DSP48 with its A/B/M registers, or into LUTs for narrow operands; the operand registers also keep the
+ * route from the weight memory's output to a hard multiplier off the multiplier's path); the lane's SIMD products are summed by a combinational
  * adder tree (adder_tree.sv) into a register; the accumulator starts a fold with the bias (or 0).
  *
  * Cycle count: with s_axis always valid and m_axis always ready, one vector takes exactly SF*NF clock cycles in
  * steady state (s_axis accepts SF beats, then stalls (NF-1)*SF cycles).
- * Latency: 6 cycles. If the last step (nf, SF-1) of output fold nf is issued at clock edge t (for nf = 0: the edge
+ * Latency: 7 cycles. If the last step (nf, SF-1) of output fold nf is issued at clock edge t (for nf = 0: the edge
  * that accepts the vector's last s_axis beat) and the output FIFO is empty, m_axis_tvalid for that fold is high
- * from edge t+5 on and the earliest m_axis handshake is at edge t+6. Pipeline: edge t [issue: operand select,
- * weight read] -> t+1 [the weight memory's output register, bias read] -> t+2 [products] -> t+3 [adder trees]
- * -> t+4 [accumulate] -> t+5 [2-entry output FIFO] -> m_axis.
+ * from edge t+6 on and the earliest m_axis handshake is at edge t+7. Pipeline: edge t [issue: operand select,
+ * weight read] -> t+1 [the weight memory's output register] -> t+2 [multiplier operands, bias read] -> t+3
+ * [products] -> t+4 [adder trees] -> t+5 [accumulate] -> t+6 [2-entry output FIFO] -> m_axis.
  * Flow control: a global pipeline enable, high while the 2-entry output FIFO is not full; s_axis_tready and
  * m_axis_tvalid come from registers only (no combinational path between m_axis_tready and s_axis_tready).
  * Backpressure on m_axis stalls the whole unit; it never drops or reorders data.
@@ -187,9 +188,7 @@ wire logic advance;                // pipeline enable: the output FIFO can take 
 wire logic s1_valid;
 wire logic s1_first;
 wire logic s1_last;
-/* verilator lint_off UNUSEDSIGNAL */
-wire logic [NF_W-1:0] s1_nf;      // the step's neuron fold (read with BIAS_BITS > 0)
-/* verilator lint_on UNUSEDSIGNAL */
+wire logic [NF_W-1:0] s1_nf;      // the step's neuron fold
 wire logic [S_DATA_W-1:0] s1_x;
 wire logic [PE*SIMD*WEIGHT_BITS-1:0] s1_w;
 
@@ -216,7 +215,34 @@ control_inst (
     .s1_w(s1_w)
 );
 
-// the fold's biases travel with the pipeline to the accumulator (read in stage 1)
+/*
+ * Multiplier operands: the step's operands registered once more
+ */
+logic m_valid_reg;
+logic m_first_reg;
+logic m_last_reg;
+/* verilator lint_off UNUSEDSIGNAL */
+logic [NF_W-1:0] m_nf_reg;        // (read with BIAS_BITS > 0)
+/* verilator lint_on UNUSEDSIGNAL */
+logic [S_DATA_W-1:0] m_x_reg;
+logic [PE*SIMD*WEIGHT_BITS-1:0] m_w_reg;
+
+always_ff @(posedge clk) begin
+    if (advance) begin
+        m_valid_reg <= s1_valid;
+        m_first_reg <= s1_first;
+        m_last_reg <= s1_last;
+        m_nf_reg <= s1_nf;
+        m_x_reg <= s1_x;
+        m_w_reg <= s1_w;
+    end
+
+    if (rst) begin
+        m_valid_reg <= 1'b0;
+    end
+end
+
+// the fold's biases travel with the pipeline to the accumulator (read with the multiplier operands)
 wire logic [PE*BIAS_W-1:0] s3_bias;
 
 if (BIAS_BITS > 0) begin : g_bias
@@ -231,7 +257,7 @@ if (BIAS_BITS > 0) begin : g_bias
 
     always_ff @(posedge clk) begin
         if (advance) begin
-            s2_bias_reg <= bias_mem[s1_nf];
+            s2_bias_reg <= bias_mem[m_nf_reg];
             s3_bias_reg <= s2_bias_reg;
         end
     end
@@ -245,7 +271,7 @@ end else begin : g_no_bias
 end
 
 /*
- * Stage 2: products; stage 3: adder trees; stage 4: accumulation
+ * Stage 2: products; stage 3: adder trees; stage 4: accumulation (numbered after the multiplier operands)
  */
 logic s2_valid_reg;
 logic s2_first_reg;
@@ -257,9 +283,9 @@ logic s4_valid_reg;              // the accumulators hold a finished fold
 
 always_ff @(posedge clk) begin
     if (advance) begin
-        s2_valid_reg <= s1_valid;
-        s2_first_reg <= s1_first;
-        s2_last_reg <= s1_last;
+        s2_valid_reg <= m_valid_reg;
+        s2_first_reg <= m_first_reg;
+        s2_last_reg <= m_last_reg;
         s3_valid_reg <= s2_valid_reg;
         s3_first_reg <= s2_first_reg;
         s3_last_reg <= s2_last_reg;
@@ -284,12 +310,12 @@ for (genvar pe = 0; pe < PE; pe = pe + 1) begin : g_lane
 
     for (genvar i = 0; i < SIMD; i = i + 1) begin : g_mul
         wire logic signed [WEIGHT_BITS-1:0] w =
-            $signed(s1_w[(pe*SIMD + i)*WEIGHT_BITS +: WEIGHT_BITS]);
+            $signed(m_w_reg[(pe*SIMD + i)*WEIGHT_BITS +: WEIGHT_BITS]);
         wire logic signed [X_W-1:0] x;
         if (INPUT_SIGNED != 0) begin : g_signed
-            assign x = $signed(s1_x[i*INPUT_BITS +: INPUT_BITS]);
+            assign x = $signed(m_x_reg[i*INPUT_BITS +: INPUT_BITS]);
         end else begin : g_unsigned
-            assign x = $signed({1'b0, s1_x[i*INPUT_BITS +: INPUT_BITS]});
+            assign x = $signed({1'b0, m_x_reg[i*INPUT_BITS +: INPUT_BITS]});
         end
         wire logic signed [PROD_W-1:0] prod = w * x;
 

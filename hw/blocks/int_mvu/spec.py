@@ -37,12 +37,12 @@ __all__ = [
     "write_bias_file",
 ]
 
-INT_PIPELINE_LATENCY = 6
+INT_PIPELINE_LATENCY = 7
 """Clock edges from the issue of the last step ``(nf, SF-1)`` of an output fold (for ``nf = 0``: the edge that
 accepts the vector's last ``s_axis`` beat) to the earliest ``m_axis`` handshake of that fold's output beat, with
-the output FIFO empty: issue (operand and weight read) at edge ``t``, the weight memory's output register and the
-bias read at ``t+1``, products at ``t+2``, adder trees at ``t+3``, accumulate at ``t+4``, output FIFO at ``t+5``,
-handshake at ``t+6``. Stated in the RTL header; measured by the testbench."""
+the output FIFO empty: issue (operand and weight read) at edge ``t``, the weight memory's output register at
+``t+1``, the multiplier operands and the bias read at ``t+2``, products at ``t+3``, adder trees at ``t+4``,
+accumulate at ``t+5``, output FIFO at ``t+6``, handshake at ``t+7``. Stated in the RTL header; measured by the testbench."""
 
 
 @dataclass(frozen=True)
