@@ -126,6 +126,7 @@ localparam int PROD_W = CW + OP_W < ACC_BITS ? CW + OP_W : ACC_BITS;  // the pro
 localparam int CH_W = CHANNELS > 1 ? $clog2(CHANNELS) : 1;
 localparam int PE_W = PE > 1 ? $clog2(PE) : 1;
 localparam int LIMB_IW = LIMBS > 1 ? $clog2(LIMBS) : 1;
+localparam int ROM_SLICE_BITS = 36;                         // bits of the coefficient word per address copy
 
 // check configuration
 if (CHANNELS < 1 || PE < 1) begin : g_check_sizes
@@ -212,15 +213,11 @@ assign release_stats = release_reg;
 
 /*
  * Stage 0: the coefficient ROM, read one edge ahead of the issue at an address register loaded one more edge ahead:
- * at the edge that issues step s, rom_addr_reg takes the channel of step s+2 (the next channel where step s is one of
- * its channel's last two; 0 past the frame's end or while idle, where the next step can only be a frame's first)
- * and the ROM's read register the word of step s+1's channel. Both the ROM's address and its output are registers.
+ * at the edge that issues step s, the address register takes the channel of step s+2 (the next channel where step s
+ * is one of its channel's last two; 0 past the frame's end or while idle, where the next step can only be a frame's
+ * first) and the ROM's read register the word of step s+1's channel. Both the ROM's address and its output are
+ * registers (sliced_rom: one address register copy per slice of the wide word).
  */
-logic [COEFF_W-1:0] coeff_mem[CHANNELS];
-
-initial begin
-    $readmemh(COEFF_FILE, coeff_mem);
-end
 
 // step s is one of the last two of its channel (3*LIMBS >= 3 steps a channel)
 wire logic near_channel_end;
@@ -233,23 +230,22 @@ end else begin : g_near_limbs
     assign near_channel_end = last_term && limb_reg >= LIMB_IW'(LIMBS-2);
 end
 wire logic last_channel = chan_reg == CH_W'(CHANNELS-1);
-logic [CH_W-1:0] rom_addr_reg;
-logic [COEFF_W-1:0] rom_coeff_reg;   // the ROM's read register
+wire logic [CH_W-1:0] rom_next_addr = !busy_reg || (near_channel_end && last_channel) ? '0
+                                     : near_channel_end ? chan_reg + 1'b1 : chan_reg;
+wire logic [COEFF_W-1:0] rom_coeff;       // the ROM's read register
 
-always_ff @(posedge clk) begin
-    if (!busy_reg || (near_channel_end && last_channel)) begin
-        rom_addr_reg <= '0;
-    end else if (near_channel_end) begin
-        rom_addr_reg <= chan_reg + 1'b1;
-    end else begin
-        rom_addr_reg <= chan_reg;
-    end
-    rom_coeff_reg <= coeff_mem[rom_addr_reg];
-
-    if (rst) begin
-        rom_addr_reg <= '0;
-    end
-end
+sliced_rom #(
+    .WIDTH(COEFF_W),
+    .DEPTH(CHANNELS),
+    .SLICE_BITS(ROM_SLICE_BITS),
+    .FILE(COEFF_FILE)
+)
+coeff_rom_inst (
+    .clk(clk),
+    .rst(rst),
+    .next_addr(rom_next_addr),
+    .data(rom_coeff)
+);
 
 /*
  * Stage 0, power sums: the stats memory (read asynchronously) is read one edge ahead of the issue, like the ROM: at
@@ -339,16 +335,16 @@ logic signed [CW-1:0] coeff_sel;
 
 always_comb begin
     case (term_reg)
-        2'd0: coeff_sel = CW'($signed(rom_coeff_reg[CB0 +: CB1]));
-        2'd1: coeff_sel = CW'($signed(rom_coeff_reg[CB0+CB1 +: CB2]));
-        default: coeff_sel = CW'($signed(rom_coeff_reg[CB0+CB1+CB2 +: CB3]));
+        2'd0: coeff_sel = CW'($signed(rom_coeff[CB0 +: CB1]));
+        2'd1: coeff_sel = CW'($signed(rom_coeff[CB0+CB1 +: CB2]));
+        default: coeff_sel = CW'($signed(rom_coeff[CB0+CB1+CB2 +: CB3]));
     endcase
 end
 
 wire logic [EXTRA_W-1:0] rom_extra;
 
 if (EXTRA_BITS > 0) begin : g_extra
-    assign rom_extra = rom_coeff_reg[CB_SUM +: EXTRA_W];
+    assign rom_extra = rom_coeff[CB_SUM +: EXTRA_W];
 end else begin : g_no_extra
     assign rom_extra = '0;
 end
@@ -365,7 +361,7 @@ always_ff @(posedge clk) begin
     s1_last_reg <= last_of_channel;
     s1_op_reg <= op_sel;
     s1_coeff_reg <= coeff_sel;
-    s1_c0_reg <= $signed(rom_coeff_reg[0 +: CB0]);
+    s1_c0_reg <= $signed(rom_coeff[0 +: CB0]);
     s1_extra_reg <= rom_extra;
 
     if (rst) begin

@@ -6,7 +6,9 @@
  * m_axis carries exactly the pushed beats, in order. push must be low while full (the parent's pipeline enable is
  * !full). A beat pushed at clock edge t is on m_axis from edge t (m_axis_tvalid high after it) and its earliest
  * handshake is at edge t+1. full, m_axis_tvalid and m_axis_tdata come from registers only (a 2-word register file
- * and its pointers and occupancy).
+ * and its pointers and occupancy). full has a register of its own, loaded with the next occupancy's comparison: the
+ * parent's pipeline enable, whose fan-out is every register of its pipeline, is then one LUT (or an inverter) away
+ * from a register.
  *
  * Reset: rst (synchronous, active high) empties the FIFO.
  */
@@ -45,8 +47,10 @@ logic [WIDTH-1:0] mem[2];
 logic wr_ptr_reg;
 logic rd_ptr_reg;
 logic [1:0] count_reg;               // occupancy, 0 .. 2
+logic full_reg;                      // count_reg == 2
 
 wire logic pop = m_axis_tvalid && m_axis_tready;
+wire logic [1:0] count_next = count_reg + 2'(push) - 2'(pop);
 
 always_ff @(posedge clk) begin
     if (push) begin
@@ -56,16 +60,18 @@ always_ff @(posedge clk) begin
     if (pop) begin
         rd_ptr_reg <= !rd_ptr_reg;
     end
-    count_reg <= count_reg + 2'(push) - 2'(pop);
+    count_reg <= count_next;
+    full_reg <= count_next == 2'd2;
 
     if (rst) begin
         wr_ptr_reg <= 1'b0;
         rd_ptr_reg <= 1'b0;
         count_reg <= '0;
+        full_reg <= 1'b0;
     end
 end
 
-assign full = count_reg == 2'd2;
+assign full = full_reg;
 assign m_axis_tdata = mem[rd_ptr_reg];
 assign m_axis_tvalid = count_reg != '0;
 
